@@ -1,0 +1,176 @@
+"""The daemon's only door to AWS: boto3 clients built from the knobs, and one error vocabulary.
+
+Every call goes through :meth:`AnnexAws._call`, which turns botocore's many exception types
+into a handful the create sequence understands (:class:`NotFound`, :class:`Denied`,
+:class:`InvalidInput`, :class:`Transient`, else :class:`AwsError`), each carrying the
+operation, the AWS error code and the request id for the user's one-line error.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError
+
+from annexd_lambda import lease
+
+from .spotfleet import ANNEX_TAG
+
+NOT_FOUND_CODES = frozenset({
+    "ResourceNotFoundException", "NoSuchBucket", "NoSuchKey", "NotFound",
+    "InvalidSpotFleetRequestId.NotFound", "InvalidInstanceID.NotFound",
+})
+DENIED_CODES = frozenset({
+    "AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthFailure",
+    "InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredToken", "UnrecognizedClientException",
+    "InvalidAccessKeyId",
+})
+TRANSIENT_CODES = frozenset({
+    "Throttling", "ThrottlingException", "RequestLimitExceeded", "ServiceUnavailable",
+    "InternalError", "InternalFailure", "RequestTimeout", "SlowDown", "TooManyRequestsException",
+    "Unavailable", "InsufficientInstanceCapacity",
+})
+
+
+class AwsError(Exception):
+    """An AWS call failed; ``str()`` is the line a user sees."""
+
+    def __init__(self, operation: str, code: str, message: str, request_id: str | None = None):
+        super().__init__(operation, code, message, request_id)
+        self.operation, self.code, self.message, self.request_id = (
+            operation, code, message, request_id)
+
+    def __str__(self) -> str:
+        rid = f" (request id {self.request_id})" if self.request_id else ""
+        return f"{self.operation} failed: {self.code}: {self.message}{rid}"
+
+
+class NotFound(AwsError):
+    """The resource does not exist (or no longer does)."""
+
+
+class Denied(AwsError):
+    """The credentials are wrong or lack a permission."""
+
+
+class InvalidInput(AwsError):
+    """AWS rejected a parameter; retrying the same request cannot help."""
+
+
+class Transient(AwsError):
+    """Throttling, a 5xx or a broken connection: the same call may succeed later."""
+
+
+def translate(operation: str, error: Exception) -> AwsError:
+    """Map a botocore exception to our vocabulary."""
+    if isinstance(error, ClientError):
+        details = error.response.get("Error", {})
+        code = details.get("Code") or "Unknown"
+        message = details.get("Message") or str(error)
+        request_id = error.response.get("ResponseMetadata", {}).get("RequestId")
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        if code in NOT_FOUND_CODES or code.endswith(".NotFound"):
+            kind = NotFound
+        elif code in DENIED_CODES:
+            kind = Denied
+        elif code in TRANSIENT_CODES or status >= 500:
+            kind = Transient
+        else:
+            kind = InvalidInput
+        return kind(operation, code, message, request_id)
+    if isinstance(error, BotoConnectionError):
+        return Transient(operation, type(error).__name__, str(error))
+    return AwsError(operation, type(error).__name__, str(error))
+
+
+class AnnexAws:
+    """The AWS calls of an annex's life, for one set of credentials and one region."""
+
+    def __init__(self, *, region: str, endpoints: dict[str, str | None],
+                 credentials: dict[str, str] | None, max_attempts: int):
+        session = boto3.session.Session(
+            aws_access_key_id=(credentials or {}).get("access_key_id"),
+            aws_secret_access_key=(credentials or {}).get("secret_access_key"),
+            region_name=region)
+        config = Config(retries={"mode": "standard", "max_attempts": max_attempts},
+                        connect_timeout=10, read_timeout=60)
+        s3_config = config.merge(Config(s3={"addressing_style": "path"})) if endpoints.get("s3") \
+            else config
+        self.ec2, self.events, self.lambda_, self.s3 = (
+            session.client(name, endpoint_url=endpoints.get(name),
+                           config=s3_config if name == "s3" else config)
+            for name in ("ec2", "events", "lambda", "s3"))
+
+    @contextlib.contextmanager
+    def _call(self, operation: str) -> Iterator[None]:
+        try:
+            yield
+        except lease.LeaseError as error:
+            raise AwsError(operation, "Unsuccessful", str(error)) from None
+        except (ClientError, BotoCoreError) as error:
+            raise translate(operation, error) from None
+
+    @property
+    def lease_clients(self) -> lease.Clients:
+        return lease.Clients(ec2=self.ec2, events=self.events, s3=self.s3)
+
+    def check_function(self, arn: str) -> None:
+        with self._call("Lambda GetFunction"):
+            self.lambda_.get_function(FunctionName=arn)
+
+    def rule_exists(self, name: str) -> bool:
+        try:
+            with self._call("EventBridge DescribeRule"):
+                self.events.describe_rule(Name=name)
+        except NotFound:
+            return False
+        return True
+
+    def put_config(self, bucket: str, key: str, body: bytes, annex_id: str) -> None:
+        with self._call("S3 PutObject"):
+            self.s3.put_object(Bucket=bucket, Key=key, Body=body, ServerSideEncryption="AES256",
+                               ContentType="application/gzip", Tagging=f"{ANNEX_TAG}={annex_id}")
+
+    def delete_config(self, bucket: str, key: str) -> None:
+        with self._call("S3 DeleteObject"):
+            lease.delete_config(self.s3, bucket, key)
+
+    def put_rule(self, name: str, schedule: str, annex_id: str) -> str:
+        with self._call("EventBridge PutRule"):
+            reply = self.events.put_rule(
+                Name=name, ScheduleExpression=schedule, State="ENABLED",
+                Description=f"HTCondor annex {annex_id}: enforce the lease",
+                Tags=[{"Key": ANNEX_TAG, "Value": annex_id}])
+        return reply["RuleArn"]
+
+    def delete_rule(self, name: str) -> None:
+        with self._call("EventBridge DeleteRule"):
+            lease.delete_rule(self.events, name)
+
+    def put_target(self, rule: str, target_id: str, arn: str, input_json: str) -> None:
+        with self._call("EventBridge PutTargets"):
+            reply = self.events.put_targets(
+                Rule=rule, Targets=[{"Id": target_id, "Arn": arn, "Input": input_json}])
+        if reply.get("FailedEntryCount"):
+            entry = reply["FailedEntries"][0]
+            raise InvalidInput("EventBridge PutTargets", entry.get("ErrorCode", "Failed"),
+                               entry.get("ErrorMessage", "target not added"))
+
+    def remove_target(self, rule: str, target_id: str) -> None:
+        with self._call("EventBridge RemoveTargets"):
+            lease.remove_target(self.events, rule, target_id)
+
+    def request_spot_fleet(self, config: dict[str, Any]) -> str:
+        with self._call("EC2 RequestSpotFleet"):
+            reply = self.ec2.request_spot_fleet(SpotFleetRequestConfig=config)
+        return reply["SpotFleetRequestId"]
+
+    def find_fleets(self, annex_id: str) -> list[str]:
+        with self._call("EC2 DescribeSpotFleetRequests"):
+            return lease.find_fleets(self.ec2, annex_id)
+
+    def cancel_fleets(self, fleet_ids: list[str]) -> None:
+        with self._call("EC2 CancelSpotFleetRequests"):
+            lease.cancel_fleets(self.ec2, fleet_ids)

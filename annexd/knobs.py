@@ -1,0 +1,178 @@
+"""HTCondor configuration knobs, read through the real ``htcondor2`` bindings.
+
+``htcondor2.param`` returns typed values only for knobs in HTCondor's own param table; every
+other knob comes back as a macro-expanded string.  So each knob here is parsed by us, and a
+malformed value raises :class:`KnobError` naming the knob (the daemon exits 99 on it, the CLI
+prints it).  Region-prefixed knobs (``us_east_1.ANNEX_DEFAULT_S3_BUCKET``) win over plain ones,
+the way the original ``condor_annex -aws-region`` used HTCondor local names.
+
+Shared by daemon and CLI: no boto3 here.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Callable, TypeVar
+
+import htcondor2
+
+T = TypeVar("T")
+
+DEFAULT_REGION = "us-east-1"
+
+#: Endpoint knob per AWS service (botocore service name).
+ENDPOINT_KNOBS = {
+    "ec2": "ANNEX_DEFAULT_EC2_URL",
+    "events": "ANNEX_DEFAULT_CWE_URL",
+    "lambda": "ANNEX_DEFAULT_LAMBDA_URL",
+    "s3": "ANNEX_DEFAULT_S3_URL",
+}
+
+
+class KnobError(Exception):
+    """A configuration knob is missing or malformed."""
+
+
+def region_local_name(region: str) -> str:
+    """HTCondor local-name form of a region: ``us-east-1`` -> ``us_east_1``."""
+    return re.sub(r"[^A-Za-z0-9_./]", "_", region)
+
+
+def reload() -> None:
+    """Re-read the HTCondor configuration (SIGHUP / condor_reconfig)."""
+    htcondor2.reload_config()
+
+
+def raw(name: str, region: str | None = None) -> str | None:
+    """The knob's value as a stripped string, or None when unset or empty."""
+    names = ([f"{region_local_name(region)}.{name}"] if region else []) + [name]
+    for candidate in names:
+        value = htcondor2.param.get(candidate)
+        if value is not None and str(value).strip():
+            return str(value).strip()
+    return None
+
+
+def _typed(name: str, default: T, parse: Callable[[str], T], region: str | None) -> T:
+    value = raw(name, region)
+    if value is None:
+        return default
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise KnobError(f"{name} = {value!r}: {exc}") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        number = int(text, 10)
+    except ValueError:
+        raise ValueError("expected a whole number") from None
+    if number <= 0:
+        raise ValueError("must be greater than zero")
+    return number
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "yes", "1", "on"):
+        return True
+    if lowered in ("false", "no", "0", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def string(name: str, default: str | None = None, region: str | None = None) -> str | None:
+    return _typed(name, default, str, region)
+
+
+def positive_int(name: str, default: int, region: str | None = None) -> int:
+    return _typed(name, default, _positive_int, region)
+
+
+def boolean(name: str, default: bool, region: str | None = None) -> bool:
+    return _typed(name, default, _bool, region)
+
+
+def path(name: str, default_dir_knob: str, default_file: str) -> str:
+    """A file path knob, defaulting to ``$(<default_dir_knob>)/<default_file>``."""
+    value = raw(name)
+    if value is None:
+        directory = raw(default_dir_knob)
+        if directory is None:
+            raise KnobError(f"{name} is not set and neither is {default_dir_knob}")
+        value = os.path.join(directory, default_file)
+    return value
+
+
+def aws_region() -> str:
+    return raw("ANNEX_DEFAULT_AWS_REGION") or DEFAULT_REGION
+
+
+def endpoint_url(service: str, region: str) -> str | None:
+    """The endpoint URL for ``service`` in ``region``, or None to let botocore choose.
+
+    HTCondor's param table defaults these knobs to the us-east-1 public endpoints.  Used for
+    another region they would send every call to the wrong region (bug 8 of the original),
+    so a value that names a different AWS region than the annex's is treated as unset.
+    """
+    url = raw(ENDPOINT_KNOBS[service], region)
+    if url is None:
+        return None
+    named = re.search(r"\.([a-z]{2}(?:-[a-z]+)+-\d)\.amazonaws\.com", url)
+    if named and named.group(1) != region:
+        return None
+    return url
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """What ``condor_annex`` needs from the configuration."""
+
+    socket_path: str
+    lease_function_arn: str | None
+    access_key_file: str | None
+    secret_key_file: str | None
+    lease_duration: int
+
+    @classmethod
+    def load(cls) -> "ClientSettings":
+        region = aws_region()
+        return cls(
+            socket_path=path("ANNEXD_SOCKET", "LOCK", "annexd.sock"),
+            lease_function_arn=string("ANNEX_DEFAULT_LEASE_FUNCTION_ARN", region=region),
+            access_key_file=string("ANNEX_DEFAULT_ACCESS_KEY_FILE", region=region),
+            secret_key_file=string("ANNEX_DEFAULT_SECRET_KEY_FILE", region=region),
+            lease_duration=positive_int("ANNEX_DEFAULT_LEASE_DURATION", 3000, region=region),
+        )
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    """What ``condor_annexd`` needs from the configuration; re-read on SIGHUP."""
+
+    socket_path: str
+    journal_path: str
+    region: str
+    endpoints: dict[str, str | None]
+    bucket: str | None
+    lease_function_arn: str | None
+    lease_rate_minutes: int
+    aws_max_attempts: int
+    allow_daemon_credentials: bool
+
+    @classmethod
+    def load(cls) -> "DaemonSettings":
+        region = aws_region()
+        return cls(
+            socket_path=path("ANNEXD_SOCKET", "LOCK", "annexd.sock"),
+            journal_path=path("ANNEXD_JOURNAL", "SPOOL", "annexd-journal.sqlite"),
+            region=region,
+            endpoints={service: endpoint_url(service, region) for service in ENDPOINT_KNOBS},
+            bucket=string("ANNEX_DEFAULT_S3_BUCKET", region=region),
+            lease_function_arn=string("ANNEX_DEFAULT_LEASE_FUNCTION_ARN", region=region),
+            lease_rate_minutes=positive_int("ANNEXD_LEASE_RATE_MINUTES", 5),
+            aws_max_attempts=positive_int("ANNEXD_AWS_MAX_ATTEMPTS", 5),
+            allow_daemon_credentials=boolean("ANNEXD_ALLOW_DAEMON_CREDENTIALS", False),
+        )

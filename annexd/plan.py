@@ -1,0 +1,123 @@
+"""A validated create request, made into an immutable plan of exactly what to ask AWS for.
+
+Pure: no I/O, the clock is passed in.  Everything a later step (or a recovery after a crash)
+needs is in the plan, and the plan is what the journal stores, so it must never hold secrets.
+"""
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from . import spotfleet
+from .knobs import DaemonSettings
+
+LAMBDA_ARN = re.compile(
+    r"^arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):\d{12}:function:[A-Za-z0-9_-]{1,64}"
+    r"(:(\$LATEST|[A-Za-z0-9_-]+))?$")
+ANNEX_TYPE_SPOT_FLEET = "spot-fleet"
+
+
+class InvalidRequest(ValueError):
+    """The request cannot be carried out as given; the message says which input is wrong."""
+
+
+@dataclass(frozen=True)
+class AnnexPlan:
+    annex_id: str
+    annex_type: str
+    owner_uid: int
+    region: str
+    lease_function_arn: str
+    lease_end: int
+    bucket: str
+    client_token: str
+    rule_schedule: str
+    spot_fleet_config: dict[str, Any]
+    notices: tuple[str, ...] = field(default=())
+
+    @property
+    def config_key(self) -> str:
+        return f"config-{self.annex_id}.tar.gz"
+
+    @property
+    def rule_name(self) -> str:
+        return self.annex_id
+
+    @property
+    def target_id(self) -> str:
+        return self.annex_id
+
+    def target_input(self) -> str:
+        """The constant Input EventBridge hands the lease function on every tick."""
+        return json.dumps({
+            "AnnexID": self.annex_id,
+            "AnnexType": self.annex_type,
+            "S3BucketName": self.bucket,
+            "LeaseExpiration": self.lease_end,
+        }, sort_keys=True)
+
+    def to_record(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_record(cls, text: str) -> "AnnexPlan":
+        data = json.loads(text)
+        data["notices"] = tuple(data.get("notices", ()))
+        return cls(**data)
+
+
+def rate_expression(minutes: int) -> str:
+    return f"rate({minutes} minute{'s' if minutes != 1 else ''})"
+
+
+def new_annex_id() -> str:
+    return f"annex-{uuid.uuid4().hex[:8]}"
+
+
+def _lease_function_arn(requested: str | None, settings: DaemonSettings) -> str:
+    arn = requested or settings.lease_function_arn
+    if not arn:
+        raise InvalidRequest(
+            "no lease function: pass -lease-function-arn ARN or set "
+            "ANNEX_DEFAULT_LEASE_FUNCTION_ARN (condor_annex -setup creates one)")
+    match = LAMBDA_ARN.match(arn)
+    if not match:
+        raise InvalidRequest(f"-lease-function-arn: {arn!r} is not a Lambda function ARN")
+    if match.group("region") != settings.region:
+        raise InvalidRequest(
+            f"-lease-function-arn: the function is in {match.group('region')} but annexes are "
+            f"created in {settings.region}; EventBridge can only call a function in its region")
+    return arn
+
+
+def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: DaemonSettings,
+               now: float) -> AnnexPlan:
+    """Turn the ``annex`` part of a schema-valid create request into a plan."""
+    lease_function_arn = _lease_function_arn(annex.get("lease_function_arn"), settings)
+    if not settings.bucket:
+        raise InvalidRequest(
+            "no configuration bucket: set ANNEX_DEFAULT_S3_BUCKET (condor_annex -setup creates one)")
+    annex_id = annex.get("name") or new_annex_id()
+    client_token = f"{annex_id}_{uuid.uuid4()}"
+    source = annex.get("config_source", "Spot Fleet config")
+    try:
+        config, notices = spotfleet.build(annex["spot_fleet_config"], annex_id=annex_id,
+                                          client_token=client_token, count=annex.get("count"))
+    except spotfleet.SpotFleetConfigError as exc:
+        raise InvalidRequest(f"{source}: invalid Spot Fleet config: {exc}") from None
+    return AnnexPlan(
+        annex_id=annex_id,
+        annex_type=ANNEX_TYPE_SPOT_FLEET,
+        owner_uid=owner_uid,
+        region=settings.region,
+        lease_function_arn=lease_function_arn,
+        lease_end=int(now) + annex["lease_duration"],
+        bucket=settings.bucket,
+        client_token=client_token,
+        rule_schedule=rate_expression(settings.lease_rate_minutes),
+        spot_fleet_config=config,
+        notices=tuple(f"{source}: {notice}" for notice in notices),
+    )

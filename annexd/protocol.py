@@ -1,0 +1,151 @@
+"""The request/reply protocol between ``condor_annex`` and ``condor_annexd``.
+
+One JSON object per line over a local Unix stream socket; one request, one reply, per
+connection.  Every message carries ``version``: a daemon refuses versions it does not speak,
+so an old CLI talking to a new daemon gets a clear error instead of a misread request.
+
+This module is shared by the CLI and the daemon, so it must stay light: no boto3, no botocore.
+"""
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+import jsonschema
+
+VERSION = 1
+MAX_MESSAGE_BYTES = 1 << 20
+
+#: An annex ID is the whole name: no truncation, no underscores (they separate the
+#: ClientToken's UUID), at most 27 characters so ``<id>_<uuid4>`` fits EC2's 64.
+ANNEX_NAME_PATTERN = r"^[A-Za-z0-9-]{1,27}$"
+ANNEX_NAME_RULE = "1 to 27 letters, digits or dashes"
+
+_CREDENTIALS = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["access_key_id", "secret_access_key"],
+    "properties": {
+        "access_key_id": {"type": "string", "minLength": 1, "maxLength": 256},
+        "secret_access_key": {"type": "string", "minLength": 1, "maxLength": 1024},
+    },
+}
+
+_CREATE_ANNEX = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["lease_duration", "spot_fleet_config"],
+    "properties": {
+        "name": {"type": "string", "pattern": ANNEX_NAME_PATTERN},
+        "lease_duration": {"type": "integer", "minimum": 1},
+        "lease_function_arn": {"type": "string", "minLength": 1, "maxLength": 256},
+        "count": {"type": "integer", "minimum": 1},
+        "spot_fleet_config": {"type": "object"},
+        "config_source": {"type": "string", "maxLength": 4096},
+    },
+}
+
+REQUEST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["version", "command"],
+    "properties": {
+        "version": {"const": VERSION},
+        "command": {"enum": ["ping", "create"]},
+    },
+    "allOf": [
+        {
+            "if": {"properties": {"command": {"const": "create"}}},
+            "then": {
+                "required": ["annex"],
+                "properties": {"annex": _CREATE_ANNEX, "credentials": _CREDENTIALS},
+            },
+        }
+    ],
+}
+
+#: Error kinds; the CLI maps each to an exit status (see condor_annex.cli.EXIT_CODES).
+ERROR_KINDS = ("protocol", "invalid-request", "conflict", "aws", "rollback-incomplete", "internal")
+
+REPLY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["version", "ok"],
+    "properties": {
+        "version": {"const": VERSION},
+        "ok": {"type": "boolean"},
+        "result": {"type": "object"},
+        "notices": {"type": "array", "items": {"type": "string"}},
+        "error": {
+            "type": "object",
+            "required": ["kind", "message"],
+            "properties": {
+                "kind": {"enum": list(ERROR_KINDS)},
+                "message": {"type": "string"},
+                "aws_code": {"type": ["string", "null"]},
+                "request_id": {"type": ["string", "null"]},
+            },
+        },
+    },
+}
+
+
+class ProtocolError(Exception):
+    """A message that is not valid JSON, too large, or does not match its schema."""
+
+
+def _schema_error_text(error: jsonschema.ValidationError) -> str:
+    where = "/".join(str(part) for part in error.absolute_path) or "message"
+    return f"{where}: {error.message}"
+
+
+def validate(message: Any, schema: dict[str, Any]) -> dict[str, Any]:
+    """Return ``message`` if it matches ``schema``, else raise ProtocolError naming the field."""
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(message), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise ProtocolError(_schema_error_text(errors[0]))
+    return message
+
+
+def validate_request(message: Any) -> dict[str, Any]:
+    return validate(message, REQUEST_SCHEMA)
+
+
+def validate_reply(message: Any) -> dict[str, Any]:
+    return validate(message, REPLY_SCHEMA)
+
+
+def ok_reply(result: dict[str, Any], notices: list[str] | None = None) -> dict[str, Any]:
+    return {"version": VERSION, "ok": True, "result": result, "notices": list(notices or [])}
+
+
+def error_reply(kind: str, message: str, *, aws_code: str | None = None,
+                request_id: str | None = None, notices: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "version": VERSION,
+        "ok": False,
+        "error": {"kind": kind, "message": message, "aws_code": aws_code, "request_id": request_id},
+        "notices": list(notices or []),
+    }
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
+def receive(sock: socket.socket) -> Any:
+    """Read one newline-terminated JSON message from ``sock``."""
+    buffer = bytearray()
+    while not buffer.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        buffer += chunk
+        if len(buffer) > MAX_MESSAGE_BYTES:
+            raise ProtocolError(f"message larger than {MAX_MESSAGE_BYTES} bytes")
+    if not buffer:
+        raise ProtocolError("connection closed before a message arrived")
+    try:
+        return json.loads(buffer)
+    except ValueError as exc:
+        raise ProtocolError(f"message is not JSON: {exc}") from None

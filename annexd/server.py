@@ -1,0 +1,103 @@
+"""The daemon's Unix socket: one thread per connection, callers identified by the kernel.
+
+The socket is the security boundary.  Who is asking comes from ``SO_PEERCRED`` (the kernel's
+word, which a client cannot forge), never from the message.  The socket's directory must not
+be writable by others (or someone could swap the socket); the socket itself is open to local
+users, who are then held to their own annexes by uid.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import socketserver
+import stat
+import struct
+
+from . import protocol
+from .service import AnnexService, Peer
+
+log = logging.getLogger("annexd.server")
+
+READ_TIMEOUT_SECONDS = 30
+
+
+class SocketSetupError(Exception):
+    """The socket cannot be created safely (a fatal configuration error)."""
+
+
+def peer_credentials(sock: socket.socket) -> Peer:
+    data = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, gid = struct.unpack("3i", data)
+    return Peer(pid=pid, uid=uid, gid=gid)
+
+
+def _check_directory(directory: str) -> None:
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    info = os.stat(directory)
+    if info.st_uid not in (0, os.geteuid()):
+        raise SocketSetupError(f"socket directory {directory} is owned by uid {info.st_uid}")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise SocketSetupError(f"socket directory {directory} is writable by others "
+                               f"(mode {stat.S_IMODE(info.st_mode):o}); make it 0755")
+
+
+def _clear_stale_socket(path: str) -> None:
+    """Remove a socket left by a dead daemon; refuse if a live one is listening."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(info.st_mode):
+        raise SocketSetupError(f"{path} exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        os.unlink(path)
+        return
+    finally:
+        probe.close()
+    raise SocketSetupError(f"another condor_annexd is already listening on {path}")
+
+
+class Handler(socketserver.BaseRequestHandler):
+    server: "AnnexServer"
+
+    def handle(self) -> None:
+        peer = peer_credentials(self.request)
+        self.request.settimeout(READ_TIMEOUT_SECONDS)
+        try:
+            message = protocol.receive(self.request)
+        except (protocol.ProtocolError, OSError) as error:
+            reply = protocol.error_reply("protocol", f"bad message: {error}")
+        else:
+            self.request.settimeout(None)
+            reply = self.server.service.handle(message, peer)
+        try:
+            self.request.sendall(protocol.encode(reply))
+        except OSError as error:
+            log.warning("could not reply to pid %d (uid %d): %s", peer.pid, peer.uid, error)
+
+
+class AnnexServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """Serves many clients at once; closing waits for the requests in flight."""
+
+    daemon_threads = False
+    block_on_close = True
+
+    def __init__(self, path: str, service: AnnexService):
+        _check_directory(os.path.dirname(os.path.abspath(path)))
+        _clear_stale_socket(path)
+        self.service = service
+        self.path = path
+        super().__init__(path, Handler)
+        os.chmod(path, 0o666)
+        log.info("listening on %s", path)
+
+    def server_close(self) -> None:
+        super().server_close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass

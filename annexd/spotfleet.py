@@ -1,0 +1,90 @@
+"""The user's Spot Fleet "JSON config" (as the EC2 console exports it) made into our request.
+
+We keep every field the user wrote, with three exceptions, each reported as a notice:
+``ValidFrom``/``ValidUntil`` are dropped (the annex lease, not the fleet's validity window,
+decides when capacity goes away, and a stale console date would otherwise fail the request),
+and ``ClientToken`` is replaced by the annex's own (it is how a retry finds the same fleet).
+Validation uses botocore's own ``RequestSpotFleet`` input shape, so an error reads like AWS's.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+from typing import Any
+
+import botocore.session
+from botocore.validate import ParamValidator
+
+ANNEX_TAG = "htcondor:AnnexName"
+DROPPED_FIELDS = ("ValidFrom", "ValidUntil")
+
+
+class SpotFleetConfigError(ValueError):
+    """The Spot Fleet config cannot be used; the message names the field."""
+
+
+@functools.lru_cache(maxsize=1)
+def _request_shape():
+    model = botocore.session.get_session().get_service_model("ec2")
+    return model.operation_model("RequestSpotFleet").input_shape
+
+
+def unwrap(config: Any) -> dict[str, Any]:
+    """Accept both the bare config and ``{"SpotFleetRequestConfig": {...}}``."""
+    if isinstance(config, dict) and set(config) == {"SpotFleetRequestConfig"}:
+        config = config["SpotFleetRequestConfig"]
+    if not isinstance(config, dict):
+        raise SpotFleetConfigError("expected a JSON object holding a SpotFleetRequestConfig")
+    return copy.deepcopy(config)
+
+
+def _tag_resource(tag_specs: list[dict[str, Any]], resource_type: str, annex_id: str,
+                  where: str) -> list[dict[str, Any]]:
+    """Return ``tag_specs`` with ``htcondor:AnnexName=<annex_id>`` on ``resource_type``."""
+    specs = copy.deepcopy(tag_specs)
+    matching = [spec for spec in specs if spec.get("ResourceType") == resource_type]
+    if not matching:
+        matching = [{"ResourceType": resource_type, "Tags": []}]
+        specs.append(matching[0])
+    for spec in matching:
+        tags = spec.setdefault("Tags", [])
+        for tag in tags:
+            if tag.get("Key") == ANNEX_TAG and tag.get("Value") != annex_id:
+                raise SpotFleetConfigError(
+                    f"{where}: tag {ANNEX_TAG}={tag.get('Value')!r} conflicts with annex "
+                    f"{annex_id!r}; remove it, condor_annexd sets it")
+        if not any(tag.get("Key") == ANNEX_TAG for tag in tags):
+            tags.append({"Key": ANNEX_TAG, "Value": annex_id})
+    return specs
+
+
+def _check_shape(config: dict[str, Any]) -> None:
+    report = ParamValidator().validate({"SpotFleetRequestConfig": config}, _request_shape())
+    if report.has_errors():
+        lines = [line.strip() for line in report.generate_report().splitlines()]
+        raise SpotFleetConfigError("; ".join(line for line in lines if line))
+
+
+def build(config: Any, *, annex_id: str, client_token: str,
+          count: int | None) -> tuple[dict[str, Any], list[str]]:
+    """Return the ``SpotFleetRequestConfig`` to send, and notices for the user."""
+    config = unwrap(config)
+    notices = [f"dropped {field} (the annex lease decides when the fleet ends)"
+               for field in DROPPED_FIELDS if config.pop(field, None) is not None]
+    if "ClientToken" in config:
+        notices.append("replaced ClientToken with the annex's own")
+    config["ClientToken"] = client_token
+    if count is not None:
+        config["TargetCapacity"] = count
+    if config.get("LaunchTemplateConfigs") and not config.get("LaunchSpecifications"):
+        raise SpotFleetConfigError(
+            "LaunchTemplateConfigs: instances launched from a launch template cannot be tagged "
+            f"{ANNEX_TAG} by the fleet request; use LaunchSpecifications")
+    _check_shape(config)  # before tagging, so the tagging below sees well-typed lists
+    config["TagSpecifications"] = _tag_resource(
+        config.get("TagSpecifications", []), "spot-fleet-request", annex_id, "TagSpecifications")
+    for index, spec in enumerate(config.get("LaunchSpecifications", [])):
+        spec["TagSpecifications"] = _tag_resource(
+            spec.get("TagSpecifications", []), "instance", annex_id,
+            f"LaunchSpecifications[{index}].TagSpecifications")
+    return config, notices

@@ -1,0 +1,39 @@
+"""Talk to ``condor_annexd`` over its Unix socket: one request, one reply."""
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from annexd import protocol
+
+#: Creating an annex waits on AWS (with retries); give it room but never hang forever.
+REPLY_TIMEOUT_SECONDS = 900
+
+
+class DaemonUnreachable(Exception):
+    """No daemon answers at the socket, or it answered nonsense."""
+
+
+def call(socket_path: str, message: dict[str, Any],
+         timeout: float = REPLY_TIMEOUT_SECONDS) -> dict[str, Any]:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        try:
+            sock.connect(socket_path)
+        except OSError as error:
+            raise DaemonUnreachable(
+                f"cannot reach condor_annexd at {socket_path}: {error.strerror or error}; "
+                "is it running? (DAEMON_LIST must include ANNEXD, and ANNEXD_SOCKET must "
+                "match the daemon's)") from None
+        try:
+            sock.sendall(protocol.encode(message))
+            reply = protocol.receive(sock)
+            return protocol.validate_reply(reply)
+        except socket.timeout:
+            raise DaemonUnreachable(f"condor_annexd did not answer within {timeout:.0f} s") \
+                from None
+        except (OSError, protocol.ProtocolError) as error:
+            raise DaemonUnreachable(f"bad exchange with condor_annexd: {error}") from None
+    finally:
+        sock.close()

@@ -1,0 +1,82 @@
+"""HTCondor-style command-line options: single-dash long flags matched by unique prefix.
+
+``-public`` means ``-public-key-file`` because no other flag starts that way; ``-lease`` is
+ambiguous (``-lease-duration``, ``-lease-function-arn``) and is refused with both names.
+Options are data (:class:`Option`), so each command lists its own and the help text writes
+itself.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+
+class UsageError(Exception):
+    """The command line is wrong; the message says how."""
+
+
+@dataclass(frozen=True)
+class Option:
+    names: tuple[str, ...]          # the first is the one shown in help
+    dest: str
+    metavar: str | None = None      # None: a switch that takes no value
+    help: str = ""
+
+    @property
+    def flag(self) -> str:
+        return self.names[0]
+
+
+def _match(arg: str, options: Sequence[Option]) -> Option:
+    word = "-" + arg.lstrip("-")
+    exact = [o for o in options if word in o.names]
+    if exact:
+        return exact[0]
+    found = {o.dest: o for o in options if any(name.startswith(word) for name in o.names)}
+    if len(found) == 1:
+        return next(iter(found.values()))
+    if not found:
+        raise UsageError(f"unknown option {arg}")
+    names = ", ".join(sorted(o.flag for o in found.values()))
+    raise UsageError(f"option {arg} is ambiguous: it could be {names}")
+
+
+def parse(argv: Sequence[str], options: Sequence[Option]) -> tuple[dict[str, Any], list[str]]:
+    """Return ({dest: value or True}, positional arguments).  ``-`` alone is positional."""
+    values: dict[str, Any] = {}
+    positionals: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        if arg == "-" or not arg.startswith("-"):
+            positionals.append(arg)
+            continue
+        option = _match(arg, options)
+        if option.metavar is None:
+            values[option.dest] = True
+            continue
+        value = next(args, None)
+        if value is None:
+            raise UsageError(f"{option.flag} needs a value ({option.metavar})")
+        values[option.dest] = value
+    return values, positionals
+
+
+def help_text(usage: str, options: Sequence[Option]) -> str:
+    width = max(len(f"{o.flag} {o.metavar or ''}") for o in options) + 2
+    lines = [f"usage: {usage}", "", "options:"]
+    for option in options:
+        left = f"{option.flag} {option.metavar or ''}".rstrip()
+        aliases = f" (also {', '.join(option.names[1:])})" if len(option.names) > 1 else ""
+        lines.append(f"  {left:<{width}}{option.help}{aliases}")
+    return "\n".join(lines)
+
+
+def positive_int(option: str, text: str, unit: str) -> int:
+    """Parse ``text`` given to ``option`` as a whole number greater than zero."""
+    try:
+        number = int(text, 10)
+    except ValueError:
+        number = 0
+    if number <= 0 or str(text).strip() != str(text):
+        raise UsageError(f"{option}: expected a positive whole number of {unit}, got {text!r}")
+    return number

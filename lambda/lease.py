@@ -1,0 +1,223 @@
+"""The annex lease function: runs in AWS Lambda on every tick of the annex's EventBridge rule.
+
+The rule's target hands it a constant ``Input``::
+
+    {"AnnexID": "nightly", "S3BucketName": "bucket", "LeaseExpiration": 1790000000, ...}
+
+Before the lease ends it does nothing (and makes no AWS call).  Once it has ended it tears the
+annex down, in this order, each step idempotent so that a failed tick is simply retried by the
+next one:
+
+1. cancel every live Spot Fleet request tagged ``htcondor:AnnexName=<AnnexID>`` (the whole tag
+   value, never a prefix: expiring ``foo`` must not touch ``foobar``), terminating its instances;
+2. terminate any instance still carrying the tag (on-demand instances, stragglers);
+3. remove the rule's target, then delete the rule;
+4. delete ``config-<AnnexID>.tar.gz`` last.
+
+Self-contained on purpose (standard library and boto3 only): it is shipped as a single file.
+Clients are plain ``boto3.client`` calls, so ``AWS_ENDPOINT_URL`` redirects them to an emulator,
+and ``now`` can be injected for tests.  ``condor_annexd`` reuses :func:`cancel_fleets` and
+:func:`teardown` so that rollback and the lease share one definition of "gone".
+"""
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+ANNEX_TAG = "htcondor:AnnexName"
+ANNEX_ID = re.compile(r"^[A-Za-z0-9-]{1,27}$")
+LIVE_FLEET_STATES = frozenset({"submitted", "active", "modifying", "cancelled_running"})
+LIVE_INSTANCE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
+FLEET_GONE_CODES = frozenset({"fleetRequestIdDoesNotExist", "fleetRequestNotInCancellableState"})
+CANCEL_BATCH = 100
+TERMINATE_BATCH = 1000
+CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 8})
+
+log = logging.getLogger("annex.lease")
+log.setLevel(logging.INFO)
+
+
+class LeaseError(Exception):
+    """The event is malformed, or AWS refused part of the teardown (retried next tick)."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    annex_id: str
+    bucket: str | None
+    expiration: int
+
+    @classmethod
+    def from_event(cls, event: Any) -> "Lease":
+        if not isinstance(event, dict):
+            raise LeaseError("event is not a JSON object")
+        annex_id, expiration = event.get("AnnexID"), event.get("LeaseExpiration")
+        if not isinstance(annex_id, str) or not ANNEX_ID.match(annex_id):
+            raise LeaseError(f"AnnexID {annex_id!r} is not a valid annex ID")
+        if isinstance(expiration, bool) or not isinstance(expiration, int):
+            raise LeaseError(f"LeaseExpiration {expiration!r} is not integer epoch seconds")
+        bucket = event.get("S3BucketName")
+        return cls(annex_id, bucket if isinstance(bucket, str) and bucket else None, expiration)
+
+
+@dataclass(frozen=True)
+class Clients:
+    ec2: Any
+    events: Any
+    s3: Any
+
+    @classmethod
+    def default(cls) -> "Clients":
+        return cls(*(boto3.client(name, config=CLIENT_CONFIG) for name in ("ec2", "events", "s3")))
+
+
+def _code(error: ClientError) -> str:
+    return error.response.get("Error", {}).get("Code", "")
+
+
+def _batches(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def has_annex_tag(tags: Iterable[dict[str, str]] | None, annex_id: str) -> bool:
+    return any(t.get("Key") == ANNEX_TAG and t.get("Value") == annex_id for t in tags or ())
+
+
+def find_fleets(ec2: Any, annex_id: str) -> list[str]:
+    """IDs of the live Spot Fleet requests tagged with exactly ``annex_id``."""
+    found = []
+    for page in ec2.get_paginator("describe_spot_fleet_requests").paginate():
+        for fleet in page.get("SpotFleetRequestConfigs", []):
+            if (fleet.get("SpotFleetRequestState") in LIVE_FLEET_STATES
+                    and has_annex_tag(fleet.get("Tags"), annex_id)):
+                found.append(fleet["SpotFleetRequestId"])
+    return found
+
+
+def _cancel(ec2: Any, fleet_ids: list[str], terminate: bool) -> None:
+    reply = ec2.cancel_spot_fleet_requests(SpotFleetRequestIds=fleet_ids,
+                                           TerminateInstances=terminate)
+    for failure in reply.get("UnsuccessfulFleetRequests", []):
+        error = failure.get("Error", {})
+        if error.get("Code") not in FLEET_GONE_CODES:
+            raise LeaseError(f"cannot cancel {failure.get('SpotFleetRequestId')}: "
+                             f"{error.get('Code')}: {error.get('Message')}")
+
+
+def cancel_fleets(ec2: Any, fleet_ids: list[str]) -> None:
+    """Cancel the fleets and terminate their instances; already-gone fleets are fine.
+
+    A fleet that never launched an instance is refused by moto (and was by old AWS API
+    versions) with ``InvalidParameterCombination`` when asked to terminate instances; with
+    nothing to terminate, cancelling it without termination is the same thing.
+    """
+    for batch in _batches(fleet_ids, CANCEL_BATCH):
+        try:
+            _cancel(ec2, batch, terminate=True)
+        except ClientError as error:
+            if _code(error) != "InvalidParameterCombination":
+                raise
+            for fleet_id in batch:
+                try:
+                    _cancel(ec2, [fleet_id], terminate=True)
+                except ClientError as single:
+                    if _code(single) != "InvalidParameterCombination":
+                        raise
+                    _cancel(ec2, [fleet_id], terminate=False)
+
+
+def find_instances(ec2: Any, annex_id: str) -> list[str]:
+    """IDs of the not-yet-terminated instances tagged with exactly ``annex_id``."""
+    filters = [{"Name": f"tag:{ANNEX_TAG}", "Values": [annex_id]},
+               {"Name": "instance-state-name", "Values": LIVE_INSTANCE_STATES}]
+    found = []
+    for page in ec2.get_paginator("describe_instances").paginate(Filters=filters):
+        for reservation in page.get("Reservations", []):
+            found += [i["InstanceId"] for i in reservation.get("Instances", [])
+                      if has_annex_tag(i.get("Tags"), annex_id)]
+    return found
+
+
+def terminate_instances(ec2: Any, instance_ids: list[str]) -> None:
+    for batch in _batches(instance_ids, TERMINATE_BATCH):
+        ec2.terminate_instances(InstanceIds=batch)
+
+
+def remove_target(events: Any, rule: str, target_id: str) -> bool:
+    """Remove the rule's target; False if the rule was already gone."""
+    try:
+        reply = events.remove_targets(Rule=rule, Ids=[target_id])
+    except ClientError as error:
+        if _code(error) == "ResourceNotFoundException":
+            return False
+        raise
+    if reply.get("FailedEntryCount"):
+        raise LeaseError(f"cannot remove target {target_id}: {reply.get('FailedEntries')}")
+    return True
+
+
+def delete_rule(events: Any, rule: str) -> bool:
+    """Delete the rule; False if it was already gone."""
+    try:
+        events.describe_rule(Name=rule)
+        events.delete_rule(Name=rule)
+    except ClientError as error:
+        if _code(error) == "ResourceNotFoundException":
+            return False
+        raise
+    return True
+
+
+def delete_config(s3: Any, bucket: str | None, key: str) -> bool:
+    """Delete the annex's config object; a missing bucket or key is not an error."""
+    if bucket is None:
+        log.error("no S3BucketName in the lease input; cannot delete %s", key)
+        return False
+    try:
+        s3.delete_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        if _code(error) in ("NoSuchBucket", "NoSuchKey"):
+            return False
+        raise
+    return True
+
+
+def config_key(annex_id: str) -> str:
+    return f"config-{annex_id}.tar.gz"
+
+
+def teardown(annex_id: str, bucket: str | None, clients: Clients) -> dict[str, Any]:
+    """Remove everything of annex ``annex_id``; safe to repeat."""
+    fleets = find_fleets(clients.ec2, annex_id)
+    cancel_fleets(clients.ec2, fleets)
+    instances = find_instances(clients.ec2, annex_id)
+    terminate_instances(clients.ec2, instances)
+    summary = {
+        "AnnexID": annex_id,
+        "expired": True,
+        "cancelled_fleets": fleets,
+        "terminated_instances": instances,
+        "removed_target": remove_target(clients.events, annex_id, annex_id),
+        "deleted_rule": delete_rule(clients.events, annex_id),
+        "deleted_config": delete_config(clients.s3, bucket, config_key(annex_id)),
+    }
+    log.info("annex %s torn down: %s", annex_id, summary)
+    return summary
+
+
+def handler(event: Any, context: Any = None, *, now: Callable[[], float] = time.time,
+            clients: Clients | None = None) -> dict[str, Any]:
+    """EventBridge entry point.  ``now`` and ``clients`` are injectable for tests only."""
+    lease = Lease.from_event(event)
+    if now() <= lease.expiration:
+        log.info("annex %s: lease has %d s left", lease.annex_id, lease.expiration - int(now()))
+        return {"AnnexID": lease.annex_id, "expired": False}
+    return teardown(lease.annex_id, lease.bucket, clients or Clients.default())

@@ -1,0 +1,33 @@
+"""Packaging for condor-annexd: the annex daemon, its CLI, the lease function and the local AWS kit."""
+from setuptools import setup
+
+setup(
+    name="condor-annexd",
+    version="0.1.0",
+    description="HTCondor annex daemon: leased AWS EC2 capacity for an HTCondor pool",
+    python_requires=">=3.11",
+    packages=["annexd", "condor_annex", "annexd_lambda", "localaws"],
+    # lambda/ is a directory name Python cannot import (keyword); it ships as annexd_lambda.
+    package_dir={"annexd_lambda": "lambda"},
+    install_requires=[
+        "htcondor>=24.0",
+        "boto3>=1.34",
+        "botocore>=1.34",
+        "python-daemon>=3.0",
+        "jsonschema>=4.0",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-timeout>=2.2",
+            "moto[server]>=5.1",
+            "cfn-lint>=1.0",
+        ],
+    },
+    entry_points={
+        "console_scripts": [
+            "condor_annex = condor_annex.cli:main",
+            "condor_annexd = annexd.main:main",
+        ],
+    },
+)
