@@ -85,6 +85,8 @@ class AnnexServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
     daemon_threads = False
     block_on_close = True
+    # socketserver's default backlog of 5 makes a burst of clients fail with EAGAIN.
+    request_queue_size = socket.SOMAXCONN
 
     def __init__(self, path: str, service: AnnexService):
         _check_directory(os.path.dirname(os.path.abspath(path)))

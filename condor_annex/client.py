@@ -1,10 +1,15 @@
 """Talk to ``condor_annexd`` over its Unix socket: one request, one reply."""
 from __future__ import annotations
 
+import errno
 import socket
+import time
 from typing import Any
 
 from annexd import protocol
+
+#: A full listen backlog (a burst of clients) answers EAGAIN; retry that for this long.
+CONNECT_RETRY_SECONDS = 10.0
 
 #: Creating an annex waits on AWS (with retries); give it room but never hang forever.
 REPLY_TIMEOUT_SECONDS = 900
@@ -14,13 +19,27 @@ class DaemonUnreachable(Exception):
     """No daemon answers at the socket, or it answered nonsense."""
 
 
+def _connect(sock: socket.socket, path: str) -> None:
+    deadline = time.monotonic() + CONNECT_RETRY_SECONDS
+    delay = 0.01
+    while True:
+        try:
+            sock.connect(path)
+            return
+        except BlockingIOError as error:
+            if error.errno != errno.EAGAIN or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
 def call(socket_path: str, message: dict[str, Any],
          timeout: float = REPLY_TIMEOUT_SECONDS) -> dict[str, Any]:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
         try:
-            sock.connect(socket_path)
+            _connect(sock, socket_path)
         except OSError as error:
             raise DaemonUnreachable(
                 f"cannot reach condor_annexd at {socket_path}: {error.strerror or error}; "

@@ -1,0 +1,115 @@
+"""The whole life of a leased annex, on the embedded local AWS: ``python -m localaws.demo``.
+
+Starts moto's server, creates the configuration bucket and the lease function (from
+lambda/lease.py), starts a real ``condor_annexd``, runs a real ``condor_annex`` with the
+console-style example config, shows the fleet and its instances, lets a short lease expire
+while playing EventBridge, and shows that fleet, instances, rule and config object are gone.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from annexd_lambda import lease
+
+from . import fixtures
+from .eventbridge import EventBridgePlayer, lambda_environment
+from .moto_server import MotoServer
+from .pool import BUCKET, REGION, AnnexDaemon, LocalPool, script
+
+EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       "examples", "spot-fleet.json")
+
+
+def say(text: str) -> None:
+    print(f"\n== {text}", flush=True)
+
+
+def show_annex(aws_url: str, annex_id: str) -> dict[str, int]:
+    """Print what AWS holds for the annex; returns counts for the caller to check."""
+    ec2, events, s3 = (fixtures.client(name, aws_url, REGION) for name in ("ec2", "events", "s3"))
+    fleets = lease.find_fleets(ec2, annex_id)
+    instances = lease.find_instances(ec2, annex_id)
+    rules = [r["Name"] for r in events.list_rules(NamePrefix=annex_id)["Rules"]
+             if r["Name"] == annex_id]
+    objects = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+               if o["Key"] == lease.config_key(annex_id)]
+    print(f"   spot fleet requests : {fleets or 'none'}")
+    print(f"   running instances   : {instances or 'none'}")
+    print(f"   lease rule          : {rules or 'none'}"
+          + (f" ({events.describe_rule(Name=annex_id)['ScheduleExpression']})" if rules else ""))
+    print(f"   config object       : {[f's3://{BUCKET}/{k}' for k in objects] or 'none'}")
+    return {"fleets": len(fleets), "instances": len(instances), "rules": len(rules),
+            "objects": len(objects)}
+
+
+def run(lease_seconds: int, tick_seconds: float) -> int:
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    root = tempfile.mkdtemp(prefix="annex-demo-")
+    say("Starting the local AWS emulator (moto server on 127.0.0.1)")
+    with MotoServer(log_path=os.path.join(root, "moto.log")) as aws:
+        print(f"   {aws.url}")
+        say("One-time setup: configuration bucket and lease function (from lambda/lease.py)")
+        fixtures.create_bucket(fixtures.client("s3", aws.url, REGION), BUCKET, REGION)
+        arn = fixtures.deploy_lease_function(fixtures.client("iam", aws.url, REGION),
+                                             fixtures.client("lambda", aws.url, REGION))
+        print(f"   bucket s3://{BUCKET}\n   lease function {arn}")
+        pool = LocalPool(root).write(aws.url, secret="demo-secret-key-never-printed")
+        say(f"Starting condor_annexd (CONDOR_CONFIG={pool.config_file})")
+        with AnnexDaemon(pool):
+            print(f"   listening on {pool.socket_path}")
+            command = [script("condor_annex"), "-annex-name", "demo", "-lease-duration",
+                       str(lease_seconds), "-count", "3", "-lease-function-arn", arn,
+                       "-public", pool.access_key_file, "-secret", pool.secret_key_file,
+                       EXAMPLE]
+            say("$ " + " ".join(os.path.basename(c) if c.startswith(root) else c
+                                for c in command))
+            created = subprocess.run(command, env=pool.env(), text=True, capture_output=True)
+            sys.stdout.write("".join(f"   {line}\n" for line in created.stderr.splitlines()))
+            print(f"   stdout: {created.stdout.strip()}   (exit status {created.returncode})")
+            if created.returncode != 0:
+                return created.returncode
+            say("What AWS holds for annex 'demo'")
+            show_annex(aws.url, "demo")
+            say(f"Playing EventBridge every {tick_seconds:g} s until the {lease_seconds} s "
+                "lease expires")
+            stop = threading.Event()
+            player = EventBridgePlayer(fixtures.client("events", aws.url, REGION),
+                                       fixtures.client("lambda", aws.url, REGION),
+                                       lease.handler)
+            with lambda_environment(aws.url, REGION):
+                ticker = threading.Thread(target=player.run, args=(tick_seconds, stop))
+                ticker.start()
+                deadline = time.monotonic() + lease_seconds + 30
+                events = fixtures.client("events", aws.url, REGION)
+                while time.monotonic() < deadline:
+                    if not any(r["Name"] == "demo" for r in events.list_rules()["Rules"]):
+                        break
+                    print(f"   {time.strftime('%H:%M:%S')} lease still held", flush=True)
+                    time.sleep(tick_seconds)
+                stop.set()
+                ticker.join()
+            say("After the lease expired")
+            left = show_annex(aws.url, "demo")
+    gone = not any(left.values())
+    say("Lifecycle complete: nothing of the annex is left." if gone
+        else "Something was left behind!")
+    return 0 if gone else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--lease-seconds", type=int, default=15)
+    parser.add_argument("--tick-seconds", type=float, default=3.0)
+    args = parser.parse_args()
+    return run(args.lease_seconds, args.tick_seconds)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""A throw-away HTCondor configuration and a real ``condor_annexd`` process, for demo and tests."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from condor_annex import client
+
+BUCKET = "htcondor-annex-config"
+REGION = "us-east-1"
+
+
+def script(name: str) -> str:
+    """Path of one of our console scripts, installed beside this interpreter."""
+    return os.path.join(os.path.dirname(sys.executable), name)
+
+
+@dataclass(frozen=True)
+class LocalPool:
+    """Files of a local HTCondor configuration under ``root`` pointed at an AWS endpoint."""
+
+    root: str
+
+    @property
+    def config_file(self) -> str:
+        return os.path.join(self.root, "condor_config")
+
+    @property
+    def socket_path(self) -> str:
+        return os.path.join(self.root, "lock", "annexd.sock")
+
+    @property
+    def log_file(self) -> str:
+        return os.path.join(self.root, "log", "AnnexdLog")
+
+    @property
+    def journal_file(self) -> str:
+        return os.path.join(self.root, "spool", "annexd-journal.sqlite")
+
+    @property
+    def access_key_file(self) -> str:
+        return os.path.join(self.root, "keys", "access.key")
+
+    @property
+    def secret_key_file(self) -> str:
+        return os.path.join(self.root, "keys", "secret.key")
+
+    def env(self) -> dict[str, str]:
+        """Environment for our processes: this config, and no ambient AWS settings."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env["CONDOR_CONFIG"] = self.config_file
+        return env
+
+    def write(self, endpoint_url: str, *, secret: str, extra: str = "") -> "LocalPool":
+        for sub in ("log", "spool", "lock", "keys"):
+            os.makedirs(os.path.join(self.root, sub), mode=0o755, exist_ok=True)
+        os.chmod(os.path.join(self.root, "keys"), 0o700)
+        with open(self.config_file, "w", encoding="utf-8") as handle:
+            handle.write("\n".join([
+                f"LOCAL_DIR = {self.root}",
+                "LOG = $(LOCAL_DIR)/log",
+                "SPOOL = $(LOCAL_DIR)/spool",
+                "LOCK = $(LOCAL_DIR)/lock",
+                "ANNEXD_LOG = $(LOG)/AnnexdLog",
+                f"ANNEX_DEFAULT_AWS_REGION = {REGION}",
+                f"ANNEX_DEFAULT_EC2_URL = {endpoint_url}",
+                f"ANNEX_DEFAULT_CWE_URL = {endpoint_url}",
+                f"ANNEX_DEFAULT_LAMBDA_URL = {endpoint_url}",
+                f"ANNEX_DEFAULT_S3_URL = {endpoint_url}",
+                f"ANNEX_DEFAULT_S3_BUCKET = {BUCKET}",
+                "ANNEXD_AWS_MAX_ATTEMPTS = 2",
+                extra, ""]))
+        with open(self.access_key_file, "w", encoding="utf-8") as handle:
+            handle.write("AKIAEXAMPLELOCAL\n")
+        fd = os.open(self.secret_key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(secret + "\n")
+        return self
+
+
+class AnnexDaemon:
+    """``condor_annexd`` as a child process; ``stop()`` returns its exit status."""
+
+    def __init__(self, pool: LocalPool):
+        self.pool = pool
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> "AnnexDaemon":
+        stderr = open(os.path.join(self.pool.root, "log", "annexd.stderr"), "ab")
+        self.process = subprocess.Popen([script("condor_annexd"), "-f"], env=self.pool.env(),
+                                        stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr)
+        stderr.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"condor_annexd exited with status {self.process.returncode}")
+            try:
+                client.call(self.pool.socket_path, {"version": 1, "command": "ping"}, timeout=5)
+                return self
+            except client.DaemonUnreachable:
+                time.sleep(0.1)
+        raise RuntimeError("condor_annexd did not come up")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout=timeout)
+
+    def __enter__(self) -> "AnnexDaemon":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process and self.process.poll() is None:
+            self.stop()

@@ -1,0 +1,116 @@
+"""Shared fixtures: a real moto server, a real HTCondor config, a real condor_annexd process."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pytest
+
+from annexd_lambda import lease
+from localaws import fixtures
+from localaws.eventbridge import lambda_environment
+from localaws.moto_server import MotoServer
+from localaws.pool import BUCKET, REGION, AnnexDaemon, LocalPool, script
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+SPOT_CONFIG = os.path.join(EXAMPLES, "spot-fleet.json")
+WRAPPED_CONFIG = os.path.join(EXAMPLES, "spot-fleet-wrapped.json")
+
+#: Written to every secret key file; tests assert it never shows up anywhere else.
+SECRET = f"SeCrEt-{uuid.uuid4().hex}"
+
+logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+
+@dataclass
+class Aws:
+    """Test-side view of the emulator: clients, plus what -setup would have created."""
+
+    url: str
+    ec2: Any
+    events: Any
+    s3: Any
+    lambda_: Any
+    iam: Any
+    lease_arn: str = ""
+
+    def annex_resources(self, annex_id: str) -> dict[str, list[str]]:
+        """Everything AWS holds for the annex, by kind (all empty when it is gone)."""
+        rules = [r["Name"] for r in self.events.list_rules(NamePrefix=annex_id)["Rules"]
+                 if r["Name"] == annex_id]
+        targets = [t["Id"] for t in self.events.list_targets_by_rule(Rule=annex_id)["Targets"]] \
+            if rules else []
+        objects = [o["Key"] for o in self.s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+                   if o["Key"] == lease.config_key(annex_id)]
+        return {"fleets": lease.find_fleets(self.ec2, annex_id),
+                "instances": lease.find_instances(self.ec2, annex_id),
+                "rules": rules, "targets": targets, "objects": objects}
+
+    def all_fleets(self) -> list[dict[str, Any]]:
+        return self.ec2.describe_spot_fleet_requests()["SpotFleetRequestConfigs"]
+
+    def target_input(self, annex_id: str) -> dict[str, Any]:
+        targets = self.events.list_targets_by_rule(Rule=annex_id)["Targets"]
+        assert len(targets) == 1
+        return json.loads(targets[0]["Input"])
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory):
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with MotoServer(log_path=str(log)) as server:
+        # The first EC2 call initialises moto's EC2 backend (about a second); pay it once.
+        fixtures.client("ec2", server.url, REGION).describe_instances()
+        yield server
+
+
+@pytest.fixture
+def aws(moto_server: MotoServer) -> Aws:
+    """A clean emulator holding the configuration bucket and the lease function."""
+    moto_server.reset()
+    url = moto_server.url
+    state = Aws(url, *(fixtures.client(name, url, REGION)
+                       for name in ("ec2", "events", "s3", "lambda", "iam")))
+    fixtures.create_bucket(state.s3, BUCKET, REGION)
+    state.lease_arn = fixtures.deploy_lease_function(state.iam, state.lambda_)
+    return state
+
+
+@pytest.fixture(scope="module")
+def pool(moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> LocalPool:
+    return LocalPool(str(tmp_path_factory.mktemp("pool"))).write(moto_server.url, secret=SECRET)
+
+
+@pytest.fixture(scope="module")
+def daemon(pool: LocalPool):
+    with AnnexDaemon(pool) as running:
+        yield running
+    assert running.process is not None and running.process.returncode == 0
+
+
+@pytest.fixture
+def run_annex(pool: LocalPool, daemon: AnnexDaemon) -> Callable[..., subprocess.CompletedProcess]:
+    """Run the real condor_annex against the module's daemon."""
+    def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([script("condor_annex"), *args], env=pool.env(), input=stdin,
+                              capture_output=True, text=True, timeout=120)
+    return run
+
+
+@pytest.fixture
+def with_keys(pool: LocalPool) -> list[str]:
+    return ["-public-key-file", pool.access_key_file, "-secret-key-file", pool.secret_key_file]
+
+
+@pytest.fixture
+def fire_lease(aws: Aws):
+    """Deliver a rule target's Input to the lease handler, as EventBridge would, at ``now``."""
+    def fire(event: dict[str, Any], now: float) -> dict[str, Any]:
+        with lambda_environment(aws.url, REGION):
+            return lease.handler(event, None, now=lambda: now)
+    return fire
