@@ -20,8 +20,8 @@ setup(
         "test": [
             "pytest>=8",
             "pytest-timeout>=2.2",
-            "moto[server]>=5.1",
-            "cfn-lint>=1.0",
+            "moto[server]>=5.1,<6",
+            "cfn-lint>=1.0,<2",
         ],
     },
     entry_points={

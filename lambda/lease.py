@@ -33,7 +33,7 @@ from botocore.exceptions import ClientError
 
 ANNEX_TAG = "htcondor:AnnexName"
 ANNEX_ID = re.compile(r"^[A-Za-z0-9-]{1,27}$")
-LIVE_FLEET_STATES = frozenset({"submitted", "active", "modifying", "cancelled_running"})
+LIVE_FLEET_STATES = frozenset({"submitted", "active", "modifying"})
 LIVE_INSTANCE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
 FLEET_GONE_CODES = frozenset({"fleetRequestIdDoesNotExist", "fleetRequestNotInCancellableState"})
 CANCEL_BATCH = 100
@@ -91,13 +91,30 @@ def has_annex_tag(tags: Iterable[dict[str, str]] | None, annex_id: str) -> bool:
     return any(t.get("Key") == ANNEX_TAG and t.get("Value") == annex_id for t in tags or ())
 
 
+def _has_instances(ec2: Any, fleet_id: str) -> bool:
+    pages = ec2.get_paginator("describe_spot_fleet_instances").paginate(
+        SpotFleetRequestId=fleet_id)
+    return any(page.get("ActiveInstances") for page in pages)
+
+
+def _is_live(ec2: Any, fleet: dict[str, Any]) -> bool:
+    """Whether the fleet may still hold or launch instances.
+
+    ``cancelled_running`` only matters while instances remain: AWS moves an empty one on to
+    ``cancelled``, but moto leaves it in ``cancelled_running`` forever.
+    """
+    state = fleet.get("SpotFleetRequestState")
+    if state == "cancelled_running":
+        return _has_instances(ec2, fleet["SpotFleetRequestId"])
+    return state in LIVE_FLEET_STATES
+
+
 def find_fleets(ec2: Any, annex_id: str) -> list[str]:
     """IDs of the live Spot Fleet requests tagged with exactly ``annex_id``."""
     found = []
     for page in ec2.get_paginator("describe_spot_fleet_requests").paginate():
         for fleet in page.get("SpotFleetRequestConfigs", []):
-            if (fleet.get("SpotFleetRequestState") in LIVE_FLEET_STATES
-                    and has_annex_tag(fleet.get("Tags"), annex_id)):
+            if has_annex_tag(fleet.get("Tags"), annex_id) and _is_live(ec2, fleet):
                 found.append(fleet["SpotFleetRequestId"])
     return found
 

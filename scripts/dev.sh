@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# One entry point for developers and CI: makes its own virtualenv, installs the project with
+# its test extras, then runs the demo or the test suite.  Usage: scripts/dev.sh demo|test [args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3 || true)}
+VENV=${VENV:-.venv}
+
+if [ -z "$PYTHON" ]; then
+    echo "scripts/dev.sh: Python 3.11 or newer is required (apt-get install python3)" >&2
+    exit 1
+fi
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    echo "scripts/dev.sh: $PYTHON is older than Python 3.11" >&2
+    exit 1
+fi
+
+stamp="$VENV/.installed-$(cat setup.py | sha1sum | cut -c1-12)"
+if [ ! -e "$stamp" ]; then
+    if ! "$PYTHON" -m venv "$VENV" >/dev/null 2>&1; then
+        # Debian packages venv separately from the interpreter.
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+            "$PYTHON" -m venv "$VENV"
+        else
+            echo "scripts/dev.sh: cannot create a virtualenv; install python3-venv" >&2
+            exit 1
+        fi
+    fi
+    echo "scripts/dev.sh: installing condor-annexd and its test tools into $VENV ..." >&2
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    "$VENV/bin/python" -m pip install -q -e '.[test]'
+    touch "$stamp"
+fi
+
+command=${1:-}
+shift || true
+case "$command" in
+    demo) exec "$VENV/bin/python" -m localaws.demo "$@" ;;
+    test) exec "$VENV/bin/python" -m pytest "$@" ;;
+    *) echo "usage: scripts/dev.sh demo|test [args...]" >&2; exit 2 ;;
+esac

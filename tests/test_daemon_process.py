@@ -1,0 +1,110 @@
+"""condor_annexd as condor_master sees it: exit statuses, signals, socket safety."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from localaws.pool import AnnexDaemon, LocalPool, script
+
+from conftest import SECRET, SPOT_CONFIG
+
+
+def start_and_wait(pool: LocalPool) -> subprocess.CompletedProcess:
+    return subprocess.run([script("condor_annexd")], env=pool.env(), capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_sigterm_stops_cleanly_and_removes_the_socket(moto_server, tmp_path):
+    pool = LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET)
+    daemon = AnnexDaemon(pool).start()
+    assert os.path.exists(pool.socket_path)
+    assert daemon.stop(signal.SIGTERM) == 0
+    assert not os.path.exists(pool.socket_path)
+    with open(pool.log_file, encoding="utf-8") as log:
+        assert "exiting with status 0" in log.read()
+
+
+def test_sigquit_exits_zero_at_once(moto_server, tmp_path):
+    pool = LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET)
+    assert AnnexDaemon(pool).start().stop(signal.SIGQUIT) == 0
+
+
+def test_unwritable_log_exits_44(moto_server, tmp_path):
+    pool = LocalPool(str(tmp_path)).write(
+        moto_server.url, secret=SECRET, extra="ANNEXD_LOG = /nonexistent/dir/AnnexdLog")
+    result = start_and_wait(pool)
+    assert result.returncode == 44
+    assert "cannot write the log in /nonexistent/dir" in result.stderr
+
+
+@pytest.mark.parametrize("extra, words", [
+    ("ANNEXD_LEASE_RATE_MINUTES = soon", "ANNEXD_LEASE_RATE_MINUTES = 'soon'"),
+    ("ANNEXD_SOCKET = /tmp", "/tmp exists and is not a socket"),
+])
+def test_configuration_errors_exit_99(moto_server, tmp_path, extra, words):
+    pool = LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET, extra=extra)
+    assert start_and_wait(pool).returncode == 99
+    with open(pool.log_file, encoding="utf-8") as log:
+        assert words in log.read()
+
+
+def test_socket_directory_writable_by_others_exits_99(moto_server, tmp_path):
+    pool = LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET)
+    os.chmod(os.path.dirname(pool.socket_path), 0o777)
+    assert start_and_wait(pool).returncode == 99
+    with open(pool.log_file, encoding="utf-8") as log:
+        assert "is writable by others" in log.read()
+
+
+def test_second_daemon_on_the_same_socket_exits_99(moto_server, tmp_path):
+    pool = LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET)
+    with AnnexDaemon(pool) as first:
+        assert start_and_wait(pool).returncode == 99
+        assert first.process.poll() is None
+    with open(pool.log_file, encoding="utf-8") as log:
+        assert "another condor_annexd is already listening" in log.read()
+
+
+def test_stale_socket_from_a_killed_daemon_is_replaced(moto_server, tmp_path):
+    pool = LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET)
+    assert AnnexDaemon(pool).start().stop(signal.SIGKILL) == -signal.SIGKILL
+    assert os.path.exists(pool.socket_path)
+    with AnnexDaemon(pool) as again:
+        assert again.process.poll() is None
+
+
+def test_sighup_rereads_the_configuration(aws, moto_server, tmp_path):
+    pool = LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET)
+    with AnnexDaemon(pool) as daemon:
+        with open(pool.config_file, "a", encoding="utf-8") as config:
+            config.write("ANNEXD_LEASE_RATE_MINUTES = 10\n")
+        daemon.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with open(pool.log_file, encoding="utf-8") as log:
+                if "configuration re-read" in log.read():
+                    break
+            time.sleep(0.1)
+        result = subprocess.run(
+            [script("condor_annex"), "-annex-name", "hup", "-lease-duration", "600", "-count",
+             "1", "-lease-function-arn", aws.lease_arn, "-public", pool.access_key_file,
+             "-secret", pool.secret_key_file, SPOT_CONFIG],
+            env=pool.env(), capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+    assert aws.events.describe_rule(Name="hup")["ScheduleExpression"] == "rate(10 minutes)"
+
+
+def test_cli_never_imports_boto3(pool):
+    code = ("import sys; from condor_annex import cli; "
+            "status = cli.main(['-help']); "
+            "assert status == 0; "
+            "leaked = [m for m in ('boto3', 'botocore') if m in sys.modules]; "
+            "assert not leaked, leaked")
+    result = subprocess.run([script("python"), "-c", code], env=pool.env(),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "-lease-duration SECONDS" in result.stdout

@@ -1,0 +1,140 @@
+"""The lease function's logic, against moto's server, with an injected clock and clients."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from annexd import spotfleet
+from annexd_lambda import lease
+
+from conftest import SPOT_CONFIG
+
+EXPIRY = 1_800_000_000
+
+
+def event(annex_id: str, bucket: str | None = "htcondor-annex-config") -> dict:
+    body = {"AnnexID": annex_id, "LeaseExpiration": EXPIRY, "AnnexType": "spot-fleet"}
+    if bucket is not None:
+        body["S3BucketName"] = bucket
+    return body
+
+
+def make_annex(aws, annex_id: str, capacity: int = 2, weight: float | None = None) -> str:
+    """What condor_annexd leaves in AWS for an annex: config, rule, target, tagged fleet."""
+    with open(SPOT_CONFIG, encoding="utf-8") as handle:
+        config = json.load(handle)
+    if weight is not None:
+        config["LaunchSpecifications"][0]["WeightedCapacity"] = weight
+    config, _ = spotfleet.build(config, annex_id=annex_id, client_token=f"{annex_id}_t",
+                                count=capacity)
+    aws.s3.put_object(Bucket="htcondor-annex-config", Key=lease.config_key(annex_id), Body=b"x")
+    aws.events.put_rule(Name=annex_id, ScheduleExpression="rate(5 minutes)")
+    aws.events.put_targets(Rule=annex_id, Targets=[
+        {"Id": annex_id, "Arn": aws.lease_arn, "Input": json.dumps(event(annex_id))}])
+    return aws.ec2.request_spot_fleet(SpotFleetRequestConfig=config)["SpotFleetRequestId"]
+
+
+def clients(aws) -> lease.Clients:
+    return lease.Clients(ec2=aws.ec2, events=aws.events, s3=aws.s3)
+
+
+class CallCounter:
+    """Counts AWS API calls made through the given clients (botocore event hooks)."""
+
+    def __init__(self, *service_clients):
+        self.calls: list[str] = []
+        for client in service_clients:
+            client.meta.events.register("before-call.*.*", self._count)
+
+    def _count(self, model, **_):
+        self.calls.append(model.name)
+
+
+def test_unexpired_lease_makes_no_aws_call(aws):
+    make_annex(aws, "early")
+    counter = CallCounter(aws.ec2, aws.events, aws.s3)
+    result = lease.handler(event("early"), None, now=lambda: EXPIRY, clients=clients(aws))
+    assert result == {"AnnexID": "early", "expired": False}
+    assert counter.calls == []
+    assert len(aws.annex_resources("early")["instances"]) == 2
+
+
+def test_expired_lease_removes_everything_in_order(aws):
+    fleet_id = make_annex(aws, "late")
+    counter = CallCounter(aws.ec2, aws.events, aws.s3)
+    result = lease.handler(event("late"), None, now=lambda: EXPIRY + 1, clients=clients(aws))
+    assert result["cancelled_fleets"] == [fleet_id] and len(result["terminated_instances"]) == 0
+    assert not any(aws.annex_resources("late").values())
+    mutating = [c for c in counter.calls if not c.startswith(("Describe", "List"))]
+    assert mutating == ["CancelSpotFleetRequests", "RemoveTargets", "DeleteRule", "DeleteObject"]
+
+
+def test_fleet_that_launched_nothing_is_still_cancelled(aws):
+    make_annex(aws, "empty", capacity=1, weight=4)  # moto rounds this fleet down to 0 instances
+    assert aws.annex_resources("empty")["instances"] == []
+    result = lease.handler(event("empty"), None, now=lambda: EXPIRY + 1, clients=clients(aws))
+    assert len(result["cancelled_fleets"]) == 1
+    assert aws.annex_resources("empty")["fleets"] == []
+    [fleet] = aws.all_fleets()
+    assert fleet["SpotFleetRequestState"].startswith("cancelled")
+
+
+def test_stray_tagged_instances_are_terminated_and_neighbours_kept(aws):
+    make_annex(aws, "foo")
+    make_annex(aws, "foobar")
+    stray = aws.ec2.run_instances(
+        ImageId="ami-1e749f67", InstanceType="m5.large", MinCount=1, MaxCount=1,
+        TagSpecifications=[{"ResourceType": "instance",
+                            "Tags": [{"Key": lease.ANNEX_TAG, "Value": "foo"}]}],
+    )["Instances"][0]["InstanceId"]
+    untagged = aws.ec2.run_instances(ImageId="ami-1e749f67", InstanceType="m5.large",
+                                     MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    result = lease.handler(event("foo"), None, now=lambda: EXPIRY + 1, clients=clients(aws))
+    assert result["terminated_instances"] == [stray]
+    assert not any(aws.annex_resources("foo").values())
+    assert len(aws.annex_resources("foobar")["instances"]) == 2
+    state = aws.ec2.describe_instances(InstanceIds=[untagged])["Reservations"][0]["Instances"][0]
+    assert state["State"]["Name"] == "running"
+
+
+def test_second_expired_tick_changes_nothing(aws):
+    make_annex(aws, "twice")
+    first = lease.handler(event("twice"), None, now=lambda: EXPIRY + 1, clients=clients(aws))
+    second = lease.handler(event("twice"), None, now=lambda: EXPIRY + 2, clients=clients(aws))
+    assert first["deleted_rule"] and first["removed_target"]
+    assert second == {"AnnexID": "twice", "expired": True, "cancelled_fleets": [],
+                      "terminated_instances": [], "removed_target": False,
+                      "deleted_rule": False, "deleted_config": True}
+
+
+@pytest.mark.parametrize("bucket", [None, "no-such-bucket"])
+def test_a_bad_bucket_does_not_stop_termination(aws, bucket):
+    make_annex(aws, "nobucket")
+    result = lease.handler(event("nobucket", bucket), None, now=lambda: EXPIRY + 1,
+                           clients=clients(aws))
+    assert result["deleted_config"] is False and result["deleted_rule"]
+    held = aws.annex_resources("nobucket")
+    assert held["fleets"] == held["instances"] == held["rules"] == []
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("not a dict", "not a JSON object"),
+    ({"LeaseExpiration": EXPIRY}, "AnnexID None"),
+    ({"AnnexID": "", "LeaseExpiration": EXPIRY}, "AnnexID ''"),
+    ({"AnnexID": "foo*", "LeaseExpiration": EXPIRY}, "AnnexID 'foo*'"),
+    ({"AnnexID": "foo", "LeaseExpiration": "soon"}, "LeaseExpiration 'soon'"),
+    ({"AnnexID": "foo", "LeaseExpiration": True}, "LeaseExpiration True"),
+])
+def test_malformed_events_are_refused_before_any_call(bad, message):
+    with pytest.raises(lease.LeaseError, match=message.replace("*", r"\*")):
+        lease.handler(bad, None, now=lambda: EXPIRY + 1, clients=None)
+
+
+def test_many_fleets_are_found_across_pages(aws):
+    ids = {make_annex(aws, "paged", capacity=1) for _ in range(3)}
+    make_annex(aws, "other", capacity=1)
+    counter = CallCounter(aws.ec2)
+    found = lease.find_fleets(aws.ec2, "paged")
+    assert set(found) == ids
+    assert counter.calls.count("DescribeSpotFleetRequests") >= 1

@@ -1,0 +1,147 @@
+"""Turning a request into a plan: validation against botocore's model, tags, lease identity."""
+import copy
+import json
+
+import pytest
+
+from annexd.knobs import DaemonSettings
+from annexd.plan import AnnexPlan, InvalidRequest, build_plan, rate_expression
+from annexd.spotfleet import ANNEX_TAG
+
+from conftest import SPOT_CONFIG
+
+ARN = "arn:aws:lambda:us-east-1:123456789012:function:HTCondorAnnex-LeaseFunction"
+NOW = 1_800_000_000.7
+
+
+def settings(**overrides) -> DaemonSettings:
+    values = dict(socket_path="/x/annexd.sock", journal_path="/x/j.sqlite", region="us-east-1",
+                  endpoints={}, bucket="bucket", lease_function_arn=None, lease_rate_minutes=5,
+                  aws_max_attempts=3, allow_daemon_credentials=False)
+    values.update(overrides)
+    return DaemonSettings(**values)
+
+
+def console_config() -> dict:
+    with open(SPOT_CONFIG, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def plan_for(config=None, **annex) -> AnnexPlan:
+    request = {"name": "nightly", "lease_duration": 3600, "lease_function_arn": ARN,
+               "spot_fleet_config": console_config() if config is None else config,
+               "config_source": "c.json"}
+    request.update(annex)
+    return build_plan(request, owner_uid=1000, settings=settings(), now=NOW)
+
+
+def test_plan_identity_and_lease():
+    plan = plan_for()
+    assert plan.annex_id == plan.rule_name == plan.target_id == "nightly"
+    assert plan.config_key == "config-nightly.tar.gz"
+    assert plan.lease_end == 1_800_003_600
+    assert plan.client_token.startswith("nightly_") and len(plan.client_token) == 8 + 36
+    assert plan.rule_schedule == "rate(5 minutes)"
+    assert json.loads(plan.target_input()) == {
+        "AnnexID": "nightly", "AnnexType": "spot-fleet", "S3BucketName": "bucket",
+        "LeaseExpiration": 1_800_003_600}
+
+
+def test_longest_name_makes_a_64_character_token():
+    plan = plan_for(name="a" * 27)
+    assert len(plan.client_token) == 64
+
+
+def test_plan_round_trips_through_the_journal_record():
+    plan = plan_for()
+    assert AnnexPlan.from_record(plan.to_record()) == plan
+
+
+def test_fleet_config_keeps_user_fields_and_adds_annex_tags():
+    config = plan_for(count=7).spot_fleet_config
+    assert config["TargetCapacity"] == 7
+    assert config["IamFleetRole"].endswith("aws-ec2-spot-fleet-tagging-role")
+    assert config["TerminateInstancesWithExpiration"] is True and config["Type"] == "request"
+    assert "ValidFrom" not in config and "ValidUntil" not in config
+    assert config["TagSpecifications"] == [
+        {"ResourceType": "spot-fleet-request", "Tags": [{"Key": ANNEX_TAG, "Value": "nightly"}]}]
+    [spec] = config["LaunchSpecifications"]
+    assert spec["TagSpecifications"] == [{"ResourceType": "instance", "Tags": [
+        {"Key": "project", "Value": "nightly-builds"}, {"Key": ANNEX_TAG, "Value": "nightly"}]}]
+
+
+def test_notices_say_what_was_changed():
+    config = console_config()
+    config["ClientToken"] = "mine"
+    plan = plan_for(config)
+    assert plan.spot_fleet_config["ClientToken"] == plan.client_token
+    assert plan.notices == (
+        "c.json: dropped ValidFrom (the annex lease decides when the fleet ends)",
+        "c.json: dropped ValidUntil (the annex lease decides when the fleet ends)",
+        "c.json: replaced ClientToken with the annex's own")
+
+
+def test_wrapped_and_bare_configs_give_the_same_request():
+    bare = plan_for().spot_fleet_config
+    wrapped = plan_for({"SpotFleetRequestConfig": console_config()}).spot_fleet_config
+    bare.pop("ClientToken"), wrapped.pop("ClientToken")
+    assert bare == wrapped
+
+
+def test_the_users_file_is_not_modified():
+    config = console_config()
+    original = copy.deepcopy(config)
+    plan_for(config)
+    assert config == original
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda c: c.pop("IamFleetRole"), 'Missing required parameter in SpotFleetRequestConfig: "IamFleetRole"'),
+    (lambda c: c.update(TargetCapacity="ten"), "Invalid type for parameter SpotFleetRequestConfig.TargetCapacity"),
+    (lambda c: c.update(Bogus=1), 'Unknown parameter in SpotFleetRequestConfig: "Bogus"'),
+    (lambda c: c["LaunchSpecifications"][0].update(InstanceType=5), "LaunchSpecifications[0].InstanceType"),
+    (lambda c: c.update(TagSpecifications=[{"ResourceType": "spot-fleet-request", "Tags": [
+        {"Key": ANNEX_TAG, "Value": "other"}]}]), "conflicts with annex 'nightly'"),
+    (lambda c: (c.pop("LaunchSpecifications"), c.update(LaunchTemplateConfigs=[
+        {"LaunchTemplateSpecification": {"LaunchTemplateId": "lt-1", "Version": "1"}}])),
+     "cannot be tagged"),
+])
+def test_invalid_configs_name_the_field(mutate, message):
+    config = console_config()
+    mutate(config)
+    with pytest.raises(InvalidRequest) as error:
+        plan_for(config)
+    assert str(error.value).startswith("c.json: invalid Spot Fleet config: ")
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize("config", [[], "text", 5, {"SpotFleetRequestConfig": []}])
+def test_a_config_that_is_not_an_object_is_refused(config):
+    with pytest.raises(InvalidRequest, match="expected a JSON object"):
+        plan_for(config)
+
+
+def test_lease_function_comes_from_the_knob_when_not_given():
+    request = {"lease_duration": 60, "spot_fleet_config": console_config()}
+    plan = build_plan(request, owner_uid=0, settings=settings(lease_function_arn=ARN), now=NOW)
+    assert plan.lease_function_arn == ARN
+    assert plan.annex_id.startswith("annex-")
+
+
+@pytest.mark.parametrize("overrides, arn, message", [
+    ({}, None, "pass -lease-function-arn ARN or set ANNEX_DEFAULT_LEASE_FUNCTION_ARN"),
+    ({}, "arn:aws:s3:::bucket", "is not a Lambda function ARN"),
+    ({}, ARN.replace("us-east-1", "eu-west-1"), "the function is in eu-west-1"),
+    ({"bucket": None}, ARN, "set ANNEX_DEFAULT_S3_BUCKET"),
+])
+def test_missing_or_wrong_settings_are_explained(overrides, arn, message):
+    request = {"lease_duration": 60, "spot_fleet_config": console_config()}
+    if arn:
+        request["lease_function_arn"] = arn
+    with pytest.raises(InvalidRequest, match=message):
+        build_plan(request, owner_uid=0, settings=settings(**overrides), now=NOW)
+
+
+def test_rate_expression_uses_aws_singular_for_one_minute():
+    assert rate_expression(1) == "rate(1 minute)"
+    assert rate_expression(10) == "rate(10 minutes)"
