@@ -95,6 +95,8 @@ class AnnexService:
         except InvalidRequest as error:
             return protocol.error_reply("invalid-request", str(error))
         notices = list(plan.notices)
+        aws = AnnexAws(region=settings.region, endpoints=settings.endpoints,
+                       credentials=credentials, max_attempts=settings.aws_max_attempts)
         try:
             request_id = self.journal.begin(plan)
         except AnnexBusy:
@@ -103,8 +105,6 @@ class AnnexService:
                 notices=notices)
         log.info("request %d: uid %d creates annex %s (lease ends %d)",
                  request_id, peer.uid, plan.annex_id, plan.lease_end)
-        aws = AnnexAws(region=settings.region, endpoints=settings.endpoints,
-                       credentials=credentials, max_attempts=settings.aws_max_attempts)
         try:
             outputs = steps.run(steps.CREATE_SPOT_FLEET, aws, plan, self.journal, request_id)
         except steps.CreateFailed as error:

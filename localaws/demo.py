@@ -49,6 +49,19 @@ def show_annex(aws_url: str, annex_id: str) -> dict[str, int]:
             "objects": len(objects)}
 
 
+def report_tick(rule: str, result: object) -> None:
+    """Say what the lease function did on one EventBridge tick."""
+    if isinstance(result, Exception):
+        print(f"   lease function for {rule} failed: {result}", flush=True)
+    elif isinstance(result, dict) and result.get("expired"):
+        print(f"   lease function for {rule}: lease EXPIRED; cancelled "
+              f"{result['cancelled_fleets']}, terminated "
+              f"{len(result['terminated_instances'])} more instance(s), removed target and "
+              f"rule, deleted config: {result['deleted_config']}", flush=True)
+    else:
+        print(f"   lease function for {rule}: lease still held", flush=True)
+
+
 def run(lease_seconds: int, tick_seconds: float) -> int:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     root = tempfile.mkdtemp(prefix="annex-demo-")
@@ -84,15 +97,15 @@ def run(lease_seconds: int, tick_seconds: float) -> int:
                                        fixtures.client("lambda", aws.url, REGION),
                                        lease.handler)
             with lambda_environment(aws.url, REGION):
-                ticker = threading.Thread(target=player.run, args=(tick_seconds, stop))
+                ticker = threading.Thread(target=player.run,
+                                          args=(tick_seconds, stop, report_tick))
                 ticker.start()
                 deadline = time.monotonic() + lease_seconds + 30
                 events = fixtures.client("events", aws.url, REGION)
                 while time.monotonic() < deadline:
                     if not any(r["Name"] == "demo" for r in events.list_rules()["Rules"]):
                         break
-                    print(f"   {time.strftime('%H:%M:%S')} lease still held", flush=True)
-                    time.sleep(tick_seconds)
+                    time.sleep(0.5)
                 stop.set()
                 ticker.join()
             say("After the lease expired")

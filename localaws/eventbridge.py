@@ -75,9 +75,13 @@ class EventBridgePlayer:
             results.append((rule, result))
         return results
 
-    def run(self, period: float, stop: threading.Event) -> None:
+    def run(self, period: float, stop: threading.Event,
+            on_result: Callable[[str, Any], None] | None = None) -> None:
+        """Tick every ``period`` seconds until ``stop`` is set."""
         while not stop.wait(period):
             try:
-                self.tick()
+                for rule, result in self.tick():
+                    if on_result:
+                        on_result(rule, result)
             except Exception as error:
                 log.warning("EventBridge player tick failed: %s", error)

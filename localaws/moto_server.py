@@ -5,9 +5,10 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
+
+from .children import spawn, wait_until_ready
 
 #: Make moto reject unknown AMIs, instance types and key pairs, as AWS does.
 VALIDATION_ENV = {
@@ -36,23 +37,22 @@ class MotoServer:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> "MotoServer":
-        env = {**os.environ, **VALIDATION_ENV, **FAKE_CREDENTIALS}
-        log = open(self._log_path or os.devnull, "ab")
-        self._process = subprocess.Popen(
+        self._process = spawn(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"moto server exited with status {self._process.returncode}")
-            try:
-                urllib.request.urlopen(f"{self.url}/moto-api/data.json", timeout=1).close()
-                return self
-            except (urllib.error.URLError, ConnectionError):
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"moto server did not answer on {self.url} within {timeout} s")
+            {**os.environ, **VALIDATION_ENV, **FAKE_CREDENTIALS}, self._log_path)
+        try:
+            wait_until_ready(self._process, self._answers, f"moto server on {self.url}", timeout)
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            urllib.request.urlopen(f"{self.url}/moto-api/data.json", timeout=1).close()
+        except (urllib.error.URLError, ConnectionError):
+            return False
+        return True
 
     def reset(self) -> None:
         """Forget every resource (the server keeps running)."""

@@ -5,10 +5,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 
 from condor_annex import client
+
+from .children import spawn, wait_until_ready
 
 BUCKET = "htcondor-annex-config"
 REGION = "us-east-1"
@@ -90,20 +91,17 @@ class AnnexDaemon:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> "AnnexDaemon":
-        stderr = open(os.path.join(self.pool.root, "log", "annexd.stderr"), "ab")
-        self.process = subprocess.Popen([script("condor_annexd"), "-f"], env=self.pool.env(),
-                                        stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr)
-        stderr.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"condor_annexd exited with status {self.process.returncode}")
-            try:
-                client.call(self.pool.socket_path, {"version": 1, "command": "ping"}, timeout=5)
-                return self
-            except client.DaemonUnreachable:
-                time.sleep(0.1)
-        raise RuntimeError("condor_annexd did not come up")
+        self.process = spawn([script("condor_annexd"), "-f"], self.pool.env(),
+                             os.path.join(self.pool.root, "log", "annexd.stderr"))
+        wait_until_ready(self.process, self._answers, "condor_annexd", timeout)
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            client.call(self.pool.socket_path, {"version": 1, "command": "ping"}, timeout=5)
+        except client.DaemonUnreachable:
+            return False
+        return True
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
         assert self.process is not None

@@ -1,0 +1,27 @@
+"""Child processes of the local AWS kit: start one, wait until it answers."""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from typing import Callable
+
+
+def spawn(argv: list[str], env: dict[str, str], output_path: str | None) -> subprocess.Popen:
+    """Start ``argv`` with stdout and stderr appended to ``output_path`` (or discarded)."""
+    with open(output_path or os.devnull, "ab") as output:
+        return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=output,
+                                stderr=output)
+
+
+def wait_until_ready(process: subprocess.Popen, probe: Callable[[], bool], name: str,
+                     timeout: float) -> None:
+    """Poll ``probe`` until it returns True; fail fast if ``process`` dies meanwhile."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with status {process.returncode}")
+        if probe():
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{name} did not answer within {timeout:g} s")
