@@ -15,8 +15,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError
 
 from annexd_lambda import lease
+from annexd_lambda.lease import ANNEX_TAG
 
-from .spotfleet import ANNEX_TAG
+from . import faults
 
 NOT_FOUND_CODES = frozenset({
     "ResourceNotFoundException", "NoSuchBucket", "NoSuchKey", "NotFound",
@@ -89,28 +90,37 @@ class AnnexAws:
     """The AWS calls of an annex's life, for one set of credentials and one region."""
 
     def __init__(self, *, region: str, endpoints: dict[str, str | None],
-                 credentials: dict[str, str] | None, max_attempts: int):
+                 credentials: dict[str, str] | None, max_attempts: int,
+                 timeout_seconds: float = 60.0):
         session = boto3.session.Session(
             aws_access_key_id=(credentials or {}).get("access_key_id"),
             aws_secret_access_key=(credentials or {}).get("secret_access_key"),
             region_name=region)
         config = Config(retries={"mode": "standard", "max_attempts": max_attempts},
-                        connect_timeout=10, read_timeout=60)
+                        connect_timeout=min(10.0, timeout_seconds), read_timeout=timeout_seconds)
         s3_config = config.merge(Config(s3={"addressing_style": "path"})) if endpoints.get("s3") \
             else config
         self.ec2, self.events, self.lambda_, self.s3 = (
             session.client(name, endpoint_url=endpoints.get(name),
                            config=s3_config if name == "s3" else config)
             for name in ("ec2", "events", "lambda", "s3"))
+        # RequestSpotFleet gets no blind botocore retries: a retry after a lost reply would
+        # create a second fleet wherever ClientToken is not honoured (moto).  The create
+        # sequence retries it itself, after looking the first attempt's fleet up by token.
+        self._fleet_ec2 = session.client(
+            "ec2", endpoint_url=endpoints.get("ec2"),
+            config=config.merge(Config(retries={"mode": "standard", "max_attempts": 1})))
 
     @contextlib.contextmanager
     def _call(self, operation: str) -> Iterator[None]:
+        faults.crash_point(operation, "before")
         try:
             yield
         except lease.LeaseError as error:
             raise AwsError(operation, "Unsuccessful", str(error)) from None
         except (ClientError, BotoCoreError) as error:
             raise translate(operation, error) from None
+        faults.crash_point(operation, "after")
 
     @property
     def lease_clients(self) -> lease.Clients:
@@ -164,12 +174,12 @@ class AnnexAws:
 
     def request_spot_fleet(self, config: dict[str, Any]) -> str:
         with self._call("EC2 RequestSpotFleet"):
-            reply = self.ec2.request_spot_fleet(SpotFleetRequestConfig=config)
+            reply = self._fleet_ec2.request_spot_fleet(SpotFleetRequestConfig=config)
         return reply["SpotFleetRequestId"]
 
-    def find_fleets(self, annex_id: str) -> list[str]:
+    def find_fleets(self, annex_id: str, client_token: str | None = None) -> list[str]:
         with self._call("EC2 DescribeSpotFleetRequests"):
-            return lease.find_fleets(self.ec2, annex_id)
+            return lease.find_fleets(self.ec2, annex_id, client_token)
 
     def cancel_fleets(self, fleet_ids: list[str]) -> None:
         with self._call("EC2 CancelSpotFleetRequests"):

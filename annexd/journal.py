@@ -12,6 +12,7 @@ import os
 import sqlite3
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from .plan import AnnexPlan
@@ -22,6 +23,7 @@ CREATE TABLE IF NOT EXISTS requests (
     annex_id TEXT NOT NULL,
     owner_uid INTEGER NOT NULL,
     state TEXT NOT NULL,
+    daemon_credentials INTEGER NOT NULL DEFAULT 0,
     plan TEXT NOT NULL,
     outputs TEXT NOT NULL DEFAULT '{}',
     error TEXT,
@@ -29,7 +31,7 @@ CREATE TABLE IF NOT EXISTS requests (
     updated REAL NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS one_request_in_flight_per_annex
-    ON requests(annex_id) WHERE state IN ('creating', 'rolling-back');
+    ON requests(annex_id) WHERE state IN ('creating', 'rolling-back', 'interrupted');
 CREATE TABLE IF NOT EXISTS step_events (
     request_id INTEGER NOT NULL REFERENCES requests(id),
     step TEXT NOT NULL,
@@ -39,8 +41,23 @@ CREATE TABLE IF NOT EXISTS step_events (
 );
 """
 
-IN_FLIGHT_STATES = ("creating", "rolling-back")
+#: States of a request that has not reached its end; at most one per annex.
+UNFINISHED_STATES = ("creating", "rolling-back", "interrupted")
 FINAL_STATES = ("active", "rolled-back", "rollback-incomplete")
+
+
+@dataclass
+class Progress:
+    """Where a request stands: outputs of finished steps, names of steps that were started."""
+
+    done: dict[str, dict[str, Any]] = field(default_factory=dict)
+    started: set[str] = field(default_factory=set)
+
+    def outputs(self) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for produced in self.done.values():
+            merged.update(produced)
+        return merged
 
 
 class AnnexBusy(Exception):
@@ -64,14 +81,15 @@ class Journal:
         with self._lock:
             return self._db.execute(sql, args).lastrowid
 
-    def begin(self, plan: AnnexPlan) -> int:
-        """Record an accepted request; raises AnnexBusy if the annex has one in flight."""
+    def begin(self, plan: AnnexPlan, *, daemon_credentials: bool) -> int:
+        """Record an accepted request; raises AnnexBusy if the annex has an unfinished one."""
         now = time.time()
         try:
             return self._write(
-                "INSERT INTO requests (annex_id, owner_uid, state, plan, created, updated)"
-                " VALUES (?, ?, 'creating', ?, ?, ?)",
-                (plan.annex_id, plan.owner_uid, plan.to_record(), now, now))
+                "INSERT INTO requests (annex_id, owner_uid, state, daemon_credentials, plan,"
+                " created, updated) VALUES (?, ?, 'creating', ?, ?, ?, ?)",
+                (plan.annex_id, plan.owner_uid, int(daemon_credentials), plan.to_record(),
+                 now, now))
         except sqlite3.IntegrityError:
             raise AnnexBusy(plan.annex_id) from None
 
@@ -87,18 +105,50 @@ class Journal:
                     (state, None if outputs is None else json.dumps(outputs), error,
                      time.time(), request_id))
 
-    def request(self, request_id: int) -> dict[str, Any]:
+    def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         with self._lock:
-            cursor = self._db.execute("SELECT * FROM requests WHERE id = ?", (request_id,))
-            row = cursor.fetchone()
+            cursor = self._db.execute(sql, args)
             names = [column[0] for column in cursor.description]
-        return dict(zip(names, row))
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def request(self, request_id: int) -> dict[str, Any]:
+        return self._rows("SELECT * FROM requests WHERE id = ?", (request_id,))[0]
+
+    def unfinished(self) -> list[dict[str, Any]]:
+        """Requests a crash or a shutdown left before their end, oldest first."""
+        marks = ", ".join("?" * len(UNFINISHED_STATES))
+        return self._rows(f"SELECT * FROM requests WHERE state IN ({marks}) ORDER BY id",
+                          UNFINISHED_STATES)
+
+    def unfinished_for(self, annex_id: str) -> dict[str, Any] | None:
+        marks = ", ".join("?" * len(UNFINISHED_STATES))
+        rows = self._rows(f"SELECT * FROM requests WHERE annex_id = ? AND state IN ({marks})",
+                          (annex_id, *UNFINISHED_STATES))
+        return rows[0] if rows else None
+
+    def latest(self, owner_uid: int | None) -> list[dict[str, Any]]:
+        """The newest request of each annex, of one owner (None: of everyone)."""
+        where = "" if owner_uid is None else "WHERE owner_uid = ?"
+        args = () if owner_uid is None else (owner_uid,)
+        return self._rows(
+            "SELECT * FROM requests WHERE id IN (SELECT MAX(id) FROM requests "
+            f"{where} GROUP BY annex_id) ORDER BY annex_id", args)
+
+    def progress(self, request_id: int) -> Progress:
+        """Which steps of the request were started and which finished, with their outputs."""
+        progress = Progress()
+        for row in self._rows("SELECT step, event, detail FROM step_events"
+                              " WHERE request_id = ? ORDER BY rowid", (request_id,)):
+            if row["event"] == "started":
+                progress.started.add(row["step"])
+            elif row["event"] == "done":
+                progress.done[row["step"]] = json.loads(row["detail"]) or {}
+        return progress
 
     def step_events(self, request_id: int) -> list[tuple[str, str]]:
-        with self._lock:
-            return self._db.execute(
-                "SELECT step, event FROM step_events WHERE request_id = ? ORDER BY rowid",
-                (request_id,)).fetchall()
+        return [(row["step"], row["event"]) for row in self._rows(
+            "SELECT step, event FROM step_events WHERE request_id = ? ORDER BY rowid",
+            (request_id,))]
 
     def close(self) -> None:
         with self._lock:

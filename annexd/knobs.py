@@ -74,6 +74,16 @@ def _positive_int(text: str) -> int:
     return number
 
 
+def _positive_float(text: str) -> float:
+    try:
+        number = float(text)
+    except ValueError:
+        raise ValueError("expected a number") from None
+    if not number > 0:
+        raise ValueError("must be greater than zero")
+    return number
+
+
 def _bool(text: str) -> bool:
     lowered = text.lower()
     if lowered in ("true", "yes", "1", "on"):
@@ -89,6 +99,10 @@ def string(name: str, default: str | None = None, region: str | None = None) -> 
 
 def positive_int(name: str, default: int, region: str | None = None) -> int:
     return _typed(name, default, _positive_int, region)
+
+
+def positive_float(name: str, default: float, region: str | None = None) -> float:
+    return _typed(name, default, _positive_float, region)
 
 
 def boolean(name: str, default: bool, region: str | None = None) -> bool:
@@ -160,7 +174,13 @@ class DaemonSettings:
     lease_function_arn: str | None
     lease_rate_minutes: int
     aws_max_attempts: int
+    aws_timeout_seconds: float
+    step_attempts: int
+    retry_base_seconds: float
+    retry_max_seconds: float
     allow_daemon_credentials: bool
+    socket_group: str | None
+    max_clients: int
 
     @classmethod
     def load(cls) -> "DaemonSettings":
@@ -174,5 +194,11 @@ class DaemonSettings:
             lease_function_arn=string("ANNEX_DEFAULT_LEASE_FUNCTION_ARN", region=region),
             lease_rate_minutes=positive_int("ANNEXD_LEASE_RATE_MINUTES", 5),
             aws_max_attempts=positive_int("ANNEXD_AWS_MAX_ATTEMPTS", 5),
+            aws_timeout_seconds=positive_float("ANNEXD_AWS_TIMEOUT_SECONDS", 60.0),
+            step_attempts=positive_int("ANNEXD_STEP_ATTEMPTS", 4),
+            retry_base_seconds=positive_float("ANNEXD_RETRY_BASE_SECONDS", 1.0),
+            retry_max_seconds=positive_float("ANNEXD_RETRY_MAX_SECONDS", 30.0),
             allow_daemon_credentials=boolean("ANNEXD_ALLOW_DAEMON_CREDENTIALS", False),
+            socket_group=string("ANNEXD_SOCKET_GROUP"),
+            max_clients=positive_int("ANNEXD_MAX_CLIENTS", 64),
         )

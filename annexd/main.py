@@ -1,9 +1,16 @@
 """``condor_annexd``: the annex daemon's entry point.
 
-Runs in the foreground, as ``condor_master`` expects of the daemons it starts.  Logs through
-HTCondor's own logging (``ANNEXD_LOG``, ``ANNEXD_DEBUG``).  Exit status follows the master's
-conventions: 0 after a requested stop, 99 for a configuration error that a restart cannot fix
-(the master then leaves the daemon off), 44 when the log cannot be written.
+Runs in the foreground by default, as ``condor_master`` expects of the daemons it starts;
+``-daemonize`` detaches (python-daemon) for running without a master.  Logs through HTCondor's
+own logging (``ANNEXD_LOG``, ``ANNEXD_DEBUG``).  Start-up order matters: bind the socket (so
+clients queue instead of failing), recover unfinished requests from the journal, tell the
+master we are ready, then serve.
+
+Signals: SIGTERM/SIGINT stop accepting, let each request in flight finish the step it is in
+and persist, then exit 0; SIGQUIT exits 0 at once (the journal makes that safe); SIGHUP
+re-reads the configuration.  Exit status: 0 after a requested stop, 99 for a configuration
+error a restart cannot fix (the master then leaves the daemon off), 44 when the log cannot
+be written.
 """
 from __future__ import annotations
 
@@ -13,11 +20,13 @@ import os
 import signal
 import sys
 import threading
+from typing import Any
 
 import htcondor2
 
 from . import knobs
 from .journal import Journal
+from .master import MasterLink
 from .server import AnnexServer, SocketSetupError
 from .service import AnnexService
 
@@ -31,39 +40,52 @@ log = logging.getLogger("annexd")
 class DprintfHandler(logging.Handler):
     """Send Python log records to HTCondor's dprintf (the ANNEXD_LOG file)."""
 
-    LEVELS = {logging.DEBUG: htcondor2.LogLevel.FullDebug}
-
     def emit(self, record: logging.LogRecord) -> None:
-        level = self.LEVELS.get(record.levelno, htcondor2.LogLevel.Always)
         if record.levelno >= logging.WARNING:
             level = htcondor2.LogLevel.Error
+        elif record.levelno <= logging.DEBUG:
+            level = htcondor2.LogLevel.FullDebug
+        else:
+            level = htcondor2.LogLevel.Always
         try:
             htcondor2.log(level, self.format(record))
         except Exception:
             self.handleError(record)
 
 
+class Fatal(Exception):
+    """Start-up cannot continue; carries the exit status."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="condor_annexd", prefix_chars="-",
+        prog="condor_annexd",
         description="HTCondor annex daemon: creates leased AWS EC2 annexes for local users.")
     parser.add_argument("-f", action="store_true",
                         help="run in the foreground (the default; accepted for condor_master)")
     parser.add_argument("-t", action="store_true", help="also log to the terminal (stderr)")
+    parser.add_argument("-daemonize", action="store_true",
+                        help="detach and run in the background (standalone, without a master)")
+    parser.add_argument("-pidfile", metavar="PATH",
+                        help="with -daemonize: pid file (default $(LOCK)/annexd.pid)")
     return parser.parse_args(argv)
 
 
-def _setup_logging(to_terminal: bool) -> int | None:
-    """Start HTCondor logging; returns an exit status if the log cannot be written."""
-    htcondor2.set_subsystem("ANNEXD", htcondor2.SubsystemType.Daemon)
+def _check_log() -> None:
     log_path = knobs.raw("ANNEXD_LOG")
     if log_path is None:
-        print("condor_annexd: ANNEXD_LOG is not set", file=sys.stderr)
-        return EXIT_LOG_ERROR
+        raise Fatal(EXIT_LOG_ERROR, "ANNEXD_LOG is not set")
     directory = os.path.dirname(os.path.abspath(log_path))
     if not os.access(directory, os.W_OK):
-        print(f"condor_annexd: cannot write the log in {directory}", file=sys.stderr)
-        return EXIT_LOG_ERROR
+        raise Fatal(EXIT_LOG_ERROR, f"cannot write the log in {directory}")
+
+
+def _enable_logging(to_terminal: bool) -> None:
+    """Start HTCondor logging; only after daemonizing (DaemonContext closes every fd)."""
     htcondor2.enable_log()
     root = logging.getLogger()
     root.setLevel(logging.DEBUG)
@@ -75,56 +97,141 @@ def _setup_logging(to_terminal: bool) -> int | None:
     # botocore logs request bodies at DEBUG; keep it quiet so nothing secret-adjacent leaks.
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    return None
 
 
-def _install_signals(server: AnnexServer, service: AnnexService) -> None:
-    def stop(signum: int, _frame: object) -> None:
-        log.info("got %s: finishing requests in flight, then exiting",
+class Lifecycle:
+    """Signal handling for one run: flags and hand-offs only, never work in the handler."""
+
+    def __init__(self) -> None:
+        self.server: AnnexServer | None = None
+        self.service: AnnexService | None = None
+        self.stop = threading.Event()
+
+    def terminate(self, signum: int, _frame: Any = None) -> None:
+        log.info("got %s: finishing the step each request is in, then exiting",
                  signal.Signals(signum).name)
-        threading.Thread(target=server.shutdown, daemon=True).start()
+        self.stop.set()
+        if self.service is not None:
+            self.service.stopping.set()
+        if self.server is not None:
+            threading.Thread(target=self.server.shutdown, daemon=True).start()
 
-    def quit_fast(_signum: int, _frame: object) -> None:
-        log.info("got SIGQUIT: exiting now")
+    def quit_fast(self, _signum: int, _frame: Any = None) -> None:
+        log.info("got SIGQUIT: exiting now; the journal lets the next start resume")
         os._exit(EXIT_OK)
 
-    def reconfig(_signum: int, _frame: object) -> None:
+    def reconfig(self, _signum: int, _frame: Any = None) -> None:
         try:
             knobs.reload()
-            service.reconfigure(knobs.DaemonSettings.load())
+            if self.service is not None:
+                self.service.reconfigure(knobs.DaemonSettings.load())
             log.info("configuration re-read")
         except knobs.KnobError as error:
             log.error("configuration error, keeping the old settings: %s", error)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGQUIT, quit_fast)
-    signal.signal(signal.SIGHUP, reconfig)
+    def signal_map(self) -> dict[int, Any]:
+        return {signal.SIGTERM: self.terminate, signal.SIGINT: self.terminate,
+                signal.SIGQUIT: self.quit_fast, signal.SIGHUP: self.reconfig}
+
+    def install(self) -> None:
+        for signum, handler in self.signal_map().items():
+            signal.signal(signum, handler)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parse_args(argv)
-    status = _setup_logging(args.t)
-    if status is not None:
-        return status
+def _load_settings() -> knobs.DaemonSettings:
     try:
-        settings = knobs.DaemonSettings.load()
+        return knobs.DaemonSettings.load()
+    except knobs.KnobError as error:
+        raise Fatal(EXIT_NO_RESTART, f"configuration error: {error}") from None
+
+
+def _daemonize(pidfile: str | None, lifecycle: Lifecycle) -> None:
+    """Detach with python-daemon; refuses to start twice, clears a dead daemon's pid file."""
+    import daemon
+    import daemon.pidfile
+    import lockfile
+
+    path = pidfile or knobs.path("ANNEXD_PIDFILE", "LOCK", "annexd.pid")
+    _clear_stale_pidfile(path)
+    context = daemon.DaemonContext(
+        detach_process=True, umask=0o022, working_directory="/",
+        pidfile=daemon.pidfile.TimeoutPIDLockFile(path, acquire_timeout=0),
+        signal_map=lifecycle.signal_map(),
+        # Keep HTCondor's environment-derived config; no stdio once detached.
+        stdin=None, stdout=None, stderr=None)
+    try:
+        context.open()
+    except (lockfile.AlreadyLocked, lockfile.LockTimeout):
+        raise Fatal(EXIT_NO_RESTART, f"another condor_annexd holds {path}") from None
+
+
+def _clear_stale_pidfile(path: str) -> None:
+    try:
+        with open(path, encoding="ascii") as handle:
+            pid = int(handle.read().strip() or 0)
+    except (FileNotFoundError, ValueError):
+        pid = 0
+    if pid > 0:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            raise Fatal(EXIT_NO_RESTART, f"{path}: process {pid} is alive") from None
+        else:
+            raise Fatal(EXIT_NO_RESTART, f"another condor_annexd (pid {pid}) is running") \
+                from None
+    if os.path.exists(path):
+        os.unlink(path)
+
+
+def _serve(lifecycle: Lifecycle) -> int:
+    settings = _load_settings()
+    try:
         journal = Journal(settings.journal_path)
         service = AnnexService(settings, journal)
-        server = AnnexServer(settings.socket_path, service)
-    except (knobs.KnobError, SocketSetupError, OSError) as error:
-        log.error("cannot start: %s", error)
-        return EXIT_NO_RESTART
-    _install_signals(server, service)
-    log.info("condor_annexd ready (region %s, journal %s)", settings.region,
-             settings.journal_path)
+        server = AnnexServer(settings.socket_path, service, group=settings.socket_group,
+                             max_clients=settings.max_clients)
+    except (SocketSetupError, OSError) as error:
+        raise Fatal(EXIT_NO_RESTART, f"cannot start: {error}") from None
+    lifecycle.service, lifecycle.server = service, server
+    if lifecycle.stop.is_set():
+        service.stopping.set()
+    master = MasterLink()
     try:
+        log.info("condor_annexd starting (region %s, journal %s); recovering unfinished "
+                 "requests", settings.region, settings.journal_path)
+        service.recover()
+        master.ready()
+        master.keep_alive(lifecycle.stop)
+        log.info("condor_annexd ready")
         server.serve_forever()
     finally:
+        lifecycle.stop.set()
         server.server_close()
         journal.close()
     log.info("condor_annexd exiting with status 0")
     return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    htcondor2.set_subsystem("ANNEXD", htcondor2.SubsystemType.Daemon)
+    lifecycle = Lifecycle()
+    try:
+        _check_log()
+        if args.daemonize:
+            _load_settings()  # report configuration errors before detaching
+            _daemonize(args.pidfile, lifecycle)
+        else:
+            lifecycle.install()
+        _enable_logging(args.t and not args.daemonize)
+        return _serve(lifecycle)
+    except Fatal as fatal:
+        if logging.getLogger().handlers:
+            log.error("%s", fatal)
+        print(f"condor_annexd: {fatal}", file=sys.stderr)
+        return fatal.status
 
 
 if __name__ == "__main__":

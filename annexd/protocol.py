@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from typing import Any
 
 import jsonschema
@@ -51,7 +52,7 @@ REQUEST_SCHEMA: dict[str, Any] = {
     "required": ["version", "command"],
     "properties": {
         "version": {"const": VERSION},
-        "command": {"enum": ["ping", "create"]},
+        "command": {"enum": ["ping", "list", "create"]},
     },
     "allOf": [
         {
@@ -65,7 +66,8 @@ REQUEST_SCHEMA: dict[str, Any] = {
 }
 
 #: Error kinds; the CLI maps each to an exit status (see condor_annex.cli.EXIT_CODES).
-ERROR_KINDS = ("protocol", "invalid-request", "conflict", "aws", "rollback-incomplete", "internal")
+ERROR_KINDS = ("protocol", "invalid-request", "conflict", "aws", "rollback-incomplete",
+               "internal", "interrupted", "busy")
 
 REPLY_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -133,11 +135,23 @@ def encode(message: dict[str, Any]) -> bytes:
     return json.dumps(message, separators=(",", ":")).encode() + b"\n"
 
 
-def receive(sock: socket.socket) -> Any:
-    """Read one newline-terminated JSON message from ``sock``."""
+def receive(sock: socket.socket, deadline: float | None = None) -> Any:
+    """Read one newline-terminated JSON message from ``sock``.
+
+    With ``deadline`` (a ``time.monotonic()`` value) the whole message must arrive by then, so
+    a client trickling one byte at a time cannot hold the connection forever.
+    """
     buffer = bytearray()
     while not buffer.endswith(b"\n"):
-        chunk = sock.recv(65536)
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ProtocolError("the message did not arrive in time")
+            sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            raise ProtocolError("the message did not arrive in time") from None
         if not chunk:
             break
         buffer += chunk

@@ -7,12 +7,15 @@ users, who are then held to their own annexes by uid.
 """
 from __future__ import annotations
 
+import grp
 import logging
 import os
 import socket
 import socketserver
 import stat
 import struct
+import threading
+import time
 
 from . import protocol
 from .service import AnnexService, Peer
@@ -30,6 +33,15 @@ def peer_credentials(sock: socket.socket) -> Peer:
     data = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     pid, uid, gid = struct.unpack("3i", data)
     return Peer(pid=pid, uid=uid, gid=gid)
+
+
+def _group_id(group: str | None) -> int | None:
+    if group is None:
+        return None
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise SocketSetupError(f"ANNEXD_SOCKET_GROUP: no such group {group!r}") from None
 
 
 def _check_directory(directory: str) -> None:
@@ -66,15 +78,31 @@ class Handler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         peer = peer_credentials(self.request)
-        self.request.settimeout(READ_TIMEOUT_SECONDS)
+        if not self.server.slots.acquire(blocking=False):
+            log.warning("refusing pid %d (uid %d): %d clients already connected",
+                        peer.pid, peer.uid, self.server.max_clients)
+            self._send(peer, protocol.error_reply(
+                "busy", "condor_annexd is serving too many clients; try again shortly"))
+            return
         try:
-            message = protocol.receive(self.request)
+            self._serve(peer)
+        finally:
+            self.server.slots.release()
+
+    def _serve(self, peer: Peer) -> None:
+        try:
+            message = protocol.receive(self.request,
+                                       time.monotonic() + READ_TIMEOUT_SECONDS)
         except (protocol.ProtocolError, OSError) as error:
             reply = protocol.error_reply("protocol", f"bad message: {error}")
         else:
             self.request.settimeout(None)
             reply = self.server.service.handle(message, peer)
+        self._send(peer, reply)
+
+    def _send(self, peer: Peer, reply: dict) -> None:
         try:
+            self.request.settimeout(READ_TIMEOUT_SECONDS)
             self.request.sendall(protocol.encode(reply))
         except OSError as error:
             log.warning("could not reply to pid %d (uid %d): %s", peer.pid, peer.uid, error)
@@ -88,14 +116,23 @@ class AnnexServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     # socketserver's default backlog of 5 makes a burst of clients fail with EAGAIN.
     request_queue_size = socket.SOMAXCONN
 
-    def __init__(self, path: str, service: AnnexService):
+    def __init__(self, path: str, service: AnnexService, *, group: str | None = None,
+                 max_clients: int = 64):
         _check_directory(os.path.dirname(os.path.abspath(path)))
         _clear_stale_socket(path)
+        gid = _group_id(group)
         self.service = service
         self.path = path
+        self.max_clients = max_clients
+        self.slots = threading.BoundedSemaphore(max_clients)
         super().__init__(path, Handler)
-        os.chmod(path, 0o666)
-        log.info("listening on %s", path)
+        if gid is None:
+            os.chmod(path, 0o666)
+        else:
+            os.chown(path, -1, gid)
+            os.chmod(path, 0o660)
+        log.info("listening on %s (%s)", path,
+                 "all local users" if gid is None else f"group {group} only")
 
     def server_close(self) -> None:
         super().server_close()

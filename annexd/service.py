@@ -1,12 +1,16 @@
-"""What the daemon does with one request from one authenticated local user.
+"""What the daemon does with one request from one authenticated local user, and at start-up.
 
 ``handle`` never raises: every failure becomes an error reply with one clear line, because a
 request must never take the daemon down.  Credentials arrive in the request, are used for its
-AWS calls, and are dropped with it: never logged, never journaled.
+AWS calls, and are dropped with it: never logged, never journaled.  That is also why recovery
+can finish by itself only the requests made with the daemon's own AWS identity; a request
+made with a user's keys is parked as *interrupted* until that user repeats the command.
+Either way nothing is unprotected meanwhile: the lease rule is in place before any instance.
 """
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -14,9 +18,9 @@ from typing import Any, Callable
 
 from . import protocol, steps
 from .aws import AnnexAws, AwsError
-from .journal import AnnexBusy, Journal
+from .journal import AnnexBusy, Journal, Progress
 from .knobs import DaemonSettings
-from .plan import InvalidRequest, build_plan
+from .plan import AnnexPlan, InvalidRequest, build_plan
 
 log = logging.getLogger("annexd.service")
 
@@ -28,6 +32,14 @@ class Peer:
     pid: int
     uid: int
     gid: int
+
+    @property
+    def is_admin(self) -> bool:
+        """root and the daemon's own user may see and act on every annex."""
+        return self.uid in (0, os.geteuid())
+
+    def may_act_on(self, owner_uid: int) -> bool:
+        return self.is_admin or self.uid == owner_uid
 
 
 def _failure_reply(error: steps.CreateFailed, notices: list[str]) -> dict[str, Any]:
@@ -44,10 +56,18 @@ def _failure_reply(error: steps.CreateFailed, notices: list[str]) -> dict[str, A
             aws_code=aws_code, request_id=request_id, notices=notices)
     kind = "aws" if isinstance(cause, AwsError) else "internal"
     message = f"{cause}; nothing was left behind"
-    if error.step == "check" and getattr(cause, "code", "") == "ResourceNotFoundException":
+    if error.step == "check" and aws_code == "ResourceNotFoundException":
         message = f"the lease function does not exist ({cause}); nothing was created"
     return protocol.error_reply(kind, message, aws_code=aws_code, request_id=request_id,
                                 notices=notices)
+
+
+def _paused_reply(plan: AnnexPlan, step: str, notices: list[str]) -> dict[str, Any]:
+    return protocol.error_reply(
+        "interrupted",
+        f"condor_annexd is shutting down; annex {plan.annex_id!r} stopped safely before its "
+        f"{step} step (its lease is in force). Run the same condor_annex command again to "
+        "finish it.", notices=notices)
 
 
 class AnnexService:
@@ -57,6 +77,8 @@ class AnnexService:
         self._settings_lock = threading.Lock()
         self.journal = journal
         self.clock = clock
+        #: Set when the daemon is asked to stop: requests pause at their next step boundary.
+        self.stopping = threading.Event()
 
     @property
     def settings(self) -> DaemonSettings:
@@ -68,11 +90,43 @@ class AnnexService:
         with self._settings_lock:
             self._settings = settings
 
+    # -- plumbing shared by requests and recovery ------------------------------------------
+
+    def _driver(self, settings: DaemonSettings, plan: AnnexPlan, request_id: int,
+                credentials: dict[str, str] | None) -> steps.Driver:
+        aws = AnnexAws(region=settings.region, endpoints=settings.endpoints,
+                       credentials=credentials, max_attempts=settings.aws_max_attempts,
+                       timeout_seconds=settings.aws_timeout_seconds)
+        retry = steps.RetryPolicy(settings.step_attempts, settings.retry_base_seconds,
+                                  settings.retry_max_seconds)
+        return steps.Driver(steps.CREATE_SPOT_FLEET, aws, plan, self.journal, request_id,
+                            retry=retry, stop=self.stopping)
+
+    def _drive(self, driver: steps.Driver, progress: Progress | None,
+               state: str = "creating") -> steps.Outputs | None:
+        """Finish a request: forward, or back when it was rolling back or its lease is over.
+
+        Returns the outputs, or None when it was rolled back because of its state or lease.
+        Raises CreateFailed or Paused like Driver.forward.
+        """
+        plan = driver.plan
+        if progress is not None and (state == "rolling-back" or plan.lease_end <= self.clock()):
+            reason = ("resuming an interrupted rollback" if state == "rolling-back"
+                      else "the lease ended before the annex was complete")
+            log.warning("annex %s: %s; rolling back", plan.annex_id, reason)
+            driver.rollback_progress(progress, reason)
+            return None
+        return driver.forward(progress)
+
+    # -- requests --------------------------------------------------------------------------
+
     def handle(self, message: Any, peer: Peer) -> dict[str, Any]:
         try:
             request = protocol.validate_request(message)
             if request["command"] == "ping":
                 return protocol.ok_reply({"daemon": "condor_annexd", "uid": peer.uid})
+            if request["command"] == "list":
+                return self.list_annexes(peer)
             return self.create(request, peer)
         except protocol.ProtocolError as error:
             return protocol.error_reply("invalid-request", f"bad request: {error}")
@@ -80,6 +134,16 @@ class AnnexService:
             log.exception("internal error while serving uid %d", peer.uid)
             return protocol.error_reply("internal", "internal error in condor_annexd; "
                                         "see its log (ANNEXD_LOG)")
+
+    def list_annexes(self, peer: Peer) -> dict[str, Any]:
+        """The annexes the caller may see: their own, or all for root and the daemon's user."""
+        rows = self.journal.latest(None if peer.is_admin else peer.uid)
+        return protocol.ok_reply({"annexes": [{
+            "name": row["annex_id"],
+            "owner": row["owner_uid"],
+            "state": row["state"],
+            "lease_end": AnnexPlan.from_record(row["plan"]).lease_end,
+        } for row in rows]})
 
     def create(self, request: dict[str, Any], peer: Peer) -> dict[str, Any]:
         settings = self.settings
@@ -94,24 +158,57 @@ class AnnexService:
                               now=self.clock())
         except InvalidRequest as error:
             return protocol.error_reply("invalid-request", str(error))
-        notices = list(plan.notices)
-        aws = AnnexAws(region=settings.region, endpoints=settings.endpoints,
-                       credentials=credentials, max_attempts=settings.aws_max_attempts)
+        unfinished = self.journal.unfinished_for(plan.annex_id)
+        if unfinished is not None:
+            return self._resume(unfinished, peer, credentials)
         try:
-            request_id = self.journal.begin(plan)
+            request_id = self.journal.begin(plan, daemon_credentials=credentials is None)
         except AnnexBusy:
             return protocol.error_reply(
-                "conflict", f"annex {plan.annex_id!r} is being created by another request",
-                notices=notices)
+                "conflict", f"annex {plan.annex_id!r} is being created by another request")
         log.info("request %d: uid %d creates annex %s (lease ends %d)",
                  request_id, peer.uid, plan.annex_id, plan.lease_end)
+        driver = self._driver(settings, plan, request_id, credentials)
+        return self._reply(driver, None, "creating", list(plan.notices))
+
+    def _resume(self, row: dict[str, Any], peer: Peer,
+                credentials: dict[str, str] | None) -> dict[str, Any]:
+        """The same annex again while an earlier request for it is unfinished."""
+        annex_id = row["annex_id"]
+        if not peer.may_act_on(row["owner_uid"]):
+            return protocol.error_reply(
+                "conflict", f"annex {annex_id!r} belongs to another user")
+        if row["state"] != "interrupted":
+            return protocol.error_reply(
+                "conflict", f"annex {annex_id!r} is being created by another request")
+        plan = AnnexPlan.from_record(row["plan"])
+        progress = self.journal.progress(row["id"])
+        self.journal.set_state(row["id"], "creating")
+        log.info("request %d: uid %d resumes interrupted annex %s", row["id"], peer.uid, annex_id)
+        notices = [f"resumed the interrupted request for annex {annex_id!r} of "
+                   f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(row['created']))}; "
+                   "its original settings apply"]
+        driver = self._driver(self.settings, plan, row["id"], credentials)
+        return self._reply(driver, progress, "interrupted", notices)
+
+    def _reply(self, driver: steps.Driver, progress: Progress | None, state: str,
+               notices: list[str]) -> dict[str, Any]:
+        plan = driver.plan
         try:
-            outputs = steps.run(steps.CREATE_SPOT_FLEET, aws, plan, self.journal, request_id)
+            outputs = self._drive(driver, progress, state)
         except steps.CreateFailed as error:
             log.warning("request %d: annex %s failed at %s: %s",
-                        request_id, plan.annex_id, error.step, error.cause)
+                        driver.request_id, plan.annex_id, error.step, error.cause)
             return _failure_reply(error, notices)
-        log.info("request %d: annex %s is up: %s", request_id, plan.annex_id,
+        except steps.Paused as paused:
+            log.info("request %d: annex %s paused before %s for shutdown",
+                     driver.request_id, plan.annex_id, paused.step)
+            return _paused_reply(plan, paused.step, notices)
+        if outputs is None:
+            return protocol.error_reply(
+                "aws", f"the lease of annex {plan.annex_id!r} ended before it was complete; "
+                "it was rolled back", notices=notices)
+        log.info("request %d: annex %s is up: %s", driver.request_id, plan.annex_id,
                  outputs["spot_fleet_request_id"])
         return protocol.ok_reply({
             "annex_id": plan.annex_id,
@@ -120,3 +217,31 @@ class AnnexService:
             "rule_arn": outputs["rule_arn"],
             "config_url": outputs["config_url"],
         }, notices)
+
+    # -- start-up --------------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Drive every request a crash or shutdown left unfinished to a clean end if we can.
+
+        Requests made with the daemon's own credentials are finished (or rolled back) now.
+        Those made with a user's keys wait, parked as *interrupted*, for the user.
+        """
+        for row in self.journal.unfinished():
+            plan = AnnexPlan.from_record(row["plan"])
+            if not row["daemon_credentials"]:
+                if row["state"] != "interrupted":
+                    self.journal.set_state(row["id"], "interrupted")
+                log.warning("request %d: annex %s (uid %d) is interrupted; it resumes when its "
+                            "owner runs the same condor_annex command again",
+                            row["id"], plan.annex_id, row["owner_uid"])
+                continue
+            log.info("request %d: recovering annex %s from state %s",
+                     row["id"], plan.annex_id, row["state"])
+            driver = self._driver(self.settings, plan, row["id"], None)
+            try:
+                self._drive(driver, self.journal.progress(row["id"]), row["state"])
+            except steps.CreateFailed as error:
+                log.error("request %d: recovery of annex %s failed at %s: %s",
+                          row["id"], plan.annex_id, error.step, error.cause)
+            except steps.Paused:
+                return

@@ -15,7 +15,8 @@ from typing import Any
 import botocore.session
 from botocore.validate import ParamValidator
 
-ANNEX_TAG = "htcondor:AnnexName"
+from annexd_lambda.lease import ANNEX_TAG, CLIENT_TOKEN_TAG
+
 DROPPED_FIELDS = ("ValidFrom", "ValidUntil")
 
 
@@ -38,9 +39,9 @@ def unwrap(config: Any) -> dict[str, Any]:
     return copy.deepcopy(config)
 
 
-def _tag_resource(tag_specs: list[dict[str, Any]], resource_type: str, annex_id: str,
+def _tag_resource(tag_specs: list[dict[str, Any]], resource_type: str, wanted: dict[str, str],
                   where: str) -> list[dict[str, Any]]:
-    """Return ``tag_specs`` with ``htcondor:AnnexName=<annex_id>`` on ``resource_type``."""
+    """Return ``tag_specs`` with the ``wanted`` tags on ``resource_type``."""
     specs = copy.deepcopy(tag_specs)
     matching = [spec for spec in specs if spec.get("ResourceType") == resource_type]
     if not matching:
@@ -49,12 +50,13 @@ def _tag_resource(tag_specs: list[dict[str, Any]], resource_type: str, annex_id:
     for spec in matching:
         tags = spec.setdefault("Tags", [])
         for tag in tags:
-            if tag.get("Key") == ANNEX_TAG and tag.get("Value") != annex_id:
+            if tag.get("Key") in wanted and tag.get("Value") != wanted[tag.get("Key")]:
                 raise SpotFleetConfigError(
-                    f"{where}: tag {ANNEX_TAG}={tag.get('Value')!r} conflicts with annex "
-                    f"{annex_id!r}; remove it, condor_annexd sets it")
-        if not any(tag.get("Key") == ANNEX_TAG for tag in tags):
-            tags.append({"Key": ANNEX_TAG, "Value": annex_id})
+                    f"{where}: tag {tag.get('Key')}={tag.get('Value')!r} conflicts with the "
+                    f"annex's {wanted[tag.get('Key')]!r}; remove it, condor_annexd sets it")
+        present = {tag.get("Key") for tag in tags}
+        tags += [{"Key": key, "Value": value} for key, value in wanted.items()
+                 if key not in present]
     return specs
 
 
@@ -81,10 +83,12 @@ def build(config: Any, *, annex_id: str, client_token: str,
             "LaunchTemplateConfigs: instances launched from a launch template cannot be tagged "
             f"{ANNEX_TAG} by the fleet request; use LaunchSpecifications")
     _check_shape(config)  # before tagging, so the tagging below sees well-typed lists
+    # The token tag lets a retry find this request's fleet where ClientToken is not reported.
     config["TagSpecifications"] = _tag_resource(
-        config.get("TagSpecifications", []), "spot-fleet-request", annex_id, "TagSpecifications")
+        config.get("TagSpecifications", []), "spot-fleet-request",
+        {ANNEX_TAG: annex_id, CLIENT_TOKEN_TAG: client_token}, "TagSpecifications")
     for index, spec in enumerate(config.get("LaunchSpecifications", [])):
         spec["TagSpecifications"] = _tag_resource(
-            spec.get("TagSpecifications", []), "instance", annex_id,
+            spec.get("TagSpecifications", []), "instance", {ANNEX_TAG: annex_id},
             f"LaunchSpecifications[{index}].TagSpecifications")
     return config, notices

@@ -7,7 +7,8 @@ result.  It never imports boto3, so it starts fast.
 Exit status: 0 success; 1 usage error; 2 an input file cannot be read or parsed; 3 the daemon
 cannot be reached; 4 the daemon refused the request (invalid, or the annex exists); 5 AWS
 failed and everything created was rolled back; 6 AWS failed and rolling back failed too
-(the error names what may be left); 7 internal daemon error.
+(the error names what may be left); 7 internal daemon error; 8 the daemon shut down
+mid-way (the lease is in force; run the same command again to finish).
 """
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ EXIT_CODES = {
     "aws": 5,
     "rollback-incomplete": 6,
     "internal": 7,
+    "interrupted": 8,
+    "busy": EXIT_DAEMON,
 }
 
 

@@ -32,6 +32,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 ANNEX_TAG = "htcondor:AnnexName"
+CLIENT_TOKEN_TAG = "htcondor:AnnexClientToken"
 ANNEX_ID = re.compile(r"^[A-Za-z0-9-]{1,27}$")
 LIVE_FLEET_STATES = frozenset({"submitted", "active", "modifying"})
 LIVE_INSTANCE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
@@ -109,12 +110,27 @@ def _is_live(ec2: Any, fleet: dict[str, Any]) -> bool:
     return state in LIVE_FLEET_STATES
 
 
-def find_fleets(ec2: Any, annex_id: str) -> list[str]:
-    """IDs of the live Spot Fleet requests tagged with exactly ``annex_id``."""
+def _has_client_token(fleet: dict[str, Any], token: str) -> bool:
+    """AWS reports the ClientToken; moto does not, so the daemon also tags fleets with it."""
+    if fleet.get("SpotFleetRequestConfig", {}).get("ClientToken") == token:
+        return True
+    return any(t.get("Key") == CLIENT_TOKEN_TAG and t.get("Value") == token
+               for t in fleet.get("Tags") or ())
+
+
+def find_fleets(ec2: Any, annex_id: str, client_token: str | None = None) -> list[str]:
+    """IDs of the live Spot Fleet requests tagged with exactly ``annex_id``.
+
+    With ``client_token``, only the fleets of that one create request.
+    """
     found = []
     for page in ec2.get_paginator("describe_spot_fleet_requests").paginate():
         for fleet in page.get("SpotFleetRequestConfigs", []):
-            if has_annex_tag(fleet.get("Tags"), annex_id) and _is_live(ec2, fleet):
+            if not has_annex_tag(fleet.get("Tags"), annex_id):
+                continue
+            if client_token is not None and not _has_client_token(fleet, client_token):
+                continue
+            if _is_live(ec2, fleet):
                 found.append(fleet["SpotFleetRequestId"])
     return found
 

@@ -6,7 +6,7 @@ import pytest
 
 from annexd.knobs import DaemonSettings
 from annexd.plan import AnnexPlan, InvalidRequest, build_plan, rate_expression
-from annexd.spotfleet import ANNEX_TAG
+from annexd_lambda.lease import ANNEX_TAG, CLIENT_TOKEN_TAG
 
 from conftest import SPOT_CONFIG
 
@@ -17,7 +17,9 @@ NOW = 1_800_000_000.7
 def settings(**overrides) -> DaemonSettings:
     values = dict(socket_path="/x/annexd.sock", journal_path="/x/j.sqlite", region="us-east-1",
                   endpoints={}, bucket="bucket", lease_function_arn=None, lease_rate_minutes=5,
-                  aws_max_attempts=3, allow_daemon_credentials=False)
+                  aws_max_attempts=3, aws_timeout_seconds=5.0, step_attempts=2,
+                  retry_base_seconds=0.1, retry_max_seconds=1.0, allow_daemon_credentials=False,
+                  socket_group=None, max_clients=8)
     values.update(overrides)
     return DaemonSettings(**values)
 
@@ -63,8 +65,11 @@ def test_fleet_config_keeps_user_fields_and_adds_annex_tags():
     assert config["IamFleetRole"].endswith("aws-ec2-spot-fleet-tagging-role")
     assert config["TerminateInstancesWithExpiration"] is True and config["Type"] == "request"
     assert "ValidFrom" not in config and "ValidUntil" not in config
-    assert config["TagSpecifications"] == [
-        {"ResourceType": "spot-fleet-request", "Tags": [{"Key": ANNEX_TAG, "Value": "nightly"}]}]
+    plan = plan_for()
+    assert plan.spot_fleet_config["TagSpecifications"] == [
+        {"ResourceType": "spot-fleet-request", "Tags": [
+            {"Key": ANNEX_TAG, "Value": "nightly"},
+            {"Key": CLIENT_TOKEN_TAG, "Value": plan.client_token}]}]
     [spec] = config["LaunchSpecifications"]
     assert spec["TagSpecifications"] == [{"ResourceType": "instance", "Tags": [
         {"Key": "project", "Value": "nightly-builds"}, {"Key": ANNEX_TAG, "Value": "nightly"}]}]
@@ -82,10 +87,11 @@ def test_notices_say_what_was_changed():
 
 
 def test_wrapped_and_bare_configs_give_the_same_request():
-    bare = plan_for().spot_fleet_config
-    wrapped = plan_for({"SpotFleetRequestConfig": console_config()}).spot_fleet_config
-    bare.pop("ClientToken"), wrapped.pop("ClientToken")
-    assert bare == wrapped
+    bare = plan_for()
+    wrapped = plan_for({"SpotFleetRequestConfig": console_config()})
+    as_text = json.dumps(wrapped.spot_fleet_config).replace(wrapped.client_token,
+                                                           bare.client_token)
+    assert json.loads(as_text) == bare.spot_fleet_config
 
 
 def test_the_users_file_is_not_modified():
@@ -101,7 +107,7 @@ def test_the_users_file_is_not_modified():
     (lambda c: c.update(Bogus=1), 'Unknown parameter in SpotFleetRequestConfig: "Bogus"'),
     (lambda c: c["LaunchSpecifications"][0].update(InstanceType=5), "LaunchSpecifications[0].InstanceType"),
     (lambda c: c.update(TagSpecifications=[{"ResourceType": "spot-fleet-request", "Tags": [
-        {"Key": ANNEX_TAG, "Value": "other"}]}]), "conflicts with annex 'nightly'"),
+        {"Key": ANNEX_TAG, "Value": "other"}]}]), "conflicts with the annex's 'nightly'"),
     (lambda c: (c.pop("LaunchSpecifications"), c.update(LaunchTemplateConfigs=[
         {"LaunchTemplateSpecification": {"LaunchTemplateId": "lt-1", "Version": "1"}}])),
      "cannot be tagged"),
