@@ -12,7 +12,8 @@ from typing import Any, Iterator
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from annexd_lambda import lease
 from annexd_lambda.lease import ANNEX_TAG
@@ -81,7 +82,7 @@ def translate(operation: str, error: Exception) -> AwsError:
         else:
             kind = InvalidInput
         return kind(operation, code, message, request_id)
-    if isinstance(error, BotoConnectionError):
+    if isinstance(error, (BotoConnectionError, HTTPClientError)):  # resets, timeouts
         return Transient(operation, type(error).__name__, str(error))
     return AwsError(operation, type(error).__name__, str(error))
 
@@ -120,7 +121,8 @@ class AnnexAws:
             raise AwsError(operation, "Unsuccessful", str(error)) from None
         except (ClientError, BotoCoreError) as error:
             raise translate(operation, error) from None
-        faults.crash_point(operation, "after")
+        finally:
+            faults.crash_point(operation, "after")  # whatever the call's outcome
 
     @property
     def lease_clients(self) -> lease.Clients:

@@ -181,6 +181,7 @@ class DaemonSettings:
     allow_daemon_credentials: bool
     socket_group: str | None
     max_clients: int
+    client_timeout_seconds: float
 
     @classmethod
     def load(cls) -> "DaemonSettings":
@@ -201,4 +202,5 @@ class DaemonSettings:
             allow_daemon_credentials=boolean("ANNEXD_ALLOW_DAEMON_CREDENTIALS", False),
             socket_group=string("ANNEXD_SOCKET_GROUP"),
             max_clients=positive_int("ANNEXD_MAX_CLIENTS", 64),
+            client_timeout_seconds=positive_float("ANNEXD_CLIENT_TIMEOUT_SECONDS", 30.0),
         )

@@ -191,7 +191,8 @@ def _serve(lifecycle: Lifecycle) -> int:
         journal = Journal(settings.journal_path)
         service = AnnexService(settings, journal)
         server = AnnexServer(settings.socket_path, service, group=settings.socket_group,
-                             max_clients=settings.max_clients)
+                             max_clients=settings.max_clients,
+                             client_timeout=settings.client_timeout_seconds)
     except (SocketSetupError, OSError) as error:
         raise Fatal(EXIT_NO_RESTART, f"cannot start: {error}") from None
     lifecycle.service, lifecycle.server = service, server

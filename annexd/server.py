@@ -22,8 +22,6 @@ from .service import AnnexService, Peer
 
 log = logging.getLogger("annexd.server")
 
-READ_TIMEOUT_SECONDS = 30
-
 
 class SocketSetupError(Exception):
     """The socket cannot be created safely (a fatal configuration error)."""
@@ -92,7 +90,7 @@ class Handler(socketserver.BaseRequestHandler):
     def _serve(self, peer: Peer) -> None:
         try:
             message = protocol.receive(self.request,
-                                       time.monotonic() + READ_TIMEOUT_SECONDS)
+                                       time.monotonic() + self.server.client_timeout)
         except (protocol.ProtocolError, OSError) as error:
             reply = protocol.error_reply("protocol", f"bad message: {error}")
         else:
@@ -102,7 +100,7 @@ class Handler(socketserver.BaseRequestHandler):
 
     def _send(self, peer: Peer, reply: dict) -> None:
         try:
-            self.request.settimeout(READ_TIMEOUT_SECONDS)
+            self.request.settimeout(self.server.client_timeout)
             self.request.sendall(protocol.encode(reply))
         except OSError as error:
             log.warning("could not reply to pid %d (uid %d): %s", peer.pid, peer.uid, error)
@@ -117,13 +115,14 @@ class AnnexServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     request_queue_size = socket.SOMAXCONN
 
     def __init__(self, path: str, service: AnnexService, *, group: str | None = None,
-                 max_clients: int = 64):
+                 max_clients: int = 64, client_timeout: float = 30.0):
         _check_directory(os.path.dirname(os.path.abspath(path)))
         _clear_stale_socket(path)
         gid = _group_id(group)
         self.service = service
         self.path = path
         self.max_clients = max_clients
+        self.client_timeout = client_timeout  # for a whole request to arrive, or a reply to go
         self.slots = threading.BoundedSemaphore(max_clients)
         super().__init__(path, Handler)
         if gid is None:

@@ -86,12 +86,14 @@ class LocalPool:
 class AnnexDaemon:
     """``condor_annexd`` as a child process; ``stop()`` returns its exit status."""
 
-    def __init__(self, pool: LocalPool):
+    def __init__(self, pool: LocalPool, extra_env: dict[str, str] | None = None):
         self.pool = pool
+        self.extra_env = extra_env or {}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> "AnnexDaemon":
-        self.process = spawn([script("condor_annexd"), "-f"], self.pool.env(),
+        self.process = spawn([script("condor_annexd"), "-f"],
+                             {**self.pool.env(), **self.extra_env},
                              os.path.join(self.pool.root, "log", "annexd.stderr"))
         wait_until_ready(self.process, self._answers, "condor_annexd", timeout)
         return self

@@ -19,7 +19,7 @@ def settings(**overrides) -> DaemonSettings:
                   endpoints={}, bucket="bucket", lease_function_arn=None, lease_rate_minutes=5,
                   aws_max_attempts=3, aws_timeout_seconds=5.0, step_attempts=2,
                   retry_base_seconds=0.1, retry_max_seconds=1.0, allow_daemon_credentials=False,
-                  socket_group=None, max_clients=8)
+                  socket_group=None, max_clients=8, client_timeout_seconds=5.0)
     values.update(overrides)
     return DaemonSettings(**values)
 

@@ -1,0 +1,153 @@
+"""An HTTP proxy in front of moto that injects AWS-like faults into chosen API calls.
+
+Point the daemon's endpoint knobs at :attr:`FaultProxy.url` and arm faults by operation name
+(``ec2:RequestSpotFleet``, ``events:PutRule``, ``lambda:GetFunction``, ``s3:PutObject``, ...).
+Fault kinds, each for the next ``times`` matching calls:
+
+=============== ===================================================================
+``throttle``    answer 503 without forwarding (throttling / service unavailable)
+``error``       answer 500 without forwarding
+``reject``      answer 400 without forwarding (a permanent error)
+``reset``       drop the connection without forwarding
+``reset-after`` forward (the call takes effect), then drop the connection unanswered
+``stall-after`` forward, then hold the connection silent for ``stall_seconds``
+=============== ===================================================================
+
+The ``-after`` kinds are the hard ones: the caller cannot tell that its call succeeded.
+"""
+from __future__ import annotations
+
+import http.client
+import http.server
+import threading
+import time
+import urllib.parse
+from collections import Counter
+from dataclasses import dataclass
+
+KINDS = ("throttle", "error", "reject", "reset", "reset-after", "stall-after")
+STATUS = {"throttle": 503, "error": 500, "reject": 400}
+
+
+@dataclass
+class Fault:
+    operation: str
+    kind: str
+    times: int = 1  # negative: every time
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}")
+
+
+def operation_of(method: str, path: str, headers: http.client.HTTPMessage, body: bytes) -> str:
+    """Name the AWS operation of one HTTP request, as ``service:Operation``."""
+    target = headers.get("X-Amz-Target")
+    if target:  # JSON protocols: "AWSEvents.PutRule"
+        prefix, _, name = target.partition(".")
+        return f"{'events' if prefix == 'AWSEvents' else prefix}:{name}"
+    if path.startswith("/2015-03-31/functions"):
+        tail = path.split("?")[0].rstrip("/").split("/")[3:]
+        return "lambda:GetFunction" if method == "GET" and len(tail) == 1 else f"lambda:{method}"
+    if "x-www-form-urlencoded" in headers.get("Content-Type", ""):
+        action = urllib.parse.parse_qs(body.decode(errors="replace")).get("Action", ["?"])[0]
+        return f"ec2:{action}"
+    return f"s3:{ {'PUT': 'PutObject', 'DELETE': 'DeleteObject'}.get(method, method) }"
+
+
+class FaultProxy:
+    def __init__(self, upstream_url: str, *, latency: float = 0.0, stall_seconds: float = 5.0):
+        parsed = urllib.parse.urlparse(upstream_url)
+        self.upstream = (parsed.hostname, parsed.port)
+        self.latency, self.stall_seconds = latency, stall_seconds
+        self.seen: Counter[str] = Counter()
+        self._faults: list[Fault] = []
+        self._lock = threading.Lock()
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def start(self) -> "FaultProxy":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def arm(self, operation: str, kind: str, times: int = 1) -> None:
+        with self._lock:
+            self._faults.append(Fault(operation, kind, times))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+            self.seen.clear()
+
+    def _take(self, operation: str) -> str | None:
+        """Record the call; return the fault kind to inject into it, if any."""
+        with self._lock:
+            self.seen[operation] += 1
+            for fault in self._faults:
+                if fault.operation == operation and fault.times != 0:
+                    fault.times -= 1
+                    return fault.kind
+        return None
+
+    def _forward(self, method: str, path: str, headers: http.client.HTTPMessage,
+                 body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+        connection = http.client.HTTPConnection(*self.upstream, timeout=60)
+        try:
+            forwarded = {k: v for k, v in headers.items()
+                         if k.lower() not in ("connection", "expect", "transfer-encoding")}
+            connection.request(method, path, body=body or None, headers=forwarded)
+            response = connection.getresponse()
+            return response.status, response.getheaders(), response.read()
+        finally:
+            connection.close()
+
+    def _handler_class(self) -> type[http.server.BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:  # quiet
+                pass
+
+            def _relay(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                operation = operation_of(self.command, self.path, self.headers, body)
+                kind = proxy._take(operation)
+                if proxy.latency:
+                    time.sleep(proxy.latency)
+                if kind in STATUS:
+                    self.send_response(STATUS[kind])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if kind == "reset":
+                    self.close_connection = True
+                    return
+                status, headers, payload = proxy._forward(self.command, self.path,
+                                                          self.headers, body)
+                if kind in ("reset-after", "stall-after"):
+                    if kind == "stall-after":
+                        time.sleep(proxy.stall_seconds)
+                    self.close_connection = True
+                    return
+                self.send_response(status)
+                for name, value in headers:
+                    if name.lower() not in ("content-length", "transfer-encoding", "connection",
+                                            "date", "server"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _relay
+
+        return Handler

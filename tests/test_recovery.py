@@ -1,0 +1,157 @@
+"""Kill -9 at every point of the create sequence; the restarted daemon finishes exactly once."""
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import time
+
+import pytest
+
+from annexd_lambda.lease import ANNEX_TAG
+from localaws.pool import AnnexDaemon, LocalPool, script
+
+from conftest import SECRET, SPOT_CONFIG
+
+DAEMON_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+KNOBS = "\n".join(["ANNEXD_ALLOW_DAEMON_CREDENTIALS = true", "ANNEXD_RETRY_BASE_SECONDS = 0.05"])
+
+FORWARD_CALLS = ["Lambda GetFunction", "EventBridge DescribeRule", "S3 PutObject",
+                 "EventBridge PutRule", "EventBridge PutTargets", "EC2 RequestSpotFleet"]
+UNDO_CALLS = ["EC2 DescribeSpotFleetRequests", "EC2 CancelSpotFleetRequests",
+              "EventBridge RemoveTargets", "EventBridge DeleteRule", "S3 DeleteObject"]
+
+
+def annex(pool: LocalPool, *args: str, keys: bool = False, config: str = SPOT_CONFIG,
+          name: str = "phoenix") -> subprocess.CompletedProcess:
+    key_args = ["-public", pool.access_key_file, "-secret", pool.secret_key_file] if keys else []
+    return subprocess.run([script("condor_annex"), "-annex-name", name, "-count", "2", *args,
+                           *key_args, config], env=pool.env(), capture_output=True, text=True,
+                          timeout=120)
+
+
+def live_fleets(aws, name: str) -> list[dict]:
+    return [f for f in aws.all_fleets()
+            if {"Key": ANNEX_TAG, "Value": name} in f.get("Tags", [])
+            and f["SpotFleetRequestState"] in ("submitted", "active", "modifying")]
+
+
+def assert_all_or_nothing(aws, name: str) -> str:
+    """Exactly one of everything, or none of anything; returns "complete" or "absent"."""
+    held = aws.annex_resources(name)
+    fleets = live_fleets(aws, name)
+    if not fleets and not any(held.values()):
+        return "absent"
+    assert len(fleets) == 1, fleets
+    assert held["rules"] == [name] and held["targets"] == [name], held
+    assert held["objects"] == [f"config-{name}.tar.gz"], held
+    assert len(held["instances"]) == fleets[0]["SpotFleetRequestConfig"]["TargetCapacity"]
+    return "complete"
+
+
+def unfinished(pool: LocalPool) -> list[tuple[str, str]]:
+    with sqlite3.connect(pool.journal_file) as db:
+        return db.execute("SELECT annex_id, state FROM requests WHERE state IN "
+                          "('creating', 'rolling-back', 'interrupted')").fetchall()
+
+
+@pytest.fixture
+def crash_pool(aws, moto_server, tmp_path) -> LocalPool:
+    return LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET,
+                                          extra=f"{KNOBS}\nANNEX_DEFAULT_LEASE_FUNCTION_ARN = "
+                                                f"{aws.lease_arn}")
+
+
+def crash_then_recover(pool: LocalPool, point: str, *args: str, **kwargs) -> None:
+    crashing = AnnexDaemon(pool, {**DAEMON_CREDENTIALS, "ANNEXD_TEST_CRASH_AT": point}).start()
+    result = annex(pool, *args, **kwargs)
+    assert crashing.process.wait(timeout=60) == -signal.SIGKILL, "the crash point never fired"
+    assert result.returncode == 3 and "condor_annexd" in result.stderr
+    with AnnexDaemon(pool, DAEMON_CREDENTIALS):
+        pass  # recovery runs before the daemon answers its first request
+
+
+@pytest.mark.parametrize("point", [f"{call}:{when}" for call in FORWARD_CALLS
+                                   for when in ("before", "after")])
+def test_kill_at_every_forward_point_then_finish_exactly_once(point, aws, crash_pool):
+    crash_then_recover(crash_pool, point, "-lease-duration", "3600")
+    assert assert_all_or_nothing(aws, "phoenix") == "complete"
+    assert unfinished(crash_pool) == []
+    # Repeating the command now must not create a second fleet.
+    with AnnexDaemon(crash_pool, DAEMON_CREDENTIALS):
+        again = annex(crash_pool, "-lease-duration", "3600")
+    assert again.returncode == 4 and "already exists" in again.stderr
+    assert assert_all_or_nothing(aws, "phoenix") == "complete"
+
+
+@pytest.mark.parametrize("point", [f"{call}:{when}" for call in UNDO_CALLS
+                                   for when in ("before", "after")])
+def test_kill_during_rollback_then_finish_the_rollback(point, aws, crash_pool, tmp_path):
+    with open(SPOT_CONFIG, encoding="utf-8") as handle:
+        config = json.load(handle)
+    config["LaunchSpecifications"][0]["ImageId"] = "ami-00000000"  # RequestSpotFleet fails
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(config))
+    crash_then_recover(crash_pool, point, "-lease-duration", "3600", config=str(bad))
+    assert assert_all_or_nothing(aws, "phoenix") == "absent"
+    assert unfinished(crash_pool) == []
+
+
+def test_lease_that_ended_while_down_is_rolled_back(aws, crash_pool):
+    crashing = AnnexDaemon(crash_pool, {**DAEMON_CREDENTIALS,
+                                        "ANNEXD_TEST_CRASH_AT": "EventBridge PutTargets:after"})
+    crashing.start()
+    annex(crash_pool, "-lease-duration", "1")
+    crashing.process.wait(timeout=60)
+    time.sleep(1.5)
+    with AnnexDaemon(crash_pool, DAEMON_CREDENTIALS):
+        pass
+    assert assert_all_or_nothing(aws, "phoenix") == "absent"
+    assert unfinished(crash_pool) == []
+
+
+def test_user_keys_request_waits_for_its_owner_then_resumes(aws, crash_pool):
+    crashing = AnnexDaemon(crash_pool, {"ANNEXD_TEST_CRASH_AT": "EC2 RequestSpotFleet:after"})
+    crashing.start()
+    first = annex(crash_pool, "-lease-duration", "3600", keys=True)
+    assert crashing.process.wait(timeout=60) == -signal.SIGKILL and first.returncode == 3
+    with AnnexDaemon(crash_pool) as daemon:
+        assert unfinished(crash_pool) == [("phoenix", "interrupted")]
+        # The fleet exists already (the crash came after the call); the lease guards it.
+        assert len(live_fleets(aws, "phoenix")) == 1
+        resumed = annex(crash_pool, "-lease-duration", "3600", keys=True)
+        assert resumed.returncode == 0, resumed.stderr
+        assert "resumed the interrupted request" in resumed.stderr
+        assert resumed.stdout.strip() == live_fleets(aws, "phoenix")[0]["SpotFleetRequestId"]
+        assert daemon.process.poll() is None
+    assert assert_all_or_nothing(aws, "phoenix") == "complete"
+    assert unfinished(crash_pool) == []
+
+
+def test_twenty_requests_in_flight_when_killed(aws, moto_server, tmp_path):
+    from localaws.faultproxy import FaultProxy
+    proxy = FaultProxy(moto_server.url, latency=0.15).start()
+    try:
+        pool = LocalPool(str(tmp_path)).write(
+            proxy.url, secret=SECRET,
+            extra=f"{KNOBS}\nANNEX_DEFAULT_LEASE_FUNCTION_ARN = {aws.lease_arn}")
+        names = [f"burst-{n}" for n in range(20)]
+        daemon = AnnexDaemon(pool, DAEMON_CREDENTIALS).start()
+        clients = [subprocess.Popen(
+            [script("condor_annex"), "-annex-name", name, "-count", "1", "-lease-duration",
+             "3600", SPOT_CONFIG], env=pool.env(), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE) for name in names]
+        deadline = time.monotonic() + 30
+        while proxy.seen["events:PutRule"] < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        daemon.stop(signal.SIGKILL)
+        for client in clients:
+            client.wait(timeout=60)
+        with AnnexDaemon(pool, DAEMON_CREDENTIALS):
+            pass
+    finally:
+        proxy.stop()
+    outcomes = {name: assert_all_or_nothing(aws, name) for name in names}
+    assert "complete" in outcomes.values()
+    assert unfinished(pool) == []
