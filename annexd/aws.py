@@ -14,6 +14,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.parsers import ResponseParserError
 
 from annexd_lambda import lease
 from annexd_lambda.lease import ANNEX_TAG
@@ -41,8 +42,8 @@ class AwsError(Exception):
 
     def __init__(self, operation: str, code: str, message: str, request_id: str | None = None):
         super().__init__(operation, code, message, request_id)
-        self.operation, self.code, self.message, self.request_id = (
-            operation, code, message, request_id)
+        self.operation, self.code, self.request_id = operation, code, request_id
+        self.message = " ".join(message.split())  # one line, whatever AWS sent
 
     def __str__(self) -> str:
         rid = f" (request id {self.request_id})" if self.request_id else ""
@@ -82,7 +83,8 @@ def translate(operation: str, error: Exception) -> AwsError:
         else:
             kind = InvalidInput
         return kind(operation, code, message, request_id)
-    if isinstance(error, (BotoConnectionError, HTTPClientError)):  # resets, timeouts
+    if isinstance(error, (BotoConnectionError, HTTPClientError, ResponseParserError)):
+        # resets, timeouts, and garbled answers (a proxy's or an emulator's error page)
         return Transient(operation, type(error).__name__, str(error))
     return AwsError(operation, type(error).__name__, str(error))
 
@@ -97,7 +99,7 @@ class AnnexAws:
             aws_access_key_id=(credentials or {}).get("access_key_id"),
             aws_secret_access_key=(credentials or {}).get("secret_access_key"),
             region_name=region)
-        config = Config(retries={"mode": "standard", "max_attempts": max_attempts},
+        config = Config(retries={"mode": "standard", "total_max_attempts": max_attempts},
                         connect_timeout=min(10.0, timeout_seconds), read_timeout=timeout_seconds)
         s3_config = config.merge(Config(s3={"addressing_style": "path"})) if endpoints.get("s3") \
             else config
@@ -110,7 +112,7 @@ class AnnexAws:
         # sequence retries it itself, after looking the first attempt's fleet up by token.
         self._fleet_ec2 = session.client(
             "ec2", endpoint_url=endpoints.get("ec2"),
-            config=config.merge(Config(retries={"mode": "standard", "max_attempts": 1})))
+            config=config.merge(Config(retries={"mode": "standard", "total_max_attempts": 1})))
 
     @contextlib.contextmanager
     def _call(self, operation: str) -> Iterator[None]:
@@ -119,7 +121,7 @@ class AnnexAws:
             yield
         except lease.LeaseError as error:
             raise AwsError(operation, "Unsuccessful", str(error)) from None
-        except (ClientError, BotoCoreError) as error:
+        except (ClientError, BotoCoreError, ResponseParserError) as error:
             raise translate(operation, error) from None
         finally:
             faults.crash_point(operation, "after")  # whatever the call's outcome

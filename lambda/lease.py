@@ -39,7 +39,7 @@ LIVE_INSTANCE_STATES = ["pending", "running", "stopping", "stopped", "shutting-d
 FLEET_GONE_CODES = frozenset({"fleetRequestIdDoesNotExist", "fleetRequestNotInCancellableState"})
 CANCEL_BATCH = 100
 TERMINATE_BATCH = 1000
-CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 8})
+CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 8})
 
 log = logging.getLogger("annex.lease")
 log.setLevel(logging.INFO)
