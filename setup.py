@@ -22,6 +22,7 @@ setup(
             "pytest-timeout>=2.2",
             "moto[server]>=5.1,<6",
             "cfn-lint>=1.0,<2",
+            "hypothesis>=6.0",
         ],
     },
     entry_points={

@@ -9,6 +9,7 @@ Either way nothing is unprotected meanwhile: the lease rule is in place before a
 """
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import os
 import threading
@@ -220,28 +221,41 @@ class AnnexService:
 
     # -- start-up --------------------------------------------------------------------------
 
-    def recover(self) -> None:
+    def recover(self, workers: int = 8) -> None:
         """Drive every request a crash or shutdown left unfinished to a clean end if we can.
 
-        Requests made with the daemon's own credentials are finished (or rolled back) now.
-        Those made with a user's keys wait, parked as *interrupted*, for the user.
+        Requests made with the daemon's own credentials are finished (or rolled back) now, a
+        few at a time: they belong to different annexes and do not interfere.  Those made with
+        a user's keys wait, parked as *interrupted*, for the user.
         """
-        for row in self.journal.unfinished():
-            plan = AnnexPlan.from_record(row["plan"])
+        rows = self.journal.unfinished()
+        for row in rows:
             if not row["daemon_credentials"]:
-                if row["state"] != "interrupted":
-                    self.journal.set_state(row["id"], "interrupted")
-                log.warning("request %d: annex %s (uid %d) is interrupted; it resumes when its "
-                            "owner runs the same condor_annex command again",
-                            row["id"], plan.annex_id, row["owner_uid"])
-                continue
-            log.info("request %d: recovering annex %s from state %s",
-                     row["id"], plan.annex_id, row["state"])
-            driver = self._driver(self.settings, plan, row["id"], None)
-            try:
-                self._drive(driver, self.journal.progress(row["id"]), row["state"])
-            except steps.CreateFailed as error:
-                log.error("request %d: recovery of annex %s failed at %s: %s",
-                          row["id"], plan.annex_id, error.step, error.cause)
-            except steps.Paused:
-                return
+                self._park(row)
+        mine = [row for row in rows if row["daemon_credentials"]]
+        if mine:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+                list(pool.map(self._recover_one, mine))
+
+    def _park(self, row: dict[str, Any]) -> None:
+        if row["state"] != "interrupted":
+            self.journal.set_state(row["id"], "interrupted")
+        log.warning("request %d: annex %s (uid %d) is interrupted; it resumes when its owner "
+                    "runs the same condor_annex command again",
+                    row["id"], row["annex_id"], row["owner_uid"])
+
+    def _recover_one(self, row: dict[str, Any]) -> None:
+        plan = AnnexPlan.from_record(row["plan"])
+        log.info("request %d: recovering annex %s from state %s",
+                 row["id"], plan.annex_id, row["state"])
+        driver = self._driver(self.settings, plan, row["id"], None)
+        try:
+            self._drive(driver, self.journal.progress(row["id"]), row["state"])
+        except steps.CreateFailed as error:
+            log.error("request %d: recovery of annex %s failed at %s: %s",
+                      row["id"], plan.annex_id, error.step, error.cause)
+        except steps.Paused:
+            log.info("request %d: recovery of annex %s paused for shutdown",
+                     row["id"], plan.annex_id)
+        except Exception:  # one broken request must not stop the others' recovery
+            log.exception("request %d: recovery of annex %s failed", row["id"], plan.annex_id)

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from annexd_lambda.lease import ANNEX_TAG
+from localaws.faultproxy import FaultProxy
 from localaws.pool import AnnexDaemon, LocalPool, script
 
 from conftest import SECRET, SPOT_CONFIG
@@ -129,8 +130,37 @@ def test_user_keys_request_waits_for_its_owner_then_resumes(aws, crash_pool):
     assert unfinished(crash_pool) == []
 
 
+def test_sigterm_pauses_a_request_between_steps_and_the_owner_resumes_it(aws, moto_server,
+                                                                          tmp_path):
+    proxy = FaultProxy(moto_server.url, latency=0.5).start()
+    try:
+        pool = LocalPool(str(tmp_path)).write(
+            proxy.url, secret=SECRET, extra=f"ANNEX_DEFAULT_LEASE_FUNCTION_ARN = {aws.lease_arn}")
+        daemon = AnnexDaemon(pool).start()
+        client = subprocess.Popen(
+            [script("condor_annex"), "-annex-name", "paused", "-count", "1", "-lease-duration",
+             "3600", "-public", pool.access_key_file, "-secret", pool.secret_key_file,
+             SPOT_CONFIG], env=pool.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        deadline = time.monotonic() + 30
+        while proxy.seen["s3:PutObject"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert daemon.stop(signal.SIGTERM) == 0
+        _, stderr = client.communicate(timeout=60)
+        assert client.returncode == 8, stderr
+        assert "stopped safely before its" in stderr and "run the same" in stderr.lower()
+        assert unfinished(pool) == [("paused", "interrupted")]
+        assert live_fleets(aws, "paused") == []
+        with AnnexDaemon(pool):
+            again = annex(pool, "-lease-duration", "3600", keys=True, name="paused")
+        assert again.returncode == 0, again.stderr
+    finally:
+        proxy.stop()
+    assert assert_all_or_nothing(aws, "paused") == "complete"
+    assert unfinished(pool) == []
+
+
 def test_twenty_requests_in_flight_when_killed(aws, moto_server, tmp_path):
-    from localaws.faultproxy import FaultProxy
     proxy = FaultProxy(moto_server.url, latency=0.15).start()
     try:
         pool = LocalPool(str(tmp_path)).write(

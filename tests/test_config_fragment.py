@@ -1,0 +1,44 @@
+"""config.d/80annexd: loads in real HTCondor, enables the daemon, documents every knob."""
+import os
+import re
+
+from annexd import knobs
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FRAGMENT = os.path.join(ROOT, "config.d", "80annexd")
+
+
+def test_fragment_enables_annexd_without_making_it_a_daemoncore_daemon(tmp_path, monkeypatch):
+    config = tmp_path / "condor_config"
+    config.write_text(f"LOCAL_DIR = {tmp_path}\nBIN = /usr/bin\nDAEMON_LIST = MASTER, SCHEDD\n"
+                      f"include : {FRAGMENT}\n")
+    monkeypatch.setenv("CONDOR_CONFIG", str(config))
+    knobs.reload()
+    try:
+        daemons = re.split(r"[\s,]+", knobs.raw("DAEMON_LIST"))
+        dc_daemons = re.split(r"[\s,]+", knobs.raw("DC_DAEMON_LIST"))
+        assert daemons == ["MASTER", "SCHEDD", "ANNEXD"]
+        assert knobs.raw("ANNEXD") == "/usr/bin/condor_annexd"
+        assert "ANNEXD" not in dc_daemons
+        assert not dc_daemons[0].startswith(("+", "-"))  # a full list, see the fragment
+        for daemon in ("MASTER", "SCHEDD", "STARTD", "COLLECTOR", "NEGOTIATOR", "SHARED_PORT"):
+            assert daemon in dc_daemons
+        assert knobs.raw("ANNEXD_LOG") == f"{tmp_path}/log/AnnexdLog"
+    finally:
+        monkeypatch.undo()
+        knobs.reload()
+
+
+def test_every_knob_the_code_reads_is_documented():
+    with open(FRAGMENT, encoding="utf-8") as handle:
+        documented = handle.read()
+    read = set()
+    for package in ("annexd", "condor_annex"):
+        for directory, _, files in os.walk(os.path.join(ROOT, package)):
+            for name in files:
+                if name.endswith(".py"):
+                    with open(os.path.join(directory, name), encoding="utf-8") as source:
+                        read |= set(re.findall(r'"(ANNEXD?_[A-Z0-9_]+)"', source.read()))
+    read -= {"ANNEXD_TEST_CRASH_AT"}  # test-only hook, documented in annexd/faults.py
+    missing = sorted(knob for knob in read if not re.search(rf"\b{knob}\b", documented))
+    assert read and missing == []

@@ -1,0 +1,289 @@
+"""The daemon as a security boundary and as a well-mannered HTCondor daemon.
+
+Other users are real other uids (``setpriv``), speaking the wire protocol with the system
+Python so that nothing of this checkout has to be readable by them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import signal
+import socket
+import stat
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from annexd import protocol
+from annexd.journal import Journal
+from annexd.knobs import DaemonSettings
+from annexd.service import AnnexService, Peer
+from localaws.pool import AnnexDaemon, LocalPool, script
+
+from conftest import SECRET, SPOT_CONFIG
+
+OTHER_UID = 54321
+
+RAW_CLIENT = """
+import json, socket, sys
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+try:
+    sock.connect(sys.argv[1])
+except OSError as error:
+    print(json.dumps({"connect_error": error.strerror})); sys.exit(0)
+sock.sendall(sys.argv[2].encode() + b"\\n")
+data = b""
+while not data.endswith(b"\\n"):
+    chunk = sock.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+print(data.decode())
+"""
+
+
+def as_other_user(socket_path: str, message: dict, uid: int = OTHER_UID) -> dict:
+    """Send one message as another uid (no supplementary groups) and return the reply."""
+    result = subprocess.run(
+        ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+         "/usr/bin/python3", "-c", RAW_CLIENT, socket_path, json.dumps(message)],
+        capture_output=True, text=True, timeout=60, cwd="/")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def shared_pool(moto_server, aws):
+    """A pool whose socket path other users can reach (pytest's tmp dirs are 0700)."""
+    root = tempfile.mkdtemp(prefix="annex-shared-")
+    os.chmod(root, 0o755)
+    pool = LocalPool(root).write(moto_server.url, secret=SECRET,
+                                 extra=f"ANNEX_DEFAULT_LEASE_FUNCTION_ARN = {aws.lease_arn}")
+    yield pool
+    subprocess.run(["rm", "-rf", root], check=False)
+
+
+def create_message(name: str) -> dict:
+    with open(SPOT_CONFIG, encoding="utf-8") as handle:
+        config = json.load(handle)
+    return {"version": 1, "command": "create",
+            "annex": {"name": name, "lease_duration": 600, "count": 1,
+                      "spot_fleet_config": config},
+            "credentials": {"access_key_id": "AKIAOTHER", "secret_access_key": "other-secret"}}
+
+
+def test_users_see_and_act_only_on_their_own_annexes(aws, shared_pool):
+    with AnnexDaemon(shared_pool, {"ANNEXD_TEST_CRASH_AT": "EC2 RequestSpotFleet:before"}) \
+            as crashing:
+        subprocess.run([script("condor_annex"), "-annex-name", "roots", "-lease-duration", "600",
+                        "-public", shared_pool.access_key_file, "-secret",
+                        shared_pool.secret_key_file, SPOT_CONFIG],
+                       env=shared_pool.env(), capture_output=True, timeout=60)
+        crashing.process.wait(timeout=30)
+    with AnnexDaemon(shared_pool):
+        mine = as_other_user(shared_pool.socket_path, create_message("theirs"))
+        assert mine["ok"], mine
+        listing = as_other_user(shared_pool.socket_path, {"version": 1, "command": "list"})
+        assert [a["name"] for a in listing["result"]["annexes"]] == ["theirs"]
+        assert listing["result"]["annexes"][0]["owner"] == OTHER_UID
+        # root's interrupted annex: the other user may neither see nor resume it.
+        hijack = as_other_user(shared_pool.socket_path, create_message("roots"))
+        assert hijack["ok"] is False and hijack["error"]["kind"] == "conflict"
+        assert "belongs to another user" in hijack["error"]["message"]
+        # root (an admin) sees both.
+        from condor_annex import client
+        admin = client.call(shared_pool.socket_path, {"version": 1, "command": "list"})
+        assert {a["name"]: a["state"] for a in admin["result"]["annexes"]} == {
+            "roots": "interrupted", "theirs": "active"}
+    assert aws.annex_resources("roots")["fleets"] == []
+
+
+def test_socket_group_keeps_everyone_else_out(aws, shared_pool):
+    with open(shared_pool.config_file, "a", encoding="utf-8") as config:
+        config.write("ANNEXD_SOCKET_GROUP = nogroup\n")
+    with AnnexDaemon(shared_pool):
+        info = os.stat(shared_pool.socket_path)
+        assert stat.S_IMODE(info.st_mode) == 0o660 and info.st_gid == 65534
+        outsider = as_other_user(shared_pool.socket_path, {"version": 1, "command": "ping"})
+        assert outsider == {"connect_error": "Permission denied"}
+        member = subprocess.run(  # same uid, but now in the socket's group
+            ["setpriv", f"--reuid={OTHER_UID}", "--regid=65534", "--clear-groups",
+             "/usr/bin/python3", "-c", RAW_CLIENT, shared_pool.socket_path,
+             json.dumps({"version": 1, "command": "ping"})],
+            capture_output=True, text=True, timeout=60, cwd="/")
+        assert json.loads(member.stdout)["result"]["uid"] == OTHER_UID
+
+
+def test_oversized_and_slow_messages_get_an_answer_not_a_stuck_daemon(tmp_path, moto_server):
+    pool = LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET,
+                                          extra="ANNEXD_CLIENT_TIMEOUT_SECONDS = 1")
+    with AnnexDaemon(pool) as daemon:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as big:
+            big.connect(pool.socket_path)
+            try:
+                big.sendall(b"x" * (protocol.MAX_MESSAGE_BYTES + 100000))
+            except BrokenPipeError:
+                pass
+            reply = protocol.receive(big)
+        assert reply["ok"] is False and "larger than" in reply["error"]["message"]
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as slow:
+            slow.connect(pool.socket_path)
+            started = time.monotonic()
+            for byte in b'{"version": 1':
+                slow.sendall(bytes([byte]))
+                time.sleep(0.05)
+            reply = protocol.receive(slow)
+            assert "did not arrive in time" in reply["error"]["message"]
+            assert time.monotonic() - started < 10
+        from condor_annex import client
+        assert client.call(pool.socket_path, {"version": 1, "command": "ping"})["ok"]
+        assert daemon.process.poll() is None
+
+
+def test_group_readable_secret_key_file_is_refused(aws, pool, daemon, tmp_path):
+    secret = tmp_path / "secret.key"
+    secret.write_text("s3cr3t\n")
+    os.chmod(secret, 0o640)
+    result = subprocess.run(
+        [script("condor_annex"), "-annex-name", "grp", "-lease-function-arn", aws.lease_arn,
+         "-public", pool.access_key_file, "-secret", str(secret), SPOT_CONFIG],
+        env=pool.env(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert re.search(r"must be owned by you and accessible only by you \(mode is 640; "
+                     r"run chmod 600 .*secret.key\)", result.stderr)
+    assert "s3cr3t" not in result.stderr
+
+
+class MasterStandIn:
+    """Listens where CONDOR_INHERIT says the master is; records the DaemonCore commands."""
+
+    def __init__(self) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.commands: list[int] = []
+        self._stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def inherit(self) -> str:
+        return f"{os.getpid()} <127.0.0.1:{self.listener.getsockname()[1]}> 0"
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self.listener], [], [], 0.2)
+            if not ready:
+                continue
+            connection, _ = self.listener.accept()
+            connection.settimeout(2)
+            try:
+                data = connection.recv(4096)
+            except OSError:
+                data = b""
+            connection.close()
+            self.commands += [int(n) for n in re.findall(rb"Command = (\d+)", data)]
+
+    def close(self) -> None:
+        self._stop.set()
+        self.listener.close()
+
+
+def test_under_a_master_the_daemon_reports_ready_and_alive(moto_server, tmp_path):
+    master = MasterStandIn()
+    pool = LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET)
+    try:
+        with AnnexDaemon(pool, {"CONDOR_INHERIT": master.inherit}) as daemon:
+            deadline = time.monotonic() + 20
+            while not {60008, 60043} <= set(master.commands) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert 60043 in master.commands, "no DC_SET_READY"
+            assert 60008 in master.commands, "no DC_CHILDALIVE"
+            assert daemon.stop(signal.SIGTERM, timeout=30) == 0
+    finally:
+        master.close()
+
+
+def test_standalone_daemonize_with_pidfile(moto_server, tmp_path):
+    pool = LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET)
+    pidfile = tmp_path / "annexd.pid"
+    pidfile.write_text("999999\n")  # stale: no such process
+    command = [script("condor_annexd"), "-daemonize", "-pidfile", str(pidfile)]
+    started = subprocess.run(command, env=pool.env(), capture_output=True, text=True,
+                             timeout=60)
+    assert started.returncode == 0, started.stderr
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not os.path.exists(pool.socket_path):
+        time.sleep(0.1)
+    pid = int(pidfile.read_text().strip())
+    try:
+        from condor_annex import client
+        assert client.call(pool.socket_path, {"version": 1, "command": "ping"})["ok"]
+        again = subprocess.run(command, env=pool.env(), capture_output=True, text=True,
+                               timeout=60)
+        assert again.returncode == 99 and f"pid {pid}" in again.stderr
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and pidfile.exists():
+        time.sleep(0.1)
+    assert not pidfile.exists()
+    with open(pool.log_file, encoding="utf-8") as log:
+        assert "exiting with status 0" in log.read()
+
+
+# -- protocol fuzzing --------------------------------------------------------------------
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12)
+ANNEX = st.fixed_dictionaries(
+    {"lease_duration": st.integers(-5, 10**6), "spot_fleet_config": JSON},
+    optional={"name": st.text(max_size=30), "count": st.integers(-2, 5), "surprise": JSON})
+MESSAGES = JSON | st.fixed_dictionaries(
+    {"version": st.sampled_from([1, 2, "1"]), "command": st.sampled_from(["create", "ping",
+                                                                          "list", "x"])},
+    optional={"annex": ANNEX, "credentials": JSON})
+
+
+@pytest.fixture(scope="module")
+def fuzz_service(tmp_path_factory):
+    settings_ = DaemonSettings(
+        socket_path="/unused", journal_path="", region="us-east-1", endpoints={},
+        bucket="bucket", lease_function_arn=None, lease_rate_minutes=5, aws_max_attempts=1,
+        aws_timeout_seconds=1, step_attempts=1, retry_base_seconds=0.01, retry_max_seconds=0.01,
+        allow_daemon_credentials=False, socket_group=None, max_clients=4,
+        client_timeout_seconds=1)
+    journal = Journal(str(tmp_path_factory.mktemp("fuzz") / "journal.sqlite"))
+    yield AnnexService(settings_, journal)
+    journal.close()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(message=MESSAGES)
+def test_fuzzed_messages_always_get_a_valid_reply(fuzz_service, message):
+    reply = fuzz_service.handle(message, Peer(pid=1, uid=1000, gid=1000))
+    protocol.validate_reply(reply)
+    if not (isinstance(message, dict) and message.get("command") in ("ping", "list")
+            and message.get("version") == 1):
+        assert reply["ok"] is False
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(payload=st.binary(max_size=2000))
+def test_fuzzed_bytes_on_the_socket_never_hurt_the_daemon(pool, daemon, payload):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(30)
+        sock.connect(pool.socket_path)
+        sock.sendall(payload.replace(b"\n", b" ") + b"\n")
+        reply = protocol.validate_reply(protocol.receive(sock))
+    assert reply["version"] == 1
+    assert daemon.process.poll() is None
