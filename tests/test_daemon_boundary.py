@@ -161,6 +161,18 @@ def test_group_readable_secret_key_file_is_refused(aws, pool, daemon, tmp_path):
     assert "s3cr3t" not in result.stderr
 
 
+def test_secret_key_file_of_another_user_is_refused(aws, pool, daemon, tmp_path):
+    secret = tmp_path / "theirs.key"
+    secret.write_text("their-secret\n")
+    os.chmod(secret, 0o600)
+    os.chown(secret, OTHER_UID, OTHER_UID)
+    result = subprocess.run(
+        [script("condor_annex"), "-annex-name", "theirs", "-lease-function-arn", aws.lease_arn,
+         "-public", pool.access_key_file, "-secret", str(secret), SPOT_CONFIG],
+        env=pool.env(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "must be owned by you" in result.stderr
+
+
 class MasterStandIn:
     """Listens where CONDOR_INHERIT says the master is; records the DaemonCore commands."""
 
@@ -195,7 +207,17 @@ class MasterStandIn:
         self.listener.close()
 
 
-def test_under_a_master_the_daemon_reports_ready_and_alive(moto_server, tmp_path):
+def wait_for_log(pool: LocalPool, text: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(pool.log_file, encoding="utf-8") as log:
+            if text in log.read():
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} never appeared in {pool.log_file}")
+
+
+def test_under_a_master_the_daemon_reports_ready_and_alive(aws, moto_server, tmp_path):
     master = MasterStandIn()
     pool = LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET)
     try:
@@ -205,9 +227,20 @@ def test_under_a_master_the_daemon_reports_ready_and_alive(moto_server, tmp_path
                 time.sleep(0.1)
             assert 60043 in master.commands, "no DC_SET_READY"
             assert 60008 in master.commands, "no DC_CHILDALIVE"
+            with open(pool.config_file, "a", encoding="utf-8") as config:
+                config.write("ANNEXD_LEASE_RATE_MINUTES = 7\n")
+            daemon.process.send_signal(signal.SIGHUP)
+            wait_for_log(pool, "configuration re-read")
+            created = subprocess.run(
+                [script("condor_annex"), "-annex-name", "mastered", "-lease-duration", "600",
+                 "-count", "1", "-lease-function-arn", aws.lease_arn, "-public",
+                 pool.access_key_file, "-secret", pool.secret_key_file, SPOT_CONFIG],
+                env=pool.env(), capture_output=True, text=True, timeout=60)
+            assert created.returncode == 0, created.stderr
             assert daemon.stop(signal.SIGTERM, timeout=30) == 0
     finally:
         master.close()
+    assert aws.events.describe_rule(Name="mastered")["ScheduleExpression"] == "rate(7 minutes)"
 
 
 def test_standalone_daemonize_with_pidfile(moto_server, tmp_path):
