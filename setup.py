@@ -6,9 +6,11 @@ setup(
     version="0.1.0",
     description="HTCondor annex daemon: leased AWS EC2 capacity for an HTCondor pool",
     python_requires=">=3.11",
-    packages=["annexd", "condor_annex", "annexd_lambda", "localaws"],
-    # lambda/ is a directory name Python cannot import (keyword); it ships as annexd_lambda.
-    package_dir={"annexd_lambda": "lambda"},
+    packages=["annexd", "condor_annex", "annexd_lambda", "annexd_cfn", "localaws"],
+    # lambda/ is a directory name Python cannot import (keyword); it ships as annexd_lambda,
+    # and the CloudFormation templates in cfn/ as annexd_cfn.
+    package_dir={"annexd_lambda": "lambda", "annexd_cfn": "cfn"},
+    package_data={"annexd_cfn": ["*.yaml"]},
     install_requires=[
         "htcondor>=24.0",
         "boto3>=1.34",
@@ -29,6 +31,7 @@ setup(
         "console_scripts": [
             "condor_annex = condor_annex.cli:main",
             "condor_annexd = annexd.main:main",
+            "condor_annex_role_template = condor_annex.roletemplate:main",
         ],
     },
 )

@@ -8,6 +8,8 @@ operation, the AWS error code and the request id for the user's one-line error.
 from __future__ import annotations
 
 import contextlib
+import json
+import threading
 from typing import Any, Iterator
 
 import boto3
@@ -95,24 +97,47 @@ class AnnexAws:
     def __init__(self, *, region: str, endpoints: dict[str, str | None],
                  credentials: dict[str, str] | None, max_attempts: int,
                  timeout_seconds: float = 60.0):
-        session = boto3.session.Session(
+        self._session = boto3.session.Session(
             aws_access_key_id=(credentials or {}).get("access_key_id"),
             aws_secret_access_key=(credentials or {}).get("secret_access_key"),
             region_name=region)
-        config = Config(retries={"mode": "standard", "total_max_attempts": max_attempts},
-                        connect_timeout=min(10.0, timeout_seconds), read_timeout=timeout_seconds)
-        s3_config = config.merge(Config(s3={"addressing_style": "path"})) if endpoints.get("s3") \
-            else config
-        self.ec2, self.events, self.lambda_, self.s3 = (
-            session.client(name, endpoint_url=endpoints.get(name),
-                           config=s3_config if name == "s3" else config)
-            for name in ("ec2", "events", "lambda", "s3"))
-        # RequestSpotFleet gets no blind botocore retries: a retry after a lost reply would
-        # create a second fleet wherever ClientToken is not honoured (moto).  The create
-        # sequence retries it itself, after looking the first attempt's fleet up by token.
-        self._fleet_ec2 = session.client(
-            "ec2", endpoint_url=endpoints.get("ec2"),
-            config=config.merge(Config(retries={"mode": "standard", "total_max_attempts": 1})))
+        self._endpoints = endpoints
+        self._config = Config(retries={"mode": "standard", "total_max_attempts": max_attempts},
+                              connect_timeout=min(10.0, timeout_seconds),
+                              read_timeout=timeout_seconds)
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def _client(self, service: str, key: str | None = None, **config: Any) -> Any:
+        """One client per service, made on first use (a create never needs CloudFormation)."""
+        key = key or service
+        with self._lock:
+            if key not in self._clients:
+                endpoint = self._endpoints.get(service)
+                extra = dict(config)
+                if service == "s3" and endpoint:
+                    extra["s3"] = {"addressing_style": "path"}  # emulators, VPC endpoints
+                self._clients[key] = self._session.client(
+                    service, endpoint_url=endpoint,
+                    config=self._config.merge(Config(**extra)) if extra else self._config)
+            return self._clients[key]
+
+    ec2 = property(lambda self: self._client("ec2"))
+    events = property(lambda self: self._client("events"))
+    lambda_ = property(lambda self: self._client("lambda"))
+    s3 = property(lambda self: self._client("s3"))
+    cloudformation = property(lambda self: self._client("cloudformation"))
+
+    @property
+    def _fleet_ec2(self) -> Any:
+        """EC2 without blind botocore retries, for RequestSpotFleet only.
+
+        A retry after a lost reply would create a second fleet wherever ClientToken is not
+        honoured (moto).  The create sequence retries it itself, after looking the first
+        attempt's fleet up by its token.
+        """
+        return self._client("ec2", "ec2-once",
+                            retries={"mode": "standard", "total_max_attempts": 1})
 
     @contextlib.contextmanager
     def _call(self, operation: str) -> Iterator[None]:
@@ -188,3 +213,63 @@ class AnnexAws:
     def cancel_fleets(self, fleet_ids: list[str]) -> None:
         with self._call("EC2 CancelSpotFleetRequests"):
             lease.cancel_fleets(self.ec2, fleet_ids)
+
+    # -- one-time setup (CloudFormation) -----------------------------------------------------
+
+    def describe_stack(self, name: str) -> dict[str, Any] | None:
+        """The stack, or None if it does not exist."""
+        try:
+            with self._call("CloudFormation DescribeStacks"):
+                return self.cloudformation.describe_stacks(StackName=name)["Stacks"][0]
+        except InvalidInput as error:
+            if "does not exist" in error.message:
+                return None
+            raise
+
+    def stack_template(self, name: str) -> str:
+        with self._call("CloudFormation GetTemplate"):
+            body = self.cloudformation.get_template(StackName=name)["TemplateBody"]
+        return body if isinstance(body, str) else json.dumps(body)
+
+    def create_stack(self, name: str, body: str, parameters: dict[str, str]) -> None:
+        with self._call("CloudFormation CreateStack"):
+            self.cloudformation.create_stack(
+                StackName=name, TemplateBody=body, Parameters=_stack_parameters(parameters),
+                Capabilities=["CAPABILITY_IAM"], OnFailure="DELETE",
+                Tags=[{"Key": "htcondor:AnnexSetup", "Value": name}])
+
+    def update_stack(self, name: str, body: str, parameters: dict[str, str]) -> bool:
+        """Update the stack; False if AWS found nothing to change."""
+        try:
+            with self._call("CloudFormation UpdateStack"):
+                self.cloudformation.update_stack(
+                    StackName=name, TemplateBody=body, Parameters=_stack_parameters(parameters),
+                    Capabilities=["CAPABILITY_IAM"])
+        except InvalidInput as error:
+            if "No updates are to be performed" in error.message:
+                return False
+            raise
+        return True
+
+    def put_code(self, bucket: str, key: str, body: bytes) -> None:
+        """Upload the lease function's code unless that exact key is already there."""
+        try:
+            with self._call("S3 HeadObject"):
+                self.s3.head_object(Bucket=bucket, Key=key)
+            return
+        except NotFound:
+            pass
+        except InvalidInput as error:  # HEAD errors carry no body: 404 comes back as "404"
+            if error.code != "404":
+                raise
+        with self._call("S3 PutObject"):
+            self.s3.put_object(Bucket=bucket, Key=key, Body=body, ServerSideEncryption="AES256")
+
+    def function_code_sha256(self, arn: str) -> str:
+        with self._call("Lambda GetFunction"):
+            return self.lambda_.get_function(FunctionName=arn)["Configuration"]["CodeSha256"]
+
+
+def _stack_parameters(parameters: dict[str, str]) -> list[dict[str, str]]:
+    return [{"ParameterKey": key, "ParameterValue": value}
+            for key, value in sorted(parameters.items())]

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
 import htcondor2
+
+from . import protocol
 
 T = TypeVar("T")
 
@@ -27,7 +30,13 @@ ENDPOINT_KNOBS = {
     "events": "ANNEX_DEFAULT_CWE_URL",
     "lambda": "ANNEX_DEFAULT_LAMBDA_URL",
     "s3": "ANNEX_DEFAULT_S3_URL",
+    "cloudformation": "ANNEX_DEFAULT_CF_URL",
 }
+
+REGION_PATTERN = re.compile(protocol.REGION_PATTERN)
+
+#: htcondor2's configuration is process-wide: never read knobs while it is being reloaded.
+_CONFIG_LOCK = threading.RLock()
 
 
 class KnobError(Exception):
@@ -41,16 +50,18 @@ def region_local_name(region: str) -> str:
 
 def reload() -> None:
     """Re-read the HTCondor configuration (SIGHUP / condor_reconfig)."""
-    htcondor2.reload_config()
+    with _CONFIG_LOCK:
+        htcondor2.reload_config()
 
 
 def raw(name: str, region: str | None = None) -> str | None:
     """The knob's value as a stripped string, or None when unset or empty."""
     names = ([f"{region_local_name(region)}.{name}"] if region else []) + [name]
-    for candidate in names:
-        value = htcondor2.param.get(candidate)
-        if value is not None and str(value).strip():
-            return str(value).strip()
+    with _CONFIG_LOCK:
+        for candidate in names:
+            value = htcondor2.param.get(candidate)
+            if value is not None and str(value).strip():
+                return str(value).strip()
     return None
 
 
@@ -142,23 +153,49 @@ def endpoint_url(service: str, region: str) -> str | None:
 
 @dataclass(frozen=True)
 class ClientSettings:
-    """What ``condor_annex`` needs from the configuration."""
+    """What ``condor_annex`` needs from the configuration (the user's config file included)."""
 
     socket_path: str
+    region: str
     lease_function_arn: str | None
+    bucket: str | None
     access_key_file: str | None
     secret_key_file: str | None
     lease_duration: int
+    user_config_file: str
 
     @classmethod
-    def load(cls) -> "ClientSettings":
-        region = aws_region()
+    def load(cls, region: str | None = None) -> "ClientSettings":
+        region = region or aws_region()
         return cls(
             socket_path=path("ANNEXD_SOCKET", "LOCK", "annexd.sock"),
+            region=region,
             lease_function_arn=string("ANNEX_DEFAULT_LEASE_FUNCTION_ARN", region=region),
+            bucket=string("ANNEX_DEFAULT_S3_BUCKET", region=region),
             access_key_file=string("ANNEX_DEFAULT_ACCESS_KEY_FILE", region=region),
             secret_key_file=string("ANNEX_DEFAULT_SECRET_KEY_FILE", region=region),
             lease_duration=positive_int("ANNEX_DEFAULT_LEASE_DURATION", 3000, region=region),
+            user_config_file=os.path.expanduser(
+                raw("USER_CONFIG_FILE") or "~/.condor/user_config"),
+        )
+
+
+@dataclass(frozen=True)
+class RegionSettings:
+    """The daemon's view of one region: endpoints and the admin's defaults there."""
+
+    region: str
+    endpoints: dict[str, str | None]
+    bucket: str | None
+    lease_function_arn: str | None
+
+    @classmethod
+    def load(cls, region: str) -> "RegionSettings":
+        return cls(
+            region=region,
+            endpoints={service: endpoint_url(service, region) for service in ENDPOINT_KNOBS},
+            bucket=string("ANNEX_DEFAULT_S3_BUCKET", region=region),
+            lease_function_arn=string("ANNEX_DEFAULT_LEASE_FUNCTION_ARN", region=region),
         )
 
 
@@ -168,10 +205,7 @@ class DaemonSettings:
 
     socket_path: str
     journal_path: str
-    region: str
-    endpoints: dict[str, str | None]
-    bucket: str | None
-    lease_function_arn: str | None
+    home: RegionSettings            # ANNEX_DEFAULT_AWS_REGION's
     lease_rate_minutes: int
     aws_max_attempts: int
     aws_timeout_seconds: float
@@ -182,17 +216,14 @@ class DaemonSettings:
     socket_group: str | None
     max_clients: int
     client_timeout_seconds: float
+    setup_poll_seconds: float
 
     @classmethod
     def load(cls) -> "DaemonSettings":
-        region = aws_region()
         return cls(
             socket_path=path("ANNEXD_SOCKET", "LOCK", "annexd.sock"),
             journal_path=path("ANNEXD_JOURNAL", "SPOOL", "annexd-journal.sqlite"),
-            region=region,
-            endpoints={service: endpoint_url(service, region) for service in ENDPOINT_KNOBS},
-            bucket=string("ANNEX_DEFAULT_S3_BUCKET", region=region),
-            lease_function_arn=string("ANNEX_DEFAULT_LEASE_FUNCTION_ARN", region=region),
+            home=RegionSettings.load(aws_region()),
             lease_rate_minutes=positive_int("ANNEXD_LEASE_RATE_MINUTES", 5),
             aws_max_attempts=positive_int("ANNEXD_AWS_MAX_ATTEMPTS", 5),
             aws_timeout_seconds=positive_float("ANNEXD_AWS_TIMEOUT_SECONDS", 60.0),
@@ -203,4 +234,17 @@ class DaemonSettings:
             socket_group=string("ANNEXD_SOCKET_GROUP"),
             max_clients=positive_int("ANNEXD_MAX_CLIENTS", 64),
             client_timeout_seconds=positive_float("ANNEXD_CLIENT_TIMEOUT_SECONDS", 30.0),
+            setup_poll_seconds=positive_float("ANNEXD_SETUP_POLL_SECONDS", 5.0),
         )
+
+    @property
+    def region(self) -> str:
+        return self.home.region
+
+    def for_region(self, region: str | None) -> RegionSettings:
+        """Settings for ``region`` (default: ANNEX_DEFAULT_AWS_REGION), region knobs first."""
+        if region is None or region == self.home.region:
+            return self.home
+        if not REGION_PATTERN.match(region):
+            raise KnobError(f"{region!r} is not an AWS region name")
+        return RegionSettings.load(region)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import spotfleet
-from .knobs import DaemonSettings
+from .knobs import RegionSettings
 
 LAMBDA_ARN = re.compile(
     r"^arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):\d{12}:function:[A-Za-z0-9_-]{1,64}"
@@ -77,7 +77,7 @@ def new_annex_id() -> str:
     return f"annex-{uuid.uuid4().hex[:8]}"
 
 
-def _lease_function_arn(requested: str | None, settings: DaemonSettings) -> str:
+def _lease_function_arn(requested: str | None, settings: RegionSettings) -> str:
     arn = requested or settings.lease_function_arn
     if not arn:
         raise InvalidRequest(
@@ -93,11 +93,15 @@ def _lease_function_arn(requested: str | None, settings: DaemonSettings) -> str:
     return arn
 
 
-def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: DaemonSettings,
-               now: float) -> AnnexPlan:
-    """Turn the ``annex`` part of a schema-valid create request into a plan."""
+def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: RegionSettings,
+               lease_rate_minutes: int, now: float) -> AnnexPlan:
+    """Turn the ``annex`` part of a schema-valid create request into a plan.
+
+    ``annex["bucket"]`` (the user's own, from their configuration) wins over the region's.
+    """
     lease_function_arn = _lease_function_arn(annex.get("lease_function_arn"), settings)
-    if not settings.bucket:
+    bucket = annex.get("bucket") or settings.bucket
+    if not bucket:
         raise InvalidRequest(
             "no configuration bucket: set ANNEX_DEFAULT_S3_BUCKET (condor_annex -setup creates one)")
     annex_id = annex.get("name") or new_annex_id()
@@ -115,9 +119,9 @@ def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: DaemonSetting
         region=settings.region,
         lease_function_arn=lease_function_arn,
         lease_end=int(now) + annex["lease_duration"],
-        bucket=settings.bucket,
+        bucket=bucket,
         client_token=client_token,
-        rule_schedule=rate_expression(settings.lease_rate_minutes),
+        rule_schedule=rate_expression(lease_rate_minutes),
         spot_fleet_config=config,
         notices=tuple(f"{source}: {notice}" for notice in notices),
     )

@@ -22,6 +22,7 @@ MAX_MESSAGE_BYTES = 1 << 20
 #: ClientToken's UUID), at most 27 characters so ``<id>_<uuid4>`` fits EC2's 64.
 ANNEX_NAME_PATTERN = r"^[A-Za-z0-9-]{1,27}$"
 ANNEX_NAME_RULE = "1 to 27 letters, digits or dashes"
+REGION_PATTERN = r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$"
 
 _CREDENTIALS = {
     "type": "object",
@@ -44,6 +45,8 @@ _CREATE_ANNEX = {
         "count": {"type": "integer", "minimum": 1},
         "spot_fleet_config": {"type": "object"},
         "config_source": {"type": "string", "maxLength": 4096},
+        "region": {"type": "string", "pattern": REGION_PATTERN},
+        "bucket": {"type": "string", "minLength": 3, "maxLength": 63},
     },
 }
 
@@ -52,17 +55,23 @@ REQUEST_SCHEMA: dict[str, Any] = {
     "required": ["version", "command"],
     "properties": {
         "version": {"const": VERSION},
-        "command": {"enum": ["ping", "list", "create"]},
+        "command": {"enum": ["ping", "list", "create", "setup", "check-setup"]},
+        "credentials": _CREDENTIALS,
+        "region": {"type": "string", "pattern": REGION_PATTERN},
     },
     "allOf": [
         {
             "if": {"properties": {"command": {"const": "create"}}},
-            "then": {
-                "required": ["annex"],
-                "properties": {"annex": _CREATE_ANNEX, "credentials": _CREDENTIALS},
-            },
+            "then": {"required": ["annex"], "properties": {"annex": _CREATE_ANNEX}},
         }
     ],
+}
+
+#: Sent before the reply by long commands (setup): one line of progress for the user.
+PROGRESS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["version", "progress"],
+    "properties": {"version": {"const": VERSION}, "progress": {"type": "string"}},
 }
 
 #: Error kinds; the CLI maps each to an exit status (see condor_annex.cli.EXIT_CODES).
@@ -131,35 +140,57 @@ def error_reply(kind: str, message: str, *, aws_code: str | None = None,
     }
 
 
+def progress_message(text: str) -> dict[str, Any]:
+    return {"version": VERSION, "progress": text}
+
+
 def encode(message: dict[str, Any]) -> bytes:
     return json.dumps(message, separators=(",", ":")).encode() + b"\n"
 
 
-def receive(sock: socket.socket, deadline: float | None = None) -> Any:
-    """Read one newline-terminated JSON message from ``sock``.
+class Reader:
+    """Reads newline-terminated JSON messages from a socket, one at a time.
 
-    With ``deadline`` (a ``time.monotonic()`` value) the whole message must arrive by then, so
-    a client trickling one byte at a time cannot hold the connection forever.
+    With ``deadline`` (a ``time.monotonic()`` value) each message must arrive by then, so a
+    client trickling one byte at a time cannot hold the connection forever.
     """
-    buffer = bytearray()
-    while not buffer.endswith(b"\n"):
-        if deadline is not None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise ProtocolError("the message did not arrive in time")
-            sock.settimeout(remaining)
-        try:
-            chunk = sock.recv(65536)
-        except socket.timeout:
-            raise ProtocolError("the message did not arrive in time") from None
-        if not chunk:
-            break
-        buffer += chunk
-        if len(buffer) > MAX_MESSAGE_BYTES:
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self._buffer = bytearray()
+
+    def _line(self, deadline: float | None) -> bytes:
+        while b"\n" not in self._buffer:
+            if len(self._buffer) > MAX_MESSAGE_BYTES:
+                raise ProtocolError(f"message larger than {MAX_MESSAGE_BYTES} bytes")
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ProtocolError("the message did not arrive in time")
+                self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                raise ProtocolError("the message did not arrive in time") from None
+            if not chunk:
+                if self._buffer:
+                    break  # a last message without its newline
+                raise ProtocolError("connection closed before a message arrived")
+            self._buffer += chunk
+        line, _, rest = bytes(self._buffer).partition(b"\n")
+        self._buffer = bytearray(rest)
+        if len(line) > MAX_MESSAGE_BYTES:
             raise ProtocolError(f"message larger than {MAX_MESSAGE_BYTES} bytes")
-    if not buffer:
-        raise ProtocolError("connection closed before a message arrived")
-    try:
-        return json.loads(buffer)
-    except ValueError as exc:
-        raise ProtocolError(f"message is not JSON: {exc}") from None
+        return line
+
+    def read(self, deadline: float | None = None) -> Any:
+        line = self._line(deadline)
+        try:
+            return json.loads(line)
+        except ValueError as exc:
+            raise ProtocolError(f"message is not JSON: {exc}") from None
+
+
+def receive(sock: socket.socket, deadline: float | None = None) -> Any:
+    """Read the one message a connection carries."""
+    return Reader(sock).read(deadline)

@@ -95,7 +95,8 @@ class Handler(socketserver.BaseRequestHandler):
             reply = protocol.error_reply("protocol", f"bad message: {error}")
         else:
             self.request.settimeout(None)
-            reply = self.server.service.handle(message, peer)
+            reply = self.server.service.handle(
+                message, peer, lambda text: self._send(peer, protocol.progress_message(text)))
         self._send(peer, reply)
 
     def _send(self, peer: Peer, reply: dict) -> None:

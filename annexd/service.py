@@ -17,10 +17,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import protocol, steps
+from . import protocol, stacks, steps
 from .aws import AnnexAws, AwsError
 from .journal import AnnexBusy, Journal, Progress
-from .knobs import DaemonSettings
+from .knobs import DaemonSettings, KnobError
 from .plan import AnnexPlan, InvalidRequest, build_plan
 
 log = logging.getLogger("annexd.service")
@@ -93,11 +93,15 @@ class AnnexService:
 
     # -- plumbing shared by requests and recovery ------------------------------------------
 
+    def _aws(self, settings: DaemonSettings, region: str,
+             credentials: dict[str, str] | None) -> AnnexAws:
+        return AnnexAws(region=region, endpoints=settings.for_region(region).endpoints,
+                        credentials=credentials, max_attempts=settings.aws_max_attempts,
+                        timeout_seconds=settings.aws_timeout_seconds)
+
     def _driver(self, settings: DaemonSettings, plan: AnnexPlan, request_id: int,
                 credentials: dict[str, str] | None) -> steps.Driver:
-        aws = AnnexAws(region=settings.region, endpoints=settings.endpoints,
-                       credentials=credentials, max_attempts=settings.aws_max_attempts,
-                       timeout_seconds=settings.aws_timeout_seconds)
+        aws = self._aws(settings, plan.region, credentials)
         retry = steps.RetryPolicy(settings.step_attempts, settings.retry_base_seconds,
                                   settings.retry_max_seconds)
         return steps.Driver(steps.CREATE_SPOT_FLEET, aws, plan, self.journal, request_id,
@@ -121,13 +125,17 @@ class AnnexService:
 
     # -- requests --------------------------------------------------------------------------
 
-    def handle(self, message: Any, peer: Peer) -> dict[str, Any]:
+    def handle(self, message: Any, peer: Peer,
+               progress: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
         try:
             request = protocol.validate_request(message)
-            if request["command"] == "ping":
+            command = request["command"]
+            if command == "ping":
                 return protocol.ok_reply({"daemon": "condor_annexd", "uid": peer.uid})
-            if request["command"] == "list":
+            if command == "list":
                 return self.list_annexes(peer)
+            if command in ("setup", "check-setup"):
+                return self.setup(request, progress, check_only=command == "check-setup")
             return self.create(request, peer)
         except protocol.ProtocolError as error:
             return protocol.error_reply("invalid-request", f"bad request: {error}")
@@ -146,18 +154,51 @@ class AnnexService:
             "lease_end": AnnexPlan.from_record(row["plan"]).lease_end,
         } for row in rows]})
 
-    def create(self, request: dict[str, Any], peer: Peer) -> dict[str, Any]:
-        settings = self.settings
-        credentials = request.get("credentials")
-        if credentials is None and not settings.allow_daemon_credentials:
+    def _missing_credentials(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        if request.get("credentials") is None and not self.settings.allow_daemon_credentials:
             return protocol.error_reply(
                 "invalid-request",
                 "no AWS credentials: pass -public-key-file and -secret-key-file, or set "
                 "ANNEX_DEFAULT_ACCESS_KEY_FILE and ANNEX_DEFAULT_SECRET_KEY_FILE")
+        return None
+
+    def setup(self, request: dict[str, Any], progress: Callable[[str], None],
+              check_only: bool) -> dict[str, Any]:
+        """Create or update (or only check) the region's setup stacks, with the caller's keys."""
+        refusal = self._missing_credentials(request)
+        if refusal:
+            return refusal
+        settings = self.settings
         try:
-            plan = build_plan(request["annex"], owner_uid=peer.uid, settings=settings,
-                              now=self.clock())
-        except InvalidRequest as error:
+            region = settings.for_region(request.get("region")).region
+        except KnobError as error:
+            return protocol.error_reply("invalid-request", str(error))
+        work = stacks.Setup(self._aws(settings, region, request.get("credentials")), progress,
+                            poll_seconds=settings.setup_poll_seconds)
+        try:
+            if check_only:
+                return protocol.ok_reply({"region": region, "problems": work.check()})
+            outputs = work.run()
+        except (stacks.SetupError, AwsError) as error:
+            return protocol.error_reply("aws", f"setup of {region} failed: {error}",
+                                        aws_code=getattr(error, "code", None))
+        log.info("setup of %s complete: %s", region, outputs)
+        return protocol.ok_reply({"region": region, "outputs": outputs})
+
+    def create(self, request: dict[str, Any], peer: Peer) -> dict[str, Any]:
+        settings = self.settings
+        credentials = request.get("credentials")
+        refusal = self._missing_credentials(request)
+        if refusal:
+            return refusal
+        annex = dict(request["annex"])
+        if credentials is None:
+            annex.pop("bucket", None)  # with the daemon's identity, only the admin's bucket
+        try:
+            region = settings.for_region(annex.get("region"))
+            plan = build_plan(annex, owner_uid=peer.uid, settings=region,
+                              lease_rate_minutes=settings.lease_rate_minutes, now=self.clock())
+        except (InvalidRequest, KnobError) as error:
             return protocol.error_reply("invalid-request", str(error))
         unfinished = self.journal.unfinished_for(plan.annex_id)
         if unfinished is not None:

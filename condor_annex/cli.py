@@ -1,14 +1,19 @@
 """``condor_annex``: the thin client of ``condor_annexd``.
 
-It reads the user's files itself (the Spot Fleet JSON config and the AWS key files: the
-daemon never opens a user's files), sends one request over the daemon's socket and prints the
-result.  It never imports boto3, so it starts fast.
+It reads the user's files itself (the Spot Fleet JSON config, the AWS key files, the user's
+HTCondor config: the daemon never opens a user's files), sends one request over the daemon's
+socket and prints the result.  It never imports boto3, so it starts fast.
+
+Commands are small classes; the verb flag (``-setup``, ``-check-setup``) picks one, creating
+an annex is the default.  Every flag is an :class:`Option` in one table, so unique-prefix
+matching sees them all, and each command says which ones apply to it.
 
 Exit status: 0 success; 1 usage error; 2 an input file cannot be read or parsed; 3 the daemon
 cannot be reached; 4 the daemon refused the request (invalid, or the annex exists); 5 AWS
 failed and everything created was rolled back; 6 AWS failed and rolling back failed too
 (the error names what may be left); 7 internal daemon error; 8 the daemon shut down
-mid-way (the lease is in force; run the same command again to finish).
+mid-way (the lease is in force; run the same command again to finish); 9 -check-setup found
+problems.
 """
 from __future__ import annotations
 
@@ -22,10 +27,10 @@ from typing import Any, Sequence
 
 from annexd import knobs, protocol
 
-from . import client
+from . import client, userconfig
 from .options import Option, UsageError, help_text, parse, positive_int
 
-EXIT_OK, EXIT_USAGE, EXIT_INPUT, EXIT_DAEMON = 0, 1, 2, 3
+EXIT_OK, EXIT_USAGE, EXIT_INPUT, EXIT_DAEMON, EXIT_SETUP_PROBLEMS = 0, 1, 2, 3, 9
 EXIT_CODES = {
     "protocol": EXIT_DAEMON,
     "invalid-request": 4,
@@ -36,6 +41,30 @@ EXIT_CODES = {
     "interrupted": 8,
     "busy": EXIT_DAEMON,
 }
+
+OPTIONS = {option.dest: option for option in (
+    Option(("-annex-name",), "annex_name", "NAME",
+           f"name of the annex ({protocol.ANNEX_NAME_RULE}); generated if omitted"),
+    Option(("-lease-duration",), "lease_duration", "SECONDS",
+           "the annex is torn down this many seconds from now "
+           "(default ANNEX_DEFAULT_LEASE_DURATION)"),
+    Option(("-count",), "count", "N", "override the config's TargetCapacity"),
+    Option(("-lease-function-arn",), "lease_function_arn", "ARN",
+           "the lease Lambda (default ANNEX_DEFAULT_LEASE_FUNCTION_ARN)"),
+    Option(("-aws-region",), "region", "REGION",
+           "use this region's setup and knobs (default ANNEX_DEFAULT_AWS_REGION)"),
+    Option(("-public-key-file", "-access-key-file"), "access_key_file", "FILE",
+           "file holding the AWS access key ID (default ANNEX_DEFAULT_ACCESS_KEY_FILE)"),
+    Option(("-secret-key-file", "-private-key-file"), "secret_key_file", "FILE",
+           "file holding the AWS secret key, mode 600 (default ANNEX_DEFAULT_SECRET_KEY_FILE)"),
+    Option(("-setup",), "setup", None,
+           "create or update this region's CloudFormation stacks and write their knobs"),
+    Option(("-check-setup",), "check_setup", None, "check this region's setup"),
+    Option(("-help",), "help", None, "print this help and exit"),
+)}
+
+#: Where -setup looks for keys when given none, as the original condor_annex did.
+DEFAULT_KEY_FILES = ("~/.condor/publicKeyFile", "~/.condor/privateKeyFile")
 
 
 class InputError(Exception):
@@ -74,7 +103,7 @@ def read_key_file(path: str, flag: str, secret: bool) -> str:
     return key
 
 
-def _credentials(values: dict[str, Any], settings: knobs.ClientSettings) -> dict[str, str] | None:
+def key_files(values: dict[str, Any], settings: knobs.ClientSettings) -> tuple[str, str] | None:
     access = values.get("access_key_file") or settings.access_key_file
     secret = values.get("secret_key_file") or settings.secret_key_file
     if not access and not secret:
@@ -82,8 +111,14 @@ def _credentials(values: dict[str, Any], settings: knobs.ClientSettings) -> dict
     if not (access and secret):
         raise UsageError("give both -public-key-file and -secret-key-file (or set both "
                          "ANNEX_DEFAULT_ACCESS_KEY_FILE and ANNEX_DEFAULT_SECRET_KEY_FILE)")
-    return {"access_key_id": read_key_file(access, "-public-key-file", secret=False),
-            "secret_access_key": read_key_file(secret, "-secret-key-file", secret=True)}
+    return access, secret
+
+
+def credentials(files: tuple[str, str] | None) -> dict[str, str] | None:
+    if files is None:
+        return None
+    return {"access_key_id": read_key_file(files[0], "-public-key-file", secret=False),
+            "secret_access_key": read_key_file(files[1], "-secret-key-file", secret=True)}
 
 
 def _report_failure(reply: dict[str, Any]) -> int:
@@ -92,33 +127,44 @@ def _report_failure(reply: dict[str, Any]) -> int:
     return EXIT_CODES.get(error["kind"], EXIT_DAEMON)
 
 
-class CreateAnnex:
+def _with_credentials(request: dict[str, Any], creds: dict[str, str] | None) -> dict[str, Any]:
+    if creds:
+        request["credentials"] = creds
+    return request
+
+
+class Command:
+    """One thing condor_annex does: its flags, its request, and how it shows the answer."""
+
+    usage = ""
+    flags: tuple[str, ...] = ()
+
+    def request(self, values: dict[str, Any], positionals: list[str],
+                settings: knobs.ClientSettings) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def show(self, result: dict[str, Any], settings: knobs.ClientSettings) -> int:
+        raise NotImplementedError
+
+    def progress(self, text: str) -> None:
+        print(text, flush=True)
+
+
+class CreateAnnex(Command):
     """Start a leased Spot Fleet annex from an EC2 console "JSON config"."""
 
     usage = "condor_annex [-annex-name NAME] [-lease-duration SECONDS] [-count N] " \
-            "[-lease-function-arn ARN] [-public-key-file F -secret-key-file F] CONFIG.json"
-    options = (
-        Option(("-annex-name",), "annex_name", "NAME",
-               f"name of the annex ({protocol.ANNEX_NAME_RULE}); generated if omitted"),
-        Option(("-lease-duration",), "lease_duration", "SECONDS",
-               "the annex is torn down this many seconds from now "
-               "(default ANNEX_DEFAULT_LEASE_DURATION)"),
-        Option(("-count",), "count", "N", "override the config's TargetCapacity"),
-        Option(("-lease-function-arn",), "lease_function_arn", "ARN",
-               "the lease Lambda (default ANNEX_DEFAULT_LEASE_FUNCTION_ARN)"),
-        Option(("-public-key-file", "-access-key-file"), "access_key_file", "FILE",
-               "file holding the AWS access key ID (default ANNEX_DEFAULT_ACCESS_KEY_FILE)"),
-        Option(("-secret-key-file", "-private-key-file"), "secret_key_file", "FILE",
-               "file holding the AWS secret key, mode 600 (default ANNEX_DEFAULT_SECRET_KEY_FILE)"),
-        Option(("-help",), "help", None, "print this help and exit"),
-    )
+            "[-lease-function-arn ARN] [-aws-region R] [-public-key-file F -secret-key-file F] " \
+            "CONFIG.json"
+    flags = ("annex_name", "lease_duration", "count", "lease_function_arn", "region",
+             "access_key_file", "secret_key_file")
 
     def request(self, values: dict[str, Any], positionals: list[str],
                 settings: knobs.ClientSettings) -> dict[str, Any]:
         """Build the create request; raises UsageError or InputError."""
         if len(positionals) != 1:
             raise UsageError("give exactly one Spot Fleet JSON config file (or - for stdin)")
-        annex: dict[str, Any] = {"config_source": positionals[0]}
+        annex: dict[str, Any] = {"config_source": positionals[0], "region": settings.region}
         name = values.get("annex_name")
         if name is not None:
             if not re.match(protocol.ANNEX_NAME_PATTERN, name):
@@ -130,32 +176,127 @@ class CreateAnnex:
                                    if duration is not None else settings.lease_duration)
         if values.get("count") is not None:
             annex["count"] = positive_int("-count", values["count"], "instances")
+        # The daemon does not read the user's config file: send what -setup wrote there.
         arn = values.get("lease_function_arn") or settings.lease_function_arn
         if arn:
             annex["lease_function_arn"] = arn
-        credentials = _credentials(values, settings)
+        if settings.bucket:
+            annex["bucket"] = settings.bucket
+        creds = credentials(key_files(values, settings))
         annex["spot_fleet_config"] = read_json_config(positionals[0])
-        request = {"version": protocol.VERSION, "command": "create", "annex": annex}
-        if credentials:
-            request["credentials"] = credentials
-        return request
+        return _with_credentials({"version": protocol.VERSION, "command": "create",
+                                  "annex": annex}, creds)
 
-    def show(self, result: dict[str, Any]) -> None:
+    def show(self, result: dict[str, Any], settings: knobs.ClientSettings) -> int:
         end = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(result["lease_end"]))
         print(f"condor_annex: annex {result['annex_id']} started; its lease ends {end}.",
               file=sys.stderr)
         print(result["spot_fleet_request_id"])
+        return EXIT_OK
+
+
+def _region_request(command: str, creds: dict[str, str] | None,
+                    settings: knobs.ClientSettings) -> dict[str, Any]:
+    return _with_credentials({"version": protocol.VERSION, "command": command,
+                              "region": settings.region}, creds)
+
+
+class Setup(Command):
+    """Create or update the region's stacks, then record their outputs as knobs."""
+
+    usage = "condor_annex [-aws-region R] -setup [ACCESS_KEY_FILE SECRET_KEY_FILE]"
+    flags = ("setup", "region", "access_key_file", "secret_key_file")
+
+    def request(self, values: dict[str, Any], positionals: list[str],
+                settings: knobs.ClientSettings) -> dict[str, Any]:
+        if len(positionals) not in (0, 2):
+            raise UsageError("-setup takes no arguments or two: ACCESS_KEY_FILE SECRET_KEY_FILE")
+        files = (tuple(positionals) if positionals else key_files(values, settings)) \
+            or tuple(os.path.expanduser(f) for f in DEFAULT_KEY_FILES)
+        self.files = tuple(os.path.abspath(f) for f in files)
+        print(f"Setting up region {settings.region}; this takes a few minutes on AWS.",
+              flush=True)
+        return _region_request("setup", credentials(self.files), settings)
+
+    def show(self, result: dict[str, Any], settings: knobs.ClientSettings) -> int:
+        prefix = knobs.region_local_name(result["region"]) + "."
+        outputs = result["outputs"]
+        values = {
+            prefix + "ANNEX_DEFAULT_S3_BUCKET": outputs["S3BucketName"],
+            prefix + "ANNEX_DEFAULT_LEASE_FUNCTION_ARN": outputs["LeaseFunctionARN"],
+            prefix + "ANNEX_DEFAULT_ODI_INSTANCE_PROFILE_ARN": outputs["InstanceProfileARN"],
+            prefix + "ANNEX_DEFAULT_ODI_SECURITY_GROUP_IDS": outputs["SecurityGroupID"],
+            prefix + "ANNEX_DEFAULT_ACCESS_KEY_FILE": self.files[0],
+            prefix + "ANNEX_DEFAULT_SECRET_KEY_FILE": self.files[1],
+        }
+        path = settings.user_config_file
+        changed, kept = userconfig.update(path, result["region"], values)
+        for knob in kept:
+            print(f"condor_annex: notice: keeping your own {knob} in {path}", file=sys.stderr)
+        print(f"Setup successful; {'updated' if changed else 'nothing to change in'} {path}.")
+        return EXIT_OK
+
+
+class CheckSetup(Command):
+    """Check the region's stacks, the lease function's code, the knobs and the key files."""
+
+    usage = "condor_annex [-aws-region R] -check-setup"
+    flags = ("check_setup", "region", "access_key_file", "secret_key_file")
+    REQUIRED = ("ANNEX_DEFAULT_S3_BUCKET", "ANNEX_DEFAULT_LEASE_FUNCTION_ARN",
+                "ANNEX_DEFAULT_ODI_INSTANCE_PROFILE_ARN", "ANNEX_DEFAULT_ODI_SECURITY_GROUP_IDS",
+                "ANNEX_DEFAULT_ACCESS_KEY_FILE", "ANNEX_DEFAULT_SECRET_KEY_FILE")
+
+    def request(self, values: dict[str, Any], positionals: list[str],
+                settings: knobs.ClientSettings) -> dict[str, Any]:
+        if positionals:
+            raise UsageError("-check-setup takes no arguments")
+        self.problems = [f"{knob} is not set for {settings.region}: run condor_annex -setup"
+                         for knob in self.REQUIRED if not knobs.raw(knob, settings.region)]
+        creds = None
+        try:
+            creds = credentials(key_files(values, settings))
+        except (InputError, UsageError) as error:
+            self.problems.append(f"{error}")
+        return _region_request("check-setup", creds, settings)
+
+    def show(self, result: dict[str, Any], settings: knobs.ClientSettings) -> int:
+        problems = self.problems + result["problems"]
+        for problem in problems:
+            print(f"condor_annex: problem: {problem}")
+        if problems:
+            return EXIT_SETUP_PROBLEMS
+        print(f"Your setup of {settings.region} looks OK.")
+        return EXIT_OK
+
+
+def select(values: dict[str, Any]) -> Command:
+    if values.get("setup") and values.get("check_setup"):
+        raise UsageError("give -setup or -check-setup, not both")
+    command = Setup() if values.get("setup") else CheckSetup() if values.get("check_setup") \
+        else CreateAnnex()
+    stray = [OPTIONS[d].flag for d in values if d not in command.flags and d != "help"]
+    if stray:
+        raise UsageError(f"{', '.join(stray)} cannot be used here ({command.usage})")
+    return command
+
+
+def usage_text() -> str:
+    commands = "\n       ".join(c.usage for c in (CreateAnnex, Setup, CheckSetup))
+    return help_text(commands, tuple(OPTIONS.values()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = CreateAnnex()
     try:
-        values, positionals = parse(argv, command.options)
+        values, positionals = parse(argv, tuple(OPTIONS.values()))
         if values.get("help"):
-            print(help_text(command.usage, command.options))
+            print(usage_text())
             return EXIT_OK
-        settings = knobs.ClientSettings.load()
+        command = select(values)
+        region = values.get("region")
+        if region is not None and not re.match(protocol.REGION_PATTERN, region):
+            raise UsageError(f"-aws-region: {region!r} is not an AWS region name")
+        settings = knobs.ClientSettings.load(region)
         request = command.request(values, positionals, settings)
     except (UsageError, knobs.KnobError) as error:
         print(f"condor_annex: error: {error}", file=sys.stderr)
@@ -165,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"condor_annex: error: {error}", file=sys.stderr)
         return EXIT_INPUT
     try:
-        reply = client.call(settings.socket_path, request)
+        reply = client.call(settings.socket_path, request, on_progress=command.progress)
     except client.DaemonUnreachable as error:
         print(f"condor_annex: error: {error}", file=sys.stderr)
         return EXIT_DAEMON
@@ -173,8 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"condor_annex: notice: {notice}", file=sys.stderr)
     if not reply["ok"]:
         return _report_failure(reply)
-    command.show(reply["result"])
-    return EXIT_OK
+    return command.show(reply["result"], settings)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 import errno
 import socket
 import time
-from typing import Any
+from typing import Any, Callable
 
 from annexd import protocol
 
@@ -33,8 +33,9 @@ def _connect(sock: socket.socket, path: str) -> None:
             delay = min(delay * 2, 0.5)
 
 
-def call(socket_path: str, message: dict[str, Any],
-         timeout: float = REPLY_TIMEOUT_SECONDS) -> dict[str, Any]:
+def call(socket_path: str, message: dict[str, Any], timeout: float = REPLY_TIMEOUT_SECONDS,
+         on_progress: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
+    """Send ``message``; hand progress lines to ``on_progress``; return the final reply."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
@@ -47,8 +48,13 @@ def call(socket_path: str, message: dict[str, Any],
                 "match the daemon's)") from None
         try:
             sock.sendall(protocol.encode(message))
-            reply = protocol.receive(sock)
-            return protocol.validate_reply(reply)
+            reader = protocol.Reader(sock)
+            while True:
+                reply = reader.read()
+                if isinstance(reply, dict) and "progress" in reply and "ok" not in reply:
+                    on_progress(protocol.validate(reply, protocol.PROGRESS_SCHEMA)["progress"])
+                    continue
+                return protocol.validate_reply(reply)
         except socket.timeout:
             raise DaemonUnreachable(f"condor_annexd did not answer within {timeout:.0f} s") \
                 from None

@@ -1,14 +1,12 @@
 """Create in the emulator what ``condor_annex -setup`` creates in a real account."""
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from typing import Any
 
 import boto3
 
-from annexd_lambda import lease
+from annexd import leasecode
 
 LEASE_FUNCTION_NAME = "HTCondorAnnex-LeaseFunction"
 FLEET_ROLE_ARN = "arn:aws:iam::123456789012:role/aws-ec2-spot-fleet-tagging-role"
@@ -31,19 +29,11 @@ def create_bucket(s3: Any, name: str, region: str) -> None:
     s3.create_bucket(Bucket=name, **extra)
 
 
-def lease_function_zip() -> bytes:
-    """The deployment package: lambda/lease.py as ``lease.py``."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.write(lease.__file__, "lease.py")
-    return buffer.getvalue()
-
-
 def deploy_lease_function(iam: Any, lambda_: Any, name: str = LEASE_FUNCTION_NAME) -> str:
     """Create the lease function from lambda/lease.py; returns its ARN."""
     role = iam.create_role(RoleName=f"{name}-Role",
                            AssumeRolePolicyDocument=json.dumps(_LAMBDA_TRUST))
     reply = lambda_.create_function(
         FunctionName=name, Runtime="python3.12", Role=role["Role"]["Arn"],
-        Handler="lease.handler", Code={"ZipFile": lease_function_zip()}, Timeout=60)
+        Handler="lease.handler", Code={"ZipFile": leasecode.package()}, Timeout=60)
     return reply["FunctionArn"]

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from annexd import protocol
 from annexd.journal import Journal
-from annexd.knobs import DaemonSettings
+from annexd.knobs import DaemonSettings, RegionSettings
 from annexd.service import AnnexService, Peer
 from localaws.pool import AnnexDaemon, LocalPool, script
 
@@ -289,11 +289,12 @@ MESSAGES = JSON | st.fixed_dictionaries(
 @pytest.fixture(scope="module")
 def fuzz_service(tmp_path_factory):
     settings_ = DaemonSettings(
-        socket_path="/unused", journal_path="", region="us-east-1", endpoints={},
-        bucket="bucket", lease_function_arn=None, lease_rate_minutes=5, aws_max_attempts=1,
+        socket_path="/unused", journal_path="",
+        home=RegionSettings("us-east-1", {}, "bucket", None), lease_rate_minutes=5,
+        aws_max_attempts=1,
         aws_timeout_seconds=1, step_attempts=1, retry_base_seconds=0.01, retry_max_seconds=0.01,
         allow_daemon_credentials=False, socket_group=None, max_clients=4,
-        client_timeout_seconds=1)
+        client_timeout_seconds=1, setup_poll_seconds=1)
     journal = Journal(str(tmp_path_factory.mktemp("fuzz") / "journal.sqlite"))
     yield AnnexService(settings_, journal)
     journal.close()

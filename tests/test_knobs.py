@@ -43,16 +43,21 @@ def test_values_and_region_prefixed_knobs(condor_config):
     settings = knobs.DaemonSettings.load()
     assert settings.socket_path == "/run/annex/sock"
     assert settings.region == "eu-west-1"
-    assert settings.bucket == "regional-bucket"
-    assert settings.endpoints["ec2"] == "http://127.0.0.1:5000"
+    assert settings.home.bucket == "regional-bucket"
+    assert settings.home.endpoints["ec2"] == "http://127.0.0.1:5000"
     # HTCondor's built-in us-east-1 URLs must not be used for another region.
-    assert settings.endpoints["events"] is None and settings.endpoints["lambda"] is None
+    assert settings.home.endpoints["events"] is None
+    assert settings.home.endpoints["lambda"] is None
+    assert settings.for_region("us-east-1").bucket == "plain-bucket"
+    with pytest.raises(knobs.KnobError, match="not an AWS region name"):
+        settings.for_region("mars-1")
     assert settings.allow_daemon_credentials is True and settings.lease_rate_minutes == 1
 
 
 def test_builtin_endpoint_defaults_apply_in_their_own_region(condor_config):
     condor_config("")
-    assert knobs.DaemonSettings.load().endpoints["ec2"] == "https://ec2.us-east-1.amazonaws.com"
+    assert knobs.DaemonSettings.load().home.endpoints["ec2"] == \
+        "https://ec2.us-east-1.amazonaws.com"
 
 
 @pytest.mark.parametrize("line, message", [

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from annexd.knobs import DaemonSettings
+from annexd.knobs import RegionSettings
 from annexd.plan import AnnexPlan, InvalidRequest, build_plan, rate_expression
 from annexd_lambda.lease import ANNEX_TAG, CLIENT_TOKEN_TAG
 
@@ -14,14 +14,15 @@ ARN = "arn:aws:lambda:us-east-1:123456789012:function:HTCondorAnnex-LeaseFunctio
 NOW = 1_800_000_000.7
 
 
-def settings(**overrides) -> DaemonSettings:
-    values = dict(socket_path="/x/annexd.sock", journal_path="/x/j.sqlite", region="us-east-1",
-                  endpoints={}, bucket="bucket", lease_function_arn=None, lease_rate_minutes=5,
-                  aws_max_attempts=3, aws_timeout_seconds=5.0, step_attempts=2,
-                  retry_base_seconds=0.1, retry_max_seconds=1.0, allow_daemon_credentials=False,
-                  socket_group=None, max_clients=8, client_timeout_seconds=5.0)
+def settings(**overrides) -> RegionSettings:
+    values = dict(region="us-east-1", endpoints={}, bucket="bucket", lease_function_arn=None)
     values.update(overrides)
-    return DaemonSettings(**values)
+    return RegionSettings(**values)
+
+
+def build(request, *, owner_uid=0, **overrides):
+    return build_plan(request, owner_uid=owner_uid, settings=settings(**overrides),
+                      lease_rate_minutes=5, now=NOW)
 
 
 def console_config() -> dict:
@@ -34,7 +35,7 @@ def plan_for(config=None, **annex) -> AnnexPlan:
                "spot_fleet_config": console_config() if config is None else config,
                "config_source": "c.json"}
     request.update(annex)
-    return build_plan(request, owner_uid=1000, settings=settings(), now=NOW)
+    return build(request, owner_uid=1000)
 
 
 def test_plan_identity_and_lease():
@@ -129,7 +130,7 @@ def test_a_config_that_is_not_an_object_is_refused(config):
 
 def test_lease_function_comes_from_the_knob_when_not_given():
     request = {"lease_duration": 60, "spot_fleet_config": console_config()}
-    plan = build_plan(request, owner_uid=0, settings=settings(lease_function_arn=ARN), now=NOW)
+    plan = build(request, lease_function_arn=ARN)
     assert plan.lease_function_arn == ARN
     assert plan.annex_id.startswith("annex-")
 
@@ -145,9 +146,15 @@ def test_missing_or_wrong_settings_are_explained(overrides, arn, message):
     if arn:
         request["lease_function_arn"] = arn
     with pytest.raises(InvalidRequest, match=message):
-        build_plan(request, owner_uid=0, settings=settings(**overrides), now=NOW)
+        build(request, **overrides)
 
 
 def test_rate_expression_uses_aws_singular_for_one_minute():
     assert rate_expression(1) == "rate(1 minute)"
     assert rate_expression(10) == "rate(10 minutes)"
+
+
+def test_the_users_bucket_wins_over_the_regions():
+    request = {"lease_duration": 60, "spot_fleet_config": console_config(),
+               "lease_function_arn": ARN, "bucket": "users-own-bucket"}
+    assert build(request, bucket=None).bucket == "users-own-bucket"

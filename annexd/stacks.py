@@ -1,0 +1,148 @@
+"""One-time, per-region setup: the four CloudFormation stacks, as a table, and their checks.
+
+Each stack is created if missing, updated only if its template or parameters differ from what
+is deployed, and left alone otherwise -- so a second ``-setup`` changes nothing.  Templates
+ship with the package (``cfn/``, installed as ``annexd_cfn``); the lease function's code is
+uploaded by setup to the configuration bucket, so nothing depends on an externally hosted
+artifact.
+"""
+from __future__ import annotations
+
+import importlib.resources
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from . import leasecode
+from .aws import AnnexAws, AwsError
+
+DONE = ("CREATE_COMPLETE", "UPDATE_COMPLETE")
+FAILED_FOR_GOOD = ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "CREATE_FAILED", "DELETE_FAILED")
+
+Progress = Callable[[str], None]
+
+
+class SetupError(Exception):
+    """A stack could not be brought to a complete state; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    name: str
+    template: str
+    what: str
+    parameters: Callable[[dict[str, str]], dict[str, str]]
+
+    def body(self) -> str:
+        return importlib.resources.files("annexd_cfn").joinpath(self.template).read_text()
+
+
+STACKS: tuple[StackSpec, ...] = (
+    StackSpec("HTCondorAnnex-ConfigurationBucket", "bucket.yaml", "configuration bucket",
+              lambda outputs: {}),
+    StackSpec("HTCondorAnnex-LambdaFunctions", "lease-function.yaml", "lease function",
+              lambda outputs: {"S3BucketName": outputs["S3BucketName"],
+                               "CodeS3Key": leasecode.s3_key()}),
+    StackSpec("HTCondorAnnex-InstanceProfile", "instance-profile.yaml", "instance profile",
+              lambda outputs: {"S3BucketName": outputs["S3BucketName"]}),
+    StackSpec("HTCondorAnnex-SecurityGroup", "security-group.yaml", "security group",
+              lambda outputs: {}),
+)
+
+
+def _outputs(stack: dict[str, Any]) -> dict[str, str]:
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def _parameters(stack: dict[str, Any]) -> dict[str, str]:
+    return {p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters", [])}
+
+
+def _same_template(deployed: str, wanted: str) -> bool:
+    if deployed.strip() == wanted.strip():
+        return True
+    try:  # some services hand the template back re-serialised as JSON
+        return json.loads(deployed) == json.loads(wanted)
+    except ValueError:
+        return False
+
+
+class Setup:
+    def __init__(self, aws: AnnexAws, progress: Progress, poll_seconds: float = 5.0,
+                 timeout_seconds: float = 1800.0):
+        self.aws, self.progress = aws, progress
+        self.poll_seconds, self.timeout_seconds = poll_seconds, timeout_seconds
+
+    def _wait(self, spec: StackSpec, verb: str) -> dict[str, Any]:
+        deadline = time.monotonic() + self.timeout_seconds
+        while True:
+            stack = self.aws.describe_stack(spec.name)
+            status = stack["StackStatus"] if stack else "DELETE_COMPLETE"
+            if status in DONE:
+                self.progress(f"{verb} {spec.what} ({spec.name}): complete")
+                return stack
+            if not status.endswith("_IN_PROGRESS"):
+                reason = (stack or {}).get("StackStatusReason") or "see the stack's events"
+                raise SetupError(f"{spec.name} ended in {status}: {reason}")
+            if time.monotonic() > deadline:
+                raise SetupError(f"{spec.name} still {status} after {self.timeout_seconds:.0f} s")
+            self.progress(f"{verb} {spec.what} ({spec.name}): {status}")
+            time.sleep(self.poll_seconds)
+
+    def deploy(self, spec: StackSpec, parameters: dict[str, str]) -> dict[str, str]:
+        body = spec.body()
+        stack = self.aws.describe_stack(spec.name)
+        if stack is None:
+            self.aws.create_stack(spec.name, body, parameters)
+            return _outputs(self._wait(spec, "creating"))
+        status = stack["StackStatus"]
+        if status in FAILED_FOR_GOOD:
+            raise SetupError(f"{spec.name} is in {status}; delete it (aws cloudformation "
+                             f"delete-stack --stack-name {spec.name}) and run -setup again")
+        if status.endswith("_IN_PROGRESS"):
+            stack = self._wait(spec, "waiting for")
+        if (_parameters(stack) == parameters
+                and _same_template(self.aws.stack_template(spec.name), body)):
+            self.progress(f"{spec.what} ({spec.name}): up to date")
+            return _outputs(stack)
+        if not self.aws.update_stack(spec.name, body, parameters):
+            self.progress(f"{spec.what} ({spec.name}): up to date")
+            return _outputs(stack)
+        return _outputs(self._wait(spec, "updating"))
+
+    def run(self) -> dict[str, str]:
+        """Create or update every stack in order; returns all their outputs."""
+        outputs: dict[str, str] = {}
+        for spec in STACKS:
+            if spec.template == "lease-function.yaml":
+                self.aws.put_code(outputs["S3BucketName"], leasecode.s3_key(),
+                                  leasecode.package())
+            outputs.update(self.deploy(spec, spec.parameters(outputs)))
+        return outputs
+
+    def check(self) -> list[str]:
+        """One line per problem, each saying how to fix it; empty when all is well."""
+        problems, outputs = [], {}
+        for spec in STACKS:
+            stack = self.aws.describe_stack(spec.name)
+            if stack is None:
+                problems.append(f"the {spec.what} stack {spec.name} is missing: run "
+                                "condor_annex -setup")
+            elif stack["StackStatus"] not in DONE:
+                problems.append(f"the {spec.what} stack {spec.name} is {stack['StackStatus']}:"
+                                " wait for it, or delete it and run condor_annex -setup")
+            else:
+                outputs.update(_outputs(stack))
+        arn = outputs.get("LeaseFunctionARN")
+        if arn:
+            try:
+                deployed = self.aws.function_code_sha256(arn)
+            except AwsError as error:
+                problems.append(f"the lease function {arn} cannot be read ({error}): run "
+                                "condor_annex -setup")
+            else:
+                if deployed != leasecode.code_sha256():
+                    problems.append(f"the lease function {arn} runs other code than this "
+                                    "release ships: run condor_annex -setup to update it")
+        return problems
