@@ -238,12 +238,15 @@ class AnnexAws:
                 Capabilities=["CAPABILITY_IAM"], OnFailure="DELETE",
                 Tags=[{"Key": "htcondor:AnnexSetup", "Value": name}])
 
-    def update_stack(self, name: str, body: str, parameters: dict[str, str]) -> bool:
-        """Update the stack; False if AWS found nothing to change."""
+    def update_stack(self, name: str, body: str, parameters: dict[str, str],
+                     keep: list[str]) -> bool:
+        """Update the stack, keeping the ``keep`` parameters' values; False if no change."""
+        previous = [{"ParameterKey": key, "UsePreviousValue": True} for key in keep]
         try:
             with self._call("CloudFormation UpdateStack"):
                 self.cloudformation.update_stack(
-                    StackName=name, TemplateBody=body, Parameters=_stack_parameters(parameters),
+                    StackName=name, TemplateBody=body,
+                    Parameters=_stack_parameters(parameters) + previous,
                     Capabilities=["CAPABILITY_IAM"])
         except InvalidInput as error:
             if "No updates are to be performed" in error.message:
@@ -264,6 +267,10 @@ class AnnexAws:
                 raise
         with self._call("S3 PutObject"):
             self.s3.put_object(Bucket=bucket, Key=key, Body=body, ServerSideEncryption="AES256")
+
+    def update_function_code(self, arn: str, bucket: str, key: str) -> None:
+        with self._call("Lambda UpdateFunctionCode"):
+            self.lambda_.update_function_code(FunctionName=arn, S3Bucket=bucket, S3Key=key)
 
     def function_code_sha256(self, arn: str) -> str:
         with self._call("Lambda GetFunction"):

@@ -102,11 +102,15 @@ class Setup:
                              f"delete-stack --stack-name {spec.name}) and run -setup again")
         if status.endswith("_IN_PROGRESS"):
             stack = self._wait(spec, "waiting for")
-        if (_parameters(stack) == parameters
+        # Parameters setup does not manage (SSHCidr, ...) are the admin's: compare only ours,
+        # and keep theirs on update.
+        deployed = _parameters(stack)
+        if (all(deployed.get(key) == value for key, value in parameters.items())
                 and _same_template(self.aws.stack_template(spec.name), body)):
             self.progress(f"{spec.what} ({spec.name}): up to date")
             return _outputs(stack)
-        if not self.aws.update_stack(spec.name, body, parameters):
+        keep = sorted(set(deployed) - set(parameters))
+        if not self.aws.update_stack(spec.name, body, parameters, keep):
             self.progress(f"{spec.what} ({spec.name}): up to date")
             return _outputs(stack)
         return _outputs(self._wait(spec, "updating"))
@@ -119,7 +123,15 @@ class Setup:
                 self.aws.put_code(outputs["S3BucketName"], leasecode.s3_key(),
                                   leasecode.package())
             outputs.update(self.deploy(spec, spec.parameters(outputs)))
+            if spec.template == "lease-function.yaml":
+                self._repair_code(outputs["LeaseFunctionARN"], outputs["S3BucketName"])
         return outputs
+
+    def _repair_code(self, arn: str, bucket: str) -> None:
+        """Put this release's code back if someone changed the function behind the stack."""
+        if self.aws.function_code_sha256(arn) != leasecode.code_sha256():
+            self.aws.update_function_code(arn, bucket, leasecode.s3_key())
+            self.progress(f"lease function ({arn}): code restored to this release's")
 
     def check(self) -> list[str]:
         """One line per problem, each saying how to fix it; empty when all is well."""

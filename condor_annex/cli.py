@@ -149,6 +149,9 @@ class Command:
     def progress(self, text: str) -> None:
         print(text, flush=True)
 
+    def failed(self, reply: dict[str, Any]) -> int:
+        return _report_failure(reply)
+
 
 class CreateAnnex(Command):
     """Start a leased Spot Fleet annex from an EC2 console "JSON config"."""
@@ -250,6 +253,7 @@ class CheckSetup(Command):
                 settings: knobs.ClientSettings) -> dict[str, Any]:
         if positionals:
             raise UsageError("-check-setup takes no arguments")
+        self.region = settings.region
         self.problems = [f"{knob} is not set for {settings.region}: run condor_annex -setup"
                          for knob in self.REQUIRED if not knobs.raw(knob, settings.region)]
         creds = None
@@ -259,13 +263,17 @@ class CheckSetup(Command):
             self.problems.append(f"{error}")
         return _region_request("check-setup", creds, settings)
 
-    def show(self, result: dict[str, Any], settings: knobs.ClientSettings) -> int:
+    def failed(self, reply: dict[str, Any]) -> int:
+        """The daemon could not check AWS (no keys, say): still report what we found here."""
+        return self.show({"problems": [reply["error"]["message"]]}, None)
+
+    def show(self, result: dict[str, Any], settings: knobs.ClientSettings | None) -> int:
         problems = self.problems + result["problems"]
         for problem in problems:
             print(f"condor_annex: problem: {problem}")
         if problems:
             return EXIT_SETUP_PROBLEMS
-        print(f"Your setup of {settings.region} looks OK.")
+        print(f"Your setup of {self.region} looks OK.")
         return EXIT_OK
 
 
@@ -313,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for notice in reply.get("notices", []):
         print(f"condor_annex: notice: {notice}", file=sys.stderr)
     if not reply["ok"]:
-        return _report_failure(reply)
+        return command.failed(reply)
     return command.show(reply["result"], settings)
 
 

@@ -56,7 +56,13 @@ class LocalPool:
         env["CONDOR_CONFIG"] = self.config_file
         return env
 
-    def write(self, endpoint_url: str, *, secret: str, extra: str = "") -> "LocalPool":
+    @property
+    def user_config_file(self) -> str:
+        return os.path.join(self.root, "user_config")
+
+    def write(self, endpoint_url: str, *, secret: str, extra: str = "",
+              bucket: str | None = BUCKET) -> "LocalPool":
+        """Write the config; ``bucket=None`` leaves ANNEX_DEFAULT_S3_BUCKET to -setup."""
         for sub in ("log", "spool", "lock", "keys"):
             os.makedirs(os.path.join(self.root, sub), mode=0o755, exist_ok=True)
         os.chmod(os.path.join(self.root, "keys"), 0o700)
@@ -72,7 +78,10 @@ class LocalPool:
                 f"ANNEX_DEFAULT_CWE_URL = {endpoint_url}",
                 f"ANNEX_DEFAULT_LAMBDA_URL = {endpoint_url}",
                 f"ANNEX_DEFAULT_S3_URL = {endpoint_url}",
-                f"ANNEX_DEFAULT_S3_BUCKET = {BUCKET}",
+                f"ANNEX_DEFAULT_CF_URL = {endpoint_url}",
+                f"ANNEX_DEFAULT_S3_BUCKET = {bucket}" if bucket else "",
+                f"USER_CONFIG_FILE = {self.user_config_file}",
+                "ANNEXD_SETUP_POLL_SECONDS = 0.2",
                 "ANNEXD_AWS_MAX_ATTEMPTS = 2",
                 extra, ""]))
         with open(self.access_key_file, "w", encoding="utf-8") as handle:

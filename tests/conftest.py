@@ -37,15 +37,16 @@ class Aws:
     s3: Any
     lambda_: Any
     iam: Any
+    cloudformation: Any
     lease_arn: str = ""
 
-    def annex_resources(self, annex_id: str) -> dict[str, list[str]]:
+    def annex_resources(self, annex_id: str, bucket: str = BUCKET) -> dict[str, list[str]]:
         """Everything AWS holds for the annex, by kind (all empty when it is gone)."""
         rules = [r["Name"] for r in self.events.list_rules(NamePrefix=annex_id)["Rules"]
                  if r["Name"] == annex_id]
         targets = [t["Id"] for t in self.events.list_targets_by_rule(Rule=annex_id)["Targets"]] \
             if rules else []
-        objects = [o["Key"] for o in self.s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+        objects = [o["Key"] for o in self.s3.list_objects_v2(Bucket=bucket).get("Contents", [])
                    if o["Key"] == lease.config_key(annex_id)]
         return {"fleets": lease.find_fleets(self.ec2, annex_id),
                 "instances": lease.find_instances(self.ec2, annex_id),
@@ -70,12 +71,18 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture
-def aws(moto_server: MotoServer) -> Aws:
-    """A clean emulator holding the configuration bucket and the lease function."""
+def empty_aws(moto_server: MotoServer) -> Aws:
+    """A clean emulator, before any setup."""
     moto_server.reset()
     url = moto_server.url
-    state = Aws(url, *(fixtures.client(name, url, REGION)
-                       for name in ("ec2", "events", "s3", "lambda", "iam")))
+    return Aws(url, *(fixtures.client(name, url, REGION)
+                      for name in ("ec2", "events", "s3", "lambda", "iam", "cloudformation")))
+
+
+@pytest.fixture
+def aws(empty_aws: Aws) -> Aws:
+    """A clean emulator holding the configuration bucket and the lease function."""
+    state = empty_aws
     fixtures.create_bucket(state.s3, BUCKET, REGION)
     state.lease_arn = fixtures.deploy_lease_function(state.iam, state.lambda_)
     return state
