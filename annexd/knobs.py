@@ -200,12 +200,32 @@ class RegionSettings:
 
 
 @dataclass(frozen=True)
+class PoolSettings:
+    """How annex instances join this pool: where to report and how to authenticate."""
+
+    collector_host: str | None
+    unclaimed_timeout: int
+    idtoken_file: str | None
+    password_file: str | None
+
+    @classmethod
+    def load(cls) -> "PoolSettings":
+        return cls(
+            collector_host=string("COLLECTOR_HOST"),
+            unclaimed_timeout=positive_int("ANNEX_DEFAULT_UNCLAIMED_TIMEOUT", 900),
+            idtoken_file=string("ANNEX_DEFAULT_IDTOKEN_FILE"),
+            password_file=string("SEC_PASSWORD_FILE"),
+        )
+
+
+@dataclass(frozen=True)
 class DaemonSettings:
     """What ``condor_annexd`` needs from the configuration; re-read on SIGHUP."""
 
     socket_path: str
     journal_path: str
     home: RegionSettings            # ANNEX_DEFAULT_AWS_REGION's
+    pool: PoolSettings
     lease_rate_minutes: int
     aws_max_attempts: int
     aws_timeout_seconds: float
@@ -224,6 +244,7 @@ class DaemonSettings:
             socket_path=path("ANNEXD_SOCKET", "LOCK", "annexd.sock"),
             journal_path=path("ANNEXD_JOURNAL", "SPOOL", "annexd-journal.sqlite"),
             home=RegionSettings.load(aws_region()),
+            pool=PoolSettings.load(),
             lease_rate_minutes=positive_int("ANNEXD_LEASE_RATE_MINUTES", 5),
             aws_max_attempts=positive_int("ANNEXD_AWS_MAX_ATTEMPTS", 5),
             aws_timeout_seconds=positive_float("ANNEXD_AWS_TIMEOUT_SECONDS", 60.0),

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import spotfleet
-from .knobs import RegionSettings
+from .knobs import PoolSettings, RegionSettings
 
 LAMBDA_ARN = re.compile(
     r"^arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):\d{12}:function:[A-Za-z0-9_-]{1,64}"
@@ -36,6 +36,13 @@ class AnnexPlan:
     client_token: str
     rule_schedule: str
     spot_fleet_config: dict[str, Any]
+    collector_host: str = ""
+    owners: tuple[str, ...] = ()            # empty: anyone's jobs may run
+    idle_seconds: int = 900
+    pool_auth: str = "password"             # "idtoken" or "password"
+    #: The tarball needs material that only the request carried (the user's IDTOKEN or
+    #: -config-dir files), which is never journaled: without the request it can't be rebuilt.
+    needs_request_material: bool = False
     notices: tuple[str, ...] = field(default=())
 
     @property
@@ -66,6 +73,7 @@ class AnnexPlan:
     def from_record(cls, text: str) -> "AnnexPlan":
         data = json.loads(text)
         data["notices"] = tuple(data.get("notices", ()))
+        data["owners"] = tuple(data.get("owners", ()))
         return cls(**data)
 
 
@@ -93,12 +101,27 @@ def _lease_function_arn(requested: str | None, settings: RegionSettings) -> str:
     return arn
 
 
+def _pool_auth(annex: dict[str, Any], pool: PoolSettings) -> str:
+    if annex.get("idtoken") or pool.idtoken_file:
+        return "idtoken"
+    if pool.password_file:
+        return "password"
+    raise InvalidRequest(
+        "annex instances could not authenticate to the pool: pass -idtoken-file, or have the "
+        "admin set ANNEX_DEFAULT_IDTOKEN_FILE or SEC_PASSWORD_FILE for condor_annexd")
+
+
 def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: RegionSettings,
-               lease_rate_minutes: int, now: float) -> AnnexPlan:
+               lease_rate_minutes: int, now: float, pool: PoolSettings,
+               user_name: str) -> AnnexPlan:
     """Turn the ``annex`` part of a schema-valid create request into a plan.
 
     ``annex["bucket"]`` (the user's own, from their configuration) wins over the region's.
     """
+    if not pool.collector_host:
+        raise InvalidRequest("COLLECTOR_HOST is not set for condor_annexd: annex instances "
+                             "would not know which pool to join")
+    pool_auth = _pool_auth(annex, pool)
     lease_function_arn = _lease_function_arn(annex.get("lease_function_arn"), settings)
     bucket = annex.get("bucket") or settings.bucket
     if not bucket:
@@ -108,8 +131,10 @@ def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: RegionSetting
     client_token = f"{annex_id}_{uuid.uuid4()}"
     source = annex.get("config_source", "Spot Fleet config")
     try:
-        config, notices = spotfleet.build(annex["spot_fleet_config"], annex_id=annex_id,
-                                          client_token=client_token, count=annex.get("count"))
+        config, notices = spotfleet.build(
+            annex["spot_fleet_config"], annex_id=annex_id, client_token=client_token,
+            count=annex.get("count"),
+            instance_tags={tag["key"]: tag["value"] for tag in annex.get("tags", [])})
     except spotfleet.SpotFleetConfigError as exc:
         raise InvalidRequest(f"{source}: invalid Spot Fleet config: {exc}") from None
     return AnnexPlan(
@@ -123,5 +148,10 @@ def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: RegionSetting
         client_token=client_token,
         rule_schedule=rate_expression(lease_rate_minutes),
         spot_fleet_config=config,
+        collector_host=pool.collector_host,
+        owners=tuple(annex["owners"]) if "owners" in annex else (user_name,),
+        idle_seconds=annex.get("idle_seconds", pool.unclaimed_timeout),
+        pool_auth=pool_auth,
+        needs_request_material=bool(annex.get("idtoken") or annex.get("config_files")),
         notices=tuple(f"{source}: {notice}" for notice in notices),
     )

@@ -23,6 +23,7 @@ MAX_MESSAGE_BYTES = 1 << 20
 ANNEX_NAME_PATTERN = r"^[A-Za-z0-9-]{1,27}$"
 ANNEX_NAME_RULE = "1 to 27 letters, digits or dashes"
 REGION_PATTERN = r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$"
+CONFIG_FILE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 _CREDENTIALS = {
     "type": "object",
@@ -47,6 +48,20 @@ _CREATE_ANNEX = {
         "config_source": {"type": "string", "maxLength": 4096},
         "region": {"type": "string", "pattern": REGION_PATTERN},
         "bucket": {"type": "string", "minLength": 3, "maxLength": 63},
+        # Who may run jobs on the annex (START); absent: the requesting user; empty: anyone.
+        "owners": {"type": "array", "maxItems": 64,
+                   "items": {"type": "string", "pattern": r"^[A-Za-z0-9._@-]{1,64}$"}},
+        "idle_seconds": {"type": "integer", "minimum": 60, "maximum": 30 * 86400},
+        "tags": {"type": "array", "maxItems": 40, "items": {
+            "type": "object", "additionalProperties": False, "required": ["key", "value"],
+            "properties": {"key": {"type": "string", "minLength": 1, "maxLength": 128,
+                                   "pattern": "^(?!aws:)(?!htcondor:)"},
+                           "value": {"type": "string", "maxLength": 256}}}},
+        # The user's own config files (-config-dir), base64; and the pool IDTOKEN (-idtoken-file).
+        "config_files": {"type": "object", "maxProperties": 64,
+                         "propertyNames": {"pattern": CONFIG_FILE_NAME_PATTERN},
+                         "additionalProperties": {"type": "string", "maxLength": 350000}},
+        "idtoken": {"type": "string", "minLength": 1, "maxLength": 65536},
     },
 }
 

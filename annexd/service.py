@@ -9,15 +9,18 @@ Either way nothing is unprotected meanwhile: the lease rule is in place before a
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import concurrent.futures
 import logging
 import os
+import pwd
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import protocol, stacks, steps
+from . import protocol, stacks, steps, tarball
 from .aws import AnnexAws, AwsError
 from .journal import AnnexBusy, Journal, Progress
 from .knobs import DaemonSettings, KnobError
@@ -71,6 +74,24 @@ def _paused_reply(plan: AnnexPlan, step: str, notices: list[str]) -> dict[str, A
         "finish it.", notices=notices)
 
 
+def _read(path: str | None) -> bytes:
+    if path is None:
+        raise FileNotFoundError(2, "not configured", "(unset)")
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def _user_name(uid: int, annex: dict[str, Any]) -> str:
+    """The caller's login name, the default START owner."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        if "owners" in annex:
+            return str(uid)
+        raise InvalidRequest(f"uid {uid} has no user name to restrict START to; pass "
+                             "-owner NAMES or -no-owner") from None
+
+
 class AnnexService:
     def __init__(self, settings: DaemonSettings, journal: Journal,
                  clock: Callable[[], float] = time.time):
@@ -99,13 +120,38 @@ class AnnexService:
                         credentials=credentials, max_attempts=settings.aws_max_attempts,
                         timeout_seconds=settings.aws_timeout_seconds)
 
+    @staticmethod
+    def _payload(settings: DaemonSettings, plan: AnnexPlan,
+                 annex: dict[str, Any] | None) -> bytes | None:
+        """The annex's config tarball; None when only the (gone) request could supply it.
+
+        Raises InvalidRequest if the daemon's own pool secret cannot be read.
+        """
+        if annex is None and plan.needs_request_material:
+            return None
+        annex = annex or {}
+        pool = settings.pool
+        try:
+            token = annex.get("idtoken") or (_read(pool.idtoken_file).decode().strip()
+                                             if plan.pool_auth == "idtoken" else None)
+            password = _read(pool.password_file) if plan.pool_auth == "password" else None
+        except OSError as error:
+            raise InvalidRequest(f"condor_annexd cannot read the pool's secret "
+                                 f"({error.filename}: {error.strerror})") from None
+        try:
+            files = {name: base64.b64decode(text, validate=True)
+                     for name, text in annex.get("config_files", {}).items()}
+        except binascii.Error:
+            raise InvalidRequest("config_files: not base64") from None
+        return tarball.build(plan, tarball.PoolMaterial(token, password, files))
+
     def _driver(self, settings: DaemonSettings, plan: AnnexPlan, request_id: int,
-                credentials: dict[str, str] | None) -> steps.Driver:
+                credentials: dict[str, str] | None, payload: bytes | None) -> steps.Driver:
         aws = self._aws(settings, plan.region, credentials)
         retry = steps.RetryPolicy(settings.step_attempts, settings.retry_base_seconds,
                                   settings.retry_max_seconds)
-        return steps.Driver(steps.CREATE_SPOT_FLEET, aws, plan, self.journal, request_id,
-                            retry=retry, stop=self.stopping)
+        return steps.Driver(steps.create_spot_fleet(payload), aws, plan, self.journal,
+                            request_id, retry=retry, stop=self.stopping)
 
     def _drive(self, driver: steps.Driver, progress: Progress | None,
                state: str = "creating") -> steps.Outputs | None:
@@ -197,12 +243,14 @@ class AnnexService:
         try:
             region = settings.for_region(annex.get("region"))
             plan = build_plan(annex, owner_uid=peer.uid, settings=region,
-                              lease_rate_minutes=settings.lease_rate_minutes, now=self.clock())
+                              lease_rate_minutes=settings.lease_rate_minutes, now=self.clock(),
+                              pool=settings.pool, user_name=_user_name(peer.uid, annex))
+            unfinished = self.journal.unfinished_for(plan.annex_id)
+            if unfinished is not None:
+                return self._resume(unfinished, peer, credentials, annex)
+            payload = self._payload(settings, plan, annex)
         except (InvalidRequest, KnobError) as error:
             return protocol.error_reply("invalid-request", str(error))
-        unfinished = self.journal.unfinished_for(plan.annex_id)
-        if unfinished is not None:
-            return self._resume(unfinished, peer, credentials)
         try:
             request_id = self.journal.begin(plan, daemon_credentials=credentials is None)
         except AnnexBusy:
@@ -210,11 +258,11 @@ class AnnexService:
                 "conflict", f"annex {plan.annex_id!r} is being created by another request")
         log.info("request %d: uid %d creates annex %s (lease ends %d)",
                  request_id, peer.uid, plan.annex_id, plan.lease_end)
-        driver = self._driver(settings, plan, request_id, credentials)
+        driver = self._driver(settings, plan, request_id, credentials, payload)
         return self._reply(driver, None, "creating", list(plan.notices))
 
-    def _resume(self, row: dict[str, Any], peer: Peer,
-                credentials: dict[str, str] | None) -> dict[str, Any]:
+    def _resume(self, row: dict[str, Any], peer: Peer, credentials: dict[str, str] | None,
+                annex: dict[str, Any]) -> dict[str, Any]:
         """The same annex again while an earlier request for it is unfinished."""
         annex_id = row["annex_id"]
         if not peer.may_act_on(row["owner_uid"]):
@@ -224,13 +272,14 @@ class AnnexService:
             return protocol.error_reply(
                 "conflict", f"annex {annex_id!r} is being created by another request")
         plan = AnnexPlan.from_record(row["plan"])
+        payload = self._payload(self.settings, plan, annex)
         progress = self.journal.progress(row["id"])
         self.journal.set_state(row["id"], "creating")
         log.info("request %d: uid %d resumes interrupted annex %s", row["id"], peer.uid, annex_id)
         notices = [f"resumed the interrupted request for annex {annex_id!r} of "
                    f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(row['created']))}; "
                    "its original settings apply"]
-        driver = self._driver(self.settings, plan, row["id"], credentials)
+        driver = self._driver(self.settings, plan, row["id"], credentials, payload)
         return self._reply(driver, progress, "interrupted", notices)
 
     def _reply(self, driver: steps.Driver, progress: Progress | None, state: str,
@@ -289,8 +338,13 @@ class AnnexService:
         plan = AnnexPlan.from_record(row["plan"])
         log.info("request %d: recovering annex %s from state %s",
                  row["id"], plan.annex_id, row["state"])
-        driver = self._driver(self.settings, plan, row["id"], None)
         try:
+            try:
+                payload = self._payload(self.settings, plan, None)
+            except InvalidRequest as error:  # the config step, if still to do, rolls back
+                log.error("request %d: %s", row["id"], error)
+                payload = None
+            driver = self._driver(self.settings, plan, row["id"], None, payload)
             self._drive(driver, self.journal.progress(row["id"]), row["state"])
         except steps.CreateFailed as error:
             log.error("request %d: recovery of annex %s failed at %s: %s",

@@ -67,8 +67,8 @@ def _check_shape(config: dict[str, Any]) -> None:
         raise SpotFleetConfigError("; ".join(line for line in lines if line))
 
 
-def build(config: Any, *, annex_id: str, client_token: str,
-          count: int | None) -> tuple[dict[str, Any], list[str]]:
+def build(config: Any, *, annex_id: str, client_token: str, count: int | None,
+          instance_tags: dict[str, str] | None = None) -> tuple[dict[str, Any], list[str]]:
     """Return the ``SpotFleetRequestConfig`` to send, and notices for the user."""
     config = unwrap(config)
     notices = [f"dropped {field} (the annex lease decides when the fleet ends)"
@@ -89,6 +89,7 @@ def build(config: Any, *, annex_id: str, client_token: str,
         {ANNEX_TAG: annex_id, CLIENT_TOKEN_TAG: client_token}, "TagSpecifications")
     for index, spec in enumerate(config.get("LaunchSpecifications", [])):
         spec["TagSpecifications"] = _tag_resource(
-            spec.get("TagSpecifications", []), "instance", {ANNEX_TAG: annex_id},
+            spec.get("TagSpecifications", []), "instance",
+            {**(instance_tags or {}), ANNEX_TAG: annex_id},
             f"LaunchSpecifications[{index}].TagSpecifications")
     return config, notices

@@ -19,6 +19,7 @@ an interrupted or timed-out forward call may already have created.  The driver
 """
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
@@ -26,7 +27,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import tarball
 from .aws import AnnexAws, Transient
 from .journal import Journal, Progress
 from .plan import AnnexPlan
@@ -66,8 +66,16 @@ def check(aws: AnnexAws, plan: AnnexPlan, _: Outputs) -> Outputs:
     return {}
 
 
-def upload_config(aws: AnnexAws, plan: AnnexPlan, _: Outputs) -> Outputs:
-    aws.put_config(plan.bucket, plan.config_key, tarball.build(plan), plan.annex_id)
+class MaterialGone(Exception):
+    """The annex's config needs what only the original request carried (never journaled)."""
+
+
+def upload_config(aws: AnnexAws, plan: AnnexPlan, _: Outputs, *,
+                  payload: bytes | None) -> Outputs:
+    if payload is None:
+        raise MaterialGone(f"annex {plan.annex_id}'s config needs the IDTOKEN or -config-dir "
+                           "files of its original request, which are never stored")
+    aws.put_config(plan.bucket, plan.config_key, payload, plan.annex_id)
     return {"config_url": f"s3://{plan.bucket}/{plan.config_key}"}
 
 
@@ -115,13 +123,15 @@ def cancel_fleet(aws: AnnexAws, plan: AnnexPlan, _: Outputs) -> None:
     aws.cancel_fleets(aws.find_fleets(plan.annex_id, client_token=plan.client_token))
 
 
-CREATE_SPOT_FLEET: tuple[Step, ...] = (
-    Step("check", check),
-    Step("config", upload_config, delete_config),
-    Step("rule", put_rule, delete_rule),
-    Step("target", put_target, remove_target),
-    Step("fleet", request_fleet, cancel_fleet, find_fleet),
-)
+def create_spot_fleet(payload: bytes | None) -> tuple[Step, ...]:
+    """The create sequence, with the config tarball ``payload`` (None: it can't be rebuilt)."""
+    return (
+        Step("check", check),
+        Step("config", functools.partial(upload_config, payload=payload), delete_config),
+        Step("rule", put_rule, delete_rule),
+        Step("target", put_target, remove_target),
+        Step("fleet", request_fleet, cancel_fleet, find_fleet),
+    )
 
 
 @dataclass(frozen=True)

@@ -1,39 +1,100 @@
 """The annex's HTCondor configuration, packed as ``config-<annexID>.tar.gz`` for its instances.
 
-Built in memory with :mod:`tarfile` (no shell, no temporary directory).  For now it carries
-the annex's identity and lease end; the pool connection, security and START policy follow
-with the instance bootstrap.
+Built in memory with :mod:`tarfile` (no shell, no temporary directory).  The instance
+bootstrap (``condor_annex_ec2``) extracts it into the instance's config directory
+(``LOCAL_CONFIG_DIR``), so the top level holds config files only; the pool's security
+material goes in a hidden subdirectory, which HTCondor does not read as configuration.
+Every member is owned by root and readable by no one else: the tarball carries a secret.
 """
 from __future__ import annotations
 
 import io
 import tarfile
 import time
+from dataclasses import dataclass, field
 
 from .plan import AnnexPlan
 
-CONFIG_FILE = "50annex.config"
+CONFIG_FILE = "00annex.config"
+
+
+def secrets_dir(plan: AnnexPlan) -> str:
+    return f".annex-{plan.annex_id}"
+
+
+@dataclass(frozen=True)
+class PoolMaterial:
+    """What the instance needs that is not in the plan: secrets and the user's own files."""
+
+    idtoken: str | None = None
+    password: bytes | None = None
+    config_files: dict[str, bytes] = field(default_factory=dict)
+
+
+def _security(plan: AnnexPlan) -> list[str]:
+    where = f"$(LOCAL_CONFIG_DIR)/{secrets_dir(plan)}"
+    lines = ["SEC_DEFAULT_AUTHENTICATION = REQUIRED",
+             "SEC_DEFAULT_ENCRYPTION = REQUIRED",
+             "SEC_DEFAULT_INTEGRITY = REQUIRED"]
+    if plan.pool_auth == "idtoken":
+        lines += ["SEC_DEFAULT_AUTHENTICATION_METHODS = IDTOKENS",
+                  f"SEC_TOKEN_DIRECTORY = {where}/tokens.d"]
+    else:
+        lines += ["SEC_DEFAULT_AUTHENTICATION_METHODS = PASSWORD, IDTOKENS",
+                  f"SEC_PASSWORD_FILE = {where}/pool_password"]
+    return lines
 
 
 def annex_config(plan: AnnexPlan) -> str:
-    """The HTCondor config file an instance of this annex loads."""
-    return "\n".join([
+    """The HTCondor config file every instance of this annex loads."""
+    owners = ", ".join(plan.owners)
+    lines = [
         f"# Written by condor_annexd for annex {plan.annex_id}; do not edit.",
+        f"COLLECTOR_HOST = {plan.collector_host}",
         f'AnnexName = "{plan.annex_id}"',
         "IsAnnex = True",
         f"AnnexLeaseExpiration = {plan.lease_end}",
         "STARTD_ATTRS = $(STARTD_ATTRS) AnnexName IsAnnex AnnexLeaseExpiration",
         "MASTER_ATTRS = $(MASTER_ATTRS) AnnexName IsAnnex AnnexLeaseExpiration",
-        "",
-    ])
+        # Go away when idle; the master follows its startd; and, as a second line of defence
+        # behind the lease function, the startd leaves when the lease ends.
+        f"STARTD_NOCLAIM_SHUTDOWN = {plan.idle_seconds}",
+        "MASTER.DAEMON_SHUTDOWN = STARTD_StartTime =?= 0",
+        f"STARTD.DAEMON_SHUTDOWN = time() > {plan.lease_end}",
+    ]
+    if owners:
+        lines.append(f'START = ($(START)) && stringListMember(Owner, "{owners}")')
+    return "\n".join(lines + _security(plan) + [""])
 
 
-def build(plan: AnnexPlan) -> bytes:
-    """The gzipped tarball's bytes; members are owner/group readable only."""
-    payload = annex_config(plan).encode()
-    member = tarfile.TarInfo(CONFIG_FILE)
-    member.size, member.mode, member.mtime = len(payload), 0o640, int(time.time())
+def _add(archive: tarfile.TarFile, name: str, payload: bytes, mode: int) -> None:
+    member = tarfile.TarInfo(name)
+    member.size, member.mode, member.mtime = len(payload), mode, int(time.time())
+    member.uid = member.gid = 0
+    member.uname = member.gname = "root"
+    archive.addfile(member, io.BytesIO(payload))
+
+
+def _add_dir(archive: tarfile.TarFile, name: str) -> None:
+    member = tarfile.TarInfo(name)
+    member.type, member.mode, member.mtime = tarfile.DIRTYPE, 0o700, int(time.time())
+    member.uid = member.gid = 0
+    member.uname = member.gname = "root"
+    archive.addfile(member)
+
+
+def build(plan: AnnexPlan, material: PoolMaterial) -> bytes:
+    """The gzipped tarball's bytes."""
     buffer = io.BytesIO()
+    secrets = secrets_dir(plan)
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        archive.addfile(member, io.BytesIO(payload))
+        _add(archive, CONFIG_FILE, annex_config(plan).encode(), 0o640)
+        for name, payload in sorted(material.config_files.items()):
+            _add(archive, f"90user-{name}", payload, 0o640)
+        _add_dir(archive, secrets)
+        if plan.pool_auth == "idtoken":
+            _add_dir(archive, f"{secrets}/tokens.d")
+            _add(archive, f"{secrets}/tokens.d/annex", (material.idtoken or "").encode(), 0o600)
+        else:
+            _add(archive, f"{secrets}/pool_password", material.password or b"", 0o600)
     return buffer.getvalue()

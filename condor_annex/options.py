@@ -21,6 +21,8 @@ class Option:
     dest: str
     metavar: str | None = None      # None: a switch that takes no value
     help: str = ""
+    nargs: int = 1                  # values per use (e.g. -tag NAME VALUE takes 2)
+    repeat: bool = False            # may be given again; values collect in a list
 
     @property
     def flag(self) -> str:
@@ -54,10 +56,14 @@ def parse(argv: Sequence[str], options: Sequence[Option]) -> tuple[dict[str, Any
         if option.metavar is None:
             values[option.dest] = True
             continue
-        value = next(args, None)
-        if value is None:
-            raise UsageError(f"{option.flag} needs a value ({option.metavar})")
-        values[option.dest] = value
+        taken = [next(args, None) for _ in range(option.nargs)]
+        if None in taken:
+            raise UsageError(f"{option.flag} needs {option.metavar}")
+        value = taken[0] if option.nargs == 1 else tuple(taken)
+        if option.repeat:
+            values.setdefault(option.dest, []).append(value)
+        else:
+            values[option.dest] = value
     return values, positionals
 
 

@@ -57,6 +57,10 @@ class LocalPool:
         return env
 
     @property
+    def password_file(self) -> str:
+        return os.path.join(self.root, "keys", "pool_password")
+
+    @property
     def user_config_file(self) -> str:
         return os.path.join(self.root, "user_config")
 
@@ -82,8 +86,13 @@ class LocalPool:
                 f"ANNEX_DEFAULT_S3_BUCKET = {bucket}" if bucket else "",
                 f"USER_CONFIG_FILE = {self.user_config_file}",
                 "ANNEXD_SETUP_POLL_SECONDS = 0.2",
+                "COLLECTOR_HOST = cm.pool.example.org:9618",
+                f"SEC_PASSWORD_FILE = {self.password_file}",
                 "ANNEXD_AWS_MAX_ATTEMPTS = 2",
                 extra, ""]))
+        fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(b"pool-password-for-tests")
         with open(self.access_key_file, "w", encoding="utf-8") as handle:
             handle.write("AKIAEXAMPLELOCAL\n")
         fd = os.open(self.secret_key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from annexd import protocol
 from annexd.journal import Journal
-from annexd.knobs import DaemonSettings, RegionSettings
+from annexd.knobs import DaemonSettings, PoolSettings, RegionSettings
 from annexd.service import AnnexService, Peer
 from localaws.pool import AnnexDaemon, LocalPool, script
 
@@ -74,7 +74,7 @@ def create_message(name: str) -> dict:
     with open(SPOT_CONFIG, encoding="utf-8") as handle:
         config = json.load(handle)
     return {"version": 1, "command": "create",
-            "annex": {"name": name, "lease_duration": 600, "count": 1,
+            "annex": {"name": name, "lease_duration": 600, "count": 1, "owners": ["other"],
                       "spot_fleet_config": config},
             "credentials": {"access_key_id": "AKIAOTHER", "secret_access_key": "other-secret"}}
 
@@ -290,7 +290,8 @@ MESSAGES = JSON | st.fixed_dictionaries(
 def fuzz_service(tmp_path_factory):
     settings_ = DaemonSettings(
         socket_path="/unused", journal_path="",
-        home=RegionSettings("us-east-1", {}, "bucket", None), lease_rate_minutes=5,
+        home=RegionSettings("us-east-1", {}, "bucket", None),
+        pool=PoolSettings("cm.example.org", 900, None, None), lease_rate_minutes=5,
         aws_max_attempts=1,
         aws_timeout_seconds=1, step_attempts=1, retry_base_seconds=0.01, retry_max_seconds=0.01,
         allow_daemon_credentials=False, socket_group=None, max_clients=4,

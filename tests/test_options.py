@@ -30,7 +30,7 @@ def test_dash_alone_is_the_stdin_positional():
 @pytest.mark.parametrize("argv, message", [
     (["-lease", "5"], "option -lease is ambiguous: it could be -lease-duration, -lease-function-arn"),
     (["-bogus"], "unknown option -bogus"),
-    (["-count"], "-count needs a value (N)"),
+    (["-count"], "-count needs N"),
 ])
 def test_errors_name_the_problem(argv, message):
     with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):

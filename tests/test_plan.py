@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from annexd.knobs import RegionSettings
+from annexd.knobs import PoolSettings, RegionSettings
 from annexd.plan import AnnexPlan, InvalidRequest, build_plan, rate_expression
 from annexd_lambda.lease import ANNEX_TAG, CLIENT_TOKEN_TAG
 
@@ -20,9 +20,13 @@ def settings(**overrides) -> RegionSettings:
     return RegionSettings(**values)
 
 
-def build(request, *, owner_uid=0, **overrides):
+POOL = PoolSettings(collector_host="cm.example.org", unclaimed_timeout=900,
+                    idtoken_file=None, password_file="/etc/condor/pool_password")
+
+
+def build(request, *, owner_uid=0, pool=POOL, **overrides):
     return build_plan(request, owner_uid=owner_uid, settings=settings(**overrides),
-                      lease_rate_minutes=5, now=NOW)
+                      lease_rate_minutes=5, now=NOW, pool=pool, user_name="alice")
 
 
 def console_config() -> dict:
