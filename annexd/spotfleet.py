@@ -40,15 +40,22 @@ def unwrap(config: Any) -> dict[str, Any]:
 
 
 def _tag_resource(tag_specs: list[dict[str, Any]], resource_type: str, wanted: dict[str, str],
-                  where: str) -> list[dict[str, Any]]:
-    """Return ``tag_specs`` with the ``wanted`` tags on ``resource_type``."""
+                  where: str, overrides: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Return ``tag_specs`` with the ``wanted`` tags on ``resource_type``.
+
+    ``overrides`` (the command line's -tag) replace the file's tags of the same name; a
+    ``wanted`` tag (the annex's identity) may not be contradicted by anyone.
+    """
     specs = copy.deepcopy(tag_specs)
+    overrides = overrides or {}
     matching = [spec for spec in specs if spec.get("ResourceType") == resource_type]
     if not matching:
         matching = [{"ResourceType": resource_type, "Tags": []}]
         specs.append(matching[0])
     for spec in matching:
-        tags = spec.setdefault("Tags", [])
+        spec["Tags"] = [t for t in spec.get("Tags", []) if t.get("Key") not in overrides] + \
+            [{"Key": key, "Value": value} for key, value in overrides.items()]
+        tags = spec["Tags"]
         for tag in tags:
             if tag.get("Key") in wanted and tag.get("Value") != wanted[tag.get("Key")]:
                 raise SpotFleetConfigError(
@@ -89,7 +96,6 @@ def build(config: Any, *, annex_id: str, client_token: str, count: int | None,
         {ANNEX_TAG: annex_id, CLIENT_TOKEN_TAG: client_token}, "TagSpecifications")
     for index, spec in enumerate(config.get("LaunchSpecifications", [])):
         spec["TagSpecifications"] = _tag_resource(
-            spec.get("TagSpecifications", []), "instance",
-            {**(instance_tags or {}), ANNEX_TAG: annex_id},
-            f"LaunchSpecifications[{index}].TagSpecifications")
+            spec.get("TagSpecifications", []), "instance", {ANNEX_TAG: annex_id},
+            f"LaunchSpecifications[{index}].TagSpecifications", overrides=instance_tags)
     return config, notices

@@ -17,6 +17,7 @@ problems.
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -57,6 +58,17 @@ OPTIONS = {option.dest: option for option in (
            "file holding the AWS access key ID (default ANNEX_DEFAULT_ACCESS_KEY_FILE)"),
     Option(("-secret-key-file", "-private-key-file"), "secret_key_file", "FILE",
            "file holding the AWS secret key, mode 600 (default ANNEX_DEFAULT_SECRET_KEY_FILE)"),
+    Option(("-owner",), "owner", '"USER[, USER...]"',
+           "only these users' jobs may run on the annex (default: you)"),
+    Option(("-no-owner",), "no_owner", None, "anyone's jobs may run on the annex"),
+    Option(("-idle",), "idle", "HOURS",
+           "an instance unclaimed this long shuts down (default ANNEX_DEFAULT_UNCLAIMED_TIMEOUT)"),
+    Option(("-config-dir",), "config_dir", "DIR",
+           "add the files in DIR to the instances' HTCondor configuration"),
+    Option(("-tag",), "tags", "NAME VALUE", "tag the instances (repeatable)", nargs=2,
+           repeat=True),
+    Option(("-idtoken-file",), "idtoken_file", "FILE",
+           "IDTOKEN the instances use to join the pool (mode 600; default: the admin's)"),
     Option(("-setup",), "setup", None,
            "create or update this region's CloudFormation stacks and write their knobs"),
     Option(("-check-setup",), "check_setup", None, "check this region's setup"),
@@ -121,6 +133,81 @@ def credentials(files: tuple[str, str] | None) -> dict[str, str] | None:
             "secret_access_key": read_key_file(files[1], "-secret-key-file", secret=True)}
 
 
+MAX_CONFIG_DIR_BYTES = 256 * 1024
+
+
+def owners(values: dict[str, Any]) -> list[str] | None:
+    """-owner "a, b" -> ["a", "b"]; -no-owner -> []; neither -> None (the daemon uses you)."""
+    if values.get("owner") is not None and values.get("no_owner"):
+        raise UsageError("give -owner or -no-owner, not both")
+    if values.get("no_owner"):
+        return []
+    if values.get("owner") is None:
+        return None
+    names = [name for name in re.split(r"[\s,]+", values["owner"]) if name]
+    bad = [name for name in names if not re.match(r"^[A-Za-z0-9._@-]{1,64}$", name)]
+    if not names or bad:
+        raise UsageError(f"-owner: {values['owner']!r} is not a list of user names")
+    return names
+
+
+def idle_seconds(text: str) -> int:
+    try:
+        hours = float(text)
+    except ValueError:
+        hours = -1.0
+    if not 0 < hours <= 30 * 24:
+        raise UsageError(f"-idle: expected hours between 0 and 720, got {text!r}")
+    return max(60, round(hours * 3600))
+
+
+def read_config_dir(directory: str) -> dict[str, str]:
+    """The regular files of ``directory`` (not hidden, not recursive), base64-encoded."""
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError as error:
+        raise InputError(f"-config-dir {directory}: {error.strerror}") from None
+    files, total = {}, 0
+    for name in names:
+        path = os.path.join(directory, name)
+        if name.startswith(".") or not os.path.isfile(path) or os.path.islink(path):
+            continue
+        if not re.match(protocol.CONFIG_FILE_NAME_PATTERN, name):
+            raise InputError(f"-config-dir {directory}: file name {name!r} is not allowed "
+                             "(use letters, digits, '.', '_' and '-')")
+        try:
+            with open(path, "rb") as handle:
+                payload = handle.read(MAX_CONFIG_DIR_BYTES + 1)
+        except OSError as error:
+            raise InputError(f"-config-dir {path}: {error.strerror}") from None
+        total += len(payload)
+        if total > MAX_CONFIG_DIR_BYTES:
+            raise InputError(f"-config-dir {directory}: more than "
+                             f"{MAX_CONFIG_DIR_BYTES // 1024} KiB of files")
+        files[name] = base64.b64encode(payload).decode()
+    return files
+
+
+def instance_options(values: dict[str, Any]) -> dict[str, Any]:
+    """The create request's fields about the instances: owners, idle time, tags, files."""
+    fields: dict[str, Any] = {}
+    names = owners(values)
+    if names is not None:
+        fields["owners"] = names
+    if values.get("idle") is not None:
+        fields["idle_seconds"] = idle_seconds(values["idle"])
+    if values.get("tags"):
+        for key, _ in values["tags"]:
+            if key.startswith(("aws:", "htcondor:")):
+                raise UsageError(f"-tag: {key!r} is reserved (aws: and htcondor: prefixes)")
+        fields["tags"] = [{"key": key, "value": value} for key, value in values["tags"]]
+    if values.get("config_dir"):
+        fields["config_files"] = read_config_dir(values["config_dir"])
+    if values.get("idtoken_file"):
+        fields["idtoken"] = read_key_file(values["idtoken_file"], "-idtoken-file", secret=True)
+    return fields
+
+
 def _report_failure(reply: dict[str, Any]) -> int:
     error = reply["error"]
     print(f"condor_annex: error: {error['message']}", file=sys.stderr)
@@ -158,9 +245,11 @@ class CreateAnnex(Command):
 
     usage = "condor_annex [-annex-name NAME] [-lease-duration SECONDS] [-count N] " \
             "[-lease-function-arn ARN] [-aws-region R] [-public-key-file F -secret-key-file F] " \
-            "CONFIG.json"
+            "[-owner USERS | -no-owner] [-idle HOURS] [-config-dir DIR] [-tag NAME VALUE]... " \
+            "[-idtoken-file F] CONFIG.json"
     flags = ("annex_name", "lease_duration", "count", "lease_function_arn", "region",
-             "access_key_file", "secret_key_file")
+             "access_key_file", "secret_key_file", "owner", "no_owner", "idle", "config_dir",
+             "tags", "idtoken_file")
 
     def request(self, values: dict[str, Any], positionals: list[str],
                 settings: knobs.ClientSettings) -> dict[str, Any]:
@@ -185,6 +274,7 @@ class CreateAnnex(Command):
             annex["lease_function_arn"] = arn
         if settings.bucket:
             annex["bucket"] = settings.bucket
+        annex.update(instance_options(values))
         creds = credentials(key_files(values, settings))
         annex["spot_fleet_config"] = read_json_config(positionals[0])
         return _with_credentials({"version": protocol.VERSION, "command": "create",
