@@ -6,7 +6,7 @@ setup(
     version="0.1.0",
     description="HTCondor annex daemon: leased AWS EC2 capacity for an HTCondor pool",
     python_requires=">=3.11",
-    packages=["annexd", "condor_annex", "annexd_lambda", "annexd_cfn", "localaws"],
+    packages=["annexd", "condor_annex", "annexd_lambda", "annexd_cfn", "annex_ec2", "localaws"],
     # lambda/ is a directory name Python cannot import (keyword); it ships as annexd_lambda,
     # and the CloudFormation templates in cfn/ as annexd_cfn.
     package_dir={"annexd_lambda": "lambda", "annexd_cfn": "cfn"},
@@ -32,6 +32,7 @@ setup(
             "condor_annex = condor_annex.cli:main",
             "condor_annexd = annexd.main:main",
             "condor_annex_role_template = condor_annex.roletemplate:main",
+            "condor_annex_ec2 = annex_ec2.bootstrap:main",
         ],
     },
 )

@@ -42,3 +42,21 @@ def test_every_knob_the_code_reads_is_documented():
     read -= {"ANNEXD_TEST_CRASH_AT"}  # test-only hook, documented in annexd/faults.py
     missing = sorted(knob for knob in read if not re.search(rf"\b{knob}\b", documented))
     assert read and missing == []
+
+
+def test_instance_image_fragment_loads_in_htcondor(tmp_path, monkeypatch):
+    config = tmp_path / "condor_config"
+    config.write_text(f"LOCAL_DIR = {tmp_path}\n"
+                      f"include : {os.path.join(ROOT, 'image', '20annex-image.config')}\n")
+    monkeypatch.setenv("CONDOR_CONFIG", str(config))
+    knobs.reload()
+    try:
+        assert re.split(r"[\s,]+", knobs.raw("DAEMON_LIST")) == ["MASTER", "STARTD"]
+        assert knobs.raw("DEFAULT_MASTER_SHUTDOWN_SCRIPT") == "/usr/sbin/poweroff"
+    finally:
+        monkeypatch.undo()
+        knobs.reload()
+    with open(os.path.join(ROOT, "image", "condor-annex-ec2.service"), encoding="utf-8") as unit:
+        text = unit.read()
+    assert "Before=condor.service" in text and "Type=oneshot" in text
+    assert "ExecStart=/usr/local/bin/condor_annex_ec2 -config-dir /etc/condor/config.d" in text
