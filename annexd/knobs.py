@@ -199,6 +199,12 @@ class RegionSettings:
         )
 
 
+def _existing(file: str | None) -> str | None:
+    """HTCondor defaults SEC_PASSWORD_FILE to $(LOCAL_DIR)/passwords.d/POOL whether or not a
+    pool password was ever made; only a file that exists means the pool uses one."""
+    return file if file and os.path.isfile(file) else None
+
+
 @dataclass(frozen=True)
 class PoolSettings:
     """How annex instances join this pool: where to report and how to authenticate."""
@@ -214,7 +220,7 @@ class PoolSettings:
             collector_host=string("COLLECTOR_HOST"),
             unclaimed_timeout=positive_int("ANNEX_DEFAULT_UNCLAIMED_TIMEOUT", 900),
             idtoken_file=string("ANNEX_DEFAULT_IDTOKEN_FILE"),
-            password_file=string("SEC_PASSWORD_FILE"),
+            password_file=_existing(string("SEC_PASSWORD_FILE")),
         )
 
 

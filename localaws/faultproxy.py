@@ -25,6 +25,8 @@ import urllib.parse
 from collections import Counter
 from dataclasses import dataclass
 
+QUERY_API_VERSIONS = {"2016-11-15": "ec2", "2010-05-08": "iam", "2011-06-15": "sts",
+                      "2010-05-15": "cloudformation"}
 KINDS = ("throttle", "error", "reject", "reset", "reset-after", "stall-after")
 STATUS = {"throttle": 503, "error": 500, "reject": 400}
 
@@ -49,9 +51,10 @@ def operation_of(method: str, path: str, headers: http.client.HTTPMessage, body:
     if path.startswith("/2015-03-31/functions"):
         tail = path.split("?")[0].rstrip("/").split("/")[3:]
         return "lambda:GetFunction" if method == "GET" and len(tail) == 1 else f"lambda:{method}"
-    if "x-www-form-urlencoded" in headers.get("Content-Type", ""):
-        action = urllib.parse.parse_qs(body.decode(errors="replace")).get("Action", ["?"])[0]
-        return f"ec2:{action}"
+    if "x-www-form-urlencoded" in headers.get("Content-Type", ""):  # query protocols
+        form = urllib.parse.parse_qs(body.decode(errors="replace"))
+        service = QUERY_API_VERSIONS.get(form.get("Version", [""])[0], "query")
+        return f"{service}:{form.get('Action', ['?'])[0]}"
     return f"s3:{ {'PUT': 'PutObject', 'DELETE': 'DeleteObject'}.get(method, method) }"
 
 

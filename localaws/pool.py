@@ -65,8 +65,9 @@ class LocalPool:
         return os.path.join(self.root, "user_config")
 
     def write(self, endpoint_url: str, *, secret: str, extra: str = "",
-              bucket: str | None = BUCKET) -> "LocalPool":
-        """Write the config; ``bucket=None`` leaves ANNEX_DEFAULT_S3_BUCKET to -setup."""
+              bucket: str | None = BUCKET, pool_password: bool = True) -> "LocalPool":
+        """Write the config; ``bucket=None`` leaves ANNEX_DEFAULT_S3_BUCKET to -setup, and
+        ``pool_password=False`` gives the daemon no way for instances to authenticate."""
         for sub in ("log", "spool", "lock", "keys"):
             os.makedirs(os.path.join(self.root, sub), mode=0o755, exist_ok=True)
         os.chmod(os.path.join(self.root, "keys"), 0o700)
@@ -87,7 +88,7 @@ class LocalPool:
                 f"USER_CONFIG_FILE = {self.user_config_file}",
                 "ANNEXD_SETUP_POLL_SECONDS = 0.2",
                 "COLLECTOR_HOST = cm.pool.example.org:9618",
-                f"SEC_PASSWORD_FILE = {self.password_file}",
+                f"SEC_PASSWORD_FILE = {self.password_file}" if pool_password else "",
                 "ANNEXD_AWS_MAX_ATTEMPTS = 2",
                 extra, ""]))
         fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

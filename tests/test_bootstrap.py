@@ -98,18 +98,18 @@ def test_instance_joins_with_the_annexs_configuration(aws, annex_instance, tmp_p
     assert knobs["EC2InstanceID"].startswith('"i-')
 
 
-def test_transient_metadata_and_s3_failures_are_retried(aws, annex_instance, tmp_path):
+def test_transient_metadata_iam_and_s3_failures_are_retried(aws, annex_instance, tmp_path):
     annex_instance.fail_next = 3
     proxy = FaultProxy(aws.url).start()
     proxy.arm("s3:GET", "throttle", 4)
+    proxy.arm("iam:GetInstanceProfile", "error", 4)
     try:
-        result = run_bootstrap(aws.url, annex_instance, tmp_path / "config.d",
-                               s3_url=proxy.url)
+        result = run_bootstrap(proxy.url, annex_instance, tmp_path / "config.d")
     finally:
         proxy.stop()
     assert result.returncode == 0, result.stderr
     assert "retrying" in result.stderr
-    assert proxy.seen["s3:GET"] >= 5
+    assert proxy.seen["s3:GET"] >= 5 and proxy.seen["iam:GetInstanceProfile"] >= 5
     assert (tmp_path / "config.d" / "00annex.config").exists()
 
 

@@ -107,3 +107,20 @@ def test_a_world_readable_idtoken_is_refused(aws, run_annex, with_keys, tmp_path
     result = run_annex("-annex-name", "loose", "-lease-function-arn", aws.lease_arn, *with_keys,
                        "-idtoken-file", str(token), SPOT_CONFIG)
     assert result.returncode == 2 and "accessible only by you" in result.stderr
+
+
+def test_an_annex_that_could_not_authenticate_is_refused(aws, moto_server, tmp_path):
+    from localaws.pool import AnnexDaemon, LocalPool, script
+    import subprocess
+    from conftest import SECRET
+    lonely = LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET, pool_password=False)
+    with AnnexDaemon(lonely):
+        result = subprocess.run(
+            [script("condor_annex"), "-annex-name", "nopass", "-lease-function-arn",
+             aws.lease_arn, "-public", lonely.access_key_file, "-secret",
+             lonely.secret_key_file, SPOT_CONFIG],
+            env=lonely.env(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 4
+    assert "could not authenticate to the pool" in result.stderr
+    assert "-idtoken-file" in result.stderr and "SEC_PASSWORD_FILE" in result.stderr
+    assert aws.all_fleets() == []
