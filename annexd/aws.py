@@ -214,6 +214,44 @@ class AnnexAws:
         with self._call("EC2 CancelSpotFleetRequests"):
             lease.cancel_fleets(self.ec2, fleet_ids)
 
+    # -- operating annexes -------------------------------------------------------------------
+
+    def instance_states(self, annex_id: str) -> dict[str, int]:
+        """How many of the annex's instances are in each state (terminated ones not counted).
+
+        One paginated, tag-filtered DescribeInstances: cost grows with the annex's instances,
+        never with the account's.
+        """
+        counts: dict[str, int] = {}
+        filters = [{"Name": f"tag:{ANNEX_TAG}", "Values": [annex_id]},
+                   {"Name": "instance-state-name", "Values": lease.LIVE_INSTANCE_STATES}]
+        with self._call("EC2 DescribeInstances"):
+            for page in self.ec2.get_paginator("describe_instances").paginate(
+                    Filters=filters, PaginationConfig={"PageSize": 1000}):
+                for reservation in page.get("Reservations", []):
+                    for instance in reservation.get("Instances", []):
+                        if lease.has_annex_tag(instance.get("Tags"), annex_id):
+                            state = instance["State"]["Name"]
+                            counts[state] = counts.get(state, 0) + 1
+        return counts
+
+    def lease_target(self, annex_id: str) -> dict[str, Any] | None:
+        """The annex's lease target (Arn and parsed Input), or None if its rule is gone."""
+        try:
+            with self._call("EventBridge ListTargetsByRule"):
+                targets = self.events.list_targets_by_rule(Rule=annex_id)["Targets"]
+        except NotFound:
+            return None
+        for target in targets:
+            if target.get("Id") == annex_id:
+                return {"Arn": target["Arn"], "Input": json.loads(target.get("Input", "{}"))}
+        return None
+
+    def teardown(self, annex_id: str, bucket: str | None) -> dict[str, Any]:
+        """Everything the lease function does at expiry, now."""
+        with self._call("annex teardown"):
+            return lease.teardown(annex_id, bucket, self.lease_clients)
+
     # -- one-time setup (CloudFormation) -----------------------------------------------------
 
     def describe_stack(self, name: str) -> dict[str, Any] | None:

@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS requests (
     owner_uid INTEGER NOT NULL,
     state TEXT NOT NULL,
     daemon_credentials INTEGER NOT NULL DEFAULT 0,
+    lease_end INTEGER NOT NULL DEFAULT 0,
     plan TEXT NOT NULL,
     outputs TEXT NOT NULL DEFAULT '{}',
     error TEXT,
@@ -43,7 +44,9 @@ CREATE TABLE IF NOT EXISTS step_events (
 
 #: States of a request that has not reached its end; at most one per annex.
 UNFINISHED_STATES = ("creating", "rolling-back", "interrupted")
-FINAL_STATES = ("active", "rolled-back", "rollback-incomplete")
+FINAL_STATES = ("active", "rolled-back", "rollback-incomplete", "ended")
+#: States in which AWS may hold resources of the annex.
+LIVE_STATES = ("active", "interrupted", "rollback-incomplete")
 
 
 @dataclass
@@ -86,10 +89,10 @@ class Journal:
         now = time.time()
         try:
             return self._write(
-                "INSERT INTO requests (annex_id, owner_uid, state, daemon_credentials, plan,"
-                " created, updated) VALUES (?, ?, 'creating', ?, ?, ?, ?)",
-                (plan.annex_id, plan.owner_uid, int(daemon_credentials), plan.to_record(),
-                 now, now))
+                "INSERT INTO requests (annex_id, owner_uid, state, daemon_credentials,"
+                " lease_end, plan, created, updated) VALUES (?, ?, 'creating', ?, ?, ?, ?, ?)",
+                (plan.annex_id, plan.owner_uid, int(daemon_credentials), plan.lease_end,
+                 plan.to_record(), now, now))
         except sqlite3.IntegrityError:
             raise AnnexBusy(plan.annex_id) from None
 
@@ -104,6 +107,10 @@ class Journal:
                     " error = COALESCE(?, error), updated = ? WHERE id = ?",
                     (state, None if outputs is None else json.dumps(outputs), error,
                      time.time(), request_id))
+
+    def set_lease_end(self, request_id: int, lease_end: int) -> None:
+        self._write("UPDATE requests SET lease_end = ?, updated = ? WHERE id = ?",
+                    (lease_end, time.time(), request_id))
 
     def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         with self._lock:
@@ -133,6 +140,15 @@ class Journal:
         return self._rows(
             "SELECT * FROM requests WHERE id IN (SELECT MAX(id) FROM requests "
             f"{where} GROUP BY annex_id) ORDER BY annex_id", args)
+
+    def live(self, owner_uid: int | None = None) -> list[dict[str, Any]]:
+        """The newest request of each annex that may hold resources, visible to ``owner_uid``
+        (None: everyone's), by annex name."""
+        return [row for row in self.latest(owner_uid) if row["state"] in LIVE_STATES]
+
+    def expired(self, now: float) -> list[dict[str, Any]]:
+        """Live annexes whose recorded lease has ended."""
+        return [row for row in self.live() if row["lease_end"] < now]
 
     def progress(self, request_id: int) -> Progress:
         """Which steps of the request were started and which finished, with their outputs."""

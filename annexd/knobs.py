@@ -225,6 +225,23 @@ class PoolSettings:
 
 
 @dataclass(frozen=True)
+class Caps:
+    """The admin's limits on what one user may start (None: no limit)."""
+
+    max_instances: int | None = None
+    max_lease_duration: int | None = None
+    max_cost: float | None = None
+
+    @classmethod
+    def load(cls) -> "Caps":
+        return cls(
+            max_instances=_typed("ANNEX_MAX_INSTANCES", None, _positive_int, None),
+            max_lease_duration=_typed("ANNEX_MAX_LEASE_DURATION", None, _positive_int, None),
+            max_cost=_typed("ANNEX_MAX_COST", None, _positive_float, None),
+        )
+
+
+@dataclass(frozen=True)
 class DaemonSettings:
     """What ``condor_annexd`` needs from the configuration; re-read on SIGHUP."""
 
@@ -232,6 +249,8 @@ class DaemonSettings:
     journal_path: str
     home: RegionSettings            # ANNEX_DEFAULT_AWS_REGION's
     pool: PoolSettings
+    caps: Caps
+    lease_check_interval: float
     lease_rate_minutes: int
     aws_max_attempts: int
     aws_timeout_seconds: float
@@ -251,6 +270,8 @@ class DaemonSettings:
             journal_path=path("ANNEXD_JOURNAL", "SPOOL", "annexd-journal.sqlite"),
             home=RegionSettings.load(aws_region()),
             pool=PoolSettings.load(),
+            caps=Caps.load(),
+            lease_check_interval=positive_float("ANNEXD_LEASE_CHECK_INTERVAL", 60.0),
             lease_rate_minutes=positive_int("ANNEXD_LEASE_RATE_MINUTES", 5),
             aws_max_attempts=positive_int("ANNEXD_AWS_MAX_ATTEMPTS", 5),
             aws_timeout_seconds=positive_float("ANNEXD_AWS_TIMEOUT_SECONDS", 60.0),

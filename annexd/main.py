@@ -185,6 +185,14 @@ def _clear_stale_pidfile(path: str) -> None:
         os.unlink(path)
 
 
+def _start_lease_backstop(service: AnnexService, stop: threading.Event) -> None:
+    """Every ANNEXD_LEASE_CHECK_INTERVAL seconds, end annexes whose lease is over."""
+    def loop() -> None:
+        while not stop.wait(service.settings.lease_check_interval):
+            service.enforce_leases()
+    threading.Thread(target=loop, name="lease-backstop", daemon=True).start()
+
+
 def _serve(lifecycle: Lifecycle) -> int:
     settings = _load_settings()
     try:
@@ -205,6 +213,7 @@ def _serve(lifecycle: Lifecycle) -> int:
         service.recover()
         master.ready()
         master.keep_alive(lifecycle.stop)
+        _start_lease_backstop(service, lifecycle.stop)
         log.info("condor_annexd ready")
         server.serve_forever()
     finally:

@@ -43,6 +43,7 @@ class AnnexPlan:
     #: The tarball needs material that only the request carried (the user's IDTOKEN or
     #: -config-dir files), which is never journaled: without the request it can't be rebuilt.
     needs_request_material: bool = False
+    created_at: int = 0                     # when the lease started (lease_end - duration)
     notices: tuple[str, ...] = field(default=())
 
     @property
@@ -153,5 +154,6 @@ def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: RegionSetting
         idle_seconds=annex.get("idle_seconds", pool.unclaimed_timeout),
         pool_auth=pool_auth,
         needs_request_material=bool(annex.get("idtoken") or annex.get("config_files")),
+        created_at=int(now),
         notices=tuple(f"{source}: {notice}" for notice in notices),
     )

@@ -70,15 +70,24 @@ REQUEST_SCHEMA: dict[str, Any] = {
     "required": ["version", "command"],
     "properties": {
         "version": {"const": VERSION},
-        "command": {"enum": ["ping", "list", "create", "setup", "check-setup"]},
+        "command": {"enum": ["ping", "list", "create", "setup", "check-setup", "status",
+                             "off", "extend"]},
         "credentials": _CREDENTIALS,
         "region": {"type": "string", "pattern": REGION_PATTERN},
+        "name": {"type": "string", "pattern": ANNEX_NAME_PATTERN},
+        "lease_duration": {"type": "integer", "minimum": 1},
+        "dry_run": {"type": "boolean"},
     },
     "allOf": [
         {
             "if": {"properties": {"command": {"const": "create"}}},
             "then": {"required": ["annex"], "properties": {"annex": _CREATE_ANNEX}},
-        }
+        },
+        {"if": {"properties": {"command": {"const": "off"}}}, "then": {"required": ["name"]}},
+        {
+            "if": {"properties": {"command": {"const": "extend"}}},
+            "then": {"required": ["name", "lease_duration"]},
+        },
     ],
 }
 

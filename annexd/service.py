@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import protocol, stacks, steps, tarball
+from . import costs, operate, protocol, stacks, steps, tarball
 from .aws import AnnexAws, AwsError
 from .journal import AnnexBusy, Journal, Progress
 from .knobs import DaemonSettings, KnobError
@@ -182,6 +182,8 @@ class AnnexService:
                 return self.list_annexes(peer)
             if command in ("setup", "check-setup"):
                 return self.setup(request, progress, check_only=command == "check-setup")
+            if command in ("status", "off", "extend"):
+                return self.operate(command, request, peer)
             return self.create(request, peer)
         except protocol.ProtocolError as error:
             return protocol.error_reply("invalid-request", f"bad request: {error}")
@@ -200,6 +202,11 @@ class AnnexService:
             "lease_end": AnnexPlan.from_record(row["plan"]).lease_end,
         } for row in rows]})
 
+    def _live_instances(self, uid: int) -> int:
+        """Instances the user's live annexes asked for (for ANNEX_MAX_INSTANCES)."""
+        return sum(costs.capacity(AnnexPlan.from_record(row["plan"]))
+                   for row in self.journal.live(uid))
+
     def _missing_credentials(self, request: dict[str, Any]) -> dict[str, Any] | None:
         if request.get("credentials") is None and not self.settings.allow_daemon_credentials:
             return protocol.error_reply(
@@ -207,6 +214,39 @@ class AnnexService:
                 "no AWS credentials: pass -public-key-file and -secret-key-file, or set "
                 "ANNEX_DEFAULT_ACCESS_KEY_FILE and ANNEX_DEFAULT_SECRET_KEY_FILE")
         return None
+
+    def operations(self) -> operate.Operations:
+        settings = self.settings
+        return operate.Operations(
+            self.journal, lambda region, creds: self._aws(settings, region, creds), self.clock)
+
+    def operate(self, command: str, request: dict[str, Any], peer: Peer) -> dict[str, Any]:
+        """status / off / extend: on the caller's own annexes (root and the daemon: all)."""
+        refusal = self._missing_credentials(request)
+        if refusal:
+            return refusal
+        ops, creds, name = self.operations(), request.get("credentials"), request.get("name")
+        try:
+            if command == "status":
+                return protocol.ok_reply({"annexes": ops.status(peer.uid, peer.is_admin, name,
+                                                                creds)})
+            if command == "off":
+                return protocol.ok_reply(ops.off(peer.uid, peer.is_admin, name, creds))
+            return protocol.ok_reply(ops.extend(peer.uid, peer.is_admin, name,
+                                                request["lease_duration"], creds,
+                                                self.settings.caps.max_lease_duration))
+        except operate.OperationError as error:
+            return protocol.error_reply(error.kind, str(error))
+        except AwsError as error:
+            return protocol.error_reply("aws", str(error), aws_code=error.code,
+                                        request_id=error.request_id)
+
+    def enforce_leases(self) -> None:
+        """The daemon's lease backstop, run every ANNEXD_LEASE_CHECK_INTERVAL seconds."""
+        try:
+            self.operations().enforce_expired()
+        except Exception:  # the backstop must keep running
+            log.exception("lease backstop failed")
 
     def setup(self, request: dict[str, Any], progress: Callable[[str], None],
               check_only: bool) -> dict[str, Any]:
@@ -248,6 +288,10 @@ class AnnexService:
             unfinished = self.journal.unfinished_for(plan.annex_id)
             if unfinished is not None:
                 return self._resume(unfinished, peer, credentials, annex)
+            estimate = costs.check(plan, settings.caps, self._live_instances(peer.uid))
+            if request.get("dry_run"):
+                return protocol.ok_reply({"annex_id": plan.annex_id, "estimate": estimate},
+                                         list(plan.notices))
             payload = self._payload(settings, plan, annex)
         except (InvalidRequest, KnobError) as error:
             return protocol.error_reply("invalid-request", str(error))

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 from annexd import knobs, protocol
 
-from . import client, userconfig
+from . import client, status, userconfig
 from .options import Option, UsageError, help_text, parse, positive_int
 
 EXIT_OK, EXIT_USAGE, EXIT_INPUT, EXIT_DAEMON, EXIT_SETUP_PROBLEMS = 0, 1, 2, 3, 9
@@ -69,6 +69,13 @@ OPTIONS = {option.dest: option for option in (
            repeat=True),
     Option(("-idtoken-file",), "idtoken_file", "FILE",
            "IDTOKEN the instances use to join the pool (mode 600; default: the admin's)"),
+    Option(("-duration",), "duration", "HOURS",
+           "lease length in hours (instead of -lease-duration)"),
+    Option(("-status",), "status", None, "show your annexes (with -annex-name: that one)"),
+    Option(("-json",), "json", None, "with -status: print JSON"),
+    Option(("-classad",), "classad", None, "with -status: print ClassAds"),
+    Option(("-off",), "off", None, "with -annex-name: end that annex now"),
+    Option(("-yes",), "yes", None, "do not ask for confirmation"),
     Option(("-setup",), "setup", None,
            "create or update this region's CloudFormation stacks and write their knobs"),
     Option(("-check-setup",), "check_setup", None, "check this region's setup"),
@@ -134,6 +141,24 @@ def credentials(files: tuple[str, str] | None) -> dict[str, str] | None:
 
 
 MAX_CONFIG_DIR_BYTES = 256 * 1024
+
+
+def lease_seconds(values: dict[str, Any]) -> int | None:
+    """-lease-duration SECONDS or -duration HOURS (the original's), or None."""
+    if values.get("lease_duration") is not None and values.get("duration") is not None:
+        raise UsageError("give -lease-duration or -duration, not both")
+    if values.get("lease_duration") is not None:
+        return positive_int("-lease-duration", values["lease_duration"], "seconds")
+    if values.get("duration") is not None:
+        try:
+            hours = float(values["duration"])
+        except ValueError:
+            hours = 0.0
+        if not hours > 0:
+            raise UsageError(f"-duration: expected a positive number of hours, "
+                             f"got {values['duration']!r}")
+        return max(1, round(hours * 3600))
+    return None
 
 
 def owners(values: dict[str, Any]) -> list[str] | None:
@@ -220,11 +245,23 @@ def _with_credentials(request: dict[str, Any], creds: dict[str, str] | None) -> 
     return request
 
 
+class DaemonRefused(Exception):
+    """The daemon said no before anything started; carries its reply."""
+
+    def __init__(self, reply: dict[str, Any]):
+        super().__init__(reply["error"]["message"])
+        self.reply = reply
+
+
 class Command:
     """One thing condor_annex does: its flags, its request, and how it shows the answer."""
 
     usage = ""
     flags: tuple[str, ...] = ()
+
+    def confirm(self, values: dict[str, Any], request: dict[str, Any],
+                settings: knobs.ClientSettings) -> bool:
+        return True
 
     def request(self, values: dict[str, Any], positionals: list[str],
                 settings: knobs.ClientSettings) -> dict[str, Any]:
@@ -247,9 +284,31 @@ class CreateAnnex(Command):
             "[-lease-function-arn ARN] [-aws-region R] [-public-key-file F -secret-key-file F] " \
             "[-owner USERS | -no-owner] [-idle HOURS] [-config-dir DIR] [-tag NAME VALUE]... " \
             "[-idtoken-file F] CONFIG.json"
-    flags = ("annex_name", "lease_duration", "count", "lease_function_arn", "region",
-             "access_key_file", "secret_key_file", "owner", "no_owner", "idle", "config_dir",
-             "tags", "idtoken_file")
+    flags = ("annex_name", "lease_duration", "duration", "count", "lease_function_arn",
+             "region", "access_key_file", "secret_key_file", "owner", "no_owner", "idle",
+             "config_dir", "tags", "idtoken_file", "yes")
+
+    def confirm(self, values: dict[str, Any], request: dict[str, Any],
+                settings: knobs.ClientSettings) -> bool:
+        """At a terminal, show what will be started and its worst-case cost, and ask."""
+        if values.get("yes") or not (sys.stdin.isatty() and sys.stdout.isatty()):
+            return True
+        reply = client.call(settings.socket_path, {**request, "dry_run": True})
+        if not reply["ok"]:
+            raise DaemonRefused(reply)
+        found = reply["result"]["estimate"]
+        cost = (f"${found['worst_case_cost']:.2f} at most (prices of {found['prices_date']})"
+                if found["worst_case_cost"] is not None else "an unknown amount")
+        print(f"Will request {found['capacity']} spot capacity unit(s) for "
+              f"{found['hours']:.2f} hours, costing {cost}.")
+        try:
+            answer = input("Is that OK? (Type 'yes' or 'no'): ").strip().lower()
+        except EOFError:
+            answer = ""
+        if answer in ("yes", "y"):
+            return True
+        print("Nothing was started. Change -count, -lease-duration or the config and try again.")
+        return False
 
     def request(self, values: dict[str, Any], positionals: list[str],
                 settings: knobs.ClientSettings) -> dict[str, Any]:
@@ -263,9 +322,7 @@ class CreateAnnex(Command):
                 raise UsageError(f"-annex-name: {name!r} is not valid: use "
                                  f"{protocol.ANNEX_NAME_RULE}")
             annex["name"] = name
-        duration = values.get("lease_duration")
-        annex["lease_duration"] = (positive_int("-lease-duration", duration, "seconds")
-                                   if duration is not None else settings.lease_duration)
+        annex["lease_duration"] = lease_seconds(values) or settings.lease_duration
         if values.get("count") is not None:
             annex["count"] = positive_int("-count", values["count"], "instances")
         # The daemon does not read the user's config file: send what -setup wrote there.
@@ -367,11 +424,90 @@ class CheckSetup(Command):
         return EXIT_OK
 
 
-def select(values: dict[str, Any]) -> Command:
-    if values.get("setup") and values.get("check_setup"):
-        raise UsageError("give -setup or -check-setup, not both")
-    command = Setup() if values.get("setup") else CheckSetup() if values.get("check_setup") \
-        else CreateAnnex()
+def _annex_request(command: str, values: dict[str, Any], settings: knobs.ClientSettings,
+                   **fields: Any) -> dict[str, Any]:
+    request = {"version": protocol.VERSION, "command": command, **fields}
+    if values.get("annex_name"):
+        request["name"] = values["annex_name"]
+    return _with_credentials(request, credentials(key_files(values, settings)))
+
+
+class Status(Command):
+    """What each of your annexes holds now, and how many of its instances joined the pool."""
+
+    usage = "condor_annex [-annex-name NAME] -status [-json | -classad]"
+    flags = ("status", "annex_name", "json", "classad", "region", "access_key_file",
+             "secret_key_file")
+
+    def request(self, values: dict[str, Any], positionals: list[str],
+                settings: knobs.ClientSettings) -> dict[str, Any]:
+        if positionals:
+            raise UsageError("-status takes no arguments")
+        if values.get("json") and values.get("classad"):
+            raise UsageError("give -json or -classad, not both")
+        self.style = "json" if values.get("json") else "classad" if values.get("classad") \
+            else "table"
+        return _annex_request("status", values, settings)
+
+    def show(self, result: dict[str, Any], settings: knobs.ClientSettings) -> int:
+        annexes = result["annexes"]
+        for annex in annexes:
+            annex["in_pool"] = status.in_pool(annex["name"])
+        if self.style == "json":
+            print(json.dumps(annexes, indent=2, sort_keys=True))
+        elif self.style == "classad":
+            print(status.classads(annexes))
+        else:
+            print(status.table(annexes, time.time()))
+        return EXIT_OK
+
+
+class Off(Command):
+    """End an annex now: what its lease function would do at expiry."""
+
+    usage = "condor_annex -annex-name NAME -off"
+    flags = ("off", "annex_name", "region", "access_key_file", "secret_key_file", "yes")
+
+    def request(self, values: dict[str, Any], positionals: list[str],
+                settings: knobs.ClientSettings) -> dict[str, Any]:
+        if positionals or not values.get("annex_name"):
+            raise UsageError(f"usage: {self.usage}")
+        return _annex_request("off", values, settings)
+
+    def show(self, result: dict[str, Any], settings: knobs.ClientSettings) -> int:
+        done = [f"cancelled {len(result['cancelled_fleets'])} spot fleet request(s)",
+                f"terminated {len(result['terminated_instances'])} more instance(s)",
+                "removed its lease rule" if result["deleted_rule"] else "its rule was gone",
+                "deleted its config" if result["deleted_config"] else "its config was gone"]
+        print(f"Annex {result['AnnexID']} is off: {', '.join(done)}.")
+        return EXIT_OK
+
+
+class Extend(Command):
+    """Move an existing annex's lease end (every other lease setting is kept)."""
+
+    usage = "condor_annex -annex-name NAME (-lease-duration SECONDS | -duration HOURS)"
+    flags = ("annex_name", "lease_duration", "duration", "region", "access_key_file",
+             "secret_key_file")
+
+    def request(self, values: dict[str, Any], positionals: list[str],
+                settings: knobs.ClientSettings) -> dict[str, Any]:
+        return _annex_request("extend", values, settings, lease_duration=lease_seconds(values))
+
+    def show(self, result: dict[str, Any], settings: knobs.ClientSettings) -> int:
+        end = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(result["lease_end"]))
+        print(f"Lease updated: annex {result['annex_id']} now ends {end}.")
+        return EXIT_OK
+
+
+def select(values: dict[str, Any], positionals: list[str]) -> Command:
+    verbs = [flag for flag in ("setup", "check_setup", "status", "off") if values.get(flag)]
+    if len(verbs) > 1:
+        raise UsageError(f"give only one of {', '.join(OPTIONS[v].flag for v in verbs)}")
+    changing_lease = (not positionals and values.get("annex_name")
+                      and lease_seconds(values) is not None and values.get("count") is None)
+    command = {"setup": Setup, "check_setup": CheckSetup, "status": Status, "off": Off}.get(
+        verbs[0] if verbs else "", Extend if changing_lease else CreateAnnex)()
     stray = [OPTIONS[d].flag for d in values if d not in command.flags and d != "help"]
     if stray:
         raise UsageError(f"{', '.join(stray)} cannot be used here ({command.usage})")
@@ -379,7 +515,8 @@ def select(values: dict[str, Any]) -> Command:
 
 
 def usage_text() -> str:
-    commands = "\n       ".join(c.usage for c in (CreateAnnex, Setup, CheckSetup))
+    commands = "\n       ".join(c.usage for c in (CreateAnnex, Extend, Status, Off, Setup,
+                                                  CheckSetup))
     return help_text(commands, tuple(OPTIONS.values()))
 
 
@@ -390,7 +527,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if values.get("help"):
             print(usage_text())
             return EXIT_OK
-        command = select(values)
+        command = select(values, positionals)
         region = values.get("region")
         if region is not None and not re.match(protocol.REGION_PATTERN, region):
             raise UsageError(f"-aws-region: {region!r} is not an AWS region name")
@@ -404,7 +541,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"condor_annex: error: {error}", file=sys.stderr)
         return EXIT_INPUT
     try:
+        if not command.confirm(values, request, settings):
+            return EXIT_USAGE
         reply = client.call(settings.socket_path, request, on_progress=command.progress)
+    except DaemonRefused as refused:
+        return command.failed(refused.reply)
     except client.DaemonUnreachable as error:
         print(f"condor_annex: error: {error}", file=sys.stderr)
         return EXIT_DAEMON

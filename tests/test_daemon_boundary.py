@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from annexd import protocol
 from annexd.journal import Journal
-from annexd.knobs import DaemonSettings, PoolSettings, RegionSettings
+from annexd.knobs import Caps, DaemonSettings, PoolSettings, RegionSettings
 from annexd.service import AnnexService, Peer
 from localaws.pool import AnnexDaemon, LocalPool, script
 
@@ -291,7 +291,8 @@ def fuzz_service(tmp_path_factory):
     settings_ = DaemonSettings(
         socket_path="/unused", journal_path="",
         home=RegionSettings("us-east-1", {}, "bucket", None),
-        pool=PoolSettings("cm.example.org", 900, None, None), lease_rate_minutes=5,
+        pool=PoolSettings("cm.example.org", 900, None, None), caps=Caps(),
+        lease_check_interval=60, lease_rate_minutes=5,
         aws_max_attempts=1,
         aws_timeout_seconds=1, step_attempts=1, retry_base_seconds=0.01, retry_max_seconds=0.01,
         allow_daemon_credentials=False, socket_group=None, max_clients=4,

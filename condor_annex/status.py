@@ -1,0 +1,76 @@
+"""Showing annexes: a table for people, ClassAds for HTCondor tools, and the pool's view.
+
+How many of an annex's instances joined the pool comes from the collector (startd ads with
+``AnnexName``); when the collector cannot be asked, that column says "unknown" and nothing
+else suffers.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import classad2
+import htcondor2
+
+from annexd import knobs
+
+COLLECTOR_TIMEOUT_SECONDS = "5"
+
+
+def in_pool(name: str) -> int | None:
+    """Distinct instances of annex ``name`` with a startd in the pool; None if unknown."""
+    collector_host = knobs.raw("COLLECTOR_HOST")
+    if not collector_host:
+        return None
+    try:
+        htcondor2.param["QUERY_TIMEOUT"] = COLLECTOR_TIMEOUT_SECONDS
+        ads = htcondor2.Collector(collector_host).query(
+            htcondor2.AdType.Startd, constraint=f'AnnexName == "{name}"',
+            projection=["EC2InstanceID", "Machine"])
+    except Exception:  # unreachable, unauthenticated, unknown host: degrade, don't fail
+        return None
+    return len({ad.get("EC2InstanceID", ad.get("Machine")) for ad in ads})
+
+
+def _left(lease_end: int, now: float) -> str:
+    seconds = int(lease_end - now)
+    if seconds <= 0:
+        return "expired"
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d} left"
+
+
+def table(annexes: list[dict[str, Any]], now: float) -> str:
+    if not annexes:
+        return "You have no annexes."
+    rows = [("NAME", "OWNER", "TYPE", "REGION", "LEASE ENDS", "", "INSTANCES", "IN POOL")]
+    for annex in annexes:
+        states = ", ".join(f"{state} {count}" for state, count in
+                           sorted(annex["instances"].items())) or "none"
+        rows.append((annex["name"], annex["owner"], annex["type"], annex["region"],
+                     time.strftime("%Y-%m-%d %H:%M", time.localtime(annex["lease_end"])),
+                     f"({_left(annex['lease_end'], now)})", states,
+                     "unknown" if annex.get("in_pool") is None else str(annex["in_pool"])))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+                     for row in rows)
+
+
+def classads(annexes: list[dict[str, Any]]) -> str:
+    """One ``Annex`` ClassAd per annex, like the original's ``-classads``."""
+    ads = []
+    for annex in annexes:
+        ad = classad2.ClassAd()
+        ad["MyType"] = "Annex"
+        ad["Name"] = annex["name"]
+        ad["AnnexName"] = annex["name"]
+        ad["Owner"] = annex["owner"]
+        ad["AnnexType"] = annex["type"]
+        ad["Region"] = annex["region"]
+        ad["LeaseExpiration"] = annex["lease_end"]
+        ad["TotalInstances"] = sum(annex["instances"].values())
+        for state, count in annex["instances"].items():
+            ad["NumInstances" + state.title().replace("-", "")] = count
+        if annex.get("in_pool") is not None:
+            ad["NumInstancesInPool"] = annex["in_pool"]
+        ads.append(str(ad))
+    return "\n".join(ads)

@@ -1,0 +1,224 @@
+"""Operating annexes end to end: status, lease changes, off, caps, the prompt, the backstop."""
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import time
+
+import pytest
+
+from annexd_lambda.lease import ANNEX_TAG
+from localaws import fixtures
+from localaws.pool import AnnexDaemon, LocalPool, script
+
+from conftest import SECRET, SPOT_CONFIG
+from test_daemon_boundary import OTHER_UID, as_other_user
+
+
+def create(aws, run_annex, with_keys, name, *flags):
+    result = run_annex("-annex-name", name, "-lease-function-arn", aws.lease_arn, *with_keys,
+                       *flags, SPOT_CONFIG)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def status(run_annex, with_keys, *flags):
+    result = run_annex("-status", "-json", *with_keys, *flags)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_status_then_off(aws, run_annex, with_keys):
+    create(aws, run_annex, with_keys, "seen", "-count", "3", "-lease-duration", "3600")
+    [annex] = status(run_annex, with_keys)
+    assert annex["name"] == "seen" and annex["type"] == "spot-fleet"
+    assert annex["region"] == "us-east-1" and annex["instances"] == {"running": 3}
+    assert annex["owner"] and annex["in_pool"] is None  # no collector to ask
+    assert annex["lease_end"] - time.time() == pytest.approx(3600, abs=60)
+
+    table = run_annex("-status", *with_keys)
+    assert table.returncode == 0 and "seen" in table.stdout and "running 3" in table.stdout
+    ads = run_annex("-status", "-classad", *with_keys)
+    assert 'MyType = "Annex"' in ads.stdout and "NumInstancesRunning = 3" in ads.stdout
+
+    off = run_annex("-annex-name", "seen", "-off", *with_keys)
+    assert off.returncode == 0, off.stderr
+    assert "Annex seen is off: cancelled 1 spot fleet request(s)" in off.stdout
+    assert status(run_annex, with_keys) == []
+    [gone] = status(run_annex, with_keys, "-annex-name", "seen")
+    assert gone["instances"] == {} and gone["state"] == "ended"
+    assert not any(aws.annex_resources("seen").values())
+    again = run_annex("-annex-name", "seen", "-off", *with_keys)
+    assert again.returncode == 4 and "no annex named 'seen'" in again.stderr
+
+
+def test_lease_change_keeps_every_other_input_field(aws, run_annex, with_keys):
+    create(aws, run_annex, with_keys, "longer", "-count", "1", "-lease-duration", "600")
+    before = aws.target_input("longer")
+    moved = run_annex("-annex-name", "longer", "-duration", "2", *with_keys)
+    assert moved.returncode == 0, moved.stderr and "Lease updated" in moved.stdout
+    after = aws.target_input("longer")
+    assert after.pop("LeaseExpiration") == pytest.approx(time.time() + 7200, abs=60)
+    before.pop("LeaseExpiration")
+    assert after == before and after["S3BucketName"] == "htcondor-annex-config"
+    [target] = aws.events.list_targets_by_rule(Rule="longer")["Targets"]
+    assert target["Arn"] == aws.lease_arn
+
+
+def test_changing_the_lease_of_an_unknown_annex_creates_nothing(aws, run_annex, with_keys):
+    result = run_annex("-annex-name", "ghost", "-lease-duration", "600", *with_keys)
+    assert result.returncode == 4 and "no annex named 'ghost'" in result.stderr
+    assert aws.events.list_rules()["Rules"] == []
+
+
+def test_other_users_can_neither_see_nor_steer(aws, run_annex, with_keys, pool):
+    # The module's socket lives under pytest's 0700 tmp dir: give the other uid a way in.
+    create(aws, run_annex, with_keys, "private", "-count", "1", "-lease-duration", "600")
+    creds = {"access_key_id": "AKIAOTHER", "secret_access_key": "other"}
+    reachable = pool.socket_path
+    for directory in (os.path.dirname(os.path.dirname(reachable)), os.path.dirname(reachable)):
+        os.chmod(directory, 0o755)
+    parents = []
+    path = os.path.dirname(os.path.dirname(os.path.dirname(reachable)))
+    while path != "/":
+        parents.append((path, os.stat(path).st_mode))
+        os.chmod(path, os.stat(path).st_mode | 0o111)
+        path = os.path.dirname(path)
+    try:
+        seen = as_other_user(reachable, {"version": 1, "command": "status",
+                                         "credentials": creds})
+        assert seen["ok"] and seen["result"]["annexes"] == []
+        for message in ({"command": "off", "name": "private"},
+                        {"command": "extend", "name": "private", "lease_duration": 99999},
+                        {"command": "status", "name": "private"}):
+            reply = as_other_user(reachable, {"version": 1, "credentials": creds, **message})
+            assert reply["ok"] is False and "no annex named 'private'" in reply["error"]["message"]
+    finally:
+        for path, mode in parents:
+            os.chmod(path, mode)
+    assert len(aws.annex_resources("private")["instances"]) == 1
+    assert aws.target_input("private")["LeaseExpiration"] < time.time() + 700
+
+
+def test_confirmation_prompt_at_a_terminal(aws, pool, daemon, with_keys):
+    def at_terminal(answer: str, name: str) -> tuple[int, str]:
+        leader, follower = pty.openpty()
+        process = subprocess.Popen(
+            [script("condor_annex"), "-annex-name", name, "-count", "2", "-lease-duration",
+             "3600", "-lease-function-arn", aws.lease_arn, *with_keys, SPOT_CONFIG],
+            env=pool.env(), stdin=follower, stdout=follower, stderr=follower)
+        os.close(follower)
+        output = b""
+        while b"(Type 'yes' or 'no'):" not in output:
+            output += os.read(leader, 4096)
+        os.write(leader, answer.encode() + b"\n")
+        status_ = process.wait(timeout=60)
+        try:
+            while chunk := os.read(leader, 4096):
+                output += chunk
+        except OSError:
+            pass
+        os.close(leader)
+        return status_, output.decode()
+
+    status_, output = at_terminal("no", "asked-no")
+    assert status_ == 1 and "Nothing was started" in output
+    assert "Will request 2 spot capacity unit(s) for 1.00 hours, costing $0.19 at most" in output
+    assert aws.all_fleets() == []
+    status_, output = at_terminal("yes", "asked-yes")
+    assert status_ == 0 and len(aws.annex_resources("asked-yes")["fleets"]) == 1
+
+
+@pytest.fixture
+def capped_pool(aws, moto_server, tmp_path):
+    pool = LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET, extra="\n".join([
+        f"ANNEX_DEFAULT_LEASE_FUNCTION_ARN = {aws.lease_arn}", "ANNEX_MAX_INSTANCES = 4",
+        "ANNEX_MAX_LEASE_DURATION = 7200", "ANNEX_MAX_COST = 0.50"]))
+    with AnnexDaemon(pool):
+        yield pool
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["-count", "5", "-lease-duration", "60"],
+     "5 more instances would make 5 for you, over the limit of 4 (ANNEX_MAX_INSTANCES)"),
+    (["-count", "1", "-lease-duration", "9000"],
+     "a lease of 9000 s exceeds the limit of 7200 s (ANNEX_MAX_LEASE_DURATION)"),
+    (["-count", "4", "-lease-duration", "7000"],
+     "this annex may cost up to $0.75 (4 x $0.0960/h x 1.94 h), over the limit of $0.50 "
+     "(ANNEX_MAX_COST)"),
+])
+def test_caps_refuse_with_the_numbers(aws, capped_pool, flags, words):
+    result = subprocess.run(
+        [script("condor_annex"), "-annex-name", "big", "-public", capped_pool.access_key_file,
+         "-secret", capped_pool.secret_key_file, *flags, SPOT_CONFIG],
+        env=capped_pool.env(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 4 and words in result.stderr
+    assert aws.all_fleets() == []
+
+
+def test_caps_count_what_the_user_already_runs(aws, capped_pool):
+    command = [script("condor_annex"), "-public", capped_pool.access_key_file, "-secret",
+               capped_pool.secret_key_file]
+    result = subprocess.run([*command, "-annex-name", "first", "-count", "2",
+                             "-lease-duration", "7200", SPOT_CONFIG], env=capped_pool.env(),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr  # 2 x $0.096 x 2 h = $0.38
+    more = subprocess.run([*command, "-annex-name", "second", "-count", "3",
+                           "-lease-duration", "600", SPOT_CONFIG], env=capped_pool.env(),
+                          capture_output=True, text=True, timeout=60)
+    assert more.returncode == 4 and "3 more instances would make 5 for you" in more.stderr
+    longer = subprocess.run([*command, "-annex-name", "first", "-lease-duration", "9000"],
+                            env=capped_pool.env(), capture_output=True, text=True, timeout=60)
+    assert longer.returncode == 4 and "ANNEX_MAX_LEASE_DURATION" in longer.stderr
+
+
+def test_backstop_ends_an_expired_annex_when_the_lease_function_does_not(aws, moto_server,
+                                                                         tmp_path):
+    pool = LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET,
+                                          extra="ANNEXD_LEASE_CHECK_INTERVAL = 0.5")
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    with AnnexDaemon(pool, env):
+        created = subprocess.run(
+            [script("condor_annex"), "-annex-name", "overdue", "-count", "2", "-lease-duration",
+             "2", "-lease-function-arn", aws.lease_arn, "-public", pool.access_key_file,
+             "-secret", pool.secret_key_file, SPOT_CONFIG],
+            env=pool.env(), capture_output=True, text=True, timeout=60)
+        assert created.returncode == 0, created.stderr
+        aws.lambda_.delete_function(FunctionName=aws.lease_arn)  # no lease function any more
+        deadline = time.monotonic() + 20
+        while any(aws.annex_resources("overdue").values()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    assert not any(aws.annex_resources("overdue").values())
+    with open(pool.log_file, encoding="utf-8") as log:
+        assert "LEASE BACKSTOP: annex overdue outlived its lease" in log.read()
+
+
+def test_annexes_in_two_regions_show_together(aws, moto_server, tmp_path):
+    west = {name: fixtures.client(name, moto_server.url, "us-west-2")
+            for name in ("s3", "iam", "lambda")}
+    fixtures.create_bucket(west["s3"], "west-annex-config", "us-west-2")
+    west_arn = west["lambda"].create_function(
+        FunctionName="HTCondorAnnex-LeaseFunction", Runtime="python3.12",
+        Role=aws.iam.get_role(RoleName="HTCondorAnnex-LeaseFunction-Role")["Role"]["Arn"],
+        Handler="lease.handler", Code={"ZipFile": b"PK"})["FunctionArn"]
+    pool = LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET, extra="\n".join([
+        "us_west_2.ANNEX_DEFAULT_S3_BUCKET = west-annex-config"]))
+    keys = ["-public", pool.access_key_file, "-secret", pool.secret_key_file]
+    with AnnexDaemon(pool):
+        for name, region, arn in (("east", "us-east-1", aws.lease_arn),
+                                  ("west", "us-west-2", west_arn)):
+            made = subprocess.run([script("condor_annex"), "-annex-name", name, "-count", "1",
+                                   "-aws-region", region, "-lease-function-arn", arn, *keys,
+                                   SPOT_CONFIG], env=pool.env(), capture_output=True, text=True,
+                                  timeout=60)
+            assert made.returncode == 0, made.stderr
+        shown = subprocess.run([script("condor_annex"), "-status", "-json", *keys],
+                               env=pool.env(), capture_output=True, text=True, timeout=60)
+    annexes = {a["name"]: a for a in json.loads(shown.stdout)}
+    assert annexes["east"]["region"] == "us-east-1" and annexes["west"]["region"] == "us-west-2"
+    assert annexes["east"]["instances"] == {"running": 1} == annexes["west"]["instances"]
+    west_ec2 = fixtures.client("ec2", moto_server.url, "us-west-2")
+    assert west_ec2.describe_instances(Filters=[
+        {"Name": f"tag:{ANNEX_TAG}", "Values": ["west"]}])["Reservations"]
