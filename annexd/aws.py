@@ -206,6 +206,28 @@ class AnnexAws:
             reply = self._fleet_ec2.request_spot_fleet(SpotFleetRequestConfig=config)
         return reply["SpotFleetRequestId"]
 
+    def run_instances(self, params: dict[str, Any]) -> list[str]:
+        """Start on-demand instances (no blind retry, as for RequestSpotFleet)."""
+        with self._call("EC2 RunInstances"):
+            reply = self._fleet_ec2.run_instances(**params)
+        return [instance["InstanceId"] for instance in reply.get("Instances", [])]
+
+    def find_instances(self, annex_id: str, client_token: str) -> list[str]:
+        """Live instances of one create request (annex tag and ClientToken tag)."""
+        with self._call("EC2 DescribeInstances"):
+            found = lease.find_instances(self.ec2, annex_id)
+            if not found:
+                return []
+            pages = self.ec2.get_paginator("describe_instances").paginate(
+                InstanceIds=found, Filters=[{"Name": f"tag:{lease.CLIENT_TOKEN_TAG}",
+                                             "Values": [client_token]}])
+            return [i["InstanceId"] for page in pages for r in page.get("Reservations", [])
+                    for i in r.get("Instances", [])]
+
+    def terminate_instances(self, instance_ids: list[str]) -> None:
+        with self._call("EC2 TerminateInstances"):
+            lease.terminate_instances(self.ec2, instance_ids)
+
     def find_fleets(self, annex_id: str, client_token: str | None = None) -> list[str]:
         with self._call("EC2 DescribeSpotFleetRequests"):
             return lease.find_fleets(self.ec2, annex_id, client_token)

@@ -23,6 +23,8 @@ def price_table() -> dict[str, Any]:
 
 
 def capacity(plan: AnnexPlan) -> int:
+    if plan.on_demand_request:
+        return int(plan.on_demand_request["MaxCount"])
     return int(plan.spot_fleet_config.get("TargetCapacity", 0))
 
 
@@ -38,11 +40,13 @@ def _unit_price(spec: dict[str, Any], fleet_price: str | None) -> float | None:
 def estimate(plan: AnnexPlan) -> dict[str, Any]:
     config = plan.spot_fleet_config
     hours = max(0.0, plan.lease_end - plan.created_at) / 3600 if plan.created_at else None
-    prices = [_unit_price(spec, config.get("SpotPrice"))
-              for spec in config.get("LaunchSpecifications", [])]
+    specs = [plan.on_demand_request] if plan.on_demand_request else \
+        config.get("LaunchSpecifications", [])
+    prices = [_unit_price(spec, config.get("SpotPrice")) for spec in specs]
     unit = None if not prices or None in prices else max(prices)
     cost = None if unit is None or hours is None else round(capacity(plan) * unit * hours, 2)
-    return {"capacity": capacity(plan), "hours": hours, "unit_price": unit,
+    return {"type": plan.annex_type, "capacity": capacity(plan), "hours": hours,
+            "unit_price": unit,
             "worst_case_cost": cost, "prices_date": price_table()["date"]}
 
 

@@ -11,13 +11,14 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import spotfleet
+from . import ondemand, spotfleet
 from .knobs import PoolSettings, RegionSettings
 
 LAMBDA_ARN = re.compile(
     r"^arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):\d{12}:function:[A-Za-z0-9_-]{1,64}"
     r"(:(\$LATEST|[A-Za-z0-9_-]+))?$")
 ANNEX_TYPE_SPOT_FLEET = "spot-fleet"
+ANNEX_TYPE_ON_DEMAND = "on-demand"
 
 
 class InvalidRequest(ValueError):
@@ -35,7 +36,8 @@ class AnnexPlan:
     bucket: str
     client_token: str
     rule_schedule: str
-    spot_fleet_config: dict[str, Any]
+    spot_fleet_config: dict[str, Any]       # spot-fleet annexes: RequestSpotFleet's config
+    on_demand_request: dict[str, Any] = field(default_factory=dict)  # on-demand: RunInstances
     collector_host: str = ""
     owners: tuple[str, ...] = ()            # empty: anyone's jobs may run
     idle_seconds: int = 900
@@ -131,16 +133,25 @@ def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: RegionSetting
     annex_id = annex.get("name") or new_annex_id()
     client_token = f"{annex_id}_{uuid.uuid4()}"
     source = annex.get("config_source", "Spot Fleet config")
+    tags = {tag["key"]: tag["value"] for tag in annex.get("tags", [])}
+    config, on_demand, notices = {}, {}, []
     try:
-        config, notices = spotfleet.build(
-            annex["spot_fleet_config"], annex_id=annex_id, client_token=client_token,
-            count=annex.get("count"),
-            instance_tags={tag["key"]: tag["value"] for tag in annex.get("tags", [])})
+        if "on_demand" in annex:
+            on_demand = ondemand.build(annex["on_demand"], annex_id=annex_id,
+                                       client_token=client_token, count=annex["count"],
+                                       instance_tags=tags)
+        else:
+            config, notices = spotfleet.build(
+                annex["spot_fleet_config"], annex_id=annex_id, client_token=client_token,
+                count=annex.get("count"), instance_tags=tags)
     except spotfleet.SpotFleetConfigError as exc:
         raise InvalidRequest(f"{source}: invalid Spot Fleet config: {exc}") from None
+    except ondemand.OnDemandConfigError as exc:
+        raise InvalidRequest(f"on-demand annex: {exc}") from None
     return AnnexPlan(
         annex_id=annex_id,
-        annex_type=ANNEX_TYPE_SPOT_FLEET,
+        annex_type=ANNEX_TYPE_ON_DEMAND if on_demand else ANNEX_TYPE_SPOT_FLEET,
+        on_demand_request=on_demand,
         owner_uid=owner_uid,
         region=settings.region,
         lease_function_arn=lease_function_arn,

@@ -38,13 +38,22 @@ _CREDENTIALS = {
 _CREATE_ANNEX = {
     "type": "object",
     "additionalProperties": False,
-    "required": ["lease_duration", "spot_fleet_config"],
+    "required": ["lease_duration"],
+    # A spot fleet (the console's JSON config), or on-demand instances (then count is needed).
+    "oneOf": [{"required": ["spot_fleet_config"]}, {"required": ["on_demand", "count"]}],
     "properties": {
         "name": {"type": "string", "pattern": ANNEX_NAME_PATTERN},
         "lease_duration": {"type": "integer", "minimum": 1},
         "lease_function_arn": {"type": "string", "minLength": 1, "maxLength": 256},
         "count": {"type": "integer", "minimum": 1},
         "spot_fleet_config": {"type": "object"},
+        "on_demand": {"type": "object", "additionalProperties": False, "properties": {
+            "image_id": {"type": "string", "maxLength": 64},
+            "instance_type": {"type": "string", "maxLength": 64},
+            "key_name": {"type": "string", "maxLength": 255},
+            "instance_profile_arn": {"type": "string", "maxLength": 2048},
+            "security_group_ids": {"type": "array", "maxItems": 16,
+                                   "items": {"type": "string", "maxLength": 64}}}},
         "config_source": {"type": "string", "maxLength": 4096},
         "region": {"type": "string", "pattern": REGION_PATTERN},
         "bucket": {"type": "string", "minLength": 3, "maxLength": 63},

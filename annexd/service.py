@@ -150,7 +150,7 @@ class AnnexService:
         aws = self._aws(settings, plan.region, credentials)
         retry = steps.RetryPolicy(settings.step_attempts, settings.retry_base_seconds,
                                   settings.retry_max_seconds)
-        return steps.Driver(steps.create_spot_fleet(payload), aws, plan, self.journal,
+        return steps.Driver(steps.create_sequence(plan, payload), aws, plan, self.journal,
                             request_id, retry=retry, stop=self.stopping)
 
     def _drive(self, driver: steps.Driver, progress: Progress | None,
@@ -343,15 +343,23 @@ class AnnexService:
             return protocol.error_reply(
                 "aws", f"the lease of annex {plan.annex_id!r} ended before it was complete; "
                 "it was rolled back", notices=notices)
-        log.info("request %d: annex %s is up: %s", driver.request_id, plan.annex_id,
-                 outputs["spot_fleet_request_id"])
-        return protocol.ok_reply({
+        result = {
             "annex_id": plan.annex_id,
-            "spot_fleet_request_id": outputs["spot_fleet_request_id"],
+            "type": plan.annex_type,
             "lease_end": plan.lease_end,
             "rule_arn": outputs["rule_arn"],
             "config_url": outputs["config_url"],
-        }, notices)
+        }
+        if plan.on_demand_request:
+            result["instance_ids"] = outputs["instance_ids"]
+            wanted = plan.on_demand_request["MaxCount"]
+            if len(outputs["instance_ids"]) < wanted:
+                notices.append(f"EC2 started only {len(outputs['instance_ids'])} of the "
+                               f"{wanted} instances asked for")
+        else:
+            result["spot_fleet_request_id"] = outputs["spot_fleet_request_id"]
+        log.info("request %d: annex %s is up: %s", driver.request_id, plan.annex_id, result)
+        return protocol.ok_reply(result, notices)
 
     # -- start-up --------------------------------------------------------------------------
 

@@ -123,14 +123,33 @@ def cancel_fleet(aws: AnnexAws, plan: AnnexPlan, _: Outputs) -> None:
     aws.cancel_fleets(aws.find_fleets(plan.annex_id, client_token=plan.client_token))
 
 
-def create_spot_fleet(payload: bytes | None) -> tuple[Step, ...]:
-    """The create sequence, with the config tarball ``payload`` (None: it can't be rebuilt)."""
+def run_instances(aws: AnnexAws, plan: AnnexPlan, _: Outputs) -> Outputs:
+    return {"instance_ids": aws.run_instances(plan.on_demand_request)}
+
+
+def find_instances(aws: AnnexAws, plan: AnnexPlan, _: Outputs) -> Outputs | None:
+    """The instances an earlier attempt of this very request started, if any."""
+    found = aws.find_instances(plan.annex_id, plan.client_token)
+    return {"instance_ids": found} if found else None
+
+
+def terminate_instances(aws: AnnexAws, plan: AnnexPlan, _: Outputs) -> None:
+    aws.terminate_instances(aws.find_instances(plan.annex_id, plan.client_token))
+
+
+def create_sequence(plan: AnnexPlan, payload: bytes | None) -> tuple[Step, ...]:
+    """The create sequence, with the config tarball ``payload`` (None: it can't be rebuilt).
+
+    Lease first; the last step starts the instances: a Spot Fleet, or on-demand instances.
+    """
+    start = Step("instances", run_instances, terminate_instances, find_instances) \
+        if plan.on_demand_request else Step("fleet", request_fleet, cancel_fleet, find_fleet)
     return (
         Step("check", check),
         Step("config", functools.partial(upload_config, payload=payload), delete_config),
         Step("rule", put_rule, delete_rule),
         Step("target", put_target, remove_target),
-        Step("fleet", request_fleet, cancel_fleet, find_fleet),
+        start,
     )
 
 

@@ -49,7 +49,19 @@ OPTIONS = {option.dest: option for option in (
     Option(("-lease-duration",), "lease_duration", "SECONDS",
            "the annex is torn down this many seconds from now "
            "(default ANNEX_DEFAULT_LEASE_DURATION)"),
-    Option(("-count",), "count", "N", "override the config's TargetCapacity"),
+    Option(("-count", "-slots"), "count", "N",
+           "override the config's TargetCapacity; with no config file: start N on-demand "
+           "instances"),
+    Option(("-aws-on-demand-instance-type",), "odi_instance_type", "TYPE",
+           "on-demand instance type (default ANNEX_DEFAULT_ODI_INSTANCE_TYPE)"),
+    Option(("-aws-on-demand-ami-id",), "odi_image_id", "AMI",
+           "on-demand image (default ANNEX_DEFAULT_ODI_IMAGE_ID)"),
+    Option(("-aws-on-demand-security-group-ids",), "odi_security_group_ids", "ID[,ID]",
+           "on-demand security groups (default ANNEX_DEFAULT_ODI_SECURITY_GROUP_IDS)"),
+    Option(("-aws-on-demand-key-name",), "odi_key_name", "KEY",
+           "on-demand SSH key pair (default ANNEX_DEFAULT_ODI_KEY_NAME)"),
+    Option(("-aws-on-demand-instance-profile-arn",), "odi_instance_profile_arn", "ARN",
+           "on-demand instance profile (default ANNEX_DEFAULT_ODI_INSTANCE_PROFILE_ARN)"),
     Option(("-lease-function-arn",), "lease_function_arn", "ARN",
            "the lease Lambda (default ANNEX_DEFAULT_LEASE_FUNCTION_ARN)"),
     Option(("-aws-region",), "region", "REGION",
@@ -141,6 +153,30 @@ def credentials(files: tuple[str, str] | None) -> dict[str, str] | None:
 
 
 MAX_CONFIG_DIR_BYTES = 256 * 1024
+
+
+#: On-demand settings: option dest -> (request field, knob with the default).
+ODI_KNOBS = {
+    "odi_instance_type": ("instance_type", "ANNEX_DEFAULT_ODI_INSTANCE_TYPE"),
+    "odi_image_id": ("image_id", "ANNEX_DEFAULT_ODI_IMAGE_ID"),
+    "odi_security_group_ids": ("security_group_ids", "ANNEX_DEFAULT_ODI_SECURITY_GROUP_IDS"),
+    "odi_key_name": ("key_name", "ANNEX_DEFAULT_ODI_KEY_NAME"),
+    "odi_instance_profile_arn": ("instance_profile_arn",
+                                 "ANNEX_DEFAULT_ODI_INSTANCE_PROFILE_ARN"),
+}
+
+
+def on_demand_settings(values: dict[str, Any], region: str) -> dict[str, Any]:
+    """Flags first, then the (region-prefixed) knobs -setup wrote."""
+    found: dict[str, Any] = {}
+    for dest, (field, knob) in ODI_KNOBS.items():
+        value = values.get(dest) or knobs.raw(knob, region)
+        if value:
+            found[field] = value
+    if "security_group_ids" in found:
+        found["security_group_ids"] = [g for g in re.split(r"[\s,]+",
+                                                           found["security_group_ids"]) if g]
+    return found
 
 
 def lease_seconds(values: dict[str, Any]) -> int | None:
@@ -286,7 +322,7 @@ class CreateAnnex(Command):
             "[-idtoken-file F] CONFIG.json"
     flags = ("annex_name", "lease_duration", "duration", "count", "lease_function_arn",
              "region", "access_key_file", "secret_key_file", "owner", "no_owner", "idle",
-             "config_dir", "tags", "idtoken_file", "yes")
+             "config_dir", "tags", "idtoken_file", "yes") + tuple(ODI_KNOBS)
 
     def confirm(self, values: dict[str, Any], request: dict[str, Any],
                 settings: knobs.ClientSettings) -> bool:
@@ -299,8 +335,10 @@ class CreateAnnex(Command):
         found = reply["result"]["estimate"]
         cost = (f"${found['worst_case_cost']:.2f} at most (prices of {found['prices_date']})"
                 if found["worst_case_cost"] is not None else "an unknown amount")
-        print(f"Will request {found['capacity']} spot capacity unit(s) for "
-              f"{found['hours']:.2f} hours, costing {cost}.")
+        what = "on-demand instance(s)" if found["type"] == "on-demand" else \
+            "spot capacity unit(s)"
+        print(f"Will request {found['capacity']} {what} for {found['hours']:.2f} hours, "
+              f"costing {cost}.")
         try:
             answer = input("Is that OK? (Type 'yes' or 'no'): ").strip().lower()
         except EOFError:
@@ -313,9 +351,11 @@ class CreateAnnex(Command):
     def request(self, values: dict[str, Any], positionals: list[str],
                 settings: knobs.ClientSettings) -> dict[str, Any]:
         """Build the create request; raises UsageError or InputError."""
-        if len(positionals) != 1:
-            raise UsageError("give exactly one Spot Fleet JSON config file (or - for stdin)")
-        annex: dict[str, Any] = {"config_source": positionals[0], "region": settings.region}
+        if len(positionals) > 1 or (not positionals and values.get("count") is None):
+            raise UsageError("give one Spot Fleet JSON config file (or - for stdin), or -count N "
+                             "for on-demand instances")
+        source = positionals[0] if positionals else "on-demand"
+        annex: dict[str, Any] = {"config_source": source, "region": settings.region}
         name = values.get("annex_name")
         if name is not None:
             if not re.match(protocol.ANNEX_NAME_PATTERN, name):
@@ -333,7 +373,10 @@ class CreateAnnex(Command):
             annex["bucket"] = settings.bucket
         annex.update(instance_options(values))
         creds = credentials(key_files(values, settings))
-        annex["spot_fleet_config"] = read_json_config(positionals[0])
+        if positionals:
+            annex["spot_fleet_config"] = read_json_config(positionals[0])
+        else:
+            annex["on_demand"] = on_demand_settings(values, settings.region)
         return _with_credentials({"version": protocol.VERSION, "command": "create",
                                   "annex": annex}, creds)
 
@@ -341,7 +384,7 @@ class CreateAnnex(Command):
         end = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(result["lease_end"]))
         print(f"condor_annex: annex {result['annex_id']} started; its lease ends {end}.",
               file=sys.stderr)
-        print(result["spot_fleet_request_id"])
+        print("\n".join(result.get("instance_ids") or [result.get("spot_fleet_request_id")]))
         return EXIT_OK
 
 
@@ -505,7 +548,8 @@ def select(values: dict[str, Any], positionals: list[str]) -> Command:
     if len(verbs) > 1:
         raise UsageError(f"give only one of {', '.join(OPTIONS[v].flag for v in verbs)}")
     changing_lease = (not positionals and values.get("annex_name")
-                      and lease_seconds(values) is not None and values.get("count") is None)
+                      and lease_seconds(values) is not None and values.get("count") is None
+                      and not any(values.get(dest) for dest in ODI_KNOBS))
     command = {"setup": Setup, "check_setup": CheckSetup, "status": Status, "off": Off}.get(
         verbs[0] if verbs else "", Extend if changing_lease else CreateAnnex)()
     stray = [OPTIONS[d].flag for d in values if d not in command.flags and d != "help"]

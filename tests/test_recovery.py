@@ -24,12 +24,13 @@ UNDO_CALLS = ["EC2 DescribeSpotFleetRequests", "EC2 CancelSpotFleetRequests",
               "EventBridge RemoveTargets", "EventBridge DeleteRule", "S3 DeleteObject"]
 
 
-def annex(pool: LocalPool, *args: str, keys: bool = False, config: str = SPOT_CONFIG,
+def annex(pool: LocalPool, *args: str, keys: bool = False, config: str | None = SPOT_CONFIG,
           name: str = "phoenix") -> subprocess.CompletedProcess:
+    """condor_annex with -count 2; ``config=None``: an on-demand annex."""
     key_args = ["-public", pool.access_key_file, "-secret", pool.secret_key_file] if keys else []
     return subprocess.run([script("condor_annex"), "-annex-name", name, "-count", "2", *args,
-                           *key_args, config], env=pool.env(), capture_output=True, text=True,
-                          timeout=120)
+                           *key_args, *([config] if config else [])], env=pool.env(),
+                          capture_output=True, text=True, timeout=120)
 
 
 def live_fleets(aws, name: str) -> list[dict]:
