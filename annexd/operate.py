@@ -77,7 +77,7 @@ class Operations:
     def off(self, uid: int, is_admin: bool, name: str,
             credentials: dict[str, str] | None) -> dict[str, Any]:
         """End the annex now, exactly as its lease would; safe to repeat."""
-        row = self._row(name, uid, is_admin)
+        row = self._row(name, uid, is_admin, live=False)
         plan = AnnexPlan.from_record(row["plan"])
         summary = self.aws_for(plan.region, credentials).teardown(plan.annex_id, plan.bucket)
         self.journal.set_state(row["id"], "ended")

@@ -521,7 +521,8 @@ class Off(Command):
         done = [f"cancelled {len(result['cancelled_fleets'])} spot fleet request(s)",
                 f"terminated {len(result['terminated_instances'])} more instance(s)",
                 "removed its lease rule" if result["deleted_rule"] else "its rule was gone",
-                "deleted its config" if result["deleted_config"] else "its config was gone"]
+                "its config object is deleted" if result["deleted_config"]
+                else "its config object could not be deleted (no bucket)"]
         print(f"Annex {result['AnnexID']} is off: {', '.join(done)}.")
         return EXIT_OK
 

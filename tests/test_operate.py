@@ -50,8 +50,12 @@ def test_status_then_off(aws, run_annex, with_keys):
     [gone] = status(run_annex, with_keys, "-annex-name", "seen")
     assert gone["instances"] == {} and gone["state"] == "ended"
     assert not any(aws.annex_resources("seen").values())
-    again = run_annex("-annex-name", "seen", "-off", *with_keys)
-    assert again.returncode == 4 and "no annex named 'seen'" in again.stderr
+    again = run_annex("-annex-name", "seen", "-off", *with_keys)  # idempotent
+    assert again.returncode == 0, again.stderr
+    assert "cancelled 0 spot fleet request(s), terminated 0 more instance(s), its rule was " \
+        "gone, its config object is deleted" in again.stdout
+    unknown = run_annex("-annex-name", "never", "-off", *with_keys)
+    assert unknown.returncode == 4 and "no annex named 'never'" in unknown.stderr
 
 
 def test_lease_change_keeps_every_other_input_field(aws, run_annex, with_keys):
