@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for developers and CI: makes its own virtualenv, installs the project with
-# its test extras, then runs the demo or the test suite.  Usage: scripts/dev.sh demo|test [args]
+# its test extras, then runs the demo, the test suite or the benchmarks.
+# Usage: scripts/dev.sh demo|test|bench [args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,5 +40,6 @@ shift || true
 case "$command" in
     demo) exec "$VENV/bin/python" -m localaws.demo "$@" ;;
     test) exec "$VENV/bin/python" -m pytest "$@" ;;
-    *) echo "usage: scripts/dev.sh demo|test [args...]" >&2; exit 2 ;;
+    bench) exec "$VENV/bin/python" bench/run.py "$@" ;;
+    *) echo "usage: scripts/dev.sh demo|test|bench [args...]" >&2; exit 2 ;;
 esac

@@ -1,0 +1,288 @@
+"""Benchmarks for condor-annexd, against the embedded moto server on this machine.
+
+    python bench/run.py            # the full run (minutes; RESULTS.md records one)
+    python bench/run.py --quick    # small sizes, seconds; the test suite runs this
+
+Prints a table, then one JSON line per metric ({"metric", "value", "unit"}) so runs can be
+compared.  API calls are counted exactly: for the daemon and the CLI as HTTP requests through
+a counting proxy in front of moto (retries included), for the lease function with botocore
+event hooks on its clients.  Counts are deterministic; times depend on the machine.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Callable
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from annexd import spotfleet  # noqa: E402
+from annexd.journal import Journal  # noqa: E402
+from annexd.plan import AnnexPlan  # noqa: E402
+from annexd_lambda import lease  # noqa: E402
+from localaws import fixtures  # noqa: E402
+from localaws.faultproxy import FaultProxy  # noqa: E402
+from localaws.moto_server import MotoServer  # noqa: E402
+from localaws.pool import BUCKET, REGION, AnnexDaemon, LocalPool, script  # noqa: E402
+
+EXAMPLE = os.path.join(ROOT, "examples", "spot-fleet.json")
+RESULTS: list[dict[str, Any]] = []
+
+
+def record(metric: str, value: float | int | None, unit: str, note: str = "") -> None:
+    RESULTS.append({"metric": metric, "value": value, "unit": unit, "note": note})
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+class Bench:
+    """One moto server, a counting proxy in front of it, and a pool whose daemon uses it."""
+
+    def __init__(self, workdir: str):
+        self.workdir = workdir
+        self.moto = MotoServer(log_path=os.path.join(workdir, "moto.log")).start()
+        self.proxy = FaultProxy(self.moto.url).start()
+        self.clients = {name: fixtures.client(name, self.moto.url, REGION)
+                        for name in ("ec2", "events", "s3", "lambda", "iam")}
+        fixtures.create_bucket(self.clients["s3"], BUCKET, REGION)
+        self.lease_arn = fixtures.deploy_lease_function(self.clients["iam"],
+                                                        self.clients["lambda"])
+        self.pool = LocalPool(os.path.join(workdir, "pool")).write(
+            self.proxy.url, secret="bench-secret",
+            extra=f"ANNEX_DEFAULT_LEASE_FUNCTION_ARN = {self.lease_arn}\n"
+                  "ANNEXD_MAX_CLIENTS = 256\n"
+                  # moto creates a fleet's instances before it answers (AWS does not):
+                  # 10,000 of them take minutes there.
+                  "ANNEXD_AWS_TIMEOUT_SECONDS = 1800")
+        self.clients["ec2"].describe_instances()  # warm moto's EC2 backend
+
+    def annex(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([script("condor_annex"), "-public", self.pool.access_key_file,
+                               "-secret", self.pool.secret_key_file, *args],
+                              env=self.pool.env(), capture_output=True, text=True, timeout=3600)
+
+    def create(self, name: str, count: int) -> subprocess.CompletedProcess:
+        return self.annex("-annex-name", name, "-count", str(count), "-lease-duration", "3600",
+                          EXAMPLE)
+
+    def close(self) -> None:
+        self.proxy.stop()
+        self.moto.stop()
+
+
+def timed(work: Callable[[], Any]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    result = work()
+    return time.perf_counter() - started, result
+
+
+def api_calls_per_annex(bench: Bench, sizes: list[int]) -> None:
+    counts = {}
+    for size in sizes:
+        bench.proxy.clear()
+        result = bench.create(f"calls-{size}", size)
+        assert result.returncode == 0, result.stderr
+        counts[size] = sum(bench.proxy.seen.values())
+        record(f"api_calls_per_annex[{size}]", counts[size], "calls",
+               f"create of a {size}-instance annex")
+    record("api_calls_growth", max(counts.values()) - min(counts.values()), "calls",
+           "difference between the largest and smallest annex: should be 0")
+
+
+def create_overhead_ratio(bench: Bench, runs: int) -> None:
+    with open(EXAMPLE, encoding="utf-8") as handle:
+        example = json.load(handle)
+    ec2, events, s3, lambda_ = (bench.clients[n] for n in ("ec2", "events", "s3", "lambda"))
+
+    def direct(index: int) -> None:
+        name = f"direct-{index}"
+        config, _ = spotfleet.build(example, annex_id=name, client_token=f"{name}_x", count=1)
+        lambda_.get_function(FunctionName=bench.lease_arn)
+        try:
+            events.describe_rule(Name=name)
+        except events.exceptions.ResourceNotFoundException:
+            pass
+        s3.put_object(Bucket=BUCKET, Key=f"config-{name}.tar.gz", Body=b"x" * 1024)
+        events.put_rule(Name=name, ScheduleExpression="rate(5 minutes)")
+        events.put_targets(Rule=name, Targets=[{"Id": name, "Arn": bench.lease_arn,
+                                                "Input": "{}"}])
+        ec2.request_spot_fleet(SpotFleetRequestConfig=config)
+
+    direct_times = [timed(lambda i=i: direct(i))[0] for i in range(runs)]
+    ours = []
+    for index in range(runs):
+        elapsed, result = timed(lambda i=index: bench.create(f"e2e-{i}", 1))
+        assert result.returncode == 0, result.stderr
+        ours.append(elapsed)
+    record("create_ms_p50", round(statistics.median(ours) * 1000, 1), "ms",
+           "condor_annex create, end to end (CLI process + daemon + AWS)")
+    record("direct_sequence_ms_p50", round(statistics.median(direct_times) * 1000, 1), "ms",
+           "the same AWS calls issued directly with boto3")
+    record("create_overhead_ratio", round(statistics.median(ours) /
+                                          statistics.median(direct_times), 2), "ratio")
+
+
+def cli_start(bench: Bench, runs: int, awscli: str | None) -> None:
+    def cold(command: list[str]) -> float:
+        return statistics.median(timed(lambda: subprocess.run(
+            command, env=bench.pool.env(), capture_output=True))[0] for _ in range(runs))
+
+    help_s = cold([script("condor_annex"), "-help"])
+    status_s = cold([script("condor_annex"), "-status", "-public", bench.pool.access_key_file,
+                     "-secret", bench.pool.secret_key_file])
+    record("cli_start_ms", round(help_s * 1000, 1), "ms", "condor_annex -help")
+    record("cli_status_ms", round(status_s * 1000, 1), "ms", "condor_annex -status")
+    if awscli:
+        aws_s = cold([awscli, "--version"])
+        record("awscli_start_ms", round(aws_s * 1000, 1), "ms", "aws --version")
+        record("cli_vs_awscli_ratio", round(help_s / aws_s, 2), "ratio")
+    else:
+        record("cli_vs_awscli_ratio", None, "ratio", "awscli not installed (pass --awscli)")
+
+
+def concurrent_creates(bench: Bench, clients: int) -> None:
+    def one(index: int) -> tuple[float, bool]:
+        elapsed, result = timed(lambda: bench.create(f"burst-{index}", 1))
+        return elapsed, result.returncode == 0 and result.stdout.startswith("sfr-")
+
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=clients) as pool:
+        outcomes = list(pool.map(one, range(clients)))
+    wall = time.perf_counter() - started
+    times = [elapsed for elapsed, ok in outcomes if ok]
+    fleets = {f["SpotFleetRequestId"] for f in bench.clients["ec2"].describe_spot_fleet_requests()[
+        "SpotFleetRequestConfigs"] if any(t["Value"].startswith("burst-")
+                                          for t in f.get("Tags", []))}
+    record("concurrent_creates_per_s", round(len(times) / wall, 2), "creates/s",
+           f"{clients} simultaneous condor_annex")
+    record("create_p50_ms", round(percentile(times, 0.5) * 1000, 1), "ms")
+    record("create_p99_ms", round(percentile(times, 0.99) * 1000, 1), "ms")
+    record("lost_requests", clients - len(fleets), "requests", "no fleet afterwards")
+
+
+class Counter:
+    def __init__(self, *clients: Any):
+        self.calls = 0
+        for client in clients:
+            client.meta.events.register("before-call.*.*", self._count)
+
+    def _count(self, **_: Any) -> None:
+        self.calls += 1
+
+
+def lease_enforcement(bench: Bench, sizes: list[int]) -> None:
+    with open(EXAMPLE, encoding="utf-8") as handle:
+        example = json.load(handle)
+    for size in sizes:
+        name = f"lease-{size}"
+        config, _ = spotfleet.build(example, annex_id=name, client_token=f"{name}_t", count=size)
+        bench.clients["ec2"].request_spot_fleet(SpotFleetRequestConfig=config)
+        bench.clients["events"].put_rule(Name=name, ScheduleExpression="rate(5 minutes)")
+        bench.clients["events"].put_targets(Rule=name, Targets=[
+            {"Id": name, "Arn": bench.lease_arn, "Input": "{}"}])
+        clients = lease.Clients(*(fixtures.client(n, bench.moto.url, REGION)
+                                  for n in ("ec2", "events", "s3")))
+        counter = Counter(clients.ec2, clients.events, clients.s3)
+        event = {"AnnexID": name, "S3BucketName": BUCKET, "LeaseExpiration": 2_000_000_000}
+        lease.handler(event, None, now=lambda: 1_000_000_000, clients=clients)
+        if size == sizes[0]:
+            record("lease_noop_calls", counter.calls, "calls", "unexpired lease")
+        elapsed, _ = timed(lambda: lease.handler(event, None, now=lambda: 3_000_000_000,
+                                                 clients=clients))
+        record(f"lease_enforce_calls[{size}]", counter.calls, "calls",
+               f"expired lease, {size} instances")
+        record(f"lease_enforce_ms[{size}]", round(elapsed * 1000, 1), "ms")
+
+
+def status_calls(bench: Bench, size: int) -> None:
+    assert bench.create("wide", size).returncode == 0
+    bench.proxy.clear()
+    elapsed, result = timed(lambda: bench.annex("-status", "-json", "-annex-name", "wide"))
+    assert result.returncode == 0, result.stderr
+    [annex] = json.loads(result.stdout)
+    assert annex["instances"] == {"running": size}, annex
+    record(f"status_calls[{size}]", sum(bench.proxy.seen.values()), "calls",
+           f"-status of a {size}-instance annex")
+    record(f"status_ms[{size}]", round(elapsed * 1000, 1), "ms")
+
+
+def _fake_rows(journal_path: str, count: int, state: str) -> None:
+    journal = Journal(journal_path)
+    with open(EXAMPLE, encoding="utf-8") as handle:
+        example = json.load(handle)
+    for index in range(count):
+        name = f"j{index}"
+        config, _ = spotfleet.build(example, annex_id=name, client_token=f"{name}_t", count=1)
+        plan = AnnexPlan(annex_id=name, annex_type="spot-fleet", owner_uid=1000,
+                         region=REGION, lease_function_arn="arn:aws:lambda:us-east-1:"
+                         "123456789012:function:f", lease_end=4_000_000_000, bucket=BUCKET,
+                         client_token=f"{name}_t", rule_schedule="rate(5 minutes)",
+                         spot_fleet_config=config)
+        request_id = journal.begin(plan, daemon_credentials=False)
+        journal.set_state(request_id, state)
+    journal.close()
+
+
+def daemon_memory_and_recovery(bench: Bench, count: int) -> None:
+    for state, metric in (("active", "daemon_rss_mib"), ("creating", "recovery_ms")):
+        pool = LocalPool(os.path.join(bench.workdir, f"journal-{state}")).write(
+            bench.proxy.url, secret="bench-secret")
+        _fake_rows(pool.journal_file, count, state)
+        elapsed, daemon = timed(lambda: AnnexDaemon(pool).start())
+        try:
+            if metric == "daemon_rss_mib":
+                with open(f"/proc/{daemon.process.pid}/status", encoding="ascii") as status:
+                    rss_kib = next(int(line.split()[1]) for line in status
+                                   if line.startswith("VmRSS:"))
+                record(metric, round(rss_kib / 1024, 1), "MiB",
+                       f"condor_annexd with {count} annexes in its journal")
+            else:
+                record(metric, round(elapsed * 1000, 1), "ms",
+                       f"start-up with {count} unfinished requests to recover (users' keys: "
+                       "parked) until the first answer")
+        finally:
+            daemon.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for the test suite")
+    parser.add_argument("--awscli", default=shutil.which("aws"), help="path of `aws`")
+    args = parser.parse_args()
+    quick = args.quick
+    workdir = tempfile.mkdtemp(prefix="annex-bench-")
+    bench = Bench(workdir)
+    try:
+        with AnnexDaemon(bench.pool):
+            api_calls_per_annex(bench, [1, 100] if quick else [1, 100, 10000])
+            create_overhead_ratio(bench, 3 if quick else 15)
+            cli_start(bench, 3 if quick else 10, args.awscli)
+            concurrent_creates(bench, 10 if quick else 100)
+            lease_enforcement(bench, [1, 100] if quick else [1, 100, 1000])
+            status_calls(bench, 200 if quick else 10000)
+        daemon_memory_and_recovery(bench, 100 if quick else 1000)
+    finally:
+        bench.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    width = max(len(r["metric"]) for r in RESULTS)
+    for r in RESULTS:
+        print(f"{r['metric']:<{width}}  {str(r['value']):>10} {r['unit']:<10} {r['note']}")
+    for r in RESULTS:
+        print(json.dumps({"metric": r["metric"], "value": r["value"], "unit": r["unit"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
