@@ -59,10 +59,12 @@ def operation_of(method: str, path: str, headers: http.client.HTTPMessage, body:
 
 
 class FaultProxy:
-    def __init__(self, upstream_url: str, *, latency: float = 0.0, stall_seconds: float = 5.0):
+    def __init__(self, upstream_url: str, *, latency: float = 0.0, stall_seconds: float = 5.0,
+                 upstream_timeout: float = 60.0):
         parsed = urllib.parse.urlparse(upstream_url)
         self.upstream = (parsed.hostname, parsed.port)
         self.latency, self.stall_seconds = latency, stall_seconds
+        self.upstream_timeout = upstream_timeout
         self.seen: Counter[str] = Counter()
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
@@ -100,7 +102,7 @@ class FaultProxy:
 
     def _forward(self, method: str, path: str, headers: http.client.HTTPMessage,
                  body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
-        connection = http.client.HTTPConnection(*self.upstream, timeout=60)
+        connection = http.client.HTTPConnection(*self.upstream, timeout=self.upstream_timeout)
         try:
             forwarded = {k: v for k, v in headers.items()
                          if k.lower() not in ("connection", "expect", "transfer-encoding")}

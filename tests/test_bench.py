@@ -13,6 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUDGETS = {  # metric -> most calls allowed
     "api_calls_per_annex[1]": 6,       # GetFunction, DescribeRule, PutObject, PutRule,
     "api_calls_per_annex[100]": 6,     # PutTargets, RequestSpotFleet
+    "api_calls_per_annex[200]": 6,
     "api_calls_growth": 0,
     "lease_noop_calls": 0,
     "lease_enforce_calls[1]": 8,
