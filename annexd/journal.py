@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS step_events (
 
 #: States of a request that has not reached its end; at most one per annex.
 UNFINISHED_STATES = ("creating", "rolling-back", "interrupted")
-FINAL_STATES = ("active", "rolled-back", "rollback-incomplete", "ended")
+# Other states: "active" (complete), "rolled-back", "rollback-incomplete", "ended" (off/lease).
 #: States in which AWS may hold resources of the annex.
 LIVE_STATES = ("active", "interrupted", "rollback-incomplete")
 

@@ -423,7 +423,14 @@ class Setup(Command):
             prefix + "ANNEX_DEFAULT_SECRET_KEY_FILE": self.files[1],
         }
         path = settings.user_config_file
-        changed, kept = userconfig.update(path, result["region"], values)
+        try:
+            changed, kept = userconfig.update(path, result["region"], values)
+        except OSError as error:
+            print(f"condor_annex: error: setup succeeded but {path} cannot be written "
+                  f"({error.strerror}); add these lines to your HTCondor config yourself:",
+                  file=sys.stderr)
+            print("\n".join(f"{knob} = {value}" for knob, value in values.items()))
+            return EXIT_INPUT
         for knob in kept:
             print(f"condor_annex: notice: keeping your own {knob} in {path}", file=sys.stderr)
         print(f"Setup successful; {'updated' if changed else 'nothing to change in'} {path}.")
@@ -566,7 +573,14 @@ def usage_text() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return run(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt:
+        print("condor_annex: interrupted", file=sys.stderr)
+        return 130
+
+
+def run(argv: list[str]) -> int:
     try:
         values, positionals = parse(argv, tuple(OPTIONS.values()))
         if values.get("help"):

@@ -131,3 +131,15 @@ def test_setup_usage_errors(setup_pool):
     assert result.returncode == 1 and "-count cannot be used here" in result.stderr
     result = annex(setup_pool, "-aws-region", "moon-base", "-check-setup")
     assert result.returncode == 1 and "not an AWS region name" in result.stderr
+
+
+def test_an_unwritable_user_config_gets_the_lines_printed(empty_aws, setup_pool, tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    with open(setup_pool.config_file, "a", encoding="utf-8") as config:
+        config.write(f"USER_CONFIG_FILE = {blocker}/user_config\n")
+    result = setup(setup_pool)
+    assert result.returncode == 2
+    assert "setup succeeded but" in result.stderr and "cannot be written" in result.stderr
+    assert "us_east_1.ANNEX_DEFAULT_LEASE_FUNCTION_ARN = arn:aws:lambda:" in result.stdout
+    assert "Traceback" not in result.stderr
