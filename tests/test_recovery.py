@@ -67,8 +67,13 @@ def crash_pool(aws, moto_server, tmp_path) -> LocalPool:
 
 def crash_then_recover(pool: LocalPool, point: str, *args: str, **kwargs) -> None:
     crashing = AnnexDaemon(pool, {**DAEMON_CREDENTIALS, "ANNEXD_TEST_CRASH_AT": point}).start()
-    result = annex(pool, *args, **kwargs)
-    assert crashing.process.wait(timeout=60) == -signal.SIGKILL, "the crash point never fired"
+    try:
+        result = annex(pool, *args, **kwargs)
+        assert crashing.process.wait(timeout=60) == -signal.SIGKILL, \
+            "the crash point never fired"
+    finally:  # never leave a daemon behind, whatever happened
+        if crashing.process.poll() is None:
+            crashing.stop(signal.SIGKILL)
     assert result.returncode == 3 and "condor_annexd" in result.stderr
     with AnnexDaemon(pool, DAEMON_CREDENTIALS):
         pass  # recovery runs before the daemon answers its first request
