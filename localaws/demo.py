@@ -1,9 +1,10 @@
 """The whole life of a leased annex, on the embedded local AWS: ``python -m localaws.demo``.
 
-Starts moto's server, creates the configuration bucket and the lease function (from
-lambda/lease.py), starts a real ``condor_annexd``, runs a real ``condor_annex`` with the
-console-style example config, shows the fleet and its instances, lets a short lease expire
-while playing EventBridge, and shows that fleet, instances, rule and config object are gone.
+Starts moto's server and a real ``condor_annexd``; runs the real ``condor_annex -setup``
+(CloudFormation stacks: configuration bucket, the lease function from lambda/lease.py,
+instance profile, security group; knobs written to the user config); creates an annex from
+the console-style example config with no ARN or key flags; shows it; lets a short lease expire
+while playing EventBridge; and shows that fleet, instances, rule and config object are gone.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from annexd_lambda import lease
 from . import fixtures
 from .eventbridge import EventBridgePlayer, lambda_environment
 from .moto_server import MotoServer
-from .pool import BUCKET, REGION, AnnexDaemon, LocalPool, script
+from .pool import REGION, AnnexDaemon, LocalPool, script
 
 EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                        "examples", "spot-fleet.json")
@@ -31,22 +32,37 @@ def say(text: str) -> None:
     print(f"\n== {text}", flush=True)
 
 
-def show_annex(aws_url: str, annex_id: str) -> dict[str, int]:
+def show_annex(aws_url: str, annex_id: str, bucket: str) -> dict[str, int]:
     """Print what AWS holds for the annex; returns counts for the caller to check."""
     ec2, events, s3 = (fixtures.client(name, aws_url, REGION) for name in ("ec2", "events", "s3"))
     fleets = lease.find_fleets(ec2, annex_id)
     instances = lease.find_instances(ec2, annex_id)
     rules = [r["Name"] for r in events.list_rules(NamePrefix=annex_id)["Rules"]
              if r["Name"] == annex_id]
-    objects = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+    objects = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])
                if o["Key"] == lease.config_key(annex_id)]
     print(f"   spot fleet requests : {fleets or 'none'}")
     print(f"   running instances   : {instances or 'none'}")
     print(f"   lease rule          : {rules or 'none'}"
           + (f" ({events.describe_rule(Name=annex_id)['ScheduleExpression']})" if rules else ""))
-    print(f"   config object       : {[f's3://{BUCKET}/{k}' for k in objects] or 'none'}")
+    print(f"   config object       : {[f's3://{bucket}/{k}' for k in objects] or 'none'}")
     return {"fleets": len(fleets), "instances": len(instances), "rules": len(rules),
             "objects": len(objects)}
+
+
+def condor_annex(pool: LocalPool, *args: str) -> subprocess.CompletedProcess:
+    """Run the real condor_annex, echoing the command line and its output."""
+    shown = [os.path.relpath(a, os.getcwd()) if a.startswith(os.sep) and not
+             a.startswith(pool.root) else os.path.basename(a) if a.startswith(pool.root) else a
+             for a in args]
+    say("$ condor_annex " + " ".join(shown))
+    result = subprocess.run([script("condor_annex"), *args], env=pool.env(), text=True,
+                            capture_output=True)
+    for line in (result.stdout + result.stderr).splitlines():
+        print(f"   {line}")
+    if result.returncode:
+        print(f"   (exit status {result.returncode})")
+    return result
 
 
 def report_tick(rule: str, result: object) -> None:
@@ -68,28 +84,24 @@ def run(lease_seconds: int, tick_seconds: float) -> int:
     say("Starting the local AWS emulator (moto server on 127.0.0.1)")
     with MotoServer(log_path=os.path.join(root, "moto.log")) as aws:
         print(f"   {aws.url}")
-        say("One-time setup: configuration bucket and lease function (from lambda/lease.py)")
-        fixtures.create_bucket(fixtures.client("s3", aws.url, REGION), BUCKET, REGION)
-        arn = fixtures.deploy_lease_function(fixtures.client("iam", aws.url, REGION),
-                                             fixtures.client("lambda", aws.url, REGION))
-        print(f"   bucket s3://{BUCKET}\n   lease function {arn}")
-        pool = LocalPool(root).write(aws.url, secret="demo-secret-key-never-printed")
+        pool = LocalPool(root).write(aws.url, secret="demo-secret-key-never-printed",
+                                     bucket=None)
         say(f"Starting condor_annexd (CONDOR_CONFIG={pool.config_file})")
         with AnnexDaemon(pool):
             print(f"   listening on {pool.socket_path}")
-            command = [script("condor_annex"), "-annex-name", "demo", "-lease-duration",
-                       str(lease_seconds), "-count", "3", "-lease-function-arn", arn,
-                       "-public", pool.access_key_file, "-secret", pool.secret_key_file,
-                       EXAMPLE]
-            say("$ " + " ".join(os.path.basename(c) if c.startswith(root) else c
-                                for c in command))
-            created = subprocess.run(command, env=pool.env(), text=True, capture_output=True)
-            sys.stdout.write("".join(f"   {line}\n" for line in created.stderr.splitlines()))
-            print(f"   stdout: {created.stdout.strip()}   (exit status {created.returncode})")
-            if created.returncode != 0:
+            setup = condor_annex(pool, "-setup", pool.access_key_file, pool.secret_key_file)
+            if setup.returncode:
+                return setup.returncode
+            bucket = fixtures.client("cloudformation", aws.url, REGION).describe_stacks(
+                StackName="HTCondorAnnex-ConfigurationBucket")["Stacks"][0]["Outputs"][0][
+                "OutputValue"]
+            created = condor_annex(pool, "-annex-name", "demo", "-lease-duration",
+                                   str(lease_seconds), "-count", "3", EXAMPLE)
+            if created.returncode:
                 return created.returncode
+            condor_annex(pool, "-status")
             say("What AWS holds for annex 'demo'")
-            show_annex(aws.url, "demo")
+            show_annex(aws.url, "demo", bucket)
             say(f"Playing EventBridge every {tick_seconds:g} s until the {lease_seconds} s "
                 "lease expires")
             stop = threading.Event()
@@ -109,7 +121,8 @@ def run(lease_seconds: int, tick_seconds: float) -> int:
                 stop.set()
                 ticker.join()
             say("After the lease expired")
-            left = show_annex(aws.url, "demo")
+            left = show_annex(aws.url, "demo", bucket)
+            condor_annex(pool, "-status")
     gone = not any(left.values())
     say("Lifecycle complete: nothing of the annex is left." if gone
         else "Something was left behind!")
