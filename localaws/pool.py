@@ -50,6 +50,14 @@ class LocalPool:
     def secret_key_file(self) -> str:
         return os.path.join(self.root, "keys", "secret.key")
 
+    def condor_annex(self, *args: str, keys: bool = True,
+                     timeout: float = 120) -> subprocess.CompletedProcess:
+        """Run the real condor_annex against this pool, with its key files unless told not."""
+        key_args = ["-public", self.access_key_file, "-secret", self.secret_key_file] \
+            if keys else []
+        return subprocess.run([script("condor_annex"), *args, *key_args], env=self.env(),
+                              capture_output=True, text=True, timeout=timeout)
+
     def env(self) -> dict[str, str]:
         """Environment for our processes: this config, and no ambient AWS settings."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}

@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import pytest
 
+from annexd import knobs
 from annexd_lambda import lease
 from localaws import fixtures
 from localaws.eventbridge import lambda_environment
@@ -121,3 +122,17 @@ def fire_lease(aws: Aws):
         with lambda_environment(aws.url, REGION):
             return lease.handler(event, None, now=lambda: now)
     return fire
+
+
+@pytest.fixture
+def condor_config(tmp_path, monkeypatch):
+    """Write a config file, point CONDOR_CONFIG at it, and make htcondor2 re-read it."""
+    def write(text: str) -> None:
+        path = tmp_path / "condor_config"
+        path.write_text(f"LOCAL_DIR = {tmp_path}\nLOCK = $(LOCAL_DIR)/lock\n"
+                        f"SPOOL = $(LOCAL_DIR)/spool\n{text}\n")
+        monkeypatch.setenv("CONDOR_CONFIG", str(path))
+        knobs.reload()
+    yield write
+    monkeypatch.undo()
+    knobs.reload()

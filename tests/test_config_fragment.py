@@ -8,25 +8,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAGMENT = os.path.join(ROOT, "config.d", "80annexd")
 
 
-def test_fragment_enables_annexd_without_making_it_a_daemoncore_daemon(tmp_path, monkeypatch):
-    config = tmp_path / "condor_config"
-    config.write_text(f"LOCAL_DIR = {tmp_path}\nBIN = /usr/bin\nDAEMON_LIST = MASTER, SCHEDD\n"
-                      f"include : {FRAGMENT}\n")
-    monkeypatch.setenv("CONDOR_CONFIG", str(config))
-    knobs.reload()
-    try:
-        daemons = re.split(r"[\s,]+", knobs.raw("DAEMON_LIST"))
-        dc_daemons = re.split(r"[\s,]+", knobs.raw("DC_DAEMON_LIST"))
-        assert daemons == ["MASTER", "SCHEDD", "ANNEXD"]
-        assert knobs.raw("ANNEXD") == "/usr/bin/condor_annexd"
-        assert "ANNEXD" not in dc_daemons
-        assert not dc_daemons[0].startswith(("+", "-"))  # a full list, see the fragment
-        for daemon in ("MASTER", "SCHEDD", "STARTD", "COLLECTOR", "NEGOTIATOR", "SHARED_PORT"):
-            assert daemon in dc_daemons
-        assert knobs.raw("ANNEXD_LOG") == f"{tmp_path}/log/AnnexdLog"
-    finally:
-        monkeypatch.undo()
-        knobs.reload()
+def test_fragment_enables_annexd_without_making_it_a_daemoncore_daemon(condor_config, tmp_path):
+    condor_config(f"BIN = /usr/bin\nDAEMON_LIST = MASTER, SCHEDD\ninclude : {FRAGMENT}")
+    daemons = re.split(r"[\s,]+", knobs.raw("DAEMON_LIST"))
+    dc_daemons = re.split(r"[\s,]+", knobs.raw("DC_DAEMON_LIST"))
+    assert daemons == ["MASTER", "SCHEDD", "ANNEXD"]
+    assert knobs.raw("ANNEXD") == "/usr/bin/condor_annexd"
+    assert "ANNEXD" not in dc_daemons
+    assert not dc_daemons[0].startswith(("+", "-"))  # a full list, see the fragment
+    for daemon in ("MASTER", "SCHEDD", "STARTD", "COLLECTOR", "NEGOTIATOR", "SHARED_PORT"):
+        assert daemon in dc_daemons
+    assert knobs.raw("ANNEXD_LOG") == f"{tmp_path}/log/AnnexdLog"
 
 
 def test_every_knob_the_code_reads_is_documented():
@@ -44,18 +36,10 @@ def test_every_knob_the_code_reads_is_documented():
     assert read and missing == []
 
 
-def test_instance_image_fragment_loads_in_htcondor(tmp_path, monkeypatch):
-    config = tmp_path / "condor_config"
-    config.write_text(f"LOCAL_DIR = {tmp_path}\n"
-                      f"include : {os.path.join(ROOT, 'image', '20annex-image.config')}\n")
-    monkeypatch.setenv("CONDOR_CONFIG", str(config))
-    knobs.reload()
-    try:
-        assert re.split(r"[\s,]+", knobs.raw("DAEMON_LIST")) == ["MASTER", "STARTD"]
-        assert knobs.raw("DEFAULT_MASTER_SHUTDOWN_SCRIPT") == "/usr/sbin/poweroff"
-    finally:
-        monkeypatch.undo()
-        knobs.reload()
+def test_instance_image_fragment_loads_in_htcondor(condor_config):
+    condor_config(f"include : {os.path.join(ROOT, 'image', '20annex-image.config')}")
+    assert re.split(r"[\s,]+", knobs.raw("DAEMON_LIST")) == ["MASTER", "STARTD"]
+    assert knobs.raw("DEFAULT_MASTER_SHUTDOWN_SCRIPT") == "/usr/sbin/poweroff"
     with open(os.path.join(ROOT, "image", "condor-annex-ec2.service"), encoding="utf-8") as unit:
         text = unit.read()
     assert "Before=condor.service" in text and "Type=oneshot" in text

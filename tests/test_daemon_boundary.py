@@ -231,11 +231,9 @@ def test_under_a_master_the_daemon_reports_ready_and_alive(aws, moto_server, tmp
                 config.write("ANNEXD_LEASE_RATE_MINUTES = 7\n")
             daemon.process.send_signal(signal.SIGHUP)
             wait_for_log(pool, "configuration re-read")
-            created = subprocess.run(
-                [script("condor_annex"), "-annex-name", "mastered", "-lease-duration", "600",
-                 "-count", "1", "-lease-function-arn", aws.lease_arn, "-public",
-                 pool.access_key_file, "-secret", pool.secret_key_file, SPOT_CONFIG],
-                env=pool.env(), capture_output=True, text=True, timeout=60)
+            created = pool.condor_annex("-annex-name", "mastered", "-lease-duration", "600",
+                                        "-count", "1", "-lease-function-arn", aws.lease_arn,
+                                        SPOT_CONFIG)
             assert created.returncode == 0, created.stderr
             assert daemon.stop(signal.SIGTERM, timeout=30) == 0
     finally:

@@ -89,11 +89,8 @@ def test_sighup_rereads_the_configuration(aws, moto_server, tmp_path):
                 if "configuration re-read" in log.read():
                     break
             time.sleep(0.1)
-        result = subprocess.run(
-            [script("condor_annex"), "-annex-name", "hup", "-lease-duration", "600", "-count",
-             "1", "-lease-function-arn", aws.lease_arn, "-public", pool.access_key_file,
-             "-secret", pool.secret_key_file, SPOT_CONFIG],
-            env=pool.env(), capture_output=True, text=True, timeout=60)
+        result = pool.condor_annex("-annex-name", "hup", "-lease-duration", "600", "-count",
+                                   "1", "-lease-function-arn", aws.lease_arn, SPOT_CONFIG)
         assert result.returncode == 0, result.stderr
     assert aws.events.describe_rule(Name="hup")["ScheduleExpression"] == "rate(10 minutes)"
 

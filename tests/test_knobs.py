@@ -4,20 +4,6 @@ import pytest
 from annexd import knobs
 
 
-@pytest.fixture
-def condor_config(tmp_path, monkeypatch):
-    """Write a config file, point CONDOR_CONFIG at it, and make htcondor2 re-read it."""
-    def write(text: str) -> None:
-        path = tmp_path / "condor_config"
-        path.write_text(f"LOCAL_DIR = {tmp_path}\nLOCK = $(LOCAL_DIR)/lock\n"
-                        f"SPOOL = $(LOCAL_DIR)/spool\n{text}\n")
-        monkeypatch.setenv("CONDOR_CONFIG", str(path))
-        knobs.reload()
-    yield write
-    monkeypatch.undo()
-    knobs.reload()
-
-
 def test_defaults_come_from_the_macros(condor_config, tmp_path):
     condor_config("")
     settings = knobs.DaemonSettings.load()

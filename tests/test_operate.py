@@ -14,7 +14,7 @@ from localaws import fixtures
 from localaws.pool import AnnexDaemon, LocalPool, script
 
 from conftest import SECRET, SPOT_CONFIG
-from test_daemon_boundary import OTHER_UID, as_other_user
+from test_daemon_boundary import as_other_user
 
 
 def create(aws, run_annex, with_keys, name, *flags):
@@ -184,11 +184,9 @@ def test_backstop_ends_an_expired_annex_when_the_lease_function_does_not(aws, mo
                                           extra="ANNEXD_LEASE_CHECK_INTERVAL = 0.5")
     env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
     with AnnexDaemon(pool, env):
-        created = subprocess.run(
-            [script("condor_annex"), "-annex-name", "overdue", "-count", "2", "-lease-duration",
-             "2", "-lease-function-arn", aws.lease_arn, "-public", pool.access_key_file,
-             "-secret", pool.secret_key_file, SPOT_CONFIG],
-            env=pool.env(), capture_output=True, text=True, timeout=60)
+        created = pool.condor_annex("-annex-name", "overdue", "-count", "2",
+                                    "-lease-duration", "2", "-lease-function-arn",
+                                    aws.lease_arn, SPOT_CONFIG)
         assert created.returncode == 0, created.stderr
         aws.lambda_.delete_function(FunctionName=aws.lease_arn)  # no lease function any more
         deadline = time.monotonic() + 20
