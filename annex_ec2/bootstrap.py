@@ -5,7 +5,11 @@
 3. find the annex from the instance's ``htcondor:AnnexName`` tag, and its config object from
    what the instance's own role may read;
 4. download it and install it into the config directory (a tarball is extracted safely);
-5. record the instance ID for the startd's ad.
+5. record the instance ID for the startd's ad, and the lease end the object's metadata
+   carries (see :mod:`annex_ec2.lease`).
+
+``condor_annex_ec2 -refresh-lease`` (every minute, from a systemd timer) re-reads that lease
+end and, when the lease was changed, rewrites the lease file and runs ``condor_reconfig``.
 
 Every step is retried with exponential backoff and full jitter, within one overall budget
 (``-max-wait``, default 3000 s: most of an hour, as AWS bills by the second but a broken
@@ -30,7 +34,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import discover, extract, imds
+from . import discover, extract, imds, lease
 
 T = TypeVar("T")
 log = logging.getLogger("condor_annex_ec2")
@@ -115,13 +119,49 @@ def bootstrap(config_dir: str, retry: Retrier) -> str:
     profile = retry("reading the instance profile", metadata.instance_profile_arn)
     bucket, key = retry("finding the annex's config object",
                         lambda: discover.config_object(iam, profile, annex))
-    payload: Any = retry(f"downloading s3://{bucket}/{key}",
-                         lambda: s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    def download() -> tuple[bytes, dict[str, str]]:
+        reply = s3.get_object(Bucket=bucket, Key=key)
+        return reply["Body"].read(), reply.get("Metadata") or {}
+
+    payload, metadata = retry(f"downloading s3://{bucket}/{key}", download)
     installed = extract.install(payload, config_dir, f"50annex-{annex}.config")
     _write_instance_facts(config_dir, instance_id)
-    log.info("annex %s: installed %s from s3://%s/%s into %s", annex, ", ".join(installed),
-             bucket, key, config_dir)
+    lease.record_object(config_dir, bucket, key, annex)
+    lease_end = lease.from_metadata(metadata)
+    if lease_end is None:
+        log.warning("s3://%s/%s carries no lease end; the lease function alone ends this "
+                    "instance", bucket, key)
+    else:
+        lease.write(config_dir, lease_end)
+    log.info("annex %s: installed %s from s3://%s/%s into %s (lease ends %s)", annex,
+             ", ".join(installed), bucket, key, config_dir, lease_end)
     return annex
+
+
+def refresh_lease(config_dir: str, reconfig_command: str) -> bool:
+    """Bring the lease file in step with the config object; True if it changed.
+
+    A config object that is gone means the lease has ended: the startd is told to leave.
+    """
+    recorded = lease.recorded_object(config_dir)
+    region = imds.Imds().region()
+    s3 = boto3.session.Session(region_name=region).client(
+        "s3", config=Config(retries={"mode": "standard", "total_max_attempts": 3}))
+    try:
+        metadata = s3.head_object(Bucket=recorded["bucket"], Key=recorded["key"])["Metadata"]
+        lease_end = lease.from_metadata(metadata)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+            raise
+        log.warning("annex %s: its config object is gone: the lease has ended",
+                    recorded["annex"])
+        lease_end = lease.ended_now()
+    if lease_end is None or not lease.write(config_dir, lease_end):
+        return False
+    log.info("annex %s: the lease now ends at %d; reconfiguring HTCondor", recorded["annex"],
+             lease_end)
+    subprocess.run(shlex.split(reconfig_command), check=False)
+    return True
 
 
 def power_off(command: str) -> None:
@@ -141,11 +181,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="give up after this long (default 3000)")
     parser.add_argument("-poweroff-command", default="/sbin/shutdown -h now",
                         help="how to power off on failure")
+    parser.add_argument("-refresh-lease", action="store_true",
+                        help="only re-read the lease end (run every minute by a timer)")
+    parser.add_argument("-reconfig-command", default="condor_reconfig",
+                        help="with -refresh-lease: how to make HTCondor re-read its config")
     parser.add_argument("-retry-base", type=float, default=2.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="condor_annex_ec2: %(levelname)s %(message)s")
     logging.getLogger("botocore").setLevel(logging.WARNING)
+    if args.refresh_lease:
+        try:
+            refresh_lease(args.config_dir, args.reconfig_command)
+        except Exception as error:  # the next run of the timer tries again
+            log.error("cannot refresh the lease end: %s", error)
+            return 1
+        return 0
     log.info("%s", restrict_metadata_service())
     try:
         bootstrap(args.config_dir, Retrier(args.max_wait, base=args.retry_base))

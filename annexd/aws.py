@@ -21,6 +21,9 @@ from botocore.parsers import ResponseParserError
 from annexd_lambda import lease
 from annexd_lambda.lease import ANNEX_TAG
 
+#: S3 object metadata (x-amz-meta-...) of the config object: the lease end in force.
+LEASE_METADATA = "annex-lease-expiration"
+
 from . import faults
 
 NOT_FOUND_CODES = frozenset({
@@ -137,6 +140,7 @@ class AnnexAws:
     lambda_ = property(lambda self: self._client("lambda"))
     s3 = property(lambda self: self._client("s3"))
     cloudformation = property(lambda self: self._client("cloudformation"))
+    sts = property(lambda self: self._client("sts"))
 
     @property
     def _fleet_ec2(self) -> Any:
@@ -177,10 +181,27 @@ class AnnexAws:
             return False
         return True
 
-    def put_config(self, bucket: str, key: str, body: bytes, annex_id: str) -> None:
+    def put_config(self, bucket: str, key: str, body: bytes, annex_id: str,
+                   lease_end: int) -> None:
+        """Upload the annex's config; its lease end travels as object metadata, which the
+        instances re-read (so a lease change reaches them without rewriting the secrets)."""
         with self._call("S3 PutObject"):
             self.s3.put_object(Bucket=bucket, Key=key, Body=body, ServerSideEncryption="AES256",
-                               ContentType="application/gzip", Tagging=f"{ANNEX_TAG}={annex_id}")
+                               ContentType="application/gzip", Tagging=f"{ANNEX_TAG}={annex_id}",
+                               Metadata={LEASE_METADATA: str(lease_end)})
+
+    def set_config_lease_end(self, bucket: str, key: str, lease_end: int) -> None:
+        """Replace the config object's lease-end metadata in place (body and tags kept)."""
+        with self._call("S3 CopyObject"):
+            self.s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key},
+                                MetadataDirective="REPLACE", TaggingDirective="COPY",
+                                Metadata={LEASE_METADATA: str(lease_end)},
+                                ContentType="application/gzip", ServerSideEncryption="AES256")
+
+    def account(self) -> str:
+        """The AWS account of these credentials (STS GetCallerIdentity)."""
+        with self._call("STS GetCallerIdentity"):
+            return self.sts.get_caller_identity()["Account"]
 
     def delete_config(self, bucket: str, key: str) -> None:
         with self._call("S3 DeleteObject"):

@@ -4,20 +4,36 @@ Each write is its own committed transaction with ``synchronous=FULL``, so when a
 returns the fact is on disk.  A step is journaled as *started* before its AWS call, and the
 plan (holding the fleet's ClientToken) is journaled when the request is accepted, before any
 call.  Secrets never enter the journal: the plan has none, and credentials are not stored.
+
+An annex is identified by (region, name).  A *live* row (see :mod:`annexd.lifecycle`) owns its
+(region, name): the database itself refuses a second one.  Every state change goes through
+:meth:`Journal.transition`, which checks it against the lifecycle's table.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable, Sequence
 
+from . import lifecycle
+from .lifecycle import RequestState
 from .plan import AnnexPlan
 
-SCHEMA = """
+log = logging.getLogger("annexd.journal")
+
+
+def _in(states: Iterable[RequestState]) -> str:
+    return "(" + ", ".join(f"'{state.value}'" for state in sorted(states)) + ")"
+
+
+LIVE_SQL = _in(lifecycle.LIVE)
+
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY,
     annex_id TEXT NOT NULL,
@@ -26,13 +42,12 @@ CREATE TABLE IF NOT EXISTS requests (
     daemon_credentials INTEGER NOT NULL DEFAULT 0,
     lease_end INTEGER NOT NULL DEFAULT 0,
     plan TEXT NOT NULL,
-    outputs TEXT NOT NULL DEFAULT '{}',
+    outputs TEXT NOT NULL DEFAULT '{{}}',
     error TEXT,
     created REAL NOT NULL,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    region TEXT NOT NULL DEFAULT ''
 );
-CREATE UNIQUE INDEX IF NOT EXISTS one_request_in_flight_per_annex
-    ON requests(annex_id) WHERE state IN ('creating', 'rolling-back', 'interrupted');
 CREATE TABLE IF NOT EXISTS step_events (
     request_id INTEGER NOT NULL REFERENCES requests(id),
     step TEXT NOT NULL,
@@ -40,31 +55,49 @@ CREATE TABLE IF NOT EXISTS step_events (
     detail TEXT,
     at REAL NOT NULL
 );
+CREATE INDEX IF NOT EXISTS step_events_of_request ON step_events(request_id);
 """
 
-#: States of a request that has not reached its end; at most one per annex.
-UNFINISHED_STATES = ("creating", "rolling-back", "interrupted")
-# Other states: "active" (complete), "rolled-back", "rollback-incomplete", "ended" (off/lease).
-#: States in which AWS may hold resources of the annex.
-LIVE_STATES = ("active", "interrupted", "rollback-incomplete")
+#: One live row per (region, name); rebuilt whenever the set of live states changes.
+LIVE_INDEX = ("CREATE UNIQUE INDEX IF NOT EXISTS one_live_row_per_annex_v2 "
+              f"ON requests(region, annex_id) WHERE state IN {LIVE_SQL}")
 
 
 @dataclass
 class Progress:
-    """Where a request stands: outputs of finished steps, names of steps that were started."""
+    """Where a request stands: steps started, finished (with their outputs), and undone."""
 
     done: dict[str, dict[str, Any]] = field(default_factory=dict)
     started: set[str] = field(default_factory=set)
+    undone: set[str] = field(default_factory=set)
 
     def outputs(self) -> dict[str, Any]:
         merged: dict[str, Any] = {}
-        for produced in self.done.values():
-            merged.update(produced)
+        for name, produced in self.done.items():
+            if name not in self.undone:
+                merged.update(produced)
         return merged
 
+    def touched(self) -> set[str]:
+        """Steps that may have changed something in AWS and have not been undone."""
+        return (self.started | set(self.done)) - self.undone
 
-class AnnexBusy(Exception):
-    """Another request for the same annex is still in flight."""
+
+class NameTaken(Exception):
+    """A live row already holds this (region, name)."""
+
+    def __init__(self, row: dict[str, Any]):
+        super().__init__(row["annex_id"])
+        self.row = row
+
+
+class StateChanged(Exception):
+    """The row was not in an expected state: another request or the backstop got there
+    first.  A benign race, unlike an illegal transition."""
+
+    def __init__(self, state: str):
+        super().__init__(state)
+        self.state = state
 
 
 class Journal:
@@ -79,79 +112,129 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Journals of earlier versions: rows keyed by name alone, the old in-flight index."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(requests)")}
+        if "region" not in columns:
+            self._db.execute("ALTER TABLE requests ADD COLUMN region TEXT NOT NULL DEFAULT ''")
+        self._db.execute("UPDATE requests SET region = json_extract(plan, '$.region')"
+                         " WHERE region = ''")
+        self._db.execute("DROP INDEX IF EXISTS one_request_in_flight_per_annex")
+        self._db.execute(LIVE_INDEX)
 
     def _write(self, sql: str, args: tuple[Any, ...]) -> int:
         with self._lock:
             return self._db.execute(sql, args).lastrowid
 
+    def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            cursor = self._db.execute(sql, tuple(args))
+            names = [column[0] for column in cursor.description]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    # -- writes ----------------------------------------------------------------------------
+
     def begin(self, plan: AnnexPlan, *, daemon_credentials: bool) -> int:
-        """Record an accepted request; raises AnnexBusy if the annex has an unfinished one."""
+        """Record an accepted request as *creating*; raises NameTaken if a live row holds
+        its (region, name)."""
         now = time.time()
-        try:
-            return self._write(
-                "INSERT INTO requests (annex_id, owner_uid, state, daemon_credentials,"
-                " lease_end, plan, created, updated) VALUES (?, ?, 'creating', ?, ?, ?, ?, ?)",
-                (plan.annex_id, plan.owner_uid, int(daemon_credentials), plan.lease_end,
-                 plan.to_record(), now, now))
-        except sqlite3.IntegrityError:
-            raise AnnexBusy(plan.annex_id) from None
+        with self._lock:
+            try:
+                return self._db.execute(
+                    "INSERT INTO requests (annex_id, region, owner_uid, state,"
+                    " daemon_credentials, lease_end, plan, created, updated)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (plan.annex_id, plan.region, plan.owner_uid, RequestState.CREATING.value,
+                     int(daemon_credentials), plan.lease_end, plan.to_record(), now,
+                     now)).lastrowid
+            except sqlite3.IntegrityError:
+                pass
+        row = self.live_row(plan.region, plan.annex_id)
+        if row is None:  # ended between the insert and the look-up: try once more
+            return self.begin(plan, daemon_credentials=daemon_credentials)
+        raise NameTaken(row)
+
+    def transition(self, request_id: int, new: RequestState, *,
+                   outputs: dict[str, Any] | None = None, error: str | None = None,
+                   lease_end: int | None = None,
+                   expect: Iterable[RequestState] | None = None) -> None:
+        """Change the request's state, if the lifecycle allows it (else IllegalTransition).
+
+        ``expect``: change it only from one of these states, atomically; else StateChanged.
+        """
+        with self._lock:
+            (current,) = self._db.execute("SELECT state FROM requests WHERE id = ?",
+                                          (request_id,)).fetchone()
+            if expect is not None and RequestState(current) not in set(expect):
+                raise StateChanged(current)
+            try:
+                lifecycle.check(current, new)
+            except lifecycle.IllegalTransition:
+                log.error("BUG: request %d: %s -> %s refused", request_id, current, new)
+                raise
+            self._db.execute(
+                "UPDATE requests SET state = ?, outputs = COALESCE(?, outputs),"
+                " error = COALESCE(?, error), lease_end = COALESCE(?, lease_end), updated = ?"
+                " WHERE id = ?",
+                (RequestState(new).value, None if outputs is None else json.dumps(outputs),
+                 error, lease_end, time.time(), request_id))
 
     def step_event(self, request_id: int, step: str, event: str, detail: Any = None) -> None:
         self._write("INSERT INTO step_events (request_id, step, event, detail, at)"
                     " VALUES (?, ?, ?, ?, ?)",
                     (request_id, step, event, json.dumps(detail), time.time()))
 
-    def set_state(self, request_id: int, state: str, *, outputs: dict[str, Any] | None = None,
-                  error: str | None = None) -> None:
-        self._write("UPDATE requests SET state = ?, outputs = COALESCE(?, outputs),"
-                    " error = COALESCE(?, error), updated = ? WHERE id = ?",
-                    (state, None if outputs is None else json.dumps(outputs), error,
-                     time.time(), request_id))
-
     def set_lease_end(self, request_id: int, lease_end: int) -> None:
         self._write("UPDATE requests SET lease_end = ?, updated = ? WHERE id = ?",
                     (lease_end, time.time(), request_id))
 
-    def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-        with self._lock:
-            cursor = self._db.execute(sql, args)
-            names = [column[0] for column in cursor.description]
-            return [dict(zip(names, row)) for row in cursor.fetchall()]
+    # -- reads -----------------------------------------------------------------------------
 
     def request(self, request_id: int) -> dict[str, Any]:
         return self._rows("SELECT * FROM requests WHERE id = ?", (request_id,))[0]
 
     def unfinished(self) -> list[dict[str, Any]]:
         """Requests a crash or a shutdown left before their end, oldest first."""
-        marks = ", ".join("?" * len(UNFINISHED_STATES))
-        return self._rows(f"SELECT * FROM requests WHERE state IN ({marks}) ORDER BY id",
-                          UNFINISHED_STATES)
+        return self._rows(f"SELECT * FROM requests WHERE state IN {_in(lifecycle.UNFINISHED)}"
+                          " ORDER BY id")
 
-    def unfinished_for(self, annex_id: str) -> dict[str, Any] | None:
-        marks = ", ".join("?" * len(UNFINISHED_STATES))
-        rows = self._rows(f"SELECT * FROM requests WHERE annex_id = ? AND state IN ({marks})",
-                          (annex_id, *UNFINISHED_STATES))
+    def live_row(self, region: str, annex_id: str) -> dict[str, Any] | None:
+        """The one live row holding (region, name), whoever owns it."""
+        rows = self._rows(f"SELECT * FROM requests WHERE region = ? AND annex_id = ?"
+                          f" AND state IN {LIVE_SQL}", (region, annex_id))
         return rows[0] if rows else None
 
-    def latest(self, owner_uid: int | None) -> list[dict[str, Any]]:
-        """The newest request of each annex, of one owner (None: of everyone)."""
-        where = "" if owner_uid is None else "WHERE owner_uid = ?"
-        args = () if owner_uid is None else (owner_uid,)
-        return self._rows(
-            "SELECT * FROM requests WHERE id IN (SELECT MAX(id) FROM requests "
-            f"{where} GROUP BY annex_id) ORDER BY annex_id", args)
+    def live_rows(self, *, owner_uid: int | None = None, annex_id: str | None = None,
+                  region: str | None = None) -> list[dict[str, Any]]:
+        """Every live row (of one owner, name, region when given), by name then region."""
+        where, args = [f"state IN {LIVE_SQL}"], []
+        for column, value in (("owner_uid", owner_uid), ("annex_id", annex_id),
+                              ("region", region)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        return self._rows(f"SELECT * FROM requests WHERE {' AND '.join(where)}"
+                          " ORDER BY annex_id, region", args)
 
-    def live(self, owner_uid: int | None = None) -> list[dict[str, Any]]:
-        """The newest request of each annex that may hold resources, visible to ``owner_uid``
-        (None: everyone's), by annex name."""
-        return [row for row in self.latest(owner_uid) if row["state"] in LIVE_STATES]
+    def last_final(self, owner_uid: int, annex_id: str,
+                   region: str | None = None) -> dict[str, Any] | None:
+        """The owner's newest finished row for this name: history, never a handle on AWS."""
+        rows = self._rows(
+            f"SELECT * FROM requests WHERE owner_uid = ? AND annex_id = ?"
+            f" AND state IN {_in(lifecycle.FINAL)}"
+            + (" AND region = ?" if region else "") + " ORDER BY id DESC LIMIT 1",
+            (owner_uid, annex_id, *([region] if region else [])))
+        return rows[0] if rows else None
 
     def expired(self, now: float) -> list[dict[str, Any]]:
-        """Live annexes whose recorded lease has ended."""
-        return [row for row in self.live() if row["lease_end"] < now]
+        """Live rows nobody is driving whose recorded lease has ended: the backstop's work."""
+        return [row for row in self.live_rows()
+                if row["lease_end"] < now and row["state"] in lifecycle.SETTLED]
 
     def progress(self, request_id: int) -> Progress:
-        """Which steps of the request were started and which finished, with their outputs."""
+        """Which steps of the request were started, finished and undone, with outputs."""
         progress = Progress()
         for row in self._rows("SELECT step, event, detail FROM step_events"
                               " WHERE request_id = ? ORDER BY rowid", (request_id,)):
@@ -159,6 +242,8 @@ class Journal:
                 progress.started.add(row["step"])
             elif row["event"] == "done":
                 progress.done[row["step"]] = json.loads(row["detail"]) or {}
+            elif row["event"] == "undone":
+                progress.undone.add(row["step"])
         return progress
 
     def step_events(self, request_id: int) -> list[tuple[str, str]]:

@@ -31,6 +31,7 @@ ENDPOINT_KNOBS = {
     "lambda": "ANNEX_DEFAULT_LAMBDA_URL",
     "s3": "ANNEX_DEFAULT_S3_URL",
     "cloudformation": "ANNEX_DEFAULT_CF_URL",
+    "sts": "ANNEX_DEFAULT_STS_URL",
 }
 
 REGION_PATTERN = re.compile(protocol.REGION_PATTERN)
@@ -241,6 +242,13 @@ class Caps:
         )
 
 
+def _identity_files() -> tuple[str, str] | None:
+    access, secret = string("ANNEXD_ACCESS_KEY_FILE"), string("ANNEXD_SECRET_KEY_FILE")
+    if (access is None) != (secret is None):
+        raise KnobError("set both ANNEXD_ACCESS_KEY_FILE and ANNEXD_SECRET_KEY_FILE, or neither")
+    return (access, secret) if access and secret else None
+
+
 @dataclass(frozen=True)
 class DaemonSettings:
     """What ``condor_annexd`` needs from the configuration; re-read on SIGHUP."""
@@ -262,6 +270,9 @@ class DaemonSettings:
     max_clients: int
     client_timeout_seconds: float
     setup_poll_seconds: float
+    #: The daemon's own AWS key files (ANNEXD_ACCESS_KEY_FILE, ANNEXD_SECRET_KEY_FILE);
+    #: None: the environment or an instance role.  Paths only: secrets never sit in settings.
+    identity_files: tuple[str, str] | None = None
 
     @classmethod
     def load(cls) -> "DaemonSettings":
@@ -272,7 +283,7 @@ class DaemonSettings:
             pool=PoolSettings.load(),
             caps=Caps.load(),
             lease_check_interval=positive_float("ANNEXD_LEASE_CHECK_INTERVAL", 60.0),
-            lease_rate_minutes=positive_int("ANNEXD_LEASE_RATE_MINUTES", 5),
+            lease_rate_minutes=positive_int("ANNEXD_LEASE_RATE_MINUTES", 1),
             aws_max_attempts=positive_int("ANNEXD_AWS_MAX_ATTEMPTS", 5),
             aws_timeout_seconds=positive_float("ANNEXD_AWS_TIMEOUT_SECONDS", 60.0),
             step_attempts=positive_int("ANNEXD_STEP_ATTEMPTS", 4),
@@ -283,6 +294,7 @@ class DaemonSettings:
             max_clients=positive_int("ANNEXD_MAX_CLIENTS", 64),
             client_timeout_seconds=positive_float("ANNEXD_CLIENT_TIMEOUT_SECONDS", 30.0),
             setup_poll_seconds=positive_float("ANNEXD_SETUP_POLL_SECONDS", 5.0),
+            identity_files=_identity_files(),
         )
 
     @property

@@ -24,6 +24,7 @@ from typing import Any
 
 import htcondor2
 
+from . import identity as daemon_identity
 from . import knobs
 from .journal import Journal
 from .master import MasterLink
@@ -121,10 +122,17 @@ class Lifecycle:
         os._exit(EXIT_OK)
 
     def reconfig(self, _signum: int, _frame: Any = None) -> None:
+        """Re-read the configuration on a thread of its own (it may ask STS who we are)."""
+        threading.Thread(target=self._reconfig, name="reconfig", daemon=True).start()
+
+    def _reconfig(self) -> None:
         try:
             knobs.reload()
             if self.service is not None:
-                self.service.reconfigure(knobs.DaemonSettings.load())
+                settings = knobs.DaemonSettings.load()
+                found = daemon_identity.resolve(settings, self.service.account_of)
+                self.service.reconfigure(settings, found)
+                log.info("condor_annexd's own AWS identity: %s", found.describe())
             log.info("configuration re-read")
         except knobs.KnobError as error:
             log.error("configuration error, keeping the old settings: %s", error)
@@ -139,10 +147,23 @@ class Lifecycle:
 
 
 def _load_settings() -> knobs.DaemonSettings:
+    """The settings; unsafe daemon key files are a configuration error too."""
     try:
-        return knobs.DaemonSettings.load()
+        settings = knobs.DaemonSettings.load()
+        if settings.identity_files is not None:
+            daemon_identity.from_key_files(settings.identity_files)
+        return settings
     except knobs.KnobError as error:
         raise Fatal(EXIT_NO_RESTART, f"configuration error: {error}") from None
+
+
+def _resolve_identity(service: AnnexService, settings: knobs.DaemonSettings) -> None:
+    try:
+        found = daemon_identity.resolve(settings, service.account_of)
+    except knobs.KnobError as error:
+        raise Fatal(EXIT_NO_RESTART, f"configuration error: {error}") from None
+    service.reconfigure(settings, found)
+    log.info("condor_annexd's own AWS identity: %s", found.describe())
 
 
 def _daemonize(pidfile: str | None, lifecycle: Lifecycle) -> None:
@@ -208,8 +229,10 @@ def _serve(lifecycle: Lifecycle) -> int:
         service.stopping.set()
     master = MasterLink()
     try:
-        log.info("condor_annexd starting (region %s, journal %s); recovering unfinished "
-                 "requests", settings.region, settings.journal_path)
+        log.info("condor_annexd starting (region %s, journal %s)", settings.region,
+                 settings.journal_path)
+        _resolve_identity(service, settings)
+        log.info("recovering unfinished requests")
         service.recover()
         master.ready()
         master.keep_alive(lifecycle.stop)

@@ -1,10 +1,12 @@
 """Steering annexes that exist: status, lease changes, off now, and the daemon's lease backstop.
 
-Who owns an annex comes from the journal (the uid the kernel named when it was created); what
-AWS holds for it comes from AWS, by its tag and its rule.  A lease change rewrites only
+Who owns an annex comes from the journal: the one live row holding its (region, name), with the
+uid the kernel named when it was created.  Finished rows never grant access.  What AWS holds
+for it comes from AWS, by its tag and its rule.  A lease change rewrites only
 ``LeaseExpiration`` in the rule target's Input and keeps every other field (the original
 ``condor_annex`` lost the bucket name there), and never creates a rule: an annex without one
-is an error, not a new orphan.
+is an error, not a new orphan.  It first moves the lease end the instances read (their
+config object's metadata), so no instance ever shuts down before the lease end in force.
 """
 from __future__ import annotations
 
@@ -12,10 +14,13 @@ import json
 import logging
 import pwd
 import time
+from dataclasses import dataclass
 from typing import Any, Callable
 
+from . import lifecycle
 from .aws import AnnexAws, AwsError
-from .journal import Journal
+from .journal import Journal, StateChanged
+from .lifecycle import RequestState
 from .plan import AnnexPlan
 
 log = logging.getLogger("annexd.operate")
@@ -31,6 +36,15 @@ class OperationError(Exception):
         self.kind = kind
 
 
+@dataclass(frozen=True)
+class Caller:
+    uid: int
+    is_admin: bool
+
+    def sees(self, row: dict[str, Any]) -> bool:
+        return self.is_admin or row["owner_uid"] == self.uid
+
+
 def user_name(uid: int) -> str:
     try:
         return pwd.getpwuid(uid).pw_name
@@ -39,80 +53,125 @@ def user_name(uid: int) -> str:
 
 
 class Operations:
-    def __init__(self, journal: Journal, aws_for: AwsFor, clock: Callable[[], float] = time.time):
+    def __init__(self, journal: Journal, aws_for: AwsFor, clock: Callable[[], float] = time.time,
+                 may_act_alone: Callable[[dict[str, Any]], bool] = lambda row: True):
         self.journal, self.aws_for, self.clock = journal, aws_for, clock
+        #: Whether the daemon's own identity may end this row's annex (the backstop).
+        self.may_act_alone = may_act_alone
 
-    def _row(self, name: str, uid: int, is_admin: bool, live: bool = True) -> dict[str, Any]:
-        rows = self.journal.live if live else self.journal.latest
-        for row in rows(None if is_admin else uid):
-            if row["annex_id"] == name:
-                return row
-        raise OperationError("invalid-request", f"you have no annex named {name!r}")
+    def _live(self, who: Caller, name: str, region: str | None) -> dict[str, Any] | None:
+        """The caller's one live annex of this name (in ``region``, if given)."""
+        rows = [row for row in self.journal.live_rows(annex_id=name, region=region)
+                if who.sees(row)]
+        if len(rows) > 1:
+            regions = ", ".join(row["region"] for row in rows)
+            raise OperationError("invalid-request", f"you have annexes named {name!r} in "
+                                 f"{regions}; say which with -aws-region")
+        return rows[0] if rows else None
 
-    def status(self, uid: int, is_admin: bool, name: str | None,
-               credentials: dict[str, str] | None) -> list[dict[str, Any]]:
-        """One entry per live annex the caller may see, with what AWS holds for it now."""
-        rows = [self._row(name, uid, is_admin, live=False)] if name else \
-            self.journal.live(None if is_admin else uid)
-        report = []
-        for row in rows:
-            plan = AnnexPlan.from_record(row["plan"])
+    def _unknown(self, name: str) -> OperationError:
+        return OperationError("invalid-request", f"you have no annex named {name!r}")
+
+    def _report(self, row: dict[str, Any], credentials: dict[str, str] | None,
+                ask_aws: bool = True) -> dict[str, Any]:
+        plan = AnnexPlan.from_record(row["plan"])
+        target = instances = None
+        if ask_aws:
             aws = self.aws_for(plan.region, credentials)
             target = aws.lease_target(plan.annex_id)
-            lease_end = target["Input"].get("LeaseExpiration", row["lease_end"]) if target \
-                else row["lease_end"]
-            report.append({
-                "name": plan.annex_id,
-                "owner": user_name(row["owner_uid"]),
-                "owner_uid": row["owner_uid"],
-                "type": plan.annex_type,
-                "region": plan.region,
-                "state": row["state"],
-                "lease_end": int(lease_end),
-                "lease_enforced": target is not None,
-                "instances": aws.instance_states(plan.annex_id),
-            })
-        return report
+            instances = aws.instance_states(plan.annex_id)
+        lease_end = target["Input"].get("LeaseExpiration", row["lease_end"]) if target \
+            else row["lease_end"]
+        return {
+            "name": plan.annex_id,
+            "owner": user_name(row["owner_uid"]),
+            "owner_uid": row["owner_uid"],
+            "type": plan.annex_type,
+            "region": plan.region,
+            "state": row["state"],
+            "lease_end": int(lease_end),
+            "lease_enforced": target is not None,
+            "instances": instances or {},
+        }
 
-    def off(self, uid: int, is_admin: bool, name: str,
+    def status(self, who: Caller, name: str | None, region: str | None,
+               credentials: dict[str, str] | None) -> list[dict[str, Any]]:
+        """One entry per live annex the caller may see, with what AWS holds for it now.
+
+        Asked by name, a caller with no live annex of that name sees their own last finished
+        one, from the journal only.
+        """
+        if name is None:
+            rows = self.journal.live_rows(owner_uid=None if who.is_admin else who.uid,
+                                          region=region)
+            return [self._report(row, credentials) for row in rows]
+        row = self._live(who, name, region)
+        if row is not None:
+            return [self._report(row, credentials)]
+        history = self.journal.last_final(who.uid, name, region)
+        if history is None:
+            raise self._unknown(name)
+        return [self._report(history, credentials, ask_aws=False)]
+
+    def off(self, who: Caller, name: str, region: str | None,
             credentials: dict[str, str] | None) -> dict[str, Any]:
         """End the annex now, exactly as its lease would; safe to repeat."""
-        row = self._row(name, uid, is_admin, live=False)
+        row = self._live(who, name, region)
+        if row is None:
+            if self.journal.last_final(who.uid, name, region) is None:
+                raise self._unknown(name)
+            return {"AnnexID": name, "already_ended": True}
+        if RequestState(row["state"]) in lifecycle.DRIVEN:
+            raise OperationError("conflict", f"annex {name!r} is being created or rolled back "
+                                 "right now; try again when that is done")
         plan = AnnexPlan.from_record(row["plan"])
         summary = self.aws_for(plan.region, credentials).teardown(plan.annex_id, plan.bucket)
-        self.journal.set_state(row["id"], "ended")
-        log.info("annex %s turned off by uid %d: %s", plan.annex_id, uid, summary)
+        self._end(row)
+        log.info("annex %s in %s turned off by uid %d: %s", plan.annex_id, plan.region,
+                 who.uid, summary)
         return summary
 
-    def extend(self, uid: int, is_admin: bool, name: str, lease_duration: int,
+    def extend(self, who: Caller, name: str, region: str | None, lease_duration: int,
                credentials: dict[str, str] | None,
                max_lease: int | None = None) -> dict[str, Any]:
-        """Move the lease end to now + ``lease_duration``, keeping the rest of the Input."""
+        """Move the lease end to now + ``lease_duration``, keeping the rest of the Input.
+
+        The instances' copy (the config object's metadata) moves first, then the lease's.
+        """
         if max_lease is not None and lease_duration > max_lease:
             raise OperationError("invalid-request", f"a lease of {lease_duration} s exceeds "
                                  f"the limit of {max_lease} s (ANNEX_MAX_LEASE_DURATION)")
-        row = self._row(name, uid, is_admin)
+        row = self._live(who, name, region)
+        if row is None:
+            raise self._unknown(name)
+        if row["state"] != RequestState.ACTIVE:
+            raise OperationError("conflict", f"annex {name!r} is {row['state']}, not active; "
+                                 "only an active annex's lease can change")
         plan = AnnexPlan.from_record(row["plan"])
         aws = self.aws_for(plan.region, credentials)
         target = aws.lease_target(plan.annex_id)
         if target is None:
             raise OperationError("conflict", f"annex {name!r} has no lease rule any more (it "
                                  "has ended); start a new one instead")
-        lease_input = dict(target["Input"], LeaseExpiration=int(self.clock()) + lease_duration)
+        lease_end = int(self.clock()) + lease_duration
+        lease_input = dict(target["Input"], LeaseExpiration=lease_end)
+        aws.set_config_lease_end(plan.bucket, plan.config_key, lease_end)
         aws.put_target(plan.rule_name, plan.target_id, target["Arn"],
                        json.dumps(lease_input, sort_keys=True))
-        self.journal.set_lease_end(row["id"], lease_input["LeaseExpiration"])
-        log.info("annex %s: uid %d moved its lease end to %d", name, uid,
-                 lease_input["LeaseExpiration"])
-        return {"annex_id": name, "lease_end": lease_input["LeaseExpiration"]}
+        self.journal.set_lease_end(row["id"], lease_end)
+        log.info("annex %s: uid %d moved its lease end to %d", name, who.uid, lease_end)
+        return {"annex_id": name, "lease_end": lease_end}
 
     def enforce_expired(self) -> list[str]:
         """The backstop: end every annex whose lease is over, with the daemon's own identity.
 
+        Only annexes the daemon's identity may act on (made with it, or in its account).
         The lease function should have done it; if resources were still there, say so loudly.
         """
         ended = []
         for row in self.journal.expired(self.clock()):
+            if not self.may_act_alone(row):
+                continue
             plan = AnnexPlan.from_record(row["plan"])
             try:
                 aws = self.aws_for(plan.region, None)
@@ -131,6 +190,16 @@ class Operations:
                 log.error("LEASE BACKSTOP: annex %s outlived its lease (ended %d); the lease "
                           "function did not end it. Ended it now: %s",
                           plan.annex_id, row["lease_end"], summary)
-            self.journal.set_state(row["id"], "ended")
-            ended.append(plan.annex_id)
+            if self._end(row):
+                ended.append(plan.annex_id)
         return ended
+
+    def _end(self, row: dict[str, Any]) -> bool:
+        """Mark the annex ended; False if another request or the backstop changed it first
+        (e.g. both ended it at once, or its owner resumed it)."""
+        try:
+            self.journal.transition(row["id"], RequestState.ENDED, expect=lifecycle.SETTLED)
+        except StateChanged as changed:
+            log.info("annex %s: now %s; not marking it ended", row["annex_id"], changed.state)
+            return False
+        return True

@@ -60,13 +60,13 @@ class AnnexPlan:
     def target_id(self) -> str:
         return self.annex_id
 
-    def target_input(self) -> str:
+    def target_input(self, lease_end: int | None = None) -> str:
         """The constant Input EventBridge hands the lease function on every tick."""
         return json.dumps({
             "AnnexID": self.annex_id,
             "AnnexType": self.annex_type,
             "S3BucketName": self.bucket,
-            "LeaseExpiration": self.lease_end,
+            "LeaseExpiration": self.lease_end if lease_end is None else lease_end,
         }, sort_keys=True)
 
     def to_record(self) -> str:

@@ -3,9 +3,13 @@
 ``handle`` never raises: every failure becomes an error reply with one clear line, because a
 request must never take the daemon down.  Credentials arrive in the request, are used for its
 AWS calls, and are dropped with it: never logged, never journaled.  That is also why recovery
-can finish by itself only the requests made with the daemon's own AWS identity; a request
-made with a user's keys is parked as *interrupted* until that user repeats the command.
-Either way nothing is unprotected meanwhile: the lease rule is in place before any instance.
+can finish by itself only the requests it can act on with its own AWS identity (those made
+with that identity, or with a user's keys in the same AWS account); any other is parked until
+its owner repeats the command.  Either way nothing is unprotected meanwhile: the lease is in
+place before the config object and before any instance.
+
+An annex is (region, name), held by its one live journal row; only that row's owner (and root
+or the daemon's own user) may see, resume, change or end it.
 """
 from __future__ import annotations
 
@@ -20,10 +24,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import costs, operate, protocol, stacks, steps, tarball
+from . import costs, identity, lifecycle, operate, protocol, stacks, steps, tarball
 from .aws import AnnexAws, AwsError
-from .journal import AnnexBusy, Journal, Progress
+from .journal import Journal, NameTaken, StateChanged
 from .knobs import DaemonSettings, KnobError
+from .lifecycle import RequestState
 from .plan import AnnexPlan, InvalidRequest, build_plan
 
 log = logging.getLogger("annexd.service")
@@ -54,9 +59,11 @@ def _failure_reply(error: steps.CreateFailed, notices: list[str]) -> dict[str, A
         return protocol.error_reply("conflict", str(cause), notices=notices)
     if error.undo_errors:
         leftovers = "; ".join(f"{name}: {err}" for name, err in error.undo_errors)
+        kept = " Its lease is kept and now ends at once: the lease function removes what " \
+            "is left within minutes." if error.lease_kept else ""
         return protocol.error_reply(
             "rollback-incomplete",
-            f"{cause}; rolling back also failed, these may be left over: {leftovers}",
+            f"{cause}; rolling back also failed, these may be left over: {leftovers}.{kept}",
             aws_code=aws_code, request_id=request_id, notices=notices)
     kind = "aws" if isinstance(cause, AwsError) else "internal"
     message = f"{cause}; nothing was left behind"
@@ -94,11 +101,13 @@ def _user_name(uid: int, annex: dict[str, Any]) -> str:
 
 class AnnexService:
     def __init__(self, settings: DaemonSettings, journal: Journal,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time,
+                 daemon_identity: identity.DaemonIdentity = identity.NONE):
         self._settings = settings
         self._settings_lock = threading.Lock()
         self.journal = journal
         self.clock = clock
+        self.identity = daemon_identity
         #: Set when the daemon is asked to stop: requests pause at their next step boundary.
         self.stopping = threading.Event()
 
@@ -107,18 +116,39 @@ class AnnexService:
         with self._settings_lock:
             return self._settings
 
-    def reconfigure(self, settings: DaemonSettings) -> None:
+    def reconfigure(self, settings: DaemonSettings,
+                    daemon_identity: identity.DaemonIdentity | None = None) -> None:
         """Requests in flight keep the settings they started with."""
         with self._settings_lock:
             self._settings = settings
+            if daemon_identity is not None:
+                self.identity = daemon_identity
 
     # -- plumbing shared by requests and recovery ------------------------------------------
 
     def _aws(self, settings: DaemonSettings, region: str,
              credentials: dict[str, str] | None) -> AnnexAws:
+        """Clients for ``region``: the user's ``credentials``, else the daemon's identity."""
         return AnnexAws(region=region, endpoints=settings.for_region(region).endpoints,
-                        credentials=credentials, max_attempts=settings.aws_max_attempts,
+                        credentials=credentials or self.identity.credentials,
+                        max_attempts=settings.aws_max_attempts,
                         timeout_seconds=settings.aws_timeout_seconds)
+
+    def account_of(self, credentials: dict[str, str] | None) -> str:
+        """The AWS account of ``credentials`` (None: botocore's own sources)."""
+        settings = self.settings
+        return AnnexAws(region=settings.region, endpoints=settings.home.endpoints,
+                        credentials=credentials, max_attempts=2,
+                        timeout_seconds=min(10.0, settings.aws_timeout_seconds)).account()
+
+    def may_recover(self, row: dict[str, Any]) -> bool:
+        """Whether the daemon can drive this request with its own identity: made with it, or
+        with a user's keys of the same AWS account (the lease function's)."""
+        if not self.identity.available:
+            return False
+        plan = AnnexPlan.from_record(row["plan"])
+        return bool(row["daemon_credentials"]) or \
+            self.identity.same_account(plan.lease_function_arn)
 
     @staticmethod
     def _payload(settings: DaemonSettings, plan: AnnexPlan,
@@ -151,23 +181,33 @@ class AnnexService:
         retry = steps.RetryPolicy(settings.step_attempts, settings.retry_base_seconds,
                                   settings.retry_max_seconds)
         return steps.Driver(steps.create_sequence(plan, payload), aws, plan, self.journal,
-                            request_id, retry=retry, stop=self.stopping)
+                            request_id, retry=retry, stop=self.stopping, clock=self.clock)
 
-    def _drive(self, driver: steps.Driver, progress: Progress | None,
-               state: str = "creating") -> steps.Outputs | None:
-        """Finish a request: forward, or back when it was rolling back or its lease is over.
+    def _continue(self, driver: steps.Driver, state: RequestState) -> steps.Outputs | None:
+        """Resume a parked request in the direction it was going.
 
-        Returns the outputs, or None when it was rolled back because of its state or lease.
-        Raises CreateFailed or Paused like Driver.forward.
+        Returns the outputs of a finished create, or None when it was rolled back (a parked
+        rollback, or a create whose lease ended meanwhile).  Raises CreateFailed or Paused
+        like Driver.forward, and CreateFailed for a rollback that could not finish.
         """
-        plan = driver.plan
-        if progress is not None and (state == "rolling-back" or plan.lease_end <= self.clock()):
-            reason = ("resuming an interrupted rollback" if state == "rolling-back"
-                      else "the lease ended before the annex was complete")
-            log.warning("annex %s: %s; rolling back", plan.annex_id, reason)
-            driver.rollback_progress(progress, reason)
-            return None
-        return driver.forward(progress)
+        plan, request_id = driver.plan, driver.request_id
+        progress = self.journal.progress(request_id)
+        if state is RequestState.ROLLBACK_INTERRUPTED:
+            self.journal.transition(request_id, RequestState.ROLLING_BACK, expect={state})
+            reason = "resuming an interrupted rollback"
+        elif plan.lease_end <= self.clock():
+            self.journal.transition(request_id, RequestState.ROLLING_BACK, expect={state},
+                                    error="the lease ended before the annex was complete")
+            reason = "the lease ended before the annex was complete"
+        else:
+            self.journal.transition(request_id, RequestState.CREATING, expect={state})
+            return driver.forward(progress)
+        log.warning("annex %s: %s; rolling back", plan.annex_id, reason)
+        outcome = driver.rollback(progress, reason, resumed=True)
+        if outcome.errors:
+            raise steps.CreateFailed("rollback", RuntimeError(reason), outcome.errors,
+                                     outcome.lease_kept)
+        return None
 
     # -- requests --------------------------------------------------------------------------
 
@@ -193,19 +233,20 @@ class AnnexService:
                                         "see its log (ANNEXD_LOG)")
 
     def list_annexes(self, peer: Peer) -> dict[str, Any]:
-        """The annexes the caller may see: their own, or all for root and the daemon's user."""
-        rows = self.journal.latest(None if peer.is_admin else peer.uid)
+        """The live annexes the caller may see: their own, or all for root and the daemon."""
+        rows = self.journal.live_rows(owner_uid=None if peer.is_admin else peer.uid)
         return protocol.ok_reply({"annexes": [{
             "name": row["annex_id"],
+            "region": row["region"],
             "owner": row["owner_uid"],
             "state": row["state"],
-            "lease_end": AnnexPlan.from_record(row["plan"]).lease_end,
+            "lease_end": row["lease_end"],
         } for row in rows]})
 
     def _live_instances(self, uid: int) -> int:
         """Instances the user's live annexes asked for (for ANNEX_MAX_INSTANCES)."""
         return sum(costs.capacity(AnnexPlan.from_record(row["plan"]))
-                   for row in self.journal.live(uid))
+                   for row in self.journal.live_rows(owner_uid=uid))
 
     def _missing_credentials(self, request: dict[str, Any]) -> dict[str, Any] | None:
         if request.get("credentials") is None and not self.settings.allow_daemon_credentials:
@@ -218,23 +259,24 @@ class AnnexService:
     def operations(self) -> operate.Operations:
         settings = self.settings
         return operate.Operations(
-            self.journal, lambda region, creds: self._aws(settings, region, creds), self.clock)
+            self.journal, lambda region, creds: self._aws(settings, region, creds), self.clock,
+            may_act_alone=self.may_recover)
 
     def operate(self, command: str, request: dict[str, Any], peer: Peer) -> dict[str, Any]:
         """status / off / extend: on the caller's own annexes (root and the daemon: all)."""
         refusal = self._missing_credentials(request)
         if refusal:
             return refusal
-        ops, creds, name = self.operations(), request.get("credentials"), request.get("name")
+        ops, creds = self.operations(), request.get("credentials")
+        name, region = request.get("name"), request.get("region")
+        who = operate.Caller(peer.uid, peer.is_admin)
         try:
             if command == "status":
-                return protocol.ok_reply({"annexes": ops.status(peer.uid, peer.is_admin, name,
-                                                                creds)})
+                return protocol.ok_reply({"annexes": ops.status(who, name, region, creds)})
             if command == "off":
-                return protocol.ok_reply(ops.off(peer.uid, peer.is_admin, name, creds))
-            return protocol.ok_reply(ops.extend(peer.uid, peer.is_admin, name,
-                                                request["lease_duration"], creds,
-                                                self.settings.caps.max_lease_duration))
+                return protocol.ok_reply(ops.off(who, name, region, creds))
+            return protocol.ok_reply(ops.extend(who, name, region, request["lease_duration"],
+                                                creds, self.settings.caps.max_lease_duration))
         except operate.OperationError as error:
             return protocol.error_reply(error.kind, str(error))
         except AwsError as error:
@@ -243,6 +285,8 @@ class AnnexService:
 
     def enforce_leases(self) -> None:
         """The daemon's lease backstop, run every ANNEXD_LEASE_CHECK_INTERVAL seconds."""
+        if not self.identity.available:
+            return
         try:
             self.operations().enforce_expired()
         except Exception:  # the backstop must keep running
@@ -280,14 +324,17 @@ class AnnexService:
         annex = dict(request["annex"])
         if credentials is None:
             annex.pop("bucket", None)  # with the daemon's identity, only the admin's bucket
+        notices: list[str] = []
         try:
             region = settings.for_region(annex.get("region"))
             plan = build_plan(annex, owner_uid=peer.uid, settings=region,
                               lease_rate_minutes=settings.lease_rate_minutes, now=self.clock(),
                               pool=settings.pool, user_name=_user_name(peer.uid, annex))
-            unfinished = self.journal.unfinished_for(plan.annex_id)
-            if unfinished is not None:
-                return self._resume(unfinished, peer, credentials, annex)
+            held = self.journal.live_row(plan.region, plan.annex_id)
+            if held is not None:
+                answer = self._name_held(held, peer, credentials, annex, notices)
+                if answer is not None:
+                    return answer
             estimate = costs.check(plan, settings.caps, self._live_instances(peer.uid))
             if request.get("dry_run"):
                 return protocol.ok_reply({"annex_id": plan.annex_id, "estimate": estimate},
@@ -297,40 +344,48 @@ class AnnexService:
             return protocol.error_reply("invalid-request", str(error))
         try:
             request_id = self.journal.begin(plan, daemon_credentials=credentials is None)
-        except AnnexBusy:
-            return protocol.error_reply(
-                "conflict", f"annex {plan.annex_id!r} is being created by another request")
-        log.info("request %d: uid %d creates annex %s (lease ends %d)",
-                 request_id, peer.uid, plan.annex_id, plan.lease_end)
+        except NameTaken as taken:
+            return _taken_reply(taken.row, peer)
+        log.info("request %d: uid %d creates annex %s in %s (lease ends %d)",
+                 request_id, peer.uid, plan.annex_id, plan.region, plan.lease_end)
         driver = self._driver(settings, plan, request_id, credentials, payload)
-        return self._reply(driver, None, "creating", list(plan.notices))
+        return self._reply(driver, lambda: driver.forward(), notices + list(plan.notices))
 
-    def _resume(self, row: dict[str, Any], peer: Peer, credentials: dict[str, str] | None,
-                annex: dict[str, Any]) -> dict[str, Any]:
-        """The same annex again while an earlier request for it is unfinished."""
-        annex_id = row["annex_id"]
-        if not peer.may_act_on(row["owner_uid"]):
-            return protocol.error_reply(
-                "conflict", f"annex {annex_id!r} belongs to another user")
-        if row["state"] != "interrupted":
-            return protocol.error_reply(
-                "conflict", f"annex {annex_id!r} is being created by another request")
+    def _name_held(self, row: dict[str, Any], peer: Peer, credentials: dict[str, str] | None,
+                   annex: dict[str, Any], notices: list[str]) -> dict[str, Any] | None:
+        """The (region, name) is held by a live row: resume it, finish its rollback, or say
+        no.  None: its rollback was finished and the new request may go ahead."""
+        state = RequestState(row["state"])
+        if not peer.may_act_on(row["owner_uid"]) or state not in lifecycle.PARKED:
+            return _taken_reply(row, peer)
         plan = AnnexPlan.from_record(row["plan"])
         payload = self._payload(self.settings, plan, annex)
-        progress = self.journal.progress(row["id"])
-        self.journal.set_state(row["id"], "creating")
-        log.info("request %d: uid %d resumes interrupted annex %s", row["id"], peer.uid, annex_id)
-        notices = [f"resumed the interrupted request for annex {annex_id!r} of "
-                   f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(row['created']))}; "
-                   "its original settings apply"]
+        log.info("request %d: uid %d resumes %s annex %s", row["id"], peer.uid, state,
+                 row["annex_id"])
         driver = self._driver(self.settings, plan, row["id"], credentials, payload)
-        return self._reply(driver, progress, "interrupted", notices)
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["created"]))
+        if state is RequestState.ROLLBACK_INTERRUPTED:
+            try:
+                self._continue(driver, state)
+            except steps.CreateFailed as error:
+                return _failure_reply(error, [])
+            except StateChanged:
+                return _taken_reply(self.journal.request(row["id"]), peer)
+            notices.append(f"first finished rolling back the failed request for annex "
+                           f"{row['annex_id']!r} of {when}")
+            return None
+        try:
+            return self._reply(driver, lambda: self._continue(driver, state), [
+                f"resumed the interrupted request for annex {row['annex_id']!r} of {when}; "
+                "its original settings apply"])
+        except StateChanged:  # another request resumed it (or the backstop ended it) first
+            return _taken_reply(self.journal.request(row["id"]), peer)
 
-    def _reply(self, driver: steps.Driver, progress: Progress | None, state: str,
+    def _reply(self, driver: steps.Driver, run: Callable[[], steps.Outputs | None],
                notices: list[str]) -> dict[str, Any]:
         plan = driver.plan
         try:
-            outputs = self._drive(driver, progress, state)
+            outputs = run()
         except steps.CreateFailed as error:
             log.warning("request %d: annex %s failed at %s: %s",
                         driver.request_id, plan.annex_id, error.step, error.cause)
@@ -346,6 +401,7 @@ class AnnexService:
         result = {
             "annex_id": plan.annex_id,
             "type": plan.annex_type,
+            "region": plan.region,
             "lease_end": plan.lease_end,
             "rule_arn": outputs["rule_arn"],
             "config_url": outputs["config_url"],
@@ -366,27 +422,28 @@ class AnnexService:
     def recover(self, workers: int = 8) -> None:
         """Drive every request a crash or shutdown left unfinished to a clean end if we can.
 
-        Requests made with the daemon's own credentials are finished (or rolled back) now, a
-        few at a time: they belong to different annexes and do not interfere.  Those made with
-        a user's keys wait, parked as *interrupted*, for the user.
+        No thread of this process drives any of them, so each is first parked in its
+        direction (a rollback stays a rollback).  Those the daemon may act on with its own
+        identity are then resumed, a few at a time: they belong to different annexes and do
+        not interfere.  The others wait, parked, for their owners.
         """
         rows = self.journal.unfinished()
         for row in rows:
-            if not row["daemon_credentials"]:
-                self._park(row)
-        mine = [row for row in rows if row["daemon_credentials"]]
+            state = RequestState(row["state"])
+            if state in lifecycle.DRIVEN:
+                self.journal.transition(row["id"], lifecycle.PARK[state])
+        mine = [row for row in rows if self.may_recover(row)]
+        for row in rows:
+            if row not in mine:
+                log.warning("request %d: annex %s in %s (uid %d) is parked; it resumes when "
+                            "its owner runs the same condor_annex command again",
+                            row["id"], row["annex_id"], row["region"], row["owner_uid"])
         if mine:
             with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-                list(pool.map(self._recover_one, mine))
+                list(pool.map(self._recover_one, [row["id"] for row in mine]))
 
-    def _park(self, row: dict[str, Any]) -> None:
-        if row["state"] != "interrupted":
-            self.journal.set_state(row["id"], "interrupted")
-        log.warning("request %d: annex %s (uid %d) is interrupted; it resumes when its owner "
-                    "runs the same condor_annex command again",
-                    row["id"], row["annex_id"], row["owner_uid"])
-
-    def _recover_one(self, row: dict[str, Any]) -> None:
+    def _recover_one(self, request_id: int) -> None:
+        row = self.journal.request(request_id)
         plan = AnnexPlan.from_record(row["plan"])
         log.info("request %d: recovering annex %s from state %s",
                  row["id"], plan.annex_id, row["state"])
@@ -397,7 +454,7 @@ class AnnexService:
                 log.error("request %d: %s", row["id"], error)
                 payload = None
             driver = self._driver(self.settings, plan, row["id"], None, payload)
-            self._drive(driver, self.journal.progress(row["id"]), row["state"])
+            self._continue(driver, RequestState(row["state"]))
         except steps.CreateFailed as error:
             log.error("request %d: recovery of annex %s failed at %s: %s",
                       row["id"], plan.annex_id, error.step, error.cause)
@@ -406,3 +463,18 @@ class AnnexService:
                      row["id"], plan.annex_id)
         except Exception:  # one broken request must not stop the others' recovery
             log.exception("request %d: recovery of annex %s failed", row["id"], plan.annex_id)
+
+
+def _taken_reply(row: dict[str, Any], peer: Peer) -> dict[str, Any]:
+    """Why a live row's (region, name) cannot be created again by this caller."""
+    name, region = row["annex_id"], row["region"]
+    state = RequestState(row["state"])
+    if not peer.may_act_on(row["owner_uid"]):
+        message = f"annex {name!r} in {region} belongs to another user; choose another name"
+    elif state in lifecycle.DRIVEN:
+        doing = "created" if state is RequestState.CREATING else "rolled back"
+        message = f"annex {name!r} is being {doing} by another request"
+    else:
+        message = (f"annex {name!r} already exists in {region} ({state}); choose another "
+                   "-annex-name, or end it first with -off")
+    return protocol.error_reply("conflict", message)

@@ -1,21 +1,26 @@
 """The create sequence as data, and the one driver that walks it forward and, on failure, back.
 
-Lease before instances: the lease function is checked, the config uploaded and the rule and
-target that enforce the lease are in place before the fleet is requested, so no instance can
-exist without something that will end it.
+Lease first: the lease (the EventBridge rule and its target, whose Input carries the lease
+end) is the first thing created, before the config object (which carries the pool's secret)
+and before any instance; a rollback undoes in reverse and removes the lease last.  So at every
+point a crash can stop us, whatever exists of the annex is covered by a lease that, once
+expired, removes all of it.
 
 Each step names its forward call, its undo call, and optionally a *find*: how to look up what
 an interrupted or timed-out forward call may already have created.  The driver
 
-* journals a step as *started* before its call and *done* (with what it produced) after, so a
-  restarted daemon knows exactly where every request stood (:class:`Progress`);
+* journals a step as *started* before its call and *done* (with what it produced) after, and
+  an undo as *undone*, so a restarted daemon knows exactly where every request stood
+  (:class:`Progress`), in either direction;
 * retries transient AWS failures with capped exponential backoff and full jitter, calling the
   step's *find* before every retry and every resumed attempt -- the fleet step's find is what
   keeps RequestSpotFleet exactly-once on services that do not honour ClientToken;
 * stops between steps when asked (daemon shutdown), leaving the request resumable;
 * on a permanent failure undoes, in reverse order, every step that started (the failed one too:
-  a timed-out call may still have taken effect), and carries on through undo errors so that one
-  stuck resource does not keep the others alive.
+  a timed-out call may still have taken effect).  An instance step's undo first looks the
+  instances up; when that lookup or any other undo fails, the lease is *not* removed: it is
+  kept with its end moved to now, so the lease function (or the daemon's backstop) ends
+  whatever is left, or appears later.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ from typing import Any, Callable
 
 from .aws import AnnexAws, Transient
 from .journal import Journal, Progress
+from .lifecycle import RequestState
 from .plan import AnnexPlan
 
 log = logging.getLogger("annexd.steps")
@@ -55,6 +61,8 @@ class Step:
     forward: Callable[[AnnexAws, AnnexPlan, Outputs], Outputs]
     undo: Callable[[AnnexAws, AnnexPlan, Outputs], None] | None = None
     find: Callable[[AnnexAws, AnnexPlan, Outputs], Outputs | None] | None = None
+    #: Part of the lease: undone only once everything after it is proven gone.
+    lease: bool = False
 
 
 def check(aws: AnnexAws, plan: AnnexPlan, _: Outputs) -> Outputs:
@@ -75,7 +83,7 @@ def upload_config(aws: AnnexAws, plan: AnnexPlan, _: Outputs, *,
     if payload is None:
         raise MaterialGone(f"annex {plan.annex_id}'s config needs the IDTOKEN or -config-dir "
                            "files of its original request, which are never stored")
-    aws.put_config(plan.bucket, plan.config_key, payload, plan.annex_id)
+    aws.put_config(plan.bucket, plan.config_key, payload, plan.annex_id, plan.lease_end)
     return {"config_url": f"s3://{plan.bucket}/{plan.config_key}"}
 
 
@@ -140,15 +148,16 @@ def terminate_instances(aws: AnnexAws, plan: AnnexPlan, _: Outputs) -> None:
 def create_sequence(plan: AnnexPlan, payload: bytes | None) -> tuple[Step, ...]:
     """The create sequence, with the config tarball ``payload`` (None: it can't be rebuilt).
 
-    Lease first; the last step starts the instances: a Spot Fleet, or on-demand instances.
+    Lease first (rule, then its target), then the config object, and last the instances: a
+    Spot Fleet, or on-demand instances.
     """
     start = Step("instances", run_instances, terminate_instances, find_instances) \
         if plan.on_demand_request else Step("fleet", request_fleet, cancel_fleet, find_fleet)
     return (
         Step("check", check),
+        Step("rule", put_rule, delete_rule, lease=True),
+        Step("target", put_target, remove_target, lease=True),
         Step("config", functools.partial(upload_config, payload=payload), delete_config),
-        Step("rule", put_rule, delete_rule),
-        Step("target", put_target, remove_target),
         start,
     )
 
@@ -166,11 +175,22 @@ class RetryPolicy:
 
 
 class CreateFailed(Exception):
-    """A forward step failed; what had been created was undone (see ``undo_errors``)."""
+    """A forward step failed; what had been created was undone (see ``undo_errors``).
 
-    def __init__(self, step: str, cause: Exception, undo_errors: list[tuple[str, Exception]]):
+    ``lease_kept``: something could not be undone, so the lease stays, expiring now.
+    """
+
+    def __init__(self, step: str, cause: Exception, undo_errors: list[tuple[str, Exception]],
+                 lease_kept: bool = False):
         super().__init__(step, cause, undo_errors)
         self.step, self.cause, self.undo_errors = step, cause, undo_errors
+        self.lease_kept = lease_kept
+
+
+@dataclass
+class RollbackOutcome:
+    errors: list[tuple[str, Exception]]
+    lease_kept: bool
 
 
 class Driver:
@@ -178,10 +198,11 @@ class Driver:
 
     def __init__(self, steps: tuple[Step, ...], aws: AnnexAws, plan: AnnexPlan,
                  journal: Journal, request_id: int, *, retry: RetryPolicy = RetryPolicy(),
-                 stop: threading.Event | None = None):
+                 stop: threading.Event | None = None,
+                 clock: Callable[[], float] = time.time):
         self.steps, self.aws, self.plan = steps, aws, plan
         self.journal, self.request_id = journal, request_id
-        self.retry, self.stop = retry, stop or threading.Event()
+        self.retry, self.stop, self.clock = retry, stop or threading.Event(), clock
 
     def _attempt(self, step: Step, call: StepCall, outputs: Outputs, *, look_first: bool,
                  interruptible: bool) -> Any:
@@ -209,46 +230,67 @@ class Driver:
                     time.sleep(delay)
         raise AssertionError("unreachable")
 
+    def _park(self, step: str) -> Paused:
+        self.journal.transition(self.request_id, RequestState.INTERRUPTED)
+        return Paused(step)
+
     def forward(self, progress: Progress | None = None) -> Outputs:
-        """Run the remaining steps; raises CreateFailed (rolled back) or Paused."""
+        """Run the remaining steps; raises CreateFailed (rolled back) or Paused.
+
+        The request must be *creating* (a new one, or one just resumed).
+        """
         progress = progress or Progress()
         outputs = progress.outputs()
-        started = [s for s in self.steps if s.name in progress.started | set(progress.done)]
         for step in self.steps:
             if step.name in progress.done:
                 continue
             if self.stop.is_set():
-                self.journal.set_state(self.request_id, "interrupted")
-                raise Paused(step.name)
+                raise self._park(step.name)
             resumed = step.name in progress.started
             self.journal.step_event(self.request_id, step.name, "started")
-            if step not in started:
-                started.append(step)
+            progress.started.add(step.name)
             try:
                 produced = self._attempt(step, step.forward, outputs, look_first=resumed,
                                          interruptible=True)
             except Paused:
-                self.journal.set_state(self.request_id, "interrupted")
-                raise
+                raise self._park(step.name) from None
             except Exception as error:
                 log.warning("annex %s: step %s failed: %s", self.plan.annex_id, step.name, error)
                 self.journal.step_event(self.request_id, step.name, "failed", str(error))
-                undo_errors = self.rollback(started, outputs, reason=str(error))
-                raise CreateFailed(step.name, error, undo_errors) from error
+                if not any(s.undo for s in self.steps if s.name in progress.touched()):
+                    # Nothing was created: the request was refused, not rolled back.
+                    self.journal.transition(self.request_id, RequestState.REFUSED,
+                                            error=str(error))
+                    raise CreateFailed(step.name, error, []) from error
+                outcome = self.rollback(progress, reason=str(error))
+                raise CreateFailed(step.name, error, outcome.errors,
+                                   outcome.lease_kept) from error
             outputs.update(produced)
+            progress.done[step.name] = produced
             self.journal.step_event(self.request_id, step.name, "done", produced)
             log.info("annex %s: %s done %s", self.plan.annex_id, step.name, produced or "")
-        self.journal.set_state(self.request_id, "active", outputs=outputs)
+        self.journal.transition(self.request_id, RequestState.ACTIVE, outputs=outputs)
         return outputs
 
-    def rollback(self, started: list[Step], outputs: Outputs,
-                 reason: str) -> list[tuple[str, Exception]]:
-        """Undo ``started`` steps in reverse; returns the undo failures."""
-        self.journal.set_state(self.request_id, "rolling-back", error=reason)
-        errors = []
-        for step in reversed(started):
+    def rollback(self, progress: Progress, reason: str, *,
+                 resumed: bool = False) -> RollbackOutcome:
+        """Undo, in reverse, every step the request touched and has not undone yet.
+
+        ``resumed``: the request is already *rolling-back* (a parked rollback, resumed).
+        The lease steps are undone only if everything after them was; otherwise the lease is
+        kept with its end moved to now, and the request ends *rollback-incomplete*.
+        """
+        if not resumed:
+            self.journal.transition(self.request_id, RequestState.ROLLING_BACK, error=reason)
+        outputs = progress.outputs()
+        errors: list[tuple[str, Exception]] = []
+        kept = False
+        for step in reversed([s for s in self.steps if s.name in progress.touched()]):
             if step.undo is None:
                 continue
+            if step.lease and errors:
+                kept = True  # something may be left: the lease must stay to end it
+                break
             self.journal.step_event(self.request_id, step.name, "undo-started")
             try:
                 self._attempt(step, step.undo, outputs, look_first=False, interruptible=False)
@@ -259,11 +301,29 @@ class Driver:
                 errors.append((step.name, error))
             else:
                 self.journal.step_event(self.request_id, step.name, "undone")
-        self.journal.set_state(self.request_id,
-                               "rollback-incomplete" if errors else "rolled-back")
-        return errors
+                progress.undone.add(step.name)
+        if not errors:
+            self.journal.transition(self.request_id, RequestState.ROLLED_BACK)
+            return RollbackOutcome(errors, False)
+        lease_end = self._expire_lease(progress) if kept else None
+        self.journal.transition(self.request_id, RequestState.ROLLBACK_INCOMPLETE,
+                                lease_end=lease_end)
+        return RollbackOutcome(errors, kept)
 
-    def rollback_progress(self, progress: Progress, reason: str) -> list[tuple[str, Exception]]:
-        """Roll back a journaled request (recovery): every step it ever started."""
-        started = [s for s in self.steps if s.name in progress.started | set(progress.done)]
-        return self.rollback(started, progress.outputs(), reason)
+    def _expire_lease(self, progress: Progress) -> int | None:
+        """Move the kept lease's end to now, so its next tick ends what is left."""
+        now = int(self.clock())
+        if "target" not in progress.done:
+            return now
+        try:
+            with_end = self.plan.target_input(lease_end=now)
+            self._attempt(Step("expire-lease", put_target), lambda aws, plan, _: aws.put_target(
+                plan.rule_name, plan.target_id, plan.lease_function_arn, with_end), {},
+                look_first=False, interruptible=False)
+        except Exception as error:
+            log.error("annex %s: could not move the lease end to now (%s); it still ends at %d",
+                      self.plan.annex_id, error, self.plan.lease_end)
+            return None
+        log.warning("annex %s: rollback incomplete; its lease is kept and now ends at %d so "
+                    "that the lease function removes what is left", self.plan.annex_id, now)
+        return now

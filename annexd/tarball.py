@@ -5,6 +5,11 @@ bootstrap (``condor_annex_ec2``) extracts it into the instance's config director
 (``LOCAL_CONFIG_DIR``), so the top level holds config files only; the pool's security
 material goes in a hidden subdirectory, which HTCondor does not read as configuration.
 Every member is owned by root and readable by no one else: the tarball carries a secret.
+
+The lease end is deliberately *not* in the tarball: it can change while the annex runs, and
+the tarball (with its secret) is never rewritten.  It travels as the config object's metadata,
+which ``condor_annex_ec2`` turns into ``AnnexLeaseExpiration`` and the startd's shutdown time
+at boot and re-reads every minute (``-refresh-lease``).
 """
 from __future__ import annotations
 
@@ -53,14 +58,14 @@ def annex_config(plan: AnnexPlan) -> str:
         f"COLLECTOR_HOST = {plan.collector_host}",
         f'AnnexName = "{plan.annex_id}"',
         "IsAnnex = True",
-        f"AnnexLeaseExpiration = {plan.lease_end}",
+        # AnnexLeaseExpiration and STARTD.DAEMON_SHUTDOWN (the startd leaves when the lease
+        # ends: a second line of defence behind the lease function) come from the lease file
+        # condor_annex_ec2 keeps in step with the config object's metadata.
         "STARTD_ATTRS = $(STARTD_ATTRS) AnnexName IsAnnex AnnexLeaseExpiration",
         "MASTER_ATTRS = $(MASTER_ATTRS) AnnexName IsAnnex AnnexLeaseExpiration",
-        # Go away when idle; the master follows its startd; and, as a second line of defence
-        # behind the lease function, the startd leaves when the lease ends.
+        # Go away when idle; the master follows its startd.
         f"STARTD_NOCLAIM_SHUTDOWN = {plan.idle_seconds}",
         "MASTER.DAEMON_SHUTDOWN = STARTD_StartTime =?= 0",
-        f"STARTD.DAEMON_SHUTDOWN = time() > {plan.lease_end}",
     ]
     if owners:
         lines.append(f'START = ($(START)) && stringListMember(Owner, "{owners}")')

@@ -27,6 +27,7 @@ sys.path.insert(0, ROOT)
 
 from annexd import spotfleet  # noqa: E402
 from annexd.journal import Journal  # noqa: E402
+from annexd.lifecycle import RequestState  # noqa: E402
 from annexd.plan import AnnexPlan  # noqa: E402
 from annexd_lambda import lease  # noqa: E402
 from localaws import fixtures  # noqa: E402
@@ -249,7 +250,8 @@ def _fake_rows(journal_path: str, count: int, state: str) -> None:
                          client_token=f"{name}_t", rule_schedule="rate(5 minutes)",
                          spot_fleet_config=config)
         request_id = journal.begin(plan, daemon_credentials=False)
-        journal.set_state(request_id, state)
+        if state != RequestState.CREATING:
+            journal.transition(request_id, RequestState(state))
     journal.close()
 
 

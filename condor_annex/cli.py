@@ -479,6 +479,8 @@ def _annex_request(command: str, values: dict[str, Any], settings: knobs.ClientS
     request = {"version": protocol.VERSION, "command": command, **fields}
     if values.get("annex_name"):
         request["name"] = values["annex_name"]
+    if values.get("region"):  # else: every region the caller has annexes in
+        request["region"] = values["region"]
     return _with_credentials(request, credentials(key_files(values, settings)))
 
 
@@ -525,6 +527,9 @@ class Off(Command):
         return _annex_request("off", values, settings)
 
     def show(self, result: dict[str, Any], settings: knobs.ClientSettings) -> int:
+        if result.get("already_ended"):
+            print(f"Annex {result['AnnexID']} had already ended.")
+            return EXIT_OK
         done = [f"cancelled {len(result['cancelled_fleets'])} spot fleet request(s)",
                 f"terminated {len(result['terminated_instances'])} more instance(s)",
                 "removed its lease rule" if result["deleted_rule"] else "its rule was gone",

@@ -11,8 +11,9 @@ next one:
 1. cancel every live Spot Fleet request tagged ``htcondor:AnnexName=<AnnexID>`` (the whole tag
    value, never a prefix: expiring ``foo`` must not touch ``foobar``), terminating its instances;
 2. terminate any instance still carrying the tag (on-demand instances, stragglers);
-3. remove the rule's target, then delete the rule;
-4. delete ``config-<AnnexID>.tar.gz`` last.
+3. delete ``config-<AnnexID>.tar.gz``;
+4. remove the rule's target, then delete the rule: the lease itself goes last, so that a tick
+   that fails half-way leaves the lease in place and the next tick finishes the job.
 
 Self-contained on purpose (standard library and boto3 only): it is shipped as a single file.
 Clients are plain ``boto3.client`` calls, so ``AWS_ENDPOINT_URL`` redirects them to an emulator,
@@ -33,7 +34,7 @@ from botocore.exceptions import ClientError
 
 ANNEX_TAG = "htcondor:AnnexName"
 CLIENT_TOKEN_TAG = "htcondor:AnnexClientToken"
-ANNEX_ID = re.compile(r"^[A-Za-z0-9-]{1,27}$")
+ANNEX_ID = re.compile(r"[A-Za-z0-9-]{1,27}")  # whole string: fullmatch
 LIVE_FLEET_STATES = frozenset({"submitted", "active", "modifying"})
 LIVE_INSTANCE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
 FLEET_GONE_CODES = frozenset({"fleetRequestIdDoesNotExist", "fleetRequestNotInCancellableState"})
@@ -60,7 +61,7 @@ class Lease:
         if not isinstance(event, dict):
             raise LeaseError("event is not a JSON object")
         annex_id, expiration = event.get("AnnexID"), event.get("LeaseExpiration")
-        if not isinstance(annex_id, str) or not ANNEX_ID.match(annex_id):
+        if not isinstance(annex_id, str) or not ANNEX_ID.fullmatch(annex_id):
             raise LeaseError(f"AnnexID {annex_id!r} is not a valid annex ID")
         if isinstance(expiration, bool) or not isinstance(expiration, int):
             raise LeaseError(f"LeaseExpiration {expiration!r} is not integer epoch seconds")
@@ -233,14 +234,15 @@ def teardown(annex_id: str, bucket: str | None, clients: Clients) -> dict[str, A
     cancel_fleets(clients.ec2, fleets)
     instances = find_instances(clients.ec2, annex_id)
     terminate_instances(clients.ec2, instances)
+    deleted_config = delete_config(clients.s3, bucket, config_key(annex_id))
     summary = {
         "AnnexID": annex_id,
         "expired": True,
         "cancelled_fleets": fleets,
         "terminated_instances": instances,
+        "deleted_config": deleted_config,
         "removed_target": remove_target(clients.events, annex_id, annex_id),
         "deleted_rule": delete_rule(clients.events, annex_id),
-        "deleted_config": delete_config(clients.s3, bucket, config_key(annex_id)),
     }
     log.info("annex %s torn down: %s", annex_id, summary)
     return summary

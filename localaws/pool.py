@@ -92,6 +92,7 @@ class LocalPool:
                 f"ANNEX_DEFAULT_LAMBDA_URL = {endpoint_url}",
                 f"ANNEX_DEFAULT_S3_URL = {endpoint_url}",
                 f"ANNEX_DEFAULT_CF_URL = {endpoint_url}",
+                f"ANNEX_DEFAULT_STS_URL = {endpoint_url}",
                 f"ANNEX_DEFAULT_S3_BUCKET = {bucket}" if bucket else "",
                 f"USER_CONFIG_FILE = {self.user_config_file}",
                 "ANNEXD_SETUP_POLL_SECONDS = 0.2",

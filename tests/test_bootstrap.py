@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import pwd
@@ -29,10 +30,17 @@ print(json.dumps({n: str(htcondor2.param.get(n)) for n in names}))
 """
 
 
+_BOOTS = itertools.count()
+
+
 @pytest.fixture
 def annex_instance(aws, run_annex, with_keys):
-    """An annex made by the real daemon, the setup's instance profile, one of its instances."""
-    created = run_annex("-annex-name", "booting", "-lease-duration", "3600", "-count", "2",
+    """An annex made by the real daemon, the setup's instance profile, one of its instances.
+
+    Each test gets an annex name of its own (``.annex``): the module's daemon remembers them.
+    """
+    name = f"booting-{next(_BOOTS)}"
+    created = run_annex("-annex-name", name, "-lease-duration", "3600", "-count", "2",
                         "-lease-function-arn", aws.lease_arn, *with_keys, SPOT_CONFIG)
     assert created.returncode == 0, created.stderr
     with open(os.path.join(os.path.dirname(__file__), "..", "cfn", "instance-profile.yaml"),
@@ -50,8 +58,9 @@ def annex_instance(aws, run_annex, with_keys):
         time.sleep(0.1)
     profile = stack["Outputs"][0]["OutputValue"]
     instance = aws.ec2.describe_instances(Filters=[
-        {"Name": f"tag:{ANNEX_TAG}", "Values": ["booting"]}])["Reservations"][0]["Instances"][0]
+        {"Name": f"tag:{ANNEX_TAG}", "Values": [name]}])["Reservations"][0]["Instances"][0]
     imds = FakeImds(instance["InstanceId"], "us-east-1", profile)
+    imds.annex, imds.instance_id = name, instance["InstanceId"]
     yield imds
     imds.close()
 
@@ -75,7 +84,7 @@ def test_instance_joins_with_the_annexs_configuration(aws, annex_instance, tmp_p
     result = run_bootstrap(aws.url, annex_instance, config_dir)
     assert result.returncode == 0, result.stderr
     assert "not restricting the metadata service: it is http://127.0.0.1" in result.stderr
-    secrets = config_dir / ".annex-booting"
+    secrets = config_dir / f".annex-{annex_instance.annex}"
     assert stat.S_IMODE(secrets.stat().st_mode) == 0o700
     assert stat.S_IMODE((secrets / "pool_password").stat().st_mode) == 0o600
     assert not any(p.name.startswith(".annex-incoming") for p in config_dir.iterdir())
@@ -89,12 +98,12 @@ def test_instance_joins_with_the_annexs_configuration(aws, annex_instance, tmp_p
     knobs = json.loads(loaded.stdout)
     me = pwd.getpwuid(os.getuid()).pw_name
     assert knobs["COLLECTOR_HOST"] == "cm.pool.example.org:9618"
-    assert knobs["AnnexName"] == '"booting"' and knobs["IsAnnex"] == "True"
+    assert knobs["AnnexName"] == f'"{annex_instance.annex}"' and knobs["IsAnnex"] == "True"
     assert knobs["START"] == f'(True) && stringListMember(Owner, "{me}")'
     assert knobs["STARTD_NOCLAIM_SHUTDOWN"] == "900"
     assert knobs["MASTER.DAEMON_SHUTDOWN"] == "STARTD_StartTime =?= 0"
     assert knobs["SEC_DEFAULT_AUTHENTICATION"] == "REQUIRED"
-    assert knobs["SEC_PASSWORD_FILE"] == f"{config_dir}/.annex-booting/pool_password"
+    assert knobs["SEC_PASSWORD_FILE"] == f"{config_dir}/.annex-{annex_instance.annex}/pool_password"
     assert knobs["EC2InstanceID"].startswith('"i-')
 
 
@@ -114,7 +123,7 @@ def test_transient_metadata_iam_and_s3_failures_are_retried(aws, annex_instance,
 
 
 def test_a_gone_config_object_powers_the_instance_off(aws, annex_instance, tmp_path):
-    aws.s3.delete_object(Bucket="htcondor-annex-config", Key="config-booting.tar.gz")
+    aws.s3.delete_object(Bucket="htcondor-annex-config", Key=f"config-{annex_instance.annex}.tar.gz")
     marker = tmp_path / "powered-off"
     result = run_bootstrap(aws.url, annex_instance, tmp_path / "config.d",
                            "-poweroff-command", f"touch {marker}")
@@ -130,6 +139,71 @@ def test_no_shutdown_only_logs(aws, annex_instance, tmp_path):
                            "-no-shutdown", "-poweroff-command", f"touch {marker}")
     assert result.returncode == 1
     assert "still failing after" in result.stderr and not marker.exists()
+
+
+LEASE_KNOBS = """
+import json, htcondor2
+print(json.dumps({n: str(htcondor2.param.get(n))
+                  for n in ["AnnexLeaseExpiration", "STARTD.DAEMON_SHUTDOWN"]}))
+"""
+
+
+def instance_lease(config_dir) -> dict[str, str]:
+    """What HTCondor on the instance reads of the lease from ``config_dir``."""
+    condor_config = config_dir.parent / "condor_config"
+    condor_config.write_text(f"LOCAL_DIR = {config_dir.parent}\nLOCAL_CONFIG_DIR = {config_dir}\n")
+    loaded = subprocess.run([script("python"), "-c", LEASE_KNOBS], capture_output=True,
+                            text=True, env={**os.environ, "CONDOR_CONFIG": str(condor_config)})
+    assert loaded.returncode == 0, loaded.stderr
+    return json.loads(loaded.stdout)
+
+
+def test_a_lease_change_reaches_running_instances(aws, annex_instance, run_annex, with_keys,
+                                                  tmp_path):
+    name, config_dir = annex_instance.annex, tmp_path / "config.d"
+    first_end = aws.target_input(name)["LeaseExpiration"]
+    assert run_bootstrap(aws.url, annex_instance, config_dir).returncode == 0
+    assert instance_lease(config_dir) == {
+        "AnnexLeaseExpiration": str(first_end),
+        "STARTD.DAEMON_SHUTDOWN": f"time() > {first_end + 120}"}
+
+    extended = run_annex("-annex-name", name, "-lease-duration", "7200", *with_keys)
+    assert extended.returncode == 0, extended.stderr
+    new_end = aws.target_input(name)["LeaseExpiration"]
+    assert new_end > first_end + 3000
+    # Nothing the instances read still carries the old end: not the object, its metadata
+    # or body, nor the instances' tags.
+    stored = aws.s3.get_object(Bucket="htcondor-annex-config", Key=f"config-{name}.tar.gz")
+    assert stored["Metadata"] == {"annex-lease-expiration": str(new_end)}
+    with tarfile.open(fileobj=io.BytesIO(stored["Body"].read()), mode="r:gz") as archive:
+        for member in archive.getmembers():
+            if member.isfile():
+                assert str(first_end).encode() not in archive.extractfile(member).read()
+    instance = aws.ec2.describe_instances(InstanceIds=[annex_instance.instance_id])
+    tags = instance["Reservations"][0]["Instances"][0]["Tags"]
+    assert all(str(first_end) not in tag["Value"] for tag in tags)
+
+    marker = tmp_path / "reconfigured"
+    refreshed = run_bootstrap(aws.url, annex_instance, config_dir, "-refresh-lease",
+                              "-reconfig-command", f"touch {marker}")
+    assert refreshed.returncode == 0, refreshed.stderr
+    assert marker.exists() and f"the lease now ends at {new_end}" in refreshed.stderr
+    assert instance_lease(config_dir) == {
+        "AnnexLeaseExpiration": str(new_end),
+        "STARTD.DAEMON_SHUTDOWN": f"time() > {new_end + 120}"}
+
+    marker.unlink()  # unchanged: no reconfig
+    again = run_bootstrap(aws.url, annex_instance, config_dir, "-refresh-lease",
+                          "-reconfig-command", f"touch {marker}")
+    assert again.returncode == 0 and not marker.exists(), again.stderr
+
+    off = run_annex("-annex-name", name, "-off", *with_keys)  # the object goes: leave now
+    assert off.returncode == 0, off.stderr
+    ended = run_bootstrap(aws.url, annex_instance, config_dir, "-refresh-lease",
+                          "-reconfig-command", f"touch {marker}")
+    assert ended.returncode == 0 and marker.exists(), ended.stderr
+    shutdown_at = int(instance_lease(config_dir)["STARTD.DAEMON_SHUTDOWN"].split(">")[1])
+    assert shutdown_at <= time.time()
 
 
 # -- hostile tarballs ------------------------------------------------------------------

@@ -40,7 +40,7 @@ def test_create_with_count_override(aws, run_annex, with_keys):
         assert tags_of(instance) == {ANNEX_TAG: "nightly", "project": "nightly-builds"}
 
     rule = aws.events.describe_rule(Name="nightly")
-    assert rule["ScheduleExpression"] == "rate(5 minutes)" and rule["State"] == "ENABLED"
+    assert rule["ScheduleExpression"] == "rate(1 minute)" and rule["State"] == "ENABLED"
     [target] = aws.events.list_targets_by_rule(Rule="nightly")["Targets"]
     assert target["Arn"] == aws.lease_arn and target["Id"] == "nightly"
     lease_input = json.loads(target["Input"])
@@ -51,6 +51,8 @@ def test_create_with_count_override(aws, run_annex, with_keys):
 
     head = aws.s3.head_object(Bucket="htcondor-annex-config", Key="config-nightly.tar.gz")
     assert head["ServerSideEncryption"] == "AES256"
+    # The instances read the lease end from the object's metadata, never from its body.
+    assert head["Metadata"] == {"annex-lease-expiration": str(lease_input["LeaseExpiration"])}
 
 
 def test_wrapped_console_config(aws, run_annex, with_keys):
@@ -185,7 +187,7 @@ def test_journal_records_plan_and_steps_but_no_credentials(aws, pool, run_annex,
     assert plan["client_token"].startswith("journaled_") and len(plan["client_token"]) <= 64
     assert plan["spot_fleet_config"]["ClientToken"] == plan["client_token"]
     assert json.loads(outputs)["spot_fleet_request_id"] == result.stdout.strip()
-    assert events == [(step, event) for step in ("check", "config", "rule", "target", "fleet")
+    assert events == [(step, event) for step in ("check", "rule", "target", "config", "fleet")
                       for event in ("started", "done")]
     assert "secret" not in json.dumps(plan).lower()
     assert stat.S_IMODE(os.stat(pool.journal_file).st_mode) == 0o600

@@ -6,16 +6,19 @@ effect before the connection died.
 """
 from __future__ import annotations
 
+import itertools
+import subprocess
+
 import pytest
 
 from localaws.faultproxy import FaultProxy
-from localaws.pool import AnnexDaemon, LocalPool
+from localaws.pool import AnnexDaemon, LocalPool, script
 
 from conftest import SECRET, SPOT_CONFIG
 from test_recovery import assert_all_or_nothing, unfinished
 
-CALLS = ["lambda:GetFunction", "events:DescribeRule", "s3:PutObject", "events:PutRule",
-         "events:PutTargets", "ec2:RequestSpotFleet"]
+CALLS = ["lambda:GetFunction", "events:DescribeRule", "events:PutRule", "events:PutTargets",
+         "s3:PutObject", "ec2:RequestSpotFleet"]
 # kind -> (times, expected outcome)
 FAULTS = {
     "throttle": (2, "complete"),
@@ -52,22 +55,24 @@ def fault_daemon(fault_pool):
         yield daemon
 
 
+_NAMES = itertools.count()
+
+
 @pytest.mark.parametrize("kind", list(FAULTS))
 @pytest.mark.parametrize("call", CALLS)
 def test_fault_at_every_call(call, kind, aws, proxy, fault_pool, fault_daemon):
-    import subprocess
-    from localaws.pool import script
-
+    # Each case its own annex name: the module's daemon remembers every annex it made.
+    name = f"shaky-{next(_NAMES)}"
     proxy.clear()
     times, expected = FAULTS[kind]
     proxy.arm(call, kind, times)
     result = subprocess.run(
-        [script("condor_annex"), "-annex-name", "shaky", "-count", "2", "-lease-duration",
+        [script("condor_annex"), "-annex-name", name, "-count", "2", "-lease-duration",
          "3600", "-lease-function-arn", aws.lease_arn, "-public", fault_pool.access_key_file,
          "-secret", fault_pool.secret_key_file, SPOT_CONFIG],
         env=fault_pool.env(), capture_output=True, text=True, timeout=120)
     assert proxy.seen[call] >= 1, f"{call} was never made"
-    outcome = assert_all_or_nothing(aws, "shaky")
+    outcome = assert_all_or_nothing(aws, name)
     assert outcome == expected, result.stderr
     if expected == "complete":
         assert result.returncode == 0, result.stderr

@@ -10,7 +10,7 @@ def test_defaults_come_from_the_macros(condor_config, tmp_path):
     assert settings.socket_path == f"{tmp_path}/lock/annexd.sock"
     assert settings.journal_path == f"{tmp_path}/spool/annexd-journal.sqlite"
     assert settings.region == "us-east-1"
-    assert settings.lease_rate_minutes == 5 and settings.allow_daemon_credentials is False
+    assert settings.lease_rate_minutes == 1 and settings.allow_daemon_credentials is False
     client = knobs.ClientSettings.load()
     assert client.socket_path == settings.socket_path
     assert client.lease_duration == 3000  # HTCondor's own default for the knob

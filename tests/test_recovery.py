@@ -20,8 +20,9 @@ KNOBS = "\n".join(["ANNEXD_ALLOW_DAEMON_CREDENTIALS = true", "ANNEXD_RETRY_BASE_
 
 FORWARD_CALLS = ["Lambda GetFunction", "EventBridge DescribeRule", "S3 PutObject",
                  "EventBridge PutRule", "EventBridge PutTargets", "EC2 RequestSpotFleet"]
+#: The rollback's calls, in order: instances first, the lease (target, rule) last.
 UNDO_CALLS = ["EC2 DescribeSpotFleetRequests", "EC2 CancelSpotFleetRequests",
-              "EventBridge RemoveTargets", "EventBridge DeleteRule", "S3 DeleteObject"]
+              "S3 DeleteObject", "EventBridge RemoveTargets", "EventBridge DeleteRule"]
 
 
 def annex(pool: LocalPool, *args: str, keys: bool = False, config: str | None = SPOT_CONFIG,
@@ -52,10 +53,20 @@ def assert_all_or_nothing(aws, name: str) -> str:
     return "complete"
 
 
+def assert_covered_by_its_lease(aws, name: str) -> None:
+    """Whatever exists of the annex, its lease (rule and target) is there to end it."""
+    held = aws.annex_resources(name)
+    if held["fleets"] or held["instances"] or held["objects"]:
+        assert held["rules"] == [name] and held["targets"] == [name], held
+        assert aws.target_input(name)["AnnexID"] == name
+    assert len(live_fleets(aws, name)) <= 1
+
+
 def unfinished(pool: LocalPool) -> list[tuple[str, str]]:
     with sqlite3.connect(pool.journal_file) as db:
         return db.execute("SELECT annex_id, state FROM requests WHERE state IN "
-                          "('creating', 'rolling-back', 'interrupted')").fetchall()
+                          "('creating', 'rolling-back', 'interrupted', 'rollback-interrupted')"
+                          ).fetchall()
 
 
 @pytest.fixture
@@ -65,8 +76,11 @@ def crash_pool(aws, moto_server, tmp_path) -> LocalPool:
                                                 f"{aws.lease_arn}")
 
 
-def crash_then_recover(pool: LocalPool, point: str, *args: str, **kwargs) -> None:
-    crashing = AnnexDaemon(pool, {**DAEMON_CREDENTIALS, "ANNEXD_TEST_CRASH_AT": point}).start()
+def crash(pool: LocalPool, point: str, *args: str, identity: bool = True,
+          **kwargs) -> None:
+    """Run condor_annex against a daemon that dies like kill -9 at ``point``."""
+    env = {**(DAEMON_CREDENTIALS if identity else {}), "ANNEXD_TEST_CRASH_AT": point}
+    crashing = AnnexDaemon(pool, env).start()
     try:
         result = annex(pool, *args, **kwargs)
         assert crashing.process.wait(timeout=60) == -signal.SIGKILL, \
@@ -75,6 +89,10 @@ def crash_then_recover(pool: LocalPool, point: str, *args: str, **kwargs) -> Non
         if crashing.process.poll() is None:
             crashing.stop(signal.SIGKILL)
     assert result.returncode == 3 and "condor_annexd" in result.stderr
+
+
+def crash_then_recover(pool: LocalPool, point: str, *args: str, **kwargs) -> None:
+    crash(pool, point, *args, **kwargs)
     with AnnexDaemon(pool, DAEMON_CREDENTIALS):
         pass  # recovery runs before the daemon answers its first request
 
@@ -95,13 +113,51 @@ def test_kill_at_every_forward_point_then_finish_exactly_once(point, aws, crash_
 @pytest.mark.parametrize("point", [f"{call}:{when}" for call in UNDO_CALLS
                                    for when in ("before", "after")])
 def test_kill_during_rollback_then_finish_the_rollback(point, aws, crash_pool, tmp_path):
+    crash_then_recover(crash_pool, point, "-lease-duration", "3600", config=bad_config(tmp_path))
+    assert assert_all_or_nothing(aws, "phoenix") == "absent"
+    assert unfinished(crash_pool) == []
+
+
+def bad_config(tmp_path) -> str:
+    """A Spot Fleet config RequestSpotFleet rejects (no such image)."""
     with open(SPOT_CONFIG, encoding="utf-8") as handle:
         config = json.load(handle)
-    config["LaunchSpecifications"][0]["ImageId"] = "ami-00000000"  # RequestSpotFleet fails
+    config["LaunchSpecifications"][0]["ImageId"] = "ami-00000000"
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(config))
-    crash_then_recover(crash_pool, point, "-lease-duration", "3600", config=str(bad))
-    assert assert_all_or_nothing(aws, "phoenix") == "absent"
+    return str(bad)
+
+
+@pytest.mark.parametrize("point", [f"{call}:{when}" for call in FORWARD_CALLS
+                                   for when in ("before", "after")])
+def test_user_keys_kill_at_every_forward_point_parks_under_a_lease_then_the_owner_resumes(
+        point, aws, crash_pool):
+    crash(crash_pool, point, "-lease-duration", "3600", keys=True, identity=False)
+    with AnnexDaemon(crash_pool) as daemon:  # no identity of its own: it must wait
+        assert unfinished(crash_pool) == [("phoenix", "interrupted")]
+        assert_covered_by_its_lease(aws, "phoenix")
+        resumed = annex(crash_pool, "-lease-duration", "3600", keys=True)
+        assert resumed.returncode == 0, resumed.stderr
+        assert daemon.process.poll() is None
+    assert assert_all_or_nothing(aws, "phoenix") == "complete"
+    assert unfinished(crash_pool) == []
+
+
+@pytest.mark.parametrize("point", [f"{call}:{when}" for call in UNDO_CALLS
+                                   for when in ("before", "after")])
+def test_user_keys_kill_during_rollback_parks_a_rollback_that_the_owner_finishes(
+        point, aws, crash_pool, tmp_path):
+    crash(crash_pool, point, "-lease-duration", "3600", keys=True, identity=False,
+          config=bad_config(tmp_path))
+    with AnnexDaemon(crash_pool):
+        assert unfinished(crash_pool) == [("phoenix", "rollback-interrupted")]
+        assert_covered_by_its_lease(aws, "phoenix")
+        # The owner repeats the command, this time with a config that works: the old
+        # rollback is finished first, then the annex is created afresh, lease first.
+        again = annex(crash_pool, "-lease-duration", "3600", keys=True)
+    assert again.returncode == 0, again.stderr
+    assert "first finished rolling back the failed request" in again.stderr
+    assert assert_all_or_nothing(aws, "phoenix") == "complete"
     assert unfinished(crash_pool) == []
 
 
