@@ -1,0 +1,264 @@
+"""A stateful model of condor_annexd against the moto server, hunting for sequences nobody wrote.
+
+Two users (real other uids), two regions, and the operations of an annex's life: create (good or
+failing config), repeat, extend, off, status, kill -9 at any AWS call followed by a restart
+with or without the daemon's own identity, plain restarts, and lease ticks after expiry.
+After every step the invariants the daemon promises are checked against AWS and the journal:
+
+* nothing of an annex (fleet, instance, config object) exists without its lease: rule and
+  target, in its region;
+* at most one live fleet per annex;
+* everything in AWS belongs to a live journal row (no orphan the daemon forgot);
+* no user sees, changes or ends another user's annex; a live annex is never hidden from root.
+
+At the end every lease is made to expire and ticks once: then nothing of any annex remains.
+
+The run in the suite is deterministic and bounded (``ANNEX_MODEL_EXAMPLES`` x
+``ANNEX_MODEL_STEPS``); raise both, and set ``ANNEX_MODEL_RANDOM=1``, to explore further.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import tempfile
+from typing import Any
+
+import hypothesis.strategies as st
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+
+from annexd_lambda import lease
+from condor_annex import client
+from localaws import fixtures
+from localaws.eventbridge import lambda_environment
+from localaws.pool import AnnexDaemon, LocalPool
+
+from conftest import SECRET, SPOT_CONFIG
+from test_daemon_boundary import as_other_user
+from test_recovery import FORWARD_CALLS, UNDO_CALLS
+
+REGIONS = ("us-east-1", "us-west-2")
+BUCKETS = {"us-east-1": "htcondor-annex-config", "us-west-2": "west-annex-config"}
+USERS = {54341: "alice", 54342: "bob"}
+NAMES = ("m-a", "m-b")
+CRASH_POINTS = [f"{call}:{when}" for call in FORWARD_CALLS + UNDO_CALLS
+                for when in ("before", "after")]
+IDENTITY = {"AWS_ACCESS_KEY_ID": "daemon", "AWS_SECRET_ACCESS_KEY": "daemon-secret"}
+USER_KEYS = {"access_key_id": "AKIAUSER", "secret_access_key": "user-secret"}
+LIVE_FLEET = ("submitted", "active", "modifying")
+
+with open(SPOT_CONFIG, encoding="utf-8") as _handle:
+    GOOD_CONFIG = json.load(_handle)
+BAD_CONFIG = json.loads(json.dumps(GOOD_CONFIG))
+BAD_CONFIG["LaunchSpecifications"][0]["ImageId"] = "ami-00000000"  # RequestSpotFleet fails
+
+WORLD: dict[str, Any] = {}  # the moto server, set by the test before the machine runs
+
+
+class AnnexModel(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        server = WORLD["moto"]
+        server.reset()
+        self.url = server.url
+        self.clients = {region: {name: fixtures.client(name, self.url, region)
+                                 for name in ("ec2", "events", "s3", "iam", "lambda")}
+                        for region in REGIONS}
+        east, west = (self.clients[region] for region in REGIONS)
+        for region in REGIONS:
+            fixtures.create_bucket(self.clients[region]["s3"], BUCKETS[region], region)
+        self.arns = {"us-east-1": fixtures.deploy_lease_function(east["iam"], east["lambda"])}
+        role = east["iam"].get_role(RoleName="HTCondorAnnex-LeaseFunction-Role")["Role"]["Arn"]
+        self.arns["us-west-2"] = west["lambda"].create_function(  # IAM is global
+            FunctionName="HTCondorAnnex-LeaseFunction", Runtime="python3.12", Role=role,
+            Handler="lease.handler", Code={"ZipFile": b"PK"})["FunctionArn"]
+        self.root = tempfile.mkdtemp(prefix="annex-model-")
+        os.chmod(self.root, 0o755)
+        self.pool = LocalPool(self.root).write(self.url, secret=SECRET, extra="\n".join([
+            "us_west_2.ANNEX_DEFAULT_S3_BUCKET = west-annex-config",
+            "ANNEXD_RETRY_BASE_SECONDS = 0.05",
+            "ANNEXD_LEASE_CHECK_INTERVAL = 3600"]))
+        self.daemon = self._start(identity=True)
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _start(self, identity: bool, crash_at: str | None = None) -> AnnexDaemon:
+        env = dict(IDENTITY) if identity else {}
+        if crash_at:
+            env["ANNEXD_TEST_CRASH_AT"] = crash_at
+        return AnnexDaemon(self.pool, env).start()
+
+    def _restart(self, identity: bool, crash_at: str | None = None, sig: int = signal.SIGTERM):
+        if self.daemon.process.poll() is None:
+            self.daemon.stop(sig)
+        self.daemon = self._start(identity, crash_at)
+
+    def _send(self, uid: int, message: dict[str, Any]) -> dict[str, Any]:
+        reply = as_other_user(self.pool.socket_path, {"version": 1, **message}, uid=uid)
+        assert "connect_error" not in reply, reply
+        assert reply.get("ok") or reply["error"]["kind"] != "internal", reply
+        return reply
+
+    def _live_rows(self) -> list[dict[str, Any]]:
+        """The journal's live annexes, as root sees them (every one of them)."""
+        return client.call(self.pool.socket_path, {"version": 1, "command": "list"})[
+            "result"]["annexes"]
+
+    def _owner(self, region: str, name: str) -> int | None:
+        for row in self._live_rows():
+            if (row["region"], row["name"]) == (region, name):
+                return row["owner"]
+        return None
+
+    def _held(self, region: str) -> dict[str, dict[str, list[str]]]:
+        """Per annex name: what AWS holds of it in ``region``."""
+        aws, held = self.clients[region], {}
+
+        def add(name: str, kind: str, item: str) -> None:
+            held.setdefault(name, {"fleets": [], "instances": [], "objects": [],
+                                   "rules": [], "targets": []})[kind].append(item)
+
+        for fleet in aws["ec2"].describe_spot_fleet_requests()["SpotFleetRequestConfigs"]:
+            tags = {t["Key"]: t["Value"] for t in fleet.get("Tags", [])}
+            if fleet["SpotFleetRequestState"] in LIVE_FLEET and lease.ANNEX_TAG in tags:
+                add(tags[lease.ANNEX_TAG], "fleets", fleet["SpotFleetRequestId"])
+        for reservation in aws["ec2"].describe_instances(Filters=[
+                {"Name": "instance-state-name", "Values": lease.LIVE_INSTANCE_STATES}])[
+                "Reservations"]:
+            for instance in reservation["Instances"]:
+                tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+                if lease.ANNEX_TAG in tags:
+                    add(tags[lease.ANNEX_TAG], "instances", instance["InstanceId"])
+        for item in aws["s3"].list_objects_v2(Bucket=BUCKETS[region]).get("Contents", []):
+            if item["Key"].startswith("config-") and item["Key"].endswith(".tar.gz"):
+                add(item["Key"][len("config-"):-len(".tar.gz")], "objects", item["Key"])
+        for found in aws["events"].list_rules()["Rules"]:
+            add(found["Name"], "rules", found["Name"])
+            for target in aws["events"].list_targets_by_rule(Rule=found["Name"])["Targets"]:
+                add(found["Name"], "targets", target["Id"])
+        return held
+
+    def _message(self, region: str, name: str, bad: bool, uid: int) -> dict[str, Any]:
+        return {"command": "create", "credentials": USER_KEYS, "annex": {
+            "name": name, "region": region, "lease_duration": 3600, "count": 1,
+            "lease_function_arn": self.arns[region], "owners": [USERS[uid]],
+            "spot_fleet_config": BAD_CONFIG if bad else GOOD_CONFIG}}
+
+    # -- operations ----------------------------------------------------------------------
+
+    @rule(uid=st.sampled_from(sorted(USERS)), region=st.sampled_from(REGIONS),
+          name=st.sampled_from(NAMES), bad=st.sampled_from([False, False, True]))
+    def create(self, uid: int, region: str, name: str, bad: bool) -> None:
+        """Create, or repeat a create of, an annex."""
+        owner = self._owner(region, name)
+        reply = self._send(uid, self._message(region, name, bad, uid))
+        if owner is not None and owner != uid:
+            assert reply["ok"] is False and "belongs to another user" in \
+                reply["error"]["message"], reply
+        assert self.daemon.process.poll() is None
+
+    @rule(uid=st.sampled_from(sorted(USERS)), region=st.sampled_from(REGIONS),
+          name=st.sampled_from(NAMES), bad=st.booleans(),
+          point=st.sampled_from(CRASH_POINTS), identity=st.booleans())
+    def create_then_kill(self, uid: int, region: str, name: str, bad: bool, point: str,
+                         identity: bool) -> None:
+        """kill -9 at an AWS call of a create; restart with or without the daemon's identity."""
+        self._restart(identity=True, crash_at=point)
+        reply = as_other_user(self.pool.socket_path,
+                              {"version": 1, **self._message(region, name, bad, uid)}, uid=uid)
+        if self.daemon.process.poll() is None:  # the call was never made
+            assert reply.get("ok") or reply["error"]["kind"] != "internal", reply
+        self._restart(identity=identity, sig=signal.SIGKILL)
+
+    @rule(uid=st.sampled_from(sorted(USERS)), region=st.sampled_from(REGIONS),
+          name=st.sampled_from(NAMES))
+    def extend(self, uid: int, region: str, name: str) -> None:
+        owner = self._owner(region, name)
+        before = self._held(region).get(name)
+        reply = self._send(uid, {"command": "extend", "name": name, "region": region,
+                                 "lease_duration": 7200, "credentials": USER_KEYS})
+        if owner != uid:
+            assert reply["ok"] is False, reply
+            assert self._held(region).get(name) == before
+
+    @rule(uid=st.sampled_from(sorted(USERS)), region=st.sampled_from(REGIONS),
+          name=st.sampled_from(NAMES))
+    def off(self, uid: int, region: str, name: str) -> None:
+        owner = self._owner(region, name)
+        before = self._held(region).get(name)
+        reply = self._send(uid, {"command": "off", "name": name, "region": region,
+                                 "credentials": USER_KEYS})
+        if owner is not None and owner != uid:
+            assert reply["ok"] is False, reply
+            assert self._held(region).get(name) == before
+
+    @rule(uid=st.sampled_from(sorted(USERS)))
+    def status(self, uid: int) -> None:
+        mine = {(row["region"], row["name"]) for row in self._live_rows()
+                if row["owner"] == uid}
+        reply = self._send(uid, {"command": "status", "credentials": USER_KEYS})
+        assert reply["ok"], reply
+        shown = reply["result"]["annexes"]
+        assert all(annex["owner_uid"] == uid for annex in shown), shown
+        assert {(annex["region"], annex["name"]) for annex in shown} == mine
+
+    @rule(identity=st.booleans(), hard=st.booleans())
+    def restart(self, identity: bool, hard: bool) -> None:
+        self._restart(identity, sig=signal.SIGKILL if hard else signal.SIGTERM)
+
+    @rule(region=st.sampled_from(REGIONS), name=st.sampled_from(NAMES))
+    def lease_expires_and_ticks(self, region: str, name: str) -> None:
+        """Time passes the annex's lease end; EventBridge calls the lease function once."""
+        events = self.clients[region]["events"]
+        try:
+            targets = events.list_targets_by_rule(Rule=name)["Targets"]
+        except events.exceptions.ResourceNotFoundException:
+            return
+        for target in targets:
+            tick = json.loads(target["Input"])
+            with lambda_environment(self.url, region):
+                lease.handler(tick, None, now=lambda: tick["LeaseExpiration"] + 1)
+
+    # -- invariants ------------------------------------------------------------------------
+
+    @invariant()
+    def nothing_escapes_its_lease(self) -> None:
+        live = {(row["region"], row["name"]) for row in self._live_rows()}
+        for region in REGIONS:
+            for name, held in self._held(region).items():
+                if held["fleets"] or held["instances"] or held["objects"]:
+                    assert held["rules"] == [name] and held["targets"] == [name], \
+                        (region, name, held)
+                    assert (region, name) in live, (region, name, held, live)
+                assert len(held["fleets"]) <= 1, (region, name, held)
+
+    def teardown(self) -> None:
+        try:
+            if getattr(self, "daemon", None) is None:
+                return
+            # The daemon comes back with its identity: parked requests are driven to an end.
+            self._restart(identity=True)
+            self.daemon.stop()
+            for region in REGIONS:
+                for name in list(self._held(region)):
+                    self.lease_expires_and_ticks(region, name)
+                left = {name: held for name, held in self._held(region).items()
+                        if any(held.values())}
+                assert left == {}, (region, left)
+        finally:
+            if getattr(self, "daemon", None) is not None and \
+                    self.daemon.process.poll() is None:
+                self.daemon.stop(signal.SIGKILL)
+            shutil.rmtree(getattr(self, "root", "/nonexistent"), ignore_errors=True)
+
+
+def test_the_daemon_keeps_its_promises_in_any_order(moto_server):
+    WORLD["moto"] = moto_server
+    explore = os.environ.get("ANNEX_MODEL_RANDOM") == "1"
+    run_state_machine_as_test(AnnexModel, settings=settings(
+        max_examples=int(os.environ.get("ANNEX_MODEL_EXAMPLES", "4")),
+        stateful_step_count=int(os.environ.get("ANNEX_MODEL_STEPS", "10")),
+        derandomize=not explore, deadline=None, database=None,
+        suppress_health_check=list(HealthCheck)))
