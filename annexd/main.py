@@ -238,7 +238,7 @@ def _serve(lifecycle: Lifecycle) -> int:
         master.keep_alive(lifecycle.stop)
         _start_lease_backstop(service, lifecycle.stop)
         log.info("condor_annexd ready")
-        server.serve_forever()
+        server.serve_forever(poll_interval=0.1)  # a stop request is noticed within 0.1 s
     finally:
         lifecycle.stop.set()
         server.server_close()

@@ -18,6 +18,7 @@ The run in the suite is deterministic and bounded (``ANNEX_MODEL_EXAMPLES`` x
 """
 from __future__ import annotations
 
+import collections
 import json
 import os
 import shutil
@@ -32,7 +33,6 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 from annexd_lambda import lease
 from condor_annex import client
 from localaws import fixtures
-from localaws.eventbridge import lambda_environment
 from localaws.pool import AnnexDaemon, LocalPool
 
 from conftest import SECRET, SPOT_CONFIG
@@ -55,6 +55,7 @@ BAD_CONFIG = json.loads(json.dumps(GOOD_CONFIG))
 BAD_CONFIG["LaunchSpecifications"][0]["ImageId"] = "ami-00000000"  # RequestSpotFleet fails
 
 WORLD: dict[str, Any] = {}  # the moto server, set by the test before the machine runs
+TALLY: collections.Counter[str] = collections.Counter()  # steps run, by operation
 
 
 class AnnexModel(RuleBasedStateMachine):
@@ -63,9 +64,11 @@ class AnnexModel(RuleBasedStateMachine):
         server = WORLD["moto"]
         server.reset()
         self.url = server.url
-        self.clients = {region: {name: fixtures.client(name, self.url, region)
-                                 for name in ("ec2", "events", "s3", "iam", "lambda")}
-                        for region in REGIONS}
+        if "clients" not in WORLD:  # made once: botocore clients are costly to make
+            WORLD["clients"] = {region: {name: fixtures.client(name, self.url, region)
+                                         for name in ("ec2", "events", "s3", "iam", "lambda")}
+                                for region in REGIONS}
+        self.clients = WORLD["clients"]
         east, west = (self.clients[region] for region in REGIONS)
         for region in REGIONS:
             fixtures.create_bucket(self.clients[region]["s3"], BUCKETS[region], region)
@@ -152,6 +155,7 @@ class AnnexModel(RuleBasedStateMachine):
           name=st.sampled_from(NAMES), bad=st.sampled_from([False, False, True]))
     def create(self, uid: int, region: str, name: str, bad: bool) -> None:
         """Create, or repeat a create of, an annex."""
+        TALLY["create"] += 1
         owner = self._owner(region, name)
         reply = self._send(uid, self._message(region, name, bad, uid))
         if owner is not None and owner != uid:
@@ -165,9 +169,11 @@ class AnnexModel(RuleBasedStateMachine):
     def create_then_kill(self, uid: int, region: str, name: str, bad: bool, point: str,
                          identity: bool) -> None:
         """kill -9 at an AWS call of a create; restart with or without the daemon's identity."""
+        TALLY["create_then_kill"] += 1
         self._restart(identity=True, crash_at=point)
         reply = as_other_user(self.pool.socket_path,
-                              {"version": 1, **self._message(region, name, bad, uid)}, uid=uid)
+                              {"version": 1, **self._message(region, name, bad, uid)}, uid=uid,
+                              allow_no_reply=True)
         if self.daemon.process.poll() is None:  # the call was never made
             assert reply.get("ok") or reply["error"]["kind"] != "internal", reply
         self._restart(identity=identity, sig=signal.SIGKILL)
@@ -175,6 +181,7 @@ class AnnexModel(RuleBasedStateMachine):
     @rule(uid=st.sampled_from(sorted(USERS)), region=st.sampled_from(REGIONS),
           name=st.sampled_from(NAMES))
     def extend(self, uid: int, region: str, name: str) -> None:
+        TALLY["extend"] += 1
         owner = self._owner(region, name)
         before = self._held(region).get(name)
         reply = self._send(uid, {"command": "extend", "name": name, "region": region,
@@ -186,6 +193,7 @@ class AnnexModel(RuleBasedStateMachine):
     @rule(uid=st.sampled_from(sorted(USERS)), region=st.sampled_from(REGIONS),
           name=st.sampled_from(NAMES))
     def off(self, uid: int, region: str, name: str) -> None:
+        TALLY["off"] += 1
         owner = self._owner(region, name)
         before = self._held(region).get(name)
         reply = self._send(uid, {"command": "off", "name": name, "region": region,
@@ -196,6 +204,7 @@ class AnnexModel(RuleBasedStateMachine):
 
     @rule(uid=st.sampled_from(sorted(USERS)))
     def status(self, uid: int) -> None:
+        TALLY["status"] += 1
         mine = {(row["region"], row["name"]) for row in self._live_rows()
                 if row["owner"] == uid}
         reply = self._send(uid, {"command": "status", "credentials": USER_KEYS})
@@ -206,20 +215,26 @@ class AnnexModel(RuleBasedStateMachine):
 
     @rule(identity=st.booleans(), hard=st.booleans())
     def restart(self, identity: bool, hard: bool) -> None:
+        TALLY["restart"] += 1
         self._restart(identity, sig=signal.SIGKILL if hard else signal.SIGTERM)
 
     @rule(region=st.sampled_from(REGIONS), name=st.sampled_from(NAMES))
     def lease_expires_and_ticks(self, region: str, name: str) -> None:
         """Time passes the annex's lease end; EventBridge calls the lease function once."""
+        TALLY["lease_expires_and_ticks"] += 1
+        self._expire(region, name)
+
+    def _expire(self, region: str, name: str) -> None:
         events = self.clients[region]["events"]
         try:
             targets = events.list_targets_by_rule(Rule=name)["Targets"]
         except events.exceptions.ResourceNotFoundException:
             return
+        aws = self.clients[region]
         for target in targets:
             tick = json.loads(target["Input"])
-            with lambda_environment(self.url, region):
-                lease.handler(tick, None, now=lambda: tick["LeaseExpiration"] + 1)
+            lease.handler(tick, None, now=lambda: tick["LeaseExpiration"] + 1,
+                          clients=lease.Clients(aws["ec2"], aws["events"], aws["s3"]))
 
     # -- invariants ------------------------------------------------------------------------
 
@@ -243,7 +258,7 @@ class AnnexModel(RuleBasedStateMachine):
             self.daemon.stop()
             for region in REGIONS:
                 for name in list(self._held(region)):
-                    self.lease_expires_and_ticks(region, name)
+                    self._expire(region, name)
                 left = {name: held for name, held in self._held(region).items()
                         if any(held.values())}
                 assert left == {}, (region, left)
@@ -255,10 +270,15 @@ class AnnexModel(RuleBasedStateMachine):
 
 
 def test_the_daemon_keeps_its_promises_in_any_order(moto_server):
+    WORLD.clear()
     WORLD["moto"] = moto_server
+    TALLY.clear()
     explore = os.environ.get("ANNEX_MODEL_RANDOM") == "1"
     run_state_machine_as_test(AnnexModel, settings=settings(
         max_examples=int(os.environ.get("ANNEX_MODEL_EXAMPLES", "4")),
         stateful_step_count=int(os.environ.get("ANNEX_MODEL_STEPS", "10")),
         derandomize=not explore, deadline=None, database=None,
         suppress_health_check=list(HealthCheck)))
+    print(f"model steps run: {dict(TALLY)}")
+    assert set(TALLY) == {"create", "create_then_kill", "extend", "off", "status", "restart",
+                          "lease_expires_and_ticks"}, TALLY
