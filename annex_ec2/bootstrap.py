@@ -28,7 +28,7 @@ import shutil
 import subprocess
 import sys
 import time
-from typing import Any, Callable, TypeVar
+from typing import Callable, TypeVar
 
 import boto3
 from botocore.config import Config

@@ -33,7 +33,7 @@ def _in(states: Iterable[RequestState]) -> str:
 
 LIVE_SQL = _in(lifecycle.LIVE)
 
-SCHEMA = f"""
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY,
     annex_id TEXT NOT NULL,
@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS requests (
     daemon_credentials INTEGER NOT NULL DEFAULT 0,
     lease_end INTEGER NOT NULL DEFAULT 0,
     plan TEXT NOT NULL,
-    outputs TEXT NOT NULL DEFAULT '{{}}',
+    outputs TEXT NOT NULL DEFAULT '{}',
     error TEXT,
     created REAL NOT NULL,
     updated REAL NOT NULL,

@@ -4,7 +4,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
+import tempfile
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -99,6 +101,17 @@ def daemon(pool: LocalPool):
     with AnnexDaemon(pool) as running:
         yield running
     assert running.process is not None and running.process.returncode == 0
+
+
+@pytest.fixture
+def shared_pool(moto_server: MotoServer, aws: Aws):
+    """A pool whose socket other users can reach (pytest's tmp dirs are 0700)."""
+    root = tempfile.mkdtemp(prefix="annex-shared-")
+    os.chmod(root, 0o755)
+    pool = LocalPool(root).write(moto_server.url, secret=SECRET,
+                                 extra=f"ANNEX_DEFAULT_LEASE_FUNCTION_ARN = {aws.lease_arn}")
+    yield pool
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

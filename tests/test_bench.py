@@ -11,8 +11,8 @@ from localaws.pool import script
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 BUDGETS = {  # metric -> most calls allowed
-    "api_calls_per_annex[1]": 6,       # GetFunction, DescribeRule, PutObject, PutRule,
-    "api_calls_per_annex[100]": 6,     # PutTargets, RequestSpotFleet
+    "api_calls_per_annex[1]": 6,       # GetFunction, DescribeRule, PutRule, PutTargets,
+    "api_calls_per_annex[100]": 6,     # PutObject, RequestSpotFleet
     "api_calls_per_annex[200]": 6,
     "api_calls_growth": 0,
     "lease_noop_calls": 0,

@@ -13,7 +13,6 @@ import signal
 import socket
 import stat
 import subprocess
-import tempfile
 import threading
 import time
 
@@ -66,17 +65,6 @@ def as_other_user(socket_path: str, message: dict, uid: int = OTHER_UID,
     if allow_no_reply and not result.stdout.strip():
         return {}
     return json.loads(result.stdout)
-
-
-@pytest.fixture
-def shared_pool(moto_server, aws):
-    """A pool whose socket path other users can reach (pytest's tmp dirs are 0700)."""
-    root = tempfile.mkdtemp(prefix="annex-shared-")
-    os.chmod(root, 0o755)
-    pool = LocalPool(root).write(moto_server.url, secret=SECRET,
-                                 extra=f"ANNEX_DEFAULT_LEASE_FUNCTION_ARN = {aws.lease_arn}")
-    yield pool
-    subprocess.run(["rm", "-rf", root], check=False)
 
 
 def create_message(name: str) -> dict:

@@ -4,12 +4,11 @@ tests/test_bootstrap.py::test_a_lease_change_reaches_running_instances.)"""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import tempfile
+import time
 
 import pytest
 
+from condor_annex import client
 from localaws.faultproxy import FaultProxy
 from localaws.pool import AnnexDaemon, LocalPool
 
@@ -64,17 +63,6 @@ def test_a_resumed_rollback_stays_a_rollback(aws, moto_server, tmp_path):
     assert assert_all_or_nothing(aws, "phoenix") == "complete"  # the target included
 
 
-@pytest.fixture
-def shared_pool(moto_server, aws):
-    """A pool whose socket other users can reach (pytest's tmp dirs are 0700)."""
-    root = tempfile.mkdtemp(prefix="annex-regress-")
-    os.chmod(root, 0o755)
-    pool = LocalPool(root).write(moto_server.url, secret=SECRET,
-                                 extra=f"ANNEX_DEFAULT_LEASE_FUNCTION_ARN = {aws.lease_arn}")
-    yield pool
-    subprocess.run(["rm", "-rf", root], check=False)
-
-
 ALICE, BOB = 54321, 54322
 
 
@@ -109,3 +97,33 @@ def test_another_user_can_neither_end_nor_see_your_annex(aws, shared_pool):
     held = aws.annex_resources("shared")
     assert held["fleets"] == [fleet] and len(held["instances"]) == 1
     assert held["rules"] == ["shared"] and held["targets"] == ["shared"]
+
+
+def test_an_unknown_launch_outcome_keeps_the_lease_expiring_now(aws, moto_server, tmp_path,
+                                                                fire_lease):
+    """RequestSpotFleet timed out (reset) and the lookup that would prove no fleet exists
+    fails too: the rollback must not delete the lease; it moves its end to now instead."""
+    proxy = FaultProxy(moto_server.url).start()
+    try:
+        pool = LocalPool(str(tmp_path)).write(proxy.url, secret=SECRET, extra="\n".join([
+            f"ANNEX_DEFAULT_LEASE_FUNCTION_ARN = {aws.lease_arn}",
+            "ANNEXD_STEP_ATTEMPTS = 1", "ANNEXD_RETRY_BASE_SECONDS = 0.05"]))
+        proxy.arm("ec2:RequestSpotFleet", "reset-after", 1)  # the fleet is made, unseen
+        proxy.arm("ec2:DescribeSpotFleetRequests", "error", -1)
+        with AnnexDaemon(pool):
+            result = annex(pool, "-lease-duration", "3600", keys=True)
+            listed = client.call(pool.socket_path, {"version": 1, "command": "list"})
+    finally:
+        proxy.stop()
+    assert result.returncode == 6, result.stderr
+    assert "Its lease is kept and now ends at once" in result.stderr
+    [row] = listed["result"]["annexes"]
+    assert row["state"] == "rollback-incomplete" and row["lease_end"] <= time.time()
+    held = aws.annex_resources("phoenix")
+    assert held["objects"] == []  # the secret went at once
+    assert held["rules"] == ["phoenix"] and held["targets"] == ["phoenix"]
+    assert held["fleets"] and held["instances"]  # what the lease must still end
+    lease_input = aws.target_input("phoenix")
+    assert lease_input["LeaseExpiration"] <= time.time()
+    fire_lease(lease_input, now=time.time())
+    assert not any(aws.annex_resources("phoenix").values())
