@@ -11,6 +11,7 @@ Shared by daemon and CLI: no boto3 here.
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import threading
 from dataclasses import dataclass
@@ -53,6 +54,12 @@ def reload() -> None:
     """Re-read the HTCondor configuration (SIGHUP / condor_reconfig)."""
     with _CONFIG_LOCK:
         htcondor2.reload_config()
+
+
+def set_value(name: str, value: str) -> None:
+    """Set a knob in this process's configuration (a default HTCondor itself must see)."""
+    with _CONFIG_LOCK:
+        htcondor2.param[name] = value
 
 
 def raw(name: str, region: str | None = None) -> str | None:
@@ -152,6 +159,19 @@ def endpoint_url(service: str, region: str) -> str | None:
     return url
 
 
+def user_config_file() -> str:
+    """The file HTCondor reads as this user's configuration.
+
+    ``USER_CONFIG_FILE`` (HTCondor's default: ``user_config``); a relative name is taken
+    inside ``.condor/`` of the user's home directory *from the password database* -- not
+    ``$HOME`` and not the working directory -- as HTCondor itself resolves it.
+    """
+    name = raw("USER_CONFIG_FILE") or "user_config"
+    if os.path.isabs(name):
+        return name
+    return os.path.join(pwd.getpwuid(os.getuid()).pw_dir, ".condor", name)
+
+
 @dataclass(frozen=True)
 class ClientSettings:
     """What ``condor_annex`` needs from the configuration (the user's config file included)."""
@@ -176,8 +196,7 @@ class ClientSettings:
             access_key_file=string("ANNEX_DEFAULT_ACCESS_KEY_FILE", region=region),
             secret_key_file=string("ANNEX_DEFAULT_SECRET_KEY_FILE", region=region),
             lease_duration=positive_int("ANNEX_DEFAULT_LEASE_DURATION", 3000, region=region),
-            user_config_file=os.path.expanduser(
-                raw("USER_CONFIG_FILE") or "~/.condor/user_config"),
+            user_config_file=user_config_file(),
         )
 
 

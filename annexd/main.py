@@ -77,9 +77,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _check_log() -> None:
-    log_path = knobs.raw("ANNEXD_LOG")
-    if log_path is None:
-        raise Fatal(EXIT_LOG_ERROR, "ANNEXD_LOG is not set")
+    """ANNEXD_LOG, by default $(LOG)/AnnexdLog, must be writable."""
+    try:
+        log_path = knobs.path("ANNEXD_LOG", "LOG", "AnnexdLog")
+    except knobs.KnobError as error:
+        raise Fatal(EXIT_LOG_ERROR, str(error)) from None
+    if knobs.raw("ANNEXD_LOG") is None:  # HTCondor's logging reads the knob itself
+        knobs.set_value("ANNEXD_LOG", log_path)
     directory = os.path.dirname(os.path.abspath(log_path))
     if not os.access(directory, os.W_OK):
         raise Fatal(EXIT_LOG_ERROR, f"cannot write the log in {directory}")

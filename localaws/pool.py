@@ -2,17 +2,28 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 from dataclasses import dataclass
 
+from annexd.knobs import ENDPOINT_KNOBS
 from condor_annex import client
 
 from .children import spawn, wait_until_ready
 
 BUCKET = "htcondor-annex-config"
 REGION = "us-east-1"
+#: The package's HTCondor config fragment, dropped into a pool's config.d unchanged.
+FRAGMENT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "config.d", "80annexd")
+TEST_KNOBS = "99tests"
+
+
+def _write(path: str, lines: list[str]) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(line for line in lines if line) + "\n")
 
 
 def script(name: str) -> str:
@@ -66,43 +77,64 @@ class LocalPool:
 
     @property
     def password_file(self) -> str:
-        return os.path.join(self.root, "keys", "pool_password")
+        """The pool password where HTCondor looks by default: $(LOCAL_DIR)/passwords.d/POOL."""
+        return os.path.join(self.root, "passwords.d", "POOL")
 
     @property
     def user_config_file(self) -> str:
         return os.path.join(self.root, "user_config")
 
+    @property
+    def config_dir(self) -> str:
+        return os.path.join(self.root, "config.d")
+
+    def add_knobs(self, text: str) -> "LocalPool":
+        """Add knobs of a test to the last file of the config directory (they win)."""
+        with open(os.path.join(self.config_dir, TEST_KNOBS), "a", encoding="utf-8") as handle:
+            handle.write(text.rstrip("\n") + "\n")
+        return self
+
     def write(self, endpoint_url: str, *, secret: str, extra: str = "",
-              bucket: str | None = BUCKET, pool_password: bool = True) -> "LocalPool":
-        """Write the config; ``bucket=None`` leaves ANNEX_DEFAULT_S3_BUCKET to -setup, and
-        ``pool_password=False`` gives the daemon no way for instances to authenticate."""
-        for sub in ("log", "spool", "lock", "keys"):
+              bucket: str | None = BUCKET, pool_password: bool = True,
+              own_user_config: bool = True) -> "LocalPool":
+        """Install like a site: a packaged-style ``condor_config`` (where things live, and
+        the config directory), ``config.d/80annexd`` copied in unchanged, the pool's own
+        settings, the emulator's endpoints, and what the tests need on top.
+
+        ``bucket=None`` leaves ANNEX_DEFAULT_S3_BUCKET to -setup, and ``pool_password=False``
+        gives the daemon no way for instances to authenticate.  ``own_user_config=False``
+        leaves USER_CONFIG_FILE at HTCondor's default (the user's ``~/.condor/user_config``).
+        """
+        for sub in ("log", "spool", "lock", "keys", "config.d", "passwords.d"):
             os.makedirs(os.path.join(self.root, sub), mode=0o755, exist_ok=True)
-        os.chmod(os.path.join(self.root, "keys"), 0o700)
-        with open(self.config_file, "w", encoding="utf-8") as handle:
-            handle.write("\n".join([
-                f"LOCAL_DIR = {self.root}",
-                "LOG = $(LOCAL_DIR)/log",
-                "SPOOL = $(LOCAL_DIR)/spool",
-                "LOCK = $(LOCAL_DIR)/lock",
-                "ANNEXD_LOG = $(LOG)/AnnexdLog",
-                f"ANNEX_DEFAULT_AWS_REGION = {REGION}",
-                f"ANNEX_DEFAULT_EC2_URL = {endpoint_url}",
-                f"ANNEX_DEFAULT_CWE_URL = {endpoint_url}",
-                f"ANNEX_DEFAULT_LAMBDA_URL = {endpoint_url}",
-                f"ANNEX_DEFAULT_S3_URL = {endpoint_url}",
-                f"ANNEX_DEFAULT_CF_URL = {endpoint_url}",
-                f"ANNEX_DEFAULT_STS_URL = {endpoint_url}",
-                f"ANNEX_DEFAULT_S3_BUCKET = {bucket}" if bucket else "",
-                f"USER_CONFIG_FILE = {self.user_config_file}",
-                "ANNEXD_SETUP_POLL_SECONDS = 0.2",
-                "COLLECTOR_HOST = cm.pool.example.org:9618",
-                f"SEC_PASSWORD_FILE = {self.password_file}" if pool_password else "",
-                "ANNEXD_AWS_MAX_ATTEMPTS = 2",
-                extra, ""]))
-        fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(b"pool-password-for-tests")
+        for private in ("keys", "passwords.d"):
+            os.chmod(os.path.join(self.root, private), 0o700)
+        _write(self.config_file, [
+            "## As a packaged HTCondor's condor_config: where things live.",
+            f"LOCAL_DIR = {self.root}",
+            "LOG = $(LOCAL_DIR)/log",
+            "SPOOL = $(LOCAL_DIR)/spool",
+            "LOCK = $(LOCAL_DIR)/lock",
+            "LOCAL_CONFIG_DIR = $(LOCAL_DIR)/config.d"])
+        shutil.copyfile(FRAGMENT, os.path.join(self.config_dir, "80annexd"))
+        _write(os.path.join(self.config_dir, "90pool"), [
+            "## This pool's own settings, as any pool has them.",
+            "COLLECTOR_HOST = cm.pool.example.org:9618",
+            f"ANNEX_DEFAULT_S3_BUCKET = {bucket}" if bucket else ""])
+        _write(os.path.join(self.config_dir, "95emulator"), [
+            "## The embedded AWS emulator instead of AWS's endpoints."] + [
+            f"{knob} = {endpoint_url}" for knob in ENDPOINT_KNOBS.values()])
+        _write(os.path.join(self.config_dir, TEST_KNOBS), [
+            "## For the tests: the user's knobs in this pool's directory (not root's home),",
+            "## and shorter waits.",
+            f"USER_CONFIG_FILE = {self.user_config_file}" if own_user_config else "",
+            "ANNEXD_SETUP_POLL_SECONDS = 0.2",
+            "ANNEXD_AWS_MAX_ATTEMPTS = 2",
+            extra])
+        if pool_password:
+            fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(b"pool-password-for-tests")
         with open(self.access_key_file, "w", encoding="utf-8") as handle:
             handle.write("AKIAEXAMPLELOCAL\n")
         fd = os.open(self.secret_key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

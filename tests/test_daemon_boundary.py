@@ -103,8 +103,7 @@ def test_users_see_and_act_only_on_their_own_annexes(aws, shared_pool):
 
 
 def test_socket_group_keeps_everyone_else_out(aws, shared_pool):
-    with open(shared_pool.config_file, "a", encoding="utf-8") as config:
-        config.write("ANNEXD_SOCKET_GROUP = nogroup\n")
+    shared_pool.add_knobs("ANNEXD_SOCKET_GROUP = nogroup\n")
     with AnnexDaemon(shared_pool):
         info = os.stat(shared_pool.socket_path)
         assert stat.S_IMODE(info.st_mode) == 0o660 and info.st_gid == 65534
@@ -224,8 +223,7 @@ def test_under_a_master_the_daemon_reports_ready_and_alive(aws, moto_server, tmp
                 time.sleep(0.1)
             assert 60043 in master.commands, "no DC_SET_READY"
             assert 60008 in master.commands, "no DC_CHILDALIVE"
-            with open(pool.config_file, "a", encoding="utf-8") as config:
-                config.write("ANNEXD_LEASE_RATE_MINUTES = 7\n")
+            pool.add_knobs("ANNEXD_LEASE_RATE_MINUTES = 7\n")
             daemon.process.send_signal(signal.SIGHUP)
             wait_for_log(pool, "configuration re-read")
             created = pool.condor_annex("-annex-name", "mastered", "-lease-duration", "600",

@@ -80,8 +80,7 @@ def test_stale_socket_from_a_killed_daemon_is_replaced(moto_server, tmp_path):
 def test_sighup_rereads_the_configuration(aws, moto_server, tmp_path):
     pool = LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET)
     with AnnexDaemon(pool) as daemon:
-        with open(pool.config_file, "a", encoding="utf-8") as config:
-            config.write("ANNEXD_LEASE_RATE_MINUTES = 10\n")
+        pool.add_knobs("ANNEXD_LEASE_RATE_MINUTES = 10\n")
         daemon.process.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

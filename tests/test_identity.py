@@ -24,8 +24,7 @@ def with_identity_files(pool: LocalPool, mode: int = 0o600) -> LocalPool:
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(text + "\n")
         os.chmod(path, mode)
-    with open(pool.config_file, "a", encoding="utf-8") as config:
-        config.write(f"ANNEXD_ACCESS_KEY_FILE = {keys}/access\n"
+    pool.add_knobs(f"ANNEXD_ACCESS_KEY_FILE = {keys}/access\n"
                      f"ANNEXD_SECRET_KEY_FILE = {keys}/secret\n")
     return pool
 
@@ -77,8 +76,7 @@ def test_with_key_files_recovery_finishes_a_users_request_of_the_same_account(
 
 def test_with_key_files_the_backstop_works_on_a_submit_node_without_aws_credentials(
         aws, identity_pool):
-    with open(identity_pool.config_file, "a", encoding="utf-8") as config:
-        config.write("ANNEXD_LEASE_CHECK_INTERVAL = 0.5\n")
+    identity_pool.add_knobs("ANNEXD_LEASE_CHECK_INTERVAL = 0.5\n")
     with_identity_files(identity_pool)
     with AnnexDaemon(identity_pool):  # no AWS_* in its environment, no instance role
         created = identity_pool.condor_annex("-annex-name", "overdue", "-count", "1",

@@ -83,20 +83,25 @@ class AnnexModel(RuleBasedStateMachine):
             "us_west_2.ANNEX_DEFAULT_S3_BUCKET = west-annex-config",
             "ANNEXD_RETRY_BASE_SECONDS = 0.05",
             "ANNEXD_LEASE_CHECK_INTERVAL = 3600"]))
-        self.daemon = self._start(identity=True)
+        self.daemon = AnnexDaemon(self.pool, self._env(identity=True)).start()
 
     # -- plumbing ------------------------------------------------------------------------
 
-    def _start(self, identity: bool, crash_at: str | None = None) -> AnnexDaemon:
+    @staticmethod
+    def _env(identity: bool, crash_at: str | None = None) -> dict[str, str]:
         env = dict(IDENTITY) if identity else {}
         if crash_at:
             env["ANNEXD_TEST_CRASH_AT"] = crash_at
-        return AnnexDaemon(self.pool, env).start()
+        return env
 
     def _restart(self, identity: bool, crash_at: str | None = None, sig: int = signal.SIGTERM):
+        """Stop the daemon (if it still runs) and start another; raises RuntimeError if the
+        new one dies before it answers (a crash point hit while recovering)."""
         if self.daemon.process.poll() is None:
             self.daemon.stop(sig)
-        self.daemon = self._start(identity, crash_at)
+        starting = AnnexDaemon(self.pool, self._env(identity, crash_at))
+        self.daemon = starting
+        starting.start()
 
     def _send(self, uid: int, message: dict[str, Any]) -> dict[str, Any]:
         reply = as_other_user(self.pool.socket_path, {"version": 1, **message}, uid=uid)
@@ -170,7 +175,11 @@ class AnnexModel(RuleBasedStateMachine):
                          identity: bool) -> None:
         """kill -9 at an AWS call of a create; restart with or without the daemon's identity."""
         TALLY["create_then_kill"] += 1
-        self._restart(identity=True, crash_at=point)
+        try:
+            self._restart(identity=True, crash_at=point)
+        except RuntimeError:  # it died recovering a parked request: kill -9 during recovery
+            self._restart(identity=identity)
+            return
         reply = as_other_user(self.pool.socket_path,
                               {"version": 1, **self._message(region, name, bad, uid)}, uid=uid,
                               allow_no_reply=True)
@@ -212,6 +221,12 @@ class AnnexModel(RuleBasedStateMachine):
         shown = reply["result"]["annexes"]
         assert all(annex["owner_uid"] == uid for annex in shown), shown
         assert {(annex["region"], annex["name"]) for annex in shown} == mine
+        # root's -status hides no live annex.
+        everyone = client.call(self.pool.socket_path, {"version": 1, "command": "status",
+                                                       "credentials": USER_KEYS})
+        assert {(annex["region"], annex["name"], annex["owner_uid"])
+                for annex in everyone["result"]["annexes"]} == {
+            (row["region"], row["name"], row["owner"]) for row in self._live_rows()}
 
     @rule(identity=st.booleans(), hard=st.booleans())
     def restart(self, identity: bool, hard: bool) -> None:

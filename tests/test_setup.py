@@ -136,8 +136,7 @@ def test_setup_usage_errors(setup_pool):
 def test_an_unwritable_user_config_gets_the_lines_printed(empty_aws, setup_pool, tmp_path):
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
-    with open(setup_pool.config_file, "a", encoding="utf-8") as config:
-        config.write(f"USER_CONFIG_FILE = {blocker}/user_config\n")
+    setup_pool.add_knobs(f"USER_CONFIG_FILE = {blocker}/user_config\n")
     result = setup(setup_pool)
     assert result.returncode == 2
     assert "setup succeeded but" in result.stderr and "cannot be written" in result.stderr
