@@ -3,12 +3,14 @@
 A tarball is read as a stream: each member's header is checked before its data is touched
 (only regular files and directories; no absolute paths, ``..``, links, devices or fifos; size
 limits the standard filters lack), then extracted with :mod:`tarfile`'s ``data`` filter into
-a hidden staging directory next to the target.  Only when every member passed are the entries
+a hidden staging directory next to the target (on Pythons older than 3.11.4, which lack the
+filters, the filter's extra rules are applied by hand).  Only when every member passed are the entries
 moved into place, each with one atomic rename, so HTCondor never reads a half-written file
 and a hostile tarball leaves the directory exactly as it was.
 """
 from __future__ import annotations
 
+import copy
 import gzip
 import io
 import os
@@ -33,6 +35,26 @@ def _is_tarball(payload: bytes) -> bool:
         return False
 
 
+#: tarfile's extraction filters arrived in Python 3.11.4 (and 3.12); 3.11.0-3.11.3 lack them.
+HAS_DATA_FILTER = hasattr(tarfile, "data_filter")
+
+
+def _extract_member(archive: tarfile.TarFile, member: tarfile.TarInfo, staging: str) -> None:
+    """Extract one member that passed our checks, with the ``data`` filter where Python has
+    it, else with what that filter adds to our checks done by hand: no setuid, setgid or
+    sticky bit, no group or other write, and no ownership taken from the archive."""
+    if HAS_DATA_FILTER:
+        try:
+            archive.extract(member, staging, filter="data")
+        except tarfile.FilterError as error:
+            raise UnsafeArchive(str(error)) from None
+        return
+    safe = copy.copy(member)
+    safe.mode = member.mode & ~0o7022
+    safe.uid, safe.gid, safe.uname, safe.gname = os.getuid(), os.getgid(), "", ""
+    archive.extract(safe, staging, set_attrs=True)
+
+
 def _extract(payload: bytes, staging: str) -> None:
     count = total = 0
     with tarfile.open(fileobj=io.BytesIO(payload), mode="r|*") as archive:
@@ -52,10 +74,7 @@ def _extract(payload: bytes, staging: str) -> None:
             total += member.size
             if total > MAX_TOTAL_BYTES:
                 raise UnsafeArchive(f"members add up to more than {MAX_TOTAL_BYTES} bytes")
-            try:
-                archive.extract(member, staging, filter="data")
-            except tarfile.FilterError as error:
-                raise UnsafeArchive(str(error)) from None
+            _extract_member(archive, member, staging)
             if member.isdir():
                 # The data filter drops directory modes (they get the umask's): keep the
                 # archive's, never wider than 0750 -- these hold the pool's secrets.

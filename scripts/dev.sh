@@ -5,8 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3 || true)}
-VENV=${VENV:-.venv}
+# PYTHON=/path/to/python3 picks the interpreter (Python 3.11.0 or newer); each interpreter
+# other than the default gets a virtualenv of its own, .venv-<version>.
+if [ -n "${PYTHON:-}" ]; then
+    EXPLICIT_PYTHON=1
+else
+    EXPLICIT_PYTHON=
+    PYTHON=$(command -v python3.11 || command -v python3 || true)
+fi
 
 if [ -z "$PYTHON" ]; then
     echo "scripts/dev.sh: Python 3.11 or newer is required (apt-get install python3)" >&2
@@ -15,6 +21,11 @@ fi
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
     echo "scripts/dev.sh: $PYTHON is older than Python 3.11" >&2
     exit 1
+fi
+if [ -n "$EXPLICIT_PYTHON" ]; then
+    VENV=${VENV:-.venv-$("$PYTHON" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')}
+else
+    VENV=${VENV:-.venv}
 fi
 
 stamp="$VENV/.installed-$(cat setup.py | sha1sum | cut -c1-12)"

@@ -249,8 +249,19 @@ def snapshot(root) -> dict[str, bytes]:
     return found
 
 
+@pytest.fixture(params=["tarfile-filter", "by-hand"])
+def extraction(request, monkeypatch):
+    """Both ways of extracting: tarfile's data filter (Python 3.11.4+), and the checks done
+    by hand where the interpreter lacks it (3.11.0-3.11.3, e.g. Debian 12's 3.11.2)."""
+    if request.param == "by-hand":
+        monkeypatch.setattr(extract, "HAS_DATA_FILTER", False)
+    elif not extract.HAS_DATA_FILTER:
+        pytest.skip("this Python has no tarfile data filter; the by-hand case covers it")
+    return request.param
+
+
 @pytest.mark.parametrize("kind", list(HOSTILE))
-def test_hostile_tarballs_are_rejected_and_nothing_is_written(kind, tmp_path):
+def test_hostile_tarballs_are_rejected_and_nothing_is_written(kind, tmp_path, extraction):
     target = tmp_path / "config.d"
     target.mkdir()
     (target / "10existing.config").write_text("KEEP = me\n")
@@ -262,7 +273,7 @@ def test_hostile_tarballs_are_rejected_and_nothing_is_written(kind, tmp_path):
     assert sorted(os.listdir(target)) == ["10existing.config"]
 
 
-def test_a_good_tarball_replaces_the_previous_install(tmp_path):
+def test_a_good_tarball_replaces_the_previous_install(tmp_path, extraction):
     target = tmp_path / "config.d"
     secret_dir = entry(".annex-x", tarfile.DIRTYPE)
     secret_dir.mode = 0o700
@@ -275,6 +286,49 @@ def test_a_good_tarball_replaces_the_previous_install(tmp_path):
     assert (target / "00annex.config").read_text() == "V = 2\n"
     assert (target / ".annex-x" / "pool_password").read_bytes() == b"two"
     assert sorted(os.listdir(target)) == [".annex-x", "00annex.config"]
+
+
+def test_dangerous_mode_bits_never_reach_the_disk(tmp_path, extraction):
+    wide = entry("wide.config")
+    wide.mode = 0o6777  # setuid, setgid, writable by all
+    extract.install(tarball((wide, b"W = 1\n")), str(tmp_path / "config.d"), "x")
+    mode = stat.S_IMODE((tmp_path / "config.d" / "wide.config").stat().st_mode)
+    assert mode & 0o7022 == 0
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+ON_SYSTEM_PYTHON = """
+import io, os, sys, tarfile, tempfile
+sys.path.insert(0, sys.argv[1])
+from annex_ec2 import extract
+evil = io.BytesIO()
+with tarfile.open(fileobj=evil, mode="w:gz") as archive:
+    info = tarfile.TarInfo("../evil.config"); info.size = 6
+    archive.addfile(info, io.BytesIO(b"X = 1\\n"))
+good = io.BytesIO()
+with tarfile.open(fileobj=good, mode="w:gz") as archive:
+    info = tarfile.TarInfo("00annex.config"); info.size = 6; info.mode = 0o4777
+    archive.addfile(info, io.BytesIO(b"V = 1\\n"))
+target = tempfile.mkdtemp()
+try:
+    extract.install(evil.getvalue(), target, "x")
+    sys.exit("hostile tarball accepted")
+except extract.UnsafeArchive:
+    pass
+extract.install(good.getvalue(), target, "x")
+print(sys.version.split()[0], extract.HAS_DATA_FILTER,
+      oct(os.stat(os.path.join(target, "00annex.config")).st_mode & 0o7777))
+"""
+
+
+@pytest.mark.skipif(not os.path.exists(SYSTEM_PYTHON), reason="no system Python here")
+def test_the_installer_runs_on_the_system_python(tmp_path):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ran = subprocess.run([SYSTEM_PYTHON, "-I", "-c", ON_SYSTEM_PYTHON, root],
+                         capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    version, has_filter, mode = ran.stdout.split()
+    assert int(mode, 8) & 0o7022 == 0, ran.stdout
 
 
 def test_a_plain_object_is_installed_as_one_config_file(tmp_path):
