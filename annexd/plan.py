@@ -13,10 +13,11 @@ from typing import Any
 
 from . import ondemand, spotfleet
 from .knobs import PoolSettings, RegionSettings
+from .protocol import shown
 
 LAMBDA_ARN = re.compile(
     r"^arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):\d{12}:function:[A-Za-z0-9_-]{1,64}"
-    r"(:(\$LATEST|[A-Za-z0-9_-]+))?$")
+    r"(:(\$LATEST|[A-Za-z0-9_-]+))?\Z")
 ANNEX_TYPE_SPOT_FLEET = "spot-fleet"
 ANNEX_TYPE_ON_DEMAND = "on-demand"
 
@@ -96,7 +97,7 @@ def _lease_function_arn(requested: str | None, settings: RegionSettings) -> str:
             "ANNEX_DEFAULT_LEASE_FUNCTION_ARN (condor_annex -setup creates one)")
     match = LAMBDA_ARN.match(arn)
     if not match:
-        raise InvalidRequest(f"-lease-function-arn: {arn!r} is not a Lambda function ARN")
+        raise InvalidRequest(f"-lease-function-arn: {shown(arn)!r} is not a Lambda function ARN")
     if match.group("region") != settings.region:
         raise InvalidRequest(
             f"-lease-function-arn: the function is in {match.group('region')} but annexes are "

@@ -9,6 +9,7 @@ This module is shared by the CLI and the daemon, so it must stay light: no boto3
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 from typing import Any
@@ -17,13 +18,24 @@ import jsonschema
 
 VERSION = 1
 MAX_MESSAGE_BYTES = 1 << 20
+#: JSON nested deeper than this is refused before it is parsed (no recursion blow-ups).
+MAX_JSON_DEPTH = 64
+#: The most capacity one annex may ask for: AWS's default quota for one Spot Fleet.
+MAX_CAPACITY = 10_000
+#: The longest lease: one year.
+MAX_LEASE_SECONDS = 366 * 86400
+#: Values longer than this are shortened when an error message echoes them.
+MAX_SHOWN_CHARACTERS = 80
 
+# Patterns match the whole string: ``\Z``, not ``$``, which also matches before a final
+# newline (jsonschema searches with Python's re).
 #: An annex ID is the whole name: no truncation, no underscores (they separate the
 #: ClientToken's UUID), at most 27 characters so ``<id>_<uuid4>`` fits EC2's 64.
-ANNEX_NAME_PATTERN = r"^[A-Za-z0-9-]{1,27}$"
+ANNEX_NAME_PATTERN = r"^[A-Za-z0-9-]{1,27}\Z"
 ANNEX_NAME_RULE = "1 to 27 letters, digits or dashes"
-REGION_PATTERN = r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$"
-CONFIG_FILE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+REGION_PATTERN = r"^[a-z]{2}(-[a-z]+)+-\d{1,2}\Z"
+CONFIG_FILE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z"
+USER_NAME_PATTERN = r"^[A-Za-z0-9._@-]{1,64}\Z"
 
 _CREDENTIALS = {
     "type": "object",
@@ -43,9 +55,9 @@ _CREATE_ANNEX = {
     "oneOf": [{"required": ["spot_fleet_config"]}, {"required": ["on_demand", "count"]}],
     "properties": {
         "name": {"type": "string", "pattern": ANNEX_NAME_PATTERN},
-        "lease_duration": {"type": "integer", "minimum": 1},
+        "lease_duration": {"type": "integer", "minimum": 1, "maximum": MAX_LEASE_SECONDS},
         "lease_function_arn": {"type": "string", "minLength": 1, "maxLength": 256},
-        "count": {"type": "integer", "minimum": 1},
+        "count": {"type": "integer", "minimum": 1, "maximum": MAX_CAPACITY},
         "spot_fleet_config": {"type": "object"},
         "on_demand": {"type": "object", "additionalProperties": False, "properties": {
             "image_id": {"type": "string", "maxLength": 64},
@@ -59,7 +71,7 @@ _CREATE_ANNEX = {
         "bucket": {"type": "string", "minLength": 3, "maxLength": 63},
         # Who may run jobs on the annex (START); absent: the requesting user; empty: anyone.
         "owners": {"type": "array", "maxItems": 64,
-                   "items": {"type": "string", "pattern": r"^[A-Za-z0-9._@-]{1,64}$"}},
+                   "items": {"type": "string", "pattern": USER_NAME_PATTERN}},
         "idle_seconds": {"type": "integer", "minimum": 60, "maximum": 30 * 86400},
         "tags": {"type": "array", "maxItems": 40, "items": {
             "type": "object", "additionalProperties": False, "required": ["key", "value"],
@@ -84,7 +96,7 @@ REQUEST_SCHEMA: dict[str, Any] = {
         "credentials": _CREDENTIALS,
         "region": {"type": "string", "pattern": REGION_PATTERN},
         "name": {"type": "string", "pattern": ANNEX_NAME_PATTERN},
-        "lease_duration": {"type": "integer", "minimum": 1},
+        "lease_duration": {"type": "integer", "minimum": 1, "maximum": MAX_LEASE_SECONDS},
         "dry_run": {"type": "boolean"},
     },
     "allOf": [
@@ -137,9 +149,46 @@ class ProtocolError(Exception):
     """A message that is not valid JSON, too large, or does not match its schema."""
 
 
+def shown(value: Any, limit: int = MAX_SHOWN_CHARACTERS) -> str:
+    """``value`` as text an error message may echo: shortened when long."""
+    text = str(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def json_depth(text: str) -> int:
+    """How deeply ``text``'s arrays and objects nest, without parsing (or recursing)."""
+    depth = deepest = 0
+    for bracket in _BRACKETS.findall(_STRINGS.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse JSON nested at most MAX_JSON_DEPTH deep; ProtocolError says what is wrong."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ProtocolError(f"not UTF-8 ({error.reason})") from None
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise ProtocolError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ProtocolError(f"not valid JSON: {error.msg} at line {error.lineno} "
+                            f"column {error.colno}") from None
+    except (ValueError, RecursionError) as error:  # e.g. an integer of 5,000 digits
+        raise ProtocolError(f"not usable JSON: {shown(error)}") from None
+
+
 def _schema_error_text(error: jsonschema.ValidationError) -> str:
     where = "/".join(str(part) for part in error.absolute_path) or "message"
-    return f"{where}: {error.message}"
+    return shown(f"{where}: {error.message}", 300)
 
 
 def validate(message: Any, schema: dict[str, Any]) -> dict[str, Any]:
@@ -219,9 +268,9 @@ class Reader:
     def read(self, deadline: float | None = None) -> Any:
         line = self._line(deadline)
         try:
-            return json.loads(line)
-        except ValueError as exc:
-            raise ProtocolError(f"message is not JSON: {exc}") from None
+            return loads(line)
+        except ProtocolError as error:
+            raise ProtocolError(f"message: {error}") from None
 
 
 def receive(sock: socket.socket, deadline: float | None = None) -> Any:

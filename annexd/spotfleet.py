@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
+import re
 from typing import Any
 
 import botocore.session
 from botocore.validate import ParamValidator
 
 from annexd_lambda.lease import ANNEX_TAG, CLIENT_TOKEN_TAG
+
+from .protocol import MAX_CAPACITY, shown
 
 DROPPED_FIELDS = ("ValidFrom", "ValidUntil")
 
@@ -71,7 +75,34 @@ def _check_shape(config: dict[str, Any]) -> None:
     report = ParamValidator().validate({"SpotFleetRequestConfig": config}, _request_shape())
     if report.has_errors():
         lines = [line.strip() for line in report.generate_report().splitlines()]
-        raise SpotFleetConfigError("; ".join(line for line in lines if line))
+        raise SpotFleetConfigError(shown("; ".join(line for line in lines if line), 400))
+
+
+PRICE = re.compile(r"[0-9]{1,6}(\.[0-9]{1,8})?")
+
+
+def _check_values(config: dict[str, Any]) -> None:
+    """What the shape allows but AWS (or a sane annex) does not: run after _check_shape."""
+    capacity = config["TargetCapacity"]
+    if not 1 <= capacity <= MAX_CAPACITY:
+        raise SpotFleetConfigError(f"TargetCapacity: expected a whole number from 1 to "
+                                   f"{MAX_CAPACITY}, got {shown(capacity)}")
+    on_demand = config.get("OnDemandTargetCapacity", 0)
+    if not 0 <= on_demand <= capacity:
+        raise SpotFleetConfigError(f"OnDemandTargetCapacity: expected 0 to TargetCapacity "
+                                   f"({capacity}), got {shown(on_demand)}")
+    prices = [("SpotPrice", config.get("SpotPrice"))] + [
+        (f"LaunchSpecifications[{index}].SpotPrice", spec.get("SpotPrice"))
+        for index, spec in enumerate(config.get("LaunchSpecifications", []))]
+    for where, price in prices:
+        if price is not None and not (PRICE.fullmatch(price) and float(price) > 0):
+            raise SpotFleetConfigError(f"{where}: expected a price in USD such as 0.05, got "
+                                       f"{shown(price)!r}")
+    for index, spec in enumerate(config.get("LaunchSpecifications", [])):
+        weight = spec.get("WeightedCapacity")
+        if weight is not None and not (math.isfinite(weight) and 0 < weight <= MAX_CAPACITY):
+            raise SpotFleetConfigError(f"LaunchSpecifications[{index}].WeightedCapacity: "
+                                       f"expected a number above 0, got {shown(weight)}")
 
 
 def build(config: Any, *, annex_id: str, client_token: str, count: int | None,
@@ -90,6 +121,7 @@ def build(config: Any, *, annex_id: str, client_token: str, count: int | None,
             "LaunchTemplateConfigs: instances launched from a launch template cannot be tagged "
             f"{ANNEX_TAG} by the fleet request; use LaunchSpecifications")
     _check_shape(config)  # before tagging, so the tagging below sees well-typed lists
+    _check_values(config)
     # The token tag lets a retry find this request's fleet where ClientToken is not reported.
     config["TagSpecifications"] = _tag_resource(
         config.get("TagSpecifications", []), "spot-fleet-request",

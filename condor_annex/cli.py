@@ -21,7 +21,6 @@ import base64
 import json
 import os
 import re
-import stat
 import sys
 import time
 from typing import Any, Sequence
@@ -29,7 +28,9 @@ from typing import Any, Sequence
 from annexd import knobs, protocol
 
 from . import client, status, userconfig
-from .options import Option, UsageError, help_text, parse, positive_int
+from . import inputs
+from .inputs import InputError
+from .options import Option, UsageError, help_text, parse
 
 EXIT_OK, EXIT_USAGE, EXIT_INPUT, EXIT_DAEMON, EXIT_SETUP_PROBLEMS = 0, 1, 2, 3, 9
 EXIT_CODES = {
@@ -98,42 +99,6 @@ OPTIONS = {option.dest: option for option in (
 DEFAULT_KEY_FILES = ("~/.condor/publicKeyFile", "~/.condor/privateKeyFile")
 
 
-class InputError(Exception):
-    """A file the user named cannot be used."""
-
-
-def read_json_config(path: str) -> Any:
-    """The Spot Fleet JSON config from ``path`` (``-`` is standard input)."""
-    try:
-        text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
-    except OSError as error:
-        raise InputError(f"{path}: {error.strerror}") from None
-    except UnicodeDecodeError as error:
-        raise InputError(f"{path}: not UTF-8 text ({error.reason})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InputError(f"{path}: not valid JSON: {error.msg} at line {error.lineno} "
-                         f"column {error.colno}") from None
-
-
-def read_key_file(path: str, flag: str, secret: bool) -> str:
-    """One AWS key from a file; the secret one must be the caller's and private to them."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            info = os.fstat(handle.fileno())
-            if secret and (info.st_uid != os.getuid() or info.st_mode & 0o077):
-                raise InputError(
-                    f"{flag} {path}: a secret key file must be owned by you and accessible only "
-                    f"by you (mode is {stat.S_IMODE(info.st_mode):o}; run chmod 600 {path})")
-            key = handle.read().strip()
-    except OSError as error:
-        raise InputError(f"{flag} {path}: {error.strerror}") from None
-    if not key:
-        raise InputError(f"{flag} {path}: the file is empty")
-    return key
-
-
 def key_files(values: dict[str, Any], settings: knobs.ClientSettings) -> tuple[str, str] | None:
     access = values.get("access_key_file") or settings.access_key_file
     secret = values.get("secret_key_file") or settings.secret_key_file
@@ -148,8 +113,8 @@ def key_files(values: dict[str, Any], settings: knobs.ClientSettings) -> tuple[s
 def credentials(files: tuple[str, str] | None) -> dict[str, str] | None:
     if files is None:
         return None
-    return {"access_key_id": read_key_file(files[0], "-public-key-file", secret=False),
-            "secret_access_key": read_key_file(files[1], "-secret-key-file", secret=True)}
+    return {"access_key_id": inputs.read_key(files[0], "-public-key-file", private=False),
+            "secret_access_key": inputs.read_key(files[1], "-secret-key-file", private=True)}
 
 
 MAX_CONFIG_DIR_BYTES = 256 * 1024
@@ -184,16 +149,10 @@ def lease_seconds(values: dict[str, Any]) -> int | None:
     if values.get("lease_duration") is not None and values.get("duration") is not None:
         raise UsageError("give -lease-duration or -duration, not both")
     if values.get("lease_duration") is not None:
-        return positive_int("-lease-duration", values["lease_duration"], "seconds")
+        return inputs.whole_number("-lease-duration", values["lease_duration"], "seconds",
+                                   inputs.MAX_LEASE_SECONDS)
     if values.get("duration") is not None:
-        try:
-            hours = float(values["duration"])
-        except ValueError:
-            hours = 0.0
-        if not hours > 0:
-            raise UsageError(f"-duration: expected a positive number of hours, "
-                             f"got {values['duration']!r}")
-        return max(1, round(hours * 3600))
+        return inputs.hours("-duration", values["duration"], inputs.MAX_LEASE_SECONDS)
     return None
 
 
@@ -206,20 +165,15 @@ def owners(values: dict[str, Any]) -> list[str] | None:
     if values.get("owner") is None:
         return None
     names = [name for name in re.split(r"[\s,]+", values["owner"]) if name]
-    bad = [name for name in names if not re.match(r"^[A-Za-z0-9._@-]{1,64}$", name)]
+    bad = [name for name in names if not re.search(protocol.USER_NAME_PATTERN, name)]
     if not names or bad:
-        raise UsageError(f"-owner: {values['owner']!r} is not a list of user names")
+        raise UsageError(f"-owner: {inputs.shown(values['owner'])!r} is not a list of user "
+                         "names")
     return names
 
 
 def idle_seconds(text: str) -> int:
-    try:
-        hours = float(text)
-    except ValueError:
-        hours = -1.0
-    if not 0 < hours <= 30 * 24:
-        raise UsageError(f"-idle: expected hours between 0 and 720, got {text!r}")
-    return max(60, round(hours * 3600))
+    return max(60, inputs.hours("-idle", text, 30 * 86400))
 
 
 def read_config_dir(directory: str) -> dict[str, str]:
@@ -233,8 +187,9 @@ def read_config_dir(directory: str) -> dict[str, str]:
         path = os.path.join(directory, name)
         if name.startswith(".") or not os.path.isfile(path) or os.path.islink(path):
             continue
-        if not re.match(protocol.CONFIG_FILE_NAME_PATTERN, name):
-            raise InputError(f"-config-dir {directory}: file name {name!r} is not allowed "
+        if not re.search(protocol.CONFIG_FILE_NAME_PATTERN, name):
+            raise InputError(f"-config-dir {directory}: file name "
+                             f"{inputs.shown(name)!r} is not allowed "
                              "(use letters, digits, '.', '_' and '-')")
         try:
             with open(path, "rb") as handle:
@@ -265,7 +220,8 @@ def instance_options(values: dict[str, Any]) -> dict[str, Any]:
     if values.get("config_dir"):
         fields["config_files"] = read_config_dir(values["config_dir"])
     if values.get("idtoken_file"):
-        fields["idtoken"] = read_key_file(values["idtoken_file"], "-idtoken-file", secret=True)
+        fields["idtoken"] = inputs.read_key(values["idtoken_file"], "-idtoken-file",
+                                            private=True, limit=inputs.MAX_TOKEN_BYTES)
     return fields
 
 
@@ -358,13 +314,14 @@ class CreateAnnex(Command):
         annex: dict[str, Any] = {"config_source": source, "region": settings.region}
         name = values.get("annex_name")
         if name is not None:
-            if not re.match(protocol.ANNEX_NAME_PATTERN, name):
-                raise UsageError(f"-annex-name: {name!r} is not valid: use "
+            if not re.search(protocol.ANNEX_NAME_PATTERN, name):
+                raise UsageError(f"-annex-name: {inputs.shown(name)!r} is not valid: use "
                                  f"{protocol.ANNEX_NAME_RULE}")
             annex["name"] = name
         annex["lease_duration"] = lease_seconds(values) or settings.lease_duration
         if values.get("count") is not None:
-            annex["count"] = positive_int("-count", values["count"], "instances")
+            annex["count"] = inputs.whole_number("-count", values["count"], "instances",
+                                                 inputs.MAX_CAPACITY)
         # The daemon does not read the user's config file: send what -setup wrote there.
         arn = values.get("lease_function_arn") or settings.lease_function_arn
         if arn:
@@ -374,7 +331,7 @@ class CreateAnnex(Command):
         annex.update(instance_options(values))
         creds = credentials(key_files(values, settings))
         if positionals:
-            annex["spot_fleet_config"] = read_json_config(positionals[0])
+            annex["spot_fleet_config"] = inputs.read_json(positionals[0])
         else:
             annex["on_demand"] = on_demand_settings(values, settings.region)
         return _with_credentials({"version": protocol.VERSION, "command": "create",
@@ -593,10 +550,13 @@ def run(argv: list[str]) -> int:
             return EXIT_OK
         command = select(values, positionals)
         region = values.get("region")
-        if region is not None and not re.match(protocol.REGION_PATTERN, region):
-            raise UsageError(f"-aws-region: {region!r} is not an AWS region name")
+        if region is not None and not re.search(protocol.REGION_PATTERN, region):
+            raise UsageError(f"-aws-region: {inputs.shown(region)!r} is not an AWS region name")
         settings = knobs.ClientSettings.load(region)
         request = command.request(values, positionals, settings)
+        if len(protocol.encode(request)) > protocol.MAX_MESSAGE_BYTES:
+            raise InputError(f"the request (config file and -config-dir files) is larger than "
+                             f"condor_annexd's limit of {protocol.MAX_MESSAGE_BYTES // 1024} KiB")
     except (UsageError, knobs.KnobError) as error:
         print(f"condor_annex: error: {error}", file=sys.stderr)
         print("Run 'condor_annex -help' for usage.", file=sys.stderr)

@@ -44,9 +44,10 @@ def _label(path: str, what: str) -> str:
     return f"{what} {shown(path)}" if what else shown(path)
 
 
-def read_bytes(path: str, what: str, limit: int) -> bytes:
+def read_bytes(path: str, what: str, limit: int, private: bool = False) -> bytes:
     """The contents of the regular file ``path`` (``-``: standard input), at most ``limit``
-    bytes; ``what`` (a flag) names it in errors, else the path alone does."""
+    bytes; ``what`` (a flag) names it in errors, else the path alone does.  ``private``: the
+    file holds a secret, so it must be the caller's and unreadable by anyone else."""
     if path == "-":
         data = sys.stdin.buffer.read(limit + 1)
     else:
@@ -54,14 +55,23 @@ def read_bytes(path: str, what: str, limit: int) -> bytes:
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
         except OSError as error:
             raise InputError(f"{_label(path, what)}: {error.strerror}") from None
-        with os.fdopen(fd, "rb") as handle:
+        try:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 raise InputError(f"{_label(path, what)}: not a regular file")
+            if private and (info.st_uid != os.getuid() or info.st_mode & 0o077):
+                raise InputError(
+                    f"{_label(path, what)}: a secret key file must be owned by you and "
+                    f"accessible only by you (mode is {stat.S_IMODE(info.st_mode):o}; run "
+                    f"chmod 600 {shown(path)})")
             if info.st_size > limit:
                 raise InputError(f"{_label(path, what)}: larger than the limit of "
                                  f"{_size(limit)}")
-            data = handle.read(limit + 1)
+            data = os.read(fd, limit + 1)
+        except OSError as error:
+            raise InputError(f"{_label(path, what)}: {error.strerror}") from None
+        finally:
+            os.close(fd)
     if len(data) > limit:
         raise InputError(f"{_label(path, what)}: larger than the limit of {_size(limit)}")
     return data
@@ -88,16 +98,15 @@ def read_json(path: str, what: str = "", limit: int = MAX_CONFIG_BYTES) -> Any:
         raise InputError(f"{_label(path, what)}: {error}") from None
 
 
-def check_private(path: str, flag: str) -> None:
-    """A secret must be owned by the caller and unreadable by anyone else."""
+def read_key(path: str, flag: str, private: bool, limit: int = MAX_KEY_BYTES) -> str:
+    """One key or token from a file, stripped; a secret one must be private to the caller."""
     try:
-        info = os.stat(path)
-    except OSError as error:
-        raise InputError(f"{_label(path, flag)}: {error.strerror}") from None
-    if info.st_uid != os.getuid() or info.st_mode & 0o077:
-        raise InputError(
-            f"{_label(path, flag)}: a secret key file must be owned by you and accessible "
-            f"only by you (mode is {stat.S_IMODE(info.st_mode):o}; run chmod 600 {path})")
+        key = read_bytes(path, flag, limit, private).decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise InputError(f"{_label(path, flag)}: not a key (non-ASCII bytes)") from None
+    if not key:
+        raise InputError(f"{_label(path, flag)}: the file is empty")
+    return key
 
 
 def whole_number(flag: str, text: str, unit: str, most: int) -> int:

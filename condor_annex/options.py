@@ -75,14 +75,3 @@ def help_text(usage: str, options: Sequence[Option]) -> str:
         aliases = f" (also {', '.join(option.names[1:])})" if len(option.names) > 1 else ""
         lines.append(f"  {left:<{width}}{option.help}{aliases}")
     return "\n".join(lines)
-
-
-def positive_int(option: str, text: str, unit: str) -> int:
-    """Parse ``text`` given to ``option`` as a whole number greater than zero."""
-    try:
-        number = int(text, 10)
-    except ValueError:
-        number = 0
-    if number <= 0 or str(text).strip() != str(text):
-        raise UsageError(f"{option}: expected a positive whole number of {unit}, got {text!r}")
-    return number

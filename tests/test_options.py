@@ -2,7 +2,8 @@
 import pytest
 
 from condor_annex.cli import OPTIONS as TABLE, CreateAnnex, usage_text
-from condor_annex.options import UsageError, parse, positive_int
+from condor_annex.inputs import hours, whole_number
+from condor_annex.options import UsageError, parse
 
 OPTIONS = tuple(TABLE.values())
 
@@ -37,14 +38,26 @@ def test_errors_name_the_problem(argv, message):
         parse(argv, OPTIONS)
 
 
-@pytest.mark.parametrize("text", ["0", "-1", "1.5", "abc", "", " 5", "5 "])
-def test_positive_int_rejects(text):
+@pytest.mark.parametrize("text", ["0", "-1", "1.5", "abc", "", " 5", "5 ", "1_000", "\u0661\u0662",
+                                  "12\n", "10001", "9" * 400, "+5"])
+def test_whole_numbers_are_ascii_digits_within_bounds(text):
     with pytest.raises(UsageError, match="-count: expected a positive whole number of instances"):
-        positive_int("-count", text, "instances")
+        whole_number("-count", text, "instances", 10_000)
 
 
-def test_positive_int_accepts():
-    assert positive_int("-count", "20", "instances") == 20
+def test_whole_number_accepts():
+    assert whole_number("-count", "20", "instances", 10_000) == 20
+
+
+@pytest.mark.parametrize("text", ["inf", "nan", "-1", "0", "1e400", "1e3", "", "0.0000001",
+                                  "99999999", "\u0661"])
+def test_hours_are_finite_ascii_decimals_within_bounds(text):
+    with pytest.raises(UsageError, match="-duration"):
+        hours("-duration", text, 366 * 86400)
+
+
+def test_hours_accepts():
+    assert hours("-duration", "1.5", 366 * 86400) == 5400 and hours("-duration", ".5", 9999) == 1800
 
 
 def test_help_lists_every_flag_and_alias():
