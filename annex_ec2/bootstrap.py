@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import random
 import shlex
 import shutil
 import subprocess
@@ -33,6 +32,8 @@ from typing import Callable, TypeVar
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+
+from annexd.backoff import Backoff, Deadline
 
 from . import discover, extract, imds, lease
 
@@ -52,8 +53,8 @@ class Retrier:
     """Backoff with full jitter, 2 s doubling to 60 s, inside one deadline for the whole boot."""
 
     def __init__(self, budget_seconds: float, base: float = 2.0, cap: float = 60.0):
-        self.deadline = time.monotonic() + budget_seconds
-        self.base, self.cap = base, cap
+        self.deadline = Deadline(budget_seconds)
+        self.backoff = Backoff(base, cap)
 
     def __call__(self, what: str, attempt: Callable[[], T]) -> T:
         tries = 0
@@ -69,8 +70,8 @@ class Retrier:
             except (discover.NotYet, imds.MetadataError, BotoCoreError) as error:
                 problem = error
             tries += 1
-            delay = random.uniform(0, min(self.cap, self.base * 2 ** tries))
-            if time.monotonic() + delay > self.deadline:
+            delay = self.backoff.delay(tries)
+            if not self.deadline.allows(delay):
                 raise GaveUp(f"{what}: still failing after {tries} tries: {problem}")
             log.warning("%s failed (%s); retrying in %.1f s", what, problem, delay)
             time.sleep(delay)

@@ -292,6 +292,7 @@ class DaemonSettings:
     #: The daemon's own AWS key files (ANNEXD_ACCESS_KEY_FILE, ANNEXD_SECRET_KEY_FILE);
     #: None: the environment or an instance role.  Paths only: secrets never sit in settings.
     identity_files: tuple[str, str] | None = None
+    max_clients_per_user: int = 16
 
     @classmethod
     def load(cls) -> "DaemonSettings":
@@ -314,6 +315,7 @@ class DaemonSettings:
             client_timeout_seconds=positive_float("ANNEXD_CLIENT_TIMEOUT_SECONDS", 30.0),
             setup_poll_seconds=positive_float("ANNEXD_SETUP_POLL_SECONDS", 5.0),
             identity_files=_identity_files(),
+            max_clients_per_user=positive_int("ANNEXD_MAX_CLIENTS_PER_USER", 16),
         )
 
     @property

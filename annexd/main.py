@@ -225,7 +225,8 @@ def _serve(lifecycle: Lifecycle) -> int:
         service = AnnexService(settings, journal)
         server = AnnexServer(settings.socket_path, service, group=settings.socket_group,
                              max_clients=settings.max_clients,
-                             client_timeout=settings.client_timeout_seconds)
+                             client_timeout=settings.client_timeout_seconds,
+                             max_clients_per_user=settings.max_clients_per_user)
     except (SocketSetupError, OSError) as error:
         raise Fatal(EXIT_NO_RESTART, f"cannot start: {error}") from None
     lifecycle.service, lifecycle.server = service, server

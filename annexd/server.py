@@ -76,16 +76,16 @@ class Handler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         peer = peer_credentials(self.request)
-        if not self.server.slots.acquire(blocking=False):
-            log.warning("refusing pid %d (uid %d): %d clients already connected",
-                        peer.pid, peer.uid, self.server.max_clients)
+        refusal = self.server.admit(peer)
+        if refusal:
+            log.warning("refusing pid %d (uid %d): %s", peer.pid, peer.uid, refusal)
             self._send(peer, protocol.error_reply(
-                "busy", "condor_annexd is serving too many clients; try again shortly"))
+                "busy", f"condor_annexd is busy: {refusal}; try again shortly"))
             return
         try:
             self._serve(peer)
         finally:
-            self.server.slots.release()
+            self.server.leave(peer)
 
     def _serve(self, peer: Peer) -> None:
         try:
@@ -116,7 +116,8 @@ class AnnexServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     request_queue_size = socket.SOMAXCONN
 
     def __init__(self, path: str, service: AnnexService, *, group: str | None = None,
-                 max_clients: int = 64, client_timeout: float = 30.0):
+                 max_clients: int = 64, client_timeout: float = 30.0,
+                 max_clients_per_user: int = 16):
         _check_directory(os.path.dirname(os.path.abspath(path)))
         _clear_stale_socket(path)
         gid = _group_id(group)
@@ -125,6 +126,10 @@ class AnnexServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self.max_clients = max_clients
         self.client_timeout = client_timeout  # for a whole request to arrive, or a reply to go
         self.slots = threading.BoundedSemaphore(max_clients)
+        #: No user may hold more than this many of the slots, so none can starve the others.
+        self.max_clients_per_user = max_clients_per_user
+        self._per_user: dict[int, int] = {}
+        self._per_user_lock = threading.Lock()
         super().__init__(path, Handler)
         if gid is None:
             os.chmod(path, 0o666)
@@ -133,6 +138,26 @@ class AnnexServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             os.chmod(path, 0o660)
         log.info("listening on %s (%s)", path,
                  "all local users" if gid is None else f"group {group} only")
+
+    def admit(self, peer: Peer) -> str | None:
+        """Take a slot for ``peer``; None if taken, else why not (the user's own share is
+        used up, or every slot is)."""
+        with self._per_user_lock:
+            held = self._per_user.get(peer.uid, 0)
+            if held >= self.max_clients_per_user:
+                return (f"you already have {held} requests in flight "
+                        "(ANNEXD_MAX_CLIENTS_PER_USER)")
+            if not self.slots.acquire(blocking=False):
+                return f"{self.max_clients} clients are connected (ANNEXD_MAX_CLIENTS)"
+            self._per_user[peer.uid] = held + 1
+        return None
+
+    def leave(self, peer: Peer) -> None:
+        with self._per_user_lock:
+            self._per_user[peer.uid] -= 1
+            if not self._per_user[peer.uid]:
+                del self._per_user[peer.uid]
+            self.slots.release()
 
     def server_close(self) -> None:
         super().server_close()

@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import functools
 import logging
-import random
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from .aws import AnnexAws, Transient
+from .backoff import Backoff
 from .journal import Journal, Progress
 from .lifecycle import RequestState
 from .plan import AnnexPlan
@@ -171,7 +171,7 @@ class RetryPolicy:
     max_seconds: float = 30.0
 
     def delay(self, attempt: int) -> float:
-        return random.uniform(0, min(self.max_seconds, self.base_seconds * 2 ** attempt))
+        return Backoff(self.base_seconds, self.max_seconds).delay(attempt)
 
 
 class CreateFailed(Exception):

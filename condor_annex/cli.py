@@ -542,6 +542,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _say_waiting(why: str) -> None:
+    """At a terminal, say why nothing seems to happen."""
+    if sys.stderr.isatty():
+        print(f"condor_annex: {why.rstrip('.')}; waiting (up to "
+              f"{client.BUSY_WAIT_SECONDS} s)...", file=sys.stderr)
+
+
 def run(argv: list[str]) -> int:
     try:
         values, positionals = parse(argv, tuple(OPTIONS.values()))
@@ -567,7 +574,8 @@ def run(argv: list[str]) -> int:
     try:
         if not command.confirm(values, request, settings):
             return EXIT_USAGE
-        reply = client.call(settings.socket_path, request, on_progress=command.progress)
+        reply = client.call(settings.socket_path, request, on_progress=command.progress,
+                            on_busy=_say_waiting)
     except DaemonRefused as refused:
         return command.failed(refused.reply)
     except client.DaemonUnreachable as error:

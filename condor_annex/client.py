@@ -7,12 +7,17 @@ import time
 from typing import Any, Callable
 
 from annexd import protocol
+from annexd.backoff import Backoff, Deadline
 
 #: A full listen backlog (a burst of clients) answers EAGAIN; retry that for this long.
 CONNECT_RETRY_SECONDS = 10.0
 
 #: Creating an annex waits on AWS (with retries); give it room but never hang forever.
 REPLY_TIMEOUT_SECONDS = 900
+
+#: A busy daemon is waited out this long, retrying with capped, jittered backoff.
+BUSY_WAIT_SECONDS = 300
+BUSY_BACKOFF = Backoff(base=0.05, cap=2.0)
 
 
 class DaemonUnreachable(Exception):
@@ -34,8 +39,30 @@ def _connect(sock: socket.socket, path: str) -> None:
 
 
 def call(socket_path: str, message: dict[str, Any], timeout: float = REPLY_TIMEOUT_SECONDS,
-         on_progress: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
-    """Send ``message``; hand progress lines to ``on_progress``; return the final reply."""
+         on_progress: Callable[[str], None] = lambda text: None,
+         on_busy: Callable[[str], None] = lambda text: None,
+         busy_wait: float = BUSY_WAIT_SECONDS) -> dict[str, Any]:
+    """Send ``message``; hand progress lines to ``on_progress``; return the final reply.
+
+    A "busy" answer (the daemon's slots, or this user's share of them, are taken) is waited
+    out with jittered backoff for up to ``busy_wait`` seconds; ``on_busy`` hears of the first.
+    """
+    deadline, attempt = Deadline(busy_wait), 0
+    while True:
+        reply = _call_once(socket_path, message, timeout, on_progress)
+        if reply["ok"] or reply["error"]["kind"] != "busy":
+            return reply
+        delay = BUSY_BACKOFF.delay(attempt)
+        if not deadline.allows(delay):
+            return reply
+        if attempt == 0:
+            on_busy(reply["error"]["message"])
+        attempt += 1
+        time.sleep(delay)
+
+
+def _call_once(socket_path: str, message: dict[str, Any], timeout: float,
+               on_progress: Callable[[str], None]) -> dict[str, Any]:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
@@ -47,7 +74,10 @@ def call(socket_path: str, message: dict[str, Any], timeout: float = REPLY_TIMEO
                 "is it running? (DAEMON_LIST must include ANNEXD, and ANNEXD_SOCKET must "
                 "match the daemon's)") from None
         try:
-            sock.sendall(protocol.encode(message))
+            try:
+                sock.sendall(protocol.encode(message))
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # it answered (busy) without reading all of it: read that answer
             reader = protocol.Reader(sock)
             while True:
                 reply = reader.read()
