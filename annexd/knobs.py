@@ -23,8 +23,6 @@ from . import protocol
 
 T = TypeVar("T")
 
-DEFAULT_REGION = "us-east-1"
-
 #: Endpoint knob per AWS service (botocore service name).
 ENDPOINT_KNOBS = {
     "ec2": "ANNEX_DEFAULT_EC2_URL",
@@ -36,6 +34,31 @@ ENDPOINT_KNOBS = {
 }
 
 REGION_PATTERN = re.compile(protocol.REGION_PATTERN)
+
+#: The one table of our knobs' defaults.  The code reads them from here; config.d/80annexd
+#: (``#KNOB = default``) and README's knob table are checked against it by
+#: tests/test_config_fragment.py.  Path defaults are ``$(DIRECTORY_KNOB)/file``.
+DEFAULTS: dict[str, str | int | float | bool] = {
+    "ANNEXD_SOCKET": "$(LOCK)/annexd.sock",
+    "ANNEXD_JOURNAL": "$(SPOOL)/annexd-journal.sqlite",
+    "ANNEXD_LOG": "$(LOG)/AnnexdLog",
+    "ANNEXD_PIDFILE": "$(LOCK)/annexd.pid",
+    "ANNEXD_LEASE_RATE_MINUTES": 1,
+    "ANNEXD_LEASE_CHECK_INTERVAL": 60,
+    "ANNEXD_AWS_MAX_ATTEMPTS": 5,
+    "ANNEXD_AWS_TIMEOUT_SECONDS": 60,
+    "ANNEXD_STEP_ATTEMPTS": 4,
+    "ANNEXD_RETRY_BASE_SECONDS": 1,
+    "ANNEXD_RETRY_MAX_SECONDS": 30,
+    "ANNEXD_ALLOW_DAEMON_CREDENTIALS": False,
+    "ANNEXD_MAX_CLIENTS": 64,
+    "ANNEXD_MAX_CLIENTS_PER_USER": 16,
+    "ANNEXD_CLIENT_TIMEOUT_SECONDS": 30,
+    "ANNEXD_SETUP_POLL_SECONDS": 5,
+    "ANNEX_DEFAULT_AWS_REGION": "us-east-1",
+    "ANNEX_DEFAULT_UNCLAIMED_TIMEOUT": 900,
+    "ANNEX_DEFAULT_LEASE_DURATION": 3000,
+}
 
 #: htcondor2's configuration is process-wide: never read knobs while it is being reloaded.
 _CONFIG_LOCK = threading.RLock()
@@ -116,31 +139,35 @@ def string(name: str, default: str | None = None, region: str | None = None) -> 
     return _typed(name, default, str, region)
 
 
-def positive_int(name: str, default: int, region: str | None = None) -> int:
-    return _typed(name, default, _positive_int, region)
+def positive_int(name: str, region: str | None = None, *, default: int | None = None) -> int:
+    """An ANNEX* knob (default from DEFAULTS), or another with its ``default``."""
+    return _typed(name, int(DEFAULTS[name]) if default is None else default, _positive_int,
+                  region)
 
 
-def positive_float(name: str, default: float, region: str | None = None) -> float:
-    return _typed(name, default, _positive_float, region)
+def positive_float(name: str, region: str | None = None) -> float:
+    return _typed(name, float(DEFAULTS[name]), _positive_float, region)
 
 
-def boolean(name: str, default: bool, region: str | None = None) -> bool:
-    return _typed(name, default, _bool, region)
+def boolean(name: str, region: str | None = None) -> bool:
+    return _typed(name, bool(DEFAULTS[name]), _bool, region)
 
 
-def path(name: str, default_dir_knob: str, default_file: str) -> str:
-    """A file path knob, defaulting to ``$(<default_dir_knob>)/<default_file>``."""
+def path(name: str) -> str:
+    """A file path knob, defaulting (see DEFAULTS) to ``$(DIRECTORY_KNOB)/file``."""
     value = raw(name)
     if value is None:
-        directory = raw(default_dir_knob)
+        directory_knob, default_file = re.fullmatch(r"\$\((\w+)\)/(.+)",
+                                                    str(DEFAULTS[name])).groups()
+        directory = raw(directory_knob)
         if directory is None:
-            raise KnobError(f"{name} is not set and neither is {default_dir_knob}")
+            raise KnobError(f"{name} is not set and neither is {directory_knob}")
         value = os.path.join(directory, default_file)
     return value
 
 
 def aws_region() -> str:
-    return raw("ANNEX_DEFAULT_AWS_REGION") or DEFAULT_REGION
+    return raw("ANNEX_DEFAULT_AWS_REGION") or str(DEFAULTS["ANNEX_DEFAULT_AWS_REGION"])
 
 
 def endpoint_url(service: str, region: str) -> str | None:
@@ -189,13 +216,13 @@ class ClientSettings:
     def load(cls, region: str | None = None) -> "ClientSettings":
         region = region or aws_region()
         return cls(
-            socket_path=path("ANNEXD_SOCKET", "LOCK", "annexd.sock"),
+            socket_path=path("ANNEXD_SOCKET"),
             region=region,
             lease_function_arn=string("ANNEX_DEFAULT_LEASE_FUNCTION_ARN", region=region),
             bucket=string("ANNEX_DEFAULT_S3_BUCKET", region=region),
             access_key_file=string("ANNEX_DEFAULT_ACCESS_KEY_FILE", region=region),
             secret_key_file=string("ANNEX_DEFAULT_SECRET_KEY_FILE", region=region),
-            lease_duration=positive_int("ANNEX_DEFAULT_LEASE_DURATION", 3000, region=region),
+            lease_duration=positive_int("ANNEX_DEFAULT_LEASE_DURATION", region=region),
             user_config_file=user_config_file(),
         )
 
@@ -238,7 +265,7 @@ class PoolSettings:
     def load(cls) -> "PoolSettings":
         return cls(
             collector_host=string("COLLECTOR_HOST"),
-            unclaimed_timeout=positive_int("ANNEX_DEFAULT_UNCLAIMED_TIMEOUT", 900),
+            unclaimed_timeout=positive_int("ANNEX_DEFAULT_UNCLAIMED_TIMEOUT"),
             idtoken_file=string("ANNEX_DEFAULT_IDTOKEN_FILE"),
             password_file=_existing(string("SEC_PASSWORD_FILE")),
         )
@@ -297,25 +324,25 @@ class DaemonSettings:
     @classmethod
     def load(cls) -> "DaemonSettings":
         return cls(
-            socket_path=path("ANNEXD_SOCKET", "LOCK", "annexd.sock"),
-            journal_path=path("ANNEXD_JOURNAL", "SPOOL", "annexd-journal.sqlite"),
+            socket_path=path("ANNEXD_SOCKET"),
+            journal_path=path("ANNEXD_JOURNAL"),
             home=RegionSettings.load(aws_region()),
             pool=PoolSettings.load(),
             caps=Caps.load(),
-            lease_check_interval=positive_float("ANNEXD_LEASE_CHECK_INTERVAL", 60.0),
-            lease_rate_minutes=positive_int("ANNEXD_LEASE_RATE_MINUTES", 1),
-            aws_max_attempts=positive_int("ANNEXD_AWS_MAX_ATTEMPTS", 5),
-            aws_timeout_seconds=positive_float("ANNEXD_AWS_TIMEOUT_SECONDS", 60.0),
-            step_attempts=positive_int("ANNEXD_STEP_ATTEMPTS", 4),
-            retry_base_seconds=positive_float("ANNEXD_RETRY_BASE_SECONDS", 1.0),
-            retry_max_seconds=positive_float("ANNEXD_RETRY_MAX_SECONDS", 30.0),
-            allow_daemon_credentials=boolean("ANNEXD_ALLOW_DAEMON_CREDENTIALS", False),
+            lease_check_interval=positive_float("ANNEXD_LEASE_CHECK_INTERVAL"),
+            lease_rate_minutes=positive_int("ANNEXD_LEASE_RATE_MINUTES"),
+            aws_max_attempts=positive_int("ANNEXD_AWS_MAX_ATTEMPTS"),
+            aws_timeout_seconds=positive_float("ANNEXD_AWS_TIMEOUT_SECONDS"),
+            step_attempts=positive_int("ANNEXD_STEP_ATTEMPTS"),
+            retry_base_seconds=positive_float("ANNEXD_RETRY_BASE_SECONDS"),
+            retry_max_seconds=positive_float("ANNEXD_RETRY_MAX_SECONDS"),
+            allow_daemon_credentials=boolean("ANNEXD_ALLOW_DAEMON_CREDENTIALS"),
             socket_group=string("ANNEXD_SOCKET_GROUP"),
-            max_clients=positive_int("ANNEXD_MAX_CLIENTS", 64),
-            client_timeout_seconds=positive_float("ANNEXD_CLIENT_TIMEOUT_SECONDS", 30.0),
-            setup_poll_seconds=positive_float("ANNEXD_SETUP_POLL_SECONDS", 5.0),
+            max_clients=positive_int("ANNEXD_MAX_CLIENTS"),
+            client_timeout_seconds=positive_float("ANNEXD_CLIENT_TIMEOUT_SECONDS"),
+            setup_poll_seconds=positive_float("ANNEXD_SETUP_POLL_SECONDS"),
             identity_files=_identity_files(),
-            max_clients_per_user=positive_int("ANNEXD_MAX_CLIENTS_PER_USER", 16),
+            max_clients_per_user=positive_int("ANNEXD_MAX_CLIENTS_PER_USER"),
         )
 
     @property

@@ -79,7 +79,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def _check_log() -> None:
     """ANNEXD_LOG, by default $(LOG)/AnnexdLog, must be writable."""
     try:
-        log_path = knobs.path("ANNEXD_LOG", "LOG", "AnnexdLog")
+        log_path = knobs.path("ANNEXD_LOG")
     except knobs.KnobError as error:
         raise Fatal(EXIT_LOG_ERROR, str(error)) from None
     if knobs.raw("ANNEXD_LOG") is None:  # HTCondor's logging reads the knob itself
@@ -176,7 +176,7 @@ def _daemonize(pidfile: str | None, lifecycle: Lifecycle) -> None:
     import daemon.pidfile
     import lockfile
 
-    path = pidfile or knobs.path("ANNEXD_PIDFILE", "LOCK", "annexd.pid")
+    path = pidfile or knobs.path("ANNEXD_PIDFILE")
     _clear_stale_pidfile(path)
     context = daemon.DaemonContext(
         detach_process=True, umask=0o022, working_directory="/",

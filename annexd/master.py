@@ -21,8 +21,8 @@ log = logging.getLogger("annexd.master")
 
 
 def not_responding_timeout() -> int:
-    return knobs.positive_int("ANNEXD_NOT_RESPONDING_TIMEOUT",
-                              knobs.positive_int("NOT_RESPONDING_TIMEOUT", 3600))
+    return knobs.positive_int("ANNEXD_NOT_RESPONDING_TIMEOUT", default=knobs.positive_int(
+        "NOT_RESPONDING_TIMEOUT", default=3600))
 
 
 def alive_period(timeout: int) -> int:

@@ -45,3 +45,23 @@ def test_instance_image_fragment_loads_in_htcondor(condor_config):
         text = unit.read()
     assert "Before=condor.service" in text and "Type=oneshot" in text
     assert "ExecStart=/usr/local/bin/condor_annex_ec2 -config-dir /etc/condor/config.d" in text
+
+
+def _shown(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def test_config_fragment_and_readme_state_the_defaults_the_code_uses():
+    """One table of defaults (annexd.knobs.DEFAULTS); the fragment and README agree with it."""
+    with open(FRAGMENT, encoding="utf-8") as handle:
+        fragment = handle.read()
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
+        rows = [line for line in handle if line.startswith("| `ANNEX")]
+    for knob, default in knobs.DEFAULTS.items():
+        stated = re.findall(rf"^#{knob} = (.*)$", fragment, re.MULTILINE)
+        assert stated == [_shown(default)], (knob, stated)
+        [row] = [row for row in rows if f"`{knob}`" in row.split("|")[1]]
+        names = [name.strip(" `") for name in row.split("|")[1].split(",")]
+        values = [value.strip(" `") for value in row.split("|")[2].split(",")]
+        stated = values[names.index(knob)] if len(values) == len(names) else values[0]
+        assert stated == _shown(default), (knob, row)
