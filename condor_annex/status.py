@@ -6,6 +6,7 @@ else suffers.
 """
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -13,6 +14,9 @@ import classad2
 import htcondor2
 
 from annexd import knobs
+
+from .command import EXIT_OK, Command, annex_request
+from .options import UsageError
 
 COLLECTOR_TIMEOUT_SECONDS = "5"
 
@@ -74,3 +78,33 @@ def classads(annexes: list[dict[str, Any]]) -> str:
             ad["NumInstancesInPool"] = annex["in_pool"]
         ads.append(str(ad))
     return "\n".join(ads)
+
+
+class Status(Command):
+    """What each of your annexes holds now, and how many of its instances joined the pool."""
+
+    usage = "condor_annex [-annex-name NAME] -status [-json | -classad]"
+    flags = ("status", "annex_name", "json", "classad", "region", "access_key_file",
+             "secret_key_file")
+
+    def request(self, values: dict[str, Any], positionals: list[str],
+                settings: knobs.ClientSettings) -> dict[str, Any]:
+        if positionals:
+            raise UsageError("-status takes no arguments")
+        if values.get("json") and values.get("classad"):
+            raise UsageError("give -json or -classad, not both")
+        self.style = "json" if values.get("json") else "classad" if values.get("classad") \
+            else "table"
+        return annex_request("status", values, settings)
+
+    def show(self, result: dict[str, Any], settings: knobs.ClientSettings) -> int:
+        annexes = result["annexes"]
+        for annex in annexes:
+            annex["in_pool"] = in_pool(annex["name"])
+        if self.style == "json":
+            print(json.dumps(annexes, indent=2, sort_keys=True))
+        elif self.style == "classad":
+            print(classads(annexes))
+        else:
+            print(table(annexes, time.time()))
+        return EXIT_OK

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from typing import Callable
+
+from .wait import wait_for
 
 
 def spawn(argv: list[str], env: dict[str, str], output_path: str | None) -> subprocess.Popen:
@@ -16,12 +17,9 @@ def spawn(argv: list[str], env: dict[str, str], output_path: str | None) -> subp
 
 def wait_until_ready(process: subprocess.Popen, probe: Callable[[], bool], name: str,
                      timeout: float) -> None:
-    """Poll ``probe`` until it returns True; fail fast if ``process`` dies meanwhile."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Poll ``probe`` until it returns True; fail fast (RuntimeError) if ``process`` dies."""
+    def answering() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"{name} exited with status {process.returncode}")
-        if probe():
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"{name} did not answer within {timeout:g} s")
+        return probe()
+    wait_for(answering, f"{name} to answer", timeout=timeout)

@@ -62,8 +62,8 @@ class MotoServer:
     def stop(self) -> None:
         if self._process and self._process.poll() is None:
             self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
+            try:  # moto's server can take seconds to exit on SIGTERM; it keeps nothing
+                self._process.wait(timeout=2)
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()

@@ -47,8 +47,12 @@ class Aws:
         """Everything AWS holds for the annex, by kind (all empty when it is gone)."""
         rules = [r["Name"] for r in self.events.list_rules(NamePrefix=annex_id)["Rules"]
                  if r["Name"] == annex_id]
-        targets = [t["Id"] for t in self.events.list_targets_by_rule(Rule=annex_id)["Targets"]] \
-            if rules else []
+        try:  # the rule may go between the two calls (a lease tick, a rollback)
+            targets = [t["Id"] for t in
+                       self.events.list_targets_by_rule(Rule=annex_id)["Targets"]] \
+                if rules else []
+        except self.events.exceptions.ResourceNotFoundException:
+            rules, targets = [], []
         objects = [o["Key"] for o in self.s3.list_objects_v2(Bucket=bucket).get("Contents", [])
                    if o["Key"] == lease.config_key(annex_id)]
         return {"fleets": lease.find_fleets(self.ec2, annex_id),

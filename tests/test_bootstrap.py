@@ -18,6 +18,7 @@ from annexd_lambda.lease import ANNEX_TAG
 from localaws.faultproxy import FaultProxy
 from localaws.fakeimds import FakeImds
 from localaws.pool import script
+from localaws.wait import wait_for
 
 from conftest import SPOT_CONFIG
 
@@ -50,12 +51,9 @@ def annex_instance(aws, run_annex, with_keys):
             Parameters=[{"ParameterKey": "S3BucketName",
                          "ParameterValue": "htcondor-annex-config"}],
             Capabilities=["CAPABILITY_IAM"])
-    for _ in range(100):
-        stack = aws.cloudformation.describe_stacks(
-            StackName="HTCondorAnnex-InstanceProfile")["Stacks"][0]
-        if stack["StackStatus"] == "CREATE_COMPLETE":
-            break
-        time.sleep(0.1)
+    stack = wait_for(lambda: aws.cloudformation.describe_stacks(
+        StackName="HTCondorAnnex-InstanceProfile")["Stacks"][0], "the instance profile stack",
+        until=lambda found: found["StackStatus"] == "CREATE_COMPLETE")
     profile = stack["Outputs"][0]["OutputValue"]
     instance = aws.ec2.describe_instances(Filters=[
         {"Name": f"tag:{ANNEX_TAG}", "Values": [name]}])["Reservations"][0]["Instances"][0]

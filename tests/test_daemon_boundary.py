@@ -25,6 +25,7 @@ from annexd.journal import Journal
 from annexd.knobs import Caps, DaemonSettings, PoolSettings, RegionSettings
 from annexd.service import AnnexService, Peer
 from localaws.pool import AnnexDaemon, LocalPool, script
+from localaws.wait import log_contains, wait_for
 
 from conftest import SECRET, SPOT_CONFIG
 
@@ -204,13 +205,8 @@ class MasterStandIn:
 
 
 def wait_for_log(pool: LocalPool, text: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with open(pool.log_file, encoding="utf-8") as log:
-            if text in log.read():
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"{text!r} never appeared in {pool.log_file}")
+    wait_for(log_contains(pool.log_file, text), f"{text!r} in {pool.log_file}",
+             timeout=timeout)
 
 
 def test_under_a_master_the_daemon_reports_ready_and_alive(aws, moto_server, tmp_path):
@@ -218,11 +214,8 @@ def test_under_a_master_the_daemon_reports_ready_and_alive(aws, moto_server, tmp
     pool = LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET)
     try:
         with AnnexDaemon(pool, {"CONDOR_INHERIT": master.inherit}) as daemon:
-            deadline = time.monotonic() + 20
-            while not {60008, 60043} <= set(master.commands) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert 60043 in master.commands, "no DC_SET_READY"
-            assert 60008 in master.commands, "no DC_CHILDALIVE"
+            wait_for(lambda: set(master.commands), "DC_SET_READY and DC_CHILDALIVE",
+                     until=lambda seen: {60008, 60043} <= seen, timeout=20)
             pool.add_knobs("ANNEXD_LEASE_RATE_MINUTES = 7\n")
             daemon.process.send_signal(signal.SIGHUP)
             wait_for_log(pool, "configuration re-read")
@@ -244,9 +237,8 @@ def test_standalone_daemonize_with_pidfile(moto_server, tmp_path):
     started = subprocess.run(command, env=pool.env(), capture_output=True, text=True,
                              timeout=60)
     assert started.returncode == 0, started.stderr
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not os.path.exists(pool.socket_path):
-        time.sleep(0.1)
+    wait_for(lambda: os.path.exists(pool.socket_path), "the detached daemon's socket",
+             timeout=20)
     pid = int(pidfile.read_text().strip())
     try:
         from condor_annex import client
@@ -256,10 +248,7 @@ def test_standalone_daemonize_with_pidfile(moto_server, tmp_path):
         assert again.returncode == 99 and f"pid {pid}" in again.stderr
     finally:
         os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and pidfile.exists():
-        time.sleep(0.1)
-    assert not pidfile.exists()
+    wait_for(lambda: not pidfile.exists(), "the pid file to go", timeout=20)
     with open(pool.log_file, encoding="utf-8") as log:
         assert "exiting with status 0" in log.read()
 

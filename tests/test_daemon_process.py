@@ -4,11 +4,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 
 import pytest
 
 from localaws.pool import AnnexDaemon, LocalPool, script
+from localaws.wait import log_contains, wait_for
 
 from conftest import SECRET, SPOT_CONFIG
 
@@ -82,12 +82,7 @@ def test_sighup_rereads_the_configuration(aws, moto_server, tmp_path):
     with AnnexDaemon(pool) as daemon:
         pool.add_knobs("ANNEXD_LEASE_RATE_MINUTES = 10\n")
         daemon.process.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with open(pool.log_file, encoding="utf-8") as log:
-                if "configuration re-read" in log.read():
-                    break
-            time.sleep(0.1)
+        wait_for(log_contains(pool.log_file, "configuration re-read"), "the re-read", timeout=10)
         result = pool.condor_annex("-annex-name", "hup", "-lease-duration", "600", "-count",
                                    "1", "-lease-function-arn", aws.lease_arn, SPOT_CONFIG)
         assert result.returncode == 0, result.stderr

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 
 import pytest
 
 from localaws.pool import AnnexDaemon, LocalPool, script
+from localaws.wait import wait_for
 
 from conftest import SECRET, SPOT_CONFIG
 from test_recovery import assert_all_or_nothing, crash, unfinished
@@ -83,8 +83,6 @@ def test_with_key_files_the_backstop_works_on_a_submit_node_without_aws_credenti
                                              "-lease-duration", "2", SPOT_CONFIG)
         assert created.returncode == 0, created.stderr
         aws.lambda_.delete_function(FunctionName=aws.lease_arn)  # no lease function any more
-        deadline = time.monotonic() + 20
-        while any(aws.annex_resources("overdue").values()):
-            assert time.monotonic() < deadline, aws.annex_resources("overdue")
-            time.sleep(0.2)
+        wait_for(lambda: aws.annex_resources("overdue"), "the backstop to end the annex",
+                 until=lambda held: not any(held.values()), timeout=20)
     assert "LEASE BACKSTOP: annex overdue outlived its lease" in daemon_log(identity_pool)

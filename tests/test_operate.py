@@ -12,6 +12,7 @@ import pytest
 from annexd_lambda.lease import ANNEX_TAG
 from localaws import fixtures
 from localaws.pool import AnnexDaemon, LocalPool, script
+from localaws.wait import wait_for
 
 from conftest import SECRET, SPOT_CONFIG
 from test_daemon_boundary import as_other_user
@@ -188,9 +189,8 @@ def test_backstop_ends_an_expired_annex_when_the_lease_function_does_not(aws, mo
                                     aws.lease_arn, SPOT_CONFIG)
         assert created.returncode == 0, created.stderr
         aws.lambda_.delete_function(FunctionName=aws.lease_arn)  # no lease function any more
-        deadline = time.monotonic() + 20
-        while any(aws.annex_resources("overdue").values()) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_for(lambda: aws.annex_resources("overdue"), "the backstop to end the annex",
+                 until=lambda held: not any(held.values()), timeout=20)
     assert not any(aws.annex_resources("overdue").values())
     with open(pool.log_file, encoding="utf-8") as log:
         assert "LEASE BACKSTOP: annex overdue outlived its lease" in log.read()

@@ -12,6 +12,7 @@ import pytest
 from annexd_lambda.lease import ANNEX_TAG
 from localaws.faultproxy import FaultProxy
 from localaws.pool import AnnexDaemon, LocalPool, script
+from localaws.wait import wait_for
 
 from conftest import SECRET, SPOT_CONFIG
 
@@ -169,7 +170,9 @@ def test_lease_that_ended_while_down_is_rolled_back(aws, crash_pool):
     crashing.start()
     annex(crash_pool, "-lease-duration", "1")
     crashing.process.wait(timeout=60)
-    time.sleep(1.5)
+    lease_end = json.loads(sqlite3.connect(crash_pool.journal_file).execute(
+        "SELECT plan FROM requests WHERE annex_id = 'phoenix'").fetchone()[0])["lease_end"]
+    wait_for(time.time, "the lease to end", until=lambda now: now > lease_end, timeout=10)
     with AnnexDaemon(crash_pool, DAEMON_CREDENTIALS):
         pass
     assert assert_all_or_nothing(aws, "phoenix") == "absent"
@@ -206,9 +209,7 @@ def test_sigterm_pauses_a_request_between_steps_and_the_owner_resumes_it(aws, mo
              "3600", "-public", pool.access_key_file, "-secret", pool.secret_key_file,
              SPOT_CONFIG], env=pool.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True)
-        deadline = time.monotonic() + 30
-        while proxy.seen["s3:PutObject"] < 1 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: proxy.seen["s3:PutObject"], "the PutObject call", interval=0.02)
         assert daemon.stop(signal.SIGTERM) == 0
         _, stderr = client.communicate(timeout=60)
         assert client.returncode == 8, stderr
@@ -236,9 +237,8 @@ def test_twenty_requests_in_flight_when_killed(aws, moto_server, tmp_path):
             [script("condor_annex"), "-annex-name", name, "-count", "1", "-lease-duration",
              "3600", SPOT_CONFIG], env=pool.env(), stdout=subprocess.PIPE,
             stderr=subprocess.PIPE) for name in names]
-        deadline = time.monotonic() + 30
-        while proxy.seen["events:PutRule"] < 5 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: proxy.seen["events:PutRule"], "five PutRule calls",
+                 until=lambda seen: seen >= 5)
         daemon.stop(signal.SIGKILL)
         for client in clients:
             client.wait(timeout=60)

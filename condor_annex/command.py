@@ -1,0 +1,115 @@
+"""What every condor_annex command shares: exit statuses, the base class, keys and requests."""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from annexd import knobs, protocol
+
+from . import inputs
+from .options import UsageError
+
+EXIT_OK, EXIT_USAGE, EXIT_INPUT, EXIT_DAEMON, EXIT_SETUP_PROBLEMS = 0, 1, 2, 3, 9
+EXIT_CODES = {
+    "protocol": EXIT_DAEMON,
+    "invalid-request": 4,
+    "conflict": 4,
+    "aws": 5,
+    "rollback-incomplete": 6,
+    "internal": 7,
+    "interrupted": 8,
+    "busy": EXIT_DAEMON,
+}
+
+#: Where -setup looks for keys when given none, as the original condor_annex did.
+DEFAULT_KEY_FILES = ("~/.condor/publicKeyFile", "~/.condor/privateKeyFile")
+
+
+def key_files(values: dict[str, Any], settings: knobs.ClientSettings) -> tuple[str, str] | None:
+    access = values.get("access_key_file") or settings.access_key_file
+    secret = values.get("secret_key_file") or settings.secret_key_file
+    if not access and not secret:
+        return None
+    if not (access and secret):
+        raise UsageError("give both -public-key-file and -secret-key-file (or set both "
+                         "ANNEX_DEFAULT_ACCESS_KEY_FILE and ANNEX_DEFAULT_SECRET_KEY_FILE)")
+    return access, secret
+
+
+def credentials(files: tuple[str, str] | None) -> dict[str, str] | None:
+    if files is None:
+        return None
+    return {"access_key_id": inputs.read_key(files[0], "-public-key-file", private=False),
+            "secret_access_key": inputs.read_key(files[1], "-secret-key-file", private=True)}
+
+
+def lease_seconds(values: dict[str, Any]) -> int | None:
+    """-lease-duration SECONDS or -duration HOURS (the original's), or None."""
+    if values.get("lease_duration") is not None and values.get("duration") is not None:
+        raise UsageError("give -lease-duration or -duration, not both")
+    if values.get("lease_duration") is not None:
+        return inputs.whole_number("-lease-duration", values["lease_duration"], "seconds",
+                                   inputs.MAX_LEASE_SECONDS)
+    if values.get("duration") is not None:
+        return inputs.hours("-duration", values["duration"], inputs.MAX_LEASE_SECONDS)
+    return None
+
+
+def report_failure(reply: dict[str, Any]) -> int:
+    error = reply["error"]
+    print(f"condor_annex: error: {error['message']}", file=sys.stderr)
+    return EXIT_CODES.get(error["kind"], EXIT_DAEMON)
+
+
+def with_credentials(request: dict[str, Any], creds: dict[str, str] | None) -> dict[str, Any]:
+    if creds:
+        request["credentials"] = creds
+    return request
+
+
+class DaemonRefused(Exception):
+    """The daemon said no before anything started; carries its reply."""
+
+    def __init__(self, reply: dict[str, Any]):
+        super().__init__(reply["error"]["message"])
+        self.reply = reply
+
+
+class Command:
+    """One thing condor_annex does: its flags, its request, and how it shows the answer."""
+
+    usage = ""
+    flags: tuple[str, ...] = ()
+
+    def confirm(self, values: dict[str, Any], request: dict[str, Any],
+                settings: knobs.ClientSettings) -> bool:
+        return True
+
+    def request(self, values: dict[str, Any], positionals: list[str],
+                settings: knobs.ClientSettings) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def show(self, result: dict[str, Any], settings: knobs.ClientSettings) -> int:
+        raise NotImplementedError
+
+    def progress(self, text: str) -> None:
+        print(text, flush=True)
+
+    def failed(self, reply: dict[str, Any]) -> int:
+        return report_failure(reply)
+
+
+def region_request(command: str, creds: dict[str, str] | None,
+                    settings: knobs.ClientSettings) -> dict[str, Any]:
+    return with_credentials({"version": protocol.VERSION, "command": command,
+                              "region": settings.region}, creds)
+
+
+def annex_request(command: str, values: dict[str, Any], settings: knobs.ClientSettings,
+                   **fields: Any) -> dict[str, Any]:
+    request = {"version": protocol.VERSION, "command": command, **fields}
+    if values.get("annex_name"):
+        request["name"] = values["annex_name"]
+    if values.get("region"):  # else: every region the caller has annexes in
+        request["region"] = values["region"]
+    return with_credentials(request, credentials(key_files(values, settings)))

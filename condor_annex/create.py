@@ -1,0 +1,189 @@
+"""condor_annex (the default verb): start a leased annex from a Spot Fleet JSON config, or
+on-demand instances with -count and no config."""
+from __future__ import annotations
+
+import base64
+import os
+import re
+import sys
+import time
+from typing import Any
+
+from annexd import knobs, protocol
+
+from . import client, inputs
+from .command import (EXIT_OK, Command, DaemonRefused, credentials, key_files, lease_seconds,
+                      with_credentials)
+from .inputs import InputError
+from .options import UsageError
+
+MAX_CONFIG_DIR_BYTES = 256 * 1024
+
+
+#: On-demand settings: option dest -> (request field, knob with the default).
+ODI_KNOBS = {
+    "odi_instance_type": ("instance_type", "ANNEX_DEFAULT_ODI_INSTANCE_TYPE"),
+    "odi_image_id": ("image_id", "ANNEX_DEFAULT_ODI_IMAGE_ID"),
+    "odi_security_group_ids": ("security_group_ids", "ANNEX_DEFAULT_ODI_SECURITY_GROUP_IDS"),
+    "odi_key_name": ("key_name", "ANNEX_DEFAULT_ODI_KEY_NAME"),
+    "odi_instance_profile_arn": ("instance_profile_arn",
+                                 "ANNEX_DEFAULT_ODI_INSTANCE_PROFILE_ARN"),
+}
+
+
+def on_demand_settings(values: dict[str, Any], region: str) -> dict[str, Any]:
+    """Flags first, then the (region-prefixed) knobs -setup wrote."""
+    found: dict[str, Any] = {}
+    for dest, (field, knob) in ODI_KNOBS.items():
+        value = values.get(dest) or knobs.raw(knob, region)
+        if value:
+            found[field] = value
+    if "security_group_ids" in found:
+        found["security_group_ids"] = [g for g in re.split(r"[\s,]+",
+                                                           found["security_group_ids"]) if g]
+    return found
+
+
+def owners(values: dict[str, Any]) -> list[str] | None:
+    """-owner "a, b" -> ["a", "b"]; -no-owner -> []; neither -> None (the daemon uses you)."""
+    if values.get("owner") is not None and values.get("no_owner"):
+        raise UsageError("give -owner or -no-owner, not both")
+    if values.get("no_owner"):
+        return []
+    if values.get("owner") is None:
+        return None
+    names = [name for name in re.split(r"[\s,]+", values["owner"]) if name]
+    bad = [name for name in names if not re.search(protocol.USER_NAME_PATTERN, name)]
+    if not names or bad:
+        raise UsageError(f"-owner: {inputs.shown(values['owner'])!r} is not a list of user "
+                         "names")
+    return names
+
+
+def idle_seconds(text: str) -> int:
+    return max(60, inputs.hours("-idle", text, 30 * 86400))
+
+
+def read_config_dir(directory: str) -> dict[str, str]:
+    """The regular files of ``directory`` (not hidden, not recursive), base64-encoded."""
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError as error:
+        raise InputError(f"-config-dir {directory}: {error.strerror}") from None
+    files, total = {}, 0
+    for name in names:
+        path = os.path.join(directory, name)
+        if name.startswith(".") or not os.path.isfile(path) or os.path.islink(path):
+            continue
+        if not re.search(protocol.CONFIG_FILE_NAME_PATTERN, name):
+            raise InputError(f"-config-dir {directory}: file name "
+                             f"{inputs.shown(name)!r} is not allowed "
+                             "(use letters, digits, '.', '_' and '-')")
+        try:
+            with open(path, "rb") as handle:
+                payload = handle.read(MAX_CONFIG_DIR_BYTES + 1)
+        except OSError as error:
+            raise InputError(f"-config-dir {path}: {error.strerror}") from None
+        total += len(payload)
+        if total > MAX_CONFIG_DIR_BYTES:
+            raise InputError(f"-config-dir {directory}: more than "
+                             f"{MAX_CONFIG_DIR_BYTES // 1024} KiB of files")
+        files[name] = base64.b64encode(payload).decode()
+    return files
+
+
+def instance_options(values: dict[str, Any]) -> dict[str, Any]:
+    """The create request's fields about the instances: owners, idle time, tags, files."""
+    fields: dict[str, Any] = {}
+    names = owners(values)
+    if names is not None:
+        fields["owners"] = names
+    if values.get("idle") is not None:
+        fields["idle_seconds"] = idle_seconds(values["idle"])
+    if values.get("tags"):
+        for key, _ in values["tags"]:
+            if key.startswith(("aws:", "htcondor:")):
+                raise UsageError(f"-tag: {key!r} is reserved (aws: and htcondor: prefixes)")
+        fields["tags"] = [{"key": key, "value": value} for key, value in values["tags"]]
+    if values.get("config_dir"):
+        fields["config_files"] = read_config_dir(values["config_dir"])
+    if values.get("idtoken_file"):
+        fields["idtoken"] = inputs.read_key(values["idtoken_file"], "-idtoken-file",
+                                            private=True, limit=inputs.MAX_TOKEN_BYTES)
+    return fields
+
+
+class CreateAnnex(Command):
+    """Start a leased Spot Fleet annex from an EC2 console "JSON config"."""
+
+    usage = "condor_annex [-annex-name NAME] [-lease-duration SECONDS] [-count N] " \
+            "[-lease-function-arn ARN] [-aws-region R] [-public-key-file F -secret-key-file F] " \
+            "[-owner USERS | -no-owner] [-idle HOURS] [-config-dir DIR] [-tag NAME VALUE]... " \
+            "[-idtoken-file F] CONFIG.json"
+    flags = ("annex_name", "lease_duration", "duration", "count", "lease_function_arn",
+             "region", "access_key_file", "secret_key_file", "owner", "no_owner", "idle",
+             "config_dir", "tags", "idtoken_file", "yes") + tuple(ODI_KNOBS)
+
+    def confirm(self, values: dict[str, Any], request: dict[str, Any],
+                settings: knobs.ClientSettings) -> bool:
+        """At a terminal, show what will be started and its worst-case cost, and ask."""
+        if values.get("yes") or not (sys.stdin.isatty() and sys.stdout.isatty()):
+            return True
+        reply = client.call(settings.socket_path, {**request, "dry_run": True})
+        if not reply["ok"]:
+            raise DaemonRefused(reply)
+        found = reply["result"]["estimate"]
+        cost = (f"${found['worst_case_cost']:.2f} at most (prices of {found['prices_date']})"
+                if found["worst_case_cost"] is not None else "an unknown amount")
+        what = "on-demand instance(s)" if found["type"] == "on-demand" else \
+            "spot capacity unit(s)"
+        print(f"Will request {found['capacity']} {what} for {found['hours']:.2f} hours, "
+              f"costing {cost}.")
+        try:
+            answer = input("Is that OK? (Type 'yes' or 'no'): ").strip().lower()
+        except EOFError:
+            answer = ""
+        if answer in ("yes", "y"):
+            return True
+        print("Nothing was started. Change -count, -lease-duration or the config and try again.")
+        return False
+
+    def request(self, values: dict[str, Any], positionals: list[str],
+                settings: knobs.ClientSettings) -> dict[str, Any]:
+        """Build the create request; raises UsageError or InputError."""
+        if len(positionals) > 1 or (not positionals and values.get("count") is None):
+            raise UsageError("give one Spot Fleet JSON config file (or - for stdin), or -count N "
+                             "for on-demand instances")
+        source = positionals[0] if positionals else "on-demand"
+        annex: dict[str, Any] = {"config_source": source, "region": settings.region}
+        name = values.get("annex_name")
+        if name is not None:
+            if not re.search(protocol.ANNEX_NAME_PATTERN, name):
+                raise UsageError(f"-annex-name: {inputs.shown(name)!r} is not valid: use "
+                                 f"{protocol.ANNEX_NAME_RULE}")
+            annex["name"] = name
+        annex["lease_duration"] = lease_seconds(values) or settings.lease_duration
+        if values.get("count") is not None:
+            annex["count"] = inputs.whole_number("-count", values["count"], "instances",
+                                                 inputs.MAX_CAPACITY)
+        # The daemon does not read the user's config file: send what -setup wrote there.
+        arn = values.get("lease_function_arn") or settings.lease_function_arn
+        if arn:
+            annex["lease_function_arn"] = arn
+        if settings.bucket:
+            annex["bucket"] = settings.bucket
+        annex.update(instance_options(values))
+        creds = credentials(key_files(values, settings))
+        if positionals:
+            annex["spot_fleet_config"] = inputs.read_json(positionals[0])
+        else:
+            annex["on_demand"] = on_demand_settings(values, settings.region)
+        return with_credentials({"version": protocol.VERSION, "command": "create",
+                                  "annex": annex}, creds)
+
+    def show(self, result: dict[str, Any], settings: knobs.ClientSettings) -> int:
+        end = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(result["lease_end"]))
+        print(f"condor_annex: annex {result['annex_id']} started; its lease ends {end}.",
+              file=sys.stderr)
+        print("\n".join(result.get("instance_ids") or [result.get("spot_fleet_request_id")]))
+        return EXIT_OK
