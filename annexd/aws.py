@@ -21,6 +21,9 @@ from botocore.parsers import ResponseParserError
 from annexd_lambda import lease
 from annexd_lambda.lease import ANNEX_TAG
 
+#: Launch calls (RequestSpotFleet, RunInstances) wait at least this long for their reply.
+LAUNCH_READ_TIMEOUT_SECONDS = 60.0
+
 #: S3 object metadata (x-amz-meta-...) of the config object: the lease end in force.
 LEASE_METADATA = "annex-lease-expiration"
 
@@ -144,14 +147,19 @@ class AnnexAws:
 
     @property
     def _fleet_ec2(self) -> Any:
-        """EC2 without blind botocore retries, for RequestSpotFleet only.
+        """EC2 without blind botocore retries, and with patience, for the launch calls only.
 
         A retry after a lost reply would create a second fleet wherever ClientToken is not
         honoured (moto).  The create sequence retries it itself, after looking the first
-        attempt's fleet up by its token.
+        attempt's fleet up by its token.  And a launch is the one call whose outcome must not
+        be guessed: a reply given up on too early leaves an attempt still running on the
+        service's side, which the look-up before the retry cannot see yet.  So launch calls
+        wait at least LAUNCH_READ_TIMEOUT_SECONDS, whatever ANNEXD_AWS_TIMEOUT_SECONDS says.
         """
         return self._client("ec2", "ec2-once",
-                            retries={"mode": "standard", "total_max_attempts": 1})
+                            retries={"mode": "standard", "total_max_attempts": 1},
+                            read_timeout=max(self._config.read_timeout,
+                                             LAUNCH_READ_TIMEOUT_SECONDS))
 
     @contextlib.contextmanager
     def _call(self, operation: str) -> Iterator[None]:

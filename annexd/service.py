@@ -331,14 +331,17 @@ class AnnexService:
                               lease_rate_minutes=settings.lease_rate_minutes, now=self.clock(),
                               pool=settings.pool, user_name=_user_name(peer.uid, annex))
             held = self.journal.live_row(plan.region, plan.annex_id)
+            if request.get("dry_run"):  # the confirmation prompt: look, never act
+                if held is not None and not _resumable(held, peer):
+                    return _taken_reply(held, peer)
+                estimate = costs.check(plan, settings.caps, self._live_instances(peer.uid))
+                return protocol.ok_reply({"annex_id": plan.annex_id, "estimate": estimate},
+                                         list(plan.notices))
             if held is not None:
                 answer = self._name_held(held, peer, credentials, annex, notices)
                 if answer is not None:
                     return answer
-            estimate = costs.check(plan, settings.caps, self._live_instances(peer.uid))
-            if request.get("dry_run"):
-                return protocol.ok_reply({"annex_id": plan.annex_id, "estimate": estimate},
-                                         list(plan.notices))
+            costs.check(plan, settings.caps, self._live_instances(peer.uid))
             payload = self._payload(settings, plan, annex)
         except (InvalidRequest, KnobError) as error:
             return protocol.error_reply("invalid-request", str(error))
@@ -356,7 +359,7 @@ class AnnexService:
         """The (region, name) is held by a live row: resume it, finish its rollback, or say
         no.  None: its rollback was finished and the new request may go ahead."""
         state = RequestState(row["state"])
-        if not peer.may_act_on(row["owner_uid"]) or state not in lifecycle.PARKED:
+        if not _resumable(row, peer):
             return _taken_reply(row, peer)
         plan = AnnexPlan.from_record(row["plan"])
         payload = self._payload(self.settings, plan, annex)
@@ -463,6 +466,13 @@ class AnnexService:
                      row["id"], plan.annex_id)
         except Exception:  # one broken request must not stop the others' recovery
             log.exception("request %d: recovery of annex %s failed", row["id"], plan.annex_id)
+
+
+def _resumable(row: dict[str, Any], peer: Peer) -> bool:
+    """Whether the caller's repeat of the command resumes this live row (a parked request
+    of theirs), rather than being refused."""
+    return peer.may_act_on(row["owner_uid"]) and \
+        RequestState(row["state"]) in lifecycle.PARKED
 
 
 def _taken_reply(row: dict[str, Any], peer: Peer) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from annexd_lambda.lease import ANNEX_TAG
+from condor_annex import client
 from localaws.faultproxy import FaultProxy
 from localaws.pool import AnnexDaemon, LocalPool, script
 from localaws.wait import wait_for
@@ -251,3 +252,21 @@ def test_twenty_requests_in_flight_when_killed(aws, moto_server, tmp_path):
     outcomes = {name: assert_all_or_nothing(aws, name) for name in names}
     assert "complete" in outcomes.values()
     assert unfinished(pool) == []
+
+
+def test_the_confirmation_prompt_never_resumes_a_parked_request(aws, crash_pool):
+    """The prompt's dry run looks only: the parked request resumes on the real command."""
+    crash(crash_pool, "EventBridge PutTargets:after", "-lease-duration", "3600", keys=True,
+          identity=False)
+    with open(SPOT_CONFIG, encoding="utf-8") as handle:
+        config = json.load(handle)
+    with AnnexDaemon(crash_pool):
+        before = aws.annex_resources("phoenix")
+        reply = client.call(crash_pool.socket_path, {
+            "version": 1, "command": "create", "dry_run": True,
+            "credentials": {"access_key_id": "AKIAUSER", "secret_access_key": "s"},
+            "annex": {"name": "phoenix", "lease_duration": 3600, "count": 2,
+                      "lease_function_arn": aws.lease_arn, "spot_fleet_config": config}})
+        assert reply["ok"] and reply["result"]["estimate"]["capacity"] == 2, reply
+        assert aws.annex_resources("phoenix") == before
+        assert unfinished(crash_pool) == [("phoenix", "interrupted")]
