@@ -66,3 +66,28 @@ def test_help_lists_every_flag_and_alias():
     for option in OPTIONS:
         for name in option.names:
             assert name in text
+
+
+class _Terminal:
+    def __init__(self, tty: bool):
+        self.tty, self.text = tty, ""
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_a_busy_daemon_is_waited_out_and_said_so_only_at_a_terminal(monkeypatch, tty):
+    from condor_annex import cli
+
+    terminal = _Terminal(tty)
+    monkeypatch.setattr(cli.sys, "stderr", terminal)
+    cli._say_waiting("condor_annexd is busy: 64 clients are connected (ANNEXD_MAX_CLIENTS); "
+                     "try again shortly.")
+    assert ("waiting (up to 300 s)" in terminal.text) is tty
