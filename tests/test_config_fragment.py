@@ -45,6 +45,10 @@ def test_instance_image_fragment_loads_in_htcondor(condor_config):
         text = unit.read()
     assert "Before=condor.service" in text and "Type=oneshot" in text
     assert "ExecStart=/usr/local/bin/condor_annex_ec2 -config-dir /etc/condor/config.d" in text
+    with open(os.path.join(ROOT, "image", "condor-annex-lease.service"), encoding="utf-8") as unit:
+        assert "condor_annex_ec2 -refresh-lease -config-dir /etc/condor/config.d" in unit.read()
+    with open(os.path.join(ROOT, "image", "condor-annex-lease.timer"), encoding="utf-8") as unit:
+        assert "OnUnitActiveSec=60" in unit.read()
 
 
 def _shown(value) -> str:
