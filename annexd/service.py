@@ -196,9 +196,16 @@ class AnnexService:
             self.journal.transition(request_id, RequestState.ROLLING_BACK, expect={state})
             reason = "resuming an interrupted rollback"
         elif plan.lease_end <= self.clock():
-            self.journal.transition(request_id, RequestState.ROLLING_BACK, expect={state},
-                                    error="the lease ended before the annex was complete")
             reason = "the lease ended before the annex was complete"
+            self.journal.transition(request_id, RequestState.ROLLING_BACK, expect={state},
+                                    error=reason)
+        elif "target" in progress.done and driver.aws.lease_target(plan.annex_id) is None:
+            # The journal says the lease was put in force, but AWS no longer has it: its
+            # lease function (whose clock is AWS's, not ours) or someone else ended it.
+            # Never go on to launch without a lease: finish it off instead.
+            reason = "its lease was ended while it was interrupted"
+            self.journal.transition(request_id, RequestState.ROLLING_BACK, expect={state},
+                                    error=reason)
         else:
             self.journal.transition(request_id, RequestState.CREATING, expect={state})
             return driver.forward(progress)
@@ -397,10 +404,16 @@ class AnnexService:
             log.info("request %d: annex %s paused before %s for shutdown",
                      driver.request_id, plan.annex_id, paused.step)
             return _paused_reply(plan, paused.step, notices)
-        if outputs is None:
+        except AwsError as error:  # checking the lease before resuming: nothing changed
             return protocol.error_reply(
-                "aws", f"the lease of annex {plan.annex_id!r} ended before it was complete; "
-                "it was rolled back", notices=notices)
+                "aws", f"cannot resume annex {plan.annex_id!r}: {error}; nothing was changed, "
+                "run the same command again", aws_code=error.code,
+                request_id=error.request_id, notices=notices)
+        if outputs is None:
+            why = self.journal.request(driver.request_id)["error"]
+            return protocol.error_reply(
+                "aws", f"annex {plan.annex_id!r} could not be finished ({why}); it was rolled "
+                "back", notices=notices)
         result = {
             "annex_id": plan.annex_id,
             "type": plan.annex_type,

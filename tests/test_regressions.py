@@ -127,3 +127,20 @@ def test_an_unknown_launch_outcome_keeps_the_lease_expiring_now(aws, moto_server
     assert lease_input["LeaseExpiration"] <= time.time()
     fire_lease(lease_input, now=time.time())
     assert not any(aws.annex_resources("phoenix").values())
+
+
+def test_a_parked_request_whose_lease_was_ended_is_never_launched_again(aws, keys_pool,
+                                                                         fire_lease):
+    """Found by the model: the lease function (on AWS's clock) ended a parked request's annex;
+    resuming it by the journal alone would have launched a fleet with no lease at all."""
+    crash(keys_pool, "EC2 RequestSpotFleet:after", "-lease-duration", "3600", keys=True,
+          identity=False)
+    lease_input = aws.target_input("phoenix")
+    fire_lease(lease_input, now=lease_input["LeaseExpiration"] + 1)  # AWS's clock ran ahead
+    assert not any(aws.annex_resources("phoenix").values())
+    with AnnexDaemon(keys_pool):
+        again = annex(keys_pool, "-lease-duration", "3600", keys=True)
+        assert unfinished(keys_pool) == []
+    assert again.returncode == 5, again.stderr
+    assert "its lease was ended while it was interrupted" in again.stderr
+    assert not any(aws.annex_resources("phoenix").values())
