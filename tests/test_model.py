@@ -183,7 +183,7 @@ class AnnexModel(RuleBasedStateMachine):
         reply = as_other_user(self.pool.socket_path,
                               {"version": 1, **self._message(region, name, bad, uid)}, uid=uid,
                               allow_no_reply=True)
-        if self.daemon.process.poll() is None:  # the call was never made
+        if reply:  # an answer: the crash point was never reached (else it died: no answer)
             assert reply.get("ok") or reply["error"]["kind"] != "internal", reply
         self._restart(identity=identity, sig=signal.SIGKILL)
 
