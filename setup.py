@@ -22,6 +22,7 @@ setup(
         "test": [
             "pytest>=8",
             "pytest-timeout>=2.2",
+            "pytest-xdist>=3.5",
             "moto[server]>=5.1,<6",
             "cfn-lint>=1.0,<2",
             "hypothesis>=6.0",

@@ -40,8 +40,13 @@ def shown(value: str) -> str:
     return protocol.shown(value)
 
 
+#: Paths are shown whole (a user needs all of one), up to the longest a path can be.
+PATH_MAX = 4096
+
+
 def _label(path: str, what: str) -> str:
-    return f"{what} {shown(path)}" if what else shown(path)
+    path = protocol.shown(path, PATH_MAX)
+    return f"{what} {path}" if what else path
 
 
 def read_bytes(path: str, what: str, limit: int, private: bool = False) -> bytes:
@@ -63,7 +68,7 @@ def read_bytes(path: str, what: str, limit: int, private: bool = False) -> bytes
                 raise InputError(
                     f"{_label(path, what)}: a secret key file must be owned by you and "
                     f"accessible only by you (mode is {stat.S_IMODE(info.st_mode):o}; run "
-                    f"chmod 600 {shown(path)})")
+                    f"chmod 600 {protocol.shown(path, PATH_MAX)})")
             if info.st_size > limit:
                 raise InputError(f"{_label(path, what)}: larger than the limit of "
                                  f"{_size(limit)}")
