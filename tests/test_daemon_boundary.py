@@ -187,10 +187,13 @@ class MasterStandIn:
 
     def _serve(self) -> None:
         while not self._stop.is_set():
-            ready, _, _ = select.select([self.listener], [], [], 0.2)
-            if not ready:
-                continue
-            connection, _ = self.listener.accept()
+            try:
+                ready, _, _ = select.select([self.listener], [], [], 0.2)
+                if not ready:
+                    continue
+                connection, _ = self.listener.accept()
+            except (OSError, ValueError):  # closed by close() meanwhile
+                return
             connection.settimeout(2)
             try:
                 data = connection.recv(4096)
