@@ -369,7 +369,9 @@ class AnnexService:
         if not _resumable(row, peer):
             return _taken_reply(row, peer)
         plan = AnnexPlan.from_record(row["plan"])
-        payload = self._payload(self.settings, plan, annex)
+        # Only a create still to finish needs the config tarball; a rollback does not.
+        payload = self._payload(self.settings, plan, annex) \
+            if state is RequestState.INTERRUPTED else None
         log.info("request %d: uid %d resumes %s annex %s", row["id"], peer.uid, state,
                  row["annex_id"])
         driver = self._driver(self.settings, plan, row["id"], credentials, payload)

@@ -315,11 +315,10 @@ class Driver:
         now = int(self.clock())
         if "target" not in progress.done:
             return now
-        try:
-            with_end = self.plan.target_input(lease_end=now)
-            self._attempt(Step("expire-lease", put_target), lambda aws, plan, _: aws.put_target(
-                plan.rule_name, plan.target_id, plan.lease_function_arn, with_end), {},
-                look_first=False, interruptible=False)
+        try:  # one call; botocore's standard retries cover the transient failures
+            self.aws.put_target(self.plan.rule_name, self.plan.target_id,
+                                self.plan.lease_function_arn,
+                                self.plan.target_input(lease_end=now))
         except Exception as error:
             log.error("annex %s: could not move the lease end to now (%s); it still ends at %d",
                       self.plan.annex_id, error, self.plan.lease_end)
