@@ -26,7 +26,24 @@ print(json.dumps({n: htcondor2.param.get(n) for n in [
 
 
 @pytest.fixture
-def site(empty_aws, moto_server):
+def reachable_checkout():
+    """Let another user run this checkout's venv: a clone may sit in a 0700 directory (mktemp
+    -d); its parents get the search bit for the test, and get their old mode back after."""
+    changed = []
+    path = os.path.dirname(os.path.abspath(script("python")))
+    while path != "/":
+        mode = os.stat(path).st_mode
+        if not mode & 0o001:
+            os.chmod(path, mode | 0o011)
+            changed.append((path, mode))
+        path = os.path.dirname(path)
+    yield
+    for path, mode in changed:
+        os.chmod(path, mode)
+
+
+@pytest.fixture
+def site(empty_aws, moto_server, reachable_checkout):
     """A pool under /tmp (other users can reach it) with no USER_CONFIG_FILE, and a user."""
     root = tempfile.mkdtemp(prefix="annex-site-")
     os.chmod(root, 0o755)
