@@ -1,17 +1,19 @@
 """What an annex may cost at worst, and the admin's caps on what one user may start.
 
-Worst case = capacity x the highest price per capacity unit among the launch specifications x
-the lease in hours.  A spot price is the config's ``SpotPrice`` (the most the user will pay)
+Worst case = capacity x the highest price per capacity unit among the options the launch may
+start x the lease in hours.  A spot price is the config's ``SpotPrice`` (the most the user will pay)
 or, when it gives none, the on-demand price: AWS's default maximum for Spot.  On-demand prices
 come from the shipped table (``prices.json``, with its date), so no AWS call is needed.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
 from typing import Any
 
+from . import launch
 from .knobs import Caps
 from .plan import AnnexPlan, InvalidRequest
 
@@ -23,31 +25,50 @@ def price_table() -> dict[str, Any]:
 
 
 def capacity(plan: AnnexPlan) -> int:
-    if plan.on_demand_request:
-        return int(plan.on_demand_request["MaxCount"])
-    return int(plan.spot_fleet_config.get("TargetCapacity", 0))
+    return plan.kind.capacity(plan.launch_request)
 
 
-def _unit_price(spec: dict[str, Any], fleet_price: str | None) -> float | None:
-    price = spec.get("SpotPrice") or fleet_price
-    if price is None:
-        price = price_table()["on_demand_hourly"].get(spec.get("InstanceType", ""))
-    if price is None:
+def _od_price(option: launch.Option) -> float | None:
+    price = price_table()["on_demand_hourly"].get(option.instance_type or "")
+    return None if price is None else float(price)
+
+
+def _unit_price(option: launch.Option, on_demand_part: bool) -> float | None:
+    """The most one capacity unit of ``option`` may cost per hour.  A Spot price defaults
+    to the on-demand price (AWS's default maximum); an on-demand part pays that price."""
+    od_price = _od_price(option)
+    prices = [option.max_price if option.max_price is not None else od_price]
+    if on_demand_part:
+        prices.append(od_price)
+    if None in prices:
         return None
-    return float(price) / float(spec.get("WeightedCapacity") or 1)
+    return max(prices) / option.weight  # type: ignore[type-var]
+
+
+def _hours(plan: AnnexPlan) -> float | None:
+    return max(0.0, plan.lease_end - plan.created_at) / 3600 if plan.created_at else None
 
 
 def estimate(plan: AnnexPlan) -> dict[str, Any]:
-    config = plan.spot_fleet_config
-    hours = max(0.0, plan.lease_end - plan.created_at) / 3600 if plan.created_at else None
-    specs = [plan.on_demand_request] if plan.on_demand_request else \
-        config.get("LaunchSpecifications", [])
-    prices = [_unit_price(spec, config.get("SpotPrice")) for spec in specs]
-    unit = None if not prices or None in prices else max(prices)
+    kind, request = plan.kind, plan.launch_request
+    hours = _hours(plan)
+    on_demand_part = kind.capacity(request) > kind.spot_capacity(request)
+    prices = [_unit_price(option, on_demand_part) for option in kind.options(request)]
+    unit = None if not prices or None in prices else max(prices)  # type: ignore[type-var]
     cost = None if unit is None or hours is None else round(capacity(plan) * unit * hours, 2)
     return {"type": plan.annex_type, "capacity": capacity(plan), "hours": hours,
             "unit_price": unit,
             "worst_case_cost": cost, "prices_date": price_table()["date"]}
+
+
+def with_price_cap(plan: AnnexPlan, caps: Caps) -> AnnexPlan:
+    """With ANNEX_MAX_COST set, a fleet also carries the cap as hourly maxima that AWS
+    enforces itself (our estimate uses a price table, and can not price every option)."""
+    hours = _hours(plan)
+    if caps.max_cost is None or not plan.kind.can_cap_price or not hours:
+        return plan
+    request, notice = plan.kind.cap_price(plan.launch_request, caps.max_cost / hours)
+    return dataclasses.replace(plan, launch_request=request, notices=plan.notices + (notice,))
 
 
 def check(plan: AnnexPlan, caps: Caps, already_running: int) -> dict[str, Any]:
@@ -62,11 +83,11 @@ def check(plan: AnnexPlan, caps: Caps, already_running: int) -> dict[str, Any]:
         raise InvalidRequest(f"a lease of {lease} s exceeds the limit of "
                              f"{caps.max_lease_duration} s (ANNEX_MAX_LEASE_DURATION)")
     if caps.max_cost is not None:
-        if found["worst_case_cost"] is None:
+        if found["worst_case_cost"] is None and not plan.kind.can_cap_price:
             raise InvalidRequest("the cost of this annex cannot be estimated (an instance type "
                                  "without a known price: give SpotPrice), and ANNEX_MAX_COST "
                                  "is set")
-        if found["worst_case_cost"] > caps.max_cost:
+        if found["worst_case_cost"] is not None and found["worst_case_cost"] > caps.max_cost:
             raise InvalidRequest(
                 f"this annex may cost up to ${found['worst_case_cost']:.2f} "
                 f"({found['capacity']} x ${found['unit_price']:.4f}/h x "

@@ -79,7 +79,8 @@ class Operations:
         if ask_aws:
             aws = self.aws_for(plan.region, credentials)
             target = aws.lease_target(plan.annex_id)
-            instances = aws.instance_states(plan.annex_id)
+            outputs = json.loads(row["outputs"]) if row.get("outputs") else {}
+            instances = plan.kind.instance_states(aws, plan, outputs)
         lease_end = target["Input"].get("LeaseExpiration", row["lease_end"]) if target \
             else row["lease_end"]
         return {
@@ -125,7 +126,8 @@ class Operations:
             raise OperationError("conflict", f"annex {name!r} is being created or rolled back "
                                  "right now; try again when that is done")
         plan = AnnexPlan.from_record(row["plan"])
-        summary = self.aws_for(plan.region, credentials).teardown(plan.annex_id, plan.bucket)
+        summary = self.aws_for(plan.region, credentials).teardown(plan.annex_id, plan.bucket,
+                                                               plan.annex_type)
         self._end(row)
         log.info("annex %s in %s turned off by uid %d: %s", plan.annex_id, plan.region,
                  who.uid, summary)
@@ -180,7 +182,7 @@ class Operations:
                 if extended:  # moved by someone else: believe AWS
                     self.journal.set_lease_end(row["id"], target["Input"]["LeaseExpiration"])
                     continue
-                summary = aws.teardown(plan.annex_id, plan.bucket)
+                summary = aws.teardown(plan.annex_id, plan.bucket, plan.annex_type)
             except AwsError as error:
                 log.error("LEASE BACKSTOP: cannot check expired annex %s: %s",
                           plan.annex_id, error)

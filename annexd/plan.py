@@ -11,15 +11,13 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import ondemand, spotfleet
+from . import launch
 from .knobs import PoolSettings, RegionSettings
 from .protocol import shown
 
 LAMBDA_ARN = re.compile(
     r"^arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):\d{12}:function:[A-Za-z0-9_-]{1,64}"
     r"(:(\$LATEST|[A-Za-z0-9_-]+))?\Z")
-ANNEX_TYPE_SPOT_FLEET = "spot-fleet"
-ANNEX_TYPE_ON_DEMAND = "on-demand"
 
 
 class InvalidRequest(ValueError):
@@ -37,8 +35,8 @@ class AnnexPlan:
     bucket: str
     client_token: str
     rule_schedule: str
-    spot_fleet_config: dict[str, Any]       # spot-fleet annexes: RequestSpotFleet's config
-    on_demand_request: dict[str, Any] = field(default_factory=dict)  # on-demand: RunInstances
+    #: The launch call's parameters, as built by the annex type's launch kind.
+    launch_request: dict[str, Any]
     collector_host: str = ""
     owners: tuple[str, ...] = ()            # empty: anyone's jobs may run
     idle_seconds: int = 900
@@ -48,6 +46,10 @@ class AnnexPlan:
     needs_request_material: bool = False
     created_at: int = 0                     # when the lease started (lease_end - duration)
     notices: tuple[str, ...] = field(default=())
+
+    @property
+    def kind(self) -> launch.Kind:
+        return launch.kind_of(self.annex_type)
 
     @property
     def config_key(self) -> str:
@@ -76,6 +78,11 @@ class AnnexPlan:
     @classmethod
     def from_record(cls, text: str) -> "AnnexPlan":
         data = json.loads(text)
+        # Journals written before the launch kinds: one field per kind.
+        for old in ("spot_fleet_config", "on_demand_request"):
+            if data.get(old):
+                data["launch_request"] = data[old]
+            data.pop(old, None)
         data["notices"] = tuple(data.get("notices", ()))
         data["owners"] = tuple(data.get("owners", ()))
         return cls(**data)
@@ -133,26 +140,22 @@ def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: RegionSetting
             "no configuration bucket: set ANNEX_DEFAULT_S3_BUCKET (condor_annex -setup creates one)")
     annex_id = annex.get("name") or new_annex_id()
     client_token = f"{annex_id}_{uuid.uuid4()}"
-    source = annex.get("config_source", "Spot Fleet config")
     tags = {tag["key"]: tag["value"] for tag in annex.get("tags", [])}
-    config, on_demand, notices = {}, {}, []
+    source_name = annex.get("config_source", "fleet config")
+    if "on_demand" in annex:
+        kind, source, where = launch.ON_DEMAND, annex["on_demand"], "on-demand annex"
+    else:
+        kind, source = launch.recognise(annex["fleet_config"]), annex["fleet_config"]
+        where = f"{source_name}: invalid {kind.label}"
     try:
-        if "on_demand" in annex:
-            on_demand = ondemand.build(annex["on_demand"], annex_id=annex_id,
-                                       client_token=client_token, count=annex["count"],
-                                       instance_tags=tags)
-        else:
-            config, notices = spotfleet.build(
-                annex["spot_fleet_config"], annex_id=annex_id, client_token=client_token,
-                count=annex.get("count"), instance_tags=tags)
-    except spotfleet.SpotFleetConfigError as exc:
-        raise InvalidRequest(f"{source}: invalid Spot Fleet config: {exc}") from None
-    except ondemand.OnDemandConfigError as exc:
-        raise InvalidRequest(f"on-demand annex: {exc}") from None
+        built = kind.build(source, annex_id=annex_id, client_token=client_token,
+                           count=annex.get("count"), instance_tags=tags)
+    except launch.LaunchConfigError as exc:
+        raise InvalidRequest(f"{where}: {exc}") from None
     return AnnexPlan(
         annex_id=annex_id,
-        annex_type=ANNEX_TYPE_ON_DEMAND if on_demand else ANNEX_TYPE_SPOT_FLEET,
-        on_demand_request=on_demand,
+        annex_type=kind.annex_type,
+        launch_request=built.request,
         owner_uid=owner_uid,
         region=settings.region,
         lease_function_arn=lease_function_arn,
@@ -160,12 +163,11 @@ def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: RegionSetting
         bucket=bucket,
         client_token=client_token,
         rule_schedule=rate_expression(lease_rate_minutes),
-        spot_fleet_config=config,
         collector_host=pool.collector_host,
         owners=tuple(annex["owners"]) if "owners" in annex else (user_name,),
         idle_seconds=annex.get("idle_seconds", pool.unclaimed_timeout),
         pool_auth=pool_auth,
         needs_request_material=bool(annex.get("idtoken") or annex.get("config_files")),
         created_at=int(now),
-        notices=tuple(f"{source}: {notice}" for notice in notices),
+        notices=tuple(f"{source_name}: {notice}" for notice in built.notices),
     )

@@ -51,14 +51,15 @@ _CREATE_ANNEX = {
     "type": "object",
     "additionalProperties": False,
     "required": ["lease_duration"],
-    # A spot fleet (the console's JSON config), or on-demand instances (then count is needed).
-    "oneOf": [{"required": ["spot_fleet_config"]}, {"required": ["on_demand", "count"]}],
+    # A fleet config (a Spot Fleet's, as the console exports it, or an EC2 Fleet's CreateFleet
+    # input), or on-demand instances (then count is needed).
+    "oneOf": [{"required": ["fleet_config"]}, {"required": ["on_demand", "count"]}],
     "properties": {
         "name": {"type": "string", "pattern": ANNEX_NAME_PATTERN},
         "lease_duration": {"type": "integer", "minimum": 1, "maximum": MAX_LEASE_SECONDS},
         "lease_function_arn": {"type": "string", "minLength": 1, "maxLength": 256},
         "count": {"type": "integer", "minimum": 1, "maximum": MAX_CAPACITY},
-        "spot_fleet_config": {"type": "object"},
+        "fleet_config": {"type": "object"},
         "on_demand": {"type": "object", "additionalProperties": False, "properties": {
             "image_id": {"type": "string", "maxLength": 64},
             "instance_type": {"type": "string", "maxLength": 64},

@@ -337,6 +337,7 @@ class AnnexService:
             plan = build_plan(annex, owner_uid=peer.uid, settings=region,
                               lease_rate_minutes=settings.lease_rate_minutes, now=self.clock(),
                               pool=settings.pool, user_name=_user_name(peer.uid, annex))
+            plan = costs.with_price_cap(plan, settings.caps)
             held = self.journal.live_row(plan.region, plan.annex_id)
             if request.get("dry_run"):  # the confirmation prompt: look, never act
                 if held is not None and not _resumable(held, peer):
@@ -424,14 +425,9 @@ class AnnexService:
             "rule_arn": outputs["rule_arn"],
             "config_url": outputs["config_url"],
         }
-        if plan.on_demand_request:
-            result["instance_ids"] = outputs["instance_ids"]
-            wanted = plan.on_demand_request["MaxCount"]
-            if len(outputs["instance_ids"]) < wanted:
-                notices.append(f"EC2 started only {len(outputs['instance_ids'])} of the "
-                               f"{wanted} instances asked for")
-        else:
-            result["spot_fleet_request_id"] = outputs["spot_fleet_request_id"]
+        launched, more = plan.kind.reply(plan, outputs)
+        result.update(launched)
+        notices = notices + more
         log.info("request %d: annex %s is up: %s", driver.request_id, plan.annex_id, result)
         return protocol.ok_reply(result, notices)
 

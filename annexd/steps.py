@@ -108,51 +108,14 @@ def remove_target(aws: AnnexAws, plan: AnnexPlan, _: Outputs) -> None:
     aws.remove_target(plan.rule_name, plan.target_id)
 
 
-def request_fleet(aws: AnnexAws, plan: AnnexPlan, _: Outputs) -> Outputs:
-    return {"spot_fleet_request_id": aws.request_spot_fleet(plan.spot_fleet_config)}
-
-
-def find_fleet(aws: AnnexAws, plan: AnnexPlan, _: Outputs) -> Outputs | None:
-    """The fleet an earlier attempt of this very request created, if any (by ClientToken)."""
-    found = aws.find_fleets(plan.annex_id, client_token=plan.client_token)
-    if len(found) > 1:
-        log.error("annex %s: %d fleets carry one ClientToken; keeping %s, cancelling the rest",
-                  plan.annex_id, len(found), found[0])
-        aws.cancel_fleets(found[1:])
-    return {"spot_fleet_request_id": found[0]} if found else None
-
-
-def cancel_fleet(aws: AnnexAws, plan: AnnexPlan, _: Outputs) -> None:
-    """Cancel this request's live fleets, terminating their instances.
-
-    Found by ClientToken rather than by the recorded ID: that also catches a fleet whose ID
-    never came back, and never sends an already-removed ID (which moto answers with a 500).
-    """
-    aws.cancel_fleets(aws.find_fleets(plan.annex_id, client_token=plan.client_token))
-
-
-def run_instances(aws: AnnexAws, plan: AnnexPlan, _: Outputs) -> Outputs:
-    return {"instance_ids": aws.run_instances(plan.on_demand_request)}
-
-
-def find_instances(aws: AnnexAws, plan: AnnexPlan, _: Outputs) -> Outputs | None:
-    """The instances an earlier attempt of this very request started, if any."""
-    found = aws.find_instances(plan.annex_id, plan.client_token)
-    return {"instance_ids": found} if found else None
-
-
-def terminate_instances(aws: AnnexAws, plan: AnnexPlan, _: Outputs) -> None:
-    aws.terminate_instances(aws.find_instances(plan.annex_id, plan.client_token))
-
-
 def create_sequence(plan: AnnexPlan, payload: bytes | None) -> tuple[Step, ...]:
     """The create sequence, with the config tarball ``payload`` (None: it can't be rebuilt).
 
-    Lease first (rule, then its target), then the config object, and last the instances: a
-    Spot Fleet, or on-demand instances.
+    Lease first (rule, then its target), then the config object, and last the instances,
+    launched by the annex's kind (a Spot Fleet, an EC2 Fleet, or on-demand instances).
     """
-    start = Step("instances", run_instances, terminate_instances, find_instances) \
-        if plan.on_demand_request else Step("fleet", request_fleet, cancel_fleet, find_fleet)
+    kind = plan.kind
+    start = Step(kind.step_name, kind.launch, kind.end, kind.find)
     return (
         Step("check", check),
         Step("rule", put_rule, delete_rule, lease=True),

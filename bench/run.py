@@ -25,7 +25,7 @@ from typing import Any, Callable
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from annexd import spotfleet  # noqa: E402
+from annexd.launch import SPOT_FLEET  # noqa: E402
 from annexd.journal import Journal  # noqa: E402
 from annexd.lifecycle import RequestState  # noqa: E402
 from annexd.plan import AnnexPlan  # noqa: E402
@@ -118,7 +118,8 @@ def create_overhead_ratio(bench: Bench, runs: int) -> None:
 
     def direct(index: int) -> None:
         name = f"direct-{index}"
-        config, _ = spotfleet.build(example, annex_id=name, client_token=f"{name}_x", count=1)
+        config = SPOT_FLEET.build(example, annex_id=name, client_token=f"{name}_x",
+                                  count=1, instance_tags={}).request
         lambda_.get_function(FunctionName=bench.lease_arn)
         try:
             events.describe_rule(Name=name)
@@ -197,7 +198,8 @@ def lease_enforcement(bench: Bench, sizes: list[int]) -> None:
         example = json.load(handle)
     for size in sizes:
         name = f"lease-{size}"
-        config, _ = spotfleet.build(example, annex_id=name, client_token=f"{name}_t", count=size)
+        config = SPOT_FLEET.build(example, annex_id=name, client_token=f"{name}_t",
+                                  count=size, instance_tags={}).request
         bench.clients["ec2"].request_spot_fleet(SpotFleetRequestConfig=config)
         bench.clients["events"].put_rule(Name=name, ScheduleExpression="rate(5 minutes)")
         bench.clients["events"].put_targets(Rule=name, Targets=[
@@ -243,12 +245,13 @@ def _fake_rows(journal_path: str, count: int, state: str) -> None:
         example = json.load(handle)
     for index in range(count):
         name = f"j{index}"
-        config, _ = spotfleet.build(example, annex_id=name, client_token=f"{name}_t", count=1)
+        config = SPOT_FLEET.build(example, annex_id=name, client_token=f"{name}_t",
+                                  count=1, instance_tags={}).request
         plan = AnnexPlan(annex_id=name, annex_type="spot-fleet", owner_uid=1000,
                          region=REGION, lease_function_arn="arn:aws:lambda:us-east-1:"
                          "123456789012:function:f", lease_end=4_000_000_000, bucket=BUCKET,
                          client_token=f"{name}_t", rule_schedule="rate(5 minutes)",
-                         spot_fleet_config=config)
+                         launch_request=config)
         request_id = journal.begin(plan, daemon_credentials=False)
         if state != RequestState.CREATING:
             journal.transition(request_id, RequestState(state))

@@ -135,8 +135,8 @@ class CreateAnnex(Command):
         found = reply["result"]["estimate"]
         cost = (f"${found['worst_case_cost']:.2f} at most (prices of {found['prices_date']})"
                 if found["worst_case_cost"] is not None else "an unknown amount")
-        what = "on-demand instance(s)" if found["type"] == "on-demand" else \
-            "spot capacity unit(s)"
+        what = {"on-demand": "on-demand instance(s)", "ec2-fleet": "EC2 Fleet capacity unit(s)"
+                }.get(found["type"], "Spot Fleet capacity unit(s)")
         print(f"Will request {found['capacity']} {what} for {found['hours']:.2f} hours, "
               f"costing {cost}.")
         try:
@@ -175,7 +175,7 @@ class CreateAnnex(Command):
         annex.update(instance_options(values))
         creds = credentials(key_files(values, settings))
         if positionals:
-            annex["spot_fleet_config"] = inputs.read_json(positionals[0])
+            annex["fleet_config"] = inputs.read_json(positionals[0])
         else:
             annex["on_demand"] = on_demand_settings(values, settings.region)
         return with_credentials({"version": protocol.VERSION, "command": "create",
@@ -185,5 +185,6 @@ class CreateAnnex(Command):
         end = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(result["lease_end"]))
         print(f"condor_annex: annex {result['annex_id']} started; its lease ends {end}.",
               file=sys.stderr)
-        print("\n".join(result.get("instance_ids") or [result.get("spot_fleet_request_id")]))
+        print("\n".join(result.get("instance_ids") or
+                        [result.get("spot_fleet_request_id") or result.get("fleet_id")]))
         return EXIT_OK

@@ -8,8 +8,10 @@ Before the lease ends it does nothing (and makes no AWS call).  Once it has ende
 annex down, in this order, each step idempotent so that a failed tick is simply retried by the
 next one:
 
-1. cancel every live Spot Fleet request tagged ``htcondor:AnnexName=<AnnexID>`` (the whole tag
-   value, never a prefix: expiring ``foo`` must not touch ``foobar``), terminating its instances;
+1. cancel every live Spot Fleet request, and delete every live EC2 Fleet, tagged
+   ``htcondor:AnnexName=<AnnexID>`` (the whole tag value, never a prefix: expiring ``foo``
+   must not touch ``foobar``), terminating their instances (only the kinds the Input's
+   ``AnnexType`` says the annex may have; both when it does not say);
 2. terminate any instance still carrying the tag (on-demand instances, stragglers);
 3. delete ``config-<AnnexID>.tar.gz``;
 4. remove the rule's target, then delete the rule: the lease itself goes last, so that a tick
@@ -36,6 +38,12 @@ ANNEX_TAG = "htcondor:AnnexName"
 CLIENT_TOKEN_TAG = "htcondor:AnnexClientToken"
 ANNEX_ID = re.compile(r"[A-Za-z0-9-]{1,27}")  # whole string: fullmatch
 LIVE_FLEET_STATES = frozenset({"submitted", "active", "modifying"})
+#: EC2 Fleet states that may still hold or launch instances (deleted_running: if it has any).
+LIVE_EC2_FLEET_STATES = frozenset({"submitted", "active", "modifying"})
+EC2_FLEET_GONE_CODES = frozenset({"fleetIdDoesNotExist", "fleetNotInDeletableState"})
+DELETE_FLEETS_BATCH = 25  # AWS's limit for instant fleets (other types: 100)
+#: Which fleet APIs an annex of each type (the Input's AnnexType) can have fleets in.
+FLEET_KINDS = {"spot-fleet": ("spot-fleet",), "ec2-fleet": ("ec2-fleet",), "on-demand": ()}
 LIVE_INSTANCE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
 FLEET_GONE_CODES = frozenset({"fleetRequestIdDoesNotExist", "fleetRequestNotInCancellableState"})
 CANCEL_BATCH = 100
@@ -55,6 +63,7 @@ class Lease:
     annex_id: str
     bucket: str | None
     expiration: int
+    annex_type: str | None = None
 
     @classmethod
     def from_event(cls, event: Any) -> "Lease":
@@ -66,7 +75,9 @@ class Lease:
         if isinstance(expiration, bool) or not isinstance(expiration, int):
             raise LeaseError(f"LeaseExpiration {expiration!r} is not integer epoch seconds")
         bucket = event.get("S3BucketName")
-        return cls(annex_id, bucket if isinstance(bucket, str) and bucket else None, expiration)
+        annex_type = event.get("AnnexType")
+        return cls(annex_id, bucket if isinstance(bucket, str) and bucket else None, expiration,
+                   annex_type if annex_type in FLEET_KINDS else None)
 
 
 @dataclass(frozen=True)
@@ -168,6 +179,78 @@ def cancel_fleets(ec2: Any, fleet_ids: list[str]) -> None:
                     _cancel(ec2, [fleet_id], terminate=False)
 
 
+def _has_fleet_instances(ec2: Any, fleet_id: str) -> bool:
+    return bool(ec2.describe_fleet_instances(FleetId=fleet_id).get("ActiveInstances"))
+
+
+def _is_live_ec2_fleet(ec2: Any, fleet: dict[str, Any]) -> bool:
+    state = fleet.get("FleetState")
+    if state == "deleted_running":
+        return _has_fleet_instances(ec2, fleet["FleetId"])
+    return state in LIVE_EC2_FLEET_STATES
+
+
+def find_ec2_fleets(ec2: Any, annex_id: str, client_token: str | None = None) -> list[str]:
+    """IDs of the live EC2 Fleets tagged with exactly ``annex_id`` (with ``client_token``:
+    of that one create request).  DescribeFleets cannot filter by tag, so we page."""
+    found = []
+    for page in ec2.get_paginator("describe_fleets").paginate():
+        for fleet in page.get("Fleets", []):
+            if not has_annex_tag(fleet.get("Tags"), annex_id):
+                continue
+            if client_token is not None and not (
+                    fleet.get("ClientToken") == client_token or any(
+                        t.get("Key") == CLIENT_TOKEN_TAG and t.get("Value") == client_token
+                        for t in fleet.get("Tags") or ())):
+                continue
+            if _is_live_ec2_fleet(ec2, fleet):
+                found.append(fleet["FleetId"])
+    return found
+
+
+def _delete_ec2_fleets(ec2: Any, fleet_ids: list[str], terminate: bool) -> list[str]:
+    """Delete; returns the fleets AWS would not delete because they were deleted already
+    with their instances left running (``deleted_running``)."""
+    reply = ec2.delete_fleets(FleetIds=fleet_ids, TerminateInstances=terminate)
+    left = []
+    for failure in reply.get("UnsuccessfulFleetDeletions", []):
+        error = failure.get("Error", {})
+        if error.get("Code") == "fleetNotInDeletableState":
+            left.append(failure.get("FleetId"))
+        elif error.get("Code") not in EC2_FLEET_GONE_CODES:
+            raise LeaseError(f"cannot delete {failure.get('FleetId')}: "
+                             f"{error.get('Code')}: {error.get('Message')}")
+    return left
+
+
+def delete_ec2_fleets(ec2: Any, fleet_ids: list[str]) -> None:
+    """Delete the EC2 Fleets, terminating their instances; already-gone fleets are fine.
+
+    A fleet that could not be deleted any more but still runs instances (deleted earlier
+    without termination) has those instances terminated directly.  A fleet without any
+    instance is refused by moto with ``InvalidParameterCombination`` when asked to
+    terminate them; with nothing to terminate, deleting it without termination is the same.
+    """
+    for batch in _batches(fleet_ids, DELETE_FLEETS_BATCH):
+        try:
+            left = _delete_ec2_fleets(ec2, batch, terminate=True)
+        except ClientError as error:
+            if _code(error) != "InvalidParameterCombination":
+                raise
+            left = []
+            for fleet_id in batch:
+                try:
+                    left += _delete_ec2_fleets(ec2, [fleet_id], terminate=True)
+                except ClientError as single:
+                    if _code(single) != "InvalidParameterCombination":
+                        raise
+                    left += _delete_ec2_fleets(ec2, [fleet_id], terminate=False)
+        for fleet_id in left:
+            instances = [i["InstanceId"] for i in ec2.describe_fleet_instances(
+                FleetId=fleet_id).get("ActiveInstances", [])]
+            terminate_instances(ec2, instances)
+
+
 def find_instances(ec2: Any, annex_id: str) -> list[str]:
     """IDs of the not-yet-terminated instances tagged with exactly ``annex_id``."""
     filters = [{"Name": f"tag:{ANNEX_TAG}", "Values": [annex_id]},
@@ -228,17 +311,25 @@ def config_key(annex_id: str) -> str:
     return f"config-{annex_id}.tar.gz"
 
 
-def teardown(annex_id: str, bucket: str | None, clients: Clients) -> dict[str, Any]:
-    """Remove everything of annex ``annex_id``; safe to repeat."""
-    fleets = find_fleets(clients.ec2, annex_id)
+def teardown(annex_id: str, bucket: str | None, clients: Clients,
+             annex_type: str | None = None) -> dict[str, Any]:
+    """Remove everything of annex ``annex_id``; safe to repeat.
+
+    ``annex_type`` (the lease Input's AnnexType) limits the fleet look-ups to the one fleet
+    API such an annex uses; None looks in both.
+    """
+    kinds = FLEET_KINDS.get(annex_type or "", ("spot-fleet", "ec2-fleet"))
+    fleets = find_fleets(clients.ec2, annex_id) if "spot-fleet" in kinds else []
     cancel_fleets(clients.ec2, fleets)
+    ec2_fleets = find_ec2_fleets(clients.ec2, annex_id) if "ec2-fleet" in kinds else []
+    delete_ec2_fleets(clients.ec2, ec2_fleets)
     instances = find_instances(clients.ec2, annex_id)
     terminate_instances(clients.ec2, instances)
     deleted_config = delete_config(clients.s3, bucket, config_key(annex_id))
     summary = {
         "AnnexID": annex_id,
         "expired": True,
-        "cancelled_fleets": fleets,
+        "cancelled_fleets": fleets + ec2_fleets,
         "terminated_instances": instances,
         "deleted_config": deleted_config,
         "removed_target": remove_target(clients.events, annex_id, annex_id),
@@ -255,4 +346,5 @@ def handler(event: Any, context: Any = None, *, now: Callable[[], float] = time.
     if now() <= lease.expiration:
         log.info("annex %s: lease has %d s left", lease.annex_id, lease.expiration - int(now()))
         return {"AnnexID": lease.annex_id, "expired": False}
-    return teardown(lease.annex_id, lease.bucket, clients or Clients.default())
+    return teardown(lease.annex_id, lease.bucket, clients or Clients.default(),
+                    lease.annex_type)

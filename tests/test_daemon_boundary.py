@@ -73,7 +73,7 @@ def create_message(name: str) -> dict:
         config = json.load(handle)
     return {"version": 1, "command": "create",
             "annex": {"name": name, "lease_duration": 600, "count": 1, "owners": ["other"],
-                      "spot_fleet_config": config},
+                      "fleet_config": config},
             "credentials": {"access_key_id": "AKIAOTHER", "secret_access_key": "other-secret"}}
 
 
@@ -263,7 +263,7 @@ JSON = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
     max_leaves=12)
 ANNEX = st.fixed_dictionaries(
-    {"lease_duration": st.integers(-5, 10**6), "spot_fleet_config": JSON},
+    {"lease_duration": st.integers(-5, 10**6), "fleet_config": JSON},
     optional={"name": st.text(max_size=30), "count": st.integers(-2, 5), "surprise": JSON})
 MESSAGES = JSON | st.fixed_dictionaries(
     {"version": st.sampled_from([1, 2, "1"]), "command": st.sampled_from(["create", "ping",

@@ -158,7 +158,7 @@ CASES = [
     ("unknown-field", ["-lease-function-arn", "ARN"],
      lambda t: edited(t, set_field(Bogus=1)), 4, ["Unknown parameter", "Bogus"]),
     ("config-not-object", ["-lease-function-arn", "ARN"],
-     lambda t: write(t, "list.json", "[]"), 4, ["spot_fleet_config", "is not of type 'object'"]),
+     lambda t: write(t, "list.json", "[]"), 4, ["fleet_config", "is not of type 'object'"]),
     # the files themselves
     ("config-too-deep", ["-lease-function-arn", "ARN"], lambda t: write(t, "deep.json", DEEP),
      2, ["deep.json: JSON nested deeper than 64 levels"]),
@@ -282,7 +282,7 @@ def test_no_credentials_is_refused_by_default(aws, run_annex):
     b'{"version": 99, "command": "ping"}\n',
     b'{"version": 1, "command": "create"}\n',
     b'{"version": 1, "command": "create", "annex": {"lease_duration": -1, '
-    b'"spot_fleet_config": {}}}\n',
+    b'"fleet_config": {}}}\n',
     b"\n",
     b"[" * 500_000 + b"]" * 500_000 + b"\n",
     b'{"version": 1, "command": "status", "name": "x\\n"}\n',

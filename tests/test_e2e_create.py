@@ -185,7 +185,7 @@ def test_journal_records_plan_and_steps_but_no_credentials(aws, pool, run_annex,
     assert state == "active" and mode == "wal"
     plan = json.loads(plan)
     assert plan["client_token"].startswith("journaled_") and len(plan["client_token"]) <= 64
-    assert plan["spot_fleet_config"]["ClientToken"] == plan["client_token"]
+    assert plan["launch_request"]["ClientToken"] == plan["client_token"]
     assert json.loads(outputs)["spot_fleet_request_id"] == result.stdout.strip()
     assert events == [(step, event) for step in ("check", "rule", "target", "config", "fleet")
                       for event in ("started", "done")]

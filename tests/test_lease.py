@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from annexd import spotfleet
+from annexd.launch import SPOT_FLEET
 from annexd_lambda import lease
 
 from conftest import SPOT_CONFIG
@@ -26,8 +26,8 @@ def make_annex(aws, annex_id: str, capacity: int = 2, weight: float | None = Non
         config = json.load(handle)
     if weight is not None:
         config["LaunchSpecifications"][0]["WeightedCapacity"] = weight
-    config, _ = spotfleet.build(config, annex_id=annex_id, client_token=f"{annex_id}_t",
-                                count=capacity)
+    config = SPOT_FLEET.build(config, annex_id=annex_id, client_token=f"{annex_id}_t",
+                            count=capacity, instance_tags={}).request
     aws.s3.put_object(Bucket="htcondor-annex-config", Key=lease.config_key(annex_id), Body=b"x")
     aws.events.put_rule(Name=annex_id, ScheduleExpression="rate(5 minutes)")
     aws.events.put_targets(Rule=annex_id, Targets=[

@@ -19,7 +19,7 @@ def plan(name: str = "nightly", region: str = "us-east-1", owner: int = 1000) ->
     return AnnexPlan(annex_id=name, annex_type="spot-fleet", owner_uid=owner, region=region,
                      lease_function_arn=f"arn:aws:lambda:{region}:123456789012:function:f",
                      lease_end=2_000_000_000, bucket="b", client_token=f"{name}_t",
-                     rule_schedule="rate(1 minute)", spot_fleet_config={})
+                     rule_schedule="rate(1 minute)", launch_request={})
 
 
 @pytest.fixture

@@ -152,7 +152,7 @@ class AnnexModel(RuleBasedStateMachine):
         return {"command": "create", "credentials": USER_KEYS, "annex": {
             "name": name, "region": region, "lease_duration": 3600, "count": 1,
             "lease_function_arn": self.arns[region], "owners": [USERS[uid]],
-            "spot_fleet_config": BAD_CONFIG if bad else GOOD_CONFIG}}
+            "fleet_config": BAD_CONFIG if bad else GOOD_CONFIG}}
 
     # -- operations ----------------------------------------------------------------------
 

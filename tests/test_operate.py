@@ -129,7 +129,7 @@ def test_confirmation_prompt_at_a_terminal(aws, pool, daemon, with_keys):
 
     status_, output = at_terminal("no", "asked-no")
     assert status_ == 1 and "Nothing was started" in output
-    assert "Will request 2 spot capacity unit(s) for 1.00 hours, costing $0.19 at most" in output
+    assert "Will request 2 Spot Fleet capacity unit(s) for 1.00 hours, costing $0.19 at most" in output
     assert aws.all_fleets() == []
     status_, output = at_terminal("yes", "asked-yes")
     assert status_ == 0 and len(aws.annex_resources("asked-yes")["fleets"]) == 1

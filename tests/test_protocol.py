@@ -5,7 +5,7 @@ from annexd import protocol
 
 
 def create(**annex):
-    body = {"lease_duration": 60, "spot_fleet_config": {}}
+    body = {"lease_duration": 60, "fleet_config": {}}
     body.update(annex)
     return {"version": 1, "command": "create", "annex": body}
 

@@ -266,7 +266,7 @@ def test_the_confirmation_prompt_never_resumes_a_parked_request(aws, crash_pool)
             "version": 1, "command": "create", "dry_run": True,
             "credentials": {"access_key_id": "AKIAUSER", "secret_access_key": "s"},
             "annex": {"name": "phoenix", "lease_duration": 3600, "count": 2,
-                      "lease_function_arn": aws.lease_arn, "spot_fleet_config": config}})
+                      "lease_function_arn": aws.lease_arn, "fleet_config": config}})
         assert reply["ok"] and reply["result"]["estimate"]["capacity"] == 2, reply
         assert aws.annex_resources("phoenix") == before
         assert unfinished(crash_pool) == [("phoenix", "interrupted")]

@@ -1,0 +1,118 @@
+"""The calls of the create sequence (and its rollback): lease, config object, launch."""
+from __future__ import annotations
+
+from typing import Any
+
+from annexd_lambda import lease
+from annexd_lambda.lease import ANNEX_TAG
+
+from .errors import InvalidInput, NotFound
+from .session import AwsSession
+
+#: S3 object metadata (x-amz-meta-...) of the config object: the lease end in force.
+LEASE_METADATA = "annex-lease-expiration"
+
+
+class CreateCalls(AwsSession):
+    """What creating an annex, and undoing a failed create, asks of AWS."""
+
+    def check_function(self, arn: str) -> None:
+        with self._call("Lambda GetFunction"):
+            self.lambda_.get_function(FunctionName=arn)
+
+    def rule_exists(self, name: str) -> bool:
+        try:
+            with self._call("EventBridge DescribeRule"):
+                self.events.describe_rule(Name=name)
+        except NotFound:
+            return False
+        return True
+
+    def put_config(self, bucket: str, key: str, body: bytes, annex_id: str,
+                   lease_end: int) -> None:
+        """Upload the annex's config; its lease end travels as object metadata, which the
+        instances re-read (so a lease change reaches them without rewriting the secrets)."""
+        with self._call("S3 PutObject"):
+            self.s3.put_object(Bucket=bucket, Key=key, Body=body, ServerSideEncryption="AES256",
+                               ContentType="application/gzip", Tagging=f"{ANNEX_TAG}={annex_id}",
+                               Metadata={LEASE_METADATA: str(lease_end)})
+
+    def delete_config(self, bucket: str, key: str) -> None:
+        with self._call("S3 DeleteObject"):
+            lease.delete_config(self.s3, bucket, key)
+
+    def put_rule(self, name: str, schedule: str, annex_id: str) -> str:
+        with self._call("EventBridge PutRule"):
+            reply = self.events.put_rule(
+                Name=name, ScheduleExpression=schedule, State="ENABLED",
+                Description=f"HTCondor annex {annex_id}: enforce the lease",
+                Tags=[{"Key": ANNEX_TAG, "Value": annex_id}])
+        return reply["RuleArn"]
+
+    def delete_rule(self, name: str) -> None:
+        with self._call("EventBridge DeleteRule"):
+            lease.delete_rule(self.events, name)
+
+    def put_target(self, rule: str, target_id: str, arn: str, input_json: str) -> None:
+        with self._call("EventBridge PutTargets"):
+            reply = self.events.put_targets(
+                Rule=rule, Targets=[{"Id": target_id, "Arn": arn, "Input": input_json}])
+        if reply.get("FailedEntryCount"):
+            entry = reply["FailedEntries"][0]
+            raise InvalidInput("EventBridge PutTargets", entry.get("ErrorCode", "Failed"),
+                               entry.get("ErrorMessage", "target not added"))
+
+    def remove_target(self, rule: str, target_id: str) -> None:
+        with self._call("EventBridge RemoveTargets"):
+            lease.remove_target(self.events, rule, target_id)
+
+    def request_spot_fleet(self, config: dict[str, Any]) -> str:
+        with self._call("EC2 RequestSpotFleet"):
+            reply = self._fleet_ec2.request_spot_fleet(SpotFleetRequestConfig=config)
+        return reply["SpotFleetRequestId"]
+
+    def run_instances(self, params: dict[str, Any]) -> list[str]:
+        """Start on-demand instances (no blind retry, as for RequestSpotFleet)."""
+        with self._call("EC2 RunInstances"):
+            reply = self._fleet_ec2.run_instances(**params)
+        return [instance["InstanceId"] for instance in reply.get("Instances", [])]
+
+    def find_instances(self, annex_id: str, client_token: str) -> list[str]:
+        """Live instances of one create request (annex tag and ClientToken tag)."""
+        with self._call("EC2 DescribeInstances"):
+            found = lease.find_instances(self.ec2, annex_id)
+            if not found:
+                return []
+            pages = self.ec2.get_paginator("describe_instances").paginate(
+                InstanceIds=found, Filters=[{"Name": f"tag:{lease.CLIENT_TOKEN_TAG}",
+                                             "Values": [client_token]}])
+            return [i["InstanceId"] for page in pages for r in page.get("Reservations", [])
+                    for i in r.get("Instances", [])]
+
+    def terminate_instances(self, instance_ids: list[str]) -> None:
+        with self._call("EC2 TerminateInstances"):
+            lease.terminate_instances(self.ec2, instance_ids)
+
+    def find_fleets(self, annex_id: str, client_token: str | None = None) -> list[str]:
+        with self._call("EC2 DescribeSpotFleetRequests"):
+            return lease.find_fleets(self.ec2, annex_id, client_token)
+
+    def cancel_fleets(self, fleet_ids: list[str]) -> None:
+        with self._call("EC2 CancelSpotFleetRequests"):
+            lease.cancel_fleets(self.ec2, fleet_ids)
+
+    # -- operating annexes -------------------------------------------------------------------
+
+    def create_fleet(self, params: dict[str, Any]) -> dict[str, Any]:
+        """CreateFleet (no blind retry, as for RequestSpotFleet): the whole reply, since an
+        instant fleet's instances and launch errors come back in it."""
+        with self._call("EC2 CreateFleet"):
+            return self._fleet_ec2.create_fleet(**params)
+
+    def find_ec2_fleets(self, annex_id: str, client_token: str | None = None) -> list[str]:
+        with self._call("EC2 DescribeFleets"):
+            return lease.find_ec2_fleets(self.ec2, annex_id, client_token)
+
+    def delete_ec2_fleets(self, fleet_ids: list[str]) -> None:
+        with self._call("EC2 DeleteFleets"):
+            lease.delete_ec2_fleets(self.ec2, fleet_ids)

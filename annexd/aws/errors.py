@@ -1,0 +1,80 @@
+"""One small error vocabulary for every AWS call the daemon makes.
+
+botocore raises many exception types; the create sequence and the operations only need to
+know whether a call failed for good (:class:`InvalidInput`, :class:`Denied`), because the thing
+is not there (:class:`NotFound`), or may succeed if tried again (:class:`Transient`).  Each error
+carries the operation, the AWS error code and the request id for the user's one-line error.
+"""
+from __future__ import annotations
+
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.parsers import ResponseParserError
+
+NOT_FOUND_CODES = frozenset({
+    "ResourceNotFoundException", "NoSuchBucket", "NoSuchKey", "NotFound",
+    "InvalidSpotFleetRequestId.NotFound", "InvalidInstanceID.NotFound",
+})
+DENIED_CODES = frozenset({
+    "AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthFailure",
+    "InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredToken", "UnrecognizedClientException",
+    "InvalidAccessKeyId",
+})
+TRANSIENT_CODES = frozenset({
+    "Throttling", "ThrottlingException", "RequestLimitExceeded", "ServiceUnavailable",
+    "InternalError", "InternalFailure", "RequestTimeout", "SlowDown", "TooManyRequestsException",
+    "Unavailable", "InsufficientInstanceCapacity",
+})
+
+
+class AwsError(Exception):
+    """An AWS call failed; ``str()`` is the line a user sees."""
+
+    def __init__(self, operation: str, code: str, message: str, request_id: str | None = None):
+        super().__init__(operation, code, message, request_id)
+        self.operation, self.code, self.request_id = operation, code, request_id
+        self.message = " ".join(message.split())  # one line, whatever AWS sent
+
+    def __str__(self) -> str:
+        rid = f" (request id {self.request_id})" if self.request_id else ""
+        return f"{self.operation} failed: {self.code}: {self.message}{rid}"
+
+
+class NotFound(AwsError):
+    """The resource does not exist (or no longer does)."""
+
+
+class Denied(AwsError):
+    """The credentials are wrong or lack a permission."""
+
+
+class InvalidInput(AwsError):
+    """AWS rejected a parameter; retrying the same request cannot help."""
+
+
+class Transient(AwsError):
+    """Throttling, a 5xx or a broken connection: the same call may succeed later."""
+
+
+def translate(operation: str, error: Exception) -> AwsError:
+    """Map a botocore exception to our vocabulary."""
+    if isinstance(error, ClientError):
+        details = error.response.get("Error", {})
+        code = details.get("Code") or "Unknown"
+        message = details.get("Message") or str(error)
+        request_id = error.response.get("ResponseMetadata", {}).get("RequestId")
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        if code in NOT_FOUND_CODES or code.endswith(".NotFound"):
+            kind = NotFound
+        elif code in DENIED_CODES:
+            kind = Denied
+        elif code in TRANSIENT_CODES or status >= 500:
+            kind = Transient
+        else:
+            kind = InvalidInput
+        return kind(operation, code, message, request_id)
+    if isinstance(error, (BotoConnectionError, HTTPClientError, ResponseParserError)):
+        # resets, timeouts, and garbled answers (a proxy's or an emulator's error page)
+        return Transient(operation, type(error).__name__, str(error))
+    return AwsError(operation, type(error).__name__, str(error))
+

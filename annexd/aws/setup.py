@@ -1,0 +1,78 @@
+"""The calls of the one-time setup (condor_annex -setup): stacks and function code."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .errors import InvalidInput, NotFound
+from .session import AwsSession
+
+
+class SetupCalls(AwsSession):
+    """What -setup and -check-setup ask of AWS (CloudFormation, S3, Lambda)."""
+
+    def describe_stack(self, name: str) -> dict[str, Any] | None:
+        """The stack, or None if it does not exist."""
+        try:
+            with self._call("CloudFormation DescribeStacks"):
+                return self.cloudformation.describe_stacks(StackName=name)["Stacks"][0]
+        except InvalidInput as error:
+            if "does not exist" in error.message:
+                return None
+            raise
+
+    def stack_template(self, name: str) -> str:
+        with self._call("CloudFormation GetTemplate"):
+            body = self.cloudformation.get_template(StackName=name)["TemplateBody"]
+        return body if isinstance(body, str) else json.dumps(body)
+
+    def create_stack(self, name: str, body: str, parameters: dict[str, str]) -> None:
+        with self._call("CloudFormation CreateStack"):
+            self.cloudformation.create_stack(
+                StackName=name, TemplateBody=body, Parameters=_stack_parameters(parameters),
+                Capabilities=["CAPABILITY_IAM"], OnFailure="DELETE",
+                Tags=[{"Key": "htcondor:AnnexSetup", "Value": name}])
+
+    def update_stack(self, name: str, body: str, parameters: dict[str, str],
+                     keep: list[str]) -> bool:
+        """Update the stack, keeping the ``keep`` parameters' values; False if no change."""
+        previous = [{"ParameterKey": key, "UsePreviousValue": True} for key in keep]
+        try:
+            with self._call("CloudFormation UpdateStack"):
+                self.cloudformation.update_stack(
+                    StackName=name, TemplateBody=body,
+                    Parameters=_stack_parameters(parameters) + previous,
+                    Capabilities=["CAPABILITY_IAM"])
+        except InvalidInput as error:
+            if "No updates are to be performed" in error.message:
+                return False
+            raise
+        return True
+
+    def put_code(self, bucket: str, key: str, body: bytes) -> None:
+        """Upload the lease function's code unless that exact key is already there."""
+        try:
+            with self._call("S3 HeadObject"):
+                self.s3.head_object(Bucket=bucket, Key=key)
+            return
+        except NotFound:
+            pass
+        except InvalidInput as error:  # HEAD errors carry no body: 404 comes back as "404"
+            if error.code != "404":
+                raise
+        with self._call("S3 PutObject"):
+            self.s3.put_object(Bucket=bucket, Key=key, Body=body, ServerSideEncryption="AES256")
+
+    def update_function_code(self, arn: str, bucket: str, key: str) -> None:
+        with self._call("Lambda UpdateFunctionCode"):
+            self.lambda_.update_function_code(FunctionName=arn, S3Bucket=bucket, S3Key=key)
+
+    def function_code_sha256(self, arn: str) -> str:
+        with self._call("Lambda GetFunction"):
+            return self.lambda_.get_function(FunctionName=arn)["Configuration"]["CodeSha256"]
+
+
+def _stack_parameters(parameters: dict[str, str]) -> list[dict[str, str]]:
+    return [{"ParameterKey": key, "ParameterValue": value}
+            for key, value in sorted(parameters.items())]
+

@@ -1,0 +1,83 @@
+"""On-demand annexes: ``-count`` with no fleet config starts instances with RunInstances.
+
+Instances shut down by the idle policy terminate themselves
+(``InstanceInitiatedShutdownBehavior=terminate``); they carry the annex tag and the request's
+ClientToken tag (so a retry or a recovery finds what an earlier attempt started), and their
+volumes carry the annex tag too.  ``MinCount`` is the count asked for: EC2 starts all or
+none; should it ever start fewer, the user is told so.  RunInstances takes no price cap, so
+ANNEX_MAX_COST is checked against the shipped on-demand price table only.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from annexd_lambda.lease import ANNEX_TAG, CLIENT_TOKEN_TAG
+
+from .base import Built, Kind, LaunchConfigError, Option, Outputs, validate
+
+if TYPE_CHECKING:
+    from ..aws import AnnexAws
+    from ..plan import AnnexPlan
+
+
+class OnDemand(Kind):
+    annex_type = "on-demand"
+    label = "on-demand settings"
+    step_name = "instances"
+
+    def build(self, source: Any, *, annex_id: str, client_token: str, count: int | None,
+              instance_tags: dict[str, str]) -> Built:
+        """The RunInstances parameters for ``count`` instances of ``source`` (the CLI's
+        -aws-on-demand-* settings)."""
+        missing = [flag for key, flag in (("image_id", "-aws-on-demand-ami-id"),
+                                          ("instance_type", "-aws-on-demand-instance-type"))
+                   if not source.get(key)]
+        if missing:
+            raise LaunchConfigError(f"give {' and '.join(missing)} (or their "
+                                    "ANNEX_DEFAULT_ODI_* knobs)")
+        tags = [{"Key": k, "Value": v} for k, v in instance_tags.items()]
+        tags += [{"Key": ANNEX_TAG, "Value": annex_id},
+                 {"Key": CLIENT_TOKEN_TAG, "Value": client_token}]
+        params: dict[str, Any] = {
+            "ImageId": source["image_id"],
+            "InstanceType": source["instance_type"],
+            "MinCount": count,
+            "MaxCount": count,
+            "ClientToken": client_token,
+            "InstanceInitiatedShutdownBehavior": "terminate",
+            "TagSpecifications": [
+                {"ResourceType": "instance", "Tags": tags},
+                {"ResourceType": "volume", "Tags": [{"Key": ANNEX_TAG, "Value": annex_id}]},
+            ],
+        }
+        if source.get("security_group_ids"):
+            params["SecurityGroupIds"] = list(source["security_group_ids"])
+        if source.get("key_name"):
+            params["KeyName"] = source["key_name"]
+        if source.get("instance_profile_arn"):
+            params["IamInstanceProfile"] = {"Arn": source["instance_profile_arn"]}
+        validate("RunInstances", params)
+        return Built(params)
+
+    def launch(self, aws: "AnnexAws", plan: "AnnexPlan", outputs: Outputs) -> Outputs:
+        return {"instance_ids": aws.run_instances(plan.launch_request)}
+
+    def find(self, aws: "AnnexAws", plan: "AnnexPlan", outputs: Outputs) -> Outputs | None:
+        """The instances an earlier attempt of this very request started, if any."""
+        found = aws.find_instances(plan.annex_id, plan.client_token)
+        return {"instance_ids": found} if found else None
+
+    def end(self, aws: "AnnexAws", plan: "AnnexPlan", outputs: Outputs) -> None:
+        aws.terminate_instances(aws.find_instances(plan.annex_id, plan.client_token))
+
+    def reply(self, plan: "AnnexPlan", outputs: Outputs) -> tuple[dict[str, Any], list[str]]:
+        started, wanted = outputs["instance_ids"], self.capacity(plan.launch_request)
+        notices = [f"EC2 started only {len(started)} of the {wanted} instances asked for"] \
+            if len(started) < wanted else []
+        return {"instance_ids": started}, notices
+
+    def capacity(self, request: dict[str, Any]) -> int:
+        return int(request["MaxCount"])
+
+    def options(self, request: dict[str, Any]) -> list[Option]:
+        return [Option(request.get("InstanceType"))]

@@ -1,0 +1,169 @@
+"""Spot Fleet annexes: the user's Spot Fleet "JSON config" (as the EC2 console exports it),
+with ``LaunchSpecifications`` or ``LaunchTemplateConfigs``, launched with RequestSpotFleet.
+
+We keep every field the user wrote, except ``ValidFrom``/``ValidUntil`` (dropped) and
+``ClientToken`` (replaced by the annex's own, which is how a retry finds the same fleet), each
+reported as a notice.  The fleet request is tagged with the annex name and the ClientToken.
+
+Instances from ``LaunchSpecifications`` are tagged with the annex name too.  Instances from a
+launch template take their tags from the template only: we do not change the user's template
+(a new version would move ``$Latest`` under everyone else using it) nor copy it (one more
+resource per annex that could outlive the lease).  Such instances are found through their
+fleet instead: DescribeSpotFleetInstances here, and on the instance the
+``aws:ec2spot:fleet-request-id`` tag AWS puts on every fleet instance.
+"""
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any
+
+from annexd_lambda.lease import ANNEX_TAG, CLIENT_TOKEN_TAG
+
+from ..protocol import shown
+from .base import (
+    Built,
+    Kind,
+    LaunchConfigError,
+    Option,
+    Outputs,
+    allocation_notice,
+    check_capacity,
+    check_price,
+    check_weight,
+    drop_validity_window,
+    lower_cap,
+    split_cap,
+    tag_resource,
+    take_client_token,
+    template_overrides,
+    validate,
+)
+
+if TYPE_CHECKING:
+    from ..aws import AnnexAws
+    from ..plan import AnnexPlan
+
+import logging
+
+log = logging.getLogger("annexd.launch")
+
+
+def unwrap(config: Any) -> dict[str, Any]:
+    """Accept both the bare config and ``{"SpotFleetRequestConfig": {...}}``."""
+    if isinstance(config, dict) and set(config) == {"SpotFleetRequestConfig"}:
+        config = config["SpotFleetRequestConfig"]
+    if not isinstance(config, dict):
+        raise LaunchConfigError("expected a JSON object holding a SpotFleetRequestConfig")
+    return copy.deepcopy(config)
+
+
+
+def _specs(config: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [(f"LaunchSpecifications[{index}]", spec)
+            for index, spec in enumerate(config.get("LaunchSpecifications", []))] + \
+        template_overrides(config)
+
+
+def _check_values(config: dict[str, Any]) -> None:
+    """What the shape allows but AWS (or a sane annex) does not: run after validate()."""
+    capacity = config["TargetCapacity"]
+    check_capacity("TargetCapacity", capacity)
+    on_demand = config.get("OnDemandTargetCapacity", 0)
+    if not 0 <= on_demand <= capacity:
+        raise LaunchConfigError(f"OnDemandTargetCapacity: expected 0 to TargetCapacity "
+                                f"({capacity}), got {shown(on_demand)}")
+    if not config.get("LaunchSpecifications") and not config.get("LaunchTemplateConfigs"):
+        raise LaunchConfigError("give LaunchSpecifications or LaunchTemplateConfigs")
+    check_price("SpotPrice", config.get("SpotPrice"))
+    for where, spec in _specs(config):
+        check_price(f"{where}.SpotPrice", spec.get("SpotPrice"))
+        check_weight(f"{where}.WeightedCapacity", spec.get("WeightedCapacity"))
+
+
+class SpotFleet(Kind):
+    annex_type = "spot-fleet"
+    label = "Spot Fleet config"
+    step_name = "fleet"
+    can_cap_price = True
+
+    def build(self, source: Any, *, annex_id: str, client_token: str, count: int | None,
+              instance_tags: dict[str, str]) -> Built:
+        config = unwrap(source)
+        notices = drop_validity_window(config) + take_client_token(config, client_token)
+        if count is not None:
+            config["TargetCapacity"] = count
+        validate("RequestSpotFleet", {"SpotFleetRequestConfig": config})
+        _check_values(config)  # after the shape check: the values are well-typed
+        if self.spot_capacity(config):
+            notices += allocation_notice(config.get("AllocationStrategy"), "lowestPrice",
+                                         "priceCapacityOptimized")
+        fleet_tags = {ANNEX_TAG: annex_id, CLIENT_TOKEN_TAG: client_token}
+        if config.get("LaunchTemplateConfigs") and instance_tags:
+            notices.append("-tag: instances launched from a launch template carry the "
+                           "template's tags; the tags were put on the fleet request")
+            fleet_tags = {**instance_tags, **fleet_tags}
+        config["TagSpecifications"] = tag_resource(
+            config.get("TagSpecifications", []), "spot-fleet-request", fleet_tags,
+            "TagSpecifications")
+        for index, spec in enumerate(config.get("LaunchSpecifications", [])):
+            spec["TagSpecifications"] = tag_resource(
+                spec.get("TagSpecifications", []), "instance", {ANNEX_TAG: annex_id},
+                f"LaunchSpecifications[{index}].TagSpecifications", overrides=instance_tags)
+        return Built(config, notices)
+
+    def launch(self, aws: "AnnexAws", plan: "AnnexPlan", outputs: Outputs) -> Outputs:
+        return {"spot_fleet_request_id": aws.request_spot_fleet(plan.launch_request)}
+
+    def find(self, aws: "AnnexAws", plan: "AnnexPlan", outputs: Outputs) -> Outputs | None:
+        """The fleet an earlier attempt of this very request created, if any (by ClientToken)."""
+        found = aws.find_fleets(plan.annex_id, client_token=plan.client_token)
+        if len(found) > 1:
+            log.error("annex %s: %d fleets carry one ClientToken; keeping %s, cancelling the "
+                      "rest", plan.annex_id, len(found), found[0])
+            aws.cancel_fleets(found[1:])
+        return {"spot_fleet_request_id": found[0]} if found else None
+
+    def end(self, aws: "AnnexAws", plan: "AnnexPlan", outputs: Outputs) -> None:
+        """Cancel this request's live fleets, terminating their instances.
+
+        Found by ClientToken rather than by the recorded ID: that also catches a fleet whose
+        ID never came back, and never sends an already-removed ID (which moto answers with a
+        500).
+        """
+        aws.cancel_fleets(aws.find_fleets(plan.annex_id, client_token=plan.client_token))
+
+    def instance_states(self, aws: "AnnexAws", plan: "AnnexPlan",
+                        outputs: Outputs) -> dict[str, int]:
+        fleet_id = outputs.get("spot_fleet_request_id")
+        if plan.launch_request.get("LaunchTemplateConfigs") and fleet_id:
+            return aws.fleet_instance_states("spot-fleet", fleet_id)
+        return aws.instance_states(plan.annex_id)
+
+    def reply(self, plan: "AnnexPlan", outputs: Outputs) -> tuple[dict[str, Any], list[str]]:
+        return {"spot_fleet_request_id": outputs["spot_fleet_request_id"]}, []
+
+    def capacity(self, request: dict[str, Any]) -> int:
+        return int(request.get("TargetCapacity", 0))
+
+    def spot_capacity(self, request: dict[str, Any]) -> int:
+        return self.capacity(request) - int(request.get("OnDemandTargetCapacity", 0))
+
+    def options(self, request: dict[str, Any]) -> list[Option]:
+        fleet_price = request.get("SpotPrice")
+        return [Option(spec.get("InstanceType"),
+                       float(spec.get("SpotPrice") or fleet_price)
+                       if (spec.get("SpotPrice") or fleet_price) else None,
+                       float(spec.get("WeightedCapacity") or 1))
+                for _, spec in _specs(request)]
+
+    def cap_price(self, request: dict[str, Any], hourly: float) -> tuple[dict[str, Any], str]:
+        capped = copy.deepcopy(request)
+        spot, on_demand = split_cap(hourly, self.spot_capacity(request), self.capacity(request))
+        if spot:
+            capped["SpotMaxTotalPrice"] = lower_cap(request.get("SpotMaxTotalPrice"), spot)
+        if on_demand:
+            capped["OnDemandMaxTotalPrice"] = lower_cap(request.get("OnDemandMaxTotalPrice"),
+                                                        on_demand)
+        caps = ", ".join(f"{name} ${capped[name]}/h" for name in
+                         ("SpotMaxTotalPrice", "OnDemandMaxTotalPrice") if name in capped)
+        return capped, f"AWS enforces ANNEX_MAX_COST on the fleet itself: {caps}"
