@@ -37,3 +37,22 @@ def deploy_lease_function(iam: Any, lambda_: Any, name: str = LEASE_FUNCTION_NAM
         FunctionName=name, Runtime="python3.12", Role=role["Role"]["Arn"],
         Handler="lease.handler", Code={"ZipFile": leasecode.package()}, Timeout=60)
     return reply["FunctionArn"]
+
+
+#: The launch template the examples' launch-template configs name (a site makes its own: an
+#: image with HTCondor and condor_annex_ec2, and the -setup instance profile).
+WORKER_TEMPLATE = "htcondor-annex-worker"
+WORKER_IMAGE = "ami-1e749f67"  # one of moto's built-in images (validation is on)
+
+
+def create_worker_template(ec2: Any) -> str:
+    """Create the examples' launch template (if missing); returns its ID."""
+    found = ec2.describe_launch_templates(Filters=[
+        {"Name": "launch-template-name", "Values": [WORKER_TEMPLATE]}])["LaunchTemplates"]
+    if found:
+        return found[0]["LaunchTemplateId"]
+    return ec2.create_launch_template(LaunchTemplateName=WORKER_TEMPLATE, LaunchTemplateData={
+        "ImageId": WORKER_IMAGE, "InstanceType": "m5.large",
+        "TagSpecifications": [{"ResourceType": "instance", "Tags": [
+            {"Key": "project", "Value": "nightly-builds"}]}]})["LaunchTemplate"][
+        "LaunchTemplateId"]

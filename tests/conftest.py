@@ -23,6 +23,8 @@ from localaws.pool import BUCKET, REGION, AnnexDaemon, LocalPool, script
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 SPOT_CONFIG = os.path.join(EXAMPLES, "spot-fleet.json")
 WRAPPED_CONFIG = os.path.join(EXAMPLES, "spot-fleet-wrapped.json")
+LAUNCH_TEMPLATE_CONFIG = os.path.join(EXAMPLES, "spot-fleet-launch-template.json")
+EC2_FLEET_CONFIG = os.path.join(EXAMPLES, "ec2-fleet.json")
 
 #: Written to every secret key file; tests assert it never shows up anywhere else.
 SECRET = f"SeCrEt-{uuid.uuid4().hex}"
@@ -55,7 +57,8 @@ class Aws:
             rules, targets = [], []
         objects = [o["Key"] for o in self.s3.list_objects_v2(Bucket=bucket).get("Contents", [])
                    if o["Key"] == lease.config_key(annex_id)]
-        return {"fleets": lease.find_fleets(self.ec2, annex_id),
+        return {"fleets": lease.find_fleets(self.ec2, annex_id) +
+                lease.find_ec2_fleets(self.ec2, annex_id),
                 "instances": lease.find_instances(self.ec2, annex_id),
                 "rules": rules, "targets": targets, "objects": objects}
 

@@ -161,3 +161,110 @@ def test_the_users_bucket_wins_over_the_regions():
     request = {"lease_duration": 60, "fleet_config": console_config(),
                "lease_function_arn": ARN, "bucket": "users-own-bucket"}
     assert build(request, bucket=None).bucket == "users-own-bucket"
+
+
+# -- launch templates, EC2 Fleets, prices ----------------------------------------------------
+
+from annexd import costs  # noqa: E402
+from annexd.knobs import Caps  # noqa: E402
+
+from conftest import EC2_FLEET_CONFIG, LAUNCH_TEMPLATE_CONFIG  # noqa: E402
+
+
+def example(path: str) -> dict:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def test_an_old_journal_record_is_read_into_the_launch_request():
+    plan = plan_for()
+    record = json.loads(plan.to_record())
+    record["spot_fleet_config"] = record.pop("launch_request")
+    record["on_demand_request"] = {}
+    assert AnnexPlan.from_record(json.dumps(record)) == plan
+
+
+def test_a_launch_template_spot_fleet_tags_the_request_and_keeps_the_templates():
+    plan = plan_for(example(LAUNCH_TEMPLATE_CONFIG), count=3)
+    request = plan.launch_request
+    assert plan.annex_type == "spot-fleet" and request["TargetCapacity"] == 3
+    assert request["LaunchTemplateConfigs"] == example(LAUNCH_TEMPLATE_CONFIG)[
+        "LaunchTemplateConfigs"]  # the user's templates, untouched
+    [fleet_tags] = [spec["Tags"] for spec in request["TagSpecifications"]
+                    if spec["ResourceType"] == "spot-fleet-request"]
+    assert {"Key": ANNEX_TAG, "Value": "nightly"} in fleet_tags
+    assert {"Key": CLIENT_TOKEN_TAG, "Value": plan.client_token} in fleet_tags
+
+
+def test_an_ec2_fleet_config_is_recognised_and_tagged_by_type():
+    maintain = plan_for(example(EC2_FLEET_CONFIG), count=5)
+    assert maintain.annex_type == "ec2-fleet"
+    assert maintain.launch_request["TargetCapacitySpecification"]["TotalTargetCapacity"] == 5
+    assert maintain.launch_request["ClientToken"] == maintain.client_token
+    assert {spec["ResourceType"] for spec in maintain.launch_request["TagSpecifications"]} == \
+        {"fleet"}
+    instant = plan_for({**example(EC2_FLEET_CONFIG), "Type": "instant"},
+                       tags=[{"key": "team", "value": "hep"}])
+    specs = {spec["ResourceType"]: spec["Tags"]
+             for spec in instant.launch_request["TagSpecifications"]}
+    assert {"Key": ANNEX_TAG, "Value": "nightly"} in specs["instance"]
+    assert {"Key": "team", "Value": "hep"} in specs["instance"]
+    assert {"Key": CLIENT_TOKEN_TAG, "Value": instant.client_token} in specs["fleet"]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c.pop("LaunchTemplateConfigs"),
+     'invalid EC2 Fleet config: Missing required parameter in input: "LaunchTemplateConfigs"'),
+    (lambda c: c.update(Bogus=1), 'Unknown parameter in input: "Bogus"'),
+    (lambda c: c["TargetCapacitySpecification"].update(SpotTargetCapacity=3,
+                                                       OnDemandTargetCapacity=3),
+     "OnDemandTargetCapacity + SpotTargetCapacity exceed TotalTargetCapacity"),
+    (lambda c: c.update(TagSpecifications=[{"ResourceType": "instance", "Tags": []}]),
+     "a maintain fleet can tag only the fleet"),
+    (lambda c: c["LaunchTemplateConfigs"][0]["Overrides"][0].update(MaxPrice="lots"),
+     "LaunchTemplateConfigs[0].Overrides[0].MaxPrice: expected a price in USD"),
+])
+def test_invalid_ec2_fleet_configs_name_the_field(change, message):
+    config = example(EC2_FLEET_CONFIG)
+    change(config)
+    with pytest.raises(InvalidRequest) as error:
+        plan_for(config)
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize("spot_options, advised", [
+    ({}, True), ({"AllocationStrategy": "lowest-price"}, True),
+    ({"AllocationStrategy": "price-capacity-optimized"}, False),
+])
+def test_ec2_fleet_allocation_strategy_notice(spot_options, advised):
+    plan = plan_for({**example(EC2_FLEET_CONFIG), "SpotOptions": spot_options, "DryRun": True})
+    assert "c.json: dropped DryRun" in plan.notices
+    assert any("AWS recommends price-capacity-optimized" in n for n in plan.notices) is advised
+    assert plan.launch_request.get("SpotOptions") == spot_options  # never changed silently
+
+
+def test_max_cost_becomes_caps_that_aws_enforces_and_add_up_to_it():
+    caps = Caps(max_cost=10.0)
+    mixed = costs.with_price_cap(plan_for(example(LAUNCH_TEMPLATE_CONFIG)), caps)  # 4, 1 OD
+    request = mixed.launch_request
+    assert request["SpotMaxTotalPrice"] == "7.5000"      # 10 $ over 1 h, 3 of 4 units
+    assert request["OnDemandMaxTotalPrice"] == "2.5000"
+    assert any("AWS enforces ANNEX_MAX_COST" in n for n in mixed.notices)
+    fleet = costs.with_price_cap(plan_for(example(EC2_FLEET_CONFIG), lease_duration=7200),
+                                 caps)
+    assert fleet.launch_request["SpotOptions"]["MaxTotalPrice"] == "5.0000"  # all Spot, 2 h
+    assert "OnDemandOptions" not in fleet.launch_request
+    stricter = {**example(EC2_FLEET_CONFIG), "SpotOptions": {"MaxTotalPrice": "1.25"}}
+    assert costs.with_price_cap(plan_for(stricter), caps).launch_request["SpotOptions"][
+        "MaxTotalPrice"] == "1.25"  # the user's own, lower cap stays
+    unlimited = plan_for()
+    assert costs.with_price_cap(unlimited, Caps()) is unlimited
+
+
+def test_unpriceable_fleets_are_allowed_under_max_cost_because_aws_caps_them():
+    config = example(LAUNCH_TEMPLATE_CONFIG)
+    config["LaunchTemplateConfigs"][0]["Overrides"] = [{"InstanceRequirements": {
+        "VCpuCount": {"Min": 2}, "MemoryMiB": {"Min": 4096}}}]
+    plan = costs.with_price_cap(plan_for(config), Caps(max_cost=10.0))
+    found = costs.check(plan, Caps(max_cost=10.0), already_running=0)
+    assert found["worst_case_cost"] is None and "SpotMaxTotalPrice" in plan.launch_request
