@@ -2,9 +2,10 @@
 
 Starts moto's server and a real ``condor_annexd``; runs the real ``condor_annex -setup``
 (CloudFormation stacks: configuration bucket, the lease function from lambda/lease.py,
-instance profile, security group; knobs written to the user config); creates an annex from
-the console-style example config with no ARN or key flags; shows it; lets a short lease expire
-while playing EventBridge; and shows that fleet, instances, rule and config object are gone.
+instance profile, security group; knobs written to the user config); creates two annexes with no ARN or key flags -- one from the classic console-style config
+(LaunchSpecifications) and one from a config that launches from a launch template -- shows
+them; lets their short leases expire while playing EventBridge; and shows that fleets,
+instances, rules and config objects are all gone.
 """
 from __future__ import annotations
 
@@ -24,23 +25,47 @@ from .eventbridge import EventBridgePlayer, lambda_environment
 from .moto_server import MotoServer
 from .pool import REGION, AnnexDaemon, LocalPool, script
 
-EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                       "examples", "spot-fleet.json")
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "examples")
+#: annex name -> the example config it is made from
+ANNEXES = {"demo": os.path.join(EXAMPLES, "spot-fleet.json"),
+           "demo-lt": os.path.join(EXAMPLES, "spot-fleet-launch-template.json")}
 
 
 def say(text: str) -> None:
     print(f"\n== {text}", flush=True)
 
 
-def show_annex(aws_url: str, annex_id: str, bucket: str) -> dict[str, int]:
-    """Print what AWS holds for the annex; returns counts for the caller to check."""
+def fleet_instances(ec2, fleet_ids: list[str]) -> list[str]:
+    """Instances launched by the fleets (from a launch template they carry no annex tag)."""
+    return [i["InstanceId"] for fleet_id in fleet_ids for i in
+            ec2.describe_spot_fleet_instances(SpotFleetRequestId=fleet_id)["ActiveInstances"]]
+
+
+def live(ec2, instance_ids: list[str]) -> list[str]:
+    if not instance_ids:
+        return []
+    reply = ec2.describe_instances(InstanceIds=instance_ids)
+    return [i["InstanceId"] for r in reply["Reservations"] for i in r["Instances"]
+            if i["State"]["Name"] in lease.LIVE_INSTANCE_STATES]
+
+
+def show_annex(aws_url: str, annex_id: str, bucket: str,
+               seen: set[str]) -> dict[str, int]:
+    """Print what AWS holds for the annex; returns counts for the caller to check.
+
+    ``seen`` collects every instance shown, so that the check after the lease can ask about
+    each of them by ID, whether or not it carried the annex tag.
+    """
     ec2, events, s3 = (fixtures.client(name, aws_url, REGION) for name in ("ec2", "events", "s3"))
     fleets = lease.find_fleets(ec2, annex_id)
-    instances = lease.find_instances(ec2, annex_id)
+    seen.update(lease.find_instances(ec2, annex_id), fleet_instances(ec2, fleets))
+    instances = live(ec2, sorted(seen))
     rules = [r["Name"] for r in events.list_rules(NamePrefix=annex_id)["Rules"]
              if r["Name"] == annex_id]
     objects = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])
                if o["Key"] == lease.config_key(annex_id)]
+    print(f"   [{annex_id}]")
     print(f"   spot fleet requests : {fleets or 'none'}")
     print(f"   running instances   : {instances or 'none'}")
     print(f"   lease rule          : {rules or 'none'}"
@@ -95,15 +120,21 @@ def run(lease_seconds: int, tick_seconds: float) -> int:
             bucket = fixtures.client("cloudformation", aws.url, REGION).describe_stacks(
                 StackName="HTCondorAnnex-ConfigurationBucket")["Stacks"][0]["Outputs"][0][
                 "OutputValue"]
-            created = condor_annex(pool, "-annex-name", "demo", "-lease-duration",
-                                   str(lease_seconds), "-count", "3", EXAMPLE)
-            if created.returncode:
-                return created.returncode
+            say("The site's launch template (an image with HTCondor and condor_annex_ec2)")
+            print("   " + fixtures.create_worker_template(
+                fixtures.client("ec2", aws.url, REGION)) + f" ({fixtures.WORKER_TEMPLATE})")
+            for name, example in ANNEXES.items():
+                created = condor_annex(pool, "-annex-name", name, "-lease-duration",
+                                       str(lease_seconds), "-count", "3", example)
+                if created.returncode:
+                    return created.returncode
             condor_annex(pool, "-status")
-            say("What AWS holds for annex 'demo'")
-            show_annex(aws.url, "demo", bucket)
+            seen: dict[str, set[str]] = {name: set() for name in ANNEXES}
+            say("What AWS holds for the annexes")
+            for name in ANNEXES:
+                show_annex(aws.url, name, bucket, seen[name])
             say(f"Playing EventBridge every {tick_seconds:g} s until the {lease_seconds} s "
-                "lease expires")
+                "leases expire")
             stop = threading.Event()
             player = EventBridgePlayer(fixtures.client("events", aws.url, REGION),
                                        fixtures.client("lambda", aws.url, REGION),
@@ -115,16 +146,16 @@ def run(lease_seconds: int, tick_seconds: float) -> int:
                 deadline = time.monotonic() + lease_seconds + 30
                 events = fixtures.client("events", aws.url, REGION)
                 while time.monotonic() < deadline:
-                    if not any(r["Name"] == "demo" for r in events.list_rules()["Rules"]):
+                    if not any(r["Name"] in ANNEXES for r in events.list_rules()["Rules"]):
                         break
                     time.sleep(0.5)
                 stop.set()
                 ticker.join()
-            say("After the lease expired")
-            left = show_annex(aws.url, "demo", bucket)
+            say("After the leases expired")
+            left = {name: show_annex(aws.url, name, bucket, seen[name]) for name in ANNEXES}
             condor_annex(pool, "-status")
-    gone = not any(left.values())
-    say("Lifecycle complete: nothing of the annex is left." if gone
+    gone = not any(count for counts in left.values() for count in counts.values())
+    say("Lifecycle complete: nothing of either annex is left." if gone
         else "Something was left behind!")
     return 0 if gone else 1
 
