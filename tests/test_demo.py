@@ -10,7 +10,11 @@ def test_demo_runs_the_whole_lifecycle():
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
     for step in ("$ condor_annex -setup", "Setup successful",
-                 "$ condor_annex -annex-name demo", "running 3", "lease EXPIRED",
-                 "Lifecycle complete: nothing of the annex is left."):
+                 "$ condor_annex -annex-name demo ", "$ condor_annex -annex-name demo-lt ",
+                 "spot-fleet-launch-template.json", "lease function for demo: lease EXPIRED",
+                 "lease function for demo-lt: lease EXPIRED",
+                 "Lifecycle complete: nothing of either annex is left."):
         assert step in out, step
+    # Both annexes, the classic one and the launch-template one, ran 3 instances each.
+    assert out.count("running 3") >= 2
     assert "demo-secret-key-never-printed" not in out + result.stderr
