@@ -7,6 +7,7 @@ import pytest
 
 from annexd.launch import SPOT_FLEET
 from annexd_lambda import lease
+from localaws import fixtures
 
 from conftest import SPOT_CONFIG
 
@@ -139,3 +140,64 @@ def test_many_fleets_are_found_across_pages(aws):
     found = lease.find_fleets(aws.ec2, "paged")
     assert set(found) == ids
     assert counter.calls.count("DescribeSpotFleetRequests") >= 1
+
+
+def make_ec2_fleet(aws, annex_id: str, fleet_type: str = "maintain") -> str:
+    """What condor_annexd leaves in AWS for an EC2 Fleet annex (fleet tagged, not its
+    instances: they come from the launch template)."""
+    fixtures.create_worker_template(aws.ec2)
+    aws.events.put_rule(Name=annex_id, ScheduleExpression="rate(1 minute)")
+    aws.events.put_targets(Rule=annex_id, Targets=[
+        {"Id": annex_id, "Arn": aws.lease_arn, "Input": json.dumps(event(annex_id))}])
+    return aws.ec2.create_fleet(
+        Type=fleet_type, ClientToken=f"{annex_id}_t",
+        LaunchTemplateConfigs=[{"LaunchTemplateSpecification": {
+            "LaunchTemplateName": fixtures.WORKER_TEMPLATE, "Version": "$Default"}}],
+        TargetCapacitySpecification={"TotalTargetCapacity": 2,
+                                     "DefaultTargetCapacityType": "spot"},
+        TagSpecifications=[{"ResourceType": "fleet", "Tags": [
+            {"Key": lease.ANNEX_TAG, "Value": annex_id},
+            {"Key": lease.CLIENT_TOKEN_TAG, "Value": f"{annex_id}_t"}]}])["FleetId"]
+
+
+def fleet_instances(aws, fleet_id: str) -> list[str]:
+    return [i["InstanceId"] for i in
+            aws.ec2.describe_fleet_instances(FleetId=fleet_id)["ActiveInstances"]]
+
+
+def states(aws, instance_ids: list[str]) -> set[str]:
+    assert instance_ids  # an empty list would describe every instance
+    reply = aws.ec2.describe_instances(InstanceIds=instance_ids)
+    return {i["State"]["Name"] for r in reply["Reservations"] for i in r["Instances"]}
+
+
+@pytest.mark.parametrize("fleet_type", ["maintain", "request", "instant"])
+def test_ec2_fleets_are_deleted_with_their_instances_and_neighbours_kept(aws, fleet_type):
+    mine = make_ec2_fleet(aws, "foo", fleet_type)
+    neighbour = make_ec2_fleet(aws, "foobar", fleet_type)
+    launched, beside = fleet_instances(aws, mine), fleet_instances(aws, neighbour)
+    result = lease.handler({**event("foo"), "AnnexType": "ec2-fleet"}, None,
+                           now=lambda: EXPIRY + 1, clients=clients(aws))
+    assert result["cancelled_fleets"] == [mine]
+    assert states(aws, launched) == {"terminated"}
+    assert states(aws, beside) == {"running"}
+    assert lease.find_ec2_fleets(aws.ec2, "foobar") == [neighbour]
+    again = lease.handler({**event("foo"), "AnnexType": "ec2-fleet"}, None,
+                          now=lambda: EXPIRY + 2, clients=clients(aws))
+    assert again["cancelled_fleets"] == []  # idempotent: a deleted fleet is not live
+
+
+@pytest.mark.parametrize("annex_type, looked_up", [
+    ("spot-fleet", {"DescribeSpotFleetRequests"}),
+    ("ec2-fleet", {"DescribeFleets"}),
+    ("on-demand", set()),
+    (None, {"DescribeSpotFleetRequests", "DescribeFleets"}),  # an Input without AnnexType
+])
+def test_the_annex_type_says_which_fleet_api_to_search(aws, annex_type, looked_up):
+    make_annex(aws, "typed")
+    counter = CallCounter(aws.ec2)
+    typed = {**event("typed"), "AnnexType": annex_type}
+    if annex_type is None:
+        del typed["AnnexType"]
+    lease.handler(typed, None, now=lambda: EXPIRY + 1, clients=clients(aws))
+    assert {"DescribeSpotFleetRequests", "DescribeFleets"} & set(counter.calls) == looked_up
