@@ -35,7 +35,7 @@ from condor_annex import client
 from localaws import fixtures
 from localaws.pool import AnnexDaemon, LocalPool
 
-from conftest import SECRET, SPOT_CONFIG
+from conftest import EC2_FLEET_CONFIG, SECRET, SPOT_CONFIG
 from test_daemon_boundary import as_other_user
 from test_recovery import FORWARD_CALLS, UNDO_CALLS
 
@@ -43,7 +43,9 @@ REGIONS = ("us-east-1", "us-west-2")
 BUCKETS = {"us-east-1": "htcondor-annex-config", "us-west-2": "west-annex-config"}
 USERS = {54341: "alice", 54342: "bob"}
 NAMES = ("m-a", "m-b")
-CRASH_POINTS = [f"{call}:{when}" for call in FORWARD_CALLS + UNDO_CALLS
+#: The EC2 Fleet kind's own calls: its launch, and its undo's look-up and delete.
+EC2_FLEET_CALLS = ["EC2 CreateFleet", "EC2 DescribeFleets", "EC2 DeleteFleets"]
+CRASH_POINTS = [f"{call}:{when}" for call in FORWARD_CALLS + UNDO_CALLS + EC2_FLEET_CALLS
                 for when in ("before", "after")]
 IDENTITY = {"AWS_ACCESS_KEY_ID": "daemon", "AWS_SECRET_ACCESS_KEY": "daemon-secret"}
 USER_KEYS = {"access_key_id": "AKIAUSER", "secret_access_key": "user-secret"}
@@ -53,6 +55,17 @@ with open(SPOT_CONFIG, encoding="utf-8") as _handle:
     GOOD_CONFIG = json.load(_handle)
 BAD_CONFIG = json.loads(json.dumps(GOOD_CONFIG))
 BAD_CONFIG["LaunchSpecifications"][0]["ImageId"] = "ami-00000000"  # RequestSpotFleet fails
+with open(EC2_FLEET_CONFIG, encoding="utf-8") as _handle:
+    EC2_CONFIG = json.load(_handle)
+EC2_BAD = {**EC2_CONFIG, "LaunchTemplateConfigs": [{"LaunchTemplateSpecification": {
+    "LaunchTemplateName": "no-such-template", "Version": "$Default"}}]}  # CreateFleet fails
+#: kind -> (good config, config its launch call refuses)
+CONFIGS = {
+    "spot-fleet": (GOOD_CONFIG, BAD_CONFIG),
+    "ec2-fleet-maintain": (EC2_CONFIG, EC2_BAD),
+    "ec2-fleet-instant": ({**EC2_CONFIG, "Type": "instant"}, {**EC2_BAD, "Type": "instant"}),
+}
+LIVE_EC2_FLEET = ("submitted", "active", "modifying")
 
 WORLD: dict[str, Any] = {}  # the moto server, set by the test before the machine runs
 TALLY: collections.Counter[str] = collections.Counter()  # steps run, by operation
@@ -72,6 +85,7 @@ class AnnexModel(RuleBasedStateMachine):
         east, west = (self.clients[region] for region in REGIONS)
         for region in REGIONS:
             fixtures.create_bucket(self.clients[region]["s3"], BUCKETS[region], region)
+            fixtures.create_worker_template(self.clients[region]["ec2"])
         self.arns = {"us-east-1": fixtures.deploy_lease_function(east["iam"], east["lambda"])}
         role = east["iam"].get_role(RoleName="HTCondorAnnex-LeaseFunction-Role")["Role"]["Arn"]
         self.arns["us-west-2"] = west["lambda"].create_function(  # IAM is global
@@ -132,6 +146,14 @@ class AnnexModel(RuleBasedStateMachine):
             tags = {t["Key"]: t["Value"] for t in fleet.get("Tags", [])}
             if fleet["SpotFleetRequestState"] in LIVE_FLEET and lease.ANNEX_TAG in tags:
                 add(tags[lease.ANNEX_TAG], "fleets", fleet["SpotFleetRequestId"])
+        for fleet in aws["ec2"].describe_fleets()["Fleets"]:
+            tags = {t["Key"]: t["Value"] for t in fleet.get("Tags", [])}
+            if fleet["FleetState"] in LIVE_EC2_FLEET and lease.ANNEX_TAG in tags:
+                add(tags[lease.ANNEX_TAG], "fleets", fleet["FleetId"])
+                if fleet["Type"] != "instant":  # instances from the template: not tagged
+                    for instance in aws["ec2"].describe_fleet_instances(
+                            FleetId=fleet["FleetId"])["ActiveInstances"]:
+                        add(tags[lease.ANNEX_TAG], "instances", instance["InstanceId"])
         for reservation in aws["ec2"].describe_instances(Filters=[
                 {"Name": "instance-state-name", "Values": lease.LIVE_INSTANCE_STATES}])[
                 "Reservations"]:
@@ -148,21 +170,23 @@ class AnnexModel(RuleBasedStateMachine):
                 add(found["Name"], "targets", target["Id"])
         return held
 
-    def _message(self, region: str, name: str, bad: bool, uid: int) -> dict[str, Any]:
+    def _message(self, region: str, name: str, bad: bool, uid: int,
+                 kind: str) -> dict[str, Any]:
         return {"command": "create", "credentials": USER_KEYS, "annex": {
             "name": name, "region": region, "lease_duration": 3600, "count": 1,
             "lease_function_arn": self.arns[region], "owners": [USERS[uid]],
-            "fleet_config": BAD_CONFIG if bad else GOOD_CONFIG}}
+            "fleet_config": CONFIGS[kind][bad]}}
 
     # -- operations ----------------------------------------------------------------------
 
     @rule(uid=st.sampled_from(sorted(USERS)), region=st.sampled_from(REGIONS),
-          name=st.sampled_from(NAMES), bad=st.sampled_from([False, False, True]))
-    def create(self, uid: int, region: str, name: str, bad: bool) -> None:
+          name=st.sampled_from(NAMES), bad=st.sampled_from([False, False, True]),
+          kind=st.sampled_from(sorted(CONFIGS)))
+    def create(self, uid: int, region: str, name: str, bad: bool, kind: str) -> None:
         """Create, or repeat a create of, an annex."""
         TALLY["create"] += 1
         owner = self._owner(region, name)
-        reply = self._send(uid, self._message(region, name, bad, uid))
+        reply = self._send(uid, self._message(region, name, bad, uid, kind))
         if owner is not None and owner != uid:
             assert reply["ok"] is False and "belongs to another user" in \
                 reply["error"]["message"], reply
@@ -170,9 +194,10 @@ class AnnexModel(RuleBasedStateMachine):
 
     @rule(uid=st.sampled_from(sorted(USERS)), region=st.sampled_from(REGIONS),
           name=st.sampled_from(NAMES), bad=st.booleans(),
-          point=st.sampled_from(CRASH_POINTS), identity=st.booleans())
+          point=st.sampled_from(CRASH_POINTS), identity=st.booleans(),
+          kind=st.sampled_from(sorted(CONFIGS)))
     def create_then_kill(self, uid: int, region: str, name: str, bad: bool, point: str,
-                         identity: bool) -> None:
+                         identity: bool, kind: str) -> None:
         """kill -9 at an AWS call of a create; restart with or without the daemon's identity."""
         TALLY["create_then_kill"] += 1
         try:
@@ -181,7 +206,8 @@ class AnnexModel(RuleBasedStateMachine):
             self._restart(identity=identity)
             return
         reply = as_other_user(self.pool.socket_path,
-                              {"version": 1, **self._message(region, name, bad, uid)}, uid=uid,
+                              {"version": 1, **self._message(region, name, bad, uid, kind)},
+                              uid=uid,
                               allow_no_reply=True)
         if reply:  # an answer: the crash point was never reached (else it died: no answer)
             assert reply.get("ok") or reply["error"]["kind"] != "internal", reply
@@ -294,7 +320,7 @@ def test_the_daemon_keeps_its_promises_in_any_order(moto_server):
     explore = os.environ.get("ANNEX_MODEL_RANDOM") == "1"
     run_state_machine_as_test(AnnexModel, settings=settings(
         max_examples=int(os.environ.get("ANNEX_MODEL_EXAMPLES", "4")),
-        stateful_step_count=int(os.environ.get("ANNEX_MODEL_STEPS", "10")),
+        stateful_step_count=int(os.environ.get("ANNEX_MODEL_STEPS", "15")),
         derandomize=not explore, deadline=None, database=None,
         suppress_health_check=list(HealthCheck)))
     print(f"model steps run: {dict(TALLY)}")
