@@ -1,6 +1,6 @@
 """``condor_annex``: the thin client of ``condor_annexd``.
 
-It reads the user's files itself (the Spot Fleet JSON config, the AWS key files, the user's
+It reads the user's files itself (the fleet JSON config, the AWS key files, the user's
 HTCondor config: the daemon never opens a user's files), sends one request over the daemon's
 socket and prints the result.  It never imports boto3, so it starts fast.
 

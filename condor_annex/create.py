@@ -1,5 +1,5 @@
-"""condor_annex (the default verb): start a leased annex from a Spot Fleet JSON config, or
-on-demand instances with -count and no config."""
+"""condor_annex (the default verb): start a leased annex from a fleet JSON config (a Spot
+Fleet's or an EC2 Fleet's), or on-demand instances with -count and no config."""
 from __future__ import annotations
 
 import base64
@@ -114,7 +114,8 @@ def instance_options(values: dict[str, Any]) -> dict[str, Any]:
 
 
 class CreateAnnex(Command):
-    """Start a leased Spot Fleet annex from an EC2 console "JSON config"."""
+    """Start a leased annex from a Spot Fleet "JSON config" (as the EC2 console exports it)
+    or an EC2 Fleet config (CreateFleet's input), or on-demand instances."""
 
     usage = "condor_annex [-annex-name NAME] [-lease-duration SECONDS] [-count N] " \
             "[-lease-function-arn ARN] [-aws-region R] [-public-key-file F -secret-key-file F] " \
@@ -152,8 +153,8 @@ class CreateAnnex(Command):
                 settings: knobs.ClientSettings) -> dict[str, Any]:
         """Build the create request; raises UsageError or InputError."""
         if len(positionals) > 1 or (not positionals and values.get("count") is None):
-            raise UsageError("give one Spot Fleet JSON config file (or - for stdin), or -count N "
-                             "for on-demand instances")
+            raise UsageError("give one fleet JSON config file (Spot Fleet or EC2 Fleet; - for "
+                             "stdin), or -count N for on-demand instances")
         source = positionals[0] if positionals else "on-demand"
         annex: dict[str, Any] = {"config_source": source, "region": settings.region}
         name = values.get("annex_name")

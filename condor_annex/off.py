@@ -24,7 +24,7 @@ class Off(Command):
         if result.get("already_ended"):
             print(f"Annex {result['AnnexID']} had already ended.")
             return EXIT_OK
-        done = [f"cancelled {len(result['cancelled_fleets'])} spot fleet request(s)",
+        done = [f"ended {len(result['cancelled_fleets'])} fleet(s)",
                 f"terminated {len(result['terminated_instances'])} more instance(s)",
                 "removed its lease rule" if result["deleted_rule"] else "its rule was gone",
                 "its config object is deleted" if result["deleted_config"]

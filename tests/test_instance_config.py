@@ -90,7 +90,7 @@ def test_no_owner_and_config_dir(aws, run_annex, with_keys, tmp_path):
     (["-owner", "alice", "-no-owner"], 1, "give -owner or -no-owner, not both"),
     (["-idle", "forever"], 1, "-idle: expected a number of hours"),
     (["-tag", "aws:x", "1"], 1, "is reserved"),
-    (["-tag", "lonely"], 1, "give one Spot Fleet JSON config file"),  # -tag ate the file
+    (["-tag", "lonely"], 1, "give one fleet JSON config file"),  # -tag ate the file
     (["-config-dir", "/nonexistent"], 2, "-config-dir /nonexistent: No such file"),
 ])
 def test_bad_instance_flags(aws, run_annex, with_keys, flags, status, words):

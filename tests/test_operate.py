@@ -46,7 +46,7 @@ def test_status_then_off(aws, run_annex, with_keys):
 
     off = run_annex("-annex-name", "seen", "-off", *with_keys)
     assert off.returncode == 0, off.stderr
-    assert "Annex seen is off: cancelled 1 spot fleet request(s)" in off.stdout
+    assert "Annex seen is off: ended 1 fleet(s)" in off.stdout
     assert status(run_annex, with_keys) == []
     [gone] = status(run_annex, with_keys, "-annex-name", "seen")
     assert gone["instances"] == {} and gone["state"] == "ended"
