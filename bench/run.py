@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import re
+import signal
 import json
 import os
 import shutil
@@ -25,8 +27,9 @@ from typing import Any, Callable
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from annexd.launch import SPOT_FLEET  # noqa: E402
+from annexd import protocol  # noqa: E402
 from annexd.journal import Journal  # noqa: E402
+from annexd.launch import SPOT_FLEET  # noqa: E402
 from annexd.lifecycle import RequestState  # noqa: E402
 from annexd.plan import AnnexPlan  # noqa: E402
 from annexd_lambda import lease  # noqa: E402
@@ -34,6 +37,7 @@ from localaws import fixtures  # noqa: E402
 from localaws.faultproxy import FaultProxy  # noqa: E402
 from localaws.moto_server import MotoServer  # noqa: E402
 from localaws.pool import BUCKET, REGION, AnnexDaemon, LocalPool, script  # noqa: E402
+from condor_annex import client  # noqa: E402
 
 EXAMPLE = os.path.join(ROOT, "examples", "spot-fleet.json")
 RESULTS: list[dict[str, Any]] = []
@@ -207,7 +211,8 @@ def lease_enforcement(bench: Bench, sizes: list[int]) -> None:
         clients = lease.Clients(*(fixtures.client(n, bench.moto.url, REGION)
                                   for n in ("ec2", "events", "s3")))
         counter = Counter(clients.ec2, clients.events, clients.s3)
-        event = {"AnnexID": name, "S3BucketName": BUCKET, "LeaseExpiration": 2_000_000_000}
+        event = {"AnnexID": name, "AnnexType": "spot-fleet", "S3BucketName": BUCKET,
+                 "LeaseExpiration": 2_000_000_000}
         lease.handler(event, None, now=lambda: 1_000_000_000, clients=clients)
         if size == sizes[0]:
             record("lease_noop_calls", counter.calls, "calls", "unexpired lease")
@@ -279,6 +284,113 @@ def daemon_memory_and_recovery(bench: Bench, count: int) -> None:
             daemon.stop()
 
 
+#: The create message's fleet field (named ``spot_fleet_config`` before the launch kinds), so
+#: that the same benchmark measures the code before and after a change.
+FLEET_FIELD = "fleet_config" if "fleet_config" in protocol._CREATE_ANNEX["properties"] \
+    else "spot_fleet_config"
+
+
+def socket_create(bench: Bench, pool: LocalPool, name: str) -> dict[str, Any]:
+    """One create straight over the daemon's socket: what the CLI sends, without its process
+    start, so that what is measured is the daemon."""
+    with open(EXAMPLE, encoding="utf-8") as handle:
+        example = json.load(handle)
+    with open(pool.access_key_file, encoding="ascii") as key, \
+            open(pool.secret_key_file, encoding="ascii") as secret:
+        credentials = {"access_key_id": key.read().strip(),
+                       "secret_access_key": secret.read().strip()}
+    reply = client.call(pool.socket_path, {
+        "version": protocol.VERSION, "command": "create", "credentials": credentials,
+        "annex": {"name": name, "lease_duration": 3600, "count": 1, "region": REGION,
+                  "lease_function_arn": bench.lease_arn, "config_source": EXAMPLE,
+                  FLEET_FIELD: example}})
+    assert reply["ok"], reply
+    return reply
+
+
+def side_pool(bench: Bench, label: str) -> LocalPool:
+    """A pool (and journal) of its own, on the same counting proxy."""
+    return LocalPool(os.path.join(bench.workdir, label)).write(
+        bench.proxy.url, secret="bench-secret",
+        extra=f"ANNEX_DEFAULT_LEASE_FUNCTION_ARN = {bench.lease_arn}\n"
+              "ANNEXD_MAX_CLIENTS = 256")
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        return round(next(int(line.split()[1]) for line in status
+                          if line.startswith("VmRSS:")) / 1024, 1)
+
+
+def daemon_overhead(bench: Bench, runs: int) -> None:
+    """Daemon-side time per create: request sent to reply read, minus the time the calls
+    spent in the proxy and moto; and the fsyncs per create, counted by strace."""
+    pool = side_pool(bench, "overhead")
+    with AnnexDaemon(pool) as daemon:
+        socket_create(bench, pool, "warm-0")  # first clients, first imports
+        overheads = []
+        for index in range(runs):
+            bench.proxy.clear()
+            elapsed, _ = timed(lambda i=index: socket_create(bench, pool, f"lean-{i}"))
+            overheads.append((elapsed - bench.proxy.busy_seconds) * 1000)
+        record("daemon_overhead_ms", round(statistics.median(overheads), 1), "ms",
+               "create: request to reply, minus the time inside AWS calls (p50)")
+        fsyncs = count_fsyncs(daemon.process.pid, lambda: [
+            socket_create(bench, pool, f"synced-{i}") for i in range(10)])
+        record("fsyncs_per_create", None if fsyncs is None else round(fsyncs / 10, 1),
+               "fsyncs", "fsync + fdatasync by the daemon per create (strace)")
+
+
+def count_fsyncs(pid: int, work: Callable[[], Any]) -> int | None:
+    strace = shutil.which("strace")
+    if strace is None:
+        return None
+    with tempfile.NamedTemporaryFile("r", suffix=".strace") as out:
+        tracer = subprocess.Popen([strace, "-f", "-c", "-e", "trace=fsync,fdatasync", "-o",
+                                   out.name, "-p", str(pid)], stderr=subprocess.DEVNULL)
+        time.sleep(1.0)  # attached to every thread
+        work()
+        tracer.send_signal(signal.SIGINT)
+        tracer.wait(timeout=30)
+        text = out.read()
+    counts = [int(m.group(1)) for m in re.finditer(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+"
+                                                   r"(?:\d+\s+)?f(?:data)?sync$", text, re.M)]
+    return sum(counts)
+
+
+def many_annexes(bench: Bench, sizes: tuple[int, int], rss_points: tuple[int, int]) -> None:
+    """-status calls and time with 1 and with many annexes; daemon memory after 10 and after
+    1,000 creates."""
+    pool = side_pool(bench, "many")
+    made = 0
+    with AnnexDaemon(pool) as daemon:
+        def grow(to: int) -> None:
+            nonlocal made
+            with concurrent.futures.ThreadPoolExecutor(max_workers=8) as workers:
+                list(workers.map(lambda i: socket_create(bench, pool, f"m{i}"),
+                                 range(made, to)))
+            made = to
+
+        for target in sorted({*sizes, *rss_points}):
+            grow(target)
+            if target in rss_points:
+                record(f"daemon_rss_mib[{target} creates]", rss_mib(daemon.process.pid), "MiB",
+                       f"condor_annexd after {target} creates")
+            if target in sizes:
+                bench.proxy.clear()
+                elapsed, result = timed(lambda: subprocess.run(
+                    [script("condor_annex"), "-status", "-json", "-public",
+                     pool.access_key_file, "-secret", pool.secret_key_file],
+                    env=pool.env(), capture_output=True, text=True, timeout=3600))
+                assert result.returncode == 0, result.stderr
+                shown = json.loads(result.stdout)
+                assert len(shown) == target and all(
+                    a["instances"] == {"running": 1} for a in shown), shown[:3]
+                record(f"status_calls[{target} annexes]", sum(bench.proxy.seen.values()),
+                       "calls", f"-status of {target} annexes of 1 instance")
+                record(f"status_ms[{target} annexes]", round(elapsed * 1000, 1), "ms")
+
+
 def phase(measure: Callable[..., None], *args: Any) -> None:
     """Run one measurement; a failure is recorded, and the others still run."""
     try:
@@ -304,6 +416,10 @@ def main() -> int:
             phase(cli_start, bench, 3 if quick else 10, args.awscli)
             phase(concurrent_creates, bench, 10 if quick else 100)
             phase(lease_enforcement, bench, [1, 100] if quick else [1, 100, 1000])
+            phase(daemon_overhead, bench, 5 if quick else 30)
+            bench.reset()
+            phase(many_annexes, bench, (1, 20) if quick else (1, 100),
+                  (10, 30) if quick else (10, 1000))
             bench.reset()
             phase(big_annex, bench, 200 if quick else args.big)
         phase(daemon_memory_and_recovery, bench, 100 if quick else 1000)

@@ -66,6 +66,8 @@ class FaultProxy:
         self.latency, self.stall_seconds = latency, stall_seconds
         self.upstream_timeout = upstream_timeout
         self.seen: Counter[str] = Counter()
+        #: Seconds spent answering calls (reading, forwarding to moto, replying), in all.
+        self.busy_seconds = 0.0
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -89,6 +91,7 @@ class FaultProxy:
         with self._lock:
             self._faults.clear()
             self.seen.clear()
+            self.busy_seconds = 0.0
 
     def _take(self, operation: str) -> str | None:
         """Record the call; return the fault kind to inject into it, if any."""
@@ -122,6 +125,14 @@ class FaultProxy:
                 pass
 
             def _relay(self) -> None:
+                started = time.perf_counter()
+                try:
+                    self._answer()
+                finally:
+                    with proxy._lock:
+                        proxy.busy_seconds += time.perf_counter() - started
+
+            def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 operation = operation_of(self.command, self.path, self.headers, body)
