@@ -1,32 +1,10 @@
-"""Capped exponential backoff with full jitter: the one retry schedule of condor-annexd.
+"""The daemon's and the client's retry schedule: :mod:`annex_ec2.backoff`, re-exported.
 
-The daemon's create steps, ``condor_annex`` waiting on a busy daemon, and the instance
-bootstrap all wait ``uniform(0, min(cap, base * 2**attempt))`` between tries (AWS's "full
-jitter"), so that many clients retrying at once spread out instead of arriving together.
-Standard library only: the instance bootstrap uses it too.
+The one definition lives in the instance-side package because ``condor_annex_ec2`` runs on an
+annex image's own Python (3.9 or newer, standard library and boto3 only) from a single-file
+bundle that holds ``annex_ec2`` alone: it may import nothing from ``annexd``, while
+``annexd`` may import from it.  Import ``Backoff`` and ``Deadline`` from here as before.
 """
-from __future__ import annotations
+from annex_ec2.backoff import Backoff, Deadline
 
-import random
-import time
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class Backoff:
-    base: float = 1.0
-    cap: float = 30.0
-
-    def delay(self, attempt: int) -> float:
-        """How long to wait after failed try number ``attempt`` (0 for the first)."""
-        return random.uniform(0, min(self.cap, self.base * 2 ** min(attempt, 62)))
-
-
-class Deadline:
-    """A time budget: whether a wait still fits in it."""
-
-    def __init__(self, seconds: float):
-        self.at = time.monotonic() + seconds
-
-    def allows(self, delay: float) -> bool:
-        return time.monotonic() + delay <= self.at
+__all__ = ["Backoff", "Deadline"]

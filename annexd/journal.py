@@ -1,9 +1,16 @@
 """The daemon's durable journal: SQLite in WAL mode, one row per request, one per step event.
 
-Each write is its own committed transaction with ``synchronous=FULL``, so when a method
-returns the fact is on disk.  A step is journaled as *started* before its AWS call, and the
-plan (holding the fleet's ClientToken) is journaled when the request is accepted, before any
-call.  Secrets never enter the journal: the plan has none, and credentials are not stored.
+Each write is its own committed transaction, in order.  Only what exactly-once needs is
+forced to disk (``synchronous=FULL``, one fsync): the accepted request with its plan, which
+holds the ClientToken, before any AWS call; the launch step's *started*, before the launch
+call; and lease-end changes.  Every other event is committed with ``synchronous=NORMAL``: in
+WAL mode a power loss may forget the last of them, never reorder them, and the next forced
+commit makes all earlier ones durable too.  What such a loss can forget is recovered from AWS:
+the lease and config steps are idempotent puts; a resumed create knows its own lease rule by
+the ClientToken in the rule's description; and the launch step, journaled durably as started,
+looks for what it launched by ClientToken before launching again.  (A process crash loses
+nothing: a committed transaction survives it either way.)
+Secrets never enter the journal: the plan has none, and credentials are not stored.
 
 An annex is identified by (region, name).  A *live* row (see :mod:`annexd.lifecycle`) owns its
 (region, name): the database itself refuses a second one.  Every state change goes through
@@ -11,6 +18,7 @@ An annex is identified by (region, name).  A *live* row (see :mod:`annexd.lifecy
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -18,7 +26,7 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from . import lifecycle
 from .lifecycle import RequestState
@@ -110,7 +118,7 @@ class Journal:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
         self._migrate()
 
@@ -124,9 +132,21 @@ class Journal:
         self._db.execute("DROP INDEX IF EXISTS one_request_in_flight_per_annex")
         self._db.execute(LIVE_INDEX)
 
-    def _write(self, sql: str, args: tuple[Any, ...]) -> int:
-        with self._lock:
+    def _write(self, sql: str, args: tuple[Any, ...], durable: bool = False) -> int:
+        with self._lock, self._durability(durable):
             return self._db.execute(sql, args).lastrowid
+
+    @contextlib.contextmanager
+    def _durability(self, durable: bool) -> Iterator[None]:
+        """Force this commit (and so every earlier one) to disk; the caller holds the lock."""
+        if not durable:
+            yield
+            return
+        self._db.execute("PRAGMA synchronous=FULL")
+        try:
+            yield
+        finally:
+            self._db.execute("PRAGMA synchronous=NORMAL")
 
     def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
         with self._lock:
@@ -140,7 +160,7 @@ class Journal:
         """Record an accepted request as *creating*; raises NameTaken if a live row holds
         its (region, name)."""
         now = time.time()
-        with self._lock:
+        with self._lock, self._durability(True):
             try:
                 return self._db.execute(
                     "INSERT INTO requests (annex_id, region, owner_uid, state,"
@@ -181,14 +201,16 @@ class Journal:
                 (RequestState(new).value, None if outputs is None else json.dumps(outputs),
                  error, lease_end, time.time(), request_id))
 
-    def step_event(self, request_id: int, step: str, event: str, detail: Any = None) -> None:
+    def step_event(self, request_id: int, step: str, event: str, detail: Any = None, *,
+                   durable: bool = False) -> None:
+        """Record a step event; ``durable``: on disk when this returns (see the module)."""
         self._write("INSERT INTO step_events (request_id, step, event, detail, at)"
                     " VALUES (?, ?, ?, ?, ?)",
-                    (request_id, step, event, json.dumps(detail), time.time()))
+                    (request_id, step, event, json.dumps(detail), time.time()), durable)
 
     def set_lease_end(self, request_id: int, lease_end: int) -> None:
         self._write("UPDATE requests SET lease_end = ?, updated = ? WHERE id = ?",
-                    (lease_end, time.time(), request_id))
+                    (lease_end, time.time(), request_id), durable=True)
 
     # -- reads -----------------------------------------------------------------------------
 

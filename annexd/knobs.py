@@ -50,6 +50,7 @@ DEFAULTS: dict[str, str | int | float | bool] = {
     "ANNEXD_STEP_ATTEMPTS": 4,
     "ANNEXD_RETRY_BASE_SECONDS": 1,
     "ANNEXD_RETRY_MAX_SECONDS": 30,
+    "ANNEXD_FUNCTION_CHECK_SECONDS": 300,
     "ANNEXD_ALLOW_DAEMON_CREDENTIALS": False,
     "ANNEXD_MAX_CLIENTS": 64,
     "ANNEXD_MAX_CLIENTS_PER_USER": 16,
@@ -126,6 +127,16 @@ def _positive_float(text: str) -> float:
     return number
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        number = float(text)
+    except ValueError:
+        raise ValueError("expected a number") from None
+    if not number >= 0 or number == float("inf"):
+        raise ValueError("must be zero or more")
+    return number
+
+
 def _bool(text: str) -> bool:
     lowered = text.lower()
     if lowered in ("true", "yes", "1", "on"):
@@ -147,6 +158,10 @@ def positive_int(name: str, region: str | None = None, *, default: int | None = 
 
 def positive_float(name: str, region: str | None = None) -> float:
     return _typed(name, float(DEFAULTS[name]), _positive_float, region)
+
+
+def non_negative_float(name: str, region: str | None = None) -> float:
+    return _typed(name, float(DEFAULTS[name]), _non_negative_float, region)
 
 
 def boolean(name: str, region: str | None = None) -> bool:
@@ -320,6 +335,8 @@ class DaemonSettings:
     #: None: the environment or an instance role.  Paths only: secrets never sit in settings.
     identity_files: tuple[str, str] | None = None
     max_clients_per_user: int = 16
+    #: A lease function these credentials saw this recently is not looked up again.
+    function_check_seconds: float = 300.0
 
     @classmethod
     def load(cls) -> "DaemonSettings":
@@ -343,6 +360,7 @@ class DaemonSettings:
             setup_poll_seconds=positive_float("ANNEXD_SETUP_POLL_SECONDS"),
             identity_files=_identity_files(),
             max_clients_per_user=positive_int("ANNEXD_MAX_CLIENTS_PER_USER"),
+            function_check_seconds=non_negative_float("ANNEXD_FUNCTION_CHECK_SECONDS"),
         )
 
     @property

@@ -132,7 +132,8 @@ class AnnexService:
         return AnnexAws(region=region, endpoints=settings.for_region(region).endpoints,
                         credentials=credentials or self.identity.credentials,
                         max_attempts=settings.aws_max_attempts,
-                        timeout_seconds=settings.aws_timeout_seconds)
+                        timeout_seconds=settings.aws_timeout_seconds,
+                        function_check_seconds=settings.function_check_seconds)
 
     def account_of(self, credentials: dict[str, str] | None) -> str:
         """The AWS account of ``credentials`` (None: botocore's own sources)."""

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .aws import AnnexAws, Transient
+from .aws.create import rule_description
 from .backoff import Backoff
 from .journal import Journal, Progress
 from .lifecycle import RequestState
@@ -66,8 +67,12 @@ class Step:
 
 
 def check(aws: AnnexAws, plan: AnnexPlan, _: Outputs) -> Outputs:
+    """The lease function exists, and no other request holds the annex's rule (its
+    description names the request that made it: a resumed create may meet its own)."""
     aws.check_function(plan.lease_function_arn)
-    if aws.rule_exists(plan.rule_name):
+    description = aws.rule_description(plan.rule_name)
+    if description is not None and \
+            description != rule_description(plan.annex_id, plan.client_token):
         raise AnnexExists(
             f"annex {plan.annex_id!r} already exists (its lease rule is in place); "
             "choose another -annex-name")
@@ -92,7 +97,8 @@ def delete_config(aws: AnnexAws, plan: AnnexPlan, _: Outputs) -> None:
 
 
 def put_rule(aws: AnnexAws, plan: AnnexPlan, _: Outputs) -> Outputs:
-    return {"rule_arn": aws.put_rule(plan.rule_name, plan.rule_schedule, plan.annex_id)}
+    return {"rule_arn": aws.put_rule(plan.rule_name, plan.rule_schedule, plan.annex_id,
+                                     plan.client_token)}
 
 
 def delete_rule(aws: AnnexAws, plan: AnnexPlan, _: Outputs) -> None:
@@ -210,7 +216,10 @@ class Driver:
             if self.stop.is_set():
                 raise self._park(step.name)
             resumed = step.name in progress.started
-            self.journal.step_event(self.request_id, step.name, "started")
+            # The launch (the step with a find) is journaled durably before its call: a
+            # resumed request must know to look for what it may have launched.
+            self.journal.step_event(self.request_id, step.name, "started",
+                                    durable=step.find is not None)
             progress.started.add(step.name)
             try:
                 produced = self._attempt(step, step.forward, outputs, look_first=resumed,

@@ -128,6 +128,10 @@ def run(lease_seconds: int, tick_seconds: float) -> int:
                                        str(lease_seconds), "-count", "3", example)
                 if created.returncode:
                     return created.returncode
+                # What AWS does and the emulator does not: tag every fleet instance with its
+                # fleet's ID (how -status and the instances find a launch template's).
+                fixtures.tag_fleet_instances_as_aws_does(
+                    fixtures.client("ec2", aws.url, REGION), created.stdout.strip())
             condor_annex(pool, "-status")
             seen: dict[str, set[str]] = {name: set() for name in ANNEXES}
             say("What AWS holds for the annexes")

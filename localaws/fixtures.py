@@ -56,3 +56,19 @@ def create_worker_template(ec2: Any) -> str:
         "TagSpecifications": [{"ResourceType": "instance", "Tags": [
             {"Key": "project", "Value": "nightly-builds"}]}]})["LaunchTemplate"][
         "LaunchTemplateId"]
+
+
+def tag_fleet_instances_as_aws_does(ec2: Any, fleet_id: str) -> list[str]:
+    """Put on a fleet's instances the tag AWS puts on every fleet instance, which moto does
+    not: ``aws:ec2spot:fleet-request-id`` (Spot Fleet) or ``aws:ec2:fleet-id`` (EC2 Fleet).
+    Returns the instance IDs.  (moto accepts ``aws:`` keys from CreateTags; AWS would not.)"""
+    if fleet_id.startswith("sfr-"):
+        key = "aws:ec2spot:fleet-request-id"
+        found = ec2.describe_spot_fleet_instances(SpotFleetRequestId=fleet_id)
+    else:
+        key = "aws:ec2:fleet-id"
+        found = ec2.describe_fleet_instances(FleetId=fleet_id)
+    ids = [instance["InstanceId"] for instance in found["ActiveInstances"]]
+    if ids:
+        ec2.create_tags(Resources=ids, Tags=[{"Key": key, "Value": fleet_id}])
+    return ids

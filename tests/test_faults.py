@@ -44,6 +44,8 @@ def fault_pool(proxy, tmp_path_factory) -> LocalPool:
         "ANNEXD_AWS_MAX_ATTEMPTS = 2",
         "ANNEXD_STEP_ATTEMPTS = 4",
         "ANNEXD_RETRY_BASE_SECONDS = 0.05",
+        # Every case injects faults into GetFunction too: check the function every time.
+        "ANNEXD_FUNCTION_CHECK_SECONDS = 0",
     ])
     return LocalPool(str(tmp_path_factory.mktemp("faults"))).write(proxy.url, secret=SECRET,
                                                                    extra=knobs)

@@ -84,6 +84,9 @@ def test_each_kind_is_created_tagged_counted_and_ended_by_its_lease(
         assert instance_tags.get("project") == "nightly-builds"  # from the launch template
         assert (instance_tags.get(ANNEX_TAG) == name) is tagged
 
+    # AWS tags every fleet instance with its fleet's ID (moto does not): -status counts
+    # launch-template fleets' instances by that tag.
+    fixtures.tag_fleet_instances_as_aws_does(aws.ec2, fleet_id)
     status = run_annex("-status", "-json", "-annex-name", name, *with_keys)
     assert status.returncode == 0, status.stderr
     [shown] = json.loads(status.stdout)

@@ -113,6 +113,33 @@ def test_kill_at_every_forward_point_then_finish_exactly_once(point, aws, crash_
     assert assert_all_or_nothing(aws, "phoenix") == "complete"
 
 
+@pytest.mark.parametrize("point", ["EventBridge PutRule:after", "EventBridge PutTargets:after",
+                                   "S3 PutObject:after"])
+def test_a_power_loss_that_forgot_the_lease_steps_still_finishes_exactly_once(
+        point, aws, crash_pool):
+    """Only the accepted request and the launch's start are forced to disk; a power loss may
+    forget the lease and config steps' events.  Forgetting them (deleted here after a kill
+    -9) must not stop the resumed create: it knows its own lease rule by its ClientToken."""
+    crash(crash_pool, point, "-lease-duration", "3600")
+    with sqlite3.connect(crash_pool.journal_file) as db:
+        db.execute("DELETE FROM step_events")  # what synchronous=NORMAL may lose
+    with AnnexDaemon(crash_pool, DAEMON_CREDENTIALS):
+        assert assert_all_or_nothing(aws, "phoenix") == "complete"
+        assert unfinished(crash_pool) == []
+    with sqlite3.connect(crash_pool.journal_file) as db:
+        assert db.execute("SELECT state FROM requests").fetchall() == [("active",)]
+
+
+def test_a_rule_of_another_request_still_refuses_the_name(aws, crash_pool):
+    """The rule's description names its request: someone else's rule is never taken over."""
+    aws.events.put_rule(Name="phoenix", ScheduleExpression="rate(1 minute)",
+                        Description="HTCondor annex phoenix: enforce the lease (request x)")
+    with AnnexDaemon(crash_pool, DAEMON_CREDENTIALS):
+        result = annex(crash_pool, "-lease-duration", "3600")
+    assert result.returncode == 4 and "already exists" in result.stderr
+    assert aws.all_fleets() == []
+
+
 @pytest.mark.parametrize("point", [f"{call}:{when}" for call in UNDO_CALLS
                                    for when in ("before", "after")])
 def test_kill_during_rollback_then_finish_the_rollback(point, aws, crash_pool, tmp_path):

@@ -1,6 +1,8 @@
 """The calls of the create sequence (and its rollback): lease, config object, launch."""
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 from annexd_lambda import lease
@@ -13,20 +15,58 @@ from .session import AwsSession
 LEASE_METADATA = "annex-lease-expiration"
 
 
+def rule_description(annex_id: str, client_token: str) -> str:
+    return f"HTCondor annex {annex_id}: enforce the lease (request {client_token})"
+
+
+class RecentlySeen:
+    """When each key was last seen (monotonic clock); old entries are dropped as it grows."""
+
+    def __init__(self, keep_seconds: float = 3600.0):
+        self._seen: dict[Any, float] = {}
+        self._lock = threading.Lock()
+        self._keep = keep_seconds
+
+    def recent(self, key: Any, within: float) -> bool:
+        with self._lock:
+            seen = self._seen.get(key)
+        return seen is not None and time.monotonic() - seen < within
+
+    def saw(self, key: Any) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._seen[key] = now
+            if len(self._seen) > 1024:
+                self._seen = {k: t for k, t in self._seen.items() if now - t < self._keep}
+
+
+FUNCTIONS_SEEN = RecentlySeen()
+
+
 class CreateCalls(AwsSession):
     """What creating an annex, and undoing a failed create, asks of AWS."""
 
     def check_function(self, arn: str) -> None:
+        """Refuse a lease function that does not exist (or these credentials cannot see).
+
+        Once seen, the same credentials do not ask again for ``function_check_seconds``: in
+        steady state a create is then five calls.  A function deleted meanwhile is what the
+        daemon's lease backstop is for.
+        """
+        key = (self._identity, self._region, arn)
+        if FUNCTIONS_SEEN.recent(key, self._function_check_seconds):
+            return
         with self._call("Lambda GetFunction"):
             self.lambda_.get_function(FunctionName=arn)
+        FUNCTIONS_SEEN.saw(key)
 
-    def rule_exists(self, name: str) -> bool:
+    def rule_description(self, name: str) -> str | None:
+        """The rule's description; None if there is no such rule."""
         try:
             with self._call("EventBridge DescribeRule"):
-                self.events.describe_rule(Name=name)
+                return self.events.describe_rule(Name=name).get("Description", "")
         except NotFound:
-            return False
-        return True
+            return None
 
     def put_config(self, bucket: str, key: str, body: bytes, annex_id: str,
                    lease_end: int) -> None:
@@ -41,11 +81,13 @@ class CreateCalls(AwsSession):
         with self._call("S3 DeleteObject"):
             lease.delete_config(self.s3, bucket, key)
 
-    def put_rule(self, name: str, schedule: str, annex_id: str) -> str:
+    def put_rule(self, name: str, schedule: str, annex_id: str, client_token: str) -> str:
+        """The lease rule; its description names the create request (its ClientToken), so
+        that a resumed create knows the rule for its own."""
         with self._call("EventBridge PutRule"):
             reply = self.events.put_rule(
                 Name=name, ScheduleExpression=schedule, State="ENABLED",
-                Description=f"HTCondor annex {annex_id}: enforce the lease",
+                Description=rule_description(annex_id, client_token),
                 Tags=[{"Key": ANNEX_TAG, "Value": annex_id}])
         return reply["RuleArn"]
 

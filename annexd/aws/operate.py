@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Iterator
 
 from annexd_lambda import lease
 from annexd_lambda.lease import ANNEX_TAG
@@ -10,6 +10,9 @@ from annexd_lambda.lease import ANNEX_TAG
 from .create import LEASE_METADATA
 from .errors import NotFound
 from .session import AwsSession
+
+#: The most values one DescribeInstances filter takes.
+FILTER_VALUES = 200
 
 
 class OperateCalls(AwsSession):
@@ -24,29 +27,37 @@ class OperateCalls(AwsSession):
                                 ContentType="application/gzip", ServerSideEncryption="AES256")
 
     def instance_states(self, annex_id: str) -> dict[str, int]:
-        """How many of the annex's instances are in each state (terminated ones not counted).
+        """How many of one annex's tagged instances are in each state."""
+        return self.count_instances({ANNEX_TAG: {annex_id: annex_id}}).get(annex_id, {})
 
-        One paginated, tag-filtered DescribeInstances: cost grows with the annex's instances,
-        never with the account's.
+    def count_instances(self, wanted: dict[str, dict[str, str]]) -> dict[str, dict[str, int]]:
+        """Live instances per annex and state, for many annexes at once.
+
+        ``wanted`` maps a tag key to {tag value: annex ID}.  One paginated DescribeInstances
+        per tag key (and per 200 values, AWS's limit for one filter): the calls grow with the
+        instances (a page holds 1,000), never with the number of annexes.
         """
-        return self._states(
-            Filters=[{"Name": f"tag:{ANNEX_TAG}", "Values": [annex_id]},
-                     {"Name": "instance-state-name", "Values": lease.LIVE_INSTANCE_STATES}],
-            annex_id=annex_id)
-
-    def _states(self, annex_id: str | None = None, **query: Any) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        if "InstanceIds" not in query:
-            query["PaginationConfig"] = {"PageSize": 1000}
-        with self._call("EC2 DescribeInstances"):
-            for page in self.ec2.get_paginator("describe_instances").paginate(**query):
-                for reservation in page.get("Reservations", []):
-                    for instance in reservation.get("Instances", []):
-                        if annex_id is None or lease.has_annex_tag(instance.get("Tags"),
-                                                                   annex_id):
-                            state = instance["State"]["Name"]
-                            counts[state] = counts.get(state, 0) + 1
+        counts: dict[str, dict[str, int]] = {}
+        for key, annexes in wanted.items():
+            values = sorted(annexes)
+            for start in range(0, len(values), FILTER_VALUES):
+                filters = [{"Name": f"tag:{key}", "Values": values[start:start + FILTER_VALUES]},
+                           {"Name": "instance-state-name", "Values": lease.LIVE_INSTANCE_STATES}]
+                for instance in self._instances(filters):
+                    tags = {t.get("Key"): t.get("Value") for t in instance.get("Tags") or ()}
+                    annex = annexes.get(tags.get(key, ""))
+                    if annex is not None:  # the whole value: foo's query never counts foobar
+                        states = counts.setdefault(annex, {})
+                        state = instance["State"]["Name"]
+                        states[state] = states.get(state, 0) + 1
         return counts
+
+    def _instances(self, filters: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        with self._call("EC2 DescribeInstances"):
+            for page in self.ec2.get_paginator("describe_instances").paginate(
+                    Filters=filters, PaginationConfig={"PageSize": 1000}):
+                for reservation in page.get("Reservations", []):
+                    yield from reservation.get("Instances", [])
 
     def lease_target(self, annex_id: str) -> dict[str, Any] | None:
         """The annex's lease target (Arn and parsed Input), or None if its rule is gone."""
@@ -65,24 +76,3 @@ class OperateCalls(AwsSession):
         """Everything the lease function does at expiry, now."""
         with self._call("annex teardown"):
             return lease.teardown(annex_id, bucket, self.lease_clients, annex_type)
-
-    def fleet_instance_states(self, kind: str, fleet_id: str) -> dict[str, int]:
-        """States of a fleet's instances, for fleets whose instances carry no annex tag
-        (launched from a launch template): the fleet's instance list, then their states."""
-        operation, paginate = {
-            "spot-fleet": ("EC2 DescribeSpotFleetInstances", lambda: self.ec2.get_paginator(
-                "describe_spot_fleet_instances").paginate(SpotFleetRequestId=fleet_id)),
-            "ec2-fleet": ("EC2 DescribeFleetInstances", lambda: [
-                self.ec2.describe_fleet_instances(FleetId=fleet_id)]),
-        }[kind]
-        try:
-            with self._call(operation):
-                ids = [i["InstanceId"] for page in paginate()
-                       for i in page.get("ActiveInstances", [])]
-        except NotFound:
-            return {}
-        return self._states(Filters=[{"Name": "instance-state-name",
-                                      "Values": lease.LIVE_INSTANCE_STATES}],
-                            InstanceIds=ids) if ids else {}
-
-    # -- one-time setup (CloudFormation) -----------------------------------------------------

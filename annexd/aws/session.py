@@ -5,7 +5,9 @@ Every call goes through :meth:`AwsSession._call`, which turns botocore's excepti
 """
 from __future__ import annotations
 
+import collections
 import contextlib
+import hashlib
 import threading
 from typing import Any, Iterator
 
@@ -21,12 +23,59 @@ from .errors import AwsError, translate
 #: Launch calls (RequestSpotFleet, RunInstances) wait at least this long for their reply.
 LAUNCH_READ_TIMEOUT_SECONDS = 60.0
 
-#: One botocore session for the whole daemon: it caches the service models, so a request's
-#: clients take milliseconds instead of a tenth of a second each.  Credentials are passed per
-#: client and live only as long as the request's clients.  Client creation from a shared
-#: session is not thread-safe, hence the lock; the clients themselves are.
+#: One botocore session for the whole daemon: it caches the service models.  Client creation
+#: from a shared session is not thread-safe, hence the lock; the clients themselves are.
 _SHARED = boto3.session.Session()
 _SHARED_LOCK = threading.Lock()
+
+#: How many clients the daemon keeps: enough for every service of dozens of users' keys in a
+#: few regions; the least recently used one is closed beyond that, so memory stays flat.
+MAX_CACHED_CLIENTS = 128
+
+
+class ClientCache:
+    """botocore clients reused across requests, per (credentials, region, service, settings).
+
+    Building a client is most of the daemon's CPU per request (measured: half of it), and
+    every client built and dropped leaves memory behind; botocore clients are thread-safe, so
+    one per key serves every request.  The key holds a digest of the secret key, never the
+    secret itself (the client holds the credentials, as it must to sign).
+    """
+
+    def __init__(self, size: int = MAX_CACHED_CLIENTS):
+        self._size = size
+        self._clients: collections.OrderedDict[tuple[Any, ...], Any] = \
+            collections.OrderedDict()
+        self._lock = threading.Lock()
+        self.built = 0  # for tests and the benchmark: clients made so far
+
+    def get(self, key: tuple[Any, ...], make: Any) -> Any:
+        with self._lock:
+            client = self._clients.get(key)
+            if client is not None:
+                self._clients.move_to_end(key)
+                return client
+        with _SHARED_LOCK:
+            client = make()
+        with self._lock:
+            if key in self._clients:  # another thread made it meanwhile: use that one
+                client.close()
+                return self._clients[key]
+            self._clients[key] = client
+            self.built += 1
+            while len(self._clients) > self._size:
+                self._clients.popitem(last=False)[1].close()
+            return client
+
+
+CLIENTS = ClientCache()
+
+
+def _identity_key(credentials: dict[str, str] | None) -> tuple[str, str] | None:
+    if not credentials:
+        return None  # the daemon's own chain (which refreshes itself inside the client)
+    digest = hashlib.sha256(credentials["secret_access_key"].encode()).hexdigest()
+    return credentials["access_key_id"], digest
 
 
 class AwsSession:
@@ -34,7 +83,7 @@ class AwsSession:
 
     def __init__(self, *, region: str, endpoints: dict[str, str | None],
                  credentials: dict[str, str] | None, max_attempts: int,
-                 timeout_seconds: float = 60.0):
+                 timeout_seconds: float = 60.0, function_check_seconds: float = 0.0):
         self._region = region
         self._credentials = {"aws_access_key_id": credentials["access_key_id"],
                              "aws_secret_access_key": credentials["secret_access_key"]} \
@@ -43,24 +92,26 @@ class AwsSession:
         self._config = Config(retries={"mode": "standard", "total_max_attempts": max_attempts},
                               connect_timeout=min(10.0, timeout_seconds),
                               read_timeout=timeout_seconds)
-        self._clients: dict[str, Any] = {}
-        self._lock = threading.Lock()
+        self._identity = _identity_key(credentials)
+        self._settings = (max_attempts, timeout_seconds)
+        self._function_check_seconds = function_check_seconds
 
     def _client(self, service: str, key: str | None = None, **config: Any) -> Any:
-        """One client per service, made on first use (a create never needs CloudFormation)."""
-        key = key or service
-        with self._lock:
-            if key not in self._clients:
-                endpoint = self._endpoints.get(service)
-                extra = dict(config)
-                if service == "s3" and endpoint:
-                    extra["s3"] = {"addressing_style": "path"}  # emulators, VPC endpoints
-                with _SHARED_LOCK:
-                    self._clients[key] = _SHARED.client(
-                        service, region_name=self._region, endpoint_url=endpoint,
-                        config=self._config.merge(Config(**extra)) if extra else self._config,
-                        **self._credentials)
-            return self._clients[key]
+        """The shared client for this service (made on first use: a create never needs
+        CloudFormation); ``key`` names a variant with other ``config``."""
+        endpoint = self._endpoints.get(service)
+
+        def make() -> Any:
+            extra = dict(config)
+            if service == "s3" and endpoint:
+                extra["s3"] = {"addressing_style": "path"}  # emulators, VPC endpoints
+            return _SHARED.client(
+                service, region_name=self._region, endpoint_url=endpoint,
+                config=self._config.merge(Config(**extra)) if extra else self._config,
+                **self._credentials)
+
+        return CLIENTS.get((key or service, self._region, endpoint, self._identity,
+                            self._settings), make)
 
     ec2 = property(lambda self: self._client("ec2"))
     events = property(lambda self: self._client("events"))

@@ -5,7 +5,8 @@ A *kind* turns the user's launch input into the exact AWS request (``build``), l
 finds what an earlier attempt launched (by the annex's ClientToken), ends it (terminating its
 instances), counts its instances, and answers the cost questions: its capacity, how much of
 it is Spot, the options it may launch (for the worst-case price) and how to make AWS itself
-enforce an hourly price cap.  Everything else (lease, config, journal, rollback) is the same
+enforce an hourly price cap.  A kind also says which tag its instances carry, so that -status
+counts every annex of a region with one tag-filtered DescribeInstances per tag key.  Everything else (lease, config, journal, rollback) is the same
 for every kind and lives outside this package.
 """
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import botocore.session
 from botocore.validate import ParamValidator
+
+from annexd_lambda.lease import ANNEX_TAG
 
 from ..protocol import MAX_CAPACITY, shown
 
@@ -83,10 +86,11 @@ class Kind:
         raise NotImplementedError
 
     # -- operating -----------------------------------------------------------------------
-    def instance_states(self, aws: "AnnexAws", plan: "AnnexPlan",
-                        outputs: Outputs) -> dict[str, int]:
-        """How many of the annex's live instances are in each state."""
-        return aws.instance_states(plan.annex_id)
+    def instance_tag(self, plan: "AnnexPlan", outputs: Outputs) -> tuple[str, str] | None:
+        """The tag (key, value) every instance of the annex carries: ours, or -- where AWS
+        does not let us tag them -- the one AWS puts on every instance of a fleet.  None:
+        nothing launched yet."""
+        return ANNEX_TAG, plan.annex_id
 
     def reply(self, plan: "AnnexPlan", outputs: Outputs) -> tuple[dict[str, Any], list[str]]:
         """What the user is given back (the printed ID first), and notices."""

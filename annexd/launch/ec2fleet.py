@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("annexd.launch")
 
+#: The tag AWS puts on every instance an EC2 Fleet launches.
+EC2_FLEET_INSTANCE_TAG = "aws:ec2:fleet-id"
+
 #: Not the user's to set: DryRun would launch nothing and then look like a failure.
 DROPPED_CALL_FIELDS = ("DryRun",)
 
@@ -153,11 +156,11 @@ class Ec2Fleet(Kind):
         aws.delete_ec2_fleets(aws.find_ec2_fleets(plan.annex_id,
                                                   client_token=plan.client_token))
 
-    def instance_states(self, aws: "AnnexAws", plan: "AnnexPlan",
-                        outputs: Outputs) -> dict[str, int]:
-        if plan.launch_request.get("Type") == "instant" or not outputs.get("fleet_id"):
-            return aws.instance_states(plan.annex_id)
-        return aws.fleet_instance_states("ec2-fleet", outputs["fleet_id"])
+    def instance_tag(self, plan: "AnnexPlan", outputs: Outputs) -> tuple[str, str] | None:
+        if plan.launch_request.get("Type") == "instant":
+            return ANNEX_TAG, plan.annex_id
+        fleet_id = outputs.get("fleet_id")
+        return (EC2_FLEET_INSTANCE_TAG, fleet_id) if fleet_id else None
 
     def reply(self, plan: "AnnexPlan", outputs: Outputs) -> tuple[dict[str, Any], list[str]]:
         result = {"fleet_id": outputs["fleet_id"]}

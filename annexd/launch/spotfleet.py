@@ -47,6 +47,9 @@ import logging
 
 log = logging.getLogger("annexd.launch")
 
+#: The tag AWS puts on every instance a Spot Fleet launches.
+SPOT_FLEET_INSTANCE_TAG = "aws:ec2spot:fleet-request-id"
+
 
 def unwrap(config: Any) -> dict[str, Any]:
     """Accept both the bare config and ``{"SpotFleetRequestConfig": {...}}``."""
@@ -132,12 +135,11 @@ class SpotFleet(Kind):
         """
         aws.cancel_fleets(aws.find_fleets(plan.annex_id, client_token=plan.client_token))
 
-    def instance_states(self, aws: "AnnexAws", plan: "AnnexPlan",
-                        outputs: Outputs) -> dict[str, int]:
+    def instance_tag(self, plan: "AnnexPlan", outputs: Outputs) -> tuple[str, str] | None:
+        if not plan.launch_request.get("LaunchTemplateConfigs"):
+            return ANNEX_TAG, plan.annex_id
         fleet_id = outputs.get("spot_fleet_request_id")
-        if plan.launch_request.get("LaunchTemplateConfigs") and fleet_id:
-            return aws.fleet_instance_states("spot-fleet", fleet_id)
-        return aws.instance_states(plan.annex_id)
+        return (SPOT_FLEET_INSTANCE_TAG, fleet_id) if fleet_id else None
 
     def reply(self, plan: "AnnexPlan", outputs: Outputs) -> tuple[dict[str, Any], list[str]]:
         return {"spot_fleet_request_id": outputs["spot_fleet_request_id"]}, []
