@@ -15,9 +15,7 @@ import pwd
 import re
 import threading
 from dataclasses import dataclass
-from typing import Callable, TypeVar
-
-import htcondor2
+from typing import Any, Callable, TypeVar
 
 from . import protocol
 
@@ -74,24 +72,32 @@ def region_local_name(region: str) -> str:
     return re.sub(r"[^A-Za-z0-9_./]", "_", region)
 
 
+def _htcondor() -> Any:
+    """The htcondor2 bindings, imported on first use: ``condor_annex -help`` and a bad flag
+    need no configuration, and the import is a good part of a command's start-up."""
+    import htcondor2
+    return htcondor2
+
+
 def reload() -> None:
     """Re-read the HTCondor configuration (SIGHUP / condor_reconfig)."""
     with _CONFIG_LOCK:
-        htcondor2.reload_config()
+        _htcondor().reload_config()
 
 
 def set_value(name: str, value: str) -> None:
     """Set a knob in this process's configuration (a default HTCondor itself must see)."""
     with _CONFIG_LOCK:
-        htcondor2.param[name] = value
+        _htcondor().param[name] = value
 
 
 def raw(name: str, region: str | None = None) -> str | None:
     """The knob's value as a stripped string, or None when unset or empty."""
     names = ([f"{region_local_name(region)}.{name}"] if region else []) + [name]
     with _CONFIG_LOCK:
+        param = _htcondor().param
         for candidate in names:
-            value = htcondor2.param.get(candidate)
+            value = param.get(candidate)
             if value is not None and str(value).strip():
                 return str(value).strip()
     return None

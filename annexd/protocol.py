@@ -14,7 +14,6 @@ import socket
 import time
 from typing import Any
 
-import jsonschema
 
 VERSION = 1
 MAX_MESSAGE_BYTES = 1 << 20
@@ -187,18 +186,33 @@ def loads(text: str | bytes) -> Any:
         raise ProtocolError(f"not usable JSON: {shown(error)}") from None
 
 
-def _schema_error_text(error: jsonschema.ValidationError) -> str:
+def _schema_error_text(error: Any) -> str:  # a jsonschema.ValidationError
     where = "/".join(str(part) for part in error.absolute_path) or "message"
     return shown(f"{where}: {error.message}", 300)
 
 
 def validate(message: Any, schema: dict[str, Any]) -> dict[str, Any]:
-    """Return ``message`` if it matches ``schema``, else raise ProtocolError naming the field."""
-    validator = jsonschema.Draft202012Validator(schema)
+    """Return ``message`` if it matches ``schema``, else raise ProtocolError naming the field.
+
+    jsonschema is imported here, on first use: it is most of a command's import time, and
+    ``condor_annex -help`` (or a usage error) never needs it.
+    """
+    import jsonschema
+    validator = _validator(jsonschema, id(schema), schema)
     errors = sorted(validator.iter_errors(message), key=lambda e: list(e.absolute_path))
     if errors:
         raise ProtocolError(_schema_error_text(errors[0]))
     return message
+
+
+_VALIDATORS: dict[int, Any] = {}
+
+
+def _validator(jsonschema: Any, key: int, schema: dict[str, Any]) -> Any:
+    """One compiled validator per schema (the schemas are module constants)."""
+    if key not in _VALIDATORS:
+        _VALIDATORS[key] = jsonschema.Draft202012Validator(schema)
+    return _VALIDATORS[key]
 
 
 def validate_request(message: Any) -> dict[str, Any]:

@@ -10,9 +10,6 @@ import json
 import time
 from typing import Any
 
-import classad2
-import htcondor2
-
 from annexd import knobs
 
 from .command import EXIT_OK, Command, annex_request
@@ -27,6 +24,7 @@ def in_pool(name: str) -> int | None:
     if not collector_host:
         return None
     try:
+        import htcondor2  # here: only -status asks the collector
         htcondor2.param["QUERY_TIMEOUT"] = COLLECTOR_TIMEOUT_SECONDS
         ads = htcondor2.Collector(collector_host).query(
             htcondor2.AdType.Startd, constraint=f'AnnexName == "{name}"',
@@ -61,6 +59,7 @@ def table(annexes: list[dict[str, Any]], now: float) -> str:
 
 def classads(annexes: list[dict[str, Any]]) -> str:
     """One ``Annex`` ClassAd per annex, like the original's ``-classads``."""
+    import classad2  # here: only -classad needs it
     ads = []
     for annex in annexes:
         ad = classad2.ClassAd()
