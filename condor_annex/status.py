@@ -18,20 +18,30 @@ from .options import UsageError
 COLLECTOR_TIMEOUT_SECONDS = "5"
 
 
-def in_pool(name: str) -> int | None:
-    """Distinct instances of annex ``name`` with a startd in the pool; None if unknown."""
+def in_pool(names: list[str]) -> dict[str, int] | None:
+    """Per annex name, its distinct instances with a startd in the pool; None if unknown.
+
+    One collector query for all the annexes shown (not one per annex: an unreachable
+    collector would otherwise cost its timeout once per annex).
+    """
     collector_host = knobs.raw("COLLECTOR_HOST")
-    if not collector_host:
+    if not collector_host or not names:
         return None
     try:
         import htcondor2  # here: only -status asks the collector
         htcondor2.param["QUERY_TIMEOUT"] = COLLECTOR_TIMEOUT_SECONDS
         ads = htcondor2.Collector(collector_host).query(
-            htcondor2.AdType.Startd, constraint=f'AnnexName == "{name}"',
-            projection=["EC2InstanceID", "Machine"])
+            htcondor2.AdType.Startd, constraint="AnnexName =!= undefined",
+            projection=["AnnexName", "EC2InstanceID", "Machine"])
     except Exception:  # unreachable, unauthenticated, unknown host: degrade, don't fail
         return None
-    return len({ad.get("EC2InstanceID", ad.get("Machine")) for ad in ads})
+    wanted = set(names)
+    instances: dict[str, set[str]] = {name: set() for name in names}
+    for ad in ads:
+        name = ad.get("AnnexName")
+        if name in wanted:
+            instances[name].add(ad.get("EC2InstanceID", ad.get("Machine")))
+    return {name: len(found) for name, found in instances.items()}
 
 
 def _left(lease_end: int, now: float) -> str:
@@ -98,8 +108,9 @@ class Status(Command):
 
     def show(self, result: dict[str, Any], settings: knobs.ClientSettings) -> int:
         annexes = result["annexes"]
+        joined = in_pool([annex["name"] for annex in annexes])
         for annex in annexes:
-            annex["in_pool"] = in_pool(annex["name"])
+            annex["in_pool"] = None if joined is None else joined[annex["name"]]
         if self.style == "json":
             print(json.dumps(annexes, indent=2, sort_keys=True))
         elif self.style == "classad":

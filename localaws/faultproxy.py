@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import http.client
 import http.server
+import socket
 import threading
 import time
 import urllib.parse
@@ -120,6 +121,13 @@ class FaultProxy:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                # Answer in one go: without this, Nagle's algorithm holds the body back until
+                # the client acknowledges the headers (tens of ms on loopback), a delay that
+                # is the proxy's, not the caller's.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def log_message(self, *args: object) -> None:  # quiet
                 pass

@@ -223,3 +223,37 @@ def test_annexes_in_two_regions_show_together(aws, moto_server, tmp_path):
     west_ec2 = fixtures.client("ec2", moto_server.url, "us-west-2")
     assert west_ec2.describe_instances(Filters=[
         {"Name": f"tag:{ANNEX_TAG}", "Values": ["west"]}])["Reservations"]
+
+
+def test_the_pool_is_asked_once_for_all_annexes_shown(monkeypatch):
+    """-status asks the collector one query for every annex it shows (an unreachable
+    collector costs its timeout once, not once per annex).  The collector is the one part of
+    HTCondor no test here runs, so htcondor2's Collector is replaced at its boundary."""
+    import htcondor2
+
+    from condor_annex import status
+
+    queries = []
+
+    class Collector:
+        def __init__(self, host):
+            self.host = host
+
+        def query(self, ad_type, constraint, projection):
+            queries.append(constraint)
+            return [{"AnnexName": "a", "EC2InstanceID": "i-1"},
+                    {"AnnexName": "a", "EC2InstanceID": "i-1"},  # two slots, one instance
+                    {"AnnexName": "a", "EC2InstanceID": "i-2"},
+                    {"AnnexName": "ab", "EC2InstanceID": "i-3"},  # not shown: not counted
+                    {"AnnexName": "b", "Machine": "b1.example"}]
+
+    monkeypatch.setattr(status.knobs, "raw", lambda name: "cm.example.org")
+    monkeypatch.setattr(htcondor2, "Collector", Collector)
+    assert status.in_pool(["a", "b", "c"]) == {"a": 2, "b": 1, "c": 0}
+    assert len(queries) == 1
+
+    def unreachable(host):
+        raise htcondor2.HTCondorException("cannot reach the collector")
+
+    monkeypatch.setattr(htcondor2, "Collector", unreachable)
+    assert status.in_pool(["a", "b"]) is None
