@@ -14,7 +14,8 @@ After every step the invariants the daemon promises are checked against AWS and 
 At the end every lease is made to expire and ticks once: then nothing of any annex remains.
 
 The run in the suite is deterministic and bounded (``ANNEX_MODEL_EXAMPLES`` x
-``ANNEX_MODEL_STEPS``); raise both, and set ``ANNEX_MODEL_RANDOM=1``, to explore further.
+``ANNEX_MODEL_STEPS``); raise both, and set ``ANNEX_MODEL_RANDOM=1``, to explore further
+(with ``--timeout 0``: such a run outlasts the suite's per-test limit).
 """
 from __future__ import annotations
 
