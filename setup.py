@@ -10,7 +10,9 @@ setup(
     # lambda/ is a directory name Python cannot import (keyword); it ships as annexd_lambda,
     # and the CloudFormation templates in cfn/ as annexd_cfn.
     package_dir={"annexd_lambda": "lambda", "annexd_cfn": "cfn"},
-    package_data={"annexd_cfn": ["*.yaml"], "annexd": ["prices.json"]},
+    # annex_ec2/image/: the instance image's systemd units and HTCondor config, which
+    # condor_annex_ec2 -install writes out (image/ links to them).
+    package_data={"annexd_cfn": ["*.yaml"], "annexd": ["prices.json"], "annex_ec2": ["image/*"]},
     install_requires=[
         "htcondor>=24.0",
         "boto3>=1.34",

@@ -2,11 +2,12 @@
 
 1. lock the instance metadata service to root (iptables), when we can, and say so either way;
 2. read the instance ID, region and instance profile from the metadata service (IMDSv2);
-3. find the annex from the instance's ``htcondor:AnnexName`` tag, and its config object from
-   what the instance's own role may read;
+3. find the annex from the instance's ``htcondor:AnnexName`` tag (or its fleet's, see
+   :mod:`annex_ec2.discover`), and its config object from what the instance's own role may
+   read;
 4. download it and install it into the config directory (a tarball is extracted safely);
-5. record the instance ID for the startd's ad, and the lease end the object's metadata
-   carries (see :mod:`annex_ec2.lease`).
+5. record the instance ID and whether it is a Spot instance (``CloudInterruptible``) for the
+   startd's ad, and the lease end the object's metadata carries (see :mod:`annex_ec2.lease`).
 
 ``condor_annex_ec2 -refresh-lease`` (every minute, from a systemd timer) re-reads that lease
 end and, when the lease was changed, rewrites the lease file and runs ``condor_reconfig``.
@@ -16,16 +17,16 @@ Every step is retried with exponential backoff and full jitter, within one overa
 instance should not idle forever).  When the budget is spent, or something fails that
 waiting cannot fix (the config object is gone: the lease has ended), the reason is logged
 and, unless ``-no-shutdown``, the instance powers itself off.
+
+This module needs boto3; the command line (:mod:`annex_ec2.command`) imports it only for the
+modes that talk to AWS.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-import shlex
 import shutil
 import subprocess
-import sys
 import time
 from typing import Callable, TypeVar
 
@@ -33,9 +34,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from annexd.backoff import Backoff, Deadline
-
-from . import discover, extract, imds, lease
+from . import condor, discover, extract, imds, interruption, lease
+from .backoff import Backoff, Deadline
 
 T = TypeVar("T")
 log = logging.getLogger("condor_annex_ec2")
@@ -97,20 +97,19 @@ def restrict_metadata_service() -> str:
     return "restricted the metadata service to root"
 
 
-def _write_instance_facts(target: str, instance_id: str) -> None:
-    text = (f'EC2InstanceID = "{instance_id}"\n'
-            "STARTD_ATTRS = $(STARTD_ATTRS) EC2InstanceID\n")
-    staging = os.path.join(target, f".{INSTANCE_FILE}.new")
-    with open(staging, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(staging, 0o644)
-    os.replace(staging, os.path.join(target, INSTANCE_FILE))
+def instance_facts(instance_id: str, interruptible: bool) -> str:
+    """The config file that puts what the instance knows of itself into the startd's ad."""
+    return (f'EC2InstanceID = "{instance_id}"\n'
+            f"CloudInterruptible = {interruptible}\n"
+            "STARTD_ATTRS = $(STARTD_ATTRS) EC2InstanceID CloudInterruptible\n")
 
 
 def bootstrap(config_dir: str, retry: Retrier) -> str:
     """Install the configuration; returns the annex ID."""
     metadata = imds.Imds()
     instance_id = retry("reading the instance ID", metadata.instance_id)
+    interruptible = retry("reading the instance life cycle",
+                          lambda: interruption.interruptible(metadata))
     region = retry("reading the region", metadata.region)
     session = boto3.session.Session(region_name=region)
     config = Config(retries={"mode": "standard", "total_max_attempts": 3})
@@ -126,7 +125,7 @@ def bootstrap(config_dir: str, retry: Retrier) -> str:
 
     payload, metadata = retry(f"downloading s3://{bucket}/{key}", download)
     installed = extract.install(payload, config_dir, f"50annex-{annex}.config")
-    _write_instance_facts(config_dir, instance_id)
+    condor.write(config_dir, INSTANCE_FILE, instance_facts(instance_id, interruptible))
     lease.record_object(config_dir, bucket, key, annex)
     lease_end = lease.from_metadata(metadata)
     if lease_end is None:
@@ -161,56 +160,25 @@ def refresh_lease(config_dir: str, reconfig_command: str) -> bool:
         return False
     log.info("annex %s: the lease now ends at %d; reconfiguring HTCondor", recorded["annex"],
              lease_end)
-    subprocess.run(shlex.split(reconfig_command), check=False)
+    condor.run(reconfig_command, "make HTCondor read the new lease end")
     return True
 
 
-def power_off(command: str) -> None:
-    log.error("powering off so that a broken instance does not bill forever: %s", command)
-    subprocess.run(shlex.split(command), check=False)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="condor_annex_ec2",
-        description="Install this annex instance's HTCondor configuration (run at boot).")
-    parser.add_argument("-config-dir", default="/etc/condor/config.d",
-                        help="where HTCondor reads its configuration (LOCAL_CONFIG_DIR)")
-    parser.add_argument("-no-shutdown", action="store_true",
-                        help="on failure, log and exit non-zero, but do not power off")
-    parser.add_argument("-max-wait", type=float, default=3000.0, metavar="SECONDS",
-                        help="give up after this long (default 3000)")
-    parser.add_argument("-poweroff-command", default="/sbin/shutdown -h now",
-                        help="how to power off on failure")
-    parser.add_argument("-refresh-lease", action="store_true",
-                        help="only re-read the lease end (run every minute by a timer)")
-    parser.add_argument("-reconfig-command", default="condor_reconfig",
-                        help="with -refresh-lease: how to make HTCondor re-read its config")
-    parser.add_argument("-retry-base", type=float, default=2.0, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="condor_annex_ec2: %(levelname)s %(message)s")
-    logging.getLogger("botocore").setLevel(logging.WARNING)
-    if args.refresh_lease:
-        try:
-            refresh_lease(args.config_dir, args.reconfig_command)
-        except Exception as error:  # the next run of the timer tries again
-            log.error("cannot refresh the lease end: %s", error)
-            return 1
-        return 0
+def boot(config_dir: str, max_wait: float, retry_base: float) -> bool:
+    """Everything ``condor_annex_ec2`` does at boot; False (with the reason logged) when the
+    configuration could not be installed."""
     log.info("%s", restrict_metadata_service())
     try:
-        bootstrap(args.config_dir, Retrier(args.max_wait, base=args.retry_base))
+        bootstrap(config_dir, Retrier(max_wait, base=retry_base))
     except (discover.Permanent, GaveUp, extract.UnsafeArchive) as error:
         log.error("cannot install this annex's configuration: %s", error)
     except Exception:  # a bug must not leave a broken instance billing either
         log.exception("cannot install this annex's configuration: unexpected error")
     else:
-        return 0
-    if not args.no_shutdown:
-        power_off(args.poweroff_command)
-    return 1
+        return True
+    return False
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+# setup.py's console script is annex_ec2.bootstrap:main.  The command line itself lives in
+# annex_ec2.command, which imports this module (and so boto3) only for the modes that need it.
+from .command import main  # noqa: E402  (after everything command may import from here)

@@ -1,6 +1,10 @@
 """Which annex is this instance in, and which S3 object holds its configuration?
 
-The annex comes from the instance's ``htcondor:AnnexName`` tag.  The object comes from the
+The annex comes from the instance's ``htcondor:AnnexName`` tag, or, when the instance does
+not carry it, from its fleet's: instances a Spot Fleet launches from a launch template carry
+only the template's tags, but AWS tags each with the fleet that launched it
+(``aws:ec2spot:fleet-request-id`` for a Spot Fleet, ``aws:ec2:fleet-id`` for an EC2 Fleet),
+and the daemon tags the fleet itself with ``htcondor:AnnexName``.  The object comes from the
 instance's own role: the policy statement that lets it ``s3:GetObject`` an annex config
 (``arn:aws:s3:::<bucket>/config-*.tar.gz``, or one exact object) names the bucket, and the
 annex ID names the key.  So the instance needs no configuration of its own beyond its role.
@@ -12,9 +16,13 @@ import fnmatch
 import json
 import re
 import urllib.parse
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 ANNEX_TAG = "htcondor:AnnexName"
+#: The tags AWS puts on every instance a Spot Fleet (RequestSpotFleet) or an EC2 Fleet
+#: (CreateFleet) launches, naming the fleet.
+SPOT_FLEET_TAG = "aws:ec2spot:fleet-request-id"
+EC2_FLEET_TAG = "aws:ec2:fleet-id"
 S3_OBJECT_ARN = re.compile(r"^arn:aws[a-z-]*:s3:::(?P<bucket>[^/]+)/(?P<key>.+)$")
 
 
@@ -26,14 +34,57 @@ class Permanent(Exception):
     """Waiting cannot help: misconfiguration, or the annex is gone."""
 
 
-def annex_id(ec2: Any, instance_id: str) -> str:
+def _tag(tags: list[dict[str, str]], key: str) -> str | None:
+    return next((tag["Value"] for tag in tags if tag.get("Key") == key and tag.get("Value")),
+                None)
+
+
+def _instance_tags(ec2: Any, instance_id: str) -> list[dict[str, str]]:
     reply = ec2.describe_instances(InstanceIds=[instance_id])
-    for reservation in reply.get("Reservations", []):
-        for instance in reservation.get("Instances", []):
-            for tag in instance.get("Tags", []):
-                if tag.get("Key") == ANNEX_TAG and tag.get("Value"):
-                    return tag["Value"]
-    raise NotYet(f"instance {instance_id} has no {ANNEX_TAG} tag (yet)")
+    return [tag for reservation in reply.get("Reservations", [])
+            for instance in reservation.get("Instances", [])
+            for tag in instance.get("Tags", [])]
+
+
+def _spot_fleets(ec2: Any, fleet_id: str) -> list[dict[str, Any]]:
+    reply = ec2.describe_spot_fleet_requests(SpotFleetRequestIds=[fleet_id])
+    return reply.get("SpotFleetRequestConfigs", [])
+
+
+def _ec2_fleets(ec2: Any, fleet_id: str) -> list[dict[str, Any]]:
+    return ec2.describe_fleets(FleetIds=[fleet_id]).get("Fleets", [])
+
+
+#: Where to look when the instance is not tagged itself: its fleet's tag, what kind of fleet
+#: that is, and how to read the fleet (with its tags).
+FLEET_LOOKUPS: tuple[tuple[str, str, Callable[[Any, str], list[dict[str, Any]]]], ...] = (
+    (SPOT_FLEET_TAG, "Spot Fleet request", _spot_fleets),
+    (EC2_FLEET_TAG, "EC2 Fleet", _ec2_fleets),
+)
+
+
+def _fleet_annex(kind: str, fleet_id: str, fleets: list[dict[str, Any]]) -> str:
+    if not fleets:  # AWS is eventually consistent: a new fleet may not be visible yet
+        raise NotYet(f"{kind} {fleet_id}, which launched this instance, is not visible (yet)")
+    annex = _tag(fleets[0].get("Tags", []), ANNEX_TAG)
+    if annex is None:
+        raise Permanent(f"{kind} {fleet_id}, which launched this instance, has no {ANNEX_TAG} "
+                        "tag: it is not an annex's fleet")
+    return annex
+
+
+def annex_id(ec2: Any, instance_id: str) -> str:
+    """The annex of ``instance_id``: its own ``htcondor:AnnexName`` tag, else its fleet's."""
+    tags = _instance_tags(ec2, instance_id)
+    annex = _tag(tags, ANNEX_TAG)
+    if annex is not None:
+        return annex
+    for fleet_tag, kind, describe in FLEET_LOOKUPS:
+        fleet_id = _tag(tags, fleet_tag)
+        if fleet_id is not None:
+            return _fleet_annex(kind, fleet_id, describe(ec2, fleet_id))
+    raise NotYet(f"instance {instance_id} has no {ANNEX_TAG} tag, nor a fleet's "
+                 f"({SPOT_FLEET_TAG} or {EC2_FLEET_TAG}) (yet)")
 
 
 def _listed(value: Any) -> list[Any]:

@@ -35,7 +35,8 @@ def _is_tarball(payload: bytes) -> bool:
         return False
 
 
-#: tarfile's extraction filters arrived in Python 3.11.4 (and 3.12); 3.11.0-3.11.3 lack them.
+#: tarfile's extraction filters arrived in Python 3.12 and 3.11.4 (and in 3.10.12, 3.9.17 and
+#: 3.8.17); 3.11.0-3.11.3, Debian 12's 3.11.2 among them, lack them.
 HAS_DATA_FILTER = hasattr(tarfile, "data_filter")
 
 

@@ -19,6 +19,8 @@ import os
 import time
 from typing import Any
 
+from . import condor
+
 LEASE_FILE = "51annex-lease.config"
 #: Where the bootstrap records which object to re-read (hidden: HTCondor skips dot files).
 OBJECT_FILE = ".annex-object.json"
@@ -38,14 +40,6 @@ def text(lease_end: int) -> str:
             f"STARTD.DAEMON_SHUTDOWN = time() > {lease_end + SHUTDOWN_MARGIN_SECONDS}\n")
 
 
-def _replace(path: str, content: str) -> None:
-    staging = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.new")
-    with open(staging, "w", encoding="utf-8") as handle:
-        handle.write(content)
-    os.chmod(staging, 0o644)
-    os.replace(staging, path)
-
-
 def current(config_dir: str) -> int | None:
     """The lease end the instance acts on now, or None."""
     try:
@@ -63,13 +57,13 @@ def write(config_dir: str, lease_end: int) -> bool:
     """Make the lease file say ``lease_end``; False if it already did."""
     if current(config_dir) == lease_end:
         return False
-    _replace(os.path.join(config_dir, LEASE_FILE), text(lease_end))
+    condor.write(config_dir, LEASE_FILE, text(lease_end))
     return True
 
 
 def record_object(config_dir: str, bucket: str, key: str, annex: str) -> None:
-    _replace(os.path.join(config_dir, OBJECT_FILE),
-             json.dumps({"bucket": bucket, "key": key, "annex": annex}))
+    condor.write(config_dir, OBJECT_FILE,
+                 json.dumps({"bucket": bucket, "key": key, "annex": annex}))
 
 
 def recorded_object(config_dir: str) -> dict[str, Any]:

@@ -1,7 +1,9 @@
-"""A fake EC2 instance metadata service (IMDSv2 only) on 127.0.0.1, for the bootstrap tests.
+"""A fake EC2 instance metadata service (IMDSv2 only) on 127.0.0.1, for the instance tests.
 
 Point ``AWS_EC2_METADATA_SERVICE_ENDPOINT`` at :attr:`FakeImds.url`.  Like the real one it
-refuses reads without a session token; ``fail_next`` makes the next N requests answer 503.
+refuses reads without a session token and answers 404 for a document it does not have;
+``fail_next`` makes the next N requests answer 503.  A Spot instance's notices are set and
+cleared with :meth:`FakeImds.notify_interruption` and :meth:`FakeImds.recommend_rebalance`.
 """
 from __future__ import annotations
 
@@ -11,8 +13,14 @@ import secrets
 import threading
 
 
+LIFE_CYCLE = "/latest/meta-data/instance-life-cycle"
+INSTANCE_ACTION = "/latest/meta-data/spot/instance-action"
+REBALANCE = "/latest/meta-data/events/recommendations/rebalance"
+
+
 class FakeImds:
-    def __init__(self, instance_id: str, region: str, instance_profile_arn: str):
+    def __init__(self, instance_id: str, region: str, instance_profile_arn: str,
+                 life_cycle: str | None = "spot"):
         self.documents = {
             "/latest/meta-data/instance-id": instance_id,
             "/latest/dynamic/instance-identity/document": json.dumps(
@@ -20,6 +28,7 @@ class FakeImds:
             "/latest/meta-data/iam/info": json.dumps(
                 {"Code": "Success", "InstanceProfileArn": instance_profile_arn}),
         }
+        self.set_life_cycle(life_cycle)
         self.tokens: set[str] = set()
         self.fail_next = 0
         self.requests = 0
@@ -28,6 +37,28 @@ class FakeImds:
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def _set(self, path: str, document: str | None) -> None:
+        """Serve ``document`` at ``path``; None: answer 404 there."""
+        if document is None:
+            self.documents.pop(path, None)
+        else:
+            self.documents[path] = document
+
+    def set_life_cycle(self, life_cycle: str | None) -> None:
+        """"spot" or "on-demand" as AWS says it; None: no such document (404)."""
+        self._set(LIFE_CYCLE, life_cycle)
+
+    def notify_interruption(self, action: str | None, time: str = "") -> None:
+        """Give the two-minute Spot interruption notice (``action``: terminate, stop or
+        hibernate, at ``time``, ISO 8601); None withdraws it."""
+        self._set(INSTANCE_ACTION, None if action is None else
+                  json.dumps({"action": action, "time": time}))
+
+    def recommend_rebalance(self, notice_time: str | None) -> None:
+        """Give a rebalance recommendation made at ``notice_time``; None withdraws it."""
+        self._set(REBALANCE, None if notice_time is None else
+                  json.dumps({"noticeTime": notice_time}))
 
     def close(self) -> None:
         self._server.shutdown()

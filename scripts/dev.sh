@@ -62,6 +62,16 @@ case "$command" in
                  "bootstrap and end-to-end tests" >&2
             PYTHON=/usr/bin/python3 bash "$0" test tests/test_bootstrap.py tests/test_e2e_create.py
         fi
+        # The whole suite: also run the instance-side tests with condor_annex_ec2 as an image
+        # runs it -- the single-file bundle on the oldest Python 3.9+ here, in a virtualenv
+        # holding boto3 alone (.venv-instance-<version>, made once; tests/instance_side.py).
+        if [ $# -eq 0 ] && [ -z "$EXPLICIT_PYTHON" ]; then
+            instance_command=$("$VENV/bin/python" tests/instance_side.py)
+            echo "scripts/dev.sh: instance-side tests again with condor_annex_ec2 =" \
+                 "$instance_command" >&2
+            ANNEX_EC2_COMMAND=$instance_command "$VENV/bin/python" -m pytest \
+                tests/test_bootstrap.py tests/test_interruption.py
+        fi
         ;;
     bench) exec "$VENV/bin/python" bench/run.py "$@" ;;
     *) echo "usage: scripts/dev.sh demo|test|bench [args...]" >&2; exit 2 ;;

@@ -1,80 +1,38 @@
-"""condor_annex_ec2: an instance of a real annex finds, fetches and installs its configuration."""
+"""condor_annex_ec2: an instance of a real annex finds, fetches and installs its configuration.
+
+condor_annex_ec2 runs as tests/instance_side.py says: the suite's console script, or (with
+ANNEX_EC2_COMMAND, as scripts/dev.sh does after the suite) the single-file bundle on the
+oldest Python 3.9+ here with boto3 alone.
+"""
 from __future__ import annotations
 
+import ast
 import io
-import itertools
 import json
 import os
 import pwd
 import stat
 import subprocess
+import sys
 import tarfile
 import time
+import zipfile
 
 import pytest
 
-from annex_ec2 import extract
-from annexd_lambda.lease import ANNEX_TAG
+from annex_ec2 import extract, install
 from localaws.faultproxy import FaultProxy
 from localaws.fakeimds import FakeImds
-from localaws.pool import script
-from localaws.wait import wait_for
 
+import instance_side
 from conftest import SPOT_CONFIG
+from instance_side import (annex_instance, condor_params, run_annex_ec2,  # noqa: F401 (a fixture)
+                           run_bootstrap, stub_command)
 
-READ_KNOBS = """
-import json, htcondor2
-names = ["COLLECTOR_HOST", "AnnexName", "IsAnnex", "START", "STARTD_NOCLAIM_SHUTDOWN",
-         "SEC_DEFAULT_AUTHENTICATION", "SEC_DEFAULT_AUTHENTICATION_METHODS",
-         "SEC_PASSWORD_FILE", "EC2InstanceID", "MASTER.DAEMON_SHUTDOWN"]
-print(json.dumps({n: str(htcondor2.param.get(n)) for n in names}))
-"""
-
-
-_BOOTS = itertools.count()
-
-
-@pytest.fixture
-def annex_instance(aws, run_annex, with_keys):
-    """An annex made by the real daemon, the setup's instance profile, one of its instances.
-
-    Each test gets an annex name of its own (``.annex``): the module's daemon remembers them.
-    """
-    name = f"booting-{next(_BOOTS)}"
-    created = run_annex("-annex-name", name, "-lease-duration", "3600", "-count", "2",
-                        "-lease-function-arn", aws.lease_arn, *with_keys, SPOT_CONFIG)
-    assert created.returncode == 0, created.stderr
-    with open(os.path.join(os.path.dirname(__file__), "..", "cfn", "instance-profile.yaml"),
-              encoding="utf-8") as handle:
-        aws.cloudformation.create_stack(
-            StackName="HTCondorAnnex-InstanceProfile", TemplateBody=handle.read(),
-            Parameters=[{"ParameterKey": "S3BucketName",
-                         "ParameterValue": "htcondor-annex-config"}],
-            Capabilities=["CAPABILITY_IAM"])
-    stack = wait_for(lambda: aws.cloudformation.describe_stacks(
-        StackName="HTCondorAnnex-InstanceProfile")["Stacks"][0], "the instance profile stack",
-        until=lambda found: found["StackStatus"] == "CREATE_COMPLETE")
-    profile = stack["Outputs"][0]["OutputValue"]
-    instance = aws.ec2.describe_instances(Filters=[
-        {"Name": f"tag:{ANNEX_TAG}", "Values": [name]}])["Reservations"][0]["Instances"][0]
-    imds = FakeImds(instance["InstanceId"], "us-east-1", profile)
-    imds.annex, imds.instance_id = name, instance["InstanceId"]
-    yield imds
-    imds.close()
-
-
-def run_bootstrap(aws_url: str, imds: FakeImds, config_dir, *extra: str,
-                  s3_url: str | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(AWS_EC2_METADATA_SERVICE_ENDPOINT=imds.url, AWS_ENDPOINT_URL=aws_url,
-               AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
-    if s3_url:
-        env["AWS_ENDPOINT_URL_S3"] = s3_url
-    if "-poweroff-command" not in extra:  # never the real one: this is somebody's machine
-        extra += ("-poweroff-command", f"touch {config_dir}.powered-off")
-    return subprocess.run([script("condor_annex_ec2"), "-config-dir", str(config_dir),
-                           "-retry-base", "0.05", *extra], env=env, capture_output=True,
-                          text=True, timeout=120)
+ROOT = instance_side.ROOT
+ANNEX_KNOBS = ["COLLECTOR_HOST", "AnnexName", "IsAnnex", "START", "STARTD_NOCLAIM_SHUTDOWN",
+               "SEC_DEFAULT_AUTHENTICATION", "SEC_DEFAULT_AUTHENTICATION_METHODS",
+               "SEC_PASSWORD_FILE", "EC2InstanceID", "MASTER.DAEMON_SHUTDOWN"]
 
 
 def test_instance_joins_with_the_annexs_configuration(aws, annex_instance, tmp_path):
@@ -87,13 +45,7 @@ def test_instance_joins_with_the_annexs_configuration(aws, annex_instance, tmp_p
     assert stat.S_IMODE((secrets / "pool_password").stat().st_mode) == 0o600
     assert not any(p.name.startswith(".annex-incoming") for p in config_dir.iterdir())
 
-    condor_config = tmp_path / "condor_config"
-    condor_config.write_text(f"LOCAL_DIR = {tmp_path}\nSTART = True\n"
-                             f"LOCAL_CONFIG_DIR = {config_dir}\n")
-    loaded = subprocess.run([script("python"), "-c", READ_KNOBS], capture_output=True,
-                            text=True, env={**os.environ, "CONDOR_CONFIG": str(condor_config)})
-    assert loaded.returncode == 0, loaded.stderr
-    knobs = json.loads(loaded.stdout)
+    knobs = condor_params(config_dir, ANNEX_KNOBS, before="START = True")
     me = pwd.getpwuid(os.getuid()).pw_name
     assert knobs["COLLECTOR_HOST"] == "cm.pool.example.org:9618"
     assert knobs["AnnexName"] == f'"{annex_instance.annex}"' and knobs["IsAnnex"] == "True"
@@ -139,21 +91,116 @@ def test_no_shutdown_only_logs(aws, annex_instance, tmp_path):
     assert "still failing after" in result.stderr and not marker.exists()
 
 
-LEASE_KNOBS = """
-import json, htcondor2
-print(json.dumps({n: str(htcondor2.param.get(n))
-                  for n in ["AnnexLeaseExpiration", "STARTD.DAEMON_SHUTDOWN"]}))
-"""
+
+# -- instances launched from launch templates: the annex tag is on the fleet ---------------
+
+ANNEX_TAG, CLIENT_TOKEN_TAG = "htcondor:AnnexName", "htcondor:AnnexClientToken"
+
+
+def launch_template(aws) -> tuple[str, str]:
+    """A launch template of our example's image, and a subnet: (template ID, subnet ID)."""
+    with open(SPOT_CONFIG, encoding="utf-8") as handle:
+        image = json.load(handle)["LaunchSpecifications"][0]["ImageId"]
+    template = aws.ec2.create_launch_template(
+        LaunchTemplateName=f"annex-template-{time.monotonic_ns()}", LaunchTemplateData={
+            "ImageId": image, "InstanceType": "m5.large", "TagSpecifications": [
+                {"ResourceType": "instance", "Tags": [{"Key": "project", "Value": "t"}]}]})
+    return (template["LaunchTemplate"]["LaunchTemplateId"],
+            aws.ec2.describe_subnets()["Subnets"][0]["SubnetId"])
+
+
+def template_configs(aws) -> list[dict]:
+    template, subnet = launch_template(aws)
+    return [{"LaunchTemplateSpecification": {"LaunchTemplateId": template, "Version": "$Latest"},
+             "Overrides": [{"InstanceType": "m5.large", "SubnetId": subnet}]}]
+
+
+def spot_fleet_instance(aws, fleet_tags: list[dict]) -> str:
+    """An instance of a Spot Fleet launched from a launch template; the fleet request is
+    tagged with ``fleet_tags``."""
+    fleet = aws.ec2.request_spot_fleet(SpotFleetRequestConfig={
+        "IamFleetRole": "arn:aws:iam::123456789012:role/aws-ec2-spot-fleet-tagging-role",
+        "AllocationStrategy": "lowestPrice", "TargetCapacity": 1,
+        "LaunchTemplateConfigs": template_configs(aws),
+        "TagSpecifications": [{"ResourceType": "spot-fleet-request", "Tags": fleet_tags}]})
+    fleet_id = fleet["SpotFleetRequestId"]
+    [instance] = aws.ec2.describe_spot_fleet_instances(SpotFleetRequestId=fleet_id)[
+        "ActiveInstances"]
+    # Stands in for AWS, which tags every instance of a Spot Fleet with its request's ID
+    # (moto does not, and accepts aws:-prefixed keys from us).
+    aws.ec2.create_tags(Resources=[instance["InstanceId"]],
+                        Tags=[{"Key": "aws:ec2spot:fleet-request-id", "Value": fleet_id}])
+    return instance["InstanceId"]
+
+
+def ec2_fleet_instance(aws, fleet_tags: list[dict]) -> str:
+    """An instance of an EC2 Fleet (CreateFleet, maintain); the fleet is tagged ``fleet_tags``."""
+    fleet_id = aws.ec2.create_fleet(
+        Type="maintain", LaunchTemplateConfigs=template_configs(aws),
+        TargetCapacitySpecification={"TotalTargetCapacity": 1,
+                                     "DefaultTargetCapacityType": "spot"},
+        TagSpecifications=[{"ResourceType": "fleet", "Tags": fleet_tags}])["FleetId"]
+    [instance] = aws.ec2.describe_fleet_instances(FleetId=fleet_id)["ActiveInstances"]
+    # Stands in for AWS, which tags every instance of an EC2 Fleet with the fleet's ID.
+    aws.ec2.create_tags(Resources=[instance["InstanceId"]],
+                        Tags=[{"Key": "aws:ec2:fleet-id", "Value": fleet_id}])
+    return instance["InstanceId"]
+
+
+FLEETS = {"spot-fleet": spot_fleet_instance, "ec2-fleet": ec2_fleet_instance}
+
+
+def boot_instance(aws, annex_instance, instance_id: str, config_dir,
+                  *extra: str) -> subprocess.CompletedProcess:
+    """Boot ``instance_id`` (with the annex instance profile) against the emulator."""
+    imds = FakeImds(instance_id, "us-east-1", annex_instance.profile)
+    try:
+        return run_bootstrap(aws.url, imds, config_dir, *extra)
+    finally:
+        imds.close()
+
+
+@pytest.mark.parametrize("fleet", FLEETS)
+def test_an_instance_launched_from_a_launch_template_finds_its_annex_through_its_fleet(
+        fleet, aws, annex_instance, tmp_path):
+    annex = annex_instance.annex
+    instance_id = FLEETS[fleet](aws, [{"Key": ANNEX_TAG, "Value": annex},
+                                      {"Key": CLIENT_TOKEN_TAG, "Value": f"{annex}_token"}])
+    tags = aws.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0][
+        "Instances"][0].get("Tags", [])
+    assert ANNEX_TAG not in {tag["Key"] for tag in tags}  # as on AWS: not on the instance
+
+    config_dir = tmp_path / "config.d"
+    result = boot_instance(aws, annex_instance, instance_id, config_dir)
+    assert result.returncode == 0, result.stderr
+    assert condor_params(config_dir, ["AnnexName", "EC2InstanceID"]) == {
+        "AnnexName": f'"{annex}"', "EC2InstanceID": f'"{instance_id}"'}
+
+
+def test_an_instance_of_no_annex_waits_for_a_tag_but_a_foreign_fleet_ends_it(
+        aws, annex_instance, tmp_path):
+    # A fleet not made by condor_annex: waiting cannot help, power off at once.
+    foreign = ec2_fleet_instance(aws, [{"Key": "project", "Value": "someone-else"}])
+    started = time.monotonic()
+    result = boot_instance(aws, annex_instance, foreign, tmp_path / "foreign")
+    assert result.returncode == 1
+    assert "has no htcondor:AnnexName tag: it is not an annex's fleet" in result.stderr
+    assert "retrying" not in result.stderr and time.monotonic() - started < 30
+    assert (tmp_path / "foreign.powered-off").exists()
+
+    # No tag at all (yet): AWS may not have applied it; retried until the budget is spent.
+    aws.ec2.delete_tags(Resources=[foreign], Tags=[{"Key": "aws:ec2:fleet-id"}])
+    result = boot_instance(aws, annex_instance, foreign, tmp_path / "untagged",
+                           "-max-wait", "1", "-no-shutdown")
+    assert result.returncode == 1
+    assert "has no htcondor:AnnexName tag, nor a fleet's" in result.stderr
+    assert "retrying" in result.stderr and "still failing after" in result.stderr
+    assert not (tmp_path / "untagged.powered-off").exists()
 
 
 def instance_lease(config_dir) -> dict[str, str]:
     """What HTCondor on the instance reads of the lease from ``config_dir``."""
-    condor_config = config_dir.parent / "condor_config"
-    condor_config.write_text(f"LOCAL_DIR = {config_dir.parent}\nLOCAL_CONFIG_DIR = {config_dir}\n")
-    loaded = subprocess.run([script("python"), "-c", LEASE_KNOBS], capture_output=True,
-                            text=True, env={**os.environ, "CONDOR_CONFIG": str(condor_config)})
-    assert loaded.returncode == 0, loaded.stderr
-    return json.loads(loaded.stdout)
+    return condor_params(config_dir, ["AnnexLeaseExpiration", "STARTD.DAEMON_SHUTDOWN"])
 
 
 def test_a_lease_change_reaches_running_instances(aws, annex_instance, run_annex, with_keys,
@@ -334,3 +381,174 @@ def test_a_plain_object_is_installed_as_one_config_file(tmp_path):
     assert extract.install(b"COLLECTOR_HOST = cm\n", str(target), "50annex-x.config") == \
         ["50annex-x.config"]
     assert stat.S_IMODE((target / "50annex-x.config").stat().st_mode) == 0o640
+
+
+# -- the single-file bundle, its install on an image, and the oldest Python ----------------
+
+def test_image_dir_is_exactly_what_the_package_ships():
+    """image/ (what the README points at) and annex_ec2/image/ (what -install writes out) are
+    one set of files: the same names, the same bytes."""
+    packaged = os.path.join(ROOT, "annex_ec2", "image")
+    assert sorted(os.listdir(os.path.join(ROOT, "image"))) == sorted(os.listdir(packaged)) \
+        == sorted(install.IMAGE_FILES)
+    for name in install.IMAGE_FILES:
+        with open(os.path.join(ROOT, "image", name), "rb") as shown, \
+                open(os.path.join(packaged, name), "rb") as shipped:
+            assert shown.read() == shipped.read(), name
+
+
+def test_install_puts_the_bundle_and_its_units_on_an_image(tmp_path):
+    root, stubs, calls = tmp_path / "image", tmp_path / "bin", tmp_path / "calls"
+    stub_command(stubs, "systemctl", calls)
+    env = {**os.environ, "PATH": f"{stubs}{os.pathsep}{os.environ['PATH']}"}
+    installed = run_annex_ec2("-install", "-prefix", str(root), "-enable", env=env)
+    assert installed.returncode == 0, installed.stderr
+
+    command = root / "usr" / "local" / "bin" / "condor_annex_ec2"
+    assert stat.S_IMODE(command.stat().st_mode) == 0o755
+    assert command.read_bytes().startswith(b"#!/usr/bin/env python3\n")
+    with zipfile.ZipFile(command) as bundle:  # the package alone, and its __main__
+        names = {name for name in bundle.namelist() if not name.endswith("/")}
+    modules = [name for name in os.listdir(os.path.join(ROOT, "annex_ec2"))
+               if name.endswith(".py")]
+    assert names == {"__main__.py", *(f"annex_ec2/{name}" for name in modules),
+                     *(f"annex_ec2/image/{name}" for name in install.IMAGE_FILES)}
+    if os.environ.get(instance_side.COMMAND_VARIABLE):  # it copied itself
+        assert command.read_bytes() == open(instance_side.annex_ec2_command()[-1], "rb").read()
+    for name, where in install.IMAGE_FILES.items():
+        path = root / where / name
+        assert path.read_bytes() == open(os.path.join(ROOT, "image", name), "rb").read()
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    units = "condor-annex-ec2.service condor-annex-lease.timer condor-annex-interruption.service"
+    assert calls.read_text() == f"systemctl --root {root} enable {units}\n"
+
+    ran = subprocess.run([instance_side.command_python(), str(command), "-help"],
+                         capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0 and "-watch-interruptions" in ran.stdout, ran.stderr
+
+    printed = run_annex_ec2("-install", "-prefix", str(root), env=env)  # no -enable: told
+    assert printed.returncode == 0, printed.stderr
+    assert f"    systemctl --root {root} enable {units}\n" in printed.stdout
+    assert calls.read_text().count("systemctl") == 1
+
+
+def test_install_works_before_boto3_is_installed_and_says_it_is_missing(tmp_path):
+    """-install needs the standard library alone, and tells how to get boto3."""
+    interpreter = instance_side.oldest_python()
+    bundle = instance_side.build_bundle(interpreter.path, str(tmp_path / "c.pyz"))
+    root = tmp_path / "image"
+    ran = subprocess.run([interpreter.path, "-S", bundle, "-install", "-prefix", str(root)],
+                         capture_output=True, text=True, timeout=60)  # -S: no site-packages
+    assert ran.returncode == 0, ran.stderr
+    assert "boto3 is not installed" in ran.stderr and "python3-boto3" in ran.stderr
+    assert (root / "usr" / "local" / "bin" / "condor_annex_ec2").read_bytes() == \
+        open(bundle, "rb").read()
+
+
+def test_install_into_the_system_needs_root(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(install, "_put", lambda *args: pytest.fail("wrote as non-root"))
+    assert install.install("/", enable=False) == 1
+    assert capsys.readouterr().out == ""
+
+
+COMPILE_EACH = """
+import pathlib, sys
+for path in sorted(pathlib.Path(sys.argv[1]).glob("*.py")):
+    compile(path.read_text("utf-8"), str(path), "exec", dont_inherit=True)
+print(sys.version.split()[0])
+"""
+
+#: In the instance virtualenv, from the bundle alone: import every annex_ec2 module, then
+#: sort what that imported into the standard library, the bundle, boto3 with what it
+#: requires -- and anything else.
+IMPORT_EACH = """
+import sys
+before = set(sys.modules)
+import importlib, json, os, pkgutil, re, site, sysconfig
+from importlib import metadata
+bundle = os.path.realpath(sys.argv[1])
+sys.path.insert(0, bundle)
+import annex_ec2
+for found in pkgutil.iter_modules(annex_ec2.__path__):
+    importlib.import_module("annex_ec2." + found.name)
+imported = {name: getattr(module, "__file__", None)
+            for name, module in list(sys.modules.items()) if name not in before}
+
+closure, todo = set(), ["boto3"]
+while todo:
+    name = todo.pop().lower().replace("_", "-")
+    if name in closure:
+        continue
+    closure.add(name)
+    for requirement in metadata.requires(name) or []:
+        if "extra ==" not in requirement:
+            todo.append(re.match(r"[A-Za-z0-9_.-]+", requirement).group(0))
+provided = set()
+for name in closure:
+    files = metadata.distribution(name).read_text("top_level.txt")
+    tops = files.split() if files else [str(f).split("/")[0] for f in
+                                        metadata.distribution(name).files or []]
+    provided |= {top[:-3] if top.endswith(".py") else top for top in tops}
+
+sites = [os.path.realpath(path) for path in site.getsitepackages()]
+stdlib = {os.path.realpath(sysconfig.get_paths()[key]) for key in ("stdlib", "platstdlib")}
+outside = {}
+for name, path in imported.items():
+    real = os.path.realpath(path) if path else None
+    if real is None:
+        continue  # built in, frozen, or a namespace
+    if real.startswith(bundle + os.sep):
+        ok = name.split(".")[0] == "annex_ec2"
+    elif any(real.startswith(where + os.sep) for where in sites):
+        ok = name.split(".")[0] in provided
+    else:
+        ok = "site-packages" not in real and any(real.startswith(where + os.sep)
+                                                 for where in stdlib)
+    if not ok:
+        outside[name] = path
+print(json.dumps({"imported": sorted(imported), "outside": outside,
+                  "boto3": sorted(closure)}))
+"""
+
+
+def test_the_instance_side_runs_on_the_oldest_python_with_boto3_alone(tmp_path):
+    """Every annex_ec2 module compiles and imports on the oldest Python 3.9+ here, from the
+    bundle, in a virtualenv holding boto3 alone, and imports nothing but the standard library,
+    boto3 with what it requires, and annex_ec2."""
+    interpreter = instance_side.oldest_python()
+    python = instance_side.instance_venv(interpreter)
+    bundle = instance_side.build_bundle(python, str(tmp_path / "condor_annex_ec2.pyz"))
+
+    compiled = subprocess.run([python, "-I", "-c", COMPILE_EACH,
+                               os.path.join(ROOT, "annex_ec2")], capture_output=True, text=True)
+    assert compiled.returncode == 0, compiled.stderr
+    assert compiled.stdout.strip() == interpreter.version_text
+
+    ran = subprocess.run([python, "-I", "-c", IMPORT_EACH, bundle], capture_output=True,
+                         text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    report = json.loads(ran.stdout)
+    assert report["outside"] == {}
+    assert {"annex_ec2.bootstrap", "annex_ec2.interruption", "annex_ec2.install",
+            "boto3", "botocore"} <= set(report["imported"])
+    assert "botocore" in report["boto3"]
+
+
+def test_the_instance_package_imports_only_the_standard_library_and_boto3():
+    """What any Python would see, read from the source: no import of annexd, htcondor, ..."""
+    allowed = set(sys.stdlib_module_names) | {"annex_ec2", "boto3", "botocore"}
+    found = {}
+    package = os.path.join(ROOT, "annex_ec2")
+    for name in sorted(os.listdir(package)):
+        if not name.endswith(".py"):
+            continue
+        with open(os.path.join(package, name), encoding="utf-8") as handle:
+            tree = ast.parse(handle.read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found.update((alias.name, name) for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                found[node.module] = name
+    assert found and {module: where for module, where in found.items()
+                      if module.split(".")[0] not in allowed} == {}

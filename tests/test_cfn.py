@@ -161,6 +161,16 @@ def test_instance_role_reads_only_config_objects():
     assert not policy.allows("ec2:TerminateInstances", f"{ACCOUNT}:instance/i-1", TAGGED)
 
 
+def test_instance_role_may_find_its_annex_through_its_fleet():
+    """An instance launched from a launch template carries no annex tag; its fleet does
+    (annex_ec2.discover): the role may read instances, Spot Fleet requests and EC2 Fleets."""
+    policy = role_policy("instance-profile.yaml", "InstanceConfigurationRole")
+    for action in ("ec2:DescribeInstances", "ec2:DescribeSpotFleetRequests",
+                   "ec2:DescribeFleets"):
+        assert policy.allows(action, "*"), action
+    assert not policy.allows("ec2:ModifyFleet", f"{ACCOUNT}:fleet/fleet-1", TAGGED)
+
+
 def test_events_may_invoke_the_function_only_from_this_accounts_rules():
     with open(os.path.join(ROOT, "cfn", "lease-function.yaml"), encoding="utf-8") as handle:
         template, _ = decode_str(handle.read())
