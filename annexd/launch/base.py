@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import copy
 import functools
+import logging
 import math
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import botocore.session
-from botocore.validate import ParamValidator
-
 from annexd_lambda.lease import ANNEX_TAG
+from botocore.validate import ParamValidator
 
 from ..protocol import MAX_CAPACITY, shown
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ..plan import AnnexPlan
 
 Outputs = dict[str, Any]
+log = logging.getLogger("annexd.launch")
 
 #: The validity window is dropped: the annex lease, not the fleet's, decides when it ends (and
 #: a stale console date would otherwise fail the request).
@@ -192,6 +193,18 @@ def template_overrides(config: dict[str, Any]) -> list[tuple[str, dict[str, Any]
         found += [(f"LaunchTemplateConfigs[{index}].Overrides[{number}]", override)
                   for number, override in enumerate(overrides)]
     return found
+
+
+def keep_one(plan: "AnnexPlan", found: list[str],
+             end: Callable[[list[str]], None]) -> str | None:
+    """The one fleet of a request, from those carrying its ClientToken.  More than one can
+    only come from a service that did not honour the token (moto): keep the first, end the
+    others (terminating their instances), and say so loudly."""
+    if len(found) > 1:
+        log.error("annex %s: %d fleets carry one ClientToken; keeping %s, ending the rest",
+                  plan.annex_id, len(found), found[0])
+        end(found[1:])
+    return found[0] if found else None
 
 
 def allocation_notice(strategy: str | None, default: str, recommended: str) -> list[str]:

@@ -11,7 +11,6 @@ instant fleet that started nothing fails the create (which is rolled back).
 from __future__ import annotations
 
 import copy
-import logging
 from typing import TYPE_CHECKING, Any
 
 from annexd_lambda.lease import ANNEX_TAG, CLIENT_TOKEN_TAG
@@ -29,6 +28,7 @@ from .base import (
     check_price,
     check_weight,
     drop_validity_window,
+    keep_one,
     lower_cap,
     split_cap,
     tag_resource,
@@ -40,8 +40,6 @@ from .base import (
 if TYPE_CHECKING:
     from ..aws import AnnexAws
     from ..plan import AnnexPlan
-
-log = logging.getLogger("annexd.launch")
 
 #: The tag AWS puts on every instance an EC2 Fleet launches.
 EC2_FLEET_INSTANCE_TAG = "aws:ec2:fleet-id"
@@ -145,12 +143,10 @@ class Ec2Fleet(Kind):
     def find(self, aws: "AnnexAws", plan: "AnnexPlan", outputs: Outputs) -> Outputs | None:
         """The fleet an earlier attempt of this request created (CreateFleet's ClientToken
         is not honoured everywhere -- moto -- so the token tag decides)."""
-        found = aws.find_ec2_fleets(plan.annex_id, client_token=plan.client_token)
-        if len(found) > 1:
-            log.error("annex %s: %d EC2 Fleets carry one ClientToken; keeping %s, deleting "
-                      "the rest", plan.annex_id, len(found), found[0])
-            aws.delete_ec2_fleets(found[1:])
-        return {"fleet_id": found[0]} if found else None
+        found = keep_one(plan, aws.find_ec2_fleets(plan.annex_id,
+                                                   client_token=plan.client_token),
+                         aws.delete_ec2_fleets)
+        return {"fleet_id": found} if found else None
 
     def end(self, aws: "AnnexAws", plan: "AnnexPlan", outputs: Outputs) -> None:
         aws.delete_ec2_fleets(aws.find_ec2_fleets(plan.annex_id,

@@ -31,6 +31,7 @@ from .base import (
     check_price,
     check_weight,
     drop_validity_window,
+    keep_one,
     lower_cap,
     split_cap,
     tag_resource,
@@ -42,10 +43,6 @@ from .base import (
 if TYPE_CHECKING:
     from ..aws import AnnexAws
     from ..plan import AnnexPlan
-
-import logging
-
-log = logging.getLogger("annexd.launch")
 
 #: The tag AWS puts on every instance a Spot Fleet launches.
 SPOT_FLEET_INSTANCE_TAG = "aws:ec2spot:fleet-request-id"
@@ -119,12 +116,9 @@ class SpotFleet(Kind):
 
     def find(self, aws: "AnnexAws", plan: "AnnexPlan", outputs: Outputs) -> Outputs | None:
         """The fleet an earlier attempt of this very request created, if any (by ClientToken)."""
-        found = aws.find_fleets(plan.annex_id, client_token=plan.client_token)
-        if len(found) > 1:
-            log.error("annex %s: %d fleets carry one ClientToken; keeping %s, cancelling the "
-                      "rest", plan.annex_id, len(found), found[0])
-            aws.cancel_fleets(found[1:])
-        return {"spot_fleet_request_id": found[0]} if found else None
+        found = keep_one(plan, aws.find_fleets(plan.annex_id, client_token=plan.client_token),
+                         aws.cancel_fleets)
+        return {"spot_fleet_request_id": found} if found else None
 
     def end(self, aws: "AnnexAws", plan: "AnnexPlan", outputs: Outputs) -> None:
         """Cancel this request's live fleets, terminating their instances.
