@@ -19,6 +19,9 @@ setup(
         "botocore>=1.34",
         "python-daemon>=3.0",
         "jsonschema>=4.0",
+        # The CLI checks the daemon's replies with validators compiled from the same schemas
+        # (jsonschema's import alone was half of a command's start-up).
+        "fastjsonschema>=2.16",
     ],
     extras_require={
         "test": [

@@ -82,9 +82,9 @@ def _call_once(socket_path: str, message: dict[str, Any], timeout: float,
             while True:
                 reply = reader.read()
                 if isinstance(reply, dict) and "progress" in reply and "ok" not in reply:
-                    on_progress(protocol.validate(reply, protocol.PROGRESS_SCHEMA)["progress"])
+                    on_progress(protocol.check_reply(reply, "progress")["progress"])
                     continue
-                return protocol.validate_reply(reply)
+                return protocol.check_reply(reply)
         except socket.timeout:
             raise DaemonUnreachable(f"condor_annexd did not answer within {timeout:.0f} s") \
                 from None
