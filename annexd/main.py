@@ -25,7 +25,7 @@ from typing import Any
 import htcondor2
 
 from . import identity as daemon_identity
-from . import knobs
+from . import knobs, memory
 from .journal import Journal
 from .master import MasterLink
 from .server import AnnexServer, SocketSetupError
@@ -219,6 +219,7 @@ def _start_lease_backstop(service: AnnexService, stop: threading.Event) -> None:
 
 
 def _serve(lifecycle: Lifecycle) -> int:
+    memory.limit_arenas()  # before any thread: see annexd.memory
     settings = _load_settings()
     try:
         journal = Journal(settings.journal_path)

@@ -17,7 +17,7 @@ import struct
 import threading
 import time
 
-from . import protocol
+from . import memory, protocol
 from .service import AnnexService, Peer
 
 log = logging.getLogger("annexd.server")
@@ -86,6 +86,7 @@ class Handler(socketserver.BaseRequestHandler):
             self._serve(peer)
         finally:
             self.server.leave(peer)
+            memory.give_back()
 
     def _serve(self, peer: Peer) -> None:
         try:
