@@ -11,7 +11,7 @@ import dataclasses
 import functools
 import json
 import os
-from typing import Any
+from typing import Any, Callable
 
 from . import launch
 from .knobs import Caps
@@ -71,12 +71,17 @@ def with_price_cap(plan: AnnexPlan, caps: Caps) -> AnnexPlan:
     return dataclasses.replace(plan, launch_request=request, notices=plan.notices + (notice,))
 
 
-def check(plan: AnnexPlan, caps: Caps, already_running: int) -> dict[str, Any]:
-    """The estimate, or InvalidRequest naming the cap and the numbers."""
+def check(plan: AnnexPlan, caps: Caps, already_running: Callable[[], int]) -> dict[str, Any]:
+    """The estimate, or InvalidRequest naming the cap and the numbers.
+
+    ``already_running`` is asked only when ANNEX_MAX_INSTANCES is set: it reads every live
+    annex of the user, which no create should pay for otherwise.
+    """
     found = estimate(plan)
-    if caps.max_instances is not None and already_running + found["capacity"] > caps.max_instances:
+    running = already_running() if caps.max_instances is not None else 0
+    if caps.max_instances is not None and running + found["capacity"] > caps.max_instances:
         raise InvalidRequest(
-            f"{found['capacity']} more instances would make {already_running + found['capacity']}"
+            f"{found['capacity']} more instances would make {running + found['capacity']}"
             f" for you, over the limit of {caps.max_instances} (ANNEX_MAX_INSTANCES)")
     lease = plan.lease_end - plan.created_at
     if caps.max_lease_duration is not None and lease > caps.max_lease_duration:

@@ -343,14 +343,15 @@ class AnnexService:
             if request.get("dry_run"):  # the confirmation prompt: look, never act
                 if held is not None and not _resumable(held, peer):
                     return _taken_reply(held, peer)
-                estimate = costs.check(plan, settings.caps, self._live_instances(peer.uid))
+                estimate = costs.check(plan, settings.caps,
+                                       lambda: self._live_instances(peer.uid))
                 return protocol.ok_reply({"annex_id": plan.annex_id, "estimate": estimate},
                                          list(plan.notices))
             if held is not None:
                 answer = self._name_held(held, peer, credentials, annex, notices)
                 if answer is not None:
                     return answer
-            costs.check(plan, settings.caps, self._live_instances(peer.uid))
+            costs.check(plan, settings.caps, lambda: self._live_instances(peer.uid))
             payload = self._payload(settings, plan, annex)
         except (InvalidRequest, KnobError) as error:
             return protocol.error_reply("invalid-request", str(error))
