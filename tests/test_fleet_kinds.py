@@ -38,6 +38,18 @@ KINDS = {
 }
 
 
+def create(aws, run_annex, with_keys, tmp_path, example: str, lease: str = "3600", **changes):
+    """A new annex of 2 capacity units from ``example`` (with ``changes``); its name and the
+    finished condor_annex."""
+    fixtures.create_worker_template(aws.ec2)
+    name = f"kind-{next(_NAMES)}"
+    created = run_annex("-annex-name", name, "-count", "2", "-lease-duration", lease,
+                        "-lease-function-arn", aws.lease_arn, *with_keys,
+                        config_file(tmp_path, example, **changes))
+    assert created.returncode == 0, created.stderr
+    return name, created
+
+
 def fleet_tags(aws, fleet_id: str) -> dict[str, str]:
     if fleet_id.startswith("sfr-"):
         fleet = aws.ec2.describe_spot_fleet_requests(
@@ -64,12 +76,7 @@ def instances(aws, ids: list[str]) -> list[dict]:
 def test_each_kind_is_created_tagged_counted_and_ended_by_its_lease(
         kind, aws, run_annex, with_keys, fire_lease, tmp_path):
     example, changes, annex_type, prefix, tagged = KINDS[kind]
-    fixtures.create_worker_template(aws.ec2)
-    name = f"kind-{next(_NAMES)}"
-    created = run_annex("-annex-name", name, "-count", "2", "-lease-duration", "3600",
-                        "-lease-function-arn", aws.lease_arn, *with_keys,
-                        config_file(tmp_path, example, **changes))
-    assert created.returncode == 0, created.stderr
+    name, created = create(aws, run_annex, with_keys, tmp_path, example, **changes)
     fleet_id = created.stdout.strip()
     assert fleet_id.startswith(prefix), created.stdout
 
@@ -179,12 +186,8 @@ def test_an_instant_fleet_that_starts_nothing_fails_its_step_with_aws_reasons():
 ])
 def test_spot_allocation_strategy_notice(aws, run_annex, with_keys, tmp_path, changes,
                                          notice):
-    fixtures.create_worker_template(aws.ec2)
-    name = f"kind-{next(_NAMES)}"
-    created = run_annex("-annex-name", name, "-count", "2", "-lease-duration", "600",
-                        "-lease-function-arn", aws.lease_arn, *with_keys,
-                        config_file(tmp_path, LAUNCH_TEMPLATE_CONFIG, **changes))
-    assert created.returncode == 0, created.stderr
+    _, created = create(aws, run_annex, with_keys, tmp_path, LAUNCH_TEMPLATE_CONFIG, "600",
+                        **changes)
     assert ("AWS recommends" in created.stderr) is (notice is not None)
     if notice:
         assert notice in created.stderr
