@@ -2,7 +2,7 @@
 
 Each stack is created if missing, updated only if its template or parameters differ from what
 is deployed, and left alone otherwise -- so a second ``-setup`` changes nothing.  Templates
-ship with the package (``cfn/``, installed as ``annexd_cfn``); the lease function's code is
+ship with the package (the package ``annexd_cfn``); the lease function's code is
 uploaded by setup to the configuration bucket, so nothing depends on an externally hosted
 artifact.
 """

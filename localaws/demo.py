@@ -1,7 +1,7 @@
 """The whole life of a leased annex, on the embedded local AWS: ``python -m localaws.demo``.
 
 Starts moto's server and a real ``condor_annexd``; runs the real ``condor_annex -setup``
-(CloudFormation stacks: configuration bucket, the lease function from lambda/lease.py,
+(CloudFormation stacks: configuration bucket, the lease function from annexd_lambda/lease.py,
 instance profile, security group; knobs written to the user config); creates two annexes with no ARN or key flags -- one from the classic console-style config
 (LaunchSpecifications) and one from a config that launches from a launch template -- shows
 them; lets their short leases expire while playing EventBridge; and shows that fleets,

@@ -30,7 +30,7 @@ def create_bucket(s3: Any, name: str, region: str) -> None:
 
 
 def deploy_lease_function(iam: Any, lambda_: Any, name: str = LEASE_FUNCTION_NAME) -> str:
-    """Create the lease function from lambda/lease.py; returns its ARN."""
+    """Create the lease function from annexd_lambda/lease.py; returns its ARN."""
     role = iam.create_role(RoleName=f"{name}-Role",
                            AssumeRolePolicyDocument=json.dumps(_LAMBDA_TRUST))
     reply = lambda_.create_function(

@@ -28,7 +28,10 @@ else
     VENV=${VENV:-.venv}
 fi
 
-stamp="$VENV/.installed-$(cat setup.py | sha1sum | cut -c1-12)"
+# What defines the install: pyproject.toml (dependencies, packages, console scripts) and the
+# top-level packages (the editable install maps each by name).  A change reinstalls; code
+# changes inside a package need nothing.
+stamp="$VENV/.installed-$( (cat pyproject.toml; ls -d -- */__init__.py) | sha1sum | cut -c1-12)"
 if [ ! -e "$stamp" ]; then
     if ! "$PYTHON" -m venv "$VENV" >/dev/null 2>&1; then
         # Debian packages venv separately from the interpreter.

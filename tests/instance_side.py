@@ -127,7 +127,7 @@ def annex_instance(aws, run_annex, with_keys):
     created = run_annex("-annex-name", name, "-lease-duration", "3600", "-count", "2",
                         "-lease-function-arn", aws.lease_arn, *with_keys, SPOT_CONFIG)
     assert created.returncode == 0, created.stderr
-    with open(os.path.join(ROOT, "cfn", "instance-profile.yaml"), encoding="utf-8") as handle:
+    with open(os.path.join(ROOT, "annexd_cfn", "instance-profile.yaml"), encoding="utf-8") as handle:
         aws.cloudformation.create_stack(
             StackName="HTCondorAnnex-InstanceProfile", TemplateBody=handle.read(),
             Parameters=[{"ParameterKey": "S3BucketName",

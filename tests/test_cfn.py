@@ -14,7 +14,7 @@ from cfnlint.decode import decode_str
 from localaws.pool import script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TEMPLATES = sorted(glob.glob(os.path.join(ROOT, "cfn", "*.yaml")))
+TEMPLATES = sorted(glob.glob(os.path.join(ROOT, "annexd_cfn", "*.yaml")))
 CONTEXT = {"AWS::Partition": "aws", "AWS::Region": "us-east-1",
            "AWS::AccountId": "123456789012", "S3BucketName": "annex-bucket"}
 
@@ -95,7 +95,7 @@ class Policy:
 
 
 def role_policy(template_name: str, role: str) -> Policy:
-    with open(os.path.join(ROOT, "cfn", template_name), encoding="utf-8") as handle:
+    with open(os.path.join(ROOT, "annexd_cfn", template_name), encoding="utf-8") as handle:
         template, errors = decode_str(handle.read())
     assert not errors
     statements = []
@@ -172,7 +172,7 @@ def test_instance_role_may_find_its_annex_through_its_fleet():
 
 
 def test_events_may_invoke_the_function_only_from_this_accounts_rules():
-    with open(os.path.join(ROOT, "cfn", "lease-function.yaml"), encoding="utf-8") as handle:
+    with open(os.path.join(ROOT, "annexd_cfn", "lease-function.yaml"), encoding="utf-8") as handle:
         template, _ = decode_str(handle.read())
     permission = template["Resources"]["LeaseFunctionPermission"]["Properties"]
     assert permission["Principal"] == "events.amazonaws.com"
@@ -181,7 +181,7 @@ def test_events_may_invoke_the_function_only_from_this_accounts_rules():
 
 
 def test_bucket_is_private_encrypted_and_expires_stale_configs():
-    with open(os.path.join(ROOT, "cfn", "bucket.yaml"), encoding="utf-8") as handle:
+    with open(os.path.join(ROOT, "annexd_cfn", "bucket.yaml"), encoding="utf-8") as handle:
         template, _ = decode_str(handle.read())
     bucket = template["Resources"]["ConfigurationBucket"]["Properties"]
     assert all(bucket["PublicAccessBlockConfiguration"].values())
@@ -192,7 +192,7 @@ def test_bucket_is_private_encrypted_and_expires_stale_configs():
 
 
 def test_security_group_keeps_ssh_closed_by_default():
-    with open(os.path.join(ROOT, "cfn", "security-group.yaml"), encoding="utf-8") as handle:
+    with open(os.path.join(ROOT, "annexd_cfn", "security-group.yaml"), encoding="utf-8") as handle:
         template, _ = decode_str(handle.read())
     ingress = template["Resources"]["AnnexSecurityGroup"]["Properties"]["SecurityGroupIngress"]
     assert [(rule["FromPort"], rule["ToPort"]) for rule in ingress] == [(9618, 9618)]

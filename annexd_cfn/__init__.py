@@ -1,0 +1,1 @@
+"""CloudFormation templates for ``condor_annex -setup`` (package data, read with importlib.resources)."""

@@ -1,1 +1,0 @@
-"""CloudFormation templates for ``condor_annex -setup``, installed as the package ``annexd_cfn``."""
