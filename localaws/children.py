@@ -8,11 +8,12 @@ from typing import Callable
 from .wait import wait_for
 
 
-def spawn(argv: list[str], env: dict[str, str], output_path: str | None) -> subprocess.Popen:
+def spawn(argv: list[str], env: dict[str, str], output_path: str | None,
+          cwd: str | None = None) -> subprocess.Popen:
     """Start ``argv`` with stdout and stderr appended to ``output_path`` (or discarded)."""
     with open(output_path or os.devnull, "ab") as output:
         return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=output,
-                                stderr=output)
+                                stderr=output, cwd=cwd)
 
 
 def wait_until_ready(process: subprocess.Popen, probe: Callable[[], bool], name: str,

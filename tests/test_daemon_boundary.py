@@ -8,12 +8,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import select
 import signal
 import socket
 import stat
 import subprocess
-import threading
 import time
 
 import pytest
@@ -24,6 +22,7 @@ from annexd import protocol
 from annexd.journal import Journal
 from annexd.knobs import Caps, DaemonSettings, PoolSettings, RegionSettings
 from annexd.service import AnnexService, Peer
+from localaws.master import DC_CHILDALIVE, DC_SET_READY, MasterStandIn
 from localaws.pool import AnnexDaemon, LocalPool, script
 from localaws.wait import log_contains, wait_for
 
@@ -170,43 +169,6 @@ def test_secret_key_file_of_another_user_is_refused(aws, pool, daemon, tmp_path)
     assert result.returncode == 2 and "must be owned by you" in result.stderr
 
 
-class MasterStandIn:
-    """Listens where CONDOR_INHERIT says the master is; records the DaemonCore commands."""
-
-    def __init__(self) -> None:
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(8)
-        self.commands: list[int] = []
-        self._stop = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    @property
-    def inherit(self) -> str:
-        return f"{os.getpid()} <127.0.0.1:{self.listener.getsockname()[1]}> 0"
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                ready, _, _ = select.select([self.listener], [], [], 0.2)
-                if not ready:
-                    continue
-                connection, _ = self.listener.accept()
-            except (OSError, ValueError):  # closed by close() meanwhile
-                return
-            connection.settimeout(2)
-            try:
-                data = connection.recv(4096)
-            except OSError:
-                data = b""
-            connection.close()
-            self.commands += [int(n) for n in re.findall(rb"Command = (\d+)", data)]
-
-    def close(self) -> None:
-        self._stop.set()
-        self.listener.close()
-
-
 def wait_for_log(pool: LocalPool, text: str, timeout: float = 10) -> None:
     wait_for(log_contains(pool.log_file, text), f"{text!r} in {pool.log_file}",
              timeout=timeout)
@@ -218,7 +180,7 @@ def test_under_a_master_the_daemon_reports_ready_and_alive(aws, moto_server, tmp
     try:
         with AnnexDaemon(pool, {"CONDOR_INHERIT": master.inherit}) as daemon:
             wait_for(lambda: set(master.commands), "DC_SET_READY and DC_CHILDALIVE",
-                     until=lambda seen: {60008, 60043} <= seen, timeout=20)
+                     until=lambda seen: {DC_CHILDALIVE, DC_SET_READY} <= seen, timeout=20)
             pool.add_knobs("ANNEXD_LEASE_RATE_MINUTES = 7\n")
             daemon.process.send_signal(signal.SIGHUP)
             wait_for_log(pool, "configuration re-read")
