@@ -1,14 +1,15 @@
 """``condor_annexd``: the annex daemon's entry point.
 
 Runs in the foreground by default, as ``condor_master`` expects of the daemons it starts;
-``-daemonize`` detaches (python-daemon) for running without a master.  Logs through HTCondor's
+``-daemonize`` detaches (python-daemon) for running without a master, and returns once the
+daemon serves (0) or has failed (99, the reason on stderr).  Logs through HTCondor's
 own logging (``ANNEXD_LOG``, ``ANNEXD_DEBUG``).  Start-up order matters: bind the socket (so
 clients queue instead of failing), recover unfinished requests from the journal, tell the
 master we are ready, then serve.
 
 Signals: SIGTERM/SIGINT stop accepting, let each request in flight finish the step it is in
 and persist, then exit 0; SIGQUIT exits 0 at once (the journal makes that safe); SIGHUP
-re-reads the configuration.  Exit status: 0 after a requested stop, 99 for a configuration
+re-reads the configuration and applies what it can (``annexd.reconfig``).  Exit status: 0 after a requested stop, 99 for a configuration
 error a restart cannot fix (the master then leaves the daemon off), 44 when the log cannot
 be written.
 """
@@ -25,7 +26,7 @@ from typing import Any
 import htcondor2
 
 from . import identity as daemon_identity
-from . import knobs, memory
+from . import knobs, memory, reconfig, standalone
 from .journal import Journal
 from .master import MasterLink
 from .server import AnnexServer, SocketSetupError
@@ -111,6 +112,10 @@ class Lifecycle:
         self.server: AnnexServer | None = None
         self.service: AnnexService | None = None
         self.stop = threading.Event()
+        #: -daemonize: tells the command that started us that we serve, or why not.
+        self.report = standalone.StartupReport()
+        #: Restart-only knobs as they were at start (see annexd.reconfig).
+        self.started_with: dict[str, str] = {}
 
     def terminate(self, signum: int, _frame: Any = None) -> None:
         log.info("got %s: finishing the step each request is in, then exiting",
@@ -132,13 +137,18 @@ class Lifecycle:
     def _reconfig(self) -> None:
         try:
             knobs.reload()
-            if self.service is not None:
+            if self.service is not None and self.server is not None:
                 settings = knobs.DaemonSettings.load()
+                self.server.reconfigure(
+                    group=settings.socket_group, max_clients=settings.max_clients,
+                    client_timeout=settings.client_timeout_seconds,
+                    max_clients_per_user=settings.max_clients_per_user)
                 found = daemon_identity.resolve(settings, self.service.account_of)
                 self.service.reconfigure(settings, found)
                 log.info("condor_annexd's own AWS identity: %s", found.describe())
+                reconfig.log_restart_needed(self.started_with, settings)
             log.info("configuration re-read")
-        except knobs.KnobError as error:
+        except (knobs.KnobError, SocketSetupError) as error:
             log.error("configuration error, keeping the old settings: %s", error)
 
     def signal_map(self) -> dict[int, Any]:
@@ -170,46 +180,6 @@ def _resolve_identity(service: AnnexService, settings: knobs.DaemonSettings) -> 
     log.info("condor_annexd's own AWS identity: %s", found.describe())
 
 
-def _daemonize(pidfile: str | None, lifecycle: Lifecycle) -> None:
-    """Detach with python-daemon; refuses to start twice, clears a dead daemon's pid file."""
-    import daemon
-    import daemon.pidfile
-    import lockfile
-
-    path = pidfile or knobs.path("ANNEXD_PIDFILE")
-    _clear_stale_pidfile(path)
-    context = daemon.DaemonContext(
-        detach_process=True, umask=0o022, working_directory="/",
-        pidfile=daemon.pidfile.TimeoutPIDLockFile(path, acquire_timeout=0),
-        signal_map=lifecycle.signal_map(),
-        # Keep HTCondor's environment-derived config; no stdio once detached.
-        stdin=None, stdout=None, stderr=None)
-    try:
-        context.open()
-    except (lockfile.AlreadyLocked, lockfile.LockTimeout):
-        raise Fatal(EXIT_NO_RESTART, f"another condor_annexd holds {path}") from None
-
-
-def _clear_stale_pidfile(path: str) -> None:
-    try:
-        with open(path, encoding="ascii") as handle:
-            pid = int(handle.read().strip() or 0)
-    except (FileNotFoundError, ValueError):
-        pid = 0
-    if pid > 0:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            raise Fatal(EXIT_NO_RESTART, f"{path}: process {pid} is alive") from None
-        else:
-            raise Fatal(EXIT_NO_RESTART, f"another condor_annexd (pid {pid}) is running") \
-                from None
-    if os.path.exists(path):
-        os.unlink(path)
-
-
 def _start_lease_backstop(service: AnnexService, stop: threading.Event) -> None:
     """Every ANNEXD_LEASE_CHECK_INTERVAL seconds, end annexes whose lease is over."""
     def loop() -> None:
@@ -231,6 +201,7 @@ def _serve(lifecycle: Lifecycle) -> int:
     except (SocketSetupError, OSError) as error:
         raise Fatal(EXIT_NO_RESTART, f"cannot start: {error}") from None
     lifecycle.service, lifecycle.server = service, server
+    lifecycle.started_with = reconfig.snapshot(settings)
     if lifecycle.stop.is_set():
         service.stopping.set()
     master = MasterLink()
@@ -244,6 +215,7 @@ def _serve(lifecycle: Lifecycle) -> int:
         master.keep_alive(lifecycle.stop)
         _start_lease_backstop(service, lifecycle.stop)
         log.info("condor_annexd ready")
+        lifecycle.report.ready()
         server.serve_forever(poll_interval=0.1)  # a stop request is noticed within 0.1 s
     finally:
         lifecycle.stop.set()
@@ -261,7 +233,11 @@ def main(argv: list[str] | None = None) -> int:
         _check_log()
         if args.daemonize:
             _load_settings()  # report configuration errors before detaching
-            _daemonize(args.pidfile, lifecycle)
+            try:
+                lifecycle.report = standalone.daemonize(
+                    args.pidfile or knobs.path("ANNEXD_PIDFILE"), lifecycle.signal_map())
+            except standalone.StartFailed as error:
+                raise Fatal(EXIT_NO_RESTART, str(error)) from None
         else:
             lifecycle.install()
         _enable_logging(args.t and not args.daemonize)
@@ -270,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         if logging.getLogger().handlers:
             log.error("%s", fatal)
         print(f"condor_annexd: {fatal}", file=sys.stderr)
+        lifecycle.report.failed(str(fatal))
         return fatal.status
 
 

@@ -126,19 +126,35 @@ class AnnexServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self.path = path
         self.max_clients = max_clients
         self.client_timeout = client_timeout  # for a whole request to arrive, or a reply to go
-        self.slots = threading.BoundedSemaphore(max_clients)
         #: No user may hold more than this many of the slots, so none can starve the others.
         self.max_clients_per_user = max_clients_per_user
         self._per_user: dict[int, int] = {}
         self._per_user_lock = threading.Lock()
         super().__init__(path, Handler)
+        self._open_to(gid, group)
+        log.info("listening on %s", path)
+
+    def _open_to(self, gid: int | None, group: str | None) -> None:
+        """Who may connect: every local user (0666), or the members of one group (0660)."""
         if gid is None:
-            os.chmod(path, 0o666)
+            os.chmod(self.path, 0o666)
         else:
-            os.chown(path, -1, gid)
-            os.chmod(path, 0o660)
-        log.info("listening on %s (%s)", path,
-                 "all local users" if gid is None else f"group {group} only")
+            os.chown(self.path, -1, gid)
+            os.chmod(self.path, 0o660)
+        log.info("socket %s open to %s", self.path,
+                 "all local users (mode 0666)" if gid is None
+                 else f"group {group} only (mode 0660)")
+
+    def reconfigure(self, *, group: str | None, max_clients: int, client_timeout: float,
+                    max_clients_per_user: int) -> None:
+        """Apply re-read knobs (SIGHUP) to the socket already listening; raises
+        SocketSetupError, changing nothing, for a group that does not exist."""
+        gid = _group_id(group)
+        self._open_to(gid, group)
+        with self._per_user_lock:
+            self.max_clients = max_clients
+            self.max_clients_per_user = max_clients_per_user
+        self.client_timeout = client_timeout
 
     def admit(self, peer: Peer) -> str | None:
         """Take a slot for ``peer``; None if taken, else why not (the user's own share is
@@ -148,7 +164,7 @@ class AnnexServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             if held >= self.max_clients_per_user:
                 return (f"you already have {held} requests in flight "
                         "(ANNEXD_MAX_CLIENTS_PER_USER)")
-            if not self.slots.acquire(blocking=False):
+            if sum(self._per_user.values()) >= self.max_clients:
                 return f"{self.max_clients} clients are connected (ANNEXD_MAX_CLIENTS)"
             self._per_user[peer.uid] = held + 1
         return None
@@ -158,7 +174,6 @@ class AnnexServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             self._per_user[peer.uid] -= 1
             if not self._per_user[peer.uid]:
                 del self._per_user[peer.uid]
-            self.slots.release()
 
     def server_close(self) -> None:
         super().server_close()

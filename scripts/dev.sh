@@ -32,16 +32,20 @@ fi
 # top-level packages (the editable install maps each by name).  A change reinstalls; code
 # changes inside a package need nothing.
 stamp="$VENV/.installed-$( (cat pyproject.toml; ls -d -- */__init__.py) | sha1sum | cut -c1-12)"
+# Debian packages venv (and ensurepip) separately from the interpreter: install it if we can.
+install_venv_module() {
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+    else
+        echo "scripts/dev.sh: cannot create a virtualenv; install python3-venv" >&2
+        exit 1
+    fi
+}
+
 if [ ! -e "$stamp" ]; then
     if ! "$PYTHON" -m venv "$VENV" >/dev/null 2>&1; then
-        # Debian packages venv separately from the interpreter.
-        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-            apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
-            "$PYTHON" -m venv "$VENV"
-        else
-            echo "scripts/dev.sh: cannot create a virtualenv; install python3-venv" >&2
-            exit 1
-        fi
+        install_venv_module
+        "$PYTHON" -m venv "$VENV"
     fi
     echo "scripts/dev.sh: installing condor-annexd and its test tools into $VENV ..." >&2
     "$VENV/bin/python" -m pip install -q --upgrade pip
@@ -54,6 +58,12 @@ shift || true
 case "$command" in
     demo) exec "$VENV/bin/python" -m localaws.demo "$@" ;;
     test)
+        # The whole suite installs the built wheel into a fresh virtualenv of the system
+        # Python with Debian's own pip, as a site would (tests/test_packaging.py).
+        if [ $# -eq 0 ] && [ -x /usr/bin/python3 ] &&
+                ! /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+            install_venv_module
+        fi
         "$VENV/bin/python" -m pytest "$@"
         # The whole suite (no arguments): also run the instance bootstrap and the end-to-end
         # create tests with the system's own Python when it is another version (Debian 12's

@@ -1,12 +1,15 @@
 """condor_annexd as condor_master sees it: exit statuses, signals, socket safety."""
 from __future__ import annotations
 
+import grp
 import os
 import signal
+import stat
 import subprocess
 
 import pytest
 
+from condor_annex import client
 from localaws.pool import AnnexDaemon, LocalPool, script
 from localaws.wait import log_contains, wait_for
 
@@ -99,3 +102,52 @@ def test_cli_never_imports_boto3(pool):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "-lease-duration SECONDS" in result.stdout
+
+
+def test_daemonize_returns_once_the_daemon_serves(moto_server, tmp_path):
+    pool = LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET)
+    pidfile = tmp_path / "annexd.pid"
+    started = subprocess.run([script("condor_annexd"), "-daemonize", "-pidfile", str(pidfile)],
+                             env=pool.env(), capture_output=True, text=True, timeout=60)
+    assert started.returncode == 0, started.stderr
+    pid = int(pidfile.read_text().strip())
+    try:  # no waiting: it serves by the time the command returns
+        assert client.call(pool.socket_path, {"version": 1, "command": "ping"})["ok"]
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not pidfile.exists(), "the pid file to go", timeout=20)
+
+
+def test_daemonize_exits_99_with_the_reason_when_the_daemon_cannot_start(moto_server,
+                                                                         tmp_path):
+    """Issue 19 finding 5: it exited 0 and printed nothing."""
+    pool = LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET,
+                                          extra="ANNEXD_SOCKET = /tmp")
+    pidfile = tmp_path / "annexd.pid"
+    started = subprocess.run([script("condor_annexd"), "-daemonize", "-pidfile", str(pidfile)],
+                             env=pool.env(), capture_output=True, text=True, timeout=60)
+    assert started.returncode == 99
+    assert "/tmp exists and is not a socket" in started.stderr
+    wait_for(lambda: not pidfile.exists(), "the failed daemon's pid file to go", timeout=20)
+
+
+def test_sighup_applies_the_socket_group_and_mode_and_logs_what_needs_a_restart(
+        moto_server, tmp_path):
+    """Issue 19 finding 5: SIGHUP said "configuration re-read" but left the socket as it was."""
+    pool = LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET)
+    with AnnexDaemon(pool) as daemon:
+        assert stat.S_IMODE(os.stat(pool.socket_path).st_mode) == 0o666
+        moved = os.path.join(tmp_path, "lock", "moved.sock")
+        pool.add_knobs(f"ANNEXD_SOCKET_GROUP = nogroup\nANNEXD_SOCKET = {moved}\n")
+        daemon.process.send_signal(signal.SIGHUP)
+        wait_for(log_contains(pool.log_file, "configuration re-read"), "the re-read",
+                 timeout=10)
+        info = os.stat(pool.socket_path)
+        assert stat.S_IMODE(info.st_mode) == 0o660
+        assert info.st_gid == grp.getgrnam("nogroup").gr_gid
+        assert client.call(pool.socket_path, {"version": 1, "command": "ping"})["ok"]
+    with open(pool.log_file, encoding="utf-8") as log:
+        text = log.read()
+    assert "group nogroup only (mode 0660)" in text
+    assert (f"ANNEXD_SOCKET changed ({pool.socket_path} -> {moved}): takes effect when "
+            "condor_annexd restarts") in text
