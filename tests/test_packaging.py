@@ -76,10 +76,13 @@ def make_venv(path: str) -> str:
 
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory) -> dict[str, str]:
-    """The sdist, and the wheel built from it (``python -m build``), from a copy of the tree."""
+    """From a copy of the tree: the sdist (``python -m build --sdist``), and the wheel as
+    README's install section builds it (the system Python's own pip)."""
     work = tmp_path_factory.mktemp("dist")
     source = copy_tree(str(work / "source"))
-    run(sys.executable, "-m", "build", "--outdir", str(work / "out"), source)
+    run(sys.executable, "-m", "build", "--sdist", "--outdir", str(work / "out"), source)
+    run(SYSTEM_PYTHON, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(work / "out"),
+        source, cwd=str(work))
     [sdist] = glob.glob(str(work / "out" / "*.tar.gz"))
     [wheel] = glob.glob(str(work / "out" / "*.whl"))
     return {"sdist": sdist, "wheel": wheel}
