@@ -48,7 +48,11 @@ if [ ! -e "$stamp" ]; then
         "$PYTHON" -m venv "$VENV"
     fi
     echo "scripts/dev.sh: installing condor-annexd and its test tools into $VENV ..." >&2
-    "$VENV/bin/python" -m pip install -q --upgrade pip
+    # The default virtualenv gets the newest pip; one of an explicit interpreter keeps that
+    # interpreter's own (Debian 12's: pip 23.0.1), so both pips' editable installs are used.
+    if [ -z "$EXPLICIT_PYTHON" ]; then
+        "$VENV/bin/python" -m pip install -q --upgrade pip
+    fi
     "$VENV/bin/python" -m pip install -q -e '.[test]'
     touch "$stamp"
 fi
