@@ -179,6 +179,6 @@ def boot(config_dir: str, max_wait: float, retry_base: float) -> bool:
     return False
 
 
-# setup.py's console script is annex_ec2.bootstrap:main.  The command line itself lives in
+# pyproject.toml's console script is annex_ec2.bootstrap:main.  The command line itself lives in
 # annex_ec2.command, which imports this module (and so boto3) only for the modes that need it.
 from .command import main  # noqa: E402  (after everything command may import from here)
