@@ -105,6 +105,20 @@ def _enable_logging(to_terminal: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _reopen_log() -> None:
+    """SIGHUP: let HTCondor's logging re-read ANNEXD_LOG and ANNEXD_DEBUG.  Every record goes
+    through DprintfHandler, whose lock is held meanwhile, so no thread logs mid-change."""
+    _check_log()  # the default path again (the reload dropped it), and writable
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, DprintfHandler)]
+    for handler in handlers:
+        handler.acquire()
+    try:
+        htcondor2.enable_log()
+    finally:
+        for handler in handlers:
+            handler.release()
+
+
 class Lifecycle:
     """Signal handling for one run: flags and hand-offs only, never work in the handler."""
 
@@ -137,6 +151,7 @@ class Lifecycle:
     def _reconfig(self) -> None:
         try:
             knobs.reload()
+            _reopen_log()
             if self.service is not None and self.server is not None:
                 settings = knobs.DaemonSettings.load()
                 self.server.reconfigure(
@@ -148,7 +163,7 @@ class Lifecycle:
                 log.info("condor_annexd's own AWS identity: %s", found.describe())
                 reconfig.log_restart_needed(self.started_with, settings)
             log.info("configuration re-read")
-        except (knobs.KnobError, SocketSetupError) as error:
+        except (knobs.KnobError, SocketSetupError, Fatal) as error:
             log.error("configuration error, keeping the old settings: %s", error)
 
     def signal_map(self) -> dict[int, Any]:

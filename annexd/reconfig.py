@@ -1,9 +1,10 @@
 """SIGHUP: what a running daemon applies at once, and what waits for a restart.
 
-Applied at once: every setting requests read (each request keeps the settings it started
-with), the daemon's own AWS identity, and the socket's access -- ANNEXD_SOCKET_GROUP and with
-it the socket's mode -- and client limits.  A new socket path, journal or log file cannot be
-swapped under requests in flight; those are logged as waiting for a restart.
+Applied at once: the log (ANNEXD_LOG, ANNEXD_DEBUG), every setting requests read (each request
+keeps the settings it started with), the daemon's own AWS identity, the socket's access --
+ANNEXD_SOCKET_GROUP and with it the socket's mode -- and the client limits.  A new socket path
+or journal cannot be swapped under requests in flight; those are logged as waiting for a
+restart.
 """
 from __future__ import annotations
 
@@ -13,16 +14,13 @@ from . import knobs
 
 log = logging.getLogger("annexd.reconfig")
 
-#: Knobs that take effect only when the daemon starts, by DaemonSettings field (None: read
-#: from the configuration directly).
-RESTART_ONLY = {"ANNEXD_SOCKET": "socket_path", "ANNEXD_JOURNAL": "journal_path",
-                "ANNEXD_LOG": None}
+#: Knobs that take effect only when the daemon starts, by DaemonSettings field.
+RESTART_ONLY = {"ANNEXD_SOCKET": "socket_path", "ANNEXD_JOURNAL": "journal_path"}
 
 
 def snapshot(settings: knobs.DaemonSettings) -> dict[str, str]:
     """The restart-only values in effect (taken at start, compared on each SIGHUP)."""
-    return {knob: getattr(settings, field) if field else knobs.path(knob)
-            for knob, field in RESTART_ONLY.items()}
+    return {knob: getattr(settings, field) for knob, field in RESTART_ONLY.items()}
 
 
 def log_restart_needed(running: dict[str, str], settings: knobs.DaemonSettings) -> None:

@@ -131,23 +131,25 @@ def test_daemonize_exits_99_with_the_reason_when_the_daemon_cannot_start(moto_se
     wait_for(lambda: not pidfile.exists(), "the failed daemon's pid file to go", timeout=20)
 
 
-def test_sighup_applies_the_socket_group_and_mode_and_logs_what_needs_a_restart(
+def test_sighup_applies_the_socket_group_mode_and_log_and_logs_what_needs_a_restart(
         moto_server, tmp_path):
     """Issue 19 finding 5: SIGHUP said "configuration re-read" but left the socket as it was."""
     pool = LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET)
     with AnnexDaemon(pool) as daemon:
         assert stat.S_IMODE(os.stat(pool.socket_path).st_mode) == 0o666
-        moved = os.path.join(tmp_path, "lock", "moved.sock")
-        pool.add_knobs(f"ANNEXD_SOCKET_GROUP = nogroup\nANNEXD_SOCKET = {moved}\n")
+        moved_socket = os.path.join(tmp_path, "lock", "moved.sock")
+        moved_log = os.path.join(tmp_path, "log", "MovedLog")
+        pool.add_knobs(f"ANNEXD_SOCKET_GROUP = nogroup\nANNEXD_SOCKET = {moved_socket}\n"
+                       f"ANNEXD_LOG = {moved_log}\n")
         daemon.process.send_signal(signal.SIGHUP)
-        wait_for(log_contains(pool.log_file, "configuration re-read"), "the re-read",
-                 timeout=10)
+        wait_for(log_contains(moved_log, "configuration re-read"), "the re-read", timeout=10)
         info = os.stat(pool.socket_path)
         assert stat.S_IMODE(info.st_mode) == 0o660
         assert info.st_gid == grp.getgrnam("nogroup").gr_gid
         assert client.call(pool.socket_path, {"version": 1, "command": "ping"})["ok"]
-    with open(pool.log_file, encoding="utf-8") as log:
+    with open(moved_log, encoding="utf-8") as log:
         text = log.read()
     assert "group nogroup only (mode 0660)" in text
-    assert (f"ANNEXD_SOCKET changed ({pool.socket_path} -> {moved}): takes effect when "
+    assert (f"ANNEXD_SOCKET changed ({pool.socket_path} -> {moved_socket}): takes effect when "
             "condor_annexd restarts") in text
+    assert "exiting with status 0" in text
