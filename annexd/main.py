@@ -9,9 +9,9 @@ master we are ready, then serve.
 
 Signals: SIGTERM/SIGINT stop accepting, let each request in flight finish the step it is in
 and persist, then exit 0; SIGQUIT exits 0 at once (the journal makes that safe); SIGHUP
-re-reads the configuration and applies what it can (``annexd.reconfig``).  Exit status: 0 after a requested stop, 99 for a configuration
-error a restart cannot fix (the master then leaves the daemon off), 44 when the log cannot
-be written.
+re-reads the configuration and applies what it can (``annexd.reconfig``).  Exit status: 0
+after a requested stop, 99 for a configuration error a restart cannot fix (the master then
+leaves the daemon off), 44 when the log cannot be written.
 """
 from __future__ import annotations
 
