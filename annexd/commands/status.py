@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from .. import lifecycle
+from ..aws.create import rule_description
 from ..lifecycle import RequestState
 from ..plan import AnnexPlan
 from .context import Caller, Context, unknown, user_name
@@ -26,21 +27,26 @@ def list_annexes(ctx: Context, who: Caller) -> list[dict[str, Any]]:
 def _reports(ctx: Context, rows: list[dict[str, Any]], credentials: dict[str, str] | None,
              ask_aws: bool = True) -> list[dict[str, Any]]:
     """What each annex holds now.  The lease end is the journal's, which the daemon keeps
-    in step with the rule (it moves both, and the backstop re-reads AWS's at expiry);
-    AWS is asked only for the instances: one tag-filtered DescribeInstances per region and
-    tag key for all the annexes, so -status costs the same for 1 annex and for 100."""
+    in step with the rule (it moves both, and the backstop re-reads AWS's at expiry).  AWS is
+    asked, per region, for the instances (one tag-filtered DescribeInstances per tag key) and
+    for the lease rules in force (ListRules, ListRuleNamesByTarget): -status costs the same
+    for 1 annex and for 100."""
     plans = [AnnexPlan.from_record(row["plan"]) for row in rows]
     counts: dict[tuple[str, str], dict[str, int]] = {}
+    leases: dict[str, dict[str, str]] = {}
     if ask_aws:
         for region in sorted({plan.region for plan in plans}):
+            aws = ctx.aws(region, credentials)
             wanted: dict[str, dict[str, str]] = {}
             for plan, row in zip(plans, rows):
                 tag = plan.kind.instance_tag(plan, json.loads(row.get("outputs") or "{}"))
                 if plan.region == region and tag is not None:
                     wanted.setdefault(tag[0], {})[tag[1]] = plan.annex_id
             if wanted:
-                found = ctx.aws(region, credentials).count_instances(wanted)
+                found = aws.count_instances(wanted)
                 counts.update(((region, annex), states) for annex, states in found.items())
+            leases[region] = aws.leases_in_force({plan.lease_function_arn for plan in plans
+                                                  if plan.region == region})
     now = ctx.clock()
     return [{
         "name": plan.annex_id,
@@ -50,10 +56,25 @@ def _reports(ctx: Context, rows: list[dict[str, Any]], credentials: dict[str, st
         "region": plan.region,
         "state": row["state"],
         "lease_end": int(row["lease_end"]),
-        "lease_enforced": RequestState(row["state"]) in lifecycle.LIVE and
-        row["lease_end"] > now,
+        "lease": (lease := _lease(ctx, plan, row, leases.get(plan.region), now)),
+        "lease_enforced": lease == "enforced",
         "instances": counts.get((plan.region, plan.annex_id), {}),
     } for plan, row in zip(plans, rows)]
+
+
+def _lease(ctx: Context, plan: AnnexPlan, row: dict[str, Any],
+           in_force: dict[str, str] | None, now: float) -> str:
+    """The annex's lease, as AWS holds it: ``enforced``; ``missing`` (the rule or target of
+    its request is gone: restore it with -lease-duration, or end the annex with -off);
+    ``expired`` (its end passed: the lease function ends it); ``pending`` (a create not yet
+    that far); ``ended`` (history: the row is final)."""
+    if RequestState(row["state"]) in lifecycle.FINAL or in_force is None:
+        return "ended"
+    if "target" not in ctx.journal.progress(row["id"]).done:
+        return "pending"
+    if in_force.get(plan.rule_name) != rule_description(plan.annex_id, plan.client_token):
+        return "missing"
+    return "enforced" if row["lease_end"] > now else "expired"
 
 
 def status(ctx: Context, who: Caller, name: str | None, region: str | None,
