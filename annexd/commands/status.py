@@ -1,15 +1,26 @@
 """``condor_annex -status``: the caller's annexes from the journal, with what AWS runs for
-them now; and the plain list (``list``), from the journal alone."""
+them now (instances, and whether each one's lease is in force); and the plain list
+(``list``), from the journal alone.
+
+Final rows are history: shown only when asked for by name, with no time left and nothing
+asked of AWS.  An annex whose lease is over and whose rule is gone was ended by its lease
+function; -status records that (claiming the row like -off) rather than show it as live.
+"""
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from .. import lifecycle
+from ..aws import AwsError
 from ..aws.create import rule_description
 from ..lifecycle import RequestState
 from ..plan import AnnexPlan
-from .context import Caller, Context, unknown, user_name
+from . import off
+from .context import Caller, Context, OperationError, claim, unknown, user_name
+
+log = logging.getLogger("annexd.operate")
 
 
 def list_annexes(ctx: Context, who: Caller) -> list[dict[str, Any]]:
@@ -82,16 +93,41 @@ def status(ctx: Context, who: Caller, name: str | None, region: str | None,
     """One entry per live annex the caller may see, with what AWS holds for it now.
 
     Asked by name, a caller with no live annex of that name sees their own last finished
-    one, from the journal only.
+    one, from the journal only (history: no time left, no instances).
     """
     if name is None:
         rows = ctx.journal.live_rows(owner_uid=None if who.is_admin else who.uid,
                                      region=region)
-        return _reports(ctx, rows, credentials)
+        return [report for report in _settled(ctx, _reports(ctx, rows, credentials), rows,
+                                              credentials) if report["lease"] != "ended"]
     row = ctx.live(who, name, region)
     if row is not None:
-        return _reports(ctx, [row], credentials)
+        return _settled(ctx, _reports(ctx, [row], credentials), [row], credentials)
     history = ctx.journal.last_final(who.uid, name, region)
     if history is None:
         raise unknown(name)
     return _reports(ctx, [history], credentials, ask_aws=False)
+
+
+def _settled(ctx: Context, reports: list[dict[str, Any]], rows: list[dict[str, Any]],
+             credentials: dict[str, str] | None) -> list[dict[str, Any]]:
+    """Record the end of annexes whose lease is over and whose rule is gone: the lease
+    function ended them (it deletes the rule last).  Like -off, each is claimed first, and
+    its request's teardown is run once more in case anything was left; one that another
+    operation holds, or whose teardown fails, is shown as it is."""
+    now = ctx.clock()
+    for report, row in zip(reports, rows):
+        if report["lease"] != "missing" or row["lease_end"] > now or \
+                row["state"] not in lifecycle.ENDABLE:
+            continue
+        try:
+            claim(ctx.journal, row, RequestState.ENDING)
+            off.finish(ctx, row, credentials)
+        except (OperationError, AwsError) as error:
+            log.warning("annex %s: its lease is over, but it could not be marked ended: %s",
+                        row["annex_id"], error)
+            continue
+        log.info("annex %s in %s: its lease function ended it; recorded as ended",
+                 row["annex_id"], row["region"])
+        report.update(state=RequestState.ENDED.value, lease="ended", instances={})
+    return reports
