@@ -6,6 +6,7 @@ import concurrent.futures
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import tempfile
@@ -20,7 +21,7 @@ from localaws.wait import wait_for
 
 from conftest import SECRET, SPOT_CONFIG
 from test_daemon_boundary import as_other_user, create_message
-from test_recovery import annex, crash, live_fleets
+from test_recovery import DAEMON_CREDENTIALS, annex, crash, crash_pool, live_fleets  # noqa: F401
 
 ALICE = 54331
 WEST = "us-west-2"
@@ -228,3 +229,28 @@ def test_resuming_a_create_whose_lease_ended_says_so(aws, keys_pool, fire_lease)
     assert "ResourceNotFoundException" not in again.stderr
     assert nothing_left(aws, "phoenix")
     assert rows(keys_pool) == [("phoenix", 0, "rolled-back")]
+
+
+@pytest.mark.parametrize("identity", [True, False])
+def test_an_off_cut_short_by_a_crash_is_finished(aws, crash_pool, identity):
+    """kill -9 in the middle of -off's teardown: the claimed row is parked as
+    ending-interrupted; the restarted daemon finishes it with its own identity, or the owner
+    does with -off again.  Until then the name stays taken."""
+    with AnnexDaemon(crash_pool, DAEMON_CREDENTIALS):
+        made = annex(crash_pool, "-lease-duration", "3600", keys=True)
+        assert made.returncode == 0, made.stderr
+    with AnnexDaemon(crash_pool, {**DAEMON_CREDENTIALS,
+                                  "ANNEXD_TEST_CRASH_AT": "annex teardown:before"}) as dying:
+        cut = crash_pool.condor_annex("-annex-name", "phoenix", "-off")
+        assert dying.process.wait(timeout=60) == -signal.SIGKILL
+    assert cut.returncode == 3, cut.stderr
+    assert rows(crash_pool) == [("phoenix", 0, "ending")]
+    with AnnexDaemon(crash_pool, DAEMON_CREDENTIALS if identity else {}):
+        if not identity:
+            assert rows(crash_pool) == [("phoenix", 0, "ending-interrupted")]
+            again = annex(crash_pool, "-lease-duration", "3600", keys=True)
+            assert again.returncode == 4 and "-off again" in again.stderr, again.stderr
+            off = crash_pool.condor_annex("-annex-name", "phoenix", "-off")
+            assert off.returncode == 0, off.stderr
+    assert rows(crash_pool) == [("phoenix", 0, "ended")]
+    assert nothing_left(aws, "phoenix")

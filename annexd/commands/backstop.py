@@ -16,7 +16,7 @@ from ..aws import AwsError
 from ..lifecycle import RequestState
 from ..plan import AnnexPlan
 from .context import Context, OperationError, claim
-from .off import finish, park
+from .off import finish
 
 log = logging.getLogger("annexd.operate")
 
@@ -38,17 +38,10 @@ def _end(ctx: Context, row: dict[str, Any]) -> bool:
         return False
     plan = AnnexPlan.from_record(row["plan"])
     try:
-        if row["state"] == RequestState.ACTIVE:
-            target = ctx.aws(plan.region, None).lease_target(plan.annex_id, plan.request_token)
-            moved = target["Input"].get("LeaseExpiration", 0) if target else 0
-            if moved > ctx.clock():  # moved on in AWS by someone else: believe AWS
-                ctx.journal.transition(row["id"], RequestState.ACTIVE, lease_end=moved,
-                                       expect={RequestState.ENDING})
-                return False
+        if row["state"] == RequestState.ACTIVE and _moved_on(ctx, row, plan):
+            return False
         summary = finish(ctx, row, None)
     except AwsError as error:
-        if ctx.journal.request(row["id"])["state"] == RequestState.ENDING:
-            park(ctx.journal, row["id"])
         log.error("LEASE BACKSTOP: cannot end expired annex %s: %s", plan.annex_id, error)
         return False
     if summary["cancelled_fleets"] or summary["terminated_instances"] or \
@@ -56,4 +49,20 @@ def _end(ctx: Context, row: dict[str, Any]) -> bool:
         log.error("LEASE BACKSTOP: annex %s outlived its lease (ended %d); the lease "
                   "function did not end it. Ended it now: %s",
                   plan.annex_id, row["lease_end"], summary)
+    return True
+
+
+def _moved_on(ctx: Context, row: dict[str, Any], plan: AnnexPlan) -> bool:
+    """Whether AWS says the lease was moved on (by someone else): then believe AWS and
+    release the claim with its end.  If AWS cannot be asked, the claim is released too."""
+    try:
+        target = ctx.aws(plan.region, None).lease_target(plan.annex_id, plan.request_token)
+    except AwsError:
+        ctx.journal.transition(row["id"], RequestState.ACTIVE, expect={RequestState.ENDING})
+        raise
+    moved = target["Input"].get("LeaseExpiration", 0) if target else 0
+    if moved <= ctx.clock():
+        return False
+    ctx.journal.transition(row["id"], RequestState.ACTIVE, lease_end=moved,
+                           expect={RequestState.ENDING})
     return True
