@@ -352,18 +352,28 @@ def rule_description(annex_id: str, client_token: str) -> str:
     return f"HTCondor annex {annex_id}: enforce the lease (request {client_token})"
 
 
-def _lease_is_theirs(events: Any, annex_id: str, client_token: str | None) -> bool:
-    """Whether the rule named ``annex_id`` is this request's (any, without a token); a rule
-    already gone is nobody's, and removing it again is harmless."""
+def _end_lease(events: Any, annex_id: str, client_token: str | None) -> tuple[bool, bool]:
+    """Remove the rule's target, then the rule: (target removed, rule deleted).  With
+    ``client_token``, only a rule whose description names that request: another request's
+    rule of the same name is left alone."""
     if client_token is None:
-        return True
+        return remove_target(events, annex_id, annex_id), delete_rule(events, annex_id)
     try:
         description = events.describe_rule(Name=annex_id).get("Description", "")
     except ClientError as error:
         if _code(error) == "ResourceNotFoundException":
-            return True
+            return False, False
         raise
-    return description == rule_description(annex_id, client_token)
+    if description != rule_description(annex_id, client_token):
+        return False, False
+    removed = remove_target(events, annex_id, annex_id)
+    try:
+        events.delete_rule(Name=annex_id)
+    except ClientError as error:
+        if _code(error) == "ResourceNotFoundException":
+            return removed, False
+        raise
+    return removed, True
 
 
 def teardown(annex_id: str, bucket: str | None, clients: Clients,
@@ -384,15 +394,15 @@ def teardown(annex_id: str, bucket: str | None, clients: Clients,
     terminate_instances(clients.ec2, instances)
     deleted_config = delete_config(clients.s3, bucket,
                                    config_key(annex_id, clients.region, client_token))
-    theirs = _lease_is_theirs(clients.events, annex_id, client_token)
+    removed_target, deleted_rule = _end_lease(clients.events, annex_id, client_token)
     summary = {
         "AnnexID": annex_id,
         "expired": True,
         "cancelled_fleets": fleets + ec2_fleets,
         "terminated_instances": instances,
         "deleted_config": deleted_config,
-        "removed_target": theirs and remove_target(clients.events, annex_id, annex_id),
-        "deleted_rule": theirs and delete_rule(clients.events, annex_id),
+        "removed_target": removed_target,
+        "deleted_rule": deleted_rule,
     }
     log.info("annex %s torn down: %s", annex_id, summary)
     return summary
