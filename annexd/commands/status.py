@@ -78,9 +78,11 @@ def _lease(ctx: Context, plan: AnnexPlan, row: dict[str, Any],
     """The annex's lease, as AWS holds it: ``enforced``; ``missing`` (the rule or target of
     its request is gone: restore it with -lease-duration, or end the annex with -off);
     ``expired`` (its end passed: the lease function ends it); ``pending`` (a create not yet
-    that far); ``ended`` (history: the row is final)."""
-    if RequestState(row["state"]) in lifecycle.FINAL or in_force is None:
+    that far); ``ended`` (history: the row is final); ``unknown`` (AWS was not asked)."""
+    if RequestState(row["state"]) in lifecycle.FINAL:
         return "ended"
+    if in_force is None:  # AWS was not asked
+        return "unknown"
     if "target" not in ctx.journal.progress(row["id"]).done:
         return "pending"
     if in_force.get(plan.rule_name) != rule_description(plan.annex_id, plan.client_token):
