@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import sqlite3
-import subprocess
 import tempfile
 import time
 
@@ -19,7 +18,7 @@ from localaws.faultproxy import FaultProxy
 from localaws.pool import BUCKET, AnnexDaemon, LocalPool
 from localaws.wait import wait_for
 
-from conftest import SECRET, SPOT_CONFIG
+from conftest import SECRET
 from test_daemon_boundary import as_other_user, create_message
 from test_recovery import DAEMON_CREDENTIALS, annex, crash, crash_pool, live_fleets  # noqa: F401
 
