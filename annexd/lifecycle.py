@@ -82,11 +82,9 @@ FINAL = frozenset(state for state, onward in TRANSITIONS.items() if not onward)
 LIVE = frozenset(RequestState) - FINAL   # AWS may hold something; the row owns its name
 #: Parked creates, which the owner's repeat of the create command resumes.
 PARKED_CREATES = frozenset({S.INTERRUPTED, S.ROLLBACK_INTERRUPTED})
-#: Live rows that -off (and the backstop, once the lease is over) may claim to end.
-ENDABLE = frozenset(state for state in LIVE if S.ENDING in TRANSITIONS[state]) | \
-    {S.ENDING_INTERRUPTED}
-#: Live and nobody working on it: status shows, and the owner may steer, these.
-SETTLED = frozenset({S.ACTIVE, S.ROLLBACK_INCOMPLETE}) | PARKED
+#: Live rows nobody is working on, which -off (and the backstop, once the lease is over)
+#: may claim to end.
+ENDABLE = frozenset(state for state in RequestState if S.ENDING in TRANSITIONS[state])
 
 
 class IllegalTransition(RuntimeError):
