@@ -67,7 +67,10 @@ CREATE INDEX IF NOT EXISTS step_events_of_request ON step_events(request_id);
 """
 
 #: One live row per (region, name); rebuilt whenever the set of live states changes.
-LIVE_INDEX = ("CREATE UNIQUE INDEX IF NOT EXISTS one_live_row_per_annex_v2 "
+LIVE_INDEX_NAME = "one_live_row_per_annex_v3"
+#: The names earlier releases gave it (with other sets of live states).
+OLD_LIVE_INDEXES = ("one_request_in_flight_per_annex", "one_live_row_per_annex_v2")
+LIVE_INDEX = (f"CREATE UNIQUE INDEX IF NOT EXISTS {LIVE_INDEX_NAME} "
               f"ON requests(region, annex_id) WHERE state IN {LIVE_SQL}")
 
 
@@ -129,7 +132,8 @@ class Journal:
             self._db.execute("ALTER TABLE requests ADD COLUMN region TEXT NOT NULL DEFAULT ''")
         self._db.execute("UPDATE requests SET region = json_extract(plan, '$.region')"
                          " WHERE region = ''")
-        self._db.execute("DROP INDEX IF EXISTS one_request_in_flight_per_annex")
+        for index in OLD_LIVE_INDEXES:
+            self._db.execute(f"DROP INDEX IF EXISTS {index}")
         self._db.execute(LIVE_INDEX)
 
     def _write(self, sql: str, args: tuple[Any, ...], durable: bool = False) -> int:
@@ -251,9 +255,10 @@ class Journal:
         return rows[0] if rows else None
 
     def expired(self, now: float) -> list[dict[str, Any]]:
-        """Live rows nobody is driving whose recorded lease has ended: the backstop's work."""
-        return [row for row in self.live_rows()
-                if row["lease_end"] < now and row["state"] in lifecycle.SETTLED]
+        """Live rows nobody is driving whose recorded lease has ended, and teardowns left
+        half-way: the backstop's work."""
+        return [row for row in self.live_rows() if row["state"] in lifecycle.ENDABLE and (
+            row["lease_end"] < now or row["state"] == RequestState.ENDING_INTERRUPTED)]
 
     def progress(self, request_id: int) -> Progress:
         """Which steps of the request were started, finished and undone, with outputs."""

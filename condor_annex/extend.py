@@ -21,5 +21,9 @@ class Extend(Command):
 
     def show(self, result: dict[str, Any], settings: knobs.ClientSettings) -> int:
         end = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(result["lease_end"]))
-        print(f"Lease updated: annex {result['annex_id']} now ends {end}.")
+        if result.get("lease_restored"):
+            print(f"Lease restored: annex {result['annex_id']} had lost its lease rule; it "
+                  f"is back, and ends {end}.")
+        else:
+            print(f"Lease updated: annex {result['annex_id']} now ends {end}.")
         return EXIT_OK

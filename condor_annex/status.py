@@ -51,6 +51,16 @@ def _left(lease_end: int, now: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d} left"
 
 
+def _lease(annex: dict[str, Any], now: float) -> str:
+    """Time left only where a lease is in force; history shows what became of the annex."""
+    lease = annex.get("lease", "enforced")
+    if lease == "ended":
+        return f"({annex['state']})"
+    if lease == "missing":
+        return "(lease missing)"
+    return f"({_left(annex['lease_end'], now)})"
+
+
 def table(annexes: list[dict[str, Any]], now: float) -> str:
     if not annexes:
         return "You have no annexes."
@@ -60,7 +70,7 @@ def table(annexes: list[dict[str, Any]], now: float) -> str:
                            sorted(annex["instances"].items())) or "none"
         rows.append((annex["name"], annex["owner"], annex["type"], annex["region"],
                      time.strftime("%Y-%m-%d %H:%M", time.localtime(annex["lease_end"])),
-                     f"({_left(annex['lease_end'], now)})", states,
+                     _lease(annex, now), states,
                      "unknown" if annex.get("in_pool") is None else str(annex["in_pool"])))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()

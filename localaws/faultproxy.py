@@ -11,6 +11,8 @@ Fault kinds, each for the next ``times`` matching calls:
 ``reset``       drop the connection without forwarding
 ``reset-after`` forward (the call takes effect), then drop the connection unanswered
 ``stall-after`` forward, then hold the connection silent for ``stall_seconds``
+``delay``       wait ``stall_seconds``, then forward and answer (a slow call: widens races)
+``delay-after`` forward (the call takes effect now), then answer ``stall_seconds`` later
 =============== ===================================================================
 
 The ``-after`` kinds are the hard ones: the caller cannot tell that its call succeeded.
@@ -28,7 +30,8 @@ from dataclasses import dataclass
 
 QUERY_API_VERSIONS = {"2016-11-15": "ec2", "2010-05-08": "iam", "2011-06-15": "sts",
                       "2010-05-15": "cloudformation"}
-KINDS = ("throttle", "error", "reject", "reset", "reset-after", "stall-after")
+KINDS = ("throttle", "error", "reject", "reset", "reset-after", "stall-after", "delay",
+         "delay-after")
 STATUS = {"throttle": 503, "error": 500, "reject": 400}
 
 
@@ -155,8 +158,12 @@ class FaultProxy:
                 if kind == "reset":
                     self.close_connection = True
                     return
+                if kind == "delay":
+                    time.sleep(proxy.stall_seconds)
                 status, headers, payload = proxy._forward(self.command, self.path,
                                                           self.headers, body)
+                if kind == "delay-after":
+                    time.sleep(proxy.stall_seconds)
                 if kind in ("reset-after", "stall-after"):
                     if kind == "stall-after":
                         time.sleep(proxy.stall_seconds)

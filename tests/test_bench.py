@@ -18,9 +18,9 @@ BUDGETS = {  # metric -> most allowed
     "lease_noop_calls": 0,
     "lease_enforce_calls[1]": 7,
     "lease_enforce_calls[100]": 7,
-    "status_calls[200]": 1,            # one DescribeInstances page, lease end from the journal
-    "status_calls[1 annexes]": 3,      # one DescribeInstances per region and tag key
-    "status_calls[20 annexes]": 3,
+    "status_calls[200]": 3,            # one DescribeInstances page, and the leases in force
+    "status_calls[1 annexes]": 3,      # (ListRules, ListRuleNamesByTarget), per region;
+    "status_calls[20 annexes]": 3,     # the lease end from the journal
     "fsyncs_per_create": 3,            # the accepted request, the launch's start (+ WAL)
     "lost_requests": 0,
 }

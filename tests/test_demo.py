@@ -15,6 +15,9 @@ def test_demo_runs_the_whole_lifecycle():
                  "lease function for demo-lt: lease EXPIRED",
                  "Lifecycle complete: nothing of either annex is left."):
         assert step in out, step
+    # The last -status, after the leases ended, shows no live annex (was: both, as if live).
+    last_status = out.rsplit("$ condor_annex -status", 1)[1].split("\n== ", 1)[0]
+    assert "You have no annexes." in last_status, last_status
     # Both annexes, the classic one and the launch-template one, ran 3 instances each.
     assert out.count("running 3") >= 2
     assert "demo-secret-key-never-printed" not in out + result.stderr

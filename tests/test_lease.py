@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 
@@ -201,3 +202,42 @@ def test_the_annex_type_says_which_fleet_api_to_search(aws, annex_type, looked_u
         del typed["AnnexType"]
     lease.handler(typed, None, now=lambda: EXPIRY + 1, clients=clients(aws))
     assert {"DescribeSpotFleetRequests", "DescribeFleets"} & set(counter.calls) == looked_up
+
+
+def make_request(aws, annex_id: str, token: str) -> str:
+    """An annex of one request, as this release makes it: everything names its token."""
+    with open(SPOT_CONFIG, encoding="utf-8") as handle:
+        config = json.load(handle)
+    config = SPOT_FLEET.build(config, annex_id=annex_id, client_token=token, count=1,
+                              instance_tags={}).request
+    aws.s3.put_object(Bucket="htcondor-annex-config",
+                      Key=lease.config_key(annex_id, "us-east-1", token), Body=b"x")
+    aws.events.put_rule(Name=annex_id, ScheduleExpression="rate(5 minutes)",
+                        Description=lease.rule_description(annex_id, token))
+    aws.events.put_targets(Rule=annex_id, Targets=[{
+        "Id": annex_id, "Arn": aws.lease_arn,
+        "Input": json.dumps({**event(annex_id), "ClientToken": token})}])
+    return aws.ec2.request_spot_fleet(SpotFleetRequestConfig=config)["SpotFleetRequestId"]
+
+
+def test_a_lease_ends_only_its_own_requests_resources(aws):
+    """A tick (or -off, or the backstop) of an earlier request of the same name -- its Input
+    naming another ClientToken -- touches nothing of the annex running now."""
+    new, old = (f"again_{uuid.uuid4()}" for _ in range(2))
+    make_request(aws, "again", new)
+    stale = {**event("again"), "ClientToken": old}
+    result = lease.handler(stale, None, now=lambda: EXPIRY + 1, clients=clients(aws))
+    assert result["cancelled_fleets"] == [] and result["terminated_instances"] == []
+    assert not result["removed_target"] and not result["deleted_rule"]
+    held = aws.annex_resources("again")
+    assert len(held["fleets"]) == 1 and len(held["instances"]) == 1
+    assert held["rules"] == ["again"] and held["objects"] == [
+        f"config-us-east-1-{new}.tar.gz"]
+    own = {**event("again"), "ClientToken": new}
+    lease.handler(own, None, now=lambda: EXPIRY + 1, clients=clients(aws))
+    assert not any(aws.annex_resources("again").values())
+
+
+def test_a_malformed_client_token_is_refused(aws):
+    with pytest.raises(lease.LeaseError):
+        lease.Lease.from_event({**event("x"), "ClientToken": "../../etc"})

@@ -5,11 +5,17 @@ failing config), repeat, extend, off, status, kill -9 at any AWS call followed b
 with or without the daemon's own identity, plain restarts, and lease ticks after expiry.
 After every step the invariants the daemon promises are checked against AWS and the journal:
 
-* nothing of an annex (fleet, instance, config object) exists without its lease: rule and
-  target, in its region;
+* nothing of an annex (fleet, instance, config object) exists without a live lease (rule and
+  target, in its region) *of its own request*: the rule's description and the target's Input
+  name the ClientToken the fleet, instance and object carry;
 * at most one live fleet per annex;
 * everything in AWS belongs to a live journal row (no orphan the daemon forgot);
 * no user sees, changes or ends another user's annex; a live annex is never hidden from root.
+
+Operations also run at once, as users and the daemon's own threads make them: -off with the
+owner's repeat of the create (a resume), -off with a lease change, -off with the daemon's
+lease backstop, and a lease change with the lease function's tick at expiry.  The two regions
+share one configuration bucket.
 
 At the end every lease is made to expire and ticks once: then nothing of any annex remains.
 
@@ -20,11 +26,14 @@ The run in the suite is deterministic and bounded (``ANNEX_MODEL_EXAMPLES`` x
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import json
 import os
 import shutil
 import signal
+import sqlite3
 import tempfile
+import time
 from typing import Any
 
 import hypothesis.strategies as st
@@ -35,13 +44,14 @@ from annexd_lambda import lease
 from condor_annex import client
 from localaws import fixtures
 from localaws.pool import AnnexDaemon, LocalPool
+from localaws.wait import wait_for
 
 from conftest import EC2_FLEET_CONFIG, SECRET, SPOT_CONFIG
 from test_daemon_boundary import as_other_user
 from test_recovery import FORWARD_CALLS, UNDO_CALLS
 
 REGIONS = ("us-east-1", "us-west-2")
-BUCKETS = {"us-east-1": "htcondor-annex-config", "us-west-2": "west-annex-config"}
+BUCKET = "htcondor-annex-config"  # one bucket for both regions
 USERS = {54341: "alice", 54342: "bob"}
 NAMES = ("m-a", "m-b")
 #: The EC2 Fleet kind's own calls: its launch, and its undo's look-up and delete.
@@ -84,8 +94,8 @@ class AnnexModel(RuleBasedStateMachine):
                                 for region in REGIONS}
         self.clients = WORLD["clients"]
         east, west = (self.clients[region] for region in REGIONS)
+        fixtures.create_bucket(east["s3"], BUCKET, REGIONS[0])
         for region in REGIONS:
-            fixtures.create_bucket(self.clients[region]["s3"], BUCKETS[region], region)
             fixtures.create_worker_template(self.clients[region]["ec2"])
         self.arns = {"us-east-1": fixtures.deploy_lease_function(east["iam"], east["lambda"])}
         role = east["iam"].get_role(RoleName="HTCondorAnnex-LeaseFunction-Role")["Role"]["Arn"]
@@ -94,10 +104,10 @@ class AnnexModel(RuleBasedStateMachine):
             Handler="lease.handler", Code={"ZipFile": b"PK"})["FunctionArn"]
         self.root = tempfile.mkdtemp(prefix="annex-model-")
         os.chmod(self.root, 0o755)
-        self.pool = LocalPool(self.root).write(self.url, secret=SECRET, extra="\n".join([
-            "us_west_2.ANNEX_DEFAULT_S3_BUCKET = west-annex-config",
+        self.pool = LocalPool(self.root).write(self.url, secret=SECRET, bucket=BUCKET,
+                                               extra="\n".join([
             "ANNEXD_RETRY_BASE_SECONDS = 0.05",
-            "ANNEXD_LEASE_CHECK_INTERVAL = 3600"]))
+            "ANNEXD_LEASE_CHECK_INTERVAL = 0.2"]))  # the backstop: only expired leases
         self.daemon = AnnexDaemon(self.pool, self._env(identity=True)).start()
 
     # -- plumbing ------------------------------------------------------------------------
@@ -135,41 +145,76 @@ class AnnexModel(RuleBasedStateMachine):
                 return row["owner"]
         return None
 
-    def _held(self, region: str) -> dict[str, dict[str, list[str]]]:
-        """Per annex name: what AWS holds of it in ``region``."""
+    def _held(self, region: str) -> dict[str, dict[str, Any]]:
+        """Per annex name: what AWS holds of it in ``region``, with the ClientTokens of its
+        fleets, instances and objects (``tokens``) and of its lease (``lease_tokens``: the
+        rule's description and the target's Input)."""
         aws, held = self.clients[region], {}
 
-        def add(name: str, kind: str, item: str) -> None:
-            held.setdefault(name, {"fleets": [], "instances": [], "objects": [],
-                                   "rules": [], "targets": []})[kind].append(item)
+        def add(name: str, kind: str, item: str, token: str | None = None) -> None:
+            entry = held.setdefault(name, {"fleets": [], "instances": [], "objects": [],
+                                           "rules": [], "targets": [], "tokens": set(),
+                                           "lease_tokens": set()})
+            entry[kind].append(item)
+            entry["lease_tokens" if kind in ("rules", "targets") else "tokens"].add(token)
 
         for fleet in aws["ec2"].describe_spot_fleet_requests()["SpotFleetRequestConfigs"]:
             tags = {t["Key"]: t["Value"] for t in fleet.get("Tags", [])}
             if fleet["SpotFleetRequestState"] in LIVE_FLEET and lease.ANNEX_TAG in tags:
-                add(tags[lease.ANNEX_TAG], "fleets", fleet["SpotFleetRequestId"])
+                add(tags[lease.ANNEX_TAG], "fleets", fleet["SpotFleetRequestId"],
+                    tags.get(lease.CLIENT_TOKEN_TAG))
         for fleet in aws["ec2"].describe_fleets()["Fleets"]:
             tags = {t["Key"]: t["Value"] for t in fleet.get("Tags", [])}
             if fleet["FleetState"] in LIVE_EC2_FLEET and lease.ANNEX_TAG in tags:
-                add(tags[lease.ANNEX_TAG], "fleets", fleet["FleetId"])
+                token = tags.get(lease.CLIENT_TOKEN_TAG)
+                add(tags[lease.ANNEX_TAG], "fleets", fleet["FleetId"], token)
                 if fleet["Type"] != "instant":  # instances from the template: not tagged
                     for instance in aws["ec2"].describe_fleet_instances(
                             FleetId=fleet["FleetId"])["ActiveInstances"]:
-                        add(tags[lease.ANNEX_TAG], "instances", instance["InstanceId"])
+                        add(tags[lease.ANNEX_TAG], "instances", instance["InstanceId"], token)
         for reservation in aws["ec2"].describe_instances(Filters=[
                 {"Name": "instance-state-name", "Values": lease.LIVE_INSTANCE_STATES}])[
                 "Reservations"]:
             for instance in reservation["Instances"]:
                 tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
                 if lease.ANNEX_TAG in tags:
-                    add(tags[lease.ANNEX_TAG], "instances", instance["InstanceId"])
-        for item in aws["s3"].list_objects_v2(Bucket=BUCKETS[region]).get("Contents", []):
-            if item["Key"].startswith("config-") and item["Key"].endswith(".tar.gz"):
-                add(item["Key"][len("config-"):-len(".tar.gz")], "objects", item["Key"])
+                    add(tags[lease.ANNEX_TAG], "instances", instance["InstanceId"],
+                        tags.get(lease.CLIENT_TOKEN_TAG))
+        prefix = f"config-{region}-"  # the bucket is shared: the key names the region
+        for item in aws["s3"].list_objects_v2(Bucket=BUCKET).get("Contents", []):
+            key = item["Key"]
+            if key.startswith(prefix) and key.endswith(".tar.gz"):
+                token = key[len(prefix):-len(".tar.gz")]
+                add(token.rsplit("_", 1)[0], "objects", key, token)
         for found in aws["events"].list_rules()["Rules"]:
-            add(found["Name"], "rules", found["Name"])
-            for target in aws["events"].list_targets_by_rule(Rule=found["Name"])["Targets"]:
-                add(found["Name"], "targets", target["Id"])
+            name = found["Name"]
+            add(name, "rules", name, found.get("Description", "").partition(
+                "(request ")[2].rstrip(")") or None)
+            for target in aws["events"].list_targets_by_rule(Rule=name)["Targets"]:
+                add(name, "targets", target["Id"],
+                    json.loads(target.get("Input", "{}")).get("ClientToken"))
         return held
+
+    def _concurrently(self, *sends: tuple[int, dict[str, Any]]) -> list[dict[str, Any]]:
+        """Send the messages at once, as several users' (or one user's) commands would."""
+        with concurrent.futures.ThreadPoolExecutor(len(sends)) as running:
+            return list(running.map(lambda send: self._send(*send), sends))
+
+    def _set_lease_end(self, region: str, name: str, lease_end: int) -> None:
+        """Time passes for one annex: its lease end, in AWS (the target's Input) and in the
+        journal, becomes ``lease_end``."""
+        events = self.clients[region]["events"]
+        try:
+            targets = events.list_targets_by_rule(Rule=name)["Targets"]
+        except events.exceptions.ResourceNotFoundException:
+            targets = []
+        for target in targets:
+            moved = dict(json.loads(target["Input"]), LeaseExpiration=lease_end)
+            events.put_targets(Rule=name, Targets=[{**target, "Input": json.dumps(moved)}])
+        with sqlite3.connect(self.pool.journal_file, timeout=30) as db:
+            db.execute("UPDATE requests SET lease_end = ? WHERE region = ? AND annex_id = ?"
+                       " AND state IN ('active', 'rollback-incomplete')",
+                       (lease_end, region, name))
 
     def _message(self, region: str, name: str, bad: bool, uid: int,
                  kind: str) -> dict[str, Any]:
@@ -258,6 +303,62 @@ class AnnexModel(RuleBasedStateMachine):
                 for annex in everyone["result"]["annexes"]} == {
             (row["region"], row["name"], row["owner"]) for row in self._live_rows()}
 
+    @rule(uid=st.sampled_from(sorted(USERS)), region=st.sampled_from(REGIONS),
+          name=st.sampled_from(NAMES), kind=st.sampled_from(sorted(CONFIGS)))
+    def off_while_resuming(self, uid: int, region: str, name: str, kind: str) -> None:
+        """-off and the owner's repeat of the create (resuming a parked one) at once."""
+        TALLY["off_while_resuming"] += 1
+        owner = self._owner(region, name)
+        before = self._held(region).get(name)
+        self._concurrently((uid, {"command": "off", "name": name, "region": region,
+                                  "credentials": USER_KEYS}),
+                           (uid, self._message(region, name, False, uid, kind)))
+        if owner is not None and owner != uid:
+            assert self._held(region).get(name) == before
+
+    @rule(uid=st.sampled_from(sorted(USERS)), region=st.sampled_from(REGIONS),
+          name=st.sampled_from(NAMES))
+    def off_while_extending(self, uid: int, region: str, name: str) -> None:
+        """-off and a lease change of one annex at once: one claims it, the other is told."""
+        TALLY["off_while_extending"] += 1
+        owner = self._owner(region, name)
+        before = self._held(region).get(name)
+        replies = self._concurrently(
+            (uid, {"command": "off", "name": name, "region": region, "credentials": USER_KEYS}),
+            (uid, {"command": "extend", "name": name, "region": region,
+                   "lease_duration": 7200, "credentials": USER_KEYS}))
+        if owner is not None and owner != uid:
+            assert self._held(region).get(name) == before
+        elif owner == uid and replies[0]["ok"]:  # off won, or came second: the annex is gone
+            assert not any(self._held(region).get(name, {}).get(kind) for kind in
+                           ("fleets", "instances", "objects")), self._held(region).get(name)
+
+    @rule(uid=st.sampled_from(sorted(USERS)), region=st.sampled_from(REGIONS),
+          name=st.sampled_from(NAMES))
+    def off_while_the_backstop_ends_it(self, uid: int, region: str, name: str) -> None:
+        """The lease runs out (the daemon's backstop, every 0.2 s, starts ending the annex)
+        as its owner turns it off."""
+        TALLY["off_while_the_backstop_ends_it"] += 1
+        owner = self._owner(region, name)
+        if owner == uid:
+            self._set_lease_end(region, name, int(time.time()) - 1)
+        self._send(uid, {"command": "off", "name": name, "region": region,
+                         "credentials": USER_KEYS})
+        if owner == uid:  # whichever claimed it finishes it: the name is free again
+            wait_for(lambda: self._owner(region, name), f"{name} in {region} to end",
+                     until=lambda held: held is None)
+
+    @rule(uid=st.sampled_from(sorted(USERS)), region=st.sampled_from(REGIONS),
+          name=st.sampled_from(NAMES))
+    def extend_as_the_lease_expires(self, uid: int, region: str, name: str) -> None:
+        """A lease change while the lease function's tick after expiry ends the annex."""
+        TALLY["extend_as_the_lease_expires"] += 1
+        with concurrent.futures.ThreadPoolExecutor(1) as ticking:
+            tick = ticking.submit(self._expire, region, name)
+            self._send(uid, {"command": "extend", "name": name, "region": region,
+                             "lease_duration": 7200, "credentials": USER_KEYS})
+            tick.result()
+
     @rule(identity=st.booleans(), hard=st.booleans())
     def restart(self, identity: bool, hard: bool) -> None:
         TALLY["restart"] += 1
@@ -291,6 +392,9 @@ class AnnexModel(RuleBasedStateMachine):
                 if held["fleets"] or held["instances"] or held["objects"]:
                     assert held["rules"] == [name] and held["targets"] == [name], \
                         (region, name, held)
+                    # ... and that lease is the one of the request that made them.
+                    assert len(held["lease_tokens"]) == 1 and \
+                        held["tokens"] <= held["lease_tokens"], (region, name, held)
                     assert (region, name) in live, (region, name, held, live)
                 assert len(held["fleets"]) <= 1, (region, name, held)
 
@@ -326,4 +430,6 @@ def test_the_daemon_keeps_its_promises_in_any_order(moto_server):
         suppress_health_check=list(HealthCheck)))
     print(f"model steps run: {dict(TALLY)}")
     assert set(TALLY) == {"create", "create_then_kill", "extend", "off", "status", "restart",
-                          "lease_expires_and_ticks"}, TALLY
+                          "lease_expires_and_ticks", "off_while_resuming",
+                          "off_while_extending", "off_while_the_backstop_ends_it",
+                          "extend_as_the_lease_expires"}, TALLY

@@ -1,0 +1,81 @@
+"""``condor_annex -lease-duration`` on an existing annex: move its lease end, or restore a
+lease that vanished.
+
+The row is claimed (``active -> extending``) before the first AWS call and released when done
+(``-> active``), so an ``-off`` or the backstop never races it.  The lease end the instances
+read (their config object's metadata) moves first, so no instance shuts down before the lease
+end in force.  Only ``LeaseExpiration`` of the rule target's Input changes; every other field
+is kept (the original ``condor_annex`` lost the bucket name there).  A lease that is missing
+(its rule or target deleted by hand, or the rule no longer this request's) is put back as the
+create made it: the annex is never left running without one.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from ..aws import AnnexAws
+from ..aws.create import rule_description
+from ..lifecycle import RequestState
+from ..plan import AnnexPlan
+from .context import DOING, Caller, Context, OperationError, busy, claim, unknown
+
+log = logging.getLogger("annexd.operate")
+
+
+def extend(ctx: Context, who: Caller, name: str, region: str | None, lease_duration: int,
+           credentials: dict[str, str] | None,
+           max_lease: int | None = None) -> dict[str, Any]:
+    """Move the lease end to now + ``lease_duration``, keeping the rest of the Input."""
+    if max_lease is not None and lease_duration > max_lease:
+        raise OperationError("invalid-request", f"a lease of {lease_duration} s exceeds "
+                             f"the limit of {max_lease} s (ANNEX_MAX_LEASE_DURATION)")
+    row = ctx.live(who, name, region)
+    if row is None:
+        raise unknown(name)
+    if row["state"] != RequestState.ACTIVE:
+        if row["state"] in DOING:
+            raise busy(name, row["state"])
+        raise OperationError("conflict", f"annex {name!r} is {row['state']}, not active; "
+                             "only an active annex's lease can change")
+    claim(ctx.journal, row, RequestState.EXTENDING)
+    lease_end = row["lease_end"]
+    try:
+        lease_end, restored = _move(ctx, AnnexPlan.from_record(row["plan"]), credentials,
+                                    int(ctx.clock()) + lease_duration)
+    finally:
+        ctx.journal.transition(row["id"], RequestState.ACTIVE, lease_end=lease_end,
+                               expect={RequestState.EXTENDING})
+    log.info("annex %s: uid %d %s its lease, which now ends at %d", name, who.uid,
+             "restored" if restored else "moved", lease_end)
+    return {"annex_id": name, "lease_end": lease_end, "lease_restored": restored}
+
+
+def _move(ctx: Context, plan: AnnexPlan, credentials: dict[str, str] | None,
+          lease_end: int) -> tuple[int, bool]:
+    """Set the lease end in AWS; (the new end, whether the lease had to be put back)."""
+    aws = ctx.aws(plan.region, credentials)
+    target = aws.lease_target(plan.annex_id, plan.request_token)
+    aws.set_config_lease_end(plan.bucket, plan.config_key, lease_end)
+    if target is None:
+        _restore(aws, plan, lease_end)
+        return lease_end, True
+    lease_input = dict(target["Input"], LeaseExpiration=lease_end)
+    aws.put_target(plan.rule_name, plan.target_id, target["Arn"],
+                   json.dumps(lease_input, sort_keys=True))
+    return lease_end, False
+
+
+def _restore(aws: AnnexAws, plan: AnnexPlan, lease_end: int) -> None:
+    """Put the lease back (rule, then target), unless the rule is another request's."""
+    description = aws.rule_description(plan.rule_name)
+    if description is not None and \
+            description != rule_description(plan.annex_id, plan.client_token):
+        raise OperationError("conflict", f"annex {plan.annex_id!r} lost its lease, and its "
+                             f"rule name is used by another request ({description!r}); end "
+                             "the annex with -off")
+    aws.put_rule(plan.rule_name, plan.rule_schedule, plan.annex_id, plan.client_token)
+    aws.put_target(plan.rule_name, plan.target_id, plan.lease_function_arn,
+                   plan.target_input(lease_end=lease_end))
+

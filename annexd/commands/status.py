@@ -1,0 +1,135 @@
+"""``condor_annex -status``: the caller's annexes from the journal, with what AWS runs for
+them now (instances, and whether each one's lease is in force); and the plain list
+(``list``), from the journal alone.
+
+Final rows are history: shown only when asked for by name, with no time left and nothing
+asked of AWS.  An annex whose lease is over and whose rule is gone was ended by its lease
+function; -status records that (claiming the row like -off) rather than show it as live.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from .. import lifecycle
+from ..aws import AwsError
+from ..aws.create import rule_description
+from ..lifecycle import RequestState
+from ..plan import AnnexPlan
+from . import off
+from .context import Caller, Context, OperationError, claim, unknown, user_name
+
+log = logging.getLogger("annexd.operate")
+
+
+def list_annexes(ctx: Context, who: Caller) -> list[dict[str, Any]]:
+    """The live annexes the caller may see: their own, or all for root and the daemon."""
+    rows = ctx.journal.live_rows(owner_uid=None if who.is_admin else who.uid)
+    return [{
+        "name": row["annex_id"],
+        "region": row["region"],
+        "owner": row["owner_uid"],
+        "state": row["state"],
+        "lease_end": row["lease_end"],
+    } for row in rows]
+
+
+def _reports(ctx: Context, rows: list[dict[str, Any]], credentials: dict[str, str] | None,
+             ask_aws: bool = True) -> list[dict[str, Any]]:
+    """What each annex holds now.  The lease end is the journal's, which the daemon keeps
+    in step with the rule (it moves both, and the backstop re-reads AWS's at expiry).  AWS is
+    asked, per region, for the instances (one tag-filtered DescribeInstances per tag key) and
+    for the lease rules in force (ListRules, ListRuleNamesByTarget): -status costs the same
+    for 1 annex and for 100."""
+    plans = [AnnexPlan.from_record(row["plan"]) for row in rows]
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    leases: dict[str, dict[str, str]] = {}
+    if ask_aws:
+        for region in sorted({plan.region for plan in plans}):
+            aws = ctx.aws(region, credentials)
+            wanted: dict[str, dict[str, str]] = {}
+            for plan, row in zip(plans, rows):
+                tag = plan.kind.instance_tag(plan, json.loads(row.get("outputs") or "{}"))
+                if plan.region == region and tag is not None:
+                    wanted.setdefault(tag[0], {})[tag[1]] = plan.annex_id
+            if wanted:
+                found = aws.count_instances(wanted)
+                counts.update(((region, annex), states) for annex, states in found.items())
+            leases[region] = aws.leases_in_force({plan.lease_function_arn for plan in plans
+                                                  if plan.region == region})
+    now = ctx.clock()
+    return [{
+        "name": plan.annex_id,
+        "owner": user_name(row["owner_uid"]),
+        "owner_uid": row["owner_uid"],
+        "type": plan.annex_type,
+        "region": plan.region,
+        "state": row["state"],
+        "lease_end": int(row["lease_end"]),
+        "lease": (lease := _lease(ctx, plan, row, leases.get(plan.region), now)),
+        "lease_enforced": lease == "enforced",
+        "instances": counts.get((plan.region, plan.annex_id), {}),
+    } for plan, row in zip(plans, rows)]
+
+
+def _lease(ctx: Context, plan: AnnexPlan, row: dict[str, Any],
+           in_force: dict[str, str] | None, now: float) -> str:
+    """The annex's lease, as AWS holds it: ``enforced``; ``missing`` (the rule or target of
+    its request is gone: restore it with -lease-duration, or end the annex with -off);
+    ``expired`` (its end passed: the lease function ends it); ``pending`` (a create not yet
+    that far); ``ended`` (history: the row is final); ``unknown`` (AWS was not asked)."""
+    if RequestState(row["state"]) in lifecycle.FINAL:
+        return "ended"
+    if in_force is None:  # AWS was not asked
+        return "unknown"
+    if "target" not in ctx.journal.progress(row["id"]).done:
+        return "pending"
+    if in_force.get(plan.rule_name) != rule_description(plan.annex_id, plan.client_token):
+        return "missing"
+    return "enforced" if row["lease_end"] > now else "expired"
+
+
+def status(ctx: Context, who: Caller, name: str | None, region: str | None,
+           credentials: dict[str, str] | None) -> list[dict[str, Any]]:
+    """One entry per live annex the caller may see, with what AWS holds for it now.
+
+    Asked by name, a caller with no live annex of that name sees their own last finished
+    one, from the journal only (history: no time left, no instances).
+    """
+    if name is None:
+        rows = ctx.journal.live_rows(owner_uid=None if who.is_admin else who.uid,
+                                     region=region)
+        return [report for report in _settled(ctx, _reports(ctx, rows, credentials), rows,
+                                              credentials) if report["lease"] != "ended"]
+    row = ctx.live(who, name, region)
+    if row is not None:
+        return _settled(ctx, _reports(ctx, [row], credentials), [row], credentials)
+    history = ctx.journal.last_final(who.uid, name, region)
+    if history is None:
+        raise unknown(name)
+    return _reports(ctx, [history], credentials, ask_aws=False)
+
+
+def _settled(ctx: Context, reports: list[dict[str, Any]], rows: list[dict[str, Any]],
+             credentials: dict[str, str] | None) -> list[dict[str, Any]]:
+    """Record the end of annexes whose lease is over and whose rule is gone: the lease
+    function ended them (it deletes the rule last).  Like -off, each is claimed first, and
+    its request's teardown is run once more in case anything was left; one that another
+    operation holds, or whose teardown fails, is shown as it is."""
+    now = ctx.clock()
+    for report, row in zip(reports, rows):
+        if report["lease"] != "missing" or row["lease_end"] > now or \
+                row["state"] not in lifecycle.ENDABLE:
+            continue
+        try:
+            claim(ctx.journal, row, RequestState.ENDING)
+            off.finish(ctx, row, credentials)
+        except (OperationError, AwsError) as error:
+            log.warning("annex %s: its lease is over, but it could not be marked ended: %s",
+                        row["annex_id"], error)
+            continue
+        log.info("annex %s in %s: its lease function ended it; recorded as ended",
+                 row["annex_id"], row["region"])
+        report.update(state=RequestState.ENDED.value, lease="ended", instances={})
+    return reports
