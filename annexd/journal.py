@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
 
-from . import lifecycle
+from . import lifecycle, upgrade
 from .lifecycle import RequestState
 from .plan import AnnexPlan
 
@@ -123,14 +123,9 @@ class Journal:
         self._migrate()
 
     def _migrate(self) -> None:
-        """Journals of earlier versions: rows keyed by name alone, the old in-flight index."""
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(requests)")}
-        if "region" not in columns:
-            self._db.execute("ALTER TABLE requests ADD COLUMN region TEXT NOT NULL DEFAULT ''")
-        self._db.execute("UPDATE requests SET region = json_extract(plan, '$.region')"
-                         " WHERE region = ''")
-        self._db.execute("DROP INDEX IF EXISTS one_request_in_flight_per_annex")
-        self._db.execute(LIVE_INDEX)
+        """A journal of any earlier release opens: see :mod:`annexd.upgrade`."""
+        for done in upgrade.upgrade(self._db, SCHEMA, LIVE_INDEX):
+            log.warning("journal upgrade: %s", done)
 
     def _write(self, sql: str, args: tuple[Any, ...], durable: bool = False) -> int:
         with self._lock, self._durability(durable):

@@ -8,9 +8,10 @@ master we are ready, then serve.
 
 Signals: SIGTERM/SIGINT stop accepting, let each request in flight finish the step it is in
 and persist, then exit 0; SIGQUIT exits 0 at once (the journal makes that safe); SIGHUP
-re-reads the configuration.  Exit status: 0 after a requested stop, 99 for a configuration
-error a restart cannot fix (the master then leaves the daemon off), 44 when the log cannot
-be written.
+re-reads the configuration.  Exit status: 0 after a requested stop, 99 for any failure to
+start, which a restart would only repeat (a configuration error, a journal that cannot be
+opened, an unsafe socket; the master then leaves the daemon off), with one line naming the
+cause in the log and on stderr; 44 when the log cannot be written.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import argparse
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import threading
 from typing import Any
@@ -218,28 +220,53 @@ def _start_lease_backstop(service: AnnexService, stop: threading.Event) -> None:
     threading.Thread(target=loop, name="lease-backstop", daemon=True).start()
 
 
-def _serve(lifecycle: Lifecycle) -> int:
-    memory.limit_arenas()  # before any thread: see annexd.memory
-    settings = _load_settings()
+def _open(settings: knobs.DaemonSettings) -> tuple[Journal, AnnexService, AnnexServer]:
+    """The journal (brought up to date: see annexd.upgrade), the service and the socket."""
     try:
         journal = Journal(settings.journal_path)
+    except (sqlite3.Error, OSError) as error:
+        cause = getattr(error, "strerror", None) or error
+        raise Fatal(EXIT_NO_RESTART,
+                    f"cannot open the journal {settings.journal_path}: {cause}") from None
+    try:
         service = AnnexService(settings, journal)
         server = AnnexServer(settings.socket_path, service, group=settings.socket_group,
                              max_clients=settings.max_clients,
                              client_timeout=settings.client_timeout_seconds,
                              max_clients_per_user=settings.max_clients_per_user)
     except (SocketSetupError, OSError) as error:
+        journal.close()
         raise Fatal(EXIT_NO_RESTART, f"cannot start: {error}") from None
-    lifecycle.service, lifecycle.server = service, server
-    if lifecycle.stop.is_set():
-        service.stopping.set()
-    master = MasterLink()
+    return journal, service, server
+
+
+def _start(service: AnnexService, settings: knobs.DaemonSettings) -> None:
+    """Everything before serving.  A failure here would fail again on a restart (same
+    configuration, same journal), so any of them exits 99 with its cause."""
     try:
         log.info("condor_annexd starting (region %s, journal %s)", settings.region,
                  settings.journal_path)
         _resolve_identity(service, settings)
         log.info("recovering unfinished requests")
         service.recover()
+    except Fatal:
+        raise
+    except Exception as error:
+        log.debug("start-up failed", exc_info=True)
+        raise Fatal(EXIT_NO_RESTART, f"cannot start: {type(error).__name__}: {error}") \
+            from None
+
+
+def _serve(lifecycle: Lifecycle) -> int:
+    memory.limit_arenas()  # before any thread: see annexd.memory
+    settings = _load_settings()
+    journal, service, server = _open(settings)
+    lifecycle.service, lifecycle.server = service, server
+    if lifecycle.stop.is_set():
+        service.stopping.set()
+    master = MasterLink()
+    try:
+        _start(service, settings)
         master.ready()
         master.keep_alive(lifecycle.stop)
         _start_lease_backstop(service, lifecycle.stop)
@@ -267,9 +294,10 @@ def main(argv: list[str] | None = None) -> int:
         _enable_logging(args.t and not args.daemonize)
         return _serve(lifecycle)
     except Fatal as fatal:
+        line = " ".join(str(fatal).split())  # one line, whatever the cause's text holds
         if logging.getLogger().handlers:
-            log.error("%s", fatal)
-        print(f"condor_annexd: {fatal}", file=sys.stderr)
+            log.error("%s", line)
+        print(f"condor_annexd: {line}", file=sys.stderr)
         return fatal.status
 
 
