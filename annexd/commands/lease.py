@@ -4,6 +4,8 @@ It rewrites only ``LeaseExpiration`` in the rule target's Input and keeps every 
 (the original ``condor_annex`` lost the bucket name there), and never creates a rule: an annex
 without one is an error, not a new orphan.  It first moves the lease end the instances read
 (their config object's metadata), so no instance ever shuts down before the lease end in force.
+A longer lease is held to the admin's caps as a create is, before anything changes
+(:func:`annexd.costs.check_lease_change`).
 """
 from __future__ import annotations
 
@@ -11,20 +13,18 @@ import json
 import logging
 from typing import Any
 
+from .. import costs
 from ..lifecycle import RequestState
-from ..plan import AnnexPlan
+from ..plan import AnnexPlan, InvalidRequest
 from .context import Caller, Context, OperationError, unknown
+from .create import live_instances
 
 log = logging.getLogger("annexd.operate")
 
 
 def extend(ctx: Context, who: Caller, name: str, region: str | None, lease_duration: int,
-           credentials: dict[str, str] | None,
-           max_lease: int | None = None) -> dict[str, Any]:
+           credentials: dict[str, str] | None) -> dict[str, Any]:
     """Move the lease end to now + ``lease_duration``, keeping the rest of the Input."""
-    if max_lease is not None and lease_duration > max_lease:
-        raise OperationError("invalid-request", f"a lease of {lease_duration} s exceeds "
-                             f"the limit of {max_lease} s (ANNEX_MAX_LEASE_DURATION)")
     row = ctx.live(who, name, region)
     if row is None:
         raise unknown(name)
@@ -32,6 +32,7 @@ def extend(ctx: Context, who: Caller, name: str, region: str | None, lease_durat
         raise OperationError("conflict", f"annex {name!r} is {row['state']}, not active; "
                              "only an active annex's lease can change")
     plan = AnnexPlan.from_record(row["plan"])
+    _check_caps(ctx, row, plan, int(ctx.clock()) + lease_duration)
     aws = ctx.aws(plan.region, credentials)
     target = aws.lease_target(plan.annex_id)
     if target is None:
@@ -45,3 +46,13 @@ def extend(ctx: Context, who: Caller, name: str, region: str | None, lease_durat
     ctx.journal.set_lease_end(row["id"], lease_end)
     log.info("annex %s: uid %d moved its lease end to %d", name, who.uid, lease_end)
     return {"annex_id": name, "lease_end": lease_end}
+
+
+def _check_caps(ctx: Context, row: dict[str, Any], plan: AnnexPlan, lease_end: int) -> None:
+    """The admin's caps, before anything changes (see costs.check_lease_change); the
+    instances counted are the annex owner's, whoever asks."""
+    try:
+        costs.check_lease_change(plan, lease_end, ctx.clock(), ctx.settings.caps,
+                                 row["lease_end"], lambda: live_instances(ctx, row["owner_uid"]))
+    except InvalidRequest as error:
+        raise OperationError("invalid-request", str(error)) from None

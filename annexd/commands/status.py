@@ -31,12 +31,13 @@ def _reports(ctx: Context, rows: list[dict[str, Any]], credentials: dict[str, st
     tag key for all the annexes, so -status costs the same for 1 annex and for 100."""
     plans = [AnnexPlan.from_record(row["plan"]) for row in rows]
     counts: dict[tuple[str, str], dict[str, int]] = {}
+    countable = [ask_aws and _countable(ctx, row, credentials) for row in rows]
     if ask_aws:
         for region in sorted({plan.region for plan in plans}):
             wanted: dict[str, dict[str, str]] = {}
-            for plan, row in zip(plans, rows):
+            for plan, row, may in zip(plans, rows, countable):
                 tag = plan.kind.instance_tag(plan, json.loads(row.get("outputs") or "{}"))
-                if plan.region == region and tag is not None:
+                if plan.region == region and tag is not None and may:
                     wanted.setdefault(tag[0], {})[tag[1]] = plan.annex_id
             if wanted:
                 found = ctx.aws(region, credentials).count_instances(wanted)
@@ -52,8 +53,26 @@ def _reports(ctx: Context, rows: list[dict[str, Any]], credentials: dict[str, st
         "lease_end": int(row["lease_end"]),
         "lease_enforced": RequestState(row["state"]) in lifecycle.LIVE and
         row["lease_end"] > now,
-        "instances": counts.get((plan.region, plan.annex_id), {}),
-    } for plan, row in zip(plans, rows)]
+        "instances": counts.get((plan.region, plan.annex_id), {})
+        if may or not ask_aws else None,
+    } for plan, row, may in zip(plans, rows, countable)]
+
+
+def _countable(ctx: Context, row: dict[str, Any], credentials: dict[str, str] | None) -> bool:
+    """Whether AWS can be asked for this annex's instances: with the caller's keys, or --
+    root and the daemon's own user list every annex without keys -- with the daemon's
+    identity where it may act on the annex.  Elsewhere a count would be a false zero."""
+    return credentials is not None or ctx.may_recover(row)
+
+
+def unknown_counts(annexes: list[dict[str, Any]]) -> list[str]:
+    """A notice when some annexes' instance counts are unknown, saying why."""
+    unknown = [annex["name"] for annex in annexes if annex["instances"] is None]
+    if not unknown:
+        return []
+    return [f"instance counts are unknown for {', '.join(unknown)}: you gave no AWS keys "
+            "(-public-key-file, -secret-key-file), and condor_annexd's own AWS identity "
+            "(ANNEXD_ACCESS_KEY_FILE, ANNEXD_SECRET_KEY_FILE) cannot see them"]
 
 
 def status(ctx: Context, who: Caller, name: str | None, region: str | None,
