@@ -224,8 +224,10 @@ def _open(settings: knobs.DaemonSettings) -> tuple[Journal, AnnexService, AnnexS
     """The journal (brought up to date: see annexd.upgrade), the service and the socket."""
     try:
         journal = Journal(settings.journal_path)
-    except (sqlite3.Error, OSError) as error:
-        cause = getattr(error, "strerror", None) or error
+    except Exception as error:  # sqlite3.Error, OSError, or an upgrade's surprise
+        cause = getattr(error, "strerror", None) or (
+            error if isinstance(error, (sqlite3.Error, OSError))
+            else f"{type(error).__name__}: {error}")
         raise Fatal(EXIT_NO_RESTART,
                     f"cannot open the journal {settings.journal_path}: {cause}") from None
     try:

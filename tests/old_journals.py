@@ -3,7 +3,7 @@
 Each format's DDL is copied verbatim from ``annexd/journal.py`` of the release that wrote it
 (``git log -- annexd/journal.py``), and each plan has the fields that release's
 ``annexd/plan.py`` had.  Format 4's live index is the current one: its live states are this
-release's.
+release's.  They are frozen copies, never derived from ``annexd.journal``: that one changes.
 """
 from __future__ import annotations
 
@@ -38,29 +38,10 @@ CREATE TABLE IF NOT EXISTS step_events (
 """
 
 #: 6ae3463: resumable requests (daemon_credentials, interrupted).
-FORMAT_2 = """
-CREATE TABLE IF NOT EXISTS requests (
-    id INTEGER PRIMARY KEY,
-    annex_id TEXT NOT NULL,
-    owner_uid INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    daemon_credentials INTEGER NOT NULL DEFAULT 0,
-    plan TEXT NOT NULL,
-    outputs TEXT NOT NULL DEFAULT '{}',
-    error TEXT,
-    created REAL NOT NULL,
-    updated REAL NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS one_request_in_flight_per_annex
-    ON requests(annex_id) WHERE state IN ('creating', 'rolling-back', 'interrupted');
-CREATE TABLE IF NOT EXISTS step_events (
-    request_id INTEGER NOT NULL REFERENCES requests(id),
-    step TEXT NOT NULL,
-    event TEXT NOT NULL,
-    detail TEXT,
-    at REAL NOT NULL
-);
-"""
+FORMAT_2 = FORMAT_1.replace(
+    "    state TEXT NOT NULL,\n",
+    "    state TEXT NOT NULL,\n    daemon_credentials INTEGER NOT NULL DEFAULT 0,\n").replace(
+    "('creating', 'rolling-back')", "('creating', 'rolling-back', 'interrupted')")
 
 #: 7650ca4: operating annexes (lease_end; active, interrupted and rollback-incomplete live,
 #: but only in-flight rows unique per name).

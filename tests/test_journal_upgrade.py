@@ -139,18 +139,32 @@ def start(pool: LocalPool) -> subprocess.CompletedProcess:
                           text=True, timeout=60)
 
 
+def spoil_journal(text: str):
+    def spoil(pool: LocalPool) -> None:
+        with open(pool.journal_file, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    return spoil
+
+
 @pytest.mark.parametrize("spoil, cause", [
-    (lambda path: open(path, "w").write("not a database, but a text file" * 200),
-     "cannot open the journal {path}: file is not a database"),
-    (lambda path: os.mkdir(path), "cannot open the journal {path}: Is a directory"),
-])
-def test_a_journal_that_cannot_be_opened_exits_99_with_one_line(moto_server, tmp_path, spoil,
-                                                               cause):
+    (spoil_journal("not a database, but a text file" * 200),
+     "cannot open the journal {journal}: file is not a database"),
+    (lambda pool: os.mkdir(pool.journal_file),
+     "cannot open the journal {journal}: Is a directory"),
+    (lambda pool: pool.add_knobs("ANNEX_MAX_COST = lots"),
+     "configuration error: ANNEX_MAX_COST = 'lots': "),
+    (lambda pool: os.chmod(os.path.dirname(pool.socket_path), 0o777),
+     "cannot start: socket directory {lock} is writable by others (mode 777); make it 0755"),
+], ids=["not-a-database", "a-directory", "a-bad-knob", "an-unsafe-socket"])
+def test_every_failure_to_start_exits_99_with_one_line(moto_server, tmp_path, spoil, cause):
+    """condor_master leaves a daemon that exits 99 off, instead of restarting it forever;
+    the admin reads why in one line, on stderr and in the log (was: a traceback, exit 1)."""
     pool = LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET)
-    spoil(pool.journal_file)
+    spoil(pool)
     result = start(pool)
-    line = "condor_annexd: " + cause.format(path=pool.journal_file)
+    words = cause.format(journal=pool.journal_file, lock=os.path.dirname(pool.socket_path))
     assert result.returncode == 99
-    assert result.stderr == line + "\n"
+    [line] = result.stderr.splitlines()
+    assert line.startswith("condor_annexd: " + words)
     with open(pool.log_file, encoding="utf-8") as log:
-        assert cause.format(path=pool.journal_file) in log.read()
+        assert line.removeprefix("condor_annexd: ") in log.read()
