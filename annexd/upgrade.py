@@ -29,6 +29,8 @@ import sqlite3
 import time
 from typing import Any, Iterable
 
+from annexd_lambda.lease import CLIENT_TOKEN_TAG
+
 from . import lifecycle
 from .lifecycle import RequestState
 from .plan import AnnexPlan
@@ -178,7 +180,7 @@ def _quarantine(db: sqlite3.Connection,
             f"{' in ' + row['region'] if row.get('region') else ''}, uid {row['owner_uid']}, "
             f"state {row['state']!r}, ClientToken {_client_token(row)}): {reason}. It is kept "
             "in the journal's quarantine table and no longer acted on; check AWS for "
-            "resources tagged with that ClientToken")
+            f"resources tagged {CLIENT_TOKEN_TAG} with that ClientToken")
     return done
 
 

@@ -96,7 +96,8 @@ def test_two_live_rows_of_one_name_are_repaired_not_fatal(tmp_path, caplog):
     assert [e["event"] for e in events] == ["done", "failed", "undo-failed"]
     assert "journal upgrade: QUARANTINED request 1 (annex 'twice' in us-east-1, uid 1000, " \
            "state 'rollback-incomplete', ClientToken twice_" in caplog.text
-    assert "check AWS for resources tagged with that ClientToken" in caplog.text
+    assert "check AWS for resources tagged htcondor:AnnexClientToken with that ClientToken" \
+        in caplog.text
 
 
 def test_rows_this_release_cannot_act_on_are_quarantined(tmp_path, caplog):
