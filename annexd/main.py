@@ -113,6 +113,8 @@ class Lifecycle:
         self.server: AnnexServer | None = None
         self.service: AnnexService | None = None
         self.stop = threading.Event()
+        #: Set once the daemon serves: a failure before that is a failure to start (exit 99).
+        self.serving = False
 
     def terminate(self, signum: int, _frame: Any = None) -> None:
         log.info("got %s: finishing the step each request is in, then exiting",
@@ -242,23 +244,6 @@ def _open(settings: knobs.DaemonSettings) -> tuple[Journal, AnnexService, AnnexS
     return journal, service, server
 
 
-def _start(service: AnnexService, settings: knobs.DaemonSettings) -> None:
-    """Everything before serving.  A failure here would fail again on a restart (same
-    configuration, same journal), so any of them exits 99 with its cause."""
-    try:
-        log.info("condor_annexd starting (region %s, journal %s)", settings.region,
-                 settings.journal_path)
-        _resolve_identity(service, settings)
-        log.info("recovering unfinished requests")
-        service.recover()
-    except Fatal:
-        raise
-    except Exception as error:
-        log.debug("start-up failed", exc_info=True)
-        raise Fatal(EXIT_NO_RESTART, f"cannot start: {type(error).__name__}: {error}") \
-            from None
-
-
 def _serve(lifecycle: Lifecycle) -> int:
     memory.limit_arenas()  # before any thread: see annexd.memory
     settings = _load_settings()
@@ -268,11 +253,16 @@ def _serve(lifecycle: Lifecycle) -> int:
         service.stopping.set()
     master = MasterLink()
     try:
-        _start(service, settings)
+        log.info("condor_annexd starting (region %s, journal %s)", settings.region,
+                 settings.journal_path)
+        _resolve_identity(service, settings)
+        log.info("recovering unfinished requests")
+        service.recover()
         master.ready()
         master.keep_alive(lifecycle.stop)
         _start_lease_backstop(service, lifecycle.stop)
         log.info("condor_annexd ready")
+        lifecycle.serving = True
         server.serve_forever(poll_interval=0.1)  # a stop request is noticed within 0.1 s
     finally:
         lifecycle.stop.set()
@@ -296,11 +286,23 @@ def main(argv: list[str] | None = None) -> int:
         _enable_logging(args.t and not args.daemonize)
         return _serve(lifecycle)
     except Fatal as fatal:
-        line = " ".join(str(fatal).split())  # one line, whatever the cause's text holds
-        if logging.getLogger().handlers:
-            log.error("%s", line)
-        print(f"condor_annexd: {line}", file=sys.stderr)
-        return fatal.status
+        return _failed(fatal)
+    except Exception as error:
+        if lifecycle.serving:
+            raise
+        # Anything else before serving would fail again on a restart (same configuration,
+        # same journal): exit 99, so that the master leaves the daemon off, and say why.
+        log.debug("start-up failed", exc_info=True)
+        return _failed(Fatal(EXIT_NO_RESTART, f"cannot start: {type(error).__name__}: {error}"))
+
+
+def _failed(fatal: Fatal) -> int:
+    """Say why the daemon cannot start, in one line, in its log and on stderr."""
+    line = " ".join(str(fatal).split())  # one line, whatever the cause's text holds
+    if logging.getLogger().handlers:
+        log.error("%s", line)
+    print(f"condor_annexd: {line}", file=sys.stderr)
+    return fatal.status
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ and the others are quarantined; then the index of live rows is (re)built.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import time
@@ -136,9 +137,25 @@ def _bad_live_plans(db: sqlite3.Connection) -> list[tuple[dict[str, Any], str]]:
         except (TypeError, ValueError, KeyError, AttributeError) as error:
             found.append((row, f"its plan cannot be read ({error})"))
             continue
-        if not plan.region:
-            found.append((row, "its plan names no region"))
+        problem = _shape_problem(plan) or ("" if plan.region else "its plan names no region")
+        if problem:
+            found.append((row, problem))
     return found
+
+
+#: What each kind of plan field must hold (by its annotation's start), so that no code acting
+#: on a live row meets, say, a number where it splits an ARN.
+_TYPES = {"str": str, "int": int, "bool": bool, "dict": dict, "tuple": tuple}
+
+
+def _shape_problem(plan: AnnexPlan) -> str:
+    for spec in dataclasses.fields(plan):
+        wanted = _TYPES.get(str(spec.type).split("[")[0])
+        value = getattr(plan, spec.name)
+        if wanted is not None and (not isinstance(value, wanted) or
+                                   (wanted is int and isinstance(value, bool))):
+            return f"its plan's {spec.name} is not a {wanted.__name__} ({value!r})"
+    return ""
 
 
 def _holder_rank(row: dict[str, Any]) -> tuple[int, int]:

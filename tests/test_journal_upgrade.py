@@ -104,7 +104,10 @@ def test_rows_this_release_cannot_act_on_are_quarantined(tmp_path, caplog):
     path = str(tmp_path / "journal.sqlite")
     future = row(4, "future", "active")
     future["plan"]["a_field_of_a_later_release"] = 1
-    old_journals.write(path, 4, [row(4, "odd", "hibernating"), future, row(4, "fine", "active")])
+    numeric = row(4, "numeric", "interrupted")
+    numeric["plan"]["lease_function_arn"] = 12345  # recovery would split it as an ARN
+    old_journals.write(path, 4, [row(4, "odd", "hibernating"), future, row(4, "fine", "active"),
+                                 numeric])
     db = sqlite3.connect(path)
     db.execute("INSERT INTO requests (annex_id, owner_uid, state, plan, created, updated,"
                " region) VALUES ('torn', 1000, 'active', '{\"annex_id\": ', 0, 0, 'us-east-1')")
@@ -119,8 +122,9 @@ def test_rows_this_release_cannot_act_on_are_quarantined(tmp_path, caplog):
     reasons = {request_id: reason for request_id, reason, _ in quarantined(path)}
     assert reasons[1] == "its state 'hibernating' is unknown to this release"
     assert reasons[2].startswith("its plan cannot be read (")
-    assert reasons[4] == "its plan is not valid JSON"
-    assert caplog.text.count("journal upgrade: QUARANTINED") == 3
+    assert reasons[4] == "its plan's lease_function_arn is not a str (12345)"
+    assert reasons[5] == "its plan is not valid JSON"
+    assert caplog.text.count("journal upgrade: QUARANTINED") == 4
 
 
 def test_the_daemon_serves_an_upgraded_journal(aws, moto_server, tmp_path):
