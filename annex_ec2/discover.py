@@ -7,7 +7,10 @@ only the template's tags, but AWS tags each with the fleet that launched it
 and the daemon tags the fleet itself with ``htcondor:AnnexName``.  The object comes from the
 instance's own role: the policy statement that lets it ``s3:GetObject`` an annex config
 (``arn:aws:s3:::<bucket>/config-*.tar.gz``, or one exact object) names the bucket, and the
-annex ID names the key.  So the instance needs no configuration of its own beyond its role.
+annex names the key: ``config-<region>-<ClientToken>.tar.gz``, the token read from the same
+place as the annex (its ``htcondor:AnnexClientToken`` tag), or ``config-<annex>.tar.gz`` for
+an annex of an earlier release.  So the instance needs no configuration of its own beyond
+its role.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import urllib.parse
 from typing import Any, Callable, Iterator
 
 ANNEX_TAG = "htcondor:AnnexName"
+CLIENT_TOKEN_TAG = "htcondor:AnnexClientToken"
 #: The tags AWS puts on every instance a Spot Fleet (RequestSpotFleet) or an EC2 Fleet
 #: (CreateFleet) launches, naming the fleet.
 SPOT_FLEET_TAG = "aws:ec2spot:fleet-request-id"
@@ -63,28 +67,30 @@ FLEET_LOOKUPS: tuple[tuple[str, str, Callable[[Any, str], list[dict[str, Any]]]]
 )
 
 
-def _fleet_annex(kind: str, fleet_id: str, fleets: list[dict[str, Any]]) -> str:
+def _fleet_tags(kind: str, fleet_id: str, fleets: list[dict[str, Any]]) -> list[dict[str, str]]:
     if not fleets:  # AWS is eventually consistent: a new fleet may not be visible yet
         raise NotYet(f"{kind} {fleet_id}, which launched this instance, is not visible (yet)")
-    annex = _tag(fleets[0].get("Tags", []), ANNEX_TAG)
-    if annex is None:
+    tags = fleets[0].get("Tags", [])
+    if _tag(tags, ANNEX_TAG) is None:
         raise Permanent(f"{kind} {fleet_id}, which launched this instance, has no {ANNEX_TAG} "
                         "tag: it is not an annex's fleet")
-    return annex
+    return tags
 
 
-def annex_id(ec2: Any, instance_id: str) -> str:
-    """The annex of ``instance_id``: its own ``htcondor:AnnexName`` tag, else its fleet's."""
+def annex_identity(ec2: Any, instance_id: str) -> tuple[str, str | None]:
+    """(annex, ClientToken of the request that made it, None if untagged) of ``instance_id``:
+    from its own tags, else its fleet's."""
     tags = _instance_tags(ec2, instance_id)
-    annex = _tag(tags, ANNEX_TAG)
-    if annex is not None:
-        return annex
-    for fleet_tag, kind, describe in FLEET_LOOKUPS:
-        fleet_id = _tag(tags, fleet_tag)
-        if fleet_id is not None:
-            return _fleet_annex(kind, fleet_id, describe(ec2, fleet_id))
-    raise NotYet(f"instance {instance_id} has no {ANNEX_TAG} tag, nor a fleet's "
-                 f"({SPOT_FLEET_TAG} or {EC2_FLEET_TAG}) (yet)")
+    if _tag(tags, ANNEX_TAG) is None:
+        for fleet_tag, kind, describe in FLEET_LOOKUPS:
+            fleet_id = _tag(tags, fleet_tag)
+            if fleet_id is not None:
+                tags = _fleet_tags(kind, fleet_id, describe(ec2, fleet_id))
+                break
+        else:
+            raise NotYet(f"instance {instance_id} has no {ANNEX_TAG} tag, nor a fleet's "
+                         f"({SPOT_FLEET_TAG} or {EC2_FLEET_TAG}) (yet)")
+    return str(_tag(tags, ANNEX_TAG)), _tag(tags, CLIENT_TOKEN_TAG)
 
 
 def _listed(value: Any) -> list[Any]:
@@ -140,9 +146,17 @@ def readable_objects(iam: Any, profile_arn: str) -> list[tuple[str, str]]:
     return found
 
 
-def config_object(iam: Any, profile_arn: str, annex: str) -> tuple[str, str]:
+def config_key(annex: str, region: str | None = None, client_token: str | None = None) -> str:
+    """The config object's key, as ``condor_annexd`` names it (lambda/lease.py)."""
+    if client_token is None:
+        return f"config-{annex}.tar.gz"
+    return f"config-{region}-{client_token}.tar.gz"
+
+
+def config_object(iam: Any, profile_arn: str, annex: str, region: str | None = None,
+                  client_token: str | None = None) -> tuple[str, str]:
     """The (bucket, key) of this annex's configuration."""
-    wanted = f"config-{annex}.tar.gz"
+    wanted = config_key(annex, region, client_token)
     candidates = readable_objects(iam, profile_arn)
     for bucket, pattern in candidates:
         if fnmatch.fnmatchcase(wanted, pattern):

@@ -66,8 +66,10 @@ CREATE TABLE IF NOT EXISTS step_events (
 CREATE INDEX IF NOT EXISTS step_events_of_request ON step_events(request_id);
 """
 
-#: One live row per (region, name); rebuilt whenever the set of live states changes.
-LIVE_INDEX = ("CREATE UNIQUE INDEX IF NOT EXISTS one_live_row_per_annex_v2 "
+#: One live row per (region, name); the upgrade (annexd.upgrade) rebuilds it whenever its
+#: definition changes (another set of live states), and drops the names earlier releases gave it.
+LIVE_INDEX_NAME = "one_live_row_per_annex_v3"
+LIVE_INDEX = (f"CREATE UNIQUE INDEX IF NOT EXISTS {LIVE_INDEX_NAME} "
               f"ON requests(region, annex_id) WHERE state IN {LIVE_SQL}")
 
 
@@ -246,9 +248,10 @@ class Journal:
         return rows[0] if rows else None
 
     def expired(self, now: float) -> list[dict[str, Any]]:
-        """Live rows nobody is driving whose recorded lease has ended: the backstop's work."""
-        return [row for row in self.live_rows()
-                if row["lease_end"] < now and row["state"] in lifecycle.SETTLED]
+        """Live rows nobody is driving whose recorded lease has ended, and teardowns left
+        half-way: the backstop's work."""
+        return [row for row in self.live_rows() if row["state"] in lifecycle.ENDABLE and (
+            row["lease_end"] < now or row["state"] == RequestState.ENDING_INTERRUPTED)]
 
     def progress(self, request_id: int) -> Progress:
         """Which steps of the request were started, finished and undone, with outputs."""

@@ -11,6 +11,8 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from annexd_lambda import lease
+
 from . import launch
 from .knobs import PoolSettings, RegionSettings
 from .protocol import shown
@@ -46,14 +48,23 @@ class AnnexPlan:
     needs_request_material: bool = False
     created_at: int = 0                     # when the lease started (lease_end - duration)
     notices: tuple[str, ...] = field(default=())
+    #: Its AWS resources are found by its ClientToken (config key, lease Input, teardown);
+    #: False in the plans of earlier releases, whose resources are found by name.
+    keyed_by_request: bool = False
 
     @property
     def kind(self) -> launch.Kind:
         return launch.kind_of(self.annex_type)
 
     @property
+    def request_token(self) -> str | None:
+        """The ClientToken that marks what this request made; None for an earlier release's
+        plan, whose resources are known by name only."""
+        return self.client_token if self.keyed_by_request else None
+
+    @property
     def config_key(self) -> str:
-        return f"config-{self.annex_id}.tar.gz"
+        return lease.config_key(self.annex_id, self.region, self.request_token)
 
     @property
     def rule_name(self) -> str:
@@ -65,12 +76,15 @@ class AnnexPlan:
 
     def target_input(self, lease_end: int | None = None) -> str:
         """The constant Input EventBridge hands the lease function on every tick."""
-        return json.dumps({
+        body = {
             "AnnexID": self.annex_id,
             "AnnexType": self.annex_type,
             "S3BucketName": self.bucket,
             "LeaseExpiration": self.lease_end if lease_end is None else lease_end,
-        }, sort_keys=True)
+        }
+        if self.request_token is not None:
+            body["ClientToken"] = self.request_token
+        return json.dumps(body, sort_keys=True)
 
     def to_record(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -169,5 +183,6 @@ def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: RegionSetting
         pool_auth=pool_auth,
         needs_request_material=bool(annex.get("idtoken") or annex.get("config_files")),
         created_at=int(now),
+        keyed_by_request=True,
         notices=tuple(f"{source_name}: {notice}" for notice in built.notices),
     )

@@ -59,6 +59,16 @@ def _instances(counts: dict[str, int] | None) -> str:
     return ", ".join(f"{state} {count}" for state, count in sorted(counts.items())) or "none"
 
 
+def _lease(annex: dict[str, Any], now: float) -> str:
+    """Time left only where a lease is in force; history shows what became of the annex."""
+    lease = annex.get("lease", "enforced")
+    if lease == "ended":
+        return f"({annex['state']})"
+    if lease == "missing":
+        return "(lease missing)"
+    return f"({_left(annex['lease_end'], now)})"
+
+
 def table(annexes: list[dict[str, Any]], now: float) -> str:
     if not annexes:
         return "You have no annexes."
@@ -67,7 +77,7 @@ def table(annexes: list[dict[str, Any]], now: float) -> str:
         states = _instances(annex["instances"])
         rows.append((annex["name"], annex["owner"], annex["type"], annex["region"],
                      time.strftime("%Y-%m-%d %H:%M", time.localtime(annex["lease_end"])),
-                     f"({_left(annex['lease_end'], now)})", states,
+                     _lease(annex, now), states,
                      "unknown" if annex.get("in_pool") is None else str(annex["in_pool"])))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()

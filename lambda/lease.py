@@ -2,20 +2,30 @@
 
 The rule's target hands it a constant ``Input``::
 
-    {"AnnexID": "nightly", "S3BucketName": "bucket", "LeaseExpiration": 1790000000, ...}
+    {"AnnexID": "nightly", "S3BucketName": "bucket", "LeaseExpiration": 1790000000,
+     "ClientToken": "nightly_0f9e...", ...}
+
+Everything an annex has belongs to the one create request that made it, named by its
+``ClientToken``: its fleets and instances carry it as a tag, its rule's description names it,
+and its config object's key holds it.  With a ``ClientToken`` in the Input the teardown ends
+only what carries that token, so another request's annex of the same name (after this one was
+ended and the name reused, or in another region sharing the bucket) is never touched.  An
+Input without one (an annex made by an earlier release) is ended by name, as before.
 
 Before the lease ends it does nothing (and makes no AWS call).  Once it has ended it tears the
 annex down, in this order, each step idempotent so that a failed tick is simply retried by the
 next one:
 
 1. cancel every live Spot Fleet request, and delete every live EC2 Fleet, tagged
-   ``htcondor:AnnexName=<AnnexID>`` (the whole tag value, never a prefix: expiring ``foo``
-   must not touch ``foobar``), terminating their instances (only the kinds the Input's
-   ``AnnexType`` says the annex may have; both when it does not say);
-2. terminate any instance still carrying the tag (on-demand instances, stragglers);
-3. delete ``config-<AnnexID>.tar.gz``;
-4. remove the rule's target, then delete the rule: the lease itself goes last, so that a tick
-   that fails half-way leaves the lease in place and the next tick finishes the job.
+   ``htcondor:AnnexName=<AnnexID>`` (and ``htcondor:AnnexClientToken=<ClientToken>``; whole
+   tag values, never a prefix: expiring ``foo`` must not touch ``foobar``), terminating their
+   instances (only the kinds the Input's ``AnnexType`` says the annex may have; both when it
+   does not say);
+2. terminate any instance still carrying the tags (on-demand instances, stragglers);
+3. delete its config object (:func:`config_key`);
+4. remove the rule's target, then delete the rule (when its description names the request):
+   the lease itself goes last, so that a tick that fails half-way leaves the lease in place and
+   the next tick finishes the job.
 
 Self-contained on purpose (standard library and boto3 only): it is shipped as a single file.
 Clients are plain ``boto3.client`` calls, so ``AWS_ENDPOINT_URL`` redirects them to an emulator,
@@ -37,6 +47,7 @@ from botocore.exceptions import ClientError
 ANNEX_TAG = "htcondor:AnnexName"
 CLIENT_TOKEN_TAG = "htcondor:AnnexClientToken"
 ANNEX_ID = re.compile(r"[A-Za-z0-9-]{1,27}")  # whole string: fullmatch
+CLIENT_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")  # whole string: fullmatch
 LIVE_FLEET_STATES = frozenset({"submitted", "active", "modifying"})
 #: EC2 Fleet states that may still hold or launch instances (deleted_running: if it has any).
 LIVE_EC2_FLEET_STATES = frozenset({"submitted", "active", "modifying"})
@@ -64,6 +75,7 @@ class Lease:
     bucket: str | None
     expiration: int
     annex_type: str | None = None
+    client_token: str | None = None
 
     @classmethod
     def from_event(cls, event: Any) -> "Lease":
@@ -76,8 +88,12 @@ class Lease:
             raise LeaseError(f"LeaseExpiration {expiration!r} is not integer epoch seconds")
         bucket = event.get("S3BucketName")
         annex_type = event.get("AnnexType")
+        token = event.get("ClientToken")
+        if token is not None and (not isinstance(token, str) or
+                                  not CLIENT_TOKEN.fullmatch(token)):
+            raise LeaseError(f"ClientToken {token!r} is not a client token")
         return cls(annex_id, bucket if isinstance(bucket, str) and bucket else None, expiration,
-                   annex_type if annex_type in FLEET_KINDS else None)
+                   annex_type if annex_type in FLEET_KINDS else None, token)
 
 
 @dataclass(frozen=True)
@@ -85,6 +101,10 @@ class Clients:
     ec2: Any
     events: Any
     s3: Any
+
+    @property
+    def region(self) -> str:
+        return self.ec2.meta.region_name
 
     @classmethod
     def default(cls) -> "Clients":
@@ -122,12 +142,15 @@ def _is_live(ec2: Any, fleet: dict[str, Any]) -> bool:
     return state in LIVE_FLEET_STATES
 
 
+def _has_token_tag(tags: Iterable[dict[str, str]] | None, token: str) -> bool:
+    return any(t.get("Key") == CLIENT_TOKEN_TAG and t.get("Value") == token for t in tags or ())
+
+
 def _has_client_token(fleet: dict[str, Any], token: str) -> bool:
     """AWS reports the ClientToken; moto does not, so the daemon also tags fleets with it."""
     if fleet.get("SpotFleetRequestConfig", {}).get("ClientToken") == token:
         return True
-    return any(t.get("Key") == CLIENT_TOKEN_TAG and t.get("Value") == token
-               for t in fleet.get("Tags") or ())
+    return _has_token_tag(fleet.get("Tags"), token)
 
 
 def find_fleets(ec2: Any, annex_id: str, client_token: str | None = None) -> list[str]:
@@ -199,9 +222,8 @@ def find_ec2_fleets(ec2: Any, annex_id: str, client_token: str | None = None) ->
             if not has_annex_tag(fleet.get("Tags"), annex_id):
                 continue
             if client_token is not None and not (
-                    fleet.get("ClientToken") == client_token or any(
-                        t.get("Key") == CLIENT_TOKEN_TAG and t.get("Value") == client_token
-                        for t in fleet.get("Tags") or ())):
+                    fleet.get("ClientToken") == client_token or
+                    _has_token_tag(fleet.get("Tags"), client_token)):
                 continue
             if _is_live_ec2_fleet(ec2, fleet):
                 found.append(fleet["FleetId"])
@@ -251,15 +273,19 @@ def delete_ec2_fleets(ec2: Any, fleet_ids: list[str]) -> None:
             terminate_instances(ec2, instances)
 
 
-def find_instances(ec2: Any, annex_id: str) -> list[str]:
-    """IDs of the not-yet-terminated instances tagged with exactly ``annex_id``."""
+def find_instances(ec2: Any, annex_id: str, client_token: str | None = None) -> list[str]:
+    """IDs of the not-yet-terminated instances tagged with exactly ``annex_id`` (and, with
+    ``client_token``, with exactly that request's token)."""
     filters = [{"Name": f"tag:{ANNEX_TAG}", "Values": [annex_id]},
                {"Name": "instance-state-name", "Values": LIVE_INSTANCE_STATES}]
+    if client_token is not None:
+        filters.append({"Name": f"tag:{CLIENT_TOKEN_TAG}", "Values": [client_token]})
     found = []
     for page in ec2.get_paginator("describe_instances").paginate(Filters=filters):
         for reservation in page.get("Reservations", []):
             found += [i["InstanceId"] for i in reservation.get("Instances", [])
-                      if has_annex_tag(i.get("Tags"), annex_id)]
+                      if has_annex_tag(i.get("Tags"), annex_id) and
+                      (client_token is None or _has_token_tag(i.get("Tags"), client_token))]
     return found
 
 
@@ -307,33 +333,66 @@ def delete_config(s3: Any, bucket: str | None, key: str) -> bool:
     return True
 
 
-def config_key(annex_id: str) -> str:
-    return f"config-{annex_id}.tar.gz"
+def config_key(annex_id: str, region: str | None = None,
+               client_token: str | None = None) -> str:
+    """The key of an annex's config object.
+
+    ``config-<region>-<ClientToken>.tar.gz``: one request's own, unique in a bucket that
+    several regions and users share (the token starts with the annex name).  Without a token,
+    ``config-<AnnexID>.tar.gz``: the key of annexes made by earlier releases.  Both match the
+    instance role's ``config-*.tar.gz``.
+    """
+    if client_token is None:
+        return f"config-{annex_id}.tar.gz"
+    return f"config-{region}-{client_token}.tar.gz"
+
+
+def rule_description(annex_id: str, client_token: str) -> str:
+    """The lease rule's description: it names the request that made the rule."""
+    return f"HTCondor annex {annex_id}: enforce the lease (request {client_token})"
+
+
+def _lease_is_theirs(events: Any, annex_id: str, client_token: str | None) -> bool:
+    """Whether the rule named ``annex_id`` is this request's (any, without a token); a rule
+    already gone is nobody's, and removing it again is harmless."""
+    if client_token is None:
+        return True
+    try:
+        description = events.describe_rule(Name=annex_id).get("Description", "")
+    except ClientError as error:
+        if _code(error) == "ResourceNotFoundException":
+            return True
+        raise
+    return description == rule_description(annex_id, client_token)
 
 
 def teardown(annex_id: str, bucket: str | None, clients: Clients,
-             annex_type: str | None = None) -> dict[str, Any]:
-    """Remove everything of annex ``annex_id``; safe to repeat.
+             annex_type: str | None = None, client_token: str | None = None) -> dict[str, Any]:
+    """Remove everything of annex ``annex_id``'s request ``client_token``; safe to repeat.
 
     ``annex_type`` (the lease Input's AnnexType) limits the fleet look-ups to the one fleet
-    API such an annex uses; None looks in both.
+    API such an annex uses; None looks in both.  ``client_token`` None: everything of the
+    name (an annex of an earlier release).
     """
     kinds = FLEET_KINDS.get(annex_type or "", ("spot-fleet", "ec2-fleet"))
-    fleets = find_fleets(clients.ec2, annex_id) if "spot-fleet" in kinds else []
+    fleets = find_fleets(clients.ec2, annex_id, client_token) if "spot-fleet" in kinds else []
     cancel_fleets(clients.ec2, fleets)
-    ec2_fleets = find_ec2_fleets(clients.ec2, annex_id) if "ec2-fleet" in kinds else []
+    ec2_fleets = find_ec2_fleets(clients.ec2, annex_id, client_token) \
+        if "ec2-fleet" in kinds else []
     delete_ec2_fleets(clients.ec2, ec2_fleets)
-    instances = find_instances(clients.ec2, annex_id)
+    instances = find_instances(clients.ec2, annex_id, client_token)
     terminate_instances(clients.ec2, instances)
-    deleted_config = delete_config(clients.s3, bucket, config_key(annex_id))
+    deleted_config = delete_config(clients.s3, bucket,
+                                   config_key(annex_id, clients.region, client_token))
+    theirs = _lease_is_theirs(clients.events, annex_id, client_token)
     summary = {
         "AnnexID": annex_id,
         "expired": True,
         "cancelled_fleets": fleets + ec2_fleets,
         "terminated_instances": instances,
         "deleted_config": deleted_config,
-        "removed_target": remove_target(clients.events, annex_id, annex_id),
-        "deleted_rule": delete_rule(clients.events, annex_id),
+        "removed_target": theirs and remove_target(clients.events, annex_id, annex_id),
+        "deleted_rule": theirs and delete_rule(clients.events, annex_id),
     }
     log.info("annex %s torn down: %s", annex_id, summary)
     return summary
@@ -347,4 +406,4 @@ def handler(event: Any, context: Any = None, *, now: Callable[[], float] = time.
         log.info("annex %s: lease has %d s left", lease.annex_id, lease.expiration - int(now()))
         return {"AnnexID": lease.annex_id, "expired": False}
     return teardown(lease.annex_id, lease.bucket, clients or Clients.default(),
-                    lease.annex_type)
+                    lease.annex_type, lease.client_token)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -56,11 +57,16 @@ class Aws:
         except self.events.exceptions.ResourceNotFoundException:
             rules, targets = [], []
         objects = [o["Key"] for o in self.s3.list_objects_v2(Bucket=bucket).get("Contents", [])
-                   if o["Key"] == lease.config_key(annex_id)]
+                   if config_of(o["Key"]) == annex_id]
         return {"fleets": lease.find_fleets(self.ec2, annex_id) +
                 lease.find_ec2_fleets(self.ec2, annex_id),
                 "instances": lease.find_instances(self.ec2, annex_id),
                 "rules": rules, "targets": targets, "objects": objects}
+
+    def config_key(self, annex_id: str, bucket: str = BUCKET) -> str:
+        """The key of the annex's one config object."""
+        [key] = self.annex_resources(annex_id, bucket)["objects"]
+        return key
 
     def all_fleets(self) -> list[dict[str, Any]]:
         return self.ec2.describe_spot_fleet_requests()["SpotFleetRequestConfigs"]
@@ -69,6 +75,18 @@ class Aws:
         targets = self.events.list_targets_by_rule(Rule=annex_id)["Targets"]
         assert len(targets) == 1
         return json.loads(targets[0]["Input"])
+
+
+#: A config object's key: ``config-<region>-<name>_<uuid>.tar.gz`` (one request's), or
+#: ``config-<name>.tar.gz`` (an annex of an earlier release).
+CONFIG_KEY = re.compile(r"config-(?:[a-z]+-[a-z]+-[0-9]+-(?P<name>[A-Za-z0-9-]+)_"
+                        r"[0-9a-f-]{36}|(?P<old>[A-Za-z0-9-]+))\.tar\.gz")
+
+
+def config_of(key: str) -> str | None:
+    """The annex name a config object's key names, if it is one."""
+    match = CONFIG_KEY.fullmatch(key)
+    return None if match is None else match.group("name") or match.group("old")
 
 
 @pytest.fixture(scope="session")

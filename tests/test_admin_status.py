@@ -24,8 +24,8 @@ def test_root_lists_every_annex_without_aws_keys(aws, shared_pool):
         assert shown.returncode == 0, shown.stderr
         [annex] = json.loads(shown.stdout)
         assert (annex["name"], annex["owner_uid"]) == ("alices", ALICE)
-        assert annex["instances"] is None  # not a false "none"
-        assert "instance counts are unknown" in shown.stderr
+        assert annex["instances"] is None and annex["lease"] == "unknown"  # not a false
+        assert "instance counts and leases are unknown for alices" in shown.stderr  # "none"
         table = shared_pool.condor_annex("-status", keys=False)
         assert table.returncode == 0, table.stderr
         [row] = [line for line in table.stdout.splitlines() if line.startswith("alices")]
@@ -39,7 +39,7 @@ def test_root_lists_every_annex_without_aws_keys(aws, shared_pool):
         shown = shared_pool.condor_annex("-status", "-json", keys=False)
         assert shown.returncode == 0, shown.stderr
         [annex] = json.loads(shown.stdout)
-        assert annex["instances"] == {"running": 1}
+        assert annex["instances"] == {"running": 1} and annex["lease"] == "enforced"
         assert "unknown" not in shown.stderr
         creds = create_message("x")["credentials"]
         alices = as_other_user(shared_pool.socket_path,

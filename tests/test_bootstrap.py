@@ -73,7 +73,7 @@ def test_transient_metadata_iam_and_s3_failures_are_retried(aws, annex_instance,
 
 
 def test_a_gone_config_object_powers_the_instance_off(aws, annex_instance, tmp_path):
-    aws.s3.delete_object(Bucket="htcondor-annex-config", Key=f"config-{annex_instance.annex}.tar.gz")
+    aws.s3.delete_object(Bucket="htcondor-annex-config", Key=aws.config_key(annex_instance.annex))
     marker = tmp_path / "powered-off"
     result = run_bootstrap(aws.url, annex_instance, tmp_path / "config.d",
                            "-poweroff-command", f"touch {marker}")
@@ -165,7 +165,8 @@ def test_an_instance_launched_from_a_launch_template_finds_its_annex_through_its
         fleet, aws, annex_instance, tmp_path):
     annex = annex_instance.annex
     instance_id = FLEETS[fleet](aws, [{"Key": ANNEX_TAG, "Value": annex},
-                                      {"Key": CLIENT_TOKEN_TAG, "Value": f"{annex}_token"}])
+                                      {"Key": CLIENT_TOKEN_TAG,
+                                       "Value": annex_instance.client_token}])
     tags = aws.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0][
         "Instances"][0].get("Tags", [])
     assert ANNEX_TAG not in {tag["Key"] for tag in tags}  # as on AWS: not on the instance
@@ -218,7 +219,7 @@ def test_a_lease_change_reaches_running_instances(aws, annex_instance, run_annex
     assert new_end > first_end + 3000
     # Nothing the instances read still carries the old end: not the object, its metadata
     # or body, nor the instances' tags.
-    stored = aws.s3.get_object(Bucket="htcondor-annex-config", Key=f"config-{name}.tar.gz")
+    stored = aws.s3.get_object(Bucket="htcondor-annex-config", Key=aws.config_key(name))
     assert stored["Metadata"] == {"annex-lease-expiration": str(new_end)}
     with tarfile.open(fileobj=io.BytesIO(stored["Body"].read()), mode="r:gz") as archive:
         for member in archive.getmembers():

@@ -132,7 +132,7 @@ def test_killed_after_the_launch_call_the_restarted_daemon_finds_the_fleet(
     fleet_id = held["fleets"][0]
     assert fleet_id.startswith(prefix) and fleet_id in outputs
     assert len(fleet_instances(aws, fleet_id)) == 2
-    assert held["rules"] == ["phoenix"] and held["objects"] == ["config-phoenix.tar.gz"]
+    assert held["rules"] == ["phoenix"] and len(held["objects"]) == 1
 
 
 def test_a_fleet_whose_launch_template_is_missing_is_refused_and_leaves_nothing(

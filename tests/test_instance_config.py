@@ -16,7 +16,7 @@ from conftest import SPOT_CONFIG
 def tarball_of(aws, annex_id: str) -> dict[str, tuple[int, bytes]]:
     """name -> (mode, content) of the annex's config object."""
     body = aws.s3.get_object(Bucket="htcondor-annex-config",
-                             Key=f"config-{annex_id}.tar.gz")["Body"].read()
+                             Key=aws.config_key(annex_id))["Body"].read()
     members = {}
     with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
         for member in archive.getmembers():

@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from annexd import lifecycle
-from annexd.journal import Journal, NameTaken, Progress
+from annexd.journal import Journal, NameTaken, Progress, StateChanged
 from annexd.lifecycle import IllegalTransition, RequestState
 from annexd.plan import AnnexPlan
 
@@ -41,7 +41,8 @@ def test_the_table_is_closed_and_every_state_can_end():
     assert lifecycle.FINAL == {S.ROLLED_BACK, S.REFUSED, S.ENDED}
     assert lifecycle.LIVE | lifecycle.FINAL == set(RequestState)
     assert lifecycle.RESUME == {S.INTERRUPTED: S.CREATING,
-                                S.ROLLBACK_INTERRUPTED: S.ROLLING_BACK}
+                                S.ROLLBACK_INTERRUPTED: S.ROLLING_BACK,
+                                S.ENDING_INTERRUPTED: S.ENDING}
     # From every state some path reaches a final one.
     for start in RequestState:
         seen, todo = {start}, [start]
@@ -72,6 +73,9 @@ def test_the_journal_refuses_illegal_changes_and_keeps_the_state(journal):
     with pytest.raises(IllegalTransition):
         journal.transition(request_id, S.CREATING)
     assert journal.request(request_id)["state"] == "active"
+    with pytest.raises(IllegalTransition):  # an annex is ended only by a claimed teardown
+        journal.transition(request_id, S.ENDED)
+    journal.transition(request_id, S.ENDING)
     journal.transition(request_id, S.ENDED)
     with pytest.raises(IllegalTransition):
         journal.transition(request_id, S.ENDED)
@@ -89,7 +93,7 @@ def test_a_live_row_holds_its_region_and_name_whoever_asks(journal):
 
 
 @pytest.mark.parametrize("final", [(S.ROLLING_BACK, S.ROLLED_BACK), (S.REFUSED,),
-                                   (S.ACTIVE, S.ENDED)])
+                                   (S.ACTIVE, S.ENDING, S.ENDED)])
 def test_final_rows_free_the_name_and_never_count_as_live(journal, final):
     old = walk(journal, *final)
     new = journal.begin(plan(owner=2000), daemon_credentials=False)
@@ -113,11 +117,29 @@ def test_progress_counts_undone_steps(journal):
 
 
 def test_expired_skips_rows_a_thread_is_driving(journal):
-    creating = walk(journal, name="a")
+    walk(journal, name="a")
     active = walk(journal, S.ACTIVE, name="b")
     parked = walk(journal, S.INTERRUPTED, name="c")
-    assert {row["id"] for row in journal.expired(3_000_000_000)} == {active, parked}
-    assert creating not in {row["id"] for row in journal.expired(3_000_000_000)}
+    walk(journal, S.ACTIVE, S.EXTENDING, name="d")
+    walk(journal, S.ACTIVE, S.ENDING, name="e")
+    half_off = walk(journal, S.ACTIVE, S.ENDING, S.ENDING_INTERRUPTED, name="f")
+    assert {row["id"] for row in journal.expired(3_000_000_000)} == {active, parked, half_off}
+    # A teardown left half-way is the backstop's work whatever its lease end.
+    assert {row["id"] for row in journal.expired(0)} == {half_off}
+
+
+def test_every_operation_claims_the_row_in_one_compare_and_set(journal):
+    """Two operations on one annex: the second one's claim fails, and the name stays taken
+    until the claimed teardown finished."""
+    request_id = walk(journal, S.ACTIVE)
+    journal.transition(request_id, S.ENDING, expect={S.ACTIVE})           # -off wins
+    for operation in (S.EXTENDING, S.ENDING):                             # extend, backstop
+        with pytest.raises(StateChanged):
+            journal.transition(request_id, operation, expect={S.ACTIVE})
+    with pytest.raises(NameTaken):
+        journal.begin(plan(owner=2000), daemon_credentials=False)
+    journal.transition(request_id, S.ENDED, expect={S.ENDING})
+    journal.begin(plan(owner=2000), daemon_credentials=False)
 
 
 def test_an_old_journal_is_migrated(tmp_path):

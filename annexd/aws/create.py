@@ -15,8 +15,7 @@ from .session import AwsSession
 LEASE_METADATA = "annex-lease-expiration"
 
 
-def rule_description(annex_id: str, client_token: str) -> str:
-    return f"HTCondor annex {annex_id}: enforce the lease (request {client_token})"
+rule_description = lease.rule_description
 
 
 class RecentlySeen:
@@ -122,14 +121,7 @@ class CreateCalls(AwsSession):
     def find_instances(self, annex_id: str, client_token: str) -> list[str]:
         """Live instances of one create request (annex tag and ClientToken tag)."""
         with self._call("EC2 DescribeInstances"):
-            found = lease.find_instances(self.ec2, annex_id)
-            if not found:
-                return []
-            pages = self.ec2.get_paginator("describe_instances").paginate(
-                InstanceIds=found, Filters=[{"Name": f"tag:{lease.CLIENT_TOKEN_TAG}",
-                                             "Values": [client_token]}])
-            return [i["InstanceId"] for page in pages for r in page.get("Reservations", [])
-                    for i in r.get("Instances", [])]
+            return lease.find_instances(self.ec2, annex_id, client_token)
 
     def terminate_instances(self, instance_ids: list[str]) -> None:
         with self._call("EC2 TerminateInstances"):

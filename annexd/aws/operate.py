@@ -59,8 +59,14 @@ class OperateCalls(AwsSession):
                 for reservation in page.get("Reservations", []):
                     yield from reservation.get("Instances", [])
 
-    def lease_target(self, annex_id: str) -> dict[str, Any] | None:
-        """The annex's lease target (Arn and parsed Input), or None if its rule is gone."""
+    def lease_target(self, annex_id: str,
+                     client_token: str | None = None) -> dict[str, Any] | None:
+        """The annex's lease target (Arn and parsed Input), or None if its rule is gone
+        (or, with ``client_token``, is not that request's rule)."""
+        if client_token is not None and \
+                self.rule_description(annex_id) != lease.rule_description(annex_id,
+                                                                          client_token):
+            return None
         try:
             with self._call("EventBridge ListTargetsByRule"):
                 targets = self.events.list_targets_by_rule(Rule=annex_id)["Targets"]
@@ -71,8 +77,26 @@ class OperateCalls(AwsSession):
                 return {"Arn": target["Arn"], "Input": json.loads(target.get("Input", "{}"))}
         return None
 
-    def teardown(self, annex_id: str, bucket: str | None,
-                 annex_type: str | None = None) -> dict[str, Any]:
-        """Everything the lease function does at expiry, now."""
+    def leases_in_force(self, function_arns: set[str]) -> dict[str, str]:
+        """{rule name: description} of the region's rules that target one of the lease
+        functions: two paginated calls per region and function, however many annexes."""
+        with self._call("EventBridge ListRules"):
+            described = {rule["Name"]: rule.get("Description", "")
+                         for page in self.events.get_paginator("list_rules").paginate()
+                         for rule in page.get("Rules", [])}
+        targeted: set[str] = set()
+        for arn in sorted(function_arns):
+            with self._call("EventBridge ListRuleNamesByTarget"):
+                targeted.update(name for page in self.events.get_paginator(
+                    "list_rule_names_by_target").paginate(TargetArn=arn)
+                    for name in page.get("RuleNames", []))
+        return {name: text for name, text in described.items() if name in targeted}
+
+    def teardown(self, annex_id: str, bucket: str | None, annex_type: str | None = None,
+                 client_token: str | None = None) -> dict[str, Any]:
+        """Everything the lease function does at expiry, now (to that request's resources
+        only, with ``client_token``)."""
         with self._call("annex teardown"):
-            return lease.teardown(annex_id, bucket, self.lease_clients, annex_type)
+            return lease.teardown(annex_id, bucket, self.lease_clients, annex_type,
+                                  client_token)
+

@@ -16,8 +16,9 @@ from typing import Any, Callable
 
 from .. import identity, steps, tarball
 from ..aws import AnnexAws
-from ..journal import Journal
+from ..journal import Journal, StateChanged
 from ..knobs import DaemonSettings
+from ..lifecycle import RequestState
 from ..plan import AnnexPlan, InvalidRequest
 
 
@@ -129,3 +130,30 @@ class Context:
 
 def unknown(name: str) -> OperationError:
     return OperationError("invalid-request", f"you have no annex named {name!r}")
+
+
+#: What another operation is doing to an annex, by the state its claim wrote.
+DOING = {
+    RequestState.CREATING: "is being created by another request",
+    RequestState.ROLLING_BACK: "is being rolled back by another request",
+    RequestState.EXTENDING: "is having its lease changed by another request",
+    RequestState.ENDING: "is being turned off",
+    RequestState.ENDING_INTERRUPTED: "was being turned off when that stopped half-way; run "
+                                     "condor_annex -off again to finish it",
+}
+
+
+def busy(name: str, state: RequestState | str) -> OperationError:
+    """The answer of an operation that lost its claim on the annex (or never had a chance)."""
+    doing = DOING.get(RequestState(state), f"is {state}")
+    return OperationError("conflict", f"annex {name!r} {doing}")
+
+
+def claim(journal: Journal, row: dict[str, Any], new: RequestState, **changes: Any) -> None:
+    """Move the row from the state it was read in to ``new``, in one compare-and-set: the
+    claim every operation makes before its first AWS call.  Raises :func:`busy`'s error if
+    another operation changed the row first."""
+    try:
+        journal.transition(row["id"], new, expect={RequestState(row["state"])}, **changes)
+    except StateChanged as changed:
+        raise busy(row["annex_id"], changed.state) from None

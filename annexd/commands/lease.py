@@ -1,10 +1,14 @@
-"""``condor_annex -lease-duration`` on an existing annex: move its lease end.
+"""``condor_annex -lease-duration`` on an existing annex: move its lease end, or restore a
+lease that vanished.
 
-It rewrites only ``LeaseExpiration`` in the rule target's Input and keeps every other field
-(the original ``condor_annex`` lost the bucket name there), and never creates a rule: an annex
-without one is an error, not a new orphan.  It first moves the lease end the instances read
-(their config object's metadata), so no instance ever shuts down before the lease end in force.
-A longer lease is held to the admin's caps as a create is, before anything changes
+The row is claimed (``active -> extending``) before the first AWS call and released when done
+(``-> active``), so an ``-off`` or the backstop never races it.  The lease end the instances
+read (their config object's metadata) moves first, so no instance shuts down before the lease
+end in force.  Only ``LeaseExpiration`` of the rule target's Input changes; every other field
+is kept (the original ``condor_annex`` lost the bucket name there).  A lease that is missing
+(its rule or target deleted by hand, or the rule no longer this request's) is put back as the
+create made it: the annex is never left running without one.  A longer lease is held to the
+admin's caps as a create is, before anything changes, the claim included
 (:func:`annexd.costs.check_lease_change`).
 """
 from __future__ import annotations
@@ -14,9 +18,11 @@ import logging
 from typing import Any
 
 from .. import costs
+from ..aws import AnnexAws
+from ..aws.create import rule_description
 from ..lifecycle import RequestState
 from ..plan import AnnexPlan, InvalidRequest
-from .context import Caller, Context, OperationError, unknown
+from .context import DOING, Caller, Context, OperationError, busy, claim, unknown
 from .create import live_instances
 
 log = logging.getLogger("annexd.operate")
@@ -29,23 +35,50 @@ def extend(ctx: Context, who: Caller, name: str, region: str | None, lease_durat
     if row is None:
         raise unknown(name)
     if row["state"] != RequestState.ACTIVE:
+        if row["state"] in DOING:
+            raise busy(name, row["state"])
         raise OperationError("conflict", f"annex {name!r} is {row['state']}, not active; "
                              "only an active annex's lease can change")
     plan = AnnexPlan.from_record(row["plan"])
     _check_caps(ctx, row, plan, int(ctx.clock()) + lease_duration)
+    claim(ctx.journal, row, RequestState.EXTENDING)
+    lease_end = row["lease_end"]
+    try:
+        lease_end, restored = _move(ctx, plan, credentials, int(ctx.clock()) + lease_duration)
+    finally:
+        ctx.journal.transition(row["id"], RequestState.ACTIVE, lease_end=lease_end,
+                               expect={RequestState.EXTENDING})
+    log.info("annex %s: uid %d %s its lease, which now ends at %d", name, who.uid,
+             "restored" if restored else "moved", lease_end)
+    return {"annex_id": name, "lease_end": lease_end, "lease_restored": restored}
+
+
+def _move(ctx: Context, plan: AnnexPlan, credentials: dict[str, str] | None,
+          lease_end: int) -> tuple[int, bool]:
+    """Set the lease end in AWS; (the new end, whether the lease had to be put back)."""
     aws = ctx.aws(plan.region, credentials)
-    target = aws.lease_target(plan.annex_id)
-    if target is None:
-        raise OperationError("conflict", f"annex {name!r} has no lease rule any more (it "
-                             "has ended); start a new one instead")
-    lease_end = int(ctx.clock()) + lease_duration
-    lease_input = dict(target["Input"], LeaseExpiration=lease_end)
+    target = aws.lease_target(plan.annex_id, plan.request_token)
     aws.set_config_lease_end(plan.bucket, plan.config_key, lease_end)
+    if target is None:
+        _restore(aws, plan, lease_end)
+        return lease_end, True
+    lease_input = dict(target["Input"], LeaseExpiration=lease_end)
     aws.put_target(plan.rule_name, plan.target_id, target["Arn"],
                    json.dumps(lease_input, sort_keys=True))
-    ctx.journal.set_lease_end(row["id"], lease_end)
-    log.info("annex %s: uid %d moved its lease end to %d", name, who.uid, lease_end)
-    return {"annex_id": name, "lease_end": lease_end}
+    return lease_end, False
+
+
+def _restore(aws: AnnexAws, plan: AnnexPlan, lease_end: int) -> None:
+    """Put the lease back (rule, then target), unless the rule is another request's."""
+    description = aws.rule_description(plan.rule_name)
+    if description is not None and \
+            description != rule_description(plan.annex_id, plan.client_token):
+        raise OperationError("conflict", f"annex {plan.annex_id!r} lost its lease, and its "
+                             f"rule name is used by another request ({description!r}); end "
+                             "the annex with -off")
+    aws.put_rule(plan.rule_name, plan.rule_schedule, plan.annex_id, plan.client_token)
+    aws.put_target(plan.rule_name, plan.target_id, plan.lease_function_arn,
+                   plan.target_input(lease_end=lease_end))
 
 
 def _check_caps(ctx: Context, row: dict[str, Any], plan: AnnexPlan, lease_end: int) -> None:

@@ -1,44 +1,68 @@
-"""``condor_annex -off``: end the annex now, exactly as its lease would; safe to repeat."""
+"""``condor_annex -off``: end the annex now, exactly as its lease would; safe to repeat.
+
+The row is claimed (``-> ending``) before the first AWS call, and the teardown ends only what
+the annex's own request made (its ClientToken): an off that raced a resume, another off, or
+the backstop either wins the claim or says who did; it never ends another request's annex of
+the same name.  The name is free again once the teardown finished (``ending -> ended``); a
+teardown that fails half-way parks the row (``ending-interrupted``) for ``-off`` again, the
+backstop, or recovery at start-up.
+"""
 from __future__ import annotations
 
 import logging
 from typing import Any
 
 from .. import lifecycle
-from ..journal import Journal, StateChanged
+from ..journal import Journal
 from ..lifecycle import RequestState
 from ..plan import AnnexPlan
-from .context import Caller, Context, OperationError, unknown
+from .context import Caller, Context, OperationError, busy, claim, unknown
 
 log = logging.getLogger("annexd.operate")
 
 
 def off(ctx: Context, who: Caller, name: str, region: str | None,
         credentials: dict[str, str] | None) -> dict[str, Any]:
-    """End the annex now; a caller whose annex already ended is told so."""
+    """End the caller's live annex ``name`` now."""
     row = ctx.live(who, name, region)
     if row is None:
-        if ctx.journal.last_final(who.uid, name, region) is None:
-            raise unknown(name)
-        return {"AnnexID": name, "already_ended": True}
-    if RequestState(row["state"]) in lifecycle.DRIVEN:
-        raise OperationError("conflict", f"annex {name!r} is being created or rolled back "
-                             "right now; try again when that is done")
-    plan = AnnexPlan.from_record(row["plan"])
-    summary = ctx.aws(plan.region, credentials).teardown(plan.annex_id, plan.bucket,
-                                                         plan.annex_type)
-    end_row(ctx.journal, row)
-    log.info("annex %s in %s turned off by uid %d: %s", plan.annex_id, plan.region,
-             who.uid, summary)
+        return _history(ctx, who, name, region)
+    if row["state"] not in lifecycle.ENDABLE:
+        raise busy(name, row["state"])
+    claim(ctx.journal, row, RequestState.ENDING)
+    summary = finish(ctx, row, credentials)
+    log.info("annex %s in %s turned off by uid %d: %s", name, row["region"], who.uid, summary)
     return summary
 
 
-def end_row(journal: Journal, row: dict[str, Any]) -> bool:
-    """Mark the annex ended; False if another request or the backstop changed it first
-    (e.g. both ended it at once, or its owner resumed it)."""
+def _history(ctx: Context, who: Caller, name: str, region: str | None) -> dict[str, Any]:
+    """No live annex of that name: say what became of the caller's last one, truthfully."""
+    last = ctx.journal.last_final(who.uid, name, region)
+    if last is None:
+        raise unknown(name)
+    if last["state"] != RequestState.ENDED:  # refused, rolled back: it never ran
+        raise OperationError("invalid-request", f"you have no live annex named {name!r} "
+                             f"(your last request for it was {last['state']})")
+    return {"AnnexID": name, "already_ended": True}
+
+
+def finish(ctx: Context, row: dict[str, Any], credentials: dict[str, str] | None) -> dict[str, Any]:
+    """Tear down the annex of a row this thread has claimed (``ending``), then end the row.
+
+    If AWS fails half-way the row is parked (``ending-interrupted``) and the error raised.
+    """
+    plan = AnnexPlan.from_record(row["plan"])
     try:
-        journal.transition(row["id"], RequestState.ENDED, expect=lifecycle.SETTLED)
-    except StateChanged as changed:
-        log.info("annex %s: now %s; not marking it ended", row["annex_id"], changed.state)
-        return False
-    return True
+        summary = ctx.aws(plan.region, credentials).teardown(
+            plan.annex_id, plan.bucket, plan.annex_type, plan.request_token)
+    except BaseException:
+        park(ctx.journal, row["id"])
+        raise
+    ctx.journal.transition(row["id"], RequestState.ENDED, expect={RequestState.ENDING})
+    return summary
+
+
+def park(journal: Journal, request_id: int) -> None:
+    """A teardown stopped half-way: leave the row for whoever resumes it."""
+    journal.transition(request_id, RequestState.ENDING_INTERRUPTED,
+                       expect={RequestState.ENDING})

@@ -10,7 +10,7 @@ from ..aws import AwsError
 from ..journal import Journal
 from ..lifecycle import RequestState
 from ..plan import AnnexPlan
-from .context import Caller
+from .context import DOING, Caller, busy
 
 log = logging.getLogger("annexd.service")
 
@@ -89,7 +89,7 @@ def resumable(row: dict[str, Any], who: Caller) -> bool:
     """Whether the caller's repeat of the command resumes this live row (a parked request
     of theirs), rather than being refused."""
     return who.may_act_on(row["owner_uid"]) and \
-        RequestState(row["state"]) in lifecycle.PARKED
+        RequestState(row["state"]) in lifecycle.PARKED_CREATES
 
 
 def taken_reply(row: dict[str, Any], who: Caller) -> dict[str, Any]:
@@ -98,9 +98,8 @@ def taken_reply(row: dict[str, Any], who: Caller) -> dict[str, Any]:
     state = RequestState(row["state"])
     if not who.may_act_on(row["owner_uid"]):
         message = f"annex {name!r} in {region} belongs to another user; choose another name"
-    elif state in lifecycle.DRIVEN:
-        doing = "created" if state is RequestState.CREATING else "rolled back"
-        message = f"annex {name!r} is being {doing} by another request"
+    elif state in DOING:
+        message = str(busy(name, state))
     else:
         message = (f"annex {name!r} already exists in {region} ({state}); choose another "
                    "-annex-name, or end it first with -off")

@@ -9,10 +9,12 @@ import time
 from typing import Any
 
 from .. import lifecycle, steps
-from ..journal import StateChanged
+from ..aws.create import rule_description
+from ..journal import Progress, StateChanged
 from ..lifecycle import RequestState
 from ..plan import AnnexPlan, InvalidRequest
-from .context import Caller, Context
+from . import off
+from .context import Caller, Context, claim
 from .replies import failure_reply, outcome_reply, resumable, taken_reply
 
 log = logging.getLogger("annexd.service")
@@ -22,9 +24,12 @@ def drive_on(ctx: Context, driver: steps.Driver,
              state: RequestState) -> steps.Outputs | None:
     """Resume a parked request in the direction it was going.
 
-    Returns the outputs of a finished create, or None when it was rolled back (a parked
-    rollback, or a create whose lease ended meanwhile).  Raises CreateFailed or Paused
-    like Driver.forward, and CreateFailed for a rollback that could not finish.
+    The row is claimed first (``interrupted -> creating``, ``rollback-interrupted ->
+    rolling-back``; StateChanged if another operation was first), and only then is AWS asked
+    whether the lease is still there.  Returns the outputs of a finished create, or None when
+    it was rolled back (a parked rollback, or a create whose lease ended meanwhile).  Raises
+    CreateFailed or Paused like Driver.forward, and CreateFailed for a rollback that could
+    not finish.
     """
     journal = ctx.journal
     plan, request_id = driver.plan, driver.request_id
@@ -36,22 +41,40 @@ def drive_on(ctx: Context, driver: steps.Driver,
         reason = "the lease ended before the annex was complete"
         journal.transition(request_id, RequestState.ROLLING_BACK, expect={state},
                            error=reason)
-    elif "target" in progress.done and driver.aws.lease_target(plan.annex_id) is None:
+    else:
+        journal.transition(request_id, RequestState.CREATING, expect={state})
+        try:
+            lost = _lease_lost(driver, progress)
+        except BaseException:  # could not ask: nothing changed, leave it parked as it was
+            journal.transition(request_id, RequestState.INTERRUPTED,
+                               expect={RequestState.CREATING})
+            raise
+        if not lost:
+            return driver.forward(progress)
         # The journal says the lease was put in force, but AWS no longer has it: its
         # lease function (whose clock is AWS's, not ours) or someone else ended it.
         # Never go on to launch without a lease: finish it off instead.
         reason = "its lease was ended while it was interrupted"
-        journal.transition(request_id, RequestState.ROLLING_BACK, expect={state},
-                           error=reason)
-    else:
-        journal.transition(request_id, RequestState.CREATING, expect={state})
-        return driver.forward(progress)
+        journal.transition(request_id, RequestState.ROLLING_BACK,
+                           expect={RequestState.CREATING}, error=reason)
     log.warning("annex %s: %s; rolling back", plan.annex_id, reason)
     outcome = driver.rollback(progress, reason, resumed=True)
     if outcome.errors:
         raise steps.CreateFailed("rollback", RuntimeError(reason), outcome.errors,
                                  outcome.lease_kept)
     return None
+
+
+def _lease_lost(driver: steps.Driver, progress: Progress) -> bool:
+    """Whether the lease this request put in place (as far as the journal knows) is gone from
+    AWS: its rule, once made, no longer this request's; its target, once put, missing.  (A
+    lease step that was started but not journaled done is simply done again.)"""
+    aws, plan = driver.aws, driver.plan
+    if "rule" in progress.done and \
+            aws.rule_description(plan.rule_name) != rule_description(plan.annex_id,
+                                                                     plan.client_token):
+        return True
+    return "target" in progress.done and aws.lease_target(plan.annex_id) is None
 
 
 def name_held(ctx: Context, row: dict[str, Any], who: Caller,
@@ -99,7 +122,13 @@ def recover(ctx: Context, workers: int = 8) -> None:
     for row in rows:
         state = RequestState(row["state"])
         if state in lifecycle.DRIVEN:
-            ctx.journal.transition(row["id"], lifecycle.PARK[state])
+            ctx.journal.transition(row["id"], lifecycle.AFTER_CRASH[state])
+            if state is RequestState.EXTENDING:
+                log.warning("request %d: annex %s: a lease change was cut short; the lease "
+                            "in AWS is in force either way, and -status shows it",
+                            row["id"], row["annex_id"])
+    rows = [ctx.journal.request(row["id"]) for row in rows]
+    rows = [row for row in rows if row["state"] in lifecycle.PARKED]
     mine = [row for row in rows if ctx.may_recover(row)]
     for row in rows:
         if row not in mine:
@@ -118,6 +147,10 @@ def _recover_one(ctx: Context, request_id: int) -> None:
     log.info("request %d: recovering annex %s from state %s",
              row["id"], plan.annex_id, row["state"])
     try:
+        if row["state"] == RequestState.ENDING_INTERRUPTED:  # an -off cut short: finish it
+            claim(ctx.journal, row, RequestState.ENDING)
+            off.finish(ctx, row, None)
+            return
         try:
             payload = ctx.payload(plan, None)
         except InvalidRequest as error:  # the config step, if still to do, rolls back

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from .. import lifecycle
+from ..aws.create import rule_description
 from ..lifecycle import RequestState
 from ..plan import AnnexPlan
 from .context import Caller, Context, unknown, user_name
@@ -26,22 +27,29 @@ def list_annexes(ctx: Context, who: Caller) -> list[dict[str, Any]]:
 def _reports(ctx: Context, rows: list[dict[str, Any]], credentials: dict[str, str] | None,
              ask_aws: bool = True) -> list[dict[str, Any]]:
     """What each annex holds now.  The lease end is the journal's, which the daemon keeps
-    in step with the rule (it moves both, and the backstop re-reads AWS's at expiry);
-    AWS is asked only for the instances: one tag-filtered DescribeInstances per region and
-    tag key for all the annexes, so -status costs the same for 1 annex and for 100."""
+    in step with the rule (it moves both, and the backstop re-reads AWS's at expiry).  AWS is
+    asked, per region, for the instances (one tag-filtered DescribeInstances per tag key) and
+    for the lease rules in force (ListRules, ListRuleNamesByTarget): -status costs the same
+    for 1 annex and for 100.  It is asked only where it can be (see _countable); elsewhere
+    the instances are None and the lease "unknown", never a false zero or "missing"."""
     plans = [AnnexPlan.from_record(row["plan"]) for row in rows]
     counts: dict[tuple[str, str], dict[str, int]] = {}
-    countable = [ask_aws and _countable(ctx, row, credentials) for row in rows]
+    leases: dict[str, dict[str, str]] = {}
+    known = [not ask_aws or _countable(ctx, row, credentials) for row in rows]
     if ask_aws:
-        for region in sorted({plan.region for plan in plans}):
+        for region in sorted({plan.region for plan, may in zip(plans, known) if may}):
+            aws = ctx.aws(region, credentials)
+            here = [(plan, row) for plan, row, may in zip(plans, rows, known)
+                    if may and plan.region == region]
             wanted: dict[str, dict[str, str]] = {}
-            for plan, row, may in zip(plans, rows, countable):
+            for plan, row in here:
                 tag = plan.kind.instance_tag(plan, json.loads(row.get("outputs") or "{}"))
-                if plan.region == region and tag is not None and may:
+                if tag is not None:
                     wanted.setdefault(tag[0], {})[tag[1]] = plan.annex_id
             if wanted:
-                found = ctx.aws(region, credentials).count_instances(wanted)
+                found = aws.count_instances(wanted)
                 counts.update(((region, annex), states) for annex, states in found.items())
+            leases[region] = aws.leases_in_force({plan.lease_function_arn for plan, _ in here})
     now = ctx.clock()
     return [{
         "name": plan.annex_id,
@@ -51,17 +59,17 @@ def _reports(ctx: Context, rows: list[dict[str, Any]], credentials: dict[str, st
         "region": plan.region,
         "state": row["state"],
         "lease_end": int(row["lease_end"]),
-        "lease_enforced": RequestState(row["state"]) in lifecycle.LIVE and
-        row["lease_end"] > now,
-        "instances": counts.get((plan.region, plan.annex_id), {})
-        if may or not ask_aws else None,
-    } for plan, row, may in zip(plans, rows, countable)]
+        "lease": (lease := _lease(ctx, plan, row, leases.get(plan.region), now)
+                  if may else "unknown"),
+        "lease_enforced": lease == "enforced",
+        "instances": counts.get((plan.region, plan.annex_id), {}) if may else None,
+    } for plan, row, may in zip(plans, rows, known)]
 
 
 def _countable(ctx: Context, row: dict[str, Any], credentials: dict[str, str] | None) -> bool:
-    """Whether AWS can be asked for this annex's instances: with the caller's keys, or --
-    root and the daemon's own user list every annex without keys -- with the daemon's
-    identity where it may act on the annex.  Elsewhere a count would be a false zero."""
+    """Whether AWS can be asked about this annex: with the caller's keys, or -- root and the
+    daemon's own user list every annex without keys -- with the daemon's identity where it
+    may act on the annex.  Elsewhere an answer would be a false zero."""
     return credentials is not None or ctx.may_recover(row)
 
 
@@ -70,9 +78,25 @@ def unknown_counts(annexes: list[dict[str, Any]]) -> list[str]:
     unknown = [annex["name"] for annex in annexes if annex["instances"] is None]
     if not unknown:
         return []
-    return [f"instance counts are unknown for {', '.join(unknown)}: you gave no AWS keys "
-            "(-public-key-file, -secret-key-file), and condor_annexd's own AWS identity "
-            "(ANNEXD_ACCESS_KEY_FILE, ANNEXD_SECRET_KEY_FILE) cannot see them"]
+    return [f"instance counts and leases are unknown for {', '.join(unknown)}: you gave no "
+            "AWS keys (-public-key-file, -secret-key-file), and condor_annexd's own AWS "
+            "identity (ANNEXD_ACCESS_KEY_FILE, ANNEXD_SECRET_KEY_FILE) cannot see them"]
+
+
+def _lease(ctx: Context, plan: AnnexPlan, row: dict[str, Any],
+           in_force: dict[str, str] | None, now: float) -> str:
+    """The annex's lease, as AWS holds it: ``enforced``; ``missing`` (the rule or target of
+    its request is gone: restore it with -lease-duration, or end the annex with -off);
+    ``expired`` (its end passed: the lease function ends it); ``pending`` (a create not yet
+    that far); ``ended`` (history: the row is final).  (``unknown``, set by _reports: AWS could
+    not be asked.)"""
+    if RequestState(row["state"]) in lifecycle.FINAL or in_force is None:
+        return "ended"
+    if "target" not in ctx.journal.progress(row["id"]).done:
+        return "pending"
+    if in_force.get(plan.rule_name) != rule_description(plan.annex_id, plan.client_token):
+        return "missing"
+    return "enforced" if row["lease_end"] > now else "expired"
 
 
 def status(ctx: Context, who: Caller, name: str | None, region: str | None,

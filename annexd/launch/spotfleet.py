@@ -108,7 +108,8 @@ class SpotFleet(Kind):
             "TagSpecifications")
         for index, spec in enumerate(config.get("LaunchSpecifications", [])):
             spec["TagSpecifications"] = tag_resource(
-                spec.get("TagSpecifications", []), "instance", {ANNEX_TAG: annex_id},
+                spec.get("TagSpecifications", []), "instance",
+                {ANNEX_TAG: annex_id, CLIENT_TOKEN_TAG: client_token},
                 f"LaunchSpecifications[{index}].TagSpecifications", overrides=instance_tags)
         return Built(config, notices)
 
