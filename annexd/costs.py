@@ -98,3 +98,55 @@ def check(plan: AnnexPlan, caps: Caps, already_running: Callable[[], int]) -> di
                 f"({found['capacity']} x ${found['unit_price']:.4f}/h x "
                 f"{found['hours']:.2f} h), over the limit of ${caps.max_cost:.2f} (ANNEX_MAX_COST)")
     return found
+
+
+def check_lease_change(plan: AnnexPlan, lease_end: int, now: float, caps: Caps,
+                       current_end: int, already_running: Callable[[], int]) -> None:
+    """Hold a lease change to the caps a create is held to; InvalidRequest names the cap and
+    the numbers.  Call it before anything changes: a refused change changes nothing.
+
+    Only a longer lease raises what an annex may cost, so a change to an earlier end always
+    passes.  ANNEX_MAX_LEASE_DURATION bounds the new lease, from now, as on a create;
+    ANNEX_MAX_INSTANCES the instances the owner's live annexes hold (this one included: the
+    admin may have lowered it since); ANNEX_MAX_COST what the annex may cost over its whole
+    life, from its start to the new end -- else a one-hour annex extended for a year would
+    escape it.
+    """
+    if lease_end <= current_end:
+        return
+    duration = lease_end - int(now)
+    if caps.max_lease_duration is not None and duration > caps.max_lease_duration:
+        raise InvalidRequest(f"a lease of {duration} s exceeds the limit of "
+                             f"{caps.max_lease_duration} s (ANNEX_MAX_LEASE_DURATION)")
+    if caps.max_instances is not None:
+        running = already_running()
+        if running > caps.max_instances:
+            raise InvalidRequest(
+                f"your live annexes hold {running} instances, over the limit of "
+                f"{caps.max_instances} (ANNEX_MAX_INSTANCES); end some before making a lease "
+                "longer")
+    if caps.max_cost is not None:
+        start = plan.created_at or int(now)  # journals before created_at: from now on
+        _check_life_cost(dataclasses.replace(plan, lease_end=lease_end, created_at=start),
+                         caps.max_cost)
+
+
+def _check_life_cost(plan: AnnexPlan, max_cost: float) -> None:
+    """The worst case of ``plan`` from its start to its (new) end: the price table's, or,
+    when lower or the only one known, the fleet's own AWS-enforced hourly cap's."""
+    found = estimate(plan)
+    hours = found["hours"] or 0.0
+    cost = found["worst_case_cost"]
+    how = "" if cost is None else \
+        f"{found['capacity']} x ${found['unit_price']:.4f}/h x {hours:.2f} h"
+    hourly = plan.kind.hourly_cap(plan.launch_request)
+    if hourly is not None and (cost is None or hourly * hours < cost):
+        cost, how = round(hourly * hours, 2), f"its fleet's cap of ${hourly:.4f}/h x {hours:.2f} h"
+    if cost is None:
+        raise InvalidRequest(f"the cost of annex {plan.annex_id!r} over a longer lease cannot "
+                             "be estimated (an instance type without a known price, and no "
+                             "price cap on its fleet), and ANNEX_MAX_COST is set")
+    if cost > max_cost:
+        raise InvalidRequest(
+            f"with that lease end annex {plan.annex_id!r} may cost up to ${cost:.2f} ({how} "
+            f"since it started), over the limit of ${max_cost:.2f} (ANNEX_MAX_COST)")

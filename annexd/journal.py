@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
 
-from . import lifecycle
+from . import lifecycle, upgrade
 from .lifecycle import RequestState
 from .plan import AnnexPlan
 
@@ -66,10 +66,9 @@ CREATE TABLE IF NOT EXISTS step_events (
 CREATE INDEX IF NOT EXISTS step_events_of_request ON step_events(request_id);
 """
 
-#: One live row per (region, name); rebuilt whenever the set of live states changes.
+#: One live row per (region, name); the upgrade (annexd.upgrade) rebuilds it whenever its
+#: definition changes (another set of live states), and drops the names earlier releases gave it.
 LIVE_INDEX_NAME = "one_live_row_per_annex_v3"
-#: The names earlier releases gave it (with other sets of live states).
-OLD_LIVE_INDEXES = ("one_request_in_flight_per_annex", "one_live_row_per_annex_v2")
 LIVE_INDEX = (f"CREATE UNIQUE INDEX IF NOT EXISTS {LIVE_INDEX_NAME} "
               f"ON requests(region, annex_id) WHERE state IN {LIVE_SQL}")
 
@@ -126,15 +125,9 @@ class Journal:
         self._migrate()
 
     def _migrate(self) -> None:
-        """Journals of earlier versions: rows keyed by name alone, the old in-flight index."""
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(requests)")}
-        if "region" not in columns:
-            self._db.execute("ALTER TABLE requests ADD COLUMN region TEXT NOT NULL DEFAULT ''")
-        self._db.execute("UPDATE requests SET region = json_extract(plan, '$.region')"
-                         " WHERE region = ''")
-        for index in OLD_LIVE_INDEXES:
-            self._db.execute(f"DROP INDEX IF EXISTS {index}")
-        self._db.execute(LIVE_INDEX)
+        """A journal of any earlier release opens: see :mod:`annexd.upgrade`."""
+        for done in upgrade.upgrade(self._db, SCHEMA, LIVE_INDEX):
+            log.warning("journal upgrade: %s", done)
 
     def _write(self, sql: str, args: tuple[Any, ...], durable: bool = False) -> int:
         with self._lock, self._durability(durable):

@@ -10,8 +10,10 @@ master we are ready, then serve.
 Signals: SIGTERM/SIGINT stop accepting, let each request in flight finish the step it is in
 and persist, then exit 0; SIGQUIT exits 0 at once (the journal makes that safe); SIGHUP
 re-reads the configuration and applies what it can (``annexd.reconfig``).  Exit status: 0
-after a requested stop, 99 for a configuration error a restart cannot fix (the master then
-leaves the daemon off), 44 when the log cannot be written.
+after a requested stop, 99 for any failure to start, which a restart would only repeat (a
+configuration error, a journal that cannot be opened, an unsafe socket; the master then leaves
+the daemon off), with one line naming the cause in the log and on stderr; 44 when the log
+cannot be written.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import argparse
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import threading
 from typing import Any
@@ -130,6 +133,8 @@ class Lifecycle:
         self.report = standalone.StartupReport()
         #: Restart-only knobs as they were at start (see annexd.reconfig).
         self.started_with: dict[str, str] = {}
+        #: Set once the daemon serves: a failure before that is a failure to start (exit 99).
+        self.serving = False
 
     def terminate(self, signum: int, _frame: Any = None) -> None:
         log.info("got %s: finishing the step each request is in, then exiting",
@@ -203,18 +208,32 @@ def _start_lease_backstop(service: AnnexService, stop: threading.Event) -> None:
     threading.Thread(target=loop, name="lease-backstop", daemon=True).start()
 
 
-def _serve(lifecycle: Lifecycle) -> int:
-    memory.limit_arenas()  # before any thread: see annexd.memory
-    settings = _load_settings()
+def _open(settings: knobs.DaemonSettings) -> tuple[Journal, AnnexService, AnnexServer]:
+    """The journal (brought up to date: see annexd.upgrade), the service and the socket."""
     try:
         journal = Journal(settings.journal_path)
+    except Exception as error:  # sqlite3.Error, OSError, or an upgrade's surprise
+        cause = getattr(error, "strerror", None) or (
+            error if isinstance(error, (sqlite3.Error, OSError))
+            else f"{type(error).__name__}: {error}")
+        raise Fatal(EXIT_NO_RESTART,
+                    f"cannot open the journal {settings.journal_path}: {cause}") from None
+    try:
         service = AnnexService(settings, journal)
         server = AnnexServer(settings.socket_path, service, group=settings.socket_group,
                              max_clients=settings.max_clients,
                              client_timeout=settings.client_timeout_seconds,
                              max_clients_per_user=settings.max_clients_per_user)
     except (SocketSetupError, OSError) as error:
+        journal.close()
         raise Fatal(EXIT_NO_RESTART, f"cannot start: {error}") from None
+    return journal, service, server
+
+
+def _serve(lifecycle: Lifecycle) -> int:
+    memory.limit_arenas()  # before any thread: see annexd.memory
+    settings = _load_settings()
+    journal, service, server = _open(settings)
     lifecycle.service, lifecycle.server = service, server
     lifecycle.started_with = reconfig.snapshot(settings)
     if lifecycle.stop.is_set():
@@ -231,6 +250,7 @@ def _serve(lifecycle: Lifecycle) -> int:
         _start_lease_backstop(service, lifecycle.stop)
         log.info("condor_annexd ready")
         lifecycle.report.ready()
+        lifecycle.serving = True
         server.serve_forever(poll_interval=0.1)  # a stop request is noticed within 0.1 s
     finally:
         lifecycle.stop.set()
@@ -258,11 +278,26 @@ def main(argv: list[str] | None = None) -> int:
         _enable_logging(args.t and not args.daemonize)
         return _serve(lifecycle)
     except Fatal as fatal:
-        if logging.getLogger().handlers:
-            log.error("%s", fatal)
-        print(f"condor_annexd: {fatal}", file=sys.stderr)
-        lifecycle.report.failed(str(fatal))
-        return fatal.status
+        return _failed(fatal, lifecycle)
+    except Exception as error:
+        if lifecycle.serving:
+            raise
+        # Anything else before serving would fail again on a restart (same configuration,
+        # same journal): exit 99, so that the master leaves the daemon off, and say why.
+        log.debug("start-up failed", exc_info=True)
+        return _failed(Fatal(EXIT_NO_RESTART, f"cannot start: {type(error).__name__}: {error}"),
+                       lifecycle)
+
+
+def _failed(fatal: Fatal, lifecycle: Lifecycle) -> int:
+    """Say why the daemon cannot start, in one line, in its log, on stderr and to the
+    command that started it with -daemonize."""
+    line = " ".join(str(fatal).split())  # one line, whatever the cause's text holds
+    if logging.getLogger().handlers:
+        log.error("%s", line)
+    print(f"condor_annexd: {line}", file=sys.stderr)
+    lifecycle.report.failed(line)
+    return fatal.status
 
 
 if __name__ == "__main__":

@@ -51,6 +51,14 @@ def _left(lease_end: int, now: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d} left"
 
 
+def _instances(counts: dict[str, int] | None) -> str:
+    """Instance counts by state; None: nobody could ask AWS (root without keys, and a
+    daemon without an identity that may see the annex)."""
+    if counts is None:
+        return "unknown"
+    return ", ".join(f"{state} {count}" for state, count in sorted(counts.items())) or "none"
+
+
 def _lease(annex: dict[str, Any], now: float) -> str:
     """Time left only where a lease is in force; history shows what became of the annex."""
     lease = annex.get("lease", "enforced")
@@ -66,8 +74,7 @@ def table(annexes: list[dict[str, Any]], now: float) -> str:
         return "You have no annexes."
     rows = [("NAME", "OWNER", "TYPE", "REGION", "LEASE ENDS", "", "INSTANCES", "IN POOL")]
     for annex in annexes:
-        states = ", ".join(f"{state} {count}" for state, count in
-                           sorted(annex["instances"].items())) or "none"
+        states = _instances(annex["instances"])
         rows.append((annex["name"], annex["owner"], annex["type"], annex["region"],
                      time.strftime("%Y-%m-%d %H:%M", time.localtime(annex["lease_end"])),
                      _lease(annex, now), states,
@@ -90,9 +97,10 @@ def classads(annexes: list[dict[str, Any]]) -> str:
         ad["AnnexType"] = annex["type"]
         ad["Region"] = annex["region"]
         ad["LeaseExpiration"] = annex["lease_end"]
-        ad["TotalInstances"] = sum(annex["instances"].values())
-        for state, count in annex["instances"].items():
-            ad["NumInstances" + state.title().replace("-", "")] = count
+        if annex["instances"] is not None:  # unknown: no counts, rather than false zeros
+            ad["TotalInstances"] = sum(annex["instances"].values())
+            for state, count in annex["instances"].items():
+                ad["NumInstances" + state.title().replace("-", "")] = count
         if annex.get("in_pool") is not None:
             ad["NumInstancesInPool"] = annex["in_pool"]
         ads.append(str(ad))

@@ -7,7 +7,7 @@ import logging
 import pwd
 from typing import Any
 
-from .. import costs, protocol
+from .. import costs, daemonpaid, protocol
 from ..journal import NameTaken
 from ..knobs import KnobError
 from ..plan import AnnexPlan, InvalidRequest, build_plan
@@ -29,7 +29,7 @@ def _user_name(uid: int, annex: dict[str, Any]) -> str:
                              "-owner NAMES or -no-owner") from None
 
 
-def _live_instances(ctx: Context, uid: int) -> int:
+def live_instances(ctx: Context, uid: int) -> int:
     """Instances the user's live annexes asked for (for ANNEX_MAX_INSTANCES)."""
     return sum(costs.capacity(AnnexPlan.from_record(row["plan"]))
                for row in ctx.journal.live_rows(owner_uid=uid))
@@ -39,11 +39,11 @@ def create(ctx: Context, request: dict[str, Any], who: Caller) -> dict[str, Any]
     settings = ctx.settings
     credentials = request.get("credentials")
     annex = dict(request["annex"])
-    if credentials is None:
-        annex.pop("bucket", None)  # with the daemon's identity, only the admin's bucket
     notices: list[str] = []
     try:
         region = settings.for_region(annex.get("region"))
+        if credentials is None:  # paid by the daemon's identity: the admin's choices only
+            daemonpaid.check(annex, region)
         plan = build_plan(annex, owner_uid=who.uid, settings=region,
                           lease_rate_minutes=settings.lease_rate_minutes, now=ctx.clock(),
                           pool=settings.pool, user_name=_user_name(who.uid, annex))
@@ -52,14 +52,14 @@ def create(ctx: Context, request: dict[str, Any], who: Caller) -> dict[str, Any]
         if request.get("dry_run"):  # the confirmation prompt: look, never act
             if held is not None and not resumable(held, who):
                 return taken_reply(held, who)
-            estimate = costs.check(plan, settings.caps, lambda: _live_instances(ctx, who.uid))
+            estimate = costs.check(plan, settings.caps, lambda: live_instances(ctx, who.uid))
             return protocol.ok_reply({"annex_id": plan.annex_id, "estimate": estimate},
                                      list(plan.notices))
         if held is not None:
             answer = resume.name_held(ctx, held, who, credentials, annex, notices)
             if answer is not None:
                 return answer
-        costs.check(plan, settings.caps, lambda: _live_instances(ctx, who.uid))
+        costs.check(plan, settings.caps, lambda: live_instances(ctx, who.uid))
         payload = ctx.payload(plan, annex)
     except (InvalidRequest, KnobError) as error:
         return protocol.error_reply("invalid-request", str(error))

@@ -7,7 +7,9 @@ read (their config object's metadata) moves first, so no instance shuts down bef
 end in force.  Only ``LeaseExpiration`` of the rule target's Input changes; every other field
 is kept (the original ``condor_annex`` lost the bucket name there).  A lease that is missing
 (its rule or target deleted by hand, or the rule no longer this request's) is put back as the
-create made it: the annex is never left running without one.
+create made it: the annex is never left running without one.  A longer lease is held to the
+admin's caps as a create is, before anything changes, the claim included
+(:func:`annexd.costs.check_lease_change`).
 """
 from __future__ import annotations
 
@@ -15,22 +17,20 @@ import json
 import logging
 from typing import Any
 
+from .. import costs
 from ..aws import AnnexAws
 from ..aws.create import rule_description
 from ..lifecycle import RequestState
-from ..plan import AnnexPlan
+from ..plan import AnnexPlan, InvalidRequest
 from .context import DOING, Caller, Context, OperationError, busy, claim, unknown
+from .create import live_instances
 
 log = logging.getLogger("annexd.operate")
 
 
 def extend(ctx: Context, who: Caller, name: str, region: str | None, lease_duration: int,
-           credentials: dict[str, str] | None,
-           max_lease: int | None = None) -> dict[str, Any]:
+           credentials: dict[str, str] | None) -> dict[str, Any]:
     """Move the lease end to now + ``lease_duration``, keeping the rest of the Input."""
-    if max_lease is not None and lease_duration > max_lease:
-        raise OperationError("invalid-request", f"a lease of {lease_duration} s exceeds "
-                             f"the limit of {max_lease} s (ANNEX_MAX_LEASE_DURATION)")
     row = ctx.live(who, name, region)
     if row is None:
         raise unknown(name)
@@ -39,11 +39,12 @@ def extend(ctx: Context, who: Caller, name: str, region: str | None, lease_durat
             raise busy(name, row["state"])
         raise OperationError("conflict", f"annex {name!r} is {row['state']}, not active; "
                              "only an active annex's lease can change")
+    plan = AnnexPlan.from_record(row["plan"])
+    _check_caps(ctx, row, plan, int(ctx.clock()) + lease_duration)
     claim(ctx.journal, row, RequestState.EXTENDING)
     lease_end = row["lease_end"]
     try:
-        lease_end, restored = _move(ctx, AnnexPlan.from_record(row["plan"]), credentials,
-                                    int(ctx.clock()) + lease_duration)
+        lease_end, restored = _move(ctx, plan, credentials, int(ctx.clock()) + lease_duration)
     finally:
         ctx.journal.transition(row["id"], RequestState.ACTIVE, lease_end=lease_end,
                                expect={RequestState.EXTENDING})
@@ -79,3 +80,12 @@ def _restore(aws: AnnexAws, plan: AnnexPlan, lease_end: int) -> None:
     aws.put_target(plan.rule_name, plan.target_id, plan.lease_function_arn,
                    plan.target_input(lease_end=lease_end))
 
+
+def _check_caps(ctx: Context, row: dict[str, Any], plan: AnnexPlan, lease_end: int) -> None:
+    """The admin's caps, before anything changes (see costs.check_lease_change); the
+    instances counted are the annex owner's, whoever asks."""
+    try:
+        costs.check_lease_change(plan, lease_end, ctx.clock(), ctx.settings.caps,
+                                 row["lease_end"], lambda: live_instances(ctx, row["owner_uid"]))
+    except InvalidRequest as error:
+        raise OperationError("invalid-request", str(error)) from None

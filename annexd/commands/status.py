@@ -41,23 +41,26 @@ def _reports(ctx: Context, rows: list[dict[str, Any]], credentials: dict[str, st
     in step with the rule (it moves both, and the backstop re-reads AWS's at expiry).  AWS is
     asked, per region, for the instances (one tag-filtered DescribeInstances per tag key) and
     for the lease rules in force (ListRules, ListRuleNamesByTarget): -status costs the same
-    for 1 annex and for 100."""
+    for 1 annex and for 100.  It is asked only where it can be (see _countable); elsewhere
+    the instances are None and the lease "unknown", never a false zero or "missing"."""
     plans = [AnnexPlan.from_record(row["plan"]) for row in rows]
     counts: dict[tuple[str, str], dict[str, int]] = {}
     leases: dict[str, dict[str, str]] = {}
+    known = [not ask_aws or _countable(ctx, row, credentials) for row in rows]
     if ask_aws:
-        for region in sorted({plan.region for plan in plans}):
+        for region in sorted({plan.region for plan, may in zip(plans, known) if may}):
             aws = ctx.aws(region, credentials)
+            here = [(plan, row) for plan, row, may in zip(plans, rows, known)
+                    if may and plan.region == region]
             wanted: dict[str, dict[str, str]] = {}
-            for plan, row in zip(plans, rows):
+            for plan, row in here:
                 tag = plan.kind.instance_tag(plan, json.loads(row.get("outputs") or "{}"))
-                if plan.region == region and tag is not None:
+                if tag is not None:
                     wanted.setdefault(tag[0], {})[tag[1]] = plan.annex_id
             if wanted:
                 found = aws.count_instances(wanted)
                 counts.update(((region, annex), states) for annex, states in found.items())
-            leases[region] = aws.leases_in_force({plan.lease_function_arn for plan in plans
-                                                  if plan.region == region})
+            leases[region] = aws.leases_in_force({plan.lease_function_arn for plan, _ in here})
     now = ctx.clock()
     return [{
         "name": plan.annex_id,
@@ -67,10 +70,28 @@ def _reports(ctx: Context, rows: list[dict[str, Any]], credentials: dict[str, st
         "region": plan.region,
         "state": row["state"],
         "lease_end": int(row["lease_end"]),
-        "lease": (lease := _lease(ctx, plan, row, leases.get(plan.region), now)),
+        "lease": (lease := _lease(ctx, plan, row, leases.get(plan.region), now)
+                  if may else "unknown"),
         "lease_enforced": lease == "enforced",
-        "instances": counts.get((plan.region, plan.annex_id), {}),
-    } for plan, row in zip(plans, rows)]
+        "instances": counts.get((plan.region, plan.annex_id), {}) if may else None,
+    } for plan, row, may in zip(plans, rows, known)]
+
+
+def _countable(ctx: Context, row: dict[str, Any], credentials: dict[str, str] | None) -> bool:
+    """Whether AWS can be asked about this annex: with the caller's keys, or -- root and the
+    daemon's own user list every annex without keys -- with the daemon's identity where it
+    may act on the annex.  Elsewhere an answer would be a false zero."""
+    return credentials is not None or ctx.may_recover(row)
+
+
+def unknown_counts(annexes: list[dict[str, Any]]) -> list[str]:
+    """A notice when some annexes' instance counts are unknown, saying why."""
+    unknown = [annex["name"] for annex in annexes if annex["instances"] is None]
+    if not unknown:
+        return []
+    return [f"instance counts and leases are unknown for {', '.join(unknown)}: you gave no "
+            "AWS keys (-public-key-file, -secret-key-file), and condor_annexd's own AWS "
+            "identity (ANNEXD_ACCESS_KEY_FILE, ANNEXD_SECRET_KEY_FILE) cannot see them"]
 
 
 def _lease(ctx: Context, plan: AnnexPlan, row: dict[str, Any],

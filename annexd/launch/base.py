@@ -111,6 +111,12 @@ class Kind:
         """The request with AWS-enforced hourly caps totalling at most ``hourly``."""
         raise NotImplementedError(f"{self.annex_type} annexes cannot carry a price cap")
 
+    def hourly_cap(self, request: dict[str, Any]) -> float | None:
+        """The most AWS lets the whole annex cost per hour (its fleet's own caps), or None
+        when some part of it has no such cap.  A lease change is held to ANNEX_MAX_COST by
+        it when the price table cannot price the annex."""
+        return None
+
 
 @functools.lru_cache(maxsize=None)
 def _input_shape(operation: str) -> Any:
@@ -229,6 +235,19 @@ def split_cap(hourly: float, spot: int, total: int) -> tuple[float, float]:
     AWS enforces then add up to at most ``hourly``."""
     spot_share = hourly * spot / total if total else 0.0
     return spot_share, hourly - spot_share
+
+
+def total_cap(parts: list[tuple[int, Any]]) -> float | None:
+    """The sum of the hourly caps of the parts (capacity, cap) that have capacity; None if
+    one of those has no cap."""
+    total = 0.0
+    for capacity, cap in parts:
+        if capacity <= 0:
+            continue
+        if cap is None:
+            return None
+        total += float(cap)
+    return total
 
 
 def lower_cap(current: Any, ours: float) -> str:

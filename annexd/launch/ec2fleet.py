@@ -32,6 +32,7 @@ from .base import (
     lower_cap,
     split_cap,
     tag_resource,
+    total_cap,
     take_client_token,
     template_overrides,
     validate,
@@ -179,6 +180,11 @@ class Ec2Fleet(Kind):
                        float(override["MaxPrice"]) if override.get("MaxPrice") else None,
                        float(override.get("WeightedCapacity") or 1))
                 for _, override in template_overrides(request)]
+
+    def hourly_cap(self, request: dict[str, Any]) -> float | None:
+        _, spot, on_demand = _capacities(request)
+        return total_cap([(spot, request.get("SpotOptions", {}).get("MaxTotalPrice")),
+                          (on_demand, request.get("OnDemandOptions", {}).get("MaxTotalPrice"))])
 
     def cap_price(self, request: dict[str, Any], hourly: float) -> tuple[dict[str, Any], str]:
         capped = copy.deepcopy(request)

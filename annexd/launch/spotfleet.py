@@ -35,6 +35,7 @@ from .base import (
     lower_cap,
     split_cap,
     tag_resource,
+    total_cap,
     take_client_token,
     template_overrides,
     validate,
@@ -152,6 +153,11 @@ class SpotFleet(Kind):
                        if (spec.get("SpotPrice") or fleet_price) else None,
                        float(spec.get("WeightedCapacity") or 1))
                 for _, spec in _specs(request)]
+
+    def hourly_cap(self, request: dict[str, Any]) -> float | None:
+        spot = self.spot_capacity(request)
+        return total_cap([(spot, request.get("SpotMaxTotalPrice")),
+                          (self.capacity(request) - spot, request.get("OnDemandMaxTotalPrice"))])
 
     def cap_price(self, request: dict[str, Any], hourly: float) -> tuple[dict[str, Any], str]:
         capped = copy.deepcopy(request)
