@@ -26,7 +26,7 @@ from localaws import fixtures
 from localaws.fakeimds import FakeImds
 from localaws.moto_server import MotoServer
 from localaws.pool import BUCKET, REGION, AnnexDaemon, LocalPool
-from localaws.recorder import Call, Recorder, by_key
+from localaws.recorder import Call, Recorder
 from localaws.wait import wait_for
 
 from conftest import EC2_FLEET_CONFIG, LAUNCH_TEMPLATE_CONFIG, SECRET, SPOT_CONFIG
@@ -62,9 +62,13 @@ class Facts:
 
 @dataclass
 class Recording:
-    calls: dict[str, list[Call]]
+    #: every call of every principal, in the order the emulator received them
+    calls: list[Call]
     facts: Facts
     outcomes: dict[str, Any]
+
+    def of(self, key: str) -> list[Call]:
+        return [call for call in self.calls if call.key_id == key]
 
 
 def _clients(url: str, key: str = "testing") -> dict[str, Any]:
@@ -177,6 +181,7 @@ class Scenarios:
         self.create("u-old", "-count", "1", SPOT_CONFIG)
         self.create("u-lt", "-count", "2", _config(tmp, LAUNCH_TEMPLATE_CONFIG, "lt"))
         self.create("u-ec2", "-count", "2", _config(tmp, EC2_FLEET_CONFIG, "ec2"))
+        self.create("u-ec2m", "-count", "1", _config(tmp, EC2_FLEET_CONFIG, "ec2m"))
         self.create("u-ec2i", "-count", "1", _config(tmp, EC2_FLEET_CONFIG, "ec2i",
                                                      Type="instant"))
         odi = ["-aws-on-demand-ami-id", AMI, "-aws-on-demand-instance-type", "m5.large"]
@@ -188,13 +193,27 @@ class Scenarios:
         self.create("u-badsf", "-count", "1",
                     _config(tmp, SPOT_CONFIG, "bad", LaunchSpecifications=[
                         {"ImageId": "ami-00000000", "InstanceType": "m5.large"}]), expect=5)
+        # Fleets someone ended by hand without their instances (cancelled_running,
+        # deleted_running): -off here, the lease function later, must end the instances.
+        for name in ("u-strag-sf", "u-strag-sf2"):
+            self.create(name, "-count", "1", SPOT_CONFIG)
+            self.aws["ec2"].cancel_spot_fleet_requests(
+                SpotFleetRequestIds=lease.find_fleets(self.aws["ec2"], name),
+                TerminateInstances=False)
+        for name in ("u-strag-ec2", "u-strag-ec22"):
+            # instant: only its instances carry the annex tag (a maintain fleet's carry the
+            # launch template's), and IAM lets us end only tagged instances.
+            self.create(name, "-count", "1", _config(tmp, EC2_FLEET_CONFIG, name,
+                                                     Type="instant"))
+            self.aws["ec2"].delete_fleets(FleetIds=lease.find_ec2_fleets(self.aws["ec2"], name),
+                                          TerminateInstances=False)
         shown = self.annex("-status", "-json")
         assert shown.returncode == 0, shown.stderr
         self.outcomes["status"] = json.loads(shown.stdout)
         assert self.annex("-status", "-annex-name", "u-sf").returncode == 0
         longer = self.annex("-annex-name", "u-sf", "-lease-duration", "7200")
         assert longer.returncode == 0, longer.stderr
-        for name in ("u-odi", "u-ec2"):
+        for name in ("u-odi", "u-ec2", "u-strag-sf", "u-strag-ec2"):
             off = self.annex("-annex-name", name, "-off")
             assert off.returncode == 0, off.stderr
 
@@ -231,7 +250,8 @@ class Scenarios:
         clients = _clients(self.url, LEASE_KEY)
         mine = lease.Clients(clients["ec2"], clients["events"], clients["s3"])
         results = {}
-        for name in ("u-sf", "u-lt", "u-ec2i", "u-odi2", "u-old"):
+        for name in ("u-sf", "u-lt", "u-ec2m", "u-ec2i", "u-odi2", "u-old", "u-strag-sf2",
+                     "u-strag-ec22"):
             targets = self.aws["events"].list_targets_by_rule(Rule=name)["Targets"]
             event = json.loads(targets[0]["Input"])
             if name == "u-old":
@@ -268,7 +288,7 @@ class Scenarios:
         results["watch"] = self.boot(tagged, os.path.join(self.root, "i-sf"),
                                      "-watch-interruptions", "-once", "-vacate-command", "true")
         for name, fleet in (("u-lt", lease.find_fleets(ec2, "u-lt")),
-                            ("u-ec2i", lease.find_ec2_fleets(ec2, "u-ec2i"))):
+                            ("u-ec2m", lease.find_ec2_fleets(ec2, "u-ec2m"))):
             instance = fixtures.tag_fleet_instances_as_aws_does(ec2, fleet[0])[0]
             results[f"boot {name}"] = self.boot(instance, os.path.join(self.root, f"i-{name}"))
         note_tags(ec2, self.facts)
@@ -295,7 +315,7 @@ class Scenarios:
             self.instances()
             self.lease_function()
             self.instances_after_the_lease()
-        return Recording(by_key(recorder.calls()), self.facts, self.outcomes)
+        return Recording(recorder.calls(), self.facts, self.outcomes)
 
 
 def record_everything(server: MotoServer, root: str) -> Recording:
