@@ -1,8 +1,8 @@
 """``condor_annex_role_template BUCKET KEY``: print a CloudFormation template for an instance
 role and profile that may read exactly one S3 object (plus asking whether it still exists,
 and the self-introspection the instance bootstrap needs to find it: its instance, its Spot
-Fleet or EC2 Fleet, its own role's policies).  For sites that hand out one config object per role
-instead of the setup's ``config-*.tar.gz`` profile.
+Fleet or EC2 Fleet, its own role's policies).  For sites that hand out one config object per
+role instead of the setup's ``config-*.tar.gz`` profile.
 """
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ recording: rules from their PutRule, EC2 resources from tags noted while they ex
 from __future__ import annotations
 
 import json
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -114,6 +115,17 @@ class Mapper:
             raise Unsupported(f"the role of instance profile {profile} is not known")
         return self.known.profile_roles[profile]
 
+    def _template_roles(self, call: Call, configs: str) -> Iterator[Request]:
+        """PassRole for the instance profile each launch template used names."""
+        for n in range(1, 100):
+            spec = f"{configs}.{n}.LaunchTemplateSpecification"
+            template = call.params.get(f"{spec}.LaunchTemplateId") or \
+                call.params.get(f"{spec}.LaunchTemplateName")
+            if template is None:
+                break
+            yield from self._pass_role(self._profile_role(
+                self.known.template_profiles.get(template)), "ec2.amazonaws.com")
+
     def _ec2_RequestSpotFleet(self, call: Call) -> Iterator[Request]:
         prefix = "SpotFleetRequestConfig"
         tags = call.tags(f"{prefix}.TagSpecification", "spot-fleet-request")
@@ -128,14 +140,7 @@ class Mapper:
                 break
             yield from self._pass_role(self._profile_role(
                 call.params.get(f"{spec}.IamInstanceProfile.Arn")), "ec2.amazonaws.com")
-        for n in range(1, 100):
-            config = f"{prefix}.LaunchTemplateConfigs.{n}.LaunchTemplateSpecification"
-            template = call.params.get(f"{config}.LaunchTemplateId") or \
-                call.params.get(f"{config}.LaunchTemplateName")
-            if template is None:
-                break
-            yield from self._pass_role(self._profile_role(
-                self.known.template_profiles.get(template)), "ec2.amazonaws.com")
+        yield from self._template_roles(call, f"{prefix}.LaunchTemplateConfigs")
 
     def _ec2_CreateFleet(self, call: Call) -> Iterator[Request]:
         tags = call.tags("TagSpecification", "fleet")
@@ -143,14 +148,7 @@ class Mapper:
                       _tag_context("aws:RequestTag", tags))
         yield from self._create_tags(call, "fleet", tags)
         yield from self._create_tags(call, "instance", call.tags("TagSpecification", "instance"))
-        for n in range(1, 100):
-            config = f"LaunchTemplateConfigs.{n}.LaunchTemplateSpecification"
-            template = call.params.get(f"{config}.LaunchTemplateId") or \
-                call.params.get(f"{config}.LaunchTemplateName")
-            if template is None:
-                break
-            yield from self._pass_role(self._profile_role(
-                self.known.template_profiles.get(template)), "ec2.amazonaws.com")
+        yield from self._template_roles(call, "LaunchTemplateConfigs")
 
     def _ec2_RunInstances(self, call: Call) -> Iterator[Request]:
         region, params = call.region, call.params
@@ -226,7 +224,6 @@ class Mapper:
         yield self._s3_object(call, "s3:DeleteObject")
 
     def _s3_CopyObject(self, call: Call) -> Iterator[Request]:
-        import urllib.parse
         source = urllib.parse.unquote(call.params["headers"]["x-amz-copy-source"]).lstrip("/")
         source_bucket, _, source_key = source.partition("/")
         yield self._s3_object(call, "s3:PutObject")

@@ -14,7 +14,7 @@ import re
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 CREDENTIAL = re.compile(r"Credential=(?P<key>[^/]+)/\d{8}/(?P<region>[^/]+)/(?P<service>[^/]+)/")
 #: Query-protocol services: the operation is the form body's ``Action``.
@@ -156,14 +156,3 @@ def _s3_operation(method: str, key: str, query: dict[str, str], headers: dict[st
         return f"{method} object?{'&'.join(sorted(query))}"
     return {"PUT": "PutObject", "GET": "GetObject", "HEAD": "HeadObject",
             "DELETE": "DeleteObject"}[method]
-
-
-def by_key(calls: list[Call]) -> dict[str, list[Call]]:
-    grouped: dict[str, list[Call]] = {}
-    for call in calls:
-        grouped.setdefault(call.key_id, []).append(call)
-    return grouped
-
-
-def operations(calls: list[Call]) -> Iterator[str]:
-    yield from sorted({str(call) for call in calls})

@@ -31,11 +31,12 @@ from localaws.wait import wait_for
 
 from conftest import EC2_FLEET_CONFIG, LAUNCH_TEMPLATE_CONFIG, SECRET, SPOT_CONFIG
 from instance_side import instance_env, run_annex_ec2
+from test_identity import with_identity_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ACCOUNT = "123456789012"
 USER_KEY = "AKIAEXAMPLELOCAL"          # what LocalPool writes into the user's key file
-DAEMON_KEY = "AKIADAEMONLOCAL"
+DAEMON_KEY = "AKIADAEMONLOCAL"         # what test_identity.with_identity_files writes
 LEASE_KEY = "AKIALEASEFUNCTION"
 INSTANCE_KEY = "AKIAINSTANCEROLE"
 PRINCIPALS = {USER_KEY: "user", DAEMON_KEY: "daemon", LEASE_KEY: "lease function",
@@ -119,18 +120,6 @@ def _config(tmp: str, example: str, name: str, **changes: Any) -> str:
     return path
 
 
-def _identity_files(pool: LocalPool) -> None:
-    keys = os.path.join(pool.root, "daemon-keys")
-    os.makedirs(keys, exist_ok=True)
-    for name, text in (("access", DAEMON_KEY), ("secret", f"daemon-{SECRET}")):
-        path = os.path.join(keys, name)
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
-        os.chmod(path, 0o600)
-    pool.add_knobs(f"ANNEXD_ACCESS_KEY_FILE = {keys}/access\n"
-                   f"ANNEXD_SECRET_KEY_FILE = {keys}/secret\n")
-
-
 class Scenarios:
     """The scenarios, in an order where each finds what it needs."""
 
@@ -163,7 +152,7 @@ class Scenarios:
             f"ANNEX_DEFAULT_LEASE_FUNCTION_ARN = {self.facts.lease_arn}",
             f"ANNEX_DEFAULT_ODI_INSTANCE_PROFILE_ARN = {profile}",
             "ANNEXD_RETRY_BASE_SECONDS = 0.05"]))
-        _identity_files(self.pool)
+        with_identity_files(self.pool)
 
     def annex(self, *args: str, keys: bool = True) -> subprocess.CompletedProcess:
         return self.pool.condor_annex(*args, keys=keys)

@@ -175,7 +175,8 @@ def test_events_may_invoke_the_function_only_from_this_accounts_rules():
         template, _ = decode_str(handle.read())
     permission = template["Resources"]["LeaseFunctionPermission"]["Properties"]
     assert permission["Principal"] == "events.amazonaws.com"
-    assert resolve(permission["SourceArn"], CONTEXT) == "arn:aws:events:us-east-1:123456789012:rule/*"
+    assert resolve(permission["SourceArn"], CONTEXT) == \
+        "arn:aws:events:us-east-1:123456789012:rule/*"
     assert permission["SourceAccount"] == {"Ref": "AWS::AccountId"}
 
 
