@@ -33,7 +33,6 @@ from conftest import EC2_FLEET_CONFIG, LAUNCH_TEMPLATE_CONFIG, SECRET, SPOT_CONF
 from instance_side import instance_env, run_annex_ec2
 from test_identity import with_identity_files
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ACCOUNT = "123456789012"
 USER_KEY = "AKIAEXAMPLELOCAL"          # what LocalPool writes into the user's key file
 DAEMON_KEY = "AKIADAEMONLOCAL"         # what test_identity.with_identity_files writes
@@ -95,21 +94,6 @@ def _tags(resource: dict[str, Any]) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in resource.get("Tags") or ()}
 
 
-def _instance_profile(aws: dict[str, Any]) -> tuple[str, str]:
-    """The setup's instance profile stack, as -setup makes it; (profile ARN, role ARN)."""
-    with open(os.path.join(ROOT, "cfn", "instance-profile.yaml"), encoding="utf-8") as handle:
-        aws["cloudformation"].create_stack(
-            StackName="HTCondorAnnex-InstanceProfile", TemplateBody=handle.read(),
-            Parameters=[{"ParameterKey": "S3BucketName", "ParameterValue": BUCKET}],
-            Capabilities=["CAPABILITY_IAM"])
-    stack = wait_for(lambda: aws["cloudformation"].describe_stacks(
-        StackName="HTCondorAnnex-InstanceProfile")["Stacks"][0], "the instance profile",
-        until=lambda found: found["StackStatus"] == "CREATE_COMPLETE")
-    profile = stack["Outputs"][0]["OutputValue"]
-    found = aws["iam"].get_instance_profile(InstanceProfileName=profile.rsplit("/", 1)[1])
-    return profile, found["InstanceProfile"]["Roles"][0]["Arn"]
-
-
 def _config(tmp: str, example: str, name: str, **changes: Any) -> str:
     with open(example, encoding="utf-8") as handle:
         config = json.load(handle)
@@ -139,7 +123,8 @@ class Scenarios:
             FunctionName=self.facts.lease_arn)["Configuration"]["Role"]
         fixtures.create_worker_template(self.aws["ec2"])
         self.facts.template_profiles[fixtures.WORKER_TEMPLATE] = ""
-        profile, role = _instance_profile(self.aws)
+        profile, role = fixtures.create_instance_profile_stack(
+            self.aws["cloudformation"], self.aws["iam"], BUCKET)
         self.facts.profile_arn, self.facts.instance_role_arn = profile, role
         self.facts.profile_roles[profile] = role
         self.aws["iam"].create_role(RoleName=fixtures.FLEET_ROLE_ARN.rsplit("/", 1)[1],

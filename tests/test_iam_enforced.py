@@ -22,7 +22,6 @@ from localaws.fakeimds import FakeImds
 from localaws.pool import BUCKET, REGION
 
 from conftest import EC2_FLEET_CONFIG, SPOT_CONFIG
-from iam_scenarios import _instance_profile
 from instance_side import instance_env, run_annex_ec2
 from test_cfn import CONTEXT
 from test_iam_calls import template
@@ -124,7 +123,7 @@ def test_lease_function_ends_every_kind_under_moto_enforcement(aws, make_annex):
 def test_instance_boots_refreshes_and_sees_its_config_gone_under_moto_enforcement(
         aws, make_annex, tmp_path):
     name = make_annex("sf")
-    profile, role = _instance_profile({"cloudformation": aws.cloudformation, "iam": aws.iam})
+    profile, role = fixtures.create_instance_profile_stack(aws.cloudformation, aws.iam, BUCKET)
     context = {**CONTEXT, "S3BucketName": BUCKET, "InstanceConfigurationProfile.Arn": profile,
                "InstanceConfigurationRole.Arn": role}
     keys = iam_user(aws.iam, "instance", role_statements(
