@@ -12,7 +12,7 @@ setup(
     package_dir={"annexd_lambda": "lambda", "annexd_cfn": "cfn"},
     # annex_ec2/image/: the instance image's systemd units and HTCondor config, which
     # condor_annex_ec2 -install writes out (image/ links to them).
-    package_data={"annexd_cfn": ["*.yaml"], "annexd": ["prices.json"], "annex_ec2": ["image/*"]},
+    package_data={"annexd_cfn": ["*.yaml", "*.json"], "annexd": ["prices.json"], "annex_ec2": ["image/*"]},
     install_requires=[
         "htcondor>=24.0",
         "boto3>=1.34",
