@@ -238,11 +238,40 @@ class Mapper:
                       {} if prefix is None else {"s3:prefix": prefix})
 
     # -- Lambda, IAM ----------------------------------------------------------------------
-    def _lambda_GetFunction(self, call: Call) -> Iterator[Request]:
+    def function_arn(self, call: Call) -> str:
         name = call.params["FunctionName"]
         arn = name if name.startswith("arn:") else \
             f"arn:aws:lambda:{call.region}:{self.known.account}:function:{name}"
-        yield Request("lambda:GetFunction", arn.split(":$")[0])
+        return arn.split(":$")[0]
+
+    def _lambda_GetFunction(self, call: Call) -> Iterator[Request]:
+        yield Request("lambda:GetFunction", self.function_arn(call))
+
+    def _lambda_UpdateFunctionCode(self, call: Call) -> Iterator[Request]:
+        """Code from S3 is read with the caller's permissions."""
+        yield Request("lambda:UpdateFunctionCode", self.function_arn(call))
+        body = call.params["body"]
+        if body.get("S3Bucket"):
+            yield Request("s3:GetObject", self._object(body["S3Bucket"], body["S3Key"]))
+
+    # -- CloudFormation -----------------------------------------------------------------
+    def _on_stack(self, call: Call, action: str) -> Iterator[Request]:
+        name = call.params.get("StackName")
+        yield Request(action, "*" if not name else
+                      f"arn:aws:cloudformation:{call.region}:{self.known.account}:"
+                      f"stack/{name}/*" if not name.startswith("arn:") else name)
+
+    def _cloudformation_DescribeStacks(self, call: Call) -> Iterator[Request]:
+        yield from self._on_stack(call, "cloudformation:DescribeStacks")
+
+    def _cloudformation_CreateStack(self, call: Call) -> Iterator[Request]:
+        yield from self._on_stack(call, "cloudformation:CreateStack")
+
+    def _cloudformation_UpdateStack(self, call: Call) -> Iterator[Request]:
+        yield from self._on_stack(call, "cloudformation:UpdateStack")
+
+    def _cloudformation_GetTemplate(self, call: Call) -> Iterator[Request]:
+        yield from self._on_stack(call, "cloudformation:GetTemplate")
 
     def _iam_GetInstanceProfile(self, call: Call) -> Iterator[Request]:
         yield Request("iam:GetInstanceProfile", f"arn:aws:iam::{self.known.account}:"

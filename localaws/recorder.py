@@ -124,6 +124,7 @@ def _rest(key: str, service: str, region: str, method: str, url: str,
     query = dict(urllib.parse.parse_qsl(parsed.query, keep_blank_values=True))
     params: dict[str, Any] = {"path": path, "query": query, "headers": headers}
     if service == "lambda":
+        params["body"] = json.loads(body) if body.strip() else {}
         match = re.match(r"^/[\d-]+/functions/(?P<name>[^/]+)(?P<rest>/.*)?$", path)
         name, rest = (match.group("name"), match.group("rest") or "") if match else ("", path)
         params["FunctionName"] = name

@@ -38,8 +38,11 @@ USER_KEY = "AKIAEXAMPLELOCAL"          # what LocalPool writes into the user's k
 DAEMON_KEY = "AKIADAEMONLOCAL"         # what test_identity.with_identity_files writes
 LEASE_KEY = "AKIALEASEFUNCTION"
 INSTANCE_KEY = "AKIAINSTANCEROLE"
+SETUP_KEY = "AKIASETUPADMIN"
+SETUP_REGION = "us-west-2"  # its own region: -setup makes all four stacks there
+OLDER_STACK = "HTCondorAnnex-InstanceProfile"
 PRINCIPALS = {USER_KEY: "user", DAEMON_KEY: "daemon", LEASE_KEY: "lease function",
-              INSTANCE_KEY: "instance"}
+              INSTANCE_KEY: "instance", SETUP_KEY: "setup"}
 AMI = fixtures.WORKER_IMAGE
 
 
@@ -191,6 +194,27 @@ class Scenarios:
             off = self.annex("-annex-name", name, "-off")
             assert off.returncode == 0, off.stderr
 
+    # -- -setup, with an administrator's keys ----------------------------------------------
+    def setup(self) -> None:
+        keys = os.path.join(self.pool.root, "admin-keys")
+        os.makedirs(keys, mode=0o700, exist_ok=True)
+        for name, text in (("access", SETUP_KEY), ("secret", f"admin-{SECRET}")):
+            fd = os.open(os.path.join(keys, name), os.O_WRONLY | os.O_CREAT, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text + "\n")
+        for run in range(2):  # the second run finds the stacks made and checks them
+            if run:  # ... updates a stack from an older template, repairs foreign code
+                fixtures.client("lambda", self.url, SETUP_REGION).update_function_code(
+                    FunctionName=fixtures.LEASE_FUNCTION_NAME, ZipFile=b"PK not ours")
+                stacks = fixtures.client("cloudformation", self.url, SETUP_REGION)
+                body = stacks.get_template(StackName=OLDER_STACK)["TemplateBody"]
+                stacks.update_stack(StackName=OLDER_STACK, TemplateBody=body.replace(
+                    "Description: >-\n", "Description: >-\n  (an older version)\n", 1))
+            done = self.annex("-aws-region", SETUP_REGION, "-setup", f"{keys}/access",
+                              f"{keys}/secret", keys=False)
+            assert done.returncode == 0, done.stderr
+        self.outcomes["setup"] = done
+
     # -- the daemon's own identity ------------------------------------------------------
     def recovery(self) -> None:
         crashing = AnnexDaemon(self.pool, {"ANNEXD_TEST_CRASH_AT":
@@ -291,6 +315,8 @@ class Scenarios:
             self.instances()
             self.lease_function()
             self.instances_after_the_lease()
+            with AnnexDaemon(self.pool):  # last: it makes its region the user's default
+                self.setup()
         return Recording(recorder.calls(), self.facts, self.outcomes)
 
 

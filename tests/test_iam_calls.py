@@ -17,16 +17,23 @@ import pytest
 from cfnlint.decode import decode_str
 
 from condor_annex import roletemplate
-from iam_scenarios import (ACCOUNT, DAEMON_KEY, INSTANCE_KEY, LEASE_KEY, USER_KEY, Facts,
-                           Recording, record_everything)
+from iam_scenarios import (ACCOUNT, DAEMON_KEY, INSTANCE_KEY, LEASE_KEY, SETUP_KEY, USER_KEY,
+                           Facts, Recording, record_everything)
+from localaws import setuppolicy
 from localaws.iamactions import Resources, requests_of
 from localaws.iampolicy import Policy, Request, document_statements, role_statements
 from localaws.pool import REGION
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-#: Actions a role is granted for a service that acts on its behalf, never called by our
-#: code: the Lambda service writes the lease function's log with its role.
-USED_BY_THE_SERVICE = {"lease function": {"logs:CreateLogStream", "logs:PutLogEvents"}}
+#: Actions a principal is granted for a service that acts on its behalf, never called by our
+#: code: the Lambda service writes the lease function's log with its role; CloudFormation
+#: makes the setup's resources with the caller's permissions (only through CloudFormation).
+USED_BY_THE_SERVICE = {
+    "lease function": {"logs:CreateLogStream", "logs:PutLogEvents"},
+    "setup": set(setuppolicy.handler_permissions(setuppolicy.resource_types(
+        [os.path.join(ROOT, "cfn", name) for name in os.listdir(os.path.join(ROOT, "cfn"))
+         if name.endswith(".yaml")]))) - {a for s in setuppolicy.DIRECT for a in s["Action"]},
+}
 
 
 def base_context(facts: Facts) -> dict[str, str]:
@@ -44,6 +51,11 @@ def template(name: str) -> dict:
 def user_policy(facts: Facts) -> Policy:
     with open(os.path.join(ROOT, "cfn", "user-policy.json"), encoding="utf-8") as handle:
         return Policy(document_statements(handle.read(), base_context(facts)), "user policy")
+
+
+def setup_policy(facts: Facts) -> Policy:
+    with open(os.path.join(ROOT, "cfn", "setup-policy.json"), encoding="utf-8") as handle:
+        return Policy(document_statements(handle.read(), base_context(facts)), "setup policy")
 
 
 def lease_policy(facts: Facts) -> Policy:
@@ -79,12 +91,14 @@ PRINCIPALS: dict[str, tuple[str, Callable[[Facts], Policy]]] = {
     "daemon": (DAEMON_KEY, user_policy),  # the daemon's own identity: the same policy
     "lease function": (LEASE_KEY, lease_policy),
     "instance": (INSTANCE_KEY, instance_policy),
+    "setup": (SETUP_KEY, setup_policy),
 }
 #: each shipped policy -> the principals that act under it
 POLICIES: dict[str, tuple[Callable[[Facts], Policy], tuple[str, ...]]] = {
     "cfn/user-policy.json": (user_policy, ("user", "daemon")),
     "lease-function.yaml LeaseFunctionRole": (lease_policy, ("lease function",)),
     "instance-profile.yaml InstanceConfigurationRole": (instance_policy, ("instance",)),
+    "cfn/setup-policy.json": (setup_policy, ("setup",)),
 }
 
 
@@ -119,6 +133,7 @@ def test_the_scenarios_did_their_work(recording, judged):
         assert lease_results[kind]["cancelled_fleets"], kind
     assert lease_results["u-odi2"]["terminated_instances"]
     booted = recording.outcomes["instance"]
+    assert "Setup successful" in recording.outcomes["setup"].stdout
     for name in ("boot", "refresh", "watch", "boot u-lt", "boot u-ec2m", "refresh gone"):
         assert booted[name].returncode == 0, (name, booted[name].stderr)
     assert "config object is gone" in booted["refresh gone"].stderr
@@ -197,3 +212,19 @@ def test_the_user_policy_is_valid_json_with_only_known_placeholders():
     assert json.loads(text)["Version"] == "2012-10-17"
     assert document_statements(text, {"Partition": "aws", "AccountId": ACCOUNT,
                                       "S3BucketName": "b"})
+
+
+def test_the_setup_policy_is_generated_from_the_templates():
+    """``python -m localaws.setuppolicy`` writes it: CloudFormation's handler permissions
+    for the resource types cfn/*.yaml use, allowed only through CloudFormation."""
+    with open(setuppolicy.TARGET, encoding="utf-8") as handle:
+        assert handle.read() == setuppolicy.text(), "run python -m localaws.setuppolicy"
+    statement = json.loads(setuppolicy.text())["Statement"][-1]
+    assert statement["Condition"] == {"ForAnyValue:StringEquals": {
+        "aws:CalledVia": "cloudformation.amazonaws.com"}}
+    policy = Policy(document_statements(setuppolicy.text(), {"Partition": "aws",
+                                                              "AccountId": ACCOUNT}))
+    role = "arn:aws:iam::123456789012:role/HTCondorAnnex-x"
+    assert not policy.allows(Request("iam:CreateRole", role))
+    assert policy.allows(Request("iam:CreateRole", role, {
+        "aws:CalledVia": ["cloudformation.amazonaws.com"]}))
