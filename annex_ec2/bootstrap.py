@@ -34,7 +34,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import condor, discover, extract, imds, interruption, lease
+from . import condor, discover, extract, gone, imds, interruption, lease
 from .backoff import Backoff, Deadline
 
 T = TypeVar("T")
@@ -120,7 +120,10 @@ def bootstrap(config_dir: str, retry: Retrier) -> str:
     bucket, key = retry("finding the annex's config object",
                         lambda: discover.config_object(iam, profile, annex, region, token))
     def download() -> tuple[bytes, dict[str, str]]:
-        reply = s3.get_object(Bucket=bucket, Key=key)
+        try:
+            reply = gone.read(s3, bucket, key, lambda: s3.get_object(Bucket=bucket, Key=key))
+        except gone.Gone as missing:  # waiting cannot bring it back: the lease has ended
+            raise discover.Permanent(f"{missing}: the annex's lease has ended") from None
         return reply["Body"].read(), reply.get("Metadata") or {}
 
     payload, metadata = retry(f"downloading s3://{bucket}/{key}", download)
@@ -142,17 +145,19 @@ def refresh_lease(config_dir: str, reconfig_command: str) -> bool:
     """Bring the lease file in step with the config object; True if it changed.
 
     A config object that is gone means the lease has ended: the startd is told to leave.
+    A denial is not "gone" (see :mod:`annex_ec2.gone`): it is raised, and the next run of the
+    timer tries again.
     """
     recorded = lease.recorded_object(config_dir)
     region = imds.Imds().region()
     s3 = boto3.session.Session(region_name=region).client(
         "s3", config=Config(retries={"mode": "standard", "total_max_attempts": 3}))
+    bucket, key = recorded["bucket"], recorded["key"]
     try:
-        metadata = s3.head_object(Bucket=recorded["bucket"], Key=recorded["key"])["Metadata"]
+        metadata = gone.read(s3, bucket, key,
+                             lambda: s3.head_object(Bucket=bucket, Key=key))["Metadata"]
         lease_end = lease.from_metadata(metadata)
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
-            raise
+    except gone.Gone:
         log.warning("annex %s: its config object is gone: the lease has ended",
                     recorded["annex"])
         lease_end = lease.ended_now()

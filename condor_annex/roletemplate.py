@@ -1,7 +1,8 @@
 """``condor_annex_role_template BUCKET KEY``: print a CloudFormation template for an instance
-role and profile that may read exactly one S3 object (plus the self-introspection the
-instance bootstrap needs to find it).  For sites that hand out one config object per role
-instead of the setup's ``config-*.tar.gz`` profile.
+role and profile that may read exactly one S3 object (plus asking whether it still exists,
+and the self-introspection the instance bootstrap needs to find it: its instance, its Spot
+Fleet or EC2 Fleet, its own role's policies).  For sites that hand out one config object per
+role instead of the setup's ``config-*.tar.gz`` profile.
 """
 from __future__ import annotations
 
@@ -17,9 +18,13 @@ def template(bucket: str, key: str) -> dict[str, Any]:
     statement = [
         {"Effect": "Allow", "Action": "s3:GetObject",
          "Resource": {"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::{bucket}/{key}"}},
+        # Without it, S3 answers a deleted object with 403, not 404 (annex_ec2.gone).
+        {"Effect": "Allow", "Action": "s3:ListBucket",
+         "Resource": {"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::{bucket}"},
+         "Condition": {"StringEquals": {"s3:prefix": key}}},
         {"Effect": "Allow",
-         "Action": ["ec2:DescribeInstances", "ec2:DescribeTags",
-                    "ec2:DescribeSpotFleetRequests"],
+         "Action": ["ec2:DescribeInstances", "ec2:DescribeSpotFleetRequests",
+                    "ec2:DescribeFleets"],
          "Resource": "*"},
     ]
     introspection = [

@@ -13,6 +13,9 @@ Fault kinds, each for the next ``times`` matching calls:
 ``stall-after`` forward, then hold the connection silent for ``stall_seconds``
 ``delay``       wait ``stall_seconds``, then forward and answer (a slow call: widens races)
 ``delay-after`` forward (the call takes effect now), then answer ``stall_seconds`` later
+``deny``        answer 403 AccessDenied without forwarding (IAM refused the call)
+``hide-missing`` forward; a 404 comes back as 403 AccessDenied, as S3 answers a missing
+                object to a caller without ``s3:ListBucket``
 =============== ===================================================================
 
 The ``-after`` kinds are the hard ones: the caller cannot tell that its call succeeded.
@@ -31,8 +34,10 @@ from dataclasses import dataclass
 QUERY_API_VERSIONS = {"2016-11-15": "ec2", "2010-05-08": "iam", "2011-06-15": "sts",
                       "2010-05-15": "cloudformation"}
 KINDS = ("throttle", "error", "reject", "reset", "reset-after", "stall-after", "delay",
-         "delay-after")
-STATUS = {"throttle": 503, "error": 500, "reject": 400}
+         "delay-after", "deny", "hide-missing")
+STATUS = {"throttle": 503, "error": 500, "reject": 400, "deny": 403}
+ACCESS_DENIED = (b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied</Code>"
+                 b"<Message>Access Denied</Message></Error>")
 
 
 @dataclass
@@ -151,9 +156,7 @@ class FaultProxy:
                 if proxy.latency:
                     time.sleep(proxy.latency)
                 if kind in STATUS:
-                    self.send_response(STATUS[kind])
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
+                    self._plain(STATUS[kind], ACCESS_DENIED if kind == "deny" else b"")
                     return
                 if kind == "reset":
                     self.close_connection = True
@@ -169,6 +172,9 @@ class FaultProxy:
                         time.sleep(proxy.stall_seconds)
                     self.close_connection = True
                     return
+                if kind == "hide-missing" and status == 404:
+                    self._plain(403, ACCESS_DENIED)
+                    return
                 self.send_response(status)
                 for name, value in headers:
                     if name.lower() not in ("content-length", "transfer-encoding", "connection",
@@ -177,6 +183,15 @@ class FaultProxy:
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 if self.command != "HEAD":
+                    self.wfile.write(payload)
+
+            def _plain(self, status: int, payload: bytes) -> None:
+                self.send_response(status)
+                if payload:
+                    self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if payload and self.command != "HEAD":
                     self.wfile.write(payload)
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _relay

@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import boto3
 
 from annexd import leasecode
+
+from .wait import wait_for
+
+CFN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "annexd_cfn")
 
 LEASE_FUNCTION_NAME = "HTCondorAnnex-LeaseFunction"
 FLEET_ROLE_ARN = "arn:aws:iam::123456789012:role/aws-ec2-spot-fleet-tagging-role"
@@ -72,3 +77,19 @@ def tag_fleet_instances_as_aws_does(ec2: Any, fleet_id: str) -> list[str]:
     if ids:
         ec2.create_tags(Resources=ids, Tags=[{"Key": key, "Value": fleet_id}])
     return ids
+
+
+def create_instance_profile_stack(cloudformation: Any, iam: Any, bucket: str) -> tuple[str, str]:
+    """The setup's instance profile stack (cfn/instance-profile.yaml), as -setup makes it;
+    returns (instance profile ARN, its role's ARN)."""
+    name = "HTCondorAnnex-InstanceProfile"
+    with open(os.path.join(CFN, "instance-profile.yaml"), encoding="utf-8") as handle:
+        cloudformation.create_stack(
+            StackName=name, TemplateBody=handle.read(), Capabilities=["CAPABILITY_IAM"],
+            Parameters=[{"ParameterKey": "S3BucketName", "ParameterValue": bucket}])
+    stack = wait_for(lambda: cloudformation.describe_stacks(StackName=name)["Stacks"][0],
+                     "the instance profile stack",
+                     until=lambda found: found["StackStatus"] == "CREATE_COMPLETE")
+    profile = stack["Outputs"][0]["OutputValue"]
+    found = iam.get_instance_profile(InstanceProfileName=profile.rsplit("/", 1)[1])
+    return profile, found["InstanceProfile"]["Roles"][0]["Arn"]

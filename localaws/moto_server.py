@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 
@@ -37,9 +38,14 @@ class MotoServer:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> "MotoServer":
+        # moto's request recorder writes to a file in its working directory unless told
+        # where: keep it out of the checkout.
+        recording = os.path.join(os.path.dirname(self._log_path) if self._log_path
+                                 else tempfile.gettempdir(), f"moto-recording-{self.port}")
         self._process = spawn(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            {**os.environ, **VALIDATION_ENV, **FAKE_CREDENTIALS}, self._log_path)
+            {**os.environ, **VALIDATION_ENV, **FAKE_CREDENTIALS,
+             "MOTO_RECORDER_FILEPATH": recording}, self._log_path)
         try:
             wait_until_ready(self._process, self._answers, f"moto server on {self.url}", timeout)
         except RuntimeError:

@@ -120,29 +120,19 @@ def annex_instance(aws, run_annex, with_keys):
     """
     from annexd_lambda.lease import ANNEX_TAG
     from conftest import SPOT_CONFIG
+    from localaws import fixtures
     from localaws.fakeimds import FakeImds
-    from localaws.wait import wait_for
 
     name = f"booting-{next(_BOOTS)}"
     created = run_annex("-annex-name", name, "-lease-duration", "3600", "-count", "2",
                         "-lease-function-arn", aws.lease_arn, *with_keys, SPOT_CONFIG)
     assert created.returncode == 0, created.stderr
-    with open(os.path.join(ROOT, "annexd_cfn", "instance-profile.yaml"), encoding="utf-8") as handle:
-        aws.cloudformation.create_stack(
-            StackName="HTCondorAnnex-InstanceProfile", TemplateBody=handle.read(),
-            Parameters=[{"ParameterKey": "S3BucketName",
-                         "ParameterValue": "htcondor-annex-config"}],
-            Capabilities=["CAPABILITY_IAM"])
-    stack = wait_for(lambda: aws.cloudformation.describe_stacks(
-        StackName="HTCondorAnnex-InstanceProfile")["Stacks"][0], "the instance profile stack",
-        until=lambda found: found["StackStatus"] == "CREATE_COMPLETE")
-    profile = stack["Outputs"][0]["OutputValue"]
+    profile, _ = fixtures.create_instance_profile_stack(aws.cloudformation, aws.iam,
+                                                        "htcondor-annex-config")
     instance = aws.ec2.describe_instances(Filters=[
         {"Name": f"tag:{ANNEX_TAG}", "Values": [name]}])["Reservations"][0]["Instances"][0]
     imds = FakeImds(instance["InstanceId"], "us-east-1", profile)
     imds.annex, imds.instance_id, imds.profile = name, instance["InstanceId"], profile
-    imds.client_token = {tag["Key"]: tag["Value"] for tag in instance["Tags"]}[
-        "htcondor:AnnexClientToken"]
     yield imds
     imds.close()
 

@@ -79,7 +79,7 @@ def test_a_gone_config_object_powers_the_instance_off(aws, annex_instance, tmp_p
                            "-poweroff-command", f"touch {marker}")
     assert result.returncode == 1
     assert "cannot install this annex's configuration" in result.stderr
-    assert "NoSuchKey" in result.stderr and marker.exists()
+    assert "does not exist: the annex's lease has ended" in result.stderr and marker.exists()
 
 
 def test_no_shutdown_only_logs(aws, annex_instance, tmp_path):
@@ -90,6 +90,81 @@ def test_no_shutdown_only_logs(aws, annex_instance, tmp_path):
     assert result.returncode == 1
     assert "still failing after" in result.stderr and not marker.exists()
 
+
+
+# -- gone or denied: S3 answers a missing object with 403 to a caller that may not list ------
+
+def config_key(annex_instance) -> str:
+    return f"config-{annex_instance.annex}.tar.gz"
+
+
+def as_on_aws(aws, kind: str, *operations: str) -> FaultProxy:
+    """A proxy in front of the emulator that answers S3 ``operations`` as AWS would: with
+    ``hide-missing``, a missing object is a 403 AccessDenied (moto always says 404)."""
+    proxy = FaultProxy(aws.url).start()
+    for operation in operations:
+        proxy.arm(operation, kind, -1)
+    return proxy
+
+
+def test_a_config_deleted_on_aws_makes_refresh_tell_the_startd_to_leave(aws, annex_instance,
+                                                                        tmp_path):
+    """Finding 3: on AWS the deleted object answers 403; the role's narrow s3:ListBucket
+    shows it is gone, and the startd is told to leave."""
+    config_dir = tmp_path / "config.d"
+    assert run_bootstrap(aws.url, annex_instance, config_dir).returncode == 0
+    aws.s3.delete_object(Bucket="htcondor-annex-config", Key=config_key(annex_instance))
+    proxy = as_on_aws(aws, "hide-missing", "s3:HEAD")
+    marker = tmp_path / "reconfigured"
+    try:
+        refreshed = run_bootstrap(proxy.url, annex_instance, config_dir, "-refresh-lease",
+                                  "-reconfig-command", f"touch {marker}")
+    finally:
+        proxy.stop()
+    assert proxy.seen["s3:HEAD"] >= 1  # the 403 was really seen
+    assert refreshed.returncode == 0, refreshed.stderr
+    assert "its config object is gone: the lease has ended" in refreshed.stderr
+    assert marker.exists()
+    ended = int(condor_params(config_dir, ["AnnexLeaseExpiration"])["AnnexLeaseExpiration"])
+    assert ended <= time.time()
+
+
+def test_a_config_deleted_on_aws_stops_the_boot_at_once(aws, annex_instance, tmp_path):
+    """Finding 3: the boot does not retry a 403 for a deleted config until its deadline."""
+    aws.s3.delete_object(Bucket="htcondor-annex-config", Key=config_key(annex_instance))
+    proxy = as_on_aws(aws, "hide-missing", "s3:GET")
+    started = time.monotonic()
+    try:
+        result = run_bootstrap(proxy.url, annex_instance, tmp_path / "config.d",
+                               "-max-wait", "60")
+    finally:
+        proxy.stop()
+    assert result.returncode == 1
+    assert "does not exist: the annex's lease has ended" in result.stderr
+    assert "retrying" not in result.stderr and time.monotonic() - started < 30
+    assert (tmp_path / "config.d.powered-off").exists()
+
+
+def test_a_real_denial_is_not_taken_for_gone(aws, annex_instance, tmp_path):
+    """A 403 for an object that exists (a policy mistake, say) must not end every annex
+    instance: refresh fails and leaves the lease alone; the boot keeps retrying."""
+    config_dir = tmp_path / "config.d"
+    assert run_bootstrap(aws.url, annex_instance, config_dir).returncode == 0
+    before = condor_params(config_dir, ["AnnexLeaseExpiration"])
+    proxy = as_on_aws(aws, "deny", "s3:HEAD")
+    marker = tmp_path / "reconfigured"
+    try:
+        refreshed = run_bootstrap(proxy.url, annex_instance, config_dir, "-refresh-lease",
+                                  "-reconfig-command", f"touch {marker}")
+        proxy.arm("s3:GET", "deny", -1)  # the object and the listing
+        booted = run_bootstrap(proxy.url, annex_instance, tmp_path / "again", "-max-wait", "1",
+                               "-no-shutdown")
+    finally:
+        proxy.stop()
+    assert refreshed.returncode == 1 and "Forbidden" in refreshed.stderr
+    assert not marker.exists()
+    assert condor_params(config_dir, ["AnnexLeaseExpiration"]) == before
+    assert booted.returncode == 1 and "still failing after" in booted.stderr
 
 
 # -- instances launched from launch templates: the annex tag is on the fleet ---------------

@@ -1,22 +1,25 @@
 """The CloudFormation templates: cfn-lint clean, and least privilege proven by evaluation."""
 from __future__ import annotations
 
-import fnmatch
 import glob
 import json
 import os
-import re
 import subprocess
 
 import pytest
 from cfnlint.decode import decode_str
 
+from localaws.iampolicy import Policy, Request, resolve, role_statements
 from localaws.pool import script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEMPLATES = sorted(glob.glob(os.path.join(ROOT, "annexd_cfn", "*.yaml")))
 CONTEXT = {"AWS::Partition": "aws", "AWS::Region": "us-east-1",
-           "AWS::AccountId": "123456789012", "S3BucketName": "annex-bucket"}
+           "AWS::AccountId": "123456789012", "S3BucketName": "annex-bucket",
+           "LeaseFunctionLogGroup.Arn": "arn:aws:logs:us-east-1:123456789012:log-group:"
+                                        "/aws/lambda/HTCondorAnnex-LeaseFunction:*",
+           "InstanceConfigurationProfile.Arn": "arn:aws:iam::123456789012:instance-profile/p",
+           "InstanceConfigurationRole.Arn": "arn:aws:iam::123456789012:role/r"}
 
 
 def test_there_are_four_templates():
@@ -40,7 +43,7 @@ def test_generated_single_object_role_template_is_clean(tmp_path):
     assert lint.returncode == 0, lint.stdout
     statements = json.loads(generated.stdout)["Resources"]["Role"]["Properties"]["Policies"][0][
         "PolicyDocument"]["Statement"]
-    policy = Policy(statements)
+    policy = Judged(Policy(resolve(statements, CONTEXT)))
     assert policy.allows("s3:GetObject", "arn:aws:s3:::annex-bucket/config-nightly.tar.gz")
     assert not policy.allows("s3:GetObject", "arn:aws:s3:::annex-bucket/config-other.tar.gz")
     bad = subprocess.run([script("condor_annex_role_template"), "annex-bucket", "config-*"],
@@ -48,64 +51,35 @@ def test_generated_single_object_role_template_is_clean(tmp_path):
     assert bad.returncode == 1 and "not a plain object key" in bad.stderr
 
 
-# -- a small IAM evaluator: enough for these templates, and loud about anything else -------
+# -- the policies as written, judged by localaws.iampolicy ---------------------------------
 
-def _text(value) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and "Fn::Sub" in value:
-        return re.sub(r"\$\{([^}]+)\}", lambda m: CONTEXT[m.group(1)], value["Fn::Sub"])
-    raise AssertionError(f"the evaluator cannot resolve {value!r}")
+def resource_tags(tags: dict[str, str] | None) -> dict[str, str]:
+    return {f"aws:ResourceTag/{key}": value for key, value in (tags or {}).items()}
 
 
-def _listed(value) -> list:
-    return value if isinstance(value, list) else [value]
+class Judged:
+    """A policy, asked the way these tests ask: action, resource, the resource's tags."""
+
+    def __init__(self, policy: Policy):
+        self.policy = policy
+
+    def allows(self, action: str, resource: str, tags: dict[str, str] | None = None,
+               **context: str) -> bool:
+        return self.policy.allows(Request(action, resource, {**resource_tags(tags),
+                                                             **context}))
 
 
-class Policy:
-    def __init__(self, statements: list[dict]):
-        self.statements = statements
-
-    @staticmethod
-    def _conditions_hold(conditions: dict, tags: dict[str, str]) -> bool:
-        for operator, checks in conditions.items():
-            if operator != "Null":
-                raise AssertionError(f"the evaluator does not know condition {operator}")
-            for key, must_be_null in checks.items():
-                assert key.startswith("aws:ResourceTag/"), key
-                present = key.split("/", 1)[1] in tags
-                if present == (must_be_null == "true"):
-                    return False
-        return True
-
-    def allows(self, action: str, resource: str, tags: dict[str, str] | None = None) -> bool:
-        allowed = False
-        for statement in self.statements:
-            if not any(fnmatch.fnmatchcase(action, a) for a in _listed(statement["Action"])):
-                continue
-            if not any(fnmatch.fnmatchcase(resource, _text(r))
-                       for r in _listed(statement["Resource"])):
-                continue
-            if not self._conditions_hold(statement.get("Condition", {}), tags or {}):
-                continue
-            if statement["Effect"] == "Deny":
-                return False
-            allowed = True
-        return allowed
-
-
-def role_policy(template_name: str, role: str) -> Policy:
+def role_policy(template_name: str, role: str) -> Judged:
     with open(os.path.join(ROOT, "annexd_cfn", template_name), encoding="utf-8") as handle:
         template, errors = decode_str(handle.read())
     assert not errors
-    statements = []
-    for policy in template["Resources"][role]["Properties"]["Policies"]:
-        statements += policy["PolicyDocument"]["Statement"]
-    return Policy(statements)
+    return Judged(Policy(role_statements(template, role, CONTEXT)))
 
 
 ACCOUNT = "arn:aws:ec2:us-east-1:123456789012"
 TAGGED = {"htcondor:AnnexName": "nightly"}
+#: What condor_annexd puts on every fleet it makes: the annex and the create request.
+FLEET_TAGS = {**TAGGED, "htcondor:AnnexClientToken": "nightly_0123"}
 
 
 @pytest.fixture(scope="module")
@@ -120,10 +94,23 @@ def test_lease_role_terminates_only_annex_instances(lease_role, tags, allowed):
         is allowed
 
 
-@pytest.mark.parametrize("tags, allowed", [(TAGGED, True), ({}, False)])
-def test_lease_role_cancels_only_annex_fleets(lease_role, tags, allowed):
+@pytest.mark.parametrize("tags, allowed", [(FLEET_TAGS, True), (TAGGED, False), ({}, False)])
+def test_lease_role_ends_only_fleets_condor_annexd_made(lease_role, tags, allowed):
+    """Finding 5: a fleet someone merely tagged htcondor:AnnexName is not enough; the
+    daemon's fleets carry the create request's token too.  Both fleet kinds (finding 1)."""
     assert lease_role.allows("ec2:CancelSpotFleetRequests",
                              f"{ACCOUNT}:spot-fleet-request/sfr-1", tags) is allowed
+    assert lease_role.allows("ec2:DeleteFleets", f"{ACCOUNT}:fleet/fleet-1", tags) is allowed
+
+
+@pytest.mark.parametrize("action", ["events:RemoveTargets", "events:DeleteRule",
+                                    "events:DescribeRule"])
+@pytest.mark.parametrize("tags, allowed", [(TAGGED, True), ({}, False),
+                                           ({"team": "web"}, False)])
+def test_lease_role_removes_only_annex_rules(lease_role, action, tags, allowed):
+    """Finding 5: not any rule of the account (rule/* with no condition), only annexes'."""
+    assert lease_role.allows(action, "arn:aws:events:us-east-1:123456789012:rule/nightly",
+                             tags) is allowed
 
 
 @pytest.mark.parametrize("resource, allowed", [
@@ -153,6 +140,17 @@ def test_lease_role_cannot_do_anything_else(lease_role, action, resource):
     assert not lease_role.allows(action, resource, TAGGED)
 
 
+def test_instance_role_may_ask_only_whether_one_config_key_exists():
+    """Finding 3: s3:ListBucket lets S3 answer 404 for a deleted config, limited to prefixes
+    that are whole config keys (no listing of the bucket, nor of every annex)."""
+    policy = role_policy("instance-profile.yaml", "InstanceConfigurationRole")
+    bucket = "arn:aws:s3:::annex-bucket"
+    assert policy.allows("s3:ListBucket", bucket, **{"s3:prefix": "config-a.tar.gz"})
+    for prefix in ("", "config-", "lambda/", "config-a"):
+        assert not policy.allows("s3:ListBucket", bucket, **{"s3:prefix": prefix}), prefix
+    assert not policy.allows("s3:ListBucket", bucket)
+
+
 def test_instance_role_reads_only_config_objects():
     policy = role_policy("instance-profile.yaml", "InstanceConfigurationRole")
     assert policy.allows("s3:GetObject", "arn:aws:s3:::annex-bucket/config-a.tar.gz")
@@ -169,6 +167,7 @@ def test_instance_role_may_find_its_annex_through_its_fleet():
                    "ec2:DescribeFleets"):
         assert policy.allows(action, "*"), action
     assert not policy.allows("ec2:ModifyFleet", f"{ACCOUNT}:fleet/fleet-1", TAGGED)
+    assert not policy.allows("ec2:DescribeTags", "*")  # finding 6: never used
 
 
 def test_events_may_invoke_the_function_only_from_this_accounts_rules():
@@ -176,7 +175,8 @@ def test_events_may_invoke_the_function_only_from_this_accounts_rules():
         template, _ = decode_str(handle.read())
     permission = template["Resources"]["LeaseFunctionPermission"]["Properties"]
     assert permission["Principal"] == "events.amazonaws.com"
-    assert _text(permission["SourceArn"]) == "arn:aws:events:us-east-1:123456789012:rule/*"
+    assert resolve(permission["SourceArn"], CONTEXT) == \
+        "arn:aws:events:us-east-1:123456789012:rule/*"
     assert permission["SourceAccount"] == {"Ref": "AWS::AccountId"}
 
 
@@ -189,6 +189,33 @@ def test_bucket_is_private_encrypted_and_expires_stale_configs():
         "ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
     [rule] = bucket["LifecycleConfiguration"]["Rules"]
     assert rule["Prefix"] == "config-" and rule["Status"] == "Enabled"
+
+
+def test_bucket_may_log_access_to_a_given_bucket():
+    """Finding 8: reads of the secret-bearing objects can leave an audit trail."""
+    with open(os.path.join(ROOT, "annexd_cfn", "bucket.yaml"), encoding="utf-8") as handle:
+        template, _ = decode_str(handle.read())
+    assert template["Parameters"]["AccessLogBucket"]["Default"] == ""
+    logging = template["Resources"]["ConfigurationBucket"]["Properties"]["LoggingConfiguration"]
+    condition, when_set, _ = logging["Fn::If"]
+    assert condition == "LogAccess"
+    assert when_set["DestinationBucketName"] == {"Ref": "AccessLogBucket"}
+
+
+def test_lease_function_logs_expire_and_its_concurrency_is_reserved():
+    """Finding 8: a log group with a retention (default 30 days), and a small reserved
+    concurrency, so that the account's other functions cannot starve it."""
+    with open(os.path.join(ROOT, "annexd_cfn", "lease-function.yaml"), encoding="utf-8") as handle:
+        template, _ = decode_str(handle.read())
+    assert template["Parameters"]["LogRetentionDays"]["Default"] == 30
+    group = template["Resources"]["LeaseFunctionLogGroup"]["Properties"]
+    assert group["LogGroupName"] == "/aws/lambda/HTCondorAnnex-LeaseFunction"
+    assert group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    function = template["Resources"]["LeaseFunction"]["Properties"]
+    assert function["FunctionName"] == "HTCondorAnnex-LeaseFunction"
+    assert function["LoggingConfig"]["LogGroup"] == {"Ref": "LeaseFunctionLogGroup"}
+    assert 0 < template["Parameters"]["ReservedConcurrency"]["Default"] <= 10
+    assert function["ReservedConcurrentExecutions"]["Fn::If"][1] == {"Ref": "ReservedConcurrency"}
 
 
 def test_security_group_keeps_ssh_closed_by_default():

@@ -1,0 +1,325 @@
+"""Every principal of condor-annexd driven through its scenarios against the emulator, with
+moto's recorder on: the ground truth of which AWS calls each one makes.
+
+Each principal signs with an access key of its own, so one recording serves them all:
+
+* the daemon acting with a user's key files (creates of every kind, status, extend, off,
+  rollback);
+* the daemon's own identity (recovery of a crashed create, the lease backstop);
+* the lease function (each annex kind, before and after its lease, an old Input);
+* an annex instance (boot, lease refresh, interruption watch, discovery through a fleet).
+
+Resource tags are what IAM's ``aws:ResourceTag`` conditions see; the emulator forgets a Spot
+Fleet once it is cancelled, so the tags of every resource are noted while it exists.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from dataclasses import dataclass, field
+from typing import Any
+
+from annexd_lambda import lease
+from localaws import fixtures
+from localaws.fakeimds import FakeImds
+from localaws.moto_server import MotoServer
+from localaws.pool import BUCKET, REGION, AnnexDaemon, LocalPool
+from localaws.recorder import Call, Recorder
+from localaws.wait import wait_for
+
+from conftest import EC2_FLEET_CONFIG, LAUNCH_TEMPLATE_CONFIG, SECRET, SPOT_CONFIG
+from instance_side import instance_env, run_annex_ec2
+from test_identity import with_identity_files
+
+ACCOUNT = "123456789012"
+USER_KEY = "AKIAEXAMPLELOCAL"          # what LocalPool writes into the user's key file
+DAEMON_KEY = "AKIADAEMONLOCAL"         # what test_identity.with_identity_files writes
+LEASE_KEY = "AKIALEASEFUNCTION"
+INSTANCE_KEY = "AKIAINSTANCEROLE"
+SETUP_KEY = "AKIASETUPADMIN"
+SETUP_REGION = "us-west-2"  # its own region: -setup makes all four stacks there
+OLDER_STACK = "HTCondorAnnex-InstanceProfile"
+PRINCIPALS = {USER_KEY: "user", DAEMON_KEY: "daemon", LEASE_KEY: "lease function",
+              INSTANCE_KEY: "instance", SETUP_KEY: "setup"}
+AMI = fixtures.WORKER_IMAGE
+
+
+@dataclass
+class Facts:
+    """What the evaluator needs besides the calls: who is who, and what was tagged how."""
+
+    bucket: str = BUCKET
+    lease_arn: str = ""
+    profile_arn: str = ""
+    instance_role_arn: str = ""
+    lease_role_arn: str = ""
+    #: resource ID (i-..., sfr-..., fleet-...) -> its tags
+    tags: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: instance profile ARN -> the ARN of its role
+    profile_roles: dict[str, str] = field(default_factory=dict)
+    #: launch template ID or name -> the instance profile it names ("" for none)
+    template_profiles: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Recording:
+    #: every call of every principal, in the order the emulator received them
+    calls: list[Call]
+    facts: Facts
+    outcomes: dict[str, Any]
+
+    def of(self, key: str) -> list[Call]:
+        return [call for call in self.calls if call.key_id == key]
+
+
+def _clients(url: str, key: str = "testing") -> dict[str, Any]:
+    import boto3
+    return {name: boto3.client(name, endpoint_url=url, region_name=REGION,
+                               aws_access_key_id=key, aws_secret_access_key="testing")
+            for name in ("ec2", "events", "s3", "lambda", "iam", "cloudformation")}
+
+
+def note_tags(ec2: Any, facts: Facts) -> None:
+    """Remember the tags of every instance and fleet there is now."""
+    for page in ec2.get_paginator("describe_instances").paginate():
+        for reservation in page["Reservations"]:
+            for instance in reservation["Instances"]:
+                facts.tags[instance["InstanceId"]] = _tags(instance)
+    for fleet in ec2.describe_spot_fleet_requests()["SpotFleetRequestConfigs"]:
+        facts.tags[fleet["SpotFleetRequestId"]] = _tags(fleet)
+    for fleet in ec2.describe_fleets()["Fleets"]:
+        facts.tags[fleet["FleetId"]] = _tags(fleet)
+
+
+def _tags(resource: dict[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in resource.get("Tags") or ()}
+
+
+def _config(tmp: str, example: str, name: str, **changes: Any) -> str:
+    with open(example, encoding="utf-8") as handle:
+        config = json.load(handle)
+    config.update(changes)
+    path = os.path.join(tmp, f"{name}.json")
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(config, handle)
+    return path
+
+
+class Scenarios:
+    """The scenarios, in an order where each finds what it needs."""
+
+    def __init__(self, server: MotoServer, root: str):
+        self.url, self.root = server.url, root
+        self.aws = _clients(self.url)
+        self.facts = Facts()
+        self.outcomes: dict[str, Any] = {}
+        self.pool = LocalPool(os.path.join(root, "pool"))
+
+    # -- the world -setup leaves behind -------------------------------------------------
+    def prepare(self) -> None:
+        fixtures.create_bucket(self.aws["s3"], BUCKET, REGION)
+        self.facts.lease_arn = fixtures.deploy_lease_function(self.aws["iam"],
+                                                              self.aws["lambda"])
+        self.facts.lease_role_arn = self.aws["lambda"].get_function(
+            FunctionName=self.facts.lease_arn)["Configuration"]["Role"]
+        fixtures.create_worker_template(self.aws["ec2"])
+        self.facts.template_profiles[fixtures.WORKER_TEMPLATE] = ""
+        profile, role = fixtures.create_instance_profile_stack(
+            self.aws["cloudformation"], self.aws["iam"], BUCKET)
+        self.facts.profile_arn, self.facts.instance_role_arn = profile, role
+        self.facts.profile_roles[profile] = role
+        self.aws["iam"].create_role(RoleName=fixtures.FLEET_ROLE_ARN.rsplit("/", 1)[1],
+                                    AssumeRolePolicyDocument=json.dumps({
+                                        "Version": "2012-10-17", "Statement": [{
+                                            "Effect": "Allow", "Action": "sts:AssumeRole",
+                                            "Principal": {"Service": "spotfleet.amazonaws.com"}}]}))
+        os.makedirs(self.pool.root, exist_ok=True)
+        self.pool.write(self.url, secret=SECRET, extra="\n".join([
+            f"ANNEX_DEFAULT_LEASE_FUNCTION_ARN = {self.facts.lease_arn}",
+            f"ANNEX_DEFAULT_ODI_INSTANCE_PROFILE_ARN = {profile}",
+            "ANNEXD_RETRY_BASE_SECONDS = 0.05"]))
+        with_identity_files(self.pool)
+
+    def annex(self, *args: str, keys: bool = True) -> subprocess.CompletedProcess:
+        return self.pool.condor_annex(*args, keys=keys)
+
+    def create(self, name: str, *args: str, expect: int = 0) -> subprocess.CompletedProcess:
+        made = self.annex("-annex-name", name, "-lease-duration", "3600", *args)
+        assert made.returncode == expect, (name, made.stderr)
+        note_tags(self.aws["ec2"], self.facts)
+        return made
+
+    # -- the daemon with a user's keys --------------------------------------------------
+    def user(self) -> None:
+        tmp = self.root
+        self.create("u-sf", "-count", "1", SPOT_CONFIG)
+        self.create("u-old", "-count", "1", SPOT_CONFIG)
+        self.create("u-lt", "-count", "2", _config(tmp, LAUNCH_TEMPLATE_CONFIG, "lt"))
+        self.create("u-ec2", "-count", "2", _config(tmp, EC2_FLEET_CONFIG, "ec2"))
+        self.create("u-ec2m", "-count", "1", _config(tmp, EC2_FLEET_CONFIG, "ec2m"))
+        self.create("u-ec2i", "-count", "1", _config(tmp, EC2_FLEET_CONFIG, "ec2i",
+                                                     Type="instant"))
+        odi = ["-aws-on-demand-ami-id", AMI, "-aws-on-demand-instance-type", "m5.large"]
+        self.create("u-odi", "-count", "1", *odi)
+        self.create("u-odi2", "-count", "1", *odi)
+        # Rollbacks: the launch fails (an image AWS does not have) after the lease is in force.
+        self.create("u-bad", "-count", "1", "-aws-on-demand-ami-id", "ami-00000000",
+                    "-aws-on-demand-instance-type", "m5.large", expect=5)
+        self.create("u-badsf", "-count", "1",
+                    _config(tmp, SPOT_CONFIG, "bad", LaunchSpecifications=[
+                        {"ImageId": "ami-00000000", "InstanceType": "m5.large"}]), expect=5)
+        # Fleets someone ended by hand without their instances (cancelled_running,
+        # deleted_running): -off here, the lease function later, must end the instances.
+        for name in ("u-strag-sf", "u-strag-sf2"):
+            self.create(name, "-count", "1", SPOT_CONFIG)
+            self.aws["ec2"].cancel_spot_fleet_requests(
+                SpotFleetRequestIds=lease.find_fleets(self.aws["ec2"], name),
+                TerminateInstances=False)
+        for name in ("u-strag-ec2", "u-strag-ec22"):
+            # instant: only its instances carry the annex tag (a maintain fleet's carry the
+            # launch template's), and IAM lets us end only tagged instances.
+            self.create(name, "-count", "1", _config(tmp, EC2_FLEET_CONFIG, name,
+                                                     Type="instant"))
+            self.aws["ec2"].delete_fleets(FleetIds=lease.find_ec2_fleets(self.aws["ec2"], name),
+                                          TerminateInstances=False)
+        shown = self.annex("-status", "-json")
+        assert shown.returncode == 0, shown.stderr
+        self.outcomes["status"] = json.loads(shown.stdout)
+        assert self.annex("-status", "-annex-name", "u-sf").returncode == 0
+        longer = self.annex("-annex-name", "u-sf", "-lease-duration", "7200")
+        assert longer.returncode == 0, longer.stderr
+        for name in ("u-odi", "u-ec2", "u-strag-sf", "u-strag-ec2"):
+            off = self.annex("-annex-name", name, "-off")
+            assert off.returncode == 0, off.stderr
+
+    # -- -setup, with an administrator's keys ----------------------------------------------
+    def setup(self) -> None:
+        keys = os.path.join(self.pool.root, "admin-keys")
+        os.makedirs(keys, mode=0o700, exist_ok=True)
+        for name, text in (("access", SETUP_KEY), ("secret", f"admin-{SECRET}")):
+            fd = os.open(os.path.join(keys, name), os.O_WRONLY | os.O_CREAT, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text + "\n")
+        for run in range(2):  # the second run finds the stacks made and checks them
+            if run:  # ... updates a stack from an older template, repairs foreign code
+                fixtures.client("lambda", self.url, SETUP_REGION).update_function_code(
+                    FunctionName=fixtures.LEASE_FUNCTION_NAME, ZipFile=b"PK not ours")
+                stacks = fixtures.client("cloudformation", self.url, SETUP_REGION)
+                body = stacks.get_template(StackName=OLDER_STACK)["TemplateBody"]
+                stacks.update_stack(StackName=OLDER_STACK, TemplateBody=body.replace(
+                    "Description: >-\n", "Description: >-\n  (an older version)\n", 1))
+            done = self.annex("-aws-region", SETUP_REGION, "-setup", f"{keys}/access",
+                              f"{keys}/secret", keys=False)
+            assert done.returncode == 0, done.stderr
+        self.outcomes["setup"] = done
+
+    # -- the daemon's own identity ------------------------------------------------------
+    def recovery(self) -> None:
+        crashing = AnnexDaemon(self.pool, {"ANNEXD_TEST_CRASH_AT":
+                                           "EC2 RequestSpotFleet:before"}).start()
+        try:
+            crashed = self.annex("-annex-name", "d-rec", "-count", "1", "-lease-duration",
+                                 "3600", SPOT_CONFIG)
+            assert crashing.process.wait(timeout=60) == -signal.SIGKILL
+        finally:
+            if crashing.process.poll() is None:
+                crashing.stop(signal.SIGKILL)
+        assert crashed.returncode == 3
+        with AnnexDaemon(self.pool):  # recovery runs before the first request is answered
+            pass
+        note_tags(self.aws["ec2"], self.facts)
+        assert lease.find_fleets(self.aws["ec2"], "d-rec"), "recovery did not finish d-rec"
+
+    def backstop(self) -> None:
+        with AnnexDaemon(self.pool):
+            made = self.annex("-annex-name", "d-back", "-count", "1", "-lease-duration", "2",
+                              SPOT_CONFIG)
+            assert made.returncode == 0, made.stderr
+            note_tags(self.aws["ec2"], self.facts)
+        self.pool.add_knobs("ANNEXD_LEASE_CHECK_INTERVAL = 0.5\n")
+        with AnnexDaemon(self.pool):
+            wait_for(lambda: lease.find_fleets(self.aws["ec2"], "d-back"),
+                     "the backstop to end d-back", until=lambda found: not found, timeout=30)
+
+    # -- the lease function -------------------------------------------------------------
+    def lease_function(self) -> None:
+        clients = _clients(self.url, LEASE_KEY)
+        mine = lease.Clients(clients["ec2"], clients["events"], clients["s3"])
+        results = {}
+        for name in ("u-sf", "u-lt", "u-ec2m", "u-ec2i", "u-odi2", "u-old", "u-strag-sf2",
+                     "u-strag-ec22"):
+            targets = self.aws["events"].list_targets_by_rule(Rule=name)["Targets"]
+            event = json.loads(targets[0]["Input"])
+            if name == "u-old":
+                event.pop("AnnexType")  # an Input written before AnnexType existed
+            # Before the lease ends it makes no AWS call at all (clients that cannot call).
+            nothing = lease.Clients(None, None, None)
+            assert lease.handler(event, None, now=lambda: 0, clients=nothing)["expired"] is False
+            results[name] = lease.handler(event, None, now=lambda: 2**40, clients=mine)
+        self.outcomes["lease"] = results
+
+    # -- an annex instance --------------------------------------------------------------
+    def instance_env(self, imds: FakeImds) -> dict[str, str]:
+        env = instance_env(imds.url, AWS_ENDPOINT_URL=self.url)
+        env.update(AWS_ACCESS_KEY_ID=INSTANCE_KEY, AWS_SECRET_ACCESS_KEY="instance-secret")
+        return env
+
+    def boot(self, instance_id: str, config_dir: str, *extra: str) -> subprocess.CompletedProcess:
+        imds = FakeImds(instance_id, REGION, self.facts.profile_arn)
+        try:
+            return run_annex_ec2("-config-dir", config_dir, "-retry-base", "0.05",
+                                 "-poweroff-command", f"touch {config_dir}.powered-off",
+                                 *extra, env=self.instance_env(imds))
+        finally:
+            imds.close()
+
+    def refresh(self, instance_id: str, config_dir: str) -> subprocess.CompletedProcess:
+        return self.boot(instance_id, config_dir, "-refresh-lease", "-reconfig-command",
+                         f"touch {config_dir}.reconfigured")
+
+    def instances(self) -> None:
+        ec2 = self.aws["ec2"]
+        results: dict[str, Any] = {}
+        tagged = lease.find_instances(ec2, "u-sf")[0]
+        results["boot"] = self.boot(tagged, os.path.join(self.root, "i-sf"))
+        results["refresh"] = self.refresh(tagged, os.path.join(self.root, "i-sf"))
+        results["watch"] = self.boot(tagged, os.path.join(self.root, "i-sf"),
+                                     "-watch-interruptions", "-once", "-vacate-command", "true")
+        for name, fleet in (("u-lt", lease.find_fleets(ec2, "u-lt")),
+                            ("u-ec2m", lease.find_ec2_fleets(ec2, "u-ec2m"))):
+            instance = fixtures.tag_fleet_instances_as_aws_does(ec2, fleet[0])[0]
+            results[f"boot {name}"] = self.boot(instance, os.path.join(self.root, f"i-{name}"))
+        note_tags(ec2, self.facts)
+        self.outcomes["instance"] = results
+
+    def instances_after_the_lease(self) -> None:
+        tagged = self.facts_instance("u-sf")
+        self.outcomes["instance"]["refresh gone"] = self.refresh(
+            tagged, os.path.join(self.root, "i-sf"))
+        self.outcomes["instance"]["boot gone"] = self.boot(
+            tagged, os.path.join(self.root, "i-gone"))
+
+    def facts_instance(self, annex: str) -> str:
+        return next(i for i, tags in sorted(self.facts.tags.items())
+                    if i.startswith("i-") and tags.get(lease.ANNEX_TAG) == annex)
+
+    def run(self) -> Recording:
+        self.prepare()
+        with Recorder(self.url) as recorder:
+            with AnnexDaemon(self.pool):
+                self.user()
+            self.recovery()
+            self.backstop()
+            self.instances()
+            self.lease_function()
+            self.instances_after_the_lease()
+            with AnnexDaemon(self.pool):  # last: it makes its region the user's default
+                self.setup()
+        return Recording(recorder.calls(), self.facts, self.outcomes)
+
+
+def record_everything(server: MotoServer, root: str) -> Recording:
+    server.reset()
+    return Scenarios(server, root).run()

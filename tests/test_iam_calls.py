@@ -1,0 +1,230 @@
+"""Least privilege derived from what the code calls.
+
+Every principal runs its scenarios against the emulator with moto's recorder on
+(:mod:`iam_scenarios`); each recorded call becomes the authorisations AWS makes for it
+(:mod:`localaws.iamactions`); each is judged against that principal's policy as written in
+``cfn/`` (:mod:`localaws.iampolicy`).  The test fails on a call its policy refuses, on a
+granted action no scenario uses, and -- the mutation check -- it would fail if any one needed
+action were taken out of a policy.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Callable
+
+import pytest
+from cfnlint.decode import decode_str
+
+from condor_annex import roletemplate
+from iam_scenarios import (ACCOUNT, DAEMON_KEY, INSTANCE_KEY, LEASE_KEY, SETUP_KEY, USER_KEY,
+                           Facts, Recording, record_everything)
+from localaws import setuppolicy
+from localaws.iamactions import Resources, requests_of
+from localaws.iampolicy import Policy, Request, document_statements, role_statements
+from localaws.pool import REGION
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: Actions a principal is granted for a service that acts on its behalf, never called by our
+#: code: the Lambda service writes the lease function's log with its role; CloudFormation
+#: makes the setup's resources with the caller's permissions (only through CloudFormation).
+USED_BY_THE_SERVICE = {
+    "lease function": {"logs:CreateLogStream", "logs:PutLogEvents"},
+    "setup": set(setuppolicy.handler_permissions(setuppolicy.resource_types(
+        [os.path.join(ROOT, "annexd_cfn", name) for name in os.listdir(os.path.join(ROOT, "annexd_cfn"))
+         if name.endswith(".yaml")]))) - {a for s in setuppolicy.DIRECT for a in s["Action"]},
+}
+
+
+def base_context(facts: Facts) -> dict[str, str]:
+    return {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT,
+            "Partition": "aws", "AccountId": ACCOUNT, "S3BucketName": facts.bucket}
+
+
+def template(name: str) -> dict:
+    with open(os.path.join(ROOT, "annexd_cfn", name), encoding="utf-8") as handle:
+        parsed, errors = decode_str(handle.read())
+    assert not errors, errors
+    return parsed
+
+
+def user_policy(facts: Facts) -> Policy:
+    with open(os.path.join(ROOT, "annexd_cfn", "user-policy.json"), encoding="utf-8") as handle:
+        return Policy(document_statements(handle.read(), base_context(facts)), "user policy")
+
+
+def setup_policy(facts: Facts) -> Policy:
+    with open(os.path.join(ROOT, "annexd_cfn", "setup-policy.json"), encoding="utf-8") as handle:
+        return Policy(document_statements(handle.read(), base_context(facts)), "setup policy")
+
+
+def lease_policy(facts: Facts) -> Policy:
+    context = {**base_context(facts), "LeaseFunctionLogGroup.Arn":
+               f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/"
+               "HTCondorAnnex-LeaseFunction:*"}
+    return Policy(role_statements(template("lease-function.yaml"), "LeaseFunctionRole",
+                                  context), "lease function role")
+
+
+def instance_policy(facts: Facts) -> Policy:
+    context = {**base_context(facts), "InstanceConfigurationProfile.Arn": facts.profile_arn,
+               "InstanceConfigurationRole.Arn": facts.instance_role_arn}
+    return Policy(role_statements(template("instance-profile.yaml"),
+                                  "InstanceConfigurationRole", context), "instance role")
+
+
+def role_template_policy(facts: Facts, annexes: list[str]) -> Policy:
+    """condor_annex_role_template's role, one per annex whose instance booted, together."""
+    context = {**base_context(facts), "InstanceProfile.Arn": facts.profile_arn,
+               "Role.Arn": facts.instance_role_arn}
+    statements = []
+    for annex in annexes:
+        statements += role_statements(roletemplate.template(facts.bucket,
+                                                            f"config-{annex}.tar.gz"),
+                                      "Role", context)
+    return Policy(statements, "role template")
+
+
+#: principal -> (its access key in the recording, its policy)
+PRINCIPALS: dict[str, tuple[str, Callable[[Facts], Policy]]] = {
+    "user": (USER_KEY, user_policy),
+    "daemon": (DAEMON_KEY, user_policy),  # the daemon's own identity: the same policy
+    "lease function": (LEASE_KEY, lease_policy),
+    "instance": (INSTANCE_KEY, instance_policy),
+    "setup": (SETUP_KEY, setup_policy),
+}
+#: each shipped policy -> the principals that act under it
+POLICIES: dict[str, tuple[Callable[[Facts], Policy], tuple[str, ...]]] = {
+    "cfn/user-policy.json": (user_policy, ("user", "daemon")),
+    "lease-function.yaml LeaseFunctionRole": (lease_policy, ("lease function",)),
+    "instance-profile.yaml InstanceConfigurationRole": (instance_policy, ("instance",)),
+    "cfn/setup-policy.json": (setup_policy, ("setup",)),
+}
+
+
+@pytest.fixture(scope="module")
+def recording(moto_server, tmp_path_factory) -> Recording:
+    return record_everything(moto_server, str(tmp_path_factory.mktemp("iam")))
+
+
+@pytest.fixture(scope="module")
+def judged(recording) -> dict[str, list[Request]]:
+    """principal -> the authorisations its calls needed, in order."""
+    resources = Resources(ACCOUNT, recording.facts.tags, recording.facts.profile_roles,
+                          recording.facts.template_profiles)
+    keys = {key: name for name, (key, _) in PRINCIPALS.items()}
+    found: dict[str, list[Request]] = {name: [] for name in PRINCIPALS}
+    mine = [call for call in recording.calls if call.key_id in keys]
+    for call, request in requests_of(mine, resources):
+        found[keys[call.key_id]].append(request)
+    return found
+
+
+def refused(policy: Policy, requests: list[Request]) -> list[str]:
+    return sorted({str(r) for r in requests if not policy.allows(r)})
+
+
+def test_the_scenarios_did_their_work(recording, judged):
+    """The recording means something only if every scenario did what it is for."""
+    lease_results = recording.outcomes["lease"]
+    assert all(result["expired"] and result["deleted_rule"] and result["deleted_config"]
+               for result in lease_results.values()), lease_results
+    for kind in ("u-sf", "u-lt", "u-ec2m", "u-ec2i", "u-strag-sf2", "u-strag-ec22"):
+        assert lease_results[kind]["cancelled_fleets"], kind
+    assert lease_results["u-odi2"]["terminated_instances"]
+    booted = recording.outcomes["instance"]
+    assert "Setup successful" in recording.outcomes["setup"].stdout
+    for name in ("boot", "refresh", "watch", "boot u-lt", "boot u-ec2m", "refresh gone"):
+        assert booted[name].returncode == 0, (name, booted[name].stderr)
+    assert "config object is gone" in booted["refresh gone"].stderr
+    assert booted["boot gone"].returncode == 1 and "retrying" not in booted["boot gone"].stderr
+    for name in PRINCIPALS:
+        assert judged[name], f"no calls recorded for {name}"
+
+
+@pytest.mark.parametrize("principal", PRINCIPALS)
+def test_every_call_is_allowed_by_its_principals_policy(principal, recording, judged):
+    policy = PRINCIPALS[principal][1](recording.facts)
+    assert refused(policy, judged[principal]) == []
+
+
+def _service_used(principals: tuple[str, ...]) -> set[str]:
+    return {a for p in principals for a in USED_BY_THE_SERVICE.get(p, set())}
+
+
+@pytest.mark.parametrize("name", POLICIES)
+def test_no_action_is_granted_that_no_scenario_uses(name, recording, judged):
+    load, principals = POLICIES[name]
+    used = {r.action for p in principals for r in judged[p]} | _service_used(principals)
+    assert load(recording.facts).grants_unused(used) == []
+
+
+@pytest.mark.parametrize("name", POLICIES)
+def test_taking_any_needed_action_out_of_a_policy_fails_the_check(name, recording, judged):
+    """The mutation check: each action the scenarios need, deleted from the policy in turn,
+    leaves a recorded call refused."""
+    load, principals = POLICIES[name]
+    policy = load(recording.facts)
+    requests = [r for p in principals for r in judged[p]]
+    needed = policy.granted_actions() - _service_used(principals)
+    assert needed
+    for action in sorted(needed):
+        assert refused(policy.without_action(action), requests), \
+            f"{action} could be deleted from {name} unnoticed"
+
+
+def instance_annexes(recording) -> list[str]:
+    return sorted({call.params["Key"][len("config-"):-len(".tar.gz")]
+                   for call in recording.of(INSTANCE_KEY) if call.operation == "GetObject"})
+
+
+def test_the_role_template_lets_an_instance_of_each_kind_find_and_read_its_config(
+        recording, judged):
+    """Finding 4: the single-object role of condor_annex_role_template may read its EC2
+    Fleet (an instance launched from a launch template finds its annex there)."""
+    annexes = instance_annexes(recording)
+    assert {"u-sf", "u-lt", "u-ec2m"} <= set(annexes)
+    policy = role_template_policy(recording.facts, annexes)
+    assert refused(policy, judged["instance"]) == []
+    assert policy.grants_unused({r.action for r in judged["instance"]}) == []
+    assert Request("ec2:DescribeFleets", "*") in judged["instance"]
+
+
+def test_lease_role_ends_every_fleet_kind(recording, judged):
+    """Finding 1: the lease function ends EC2 Fleets (DescribeFleets, DeleteFleets...) as
+    well as Spot Fleets, under its role as written."""
+    actions = {r.action for r in judged["lease function"]}
+    assert {"ec2:DescribeFleets", "ec2:DeleteFleets", "ec2:DescribeFleetInstances",
+            "ec2:CancelSpotFleetRequests", "ec2:DescribeSpotFleetInstances"} <= actions
+    assert refused(lease_policy(recording.facts), judged["lease function"]) == []
+
+
+def test_no_role_grants_describe_tags(recording):
+    """Finding 6: the instance side never calls DescribeTags, so no role may."""
+    facts = recording.facts
+    for policy in (instance_policy(facts), role_template_policy(facts, ["x"])):
+        assert not policy.allows(Request("ec2:DescribeTags", "*")), policy.name
+
+
+def test_the_user_policy_is_valid_json_with_only_known_placeholders():
+    with open(os.path.join(ROOT, "annexd_cfn", "user-policy.json"), encoding="utf-8") as handle:
+        text = handle.read()
+    assert json.loads(text)["Version"] == "2012-10-17"
+    assert document_statements(text, {"Partition": "aws", "AccountId": ACCOUNT,
+                                      "S3BucketName": "b"})
+
+
+def test_the_setup_policy_is_generated_from_the_templates():
+    """``python -m localaws.setuppolicy`` writes it: CloudFormation's handler permissions
+    for the resource types cfn/*.yaml use, allowed only through CloudFormation."""
+    with open(setuppolicy.TARGET, encoding="utf-8") as handle:
+        assert handle.read() == setuppolicy.text(), "run python -m localaws.setuppolicy"
+    statement = json.loads(setuppolicy.text())["Statement"][-1]
+    assert statement["Condition"] == {"ForAnyValue:StringEquals": {
+        "aws:CalledVia": "cloudformation.amazonaws.com"}}
+    policy = Policy(document_statements(setuppolicy.text(), {"Partition": "aws",
+                                                              "AccountId": ACCOUNT}))
+    role = "arn:aws:iam::123456789012:role/HTCondorAnnex-x"
+    assert not policy.allows(Request("iam:CreateRole", role))
+    assert policy.allows(Request("iam:CreateRole", role, {
+        "aws:CalledVia": ["cloudformation.amazonaws.com"]}))

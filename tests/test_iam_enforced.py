@@ -1,0 +1,156 @@
+"""The lease function and an annex instance, run with moto's own IAM enforcement on.
+
+moto judges resources only for S3 and IAM (every other request is checked against ``"*"``)
+and ignores conditions, so its principals here hold the roles' statements with the S3 and
+IAM ones exactly as written and the others widened to ``"*"``: what moto can judge, it
+judges as written.  Roles created by moto's CloudFormation cannot be evaluated by moto
+itself, so each principal is an IAM user with the role's statements.
+"""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import urllib.request
+from typing import Any, Iterator
+
+import pytest
+
+from annexd_lambda import lease
+from localaws import fixtures
+from localaws.fakeimds import FakeImds
+from localaws.pool import BUCKET, REGION
+
+from conftest import EC2_FLEET_CONFIG, SPOT_CONFIG
+from instance_side import instance_env, run_annex_ec2
+from test_cfn import CONTEXT
+from test_iam_calls import template
+from localaws.iampolicy import role_statements
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def judged_by_moto(statement: dict[str, Any]) -> bool:
+    """moto matches the real resource for S3 and for IAM roles (not instance profiles)."""
+    actions, resources = _listed(statement["Action"]), _listed(statement["Resource"])
+    return all(a.startswith("s3:") for a in actions) or (
+        all(a.startswith("iam:") for a in actions) and all(":role/" in r for r in resources))
+
+
+def as_moto_judges(statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The statements moto can judge as written; the rest widened to ``*``."""
+    out = []
+    for statement in statements:
+        actions = _listed(statement["Action"])
+        if judged_by_moto(statement):
+            out.append({k: v for k, v in statement.items() if k != "Condition"})
+        else:
+            out.append({"Effect": "Allow", "Action": actions, "Resource": "*"})
+    return out
+
+
+def iam_user(iam: Any, name: str, statements: list[dict[str, Any]]) -> dict[str, str]:
+    iam.create_user(UserName=name)
+    iam.put_user_policy(UserName=name, PolicyName="role", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": as_moto_judges(statements)}))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return {"aws_access_key_id": key["AccessKeyId"],
+            "aws_secret_access_key": key["SecretAccessKey"]}
+
+
+@contextlib.contextmanager
+def enforced(url: str) -> Iterator[None]:
+    """moto checks every request from now on; back to checking none afterwards."""
+    def count(text: str) -> None:
+        request = urllib.request.Request(f"{url}/moto-api/reset-auth", data=text.encode(),
+                                         headers={"Content-Type": "text/plain"}, method="POST")
+        urllib.request.urlopen(request, timeout=10).close()
+    count("0")
+    try:
+        yield
+    finally:
+        count("inf")
+
+
+def clients(url: str, keys: dict[str, str]) -> lease.Clients:
+    import boto3
+    made = [boto3.client(name, endpoint_url=url, region_name=REGION, **keys)
+            for name in ("ec2", "events", "s3")]
+    return lease.Clients(*made)
+
+
+_ROUND = itertools.count()
+
+
+@pytest.fixture
+def make_annex(aws, run_annex, with_keys, tmp_path):
+    """Create an annex of ``kind`` with the module's daemon; its (fresh) name."""
+    fixtures.create_worker_template(aws.ec2)
+    ec2_config = tmp_path / "ec2.json"
+    with open(EC2_FLEET_CONFIG, encoding="utf-8") as handle:
+        ec2_config.write_text(json.dumps({**json.load(handle), "Type": "instant"}))
+    kinds = {"sf": [SPOT_CONFIG], "ec2": [str(ec2_config)],
+             "odi": ["-aws-on-demand-ami-id", fixtures.WORKER_IMAGE,
+                     "-aws-on-demand-instance-type", "m5.large"]}
+
+    def make(kind: str) -> str:
+        name = f"enf-{kind}-{next(_ROUND)}"
+        created = run_annex("-annex-name", name, "-count", "1", "-lease-duration", "3600",
+                            "-lease-function-arn", aws.lease_arn, *with_keys, *kinds[kind])
+        assert created.returncode == 0, created.stderr
+        return name
+    return make
+
+
+def test_lease_function_ends_every_kind_under_moto_enforcement(aws, make_annex):
+    """Finding 1 too: with the role's permissions only, an EC2 Fleet annex is ended."""
+    annexes = [make_annex(kind) for kind in ("sf", "ec2", "odi")]
+    context = {**CONTEXT, "S3BucketName": BUCKET, "LeaseFunctionLogGroup.Arn": "*"}
+    keys = iam_user(aws.iam, "lease-function", role_statements(
+        template("lease-function.yaml"), "LeaseFunctionRole", context))
+    mine = clients(aws.url, keys)
+    with enforced(aws.url):
+        for name in annexes:
+            event = {"AnnexID": name, "S3BucketName": BUCKET, "LeaseExpiration": 1}
+            assert lease.handler(event, None, now=lambda: 2, clients=mine)["expired"]
+        with pytest.raises(mine.s3.exceptions.ClientError, match="AccessDenied"):
+            mine.s3.delete_object(Bucket=BUCKET, Key="lambda/lease.zip")  # enforcement is on
+    for name in annexes:
+        assert not any(aws.annex_resources(name).values()), name
+
+
+def test_instance_boots_refreshes_and_sees_its_config_gone_under_moto_enforcement(
+        aws, make_annex, tmp_path):
+    name = make_annex("sf")
+    profile, role = fixtures.create_instance_profile_stack(aws.cloudformation, aws.iam, BUCKET)
+    context = {**CONTEXT, "S3BucketName": BUCKET, "InstanceConfigurationProfile.Arn": profile,
+               "InstanceConfigurationRole.Arn": role}
+    keys = iam_user(aws.iam, "instance", role_statements(
+        template("instance-profile.yaml"), "InstanceConfigurationRole", context))
+    instance = lease.find_instances(aws.ec2, name)[0]
+    imds = FakeImds(instance, REGION, profile)
+    env = {**instance_env(imds.url, AWS_ENDPOINT_URL=aws.url),
+           "AWS_ACCESS_KEY_ID": keys["aws_access_key_id"],
+           "AWS_SECRET_ACCESS_KEY": keys["aws_secret_access_key"]}
+    config_dir = str(tmp_path / "config.d")
+    common = ["-config-dir", config_dir, "-retry-base", "0.05", "-max-wait", "5",
+              "-no-shutdown"]
+    try:
+        with enforced(aws.url):
+            booted = run_annex_ec2(*common, env=env)
+            refreshed = run_annex_ec2(*common, "-refresh-lease", "-reconfig-command", "true",
+                                      env=env)
+        aws.s3.delete_object(Bucket=BUCKET, Key=f"config-{name}.tar.gz")
+        with enforced(aws.url):
+            gone = run_annex_ec2(*common, "-refresh-lease", "-reconfig-command", "true",
+                                 env=env)
+            import boto3
+            s3 = boto3.client("s3", endpoint_url=aws.url, region_name=REGION, **keys)
+            with pytest.raises(s3.exceptions.ClientError, match="AccessDenied"):
+                s3.get_object(Bucket=BUCKET, Key="lambda/lease.zip")  # enforcement is on
+    finally:
+        imds.close()
+    assert booted.returncode == 0, booted.stderr
+    assert refreshed.returncode == 0, refreshed.stderr
+    assert gone.returncode == 0 and "config object is gone" in gone.stderr, gone.stderr
