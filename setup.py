@@ -31,6 +31,9 @@ setup(
             "moto[server]>=5.1,<6",
             "cfn-lint>=1.0,<2",
             "hypothesis>=6.0",
+            # An independent check of the IDTOKENs the daemon mints (HS256 + HKDF).
+            "PyJWT>=2.8",
+            "cryptography>=41",
         ],
     },
     entry_points={

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import lifecycle
+from . import lifecycle, renew
 from .aws import AnnexAws, AwsError
 from .journal import Journal, StateChanged
 from .lifecycle import RequestState
@@ -54,10 +54,13 @@ def user_name(uid: int) -> str:
 
 class Operations:
     def __init__(self, journal: Journal, aws_for: AwsFor, clock: Callable[[], float] = time.time,
-                 may_act_alone: Callable[[dict[str, Any]], bool] = lambda row: True):
+                 may_act_alone: Callable[[dict[str, Any]], bool] = lambda row: True,
+                 mint: renew.Minter | None = None):
         self.journal, self.aws_for, self.clock = journal, aws_for, clock
         #: Whether the daemon's own identity may end this row's annex (the backstop).
         self.may_act_alone = may_act_alone
+        #: Mints an annex's token for a new lease end (see annexd.renew).
+        self.mint = mint
 
     def _live(self, who: Caller, name: str, region: str | None) -> dict[str, Any] | None:
         """The caller's one live annex of this name (in ``region``, if given)."""
@@ -102,6 +105,7 @@ class Operations:
             "lease_enforced": RequestState(row["state"]) in lifecycle.LIVE and
             row["lease_end"] > now,
             "instances": counts.get((plan.region, plan.annex_id), {}),
+            **({"token_id": plan.token_id} if plan.token_id else {}),
         } for plan, row in zip(plans, rows)]
 
     def status(self, who: Caller, name: str | None, region: str | None,
@@ -166,7 +170,7 @@ class Operations:
                                  "has ended); start a new one instead")
         lease_end = int(self.clock()) + lease_duration
         lease_input = dict(target["Input"], LeaseExpiration=lease_end)
-        aws.set_config_lease_end(plan.bucket, plan.config_key, lease_end)
+        renew.move_config_lease_end(aws, plan, lease_end, self.mint)
         aws.put_target(plan.rule_name, plan.target_id, target["Arn"],
                        json.dumps(lease_input, sort_keys=True))
         self.journal.set_lease_end(row["id"], lease_end)

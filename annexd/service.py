@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import costs, identity, lifecycle, operate, protocol, stacks, steps, tarball
+from . import costs, identity, idtoken, lifecycle, operate, protocol, stacks, steps, tarball
 from .aws import AnnexAws, AwsError
 from .journal import Journal, NameTaken, StateChanged
 from .knobs import DaemonSettings, KnobError
@@ -86,6 +86,23 @@ def _read(path: str | None) -> bytes:
         raise FileNotFoundError(2, "not configured", "(unset)")
     with open(path, "rb") as handle:
         return handle.read()
+
+
+def mint_token(settings: DaemonSettings, plan: AnnexPlan, lease_end: int) -> str:
+    """The annex's own IDTOKEN, valid to ``lease_end`` (plus a grace); InvalidRequest, saying
+    what to configure, when the signing key cannot be used."""
+    token_settings = settings.pool.token
+    try:
+        if token_settings is None:
+            raise idtoken.TokenKeyError("no token signing key is configured")
+        return idtoken.for_annex(token_settings, plan.token_identity, plan.token_id,
+                                 lease_end, time.time())
+    except idtoken.TokenKeyError as error:
+        raise InvalidRequest(
+            f"annex instances could not authenticate to the pool: condor_annexd {error}. "
+            "Make that key readable by condor_annexd's user (the central manager must hold "
+            "the same key), or name another with ANNEX_TOKEN_SIGNING_KEY (a file in "
+            "SEC_PASSWORD_DIRECTORY); or pass -idtoken-file") from None
 
 
 def _user_name(uid: int, annex: dict[str, Any]) -> str:
@@ -165,6 +182,8 @@ class AnnexService:
         try:
             token = annex.get("idtoken") or (_read(pool.idtoken_file).decode().strip()
                                              if plan.pool_auth == "idtoken" else None)
+            if plan.pool_auth == "minted":
+                token = mint_token(settings, plan, plan.lease_end)
             password = _read(pool.password_file) if plan.pool_auth == "password" else None
         except OSError as error:
             raise InvalidRequest(f"condor_annexd cannot read the pool's secret "
@@ -268,7 +287,8 @@ class AnnexService:
         settings = self.settings
         return operate.Operations(
             self.journal, lambda region, creds: self._aws(settings, region, creds), self.clock,
-            may_act_alone=self.may_recover)
+            may_act_alone=self.may_recover,
+            mint=lambda plan, lease_end: mint_token(settings, plan, lease_end))
 
     def operate(self, command: str, request: dict[str, Any], peer: Peer) -> dict[str, Any]:
         """status / off / extend: on the caller's own annexes (root and the daemon: all)."""
@@ -287,6 +307,8 @@ class AnnexService:
                                                 creds, self.settings.caps.max_lease_duration))
         except operate.OperationError as error:
             return protocol.error_reply(error.kind, str(error))
+        except InvalidRequest as error:  # a lease change could not renew the annex's token
+            return protocol.error_reply("invalid-request", f"{error}; nothing was changed")
         except AwsError as error:
             return protocol.error_reply("aws", str(error), aws_code=error.code,
                                         request_id=error.request_id)

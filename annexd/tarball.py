@@ -18,6 +18,7 @@ import tarfile
 import time
 from dataclasses import dataclass, field
 
+from . import idtoken
 from .plan import AnnexPlan
 
 CONFIG_FILE = "00annex.config"
@@ -25,6 +26,11 @@ CONFIG_FILE = "00annex.config"
 
 def secrets_dir(plan: AnnexPlan) -> str:
     return f".annex-{plan.annex_id}"
+
+
+def token_member(plan: AnnexPlan) -> str:
+    """Where the annex's IDTOKEN is in the tarball (and, extracted, on the instance)."""
+    return f"{secrets_dir(plan)}/tokens.d/annex"
 
 
 @dataclass(frozen=True)
@@ -41,9 +47,12 @@ def _security(plan: AnnexPlan) -> list[str]:
     lines = ["SEC_DEFAULT_AUTHENTICATION = REQUIRED",
              "SEC_DEFAULT_ENCRYPTION = REQUIRED",
              "SEC_DEFAULT_INTEGRITY = REQUIRED"]
-    if plan.pool_auth == "idtoken":
+    if plan.pool_auth != "password":
         lines += ["SEC_DEFAULT_AUTHENTICATION_METHODS = IDTOKENS",
-                  f"SEC_TOKEN_DIRECTORY = {where}/tokens.d"]
+                  f"SEC_TOKEN_DIRECTORY = {where}/tokens.d",
+                  # A token's exp is checked only when a session is made: keep sessions
+                  # short, so that an expired (or revoked) token stops working soon.
+                  f"SEC_DAEMON_SESSION_DURATION = {idtoken.SESSION_SECONDS}"]
     else:
         lines += ["SEC_DEFAULT_AUTHENTICATION_METHODS = PASSWORD, IDTOKENS",
                   f"SEC_PASSWORD_FILE = {where}/pool_password"]
@@ -97,9 +106,30 @@ def build(plan: AnnexPlan, material: PoolMaterial) -> bytes:
         for name, payload in sorted(material.config_files.items()):
             _add(archive, f"90user-{name}", payload, 0o640)
         _add_dir(archive, secrets)
-        if plan.pool_auth == "idtoken":
+        if plan.pool_auth != "password":
             _add_dir(archive, f"{secrets}/tokens.d")
-            _add(archive, f"{secrets}/tokens.d/annex", (material.idtoken or "").encode(), 0o600)
+            _add(archive, token_member(plan), (material.idtoken or "").encode(), 0o600)
         else:
             _add(archive, f"{secrets}/pool_password", material.password or b"", 0o600)
+    return buffer.getvalue()
+
+
+def with_token(payload: bytes, plan: AnnexPlan, token: str) -> bytes:
+    """The annex's tarball ``payload`` with its token replaced, everything else kept as it is
+    (the user's -config-dir files, which only the create request carried, among it)."""
+    buffer = io.BytesIO()
+    name = token_member(plan)
+    replaced = False
+    with tarfile.open(fileobj=io.BytesIO(payload), mode="r:gz") as old, \
+            tarfile.open(fileobj=buffer, mode="w:gz") as new:
+        for member in old.getmembers():
+            if member.name == name and member.isfile():
+                _add(new, name, token.encode(), 0o600)
+                replaced = True
+            elif member.isfile():
+                new.addfile(member, old.extractfile(member))
+            else:
+                new.addfile(member)
+    if not replaced:
+        raise ValueError(f"the config object of annex {plan.annex_id} holds no token")
     return buffer.getvalue()
