@@ -88,13 +88,13 @@ def read_key(settings: TokenSettings) -> bytes:
     try:
         fd = os.open(settings.key_file, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as error:
-        raise TokenKeyError(f"cannot read {where}: {error.strerror}") from None
+        raise TokenKeyError(f"condor_annexd cannot read {where}: {error.strerror}") from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise TokenKeyError(f"{where} is not a regular file")
         data = os.read(fd, MAX_KEY_BYTES + 1)
     except OSError as error:
-        raise TokenKeyError(f"cannot read {where}: {error.strerror}") from None
+        raise TokenKeyError(f"condor_annexd cannot read {where}: {error.strerror}") from None
     finally:
         os.close(fd)
     if len(data) > MAX_KEY_BYTES:

@@ -15,23 +15,25 @@ from __future__ import annotations
 
 from typing import Callable
 
-from . import tarball
-from .aws import AnnexAws
-from .plan import AnnexPlan
+from .. import tarball
+from ..aws import AnnexAws
+from ..plan import AnnexPlan, InvalidRequest
+from .context import OperationError
 
 #: Mints the annex's token for a lease end (the daemon's signing key, read at call time).
 Minter = Callable[[AnnexPlan, int], str]
 
 
 def move_config_lease_end(aws: AnnexAws, plan: AnnexPlan, lease_end: int,
-                          mint: Minter | None) -> None:
+                          mint: Minter) -> None:
     """Move the lease end the instances read; with a minted token, renew it in the same
-    write.  Raises whatever minting raises before anything is written."""
+    write.  A token that cannot be minted stops the lease change before anything changed."""
     if plan.pool_auth != "minted":
         aws.set_config_lease_end(plan.bucket, plan.config_key, lease_end)
         return
-    if mint is None:
-        raise RuntimeError("a minted-token annex's lease changed without a way to mint")
-    token = mint(plan, lease_end)
+    try:
+        token = mint(plan, lease_end)
+    except InvalidRequest as error:
+        raise OperationError("invalid-request", f"{error}; nothing was changed") from None
     payload = tarball.with_token(aws.get_config(plan.bucket, plan.config_key), plan, token)
     aws.put_config(plan.bucket, plan.config_key, payload, plan.annex_id, lease_end)
