@@ -6,10 +6,12 @@ bootstrap (``condor_annex_ec2``) extracts it into the instance's config director
 material goes in a hidden subdirectory, which HTCondor does not read as configuration.
 Every member is owned by root and readable by no one else: the tarball carries a secret.
 
-The lease end is deliberately *not* in the tarball: it can change while the annex runs, and
-the tarball (with its secret) is never rewritten.  It travels as the config object's metadata,
-which ``condor_annex_ec2`` turns into ``AnnexLeaseExpiration`` and the startd's shutdown time
-at boot and re-reads every minute (``-refresh-lease``).
+The secret is, by default, the annex's own IDTOKEN (annexd.idtoken), never the pool password
+unless the admin opts in.  The lease end is *not* in the tarball: it travels as the config
+object's metadata, which ``condor_annex_ec2`` turns into ``AnnexLeaseExpiration`` and the
+startd's shutdown time at boot and re-reads every minute (``-refresh-lease``).  A lease change
+rewrites only the token (:func:`with_token`, see annexd.commands.renew), and the instances
+re-install the object when its lease end moved.
 """
 from __future__ import annotations
 

@@ -228,3 +228,20 @@ def test_legacy_pool_key_is_cut_at_its_first_nul(tmp_path):
     plain = tmp_path / "plain"
     plain.write_bytes(idtoken.unscramble(b"password"))
     assert verified_claims(token, str(plain))["sub"] == "x@y"
+
+
+def test_a_lease_change_that_cannot_renew_the_token_changes_nothing(aws, pool, run_annex,
+                                                                    with_keys):
+    assert create(aws, run_annex, "stuck", *with_keys).returncode == 0
+    end = aws.target_input("stuck")["LeaseExpiration"]
+    before = tarball_of(aws, "stuck")
+    os.rename(pool.password_file, pool.password_file + ".away")
+    try:
+        refused = run_annex("-annex-name", "stuck", "-lease-duration", "7200", *with_keys)
+    finally:
+        os.rename(pool.password_file + ".away", pool.password_file)
+    assert refused.returncode == 4, refused.stderr
+    assert f"the token signing key {pool.password_file}" in refused.stderr
+    assert "nothing was changed" in refused.stderr
+    assert aws.target_input("stuck")["LeaseExpiration"] == end
+    assert tarball_of(aws, "stuck") == before
