@@ -50,7 +50,9 @@ def _security(plan: AnnexPlan) -> list[str]:
              "SEC_DEFAULT_ENCRYPTION = REQUIRED",
              "SEC_DEFAULT_INTEGRITY = REQUIRED"]
     if plan.pool_auth != "password":
-        lines += ["SEC_DEFAULT_AUTHENTICATION_METHODS = IDTOKENS",
+        # FS: local tools on the instance (condor_reconfig by -refresh-lease, the Spot
+        # interruption watcher) as root; the instance holds no key that could check a token.
+        lines += ["SEC_DEFAULT_AUTHENTICATION_METHODS = FS, IDTOKENS",
                   f"SEC_TOKEN_DIRECTORY = {where}/tokens.d",
                   # A token's exp is checked only when a session is made: keep sessions
                   # short, so that an expired (or revoked) token stops working soon.

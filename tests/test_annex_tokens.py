@@ -85,7 +85,7 @@ def test_a_default_create_ships_its_own_token_and_never_the_pool_password(
     assert not any("pool_password" in name for name in members)
 
     config = members["00annex.config"].decode()
-    assert "SEC_DEFAULT_AUTHENTICATION_METHODS = IDTOKENS" in config
+    assert "SEC_DEFAULT_AUTHENTICATION_METHODS = FS, IDTOKENS" in config
     assert "SEC_PASSWORD_FILE" not in config
     assert "SEC_DAEMON_SESSION_DURATION = 1800" in config
     token = members[".annex-own-token/tokens.d/annex"].decode()

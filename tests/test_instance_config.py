@@ -65,7 +65,7 @@ def test_owner_idle_tag_and_idtoken(aws, run_annex, with_keys, tmp_path):
     text = config_text(members)
     assert 'stringListMember(Owner, "alice, bob")' in text
     assert "STARTD_NOCLAIM_SHUTDOWN = 1800" in text
-    assert "SEC_DEFAULT_AUTHENTICATION_METHODS = IDTOKENS" in text
+    assert "SEC_DEFAULT_AUTHENTICATION_METHODS = FS, IDTOKENS" in text
     assert "SEC_TOKEN_DIRECTORY = $(LOCAL_CONFIG_DIR)/.annex-flags/tokens.d" in text
     assert members[".annex-flags/tokens.d/annex"] == (0o600, b"eyJhbGciOiJIUzI1NiJ9.token.sig")
     assert not any(name.endswith("pool_password") for name in members)
