@@ -138,11 +138,15 @@ def bootstrap(config_dir: str, retry: Retrier) -> str:
     return annex
 
 
-def reinstall(s3: Any, recorded: dict[str, str], config_dir: str) -> list[str]:
-    """Install the config object again: a lease change renews the token in it (the token the
-    daemon minted for the annex expires shortly after the lease end it was made for)."""
+def renew_token(s3: Any, recorded: dict[str, str], config_dir: str,
+                lease_end: int | None) -> None:
+    """When the lease end moved, install the config object again before acting on it: a lease
+    change renews the token the daemon minted for the annex (which expires shortly after the
+    lease it was made for) in the same write as the new lease end."""
+    if lease_end is None or lease.current(config_dir) == lease_end:
+        return
     payload = s3.get_object(Bucket=recorded["bucket"], Key=recorded["key"])["Body"].read()
-    return extract.install(payload, config_dir, f"50annex-{recorded['annex']}.config")
+    extract.install(payload, config_dir, f"50annex-{recorded['annex']}.config")
 
 
 def refresh_lease(config_dir: str, reconfig_command: str) -> bool:
@@ -154,21 +158,18 @@ def refresh_lease(config_dir: str, reconfig_command: str) -> bool:
     region = imds.Imds().region()
     s3 = boto3.session.Session(region_name=region).client(
         "s3", config=Config(retries={"mode": "standard", "total_max_attempts": 3}))
-    gone = False
     try:
         metadata = s3.head_object(Bucket=recorded["bucket"], Key=recorded["key"])["Metadata"]
         lease_end = lease.from_metadata(metadata)
+        renew_token(s3, recorded, config_dir, lease_end)
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
             raise
         log.warning("annex %s: its config object is gone: the lease has ended",
                     recorded["annex"])
-        lease_end, gone = lease.ended_now(), True
-    if lease_end is None or lease.current(config_dir) == lease_end:
+        lease_end = lease.ended_now()
+    if lease_end is None or not lease.write(config_dir, lease_end):
         return False
-    if not gone:  # the lease changed: so did the annex's token, if the daemon minted it
-        reinstall(s3, recorded, config_dir)
-    lease.write(config_dir, lease_end)
     log.info("annex %s: the lease now ends at %d; reconfiguring HTCondor", recorded["annex"],
              lease_end)
     condor.run(reconfig_command, "make HTCondor read the new lease end")
