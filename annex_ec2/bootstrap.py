@@ -28,7 +28,7 @@ import os
 import shutil
 import subprocess
 import time
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 import boto3
 from botocore.config import Config
@@ -141,6 +141,17 @@ def bootstrap(config_dir: str, retry: Retrier) -> str:
     return annex
 
 
+def renew_token(s3: Any, recorded: dict[str, str], config_dir: str,
+                lease_end: int | None) -> None:
+    """When the lease end moved, install the config object again before acting on it: a lease
+    change renews the token the daemon minted for the annex (which expires shortly after the
+    lease it was made for) in the same write as the new lease end."""
+    if lease_end is None or lease.current(config_dir) == lease_end:
+        return
+    payload = s3.get_object(Bucket=recorded["bucket"], Key=recorded["key"])["Body"].read()
+    extract.install(payload, config_dir, f"50annex-{recorded['annex']}.config")
+
+
 def refresh_lease(config_dir: str, reconfig_command: str) -> bool:
     """Bring the lease file in step with the config object; True if it changed.
 
@@ -157,6 +168,7 @@ def refresh_lease(config_dir: str, reconfig_command: str) -> bool:
         metadata = gone.read(s3, bucket, key,
                              lambda: s3.head_object(Bucket=bucket, Key=key))["Metadata"]
         lease_end = lease.from_metadata(metadata)
+        renew_token(s3, recorded, config_dir, lease_end)
     except gone.Gone:
         log.warning("annex %s: its config object is gone: the lease has ended",
                     recorded["annex"])

@@ -1,11 +1,12 @@
 """The lease end on the instance: one small config file, kept in step with the config object.
 
-The daemon never rewrites the annex's tarball (it holds the pool's secret), so the lease end
-is not in it.  It is the config object's metadata (``x-amz-meta-annex-lease-expiration``),
-which the daemon moves first whenever the lease changes.  At boot ``condor_annex_ec2`` writes
-it into :data:`LEASE_FILE`; every minute ``condor_annex_ec2 -refresh-lease`` (a systemd timer
-on the image) reads it again with one HeadObject and, if it moved, rewrites the file and runs
-``condor_reconfig``.
+The lease end is not in the annex's tarball: it is the config object's metadata
+(``x-amz-meta-annex-lease-expiration``), which the daemon moves first whenever the lease
+changes.  At boot ``condor_annex_ec2`` writes it into :data:`LEASE_FILE`; every minute
+``condor_annex_ec2 -refresh-lease`` (a systemd timer on the image) reads it again with one
+HeadObject and, if it moved, installs the object again (a lease change renews the annex's
+token in it, which expires shortly after the lease it was made for), rewrites the file and
+runs ``condor_reconfig``.
 
 The startd leaves at the lease end plus :data:`SHUTDOWN_MARGIN_SECONDS`: the lease function
 normally ends the instance first (within a minute of the end); this is the instance's own

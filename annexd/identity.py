@@ -23,6 +23,7 @@ from typing import Callable
 
 import boto3
 
+from . import keytext
 from .knobs import DaemonSettings, KnobError
 
 log = logging.getLogger("annexd.identity")
@@ -71,10 +72,16 @@ def _private_file(knob: str, path: str) -> str:
     if info.st_uid != os.geteuid() or info.st_mode & 0o077:
         raise KnobError(f"{knob} = {path}: must be owned by the daemon's user and readable by "
                         f"it only (mode 0600 or 0400; it is {stat.S_IMODE(info.st_mode):04o})")
-    with open(path, encoding="utf-8") as handle:
-        text = handle.read().strip()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read().strip()
+    except UnicodeDecodeError:
+        raise KnobError(f"{knob} = {path}: not a bare key (not UTF-8 text)") from None
     if not text:
         raise KnobError(f"{knob} = {path}: the file is empty")
+    wrong = keytext.problem(text)
+    if wrong:
+        raise KnobError(f"{knob} = {path}: {wrong}")
     return text
 
 

@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
-from . import protocol
+from . import idtoken, protocol
 
 T = TypeVar("T")
 
@@ -273,6 +273,36 @@ def _existing(file: str | None) -> str | None:
     return file if file and os.path.isfile(file) else None
 
 
+KEY_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+
+
+def token_settings() -> idtoken.TokenSettings:
+    """Which key signs annex tokens, found as HTCondor finds it (store_cred.cpp's
+    getTokenSigningKeyPath): POOL is SEC_TOKEN_POOL_SIGNING_KEY_FILE, any other name K is
+    $(SEC_PASSWORD_DIRECTORY)/K.  The file is read only when a token is minted."""
+    key_id = string("ANNEX_TOKEN_SIGNING_KEY") or "POOL"
+    if not KEY_ID.fullmatch(key_id):
+        raise KnobError(f"ANNEX_TOKEN_SIGNING_KEY = {protocol.shown(key_id)!r}: not a key "
+                        "name (letters, digits, '.', '_', '-'; a file in SEC_PASSWORD_DIRECTORY)")
+    if key_id == "POOL":
+        key_file = raw("SEC_TOKEN_POOL_SIGNING_KEY_FILE") or raw("SEC_PASSWORD_FILE")
+        where = "ANNEX_TOKEN_SIGNING_KEY = POOL: the file SEC_TOKEN_POOL_SIGNING_KEY_FILE names"
+    else:
+        directory = raw("SEC_PASSWORD_DIRECTORY")
+        key_file = os.path.join(directory, key_id) if directory else None
+        where = f"ANNEX_TOKEN_SIGNING_KEY = {key_id}: a file in SEC_PASSWORD_DIRECTORY"
+    issuer = raw("TRUST_DOMAIN") or ""
+    if not issuer or re.search(r"[ ,\t]", issuer):
+        raise KnobError(f"TRUST_DOMAIN = {protocol.shown(issuer)!r}: HTCondor refuses a trust "
+                        "domain that is empty or has a space, comma or tab")
+    return idtoken.TokenSettings(
+        key_id=key_id, key_file=key_file or "(unset)", key_knob=where, issuer=issuer,
+        identity=raw("ANNEX_TOKEN_IDENTITY") or
+        idtoken.DEFAULT_IDENTITY.replace("$(TRUST_DOMAIN)", issuer),
+        legacy_password_key=_typed("SEC_TOKEN_POOL_SIGNING_KEY_IS_PASSWORD", False, _bool,
+                                   None))
+
+
 @dataclass(frozen=True)
 class PoolSettings:
     """How annex instances join this pool: where to report and how to authenticate."""
@@ -281,6 +311,10 @@ class PoolSettings:
     unclaimed_timeout: int
     idtoken_file: str | None
     password_file: str | None
+    #: How the daemon mints each annex's own token (the default way instances authenticate).
+    token: idtoken.TokenSettings | None = None
+    #: ANNEX_SEND_POOL_PASSWORD: the admin's opt-in to ship the pool password instead.
+    send_password: bool = False
 
     @classmethod
     def load(cls) -> "PoolSettings":
@@ -289,6 +323,8 @@ class PoolSettings:
             unclaimed_timeout=positive_int("ANNEX_DEFAULT_UNCLAIMED_TIMEOUT"),
             idtoken_file=string("ANNEX_DEFAULT_IDTOKEN_FILE"),
             password_file=_existing(string("SEC_PASSWORD_FILE")),
+            token=token_settings(),
+            send_password=_typed("ANNEX_SEND_POOL_PASSWORD", False, _bool, None),
         )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from annexd_lambda import lease
 
-from . import launch
+from . import idtoken, launch
 from .knobs import PoolSettings, RegionSettings
 from .protocol import shown
 
@@ -42,7 +42,12 @@ class AnnexPlan:
     collector_host: str = ""
     owners: tuple[str, ...] = ()            # empty: anyone's jobs may run
     idle_seconds: int = 900
-    pool_auth: str = "password"             # "idtoken" or "password"
+    #: "minted" (the daemon's own token for this annex), "idtoken" (the user's or admin's
+    #: token file) or "password" (the pool password, only if the admin opted in).
+    pool_auth: str = "password"
+    #: A minted token's jti and sub: the annex's for every token it gets (never the token).
+    token_id: str = ""
+    token_identity: str = ""
     #: The tarball needs material that only the request carried (the user's IDTOKEN or
     #: -config-dir files), which is never journaled: without the request it can't be rebuilt.
     needs_request_material: bool = False
@@ -126,14 +131,40 @@ def _lease_function_arn(requested: str | None, settings: RegionSettings) -> str:
     return arn
 
 
+#: Said on every create that ships the pool password.
+POOL_PASSWORD_NOTICE = (
+    "this annex's instances get the pool password (ANNEX_SEND_POOL_PASSWORD = true): whoever "
+    "controls one of them can act as any daemon of the pool; unset it to give each annex its "
+    "own token instead")
+IDENTITY = re.compile(r"[A-Za-z0-9._-]{1,128}@[A-Za-z0-9._-]{1,253}")
+
+
 def _pool_auth(annex: dict[str, Any], pool: PoolSettings) -> str:
+    """The user's token wins, then the admin's token file, then the pool password if the
+    admin opted in, else the daemon mints a token for the annex (refused later, naming the
+    key, if it cannot)."""
     if annex.get("idtoken") or pool.idtoken_file:
         return "idtoken"
-    if pool.password_file:
-        return "password"
-    raise InvalidRequest(
-        "annex instances could not authenticate to the pool: pass -idtoken-file, or have the "
-        "admin set ANNEX_DEFAULT_IDTOKEN_FILE or SEC_PASSWORD_FILE for condor_annexd")
+    if pool.send_password:
+        if pool.password_file:
+            return "password"
+        raise InvalidRequest(
+            "ANNEX_SEND_POOL_PASSWORD = true, but SEC_PASSWORD_FILE names no file: annex "
+            "instances could not authenticate to the pool (unset ANNEX_SEND_POOL_PASSWORD to "
+            "give each annex its own token, or pass -idtoken-file)")
+    if pool.token is None:
+        raise InvalidRequest("annex instances could not authenticate to the pool: pass "
+                             "-idtoken-file, or have the admin set ANNEX_TOKEN_SIGNING_KEY")
+    return "minted"
+
+
+def _token_identity(pool: PoolSettings, annex_id: str, user_name: str) -> str:
+    assert pool.token is not None
+    subject = pool.token.subject(annex_id, user_name)
+    if not IDENTITY.fullmatch(subject):
+        raise InvalidRequest(f"ANNEX_TOKEN_IDENTITY makes {shown(subject)!r} for this annex, "
+                             "which is not an HTCondor identity (name@domain)")
+    return subject
 
 
 def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: RegionSettings,
@@ -166,6 +197,8 @@ def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: RegionSetting
                            count=annex.get("count"), instance_tags=tags)
     except launch.LaunchConfigError as exc:
         raise InvalidRequest(f"{where}: {exc}") from None
+    minted = pool_auth == "minted"
+    notices = tuple(f"{source_name}: {notice}" for notice in built.notices)
     return AnnexPlan(
         annex_id=annex_id,
         annex_type=kind.annex_type,
@@ -181,8 +214,10 @@ def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: RegionSetting
         owners=tuple(annex["owners"]) if "owners" in annex else (user_name,),
         idle_seconds=annex.get("idle_seconds", pool.unclaimed_timeout),
         pool_auth=pool_auth,
+        token_id=idtoken.new_token_id() if minted else "",
+        token_identity=_token_identity(pool, annex_id, user_name) if minted else "",
         needs_request_material=bool(annex.get("idtoken") or annex.get("config_files")),
         created_at=int(now),
         keyed_by_request=True,
-        notices=tuple(f"{source_name}: {notice}" for notice in built.notices),
+        notices=notices + ((POOL_PASSWORD_NOTICE,) if pool_auth == "password" else ()),
     )

@@ -15,6 +15,8 @@ import socket
 import time
 from typing import Any
 
+from . import keytext
+
 
 VERSION = 1
 MAX_MESSAGE_BYTES = 1 << 20
@@ -42,8 +44,8 @@ _CREDENTIALS = {
     "additionalProperties": False,
     "required": ["access_key_id", "secret_access_key"],
     "properties": {
-        "access_key_id": {"type": "string", "minLength": 1, "maxLength": 256},
-        "secret_access_key": {"type": "string", "minLength": 1, "maxLength": 1024},
+        "access_key_id": {"type": "string", "maxLength": 256, "pattern": keytext.BARE_KEY},
+        "secret_access_key": {"type": "string", "pattern": keytext.BARE_KEY},
     },
 }
 
@@ -189,6 +191,8 @@ def loads(text: str | bytes) -> Any:
 
 def _schema_error_text(error: Any) -> str:  # a jsonschema.ValidationError
     where = "/".join(str(part) for part in error.absolute_path) or "message"
+    if error.absolute_path and error.absolute_path[0] == "credentials":
+        return f"{where}: not a bare AWS key"  # never echo a secret, even a garbled one
     return shown(f"{where}: {error.message}", 300)
 
 

@@ -6,10 +6,12 @@ bootstrap (``condor_annex_ec2``) extracts it into the instance's config director
 material goes in a hidden subdirectory, which HTCondor does not read as configuration.
 Every member is owned by root and readable by no one else: the tarball carries a secret.
 
-The lease end is deliberately *not* in the tarball: it can change while the annex runs, and
-the tarball (with its secret) is never rewritten.  It travels as the config object's metadata,
-which ``condor_annex_ec2`` turns into ``AnnexLeaseExpiration`` and the startd's shutdown time
-at boot and re-reads every minute (``-refresh-lease``).
+The secret is, by default, the annex's own IDTOKEN (annexd.idtoken), never the pool password
+unless the admin opts in.  The lease end is *not* in the tarball: it travels as the config
+object's metadata, which ``condor_annex_ec2`` turns into ``AnnexLeaseExpiration`` and the
+startd's shutdown time at boot and re-reads every minute (``-refresh-lease``).  A lease change
+rewrites only the token (:func:`with_token`, see annexd.commands.renew), and the instances
+re-install the object when its lease end moved.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import tarfile
 import time
 from dataclasses import dataclass, field
 
+from . import idtoken
 from .plan import AnnexPlan
 
 CONFIG_FILE = "00annex.config"
@@ -25,6 +28,11 @@ CONFIG_FILE = "00annex.config"
 
 def secrets_dir(plan: AnnexPlan) -> str:
     return f".annex-{plan.annex_id}"
+
+
+def token_member(plan: AnnexPlan) -> str:
+    """Where the annex's IDTOKEN is in the tarball (and, extracted, on the instance)."""
+    return f"{secrets_dir(plan)}/tokens.d/annex"
 
 
 @dataclass(frozen=True)
@@ -41,9 +49,14 @@ def _security(plan: AnnexPlan) -> list[str]:
     lines = ["SEC_DEFAULT_AUTHENTICATION = REQUIRED",
              "SEC_DEFAULT_ENCRYPTION = REQUIRED",
              "SEC_DEFAULT_INTEGRITY = REQUIRED"]
-    if plan.pool_auth == "idtoken":
-        lines += ["SEC_DEFAULT_AUTHENTICATION_METHODS = IDTOKENS",
-                  f"SEC_TOKEN_DIRECTORY = {where}/tokens.d"]
+    if plan.pool_auth != "password":
+        # FS: local tools on the instance (condor_reconfig by -refresh-lease, the Spot
+        # interruption watcher) as root; the instance holds no key that could check a token.
+        lines += ["SEC_DEFAULT_AUTHENTICATION_METHODS = FS, IDTOKENS",
+                  f"SEC_TOKEN_DIRECTORY = {where}/tokens.d",
+                  # A token's exp is checked only when a session is made: keep sessions
+                  # short, so that an expired (or revoked) token stops working soon.
+                  f"SEC_DAEMON_SESSION_DURATION = {idtoken.SESSION_SECONDS}"]
     else:
         lines += ["SEC_DEFAULT_AUTHENTICATION_METHODS = PASSWORD, IDTOKENS",
                   f"SEC_PASSWORD_FILE = {where}/pool_password"]
@@ -97,9 +110,30 @@ def build(plan: AnnexPlan, material: PoolMaterial) -> bytes:
         for name, payload in sorted(material.config_files.items()):
             _add(archive, f"90user-{name}", payload, 0o640)
         _add_dir(archive, secrets)
-        if plan.pool_auth == "idtoken":
+        if plan.pool_auth != "password":
             _add_dir(archive, f"{secrets}/tokens.d")
-            _add(archive, f"{secrets}/tokens.d/annex", (material.idtoken or "").encode(), 0o600)
+            _add(archive, token_member(plan), (material.idtoken or "").encode(), 0o600)
         else:
             _add(archive, f"{secrets}/pool_password", material.password or b"", 0o600)
+    return buffer.getvalue()
+
+
+def with_token(payload: bytes, plan: AnnexPlan, token: str) -> bytes:
+    """The annex's tarball ``payload`` with its token replaced, everything else kept as it is
+    (the user's -config-dir files, which only the create request carried, among it)."""
+    buffer = io.BytesIO()
+    name = token_member(plan)
+    replaced = False
+    with tarfile.open(fileobj=io.BytesIO(payload), mode="r:gz") as old, \
+            tarfile.open(fileobj=buffer, mode="w:gz") as new:
+        for member in old.getmembers():
+            if member.name == name and member.isfile():
+                _add(new, name, token.encode(), 0o600)
+                replaced = True
+            elif member.isfile():
+                new.addfile(member, old.extractfile(member))
+            else:
+                new.addfile(member)
+    if not replaced:
+        raise ValueError(f"the config object of annex {plan.annex_id} holds no token")
     return buffer.getvalue()

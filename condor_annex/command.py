@@ -39,8 +39,8 @@ def key_files(values: dict[str, Any], settings: knobs.ClientSettings) -> tuple[s
 def credentials(files: tuple[str, str] | None) -> dict[str, str] | None:
     if files is None:
         return None
-    return {"access_key_id": inputs.read_key(files[0], "-public-key-file", private=False),
-            "secret_access_key": inputs.read_key(files[1], "-secret-key-file", private=True)}
+    return {"access_key_id": inputs.read_aws_key(files[0], "-public-key-file", private=False),
+            "secret_access_key": inputs.read_aws_key(files[1], "-secret-key-file", private=True)}
 
 
 def lease_seconds(values: dict[str, Any]) -> int | None:

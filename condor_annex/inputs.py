@@ -15,7 +15,7 @@ import stat
 import sys
 from typing import Any
 
-from annexd import protocol
+from annexd import keytext, protocol
 
 from .options import UsageError
 
@@ -111,6 +111,16 @@ def read_key(path: str, flag: str, private: bool, limit: int = MAX_KEY_BYTES) ->
         raise InputError(f"{_label(path, flag)}: not a key (non-ASCII bytes)") from None
     if not key:
         raise InputError(f"{_label(path, flag)}: the file is empty")
+    return key
+
+
+def read_aws_key(path: str, flag: str, private: bool) -> str:
+    """An AWS key from a file that must hold that key alone; errors never show the file's text
+    (botocore would echo a garbled key, with every secret in the file, in its own error)."""
+    key = read_key(path, flag, private)
+    wrong = keytext.problem(key)
+    if wrong:
+        raise InputError(f"{_label(path, flag)}: {wrong}")
     return key
 
 

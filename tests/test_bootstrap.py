@@ -32,7 +32,8 @@ from instance_side import (annex_instance, condor_params, run_annex_ec2,  # noqa
 ROOT = instance_side.ROOT
 ANNEX_KNOBS = ["COLLECTOR_HOST", "AnnexName", "IsAnnex", "START", "STARTD_NOCLAIM_SHUTDOWN",
                "SEC_DEFAULT_AUTHENTICATION", "SEC_DEFAULT_AUTHENTICATION_METHODS",
-               "SEC_PASSWORD_FILE", "EC2InstanceID", "MASTER.DAEMON_SHUTDOWN"]
+               "SEC_TOKEN_DIRECTORY", "SEC_DAEMON_SESSION_DURATION", "EC2InstanceID",
+               "MASTER.DAEMON_SHUTDOWN"]
 
 
 def test_instance_joins_with_the_annexs_configuration(aws, annex_instance, tmp_path):
@@ -42,7 +43,7 @@ def test_instance_joins_with_the_annexs_configuration(aws, annex_instance, tmp_p
     assert "not restricting the metadata service: it is http://127.0.0.1" in result.stderr
     secrets = config_dir / f".annex-{annex_instance.annex}"
     assert stat.S_IMODE(secrets.stat().st_mode) == 0o700
-    assert stat.S_IMODE((secrets / "pool_password").stat().st_mode) == 0o600
+    assert stat.S_IMODE((secrets / "tokens.d" / "annex").stat().st_mode) == 0o600
     assert not any(p.name.startswith(".annex-incoming") for p in config_dir.iterdir())
 
     knobs = condor_params(config_dir, ANNEX_KNOBS, before="START = True")
@@ -53,7 +54,8 @@ def test_instance_joins_with_the_annexs_configuration(aws, annex_instance, tmp_p
     assert knobs["STARTD_NOCLAIM_SHUTDOWN"] == "900"
     assert knobs["MASTER.DAEMON_SHUTDOWN"] == "STARTD_StartTime =?= 0"
     assert knobs["SEC_DEFAULT_AUTHENTICATION"] == "REQUIRED"
-    assert knobs["SEC_PASSWORD_FILE"] == f"{config_dir}/.annex-{annex_instance.annex}/pool_password"
+    assert knobs["SEC_TOKEN_DIRECTORY"] == f"{config_dir}/.annex-{annex_instance.annex}/tokens.d"
+    assert knobs["SEC_DAEMON_SESSION_DURATION"] == "1800"
     assert knobs["EC2InstanceID"].startswith('"i-')
 
 
@@ -312,6 +314,11 @@ def test_a_lease_change_reaches_running_instances(aws, annex_instance, run_annex
     assert instance_lease(config_dir) == {
         "AnnexLeaseExpiration": str(new_end),
         "STARTD.DAEMON_SHUTDOWN": f"time() > {new_end + 120}"}
+    # The annex's token was renewed with the lease: the instance holds the new one.
+    with tarfile.open(fileobj=io.BytesIO(aws.s3.get_object(
+            Bucket="htcondor-annex-config", Key=f"config-{name}.tar.gz")["Body"].read())) as tar:
+        renewed = tar.extractfile(f".annex-{name}/tokens.d/annex").read()
+    assert (config_dir / f".annex-{name}" / "tokens.d" / "annex").read_bytes() == renewed
 
     marker.unlink()  # unchanged: no reconfig
     again = run_bootstrap(aws.url, annex_instance, config_dir, "-refresh-lease",

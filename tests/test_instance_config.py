@@ -37,8 +37,8 @@ def config_text(members) -> str:
     return members["00annex.config"][1].decode()
 
 
-def test_defaults_restrict_start_to_the_caller_and_use_the_pool_password(aws, run_annex,
-                                                                        with_keys, pool):
+def test_defaults_restrict_start_to_the_caller_and_give_the_annex_its_own_token(
+        aws, run_annex, with_keys, pool):
     members = create(aws, run_annex, with_keys, "defaults")
     text = config_text(members)
     me = pwd.getpwuid(os.getuid()).pw_name
@@ -48,9 +48,10 @@ def test_defaults_restrict_start_to_the_caller_and_use_the_pool_password(aws, ru
     assert "STARTD_NOCLAIM_SHUTDOWN = 900" in text
     assert "MASTER.DAEMON_SHUTDOWN = STARTD_StartTime =?= 0" in text
     assert "SEC_DEFAULT_AUTHENTICATION = REQUIRED" in text
-    assert "SEC_PASSWORD_FILE = $(LOCAL_CONFIG_DIR)/.annex-defaults/pool_password" in text
-    mode, password = members[".annex-defaults/pool_password"]
-    assert mode == 0o600 and password == b"pool-password-for-tests"
+    assert "SEC_TOKEN_DIRECTORY = $(LOCAL_CONFIG_DIR)/.annex-defaults/tokens.d" in text
+    mode, token = members[".annex-defaults/tokens.d/annex"]
+    assert mode == 0o600 and token.count(b".") == 2  # tests/test_annex_tokens.py checks it
+    assert not any(name.endswith("pool_password") for name in members)
     assert members["00annex.config"][0] == 0o640
 
 
@@ -64,7 +65,7 @@ def test_owner_idle_tag_and_idtoken(aws, run_annex, with_keys, tmp_path):
     text = config_text(members)
     assert 'stringListMember(Owner, "alice, bob")' in text
     assert "STARTD_NOCLAIM_SHUTDOWN = 1800" in text
-    assert "SEC_DEFAULT_AUTHENTICATION_METHODS = IDTOKENS" in text
+    assert "SEC_DEFAULT_AUTHENTICATION_METHODS = FS, IDTOKENS" in text
     assert "SEC_TOKEN_DIRECTORY = $(LOCAL_CONFIG_DIR)/.annex-flags/tokens.d" in text
     assert members[".annex-flags/tokens.d/annex"] == (0o600, b"eyJhbGciOiJIUzI1NiJ9.token.sig")
     assert not any(name.endswith("pool_password") for name in members)
@@ -107,20 +108,3 @@ def test_a_world_readable_idtoken_is_refused(aws, run_annex, with_keys, tmp_path
     result = run_annex("-annex-name", "loose", "-lease-function-arn", aws.lease_arn, *with_keys,
                        "-idtoken-file", str(token), SPOT_CONFIG)
     assert result.returncode == 2 and "accessible only by you" in result.stderr
-
-
-def test_an_annex_that_could_not_authenticate_is_refused(aws, moto_server, tmp_path):
-    from localaws.pool import AnnexDaemon, LocalPool, script
-    import subprocess
-    from conftest import SECRET
-    lonely = LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET, pool_password=False)
-    with AnnexDaemon(lonely):
-        result = subprocess.run(
-            [script("condor_annex"), "-annex-name", "nopass", "-lease-function-arn",
-             aws.lease_arn, "-public", lonely.access_key_file, "-secret",
-             lonely.secret_key_file, SPOT_CONFIG],
-            env=lonely.env(), capture_output=True, text=True, timeout=60)
-    assert result.returncode == 4
-    assert "could not authenticate to the pool" in result.stderr
-    assert "-idtoken-file" in result.stderr and "SEC_PASSWORD_FILE" in result.stderr
-    assert aws.all_fleets() == []

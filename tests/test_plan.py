@@ -1,11 +1,14 @@
 """Turning a request into a plan: validation against botocore's model, tags, lease identity."""
 import copy
+import dataclasses
 import json
 
 import pytest
 
+from annexd.idtoken import TokenSettings
 from annexd.knobs import PoolSettings, RegionSettings
-from annexd.plan import AnnexPlan, InvalidRequest, build_plan, rate_expression
+from annexd.plan import (POOL_PASSWORD_NOTICE, AnnexPlan, InvalidRequest, build_plan,
+                         rate_expression)
 from annexd_lambda.lease import ANNEX_TAG, CLIENT_TOKEN_TAG
 
 from conftest import SPOT_CONFIG
@@ -20,8 +23,10 @@ def settings(**overrides) -> RegionSettings:
     return RegionSettings(**values)
 
 
+TOKENS = TokenSettings(key_id="POOL", key_file="/etc/condor/pool_password", key_knob="POOL",
+                       issuer="example.org", identity="{annex}.{user}@annex.example.org")
 POOL = PoolSettings(collector_host="cm.example.org", unclaimed_timeout=900,
-                    idtoken_file=None, password_file="/etc/condor/pool_password")
+                    idtoken_file=None, password_file="/etc/condor/pool_password", token=TOKENS)
 
 
 def build(request, *, owner_uid=0, pool=POOL, **overrides):
@@ -281,3 +286,31 @@ def test_unpriceable_fleets_are_allowed_under_max_cost_because_aws_caps_them():
     plan = costs.with_price_cap(plan_for(config), Caps(max_cost=10.0))
     found = costs.check(plan, Caps(max_cost=10.0), already_running=lambda: 0)
     assert found["worst_case_cost"] is None and "SpotMaxTotalPrice" in plan.launch_request
+
+
+def test_each_annex_gets_its_own_token_by_default():
+    first, second = plan_for(), plan_for(name="other")
+    assert first.pool_auth == "minted" and POOL_PASSWORD_NOTICE not in first.notices
+    assert first.token_identity == "nightly.alice@annex.example.org"
+    assert len(first.token_id) == 32 and int(first.token_id, 16) >= 0
+    assert first.token_id != second.token_id
+    assert AnnexPlan.from_record(first.to_record()) == first  # journaled with the plan
+
+
+def test_the_users_token_wins_then_the_pool_password_only_if_the_admin_opted_in():
+    opted_in = dataclasses.replace(POOL, send_password=True)
+    request = {"name": "n", "lease_duration": 3600, "lease_function_arn": ARN,
+               "fleet_config": console_config()}
+    assert build(dict(request, idtoken="t.o.k"), pool=opted_in).pool_auth == "idtoken"
+    plan = build(request, pool=opted_in)
+    assert plan.pool_auth == "password" and plan.token_id == ""
+    assert POOL_PASSWORD_NOTICE in plan.notices
+    with pytest.raises(InvalidRequest, match="ANNEX_SEND_POOL_PASSWORD = true, but"):
+        build(request, pool=dataclasses.replace(opted_in, password_file=None))
+
+
+def test_an_identity_that_is_not_name_at_domain_is_refused():
+    odd = dataclasses.replace(POOL, token=dataclasses.replace(TOKENS, identity="{annex} x"))
+    with pytest.raises(InvalidRequest, match="ANNEX_TOKEN_IDENTITY makes 'n x'"):
+        build({"name": "n", "lease_duration": 3600, "lease_function_arn": ARN,
+               "fleet_config": console_config()}, pool=odd)

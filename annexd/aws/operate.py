@@ -26,6 +26,11 @@ class OperateCalls(AwsSession):
                                 Metadata={LEASE_METADATA: str(lease_end)},
                                 ContentType="application/gzip", ServerSideEncryption="AES256")
 
+    def get_config(self, bucket: str, key: str) -> bytes:
+        """The config object's body (a lease change rewrites the token in it)."""
+        with self._call("S3 GetObject"):
+            return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
     def instance_states(self, annex_id: str) -> dict[str, int]:
         """How many of one annex's tagged instances are in each state."""
         return self.count_instances({ANNEX_TAG: {annex_id: annex_id}}).get(annex_id, {})

@@ -11,10 +11,11 @@ import base64
 import binascii
 import pwd
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .. import identity, steps, tarball
+from .. import identity, idtoken, steps, tarball
 from ..aws import AnnexAws
 from ..journal import Journal, StateChanged
 from ..knobs import DaemonSettings
@@ -97,6 +98,8 @@ class Context:
         try:
             token = annex.get("idtoken") or (_read(pool.idtoken_file).decode().strip()
                                              if plan.pool_auth == "idtoken" else None)
+            if plan.pool_auth == "minted":
+                token = self.mint(plan, plan.lease_end)
             password = _read(pool.password_file) if plan.pool_auth == "password" else None
         except OSError as error:
             raise InvalidRequest(f"condor_annexd cannot read the pool's secret "
@@ -107,6 +110,22 @@ class Context:
         except binascii.Error:
             raise InvalidRequest("config_files: not base64") from None
         return tarball.build(plan, tarball.PoolMaterial(token, password, files))
+
+    def mint(self, plan: AnnexPlan, lease_end: int) -> str:
+        """The annex's own IDTOKEN, valid to ``lease_end`` (plus a grace); InvalidRequest,
+        saying what to configure, when the signing key cannot be used."""
+        token_settings = self.settings.pool.token
+        try:
+            if token_settings is None:
+                raise idtoken.TokenKeyError("no token signing key is configured")
+            return idtoken.for_annex(token_settings, plan.token_identity, plan.token_id,
+                                     lease_end, time.time())
+        except idtoken.TokenKeyError as error:
+            raise InvalidRequest(
+                f"annex instances could not authenticate to the pool: {error}. "
+                "Make that key readable by condor_annexd's user (the central manager must "
+                "hold the same key), or name another with ANNEX_TOKEN_SIGNING_KEY (a file in "
+                "SEC_PASSWORD_DIRECTORY); or pass -idtoken-file") from None
 
     def driver(self, plan: AnnexPlan, request_id: int, credentials: dict[str, str] | None,
                payload: bytes | None) -> steps.Driver:

@@ -3,8 +3,8 @@ lease that vanished.
 
 The row is claimed (``active -> extending``) before the first AWS call and released when done
 (``-> active``), so an ``-off`` or the backstop never races it.  The lease end the instances
-read (their config object's metadata) moves first, so no instance shuts down before the lease
-end in force.  Only ``LeaseExpiration`` of the rule target's Input changes; every other field
+read (their config object's metadata) moves first, and with it the annex's own token (see
+:mod:`.renew`), so no instance shuts down before the lease end in force.  Only ``LeaseExpiration`` of the rule target's Input changes; every other field
 is kept (the original ``condor_annex`` lost the bucket name there).  A lease that is missing
 (its rule or target deleted by hand, or the rule no longer this request's) is put back as the
 create made it: the annex is never left running without one.  A longer lease is held to the
@@ -22,6 +22,7 @@ from ..aws import AnnexAws
 from ..aws.create import rule_description
 from ..lifecycle import RequestState
 from ..plan import AnnexPlan, InvalidRequest
+from . import renew
 from .context import DOING, Caller, Context, OperationError, busy, claim, unknown
 from .create import live_instances
 
@@ -58,7 +59,7 @@ def _move(ctx: Context, plan: AnnexPlan, credentials: dict[str, str] | None,
     """Set the lease end in AWS; (the new end, whether the lease had to be put back)."""
     aws = ctx.aws(plan.region, credentials)
     target = aws.lease_target(plan.annex_id, plan.request_token)
-    aws.set_config_lease_end(plan.bucket, plan.config_key, lease_end)
+    renew.move_config_lease_end(aws, plan, lease_end, ctx.mint)
     if target is None:
         _restore(aws, plan, lease_end)
         return lease_end, True

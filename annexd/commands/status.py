@@ -74,6 +74,8 @@ def _reports(ctx: Context, rows: list[dict[str, Any]], credentials: dict[str, st
                   if may else "unknown"),
         "lease_enforced": lease == "enforced",
         "instances": counts.get((plan.region, plan.annex_id), {}) if may else None,
+        # The jti of the annex's own token: SEC_TOKEN_REVOCATION_EXPR revokes it by this.
+        **({"token_id": plan.token_id} if plan.token_id else {}),
     } for plan, row, may in zip(plans, rows, known)]
 
 
