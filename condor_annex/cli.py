@@ -26,7 +26,7 @@ from annexd import knobs, protocol
 from . import client, inputs
 from .command import (EXIT_DAEMON, EXIT_INPUT, EXIT_OK, EXIT_USAGE, Command, DaemonRefused,
                       lease_seconds)
-from .create import ODI_KNOBS, CreateAnnex
+from .create import ODI_KNOBS, CreateAnnex, config_positionals
 from .extend import Extend
 from .inputs import InputError
 from .off import Off
@@ -58,9 +58,18 @@ OPTIONS = {option.dest: option for option in (
     Option(("-aws-region",), "region", "REGION",
            "use this region's setup and knobs (default ANNEX_DEFAULT_AWS_REGION)"),
     Option(("-public-key-file", "-access-key-file"), "access_key_file", "FILE",
-           "file holding the AWS access key ID (default ANNEX_DEFAULT_ACCESS_KEY_FILE)"),
+           "file holding the AWS access key ID (default ANNEX_DEFAULT_ACCESS_KEY_FILE)",
+           aliases=("-aws-access-key-file",)),
     Option(("-secret-key-file", "-private-key-file"), "secret_key_file", "FILE",
-           "file holding the AWS secret key, mode 600 (default ANNEX_DEFAULT_SECRET_KEY_FILE)"),
+           "file holding the AWS secret key, mode 600 (default ANNEX_DEFAULT_SECRET_KEY_FILE)",
+           aliases=("-aws-secret-key-file",)),
+    Option(("-aws-spot-fleet-config-file",), "config_file", "FILE",
+           "the fleet JSON config (the same as giving it as the last argument)"),
+    Option(("-aws-user-data",), "user_data", "DATA",
+           "EC2 user data for every instance (on-demand, or a Spot Fleet's "
+           "LaunchSpecifications; replaces theirs)"),
+    Option(("-aws-user-data-file",), "user_data_file", "FILE",
+           "as -aws-user-data, read from FILE (at most 16 KiB)"),
     Option(("-owner",), "owner", '"USER[, USER...]"',
            "only these users' jobs may run on the annex (default: you)"),
     Option(("-no-owner",), "no_owner", None, "anyone's jobs may run on the annex"),
@@ -76,7 +85,10 @@ OPTIONS = {option.dest: option for option in (
            "lease length in hours (instead of -lease-duration)"),
     Option(("-status",), "status", None, "show your annexes (with -annex-name: that one)"),
     Option(("-json",), "json", None, "with -status: print JSON"),
-    Option(("-classad",), "classad", None, "with -status: print ClassAds"),
+    Option(("-classad",), "classad", None,
+           "with -status: print ClassAds (old syntax, as condor_status -l)",
+           aliases=("-classads",)),
+    Option(("-long",), "long", None, "with -status: also list each annex's instance IDs"),
     Option(("-off",), "off", None, "with -annex-name: end that annex now"),
     Option(("-yes",), "yes", None, "do not ask for confirmation"),
     Option(("-setup",), "setup", None,
@@ -124,6 +136,7 @@ def _say_waiting(why: str) -> None:
 def run(argv: list[str]) -> int:
     try:
         values, positionals = parse(argv, tuple(OPTIONS.values()))
+        positionals = config_positionals(values, positionals)
         if values.get("help"):
             print(usage_text())
             return EXIT_OK

@@ -70,7 +70,8 @@ OTHER_REGION_ARN = "arn:aws:lambda:eu-west-1:123456789012:function:HTCondorAnnex
 # case: one error line, no traceback, the secret nowhere, nothing in AWS, the daemon serving.
 CASES = [
     ("no-lease-arn", [], None, 4,
-     ["-lease-function-arn", "ANNEX_DEFAULT_LEASE_FUNCTION_ARN", "condor_annex -setup"]),
+     ["-lease-function-arn", "ANNEX_DEFAULT_LEASE_FUNCTION_ARN",
+      "condor_annex -aws-region us-east-1 -setup"]),
     ("nonexistent-function", ["-lease-function-arn", NO_SUCH_FUNCTION], None, 5,
      ["lease function does not exist", "ResourceNotFoundException"]),
     ("truncated-json", ["-lease-function-arn", "ARN"], truncated_config, 2,

@@ -56,6 +56,8 @@ class OnDemand(Kind):
             params["KeyName"] = source["key_name"]
         if source.get("instance_profile_arn"):
             params["IamInstanceProfile"] = {"Arn": source["instance_profile_arn"]}
+        if source.get("user_data"):  # -aws-user-data, base64
+            params["UserData"] = source["user_data"]
         validate("RunInstances", params)
         return Built(params)
 
