@@ -105,6 +105,10 @@ REQUEST_SCHEMA: dict[str, Any] = {
         # The caller asks for condor_annexd's own AWS identity by name (the original's
         # "FROM INSTANCE"), instead of sending keys.
         "daemon_identity": {"const": True},
+        # create and off: stream each step as it starts (the user is at a terminal).
+        "progress": {"const": True},
+        # status: list each annex's instance IDs by state (-long, -classad).
+        "instance_ids": {"const": True},
     },
     "allOf": [
         {

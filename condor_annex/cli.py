@@ -13,7 +13,7 @@ cannot be reached; 4 the daemon refused the request (invalid, or the annex exist
 failed and everything created was rolled back; 6 AWS failed and rolling back failed too
 (the error names what may be left); 7 internal daemon error; 8 the daemon shut down
 mid-way (the lease is in force; run the same command again to finish); 9 -check-setup found
-problems.
+problems; 10 the user answered no at the confirmation prompt (nothing was started).
 """
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from typing import Any, Sequence
 from annexd import knobs, protocol
 
 from . import client, inputs
-from .command import (EXIT_DAEMON, EXIT_INPUT, EXIT_OK, EXIT_USAGE, Command, DaemonRefused,
-                      lease_seconds)
+from .command import (EXIT_DAEMON, EXIT_DECLINED, EXIT_INPUT, EXIT_OK, EXIT_USAGE, Command,
+                      DaemonRefused, lease_seconds)
 from .create import ODI_KNOBS, CreateAnnex, config_positionals
 from .extend import Extend
 from .inputs import InputError
@@ -158,7 +158,7 @@ def run(argv: list[str]) -> int:
         return EXIT_INPUT
     try:
         if not command.confirm(values, request, settings):
-            return EXIT_USAGE
+            return EXIT_DECLINED
         reply = client.call(settings.socket_path, request, on_progress=command.progress,
                             on_busy=_say_waiting)
     except DaemonRefused as refused:
@@ -167,6 +167,8 @@ def run(argv: list[str]) -> int:
         print(f"condor_annex: error: {error}", file=sys.stderr)
         return EXIT_DAEMON
     for notice in reply.get("notices", []):
+        if notice in command.notices_shown:
+            continue
         print(f"condor_annex: notice: {notice}", file=sys.stderr)
     if not reply["ok"]:
         return command.failed(reply)

@@ -12,6 +12,8 @@ from . import inputs
 from .options import UsageError
 
 EXIT_OK, EXIT_USAGE, EXIT_INPUT, EXIT_DAEMON, EXIT_SETUP_PROBLEMS = 0, 1, 2, 3, 9
+#: The user answered no at the confirmation prompt: nothing was started, nothing is wrong.
+EXIT_DECLINED = 10
 EXIT_CODES = {
     "protocol": EXIT_DAEMON,
     "invalid-request": 4,
@@ -94,6 +96,13 @@ def report_failure(reply: dict[str, Any]) -> int:
     return EXIT_CODES.get(error["kind"], EXIT_DAEMON)
 
 
+def wants_progress(request: dict[str, Any]) -> dict[str, Any]:
+    """Ask the daemon to stream the steps, when someone is at the terminal to see them."""
+    if sys.stderr.isatty():
+        request["progress"] = True
+    return request
+
+
 def with_credentials(request: dict[str, Any],
                      creds: dict[str, str] | str | None) -> dict[str, Any]:
     if creds == DAEMON_IDENTITY:
@@ -116,9 +125,12 @@ class Command:
 
     usage = ""
     flags: tuple[str, ...] = ()
+    #: Notices already printed (at the confirmation prompt): not repeated with the reply.
+    notices_shown: tuple[str, ...] = ()
 
     def confirm(self, values: dict[str, Any], request: dict[str, Any],
                 settings: knobs.ClientSettings) -> bool:
+        """False: the user declined (exit EXIT_DECLINED)."""
         return True
 
     def request(self, values: dict[str, Any], positionals: list[str],
@@ -130,6 +142,11 @@ class Command:
 
     def progress(self, text: str) -> None:
         print(text, flush=True)
+
+    def steps_at_terminal(self, text: str) -> None:
+        """A create's or an -off's steps, as the daemon does them: at a terminal only
+        (a script gets exactly what it got before)."""
+        print(f"condor_annex: {text}", file=sys.stderr, flush=True)
 
     def failed(self, reply: dict[str, Any]) -> int:
         return report_failure(reply)

@@ -13,7 +13,7 @@ from annexd import knobs, protocol
 
 from . import client, inputs
 from .command import (EXIT_OK, Command, DaemonRefused, credentials, key_files, lease_seconds,
-                      with_credentials)
+                      wants_progress, with_credentials)
 from .inputs import InputError
 from .options import UsageError
 
@@ -178,6 +178,9 @@ class CreateAnnex(Command):
         reply = client.call(settings.socket_path, {**request, "dry_run": True})
         if not reply["ok"]:
             raise DaemonRefused(reply)
+        self.notices_shown = tuple(reply.get("notices", []))
+        for notice in self.notices_shown:
+            print(f"condor_annex: notice: {notice}", file=sys.stderr, flush=True)
         found = reply["result"]["estimate"]
         cost = (f"${found['worst_case_cost']:.2f} at most (prices of {found['prices_date']})"
                 if found["worst_case_cost"] is not None else "an unknown amount")
@@ -224,8 +227,11 @@ class CreateAnnex(Command):
             annex["fleet_config"] = fleet_config(positionals[0])
         else:
             annex["on_demand"] = on_demand_settings(values, settings.region)
-        return with_credentials({"version": protocol.VERSION, "command": "create",
-                                  "annex": annex}, creds)
+        return wants_progress(with_credentials({"version": protocol.VERSION,
+                                                 "command": "create", "annex": annex}, creds))
+
+    def progress(self, text: str) -> None:
+        self.steps_at_terminal(text)
 
     def show(self, result: dict[str, Any], settings: knobs.ClientSettings) -> int:
         end = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(result["lease_end"]))
