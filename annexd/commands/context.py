@@ -1,0 +1,131 @@
+"""What every command path shares: the settings a request started with, the journal, the
+daemon's identity, and the plumbing built from them (AWS clients, the create driver, the
+config tarball).
+
+A :class:`Context` is a snapshot taken when a request arrives: a reconfiguration meanwhile
+never changes a request in flight.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import pwd
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .. import identity, steps, tarball
+from ..aws import AnnexAws
+from ..journal import Journal
+from ..knobs import DaemonSettings
+from ..plan import AnnexPlan, InvalidRequest
+
+
+class OperationError(Exception):
+    """The operation cannot be done; ``kind`` is the protocol error kind."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks: the uid the kernel named, and whether it may act on every annex."""
+
+    uid: int
+    is_admin: bool
+
+    def sees(self, row: dict[str, Any]) -> bool:
+        return self.may_act_on(row["owner_uid"])
+
+    def may_act_on(self, owner_uid: int) -> bool:
+        return self.is_admin or self.uid == owner_uid
+
+
+def user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _read(path: str | None) -> bytes:
+    if path is None:
+        raise FileNotFoundError(2, "not configured", "(unset)")
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+@dataclass(frozen=True)
+class Context:
+    settings: DaemonSettings
+    journal: Journal
+    clock: Callable[[], float]
+    identity: identity.DaemonIdentity
+    #: Set when the daemon is asked to stop: requests pause at their next step boundary.
+    stopping: threading.Event
+
+    def aws(self, region: str, credentials: dict[str, str] | None) -> AnnexAws:
+        """Clients for ``region``: the user's ``credentials``, else the daemon's identity."""
+        settings = self.settings
+        return AnnexAws(region=region, endpoints=settings.for_region(region).endpoints,
+                        credentials=credentials or self.identity.credentials,
+                        max_attempts=settings.aws_max_attempts,
+                        timeout_seconds=settings.aws_timeout_seconds,
+                        function_check_seconds=settings.function_check_seconds)
+
+    def may_recover(self, row: dict[str, Any]) -> bool:
+        """Whether the daemon can drive this request with its own identity: made with it, or
+        with a user's keys of the same AWS account (the lease function's)."""
+        if not self.identity.available:
+            return False
+        plan = AnnexPlan.from_record(row["plan"])
+        return bool(row["daemon_credentials"]) or \
+            self.identity.same_account(plan.lease_function_arn)
+
+    def payload(self, plan: AnnexPlan, annex: dict[str, Any] | None) -> bytes | None:
+        """The annex's config tarball; None when only the (gone) request could supply it.
+
+        Raises InvalidRequest if the daemon's own pool secret cannot be read.
+        """
+        if annex is None and plan.needs_request_material:
+            return None
+        annex = annex or {}
+        pool = self.settings.pool
+        try:
+            token = annex.get("idtoken") or (_read(pool.idtoken_file).decode().strip()
+                                             if plan.pool_auth == "idtoken" else None)
+            password = _read(pool.password_file) if plan.pool_auth == "password" else None
+        except OSError as error:
+            raise InvalidRequest(f"condor_annexd cannot read the pool's secret "
+                                 f"({error.filename}: {error.strerror})") from None
+        try:
+            files = {name: base64.b64decode(text, validate=True)
+                     for name, text in annex.get("config_files", {}).items()}
+        except binascii.Error:
+            raise InvalidRequest("config_files: not base64") from None
+        return tarball.build(plan, tarball.PoolMaterial(token, password, files))
+
+    def driver(self, plan: AnnexPlan, request_id: int, credentials: dict[str, str] | None,
+               payload: bytes | None) -> steps.Driver:
+        settings = self.settings
+        retry = steps.RetryPolicy(settings.step_attempts, settings.retry_base_seconds,
+                                  settings.retry_max_seconds)
+        return steps.Driver(steps.create_sequence(plan, payload),
+                            self.aws(plan.region, credentials), plan, self.journal,
+                            request_id, retry=retry, stop=self.stopping, clock=self.clock)
+
+    def live(self, who: Caller, name: str, region: str | None) -> dict[str, Any] | None:
+        """The caller's one live annex of this name (in ``region``, if given)."""
+        rows = [row for row in self.journal.live_rows(annex_id=name, region=region)
+                if who.sees(row)]
+        if len(rows) > 1:
+            regions = ", ".join(row["region"] for row in rows)
+            raise OperationError("invalid-request", f"you have annexes named {name!r} in "
+                                 f"{regions}; say which with -aws-region")
+        return rows[0] if rows else None
+
+
+def unknown(name: str) -> OperationError:
+    return OperationError("invalid-request", f"you have no annex named {name!r}")

@@ -1,0 +1,74 @@
+"""``condor_annex`` create: plan, check the caps, take the name in the journal, and drive the
+create sequence (lease first).  A repeat of a parked request's command resumes it instead
+(:mod:`.resume`)."""
+from __future__ import annotations
+
+import logging
+import pwd
+from typing import Any
+
+from .. import costs, protocol
+from ..journal import NameTaken
+from ..knobs import KnobError
+from ..plan import AnnexPlan, InvalidRequest, build_plan
+from . import resume
+from .context import Caller, Context
+from .replies import outcome_reply, resumable, taken_reply
+
+log = logging.getLogger("annexd.service")
+
+
+def _user_name(uid: int, annex: dict[str, Any]) -> str:
+    """The caller's login name, the default START owner."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        if "owners" in annex:
+            return str(uid)
+        raise InvalidRequest(f"uid {uid} has no user name to restrict START to; pass "
+                             "-owner NAMES or -no-owner") from None
+
+
+def _live_instances(ctx: Context, uid: int) -> int:
+    """Instances the user's live annexes asked for (for ANNEX_MAX_INSTANCES)."""
+    return sum(costs.capacity(AnnexPlan.from_record(row["plan"]))
+               for row in ctx.journal.live_rows(owner_uid=uid))
+
+
+def create(ctx: Context, request: dict[str, Any], who: Caller) -> dict[str, Any]:
+    settings = ctx.settings
+    credentials = request.get("credentials")
+    annex = dict(request["annex"])
+    if credentials is None:
+        annex.pop("bucket", None)  # with the daemon's identity, only the admin's bucket
+    notices: list[str] = []
+    try:
+        region = settings.for_region(annex.get("region"))
+        plan = build_plan(annex, owner_uid=who.uid, settings=region,
+                          lease_rate_minutes=settings.lease_rate_minutes, now=ctx.clock(),
+                          pool=settings.pool, user_name=_user_name(who.uid, annex))
+        plan = costs.with_price_cap(plan, settings.caps)
+        held = ctx.journal.live_row(plan.region, plan.annex_id)
+        if request.get("dry_run"):  # the confirmation prompt: look, never act
+            if held is not None and not resumable(held, who):
+                return taken_reply(held, who)
+            estimate = costs.check(plan, settings.caps, lambda: _live_instances(ctx, who.uid))
+            return protocol.ok_reply({"annex_id": plan.annex_id, "estimate": estimate},
+                                     list(plan.notices))
+        if held is not None:
+            answer = resume.name_held(ctx, held, who, credentials, annex, notices)
+            if answer is not None:
+                return answer
+        costs.check(plan, settings.caps, lambda: _live_instances(ctx, who.uid))
+        payload = ctx.payload(plan, annex)
+    except (InvalidRequest, KnobError) as error:
+        return protocol.error_reply("invalid-request", str(error))
+    try:
+        request_id = ctx.journal.begin(plan, daemon_credentials=credentials is None)
+    except NameTaken as taken:
+        return taken_reply(taken.row, who)
+    log.info("request %d: uid %d creates annex %s in %s (lease ends %d)",
+             request_id, who.uid, plan.annex_id, plan.region, plan.lease_end)
+    driver = ctx.driver(plan, request_id, credentials, payload)
+    return outcome_reply(ctx.journal, driver, lambda: driver.forward(),
+                         notices + list(plan.notices))

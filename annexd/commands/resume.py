@@ -1,0 +1,135 @@
+"""Resuming a parked request: by its owner repeating the command, or by the daemon itself at
+start-up (recovery).  A parked request resumes in the direction it was going; a create whose
+lease ended meanwhile, or lost its lease in AWS, is rolled back instead of launched."""
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import time
+from typing import Any
+
+from .. import lifecycle, steps
+from ..journal import StateChanged
+from ..lifecycle import RequestState
+from ..plan import AnnexPlan, InvalidRequest
+from .context import Caller, Context
+from .replies import failure_reply, outcome_reply, resumable, taken_reply
+
+log = logging.getLogger("annexd.service")
+
+
+def drive_on(ctx: Context, driver: steps.Driver,
+             state: RequestState) -> steps.Outputs | None:
+    """Resume a parked request in the direction it was going.
+
+    Returns the outputs of a finished create, or None when it was rolled back (a parked
+    rollback, or a create whose lease ended meanwhile).  Raises CreateFailed or Paused
+    like Driver.forward, and CreateFailed for a rollback that could not finish.
+    """
+    journal = ctx.journal
+    plan, request_id = driver.plan, driver.request_id
+    progress = journal.progress(request_id)
+    if state is RequestState.ROLLBACK_INTERRUPTED:
+        journal.transition(request_id, RequestState.ROLLING_BACK, expect={state})
+        reason = "resuming an interrupted rollback"
+    elif plan.lease_end <= ctx.clock():
+        reason = "the lease ended before the annex was complete"
+        journal.transition(request_id, RequestState.ROLLING_BACK, expect={state},
+                           error=reason)
+    elif "target" in progress.done and driver.aws.lease_target(plan.annex_id) is None:
+        # The journal says the lease was put in force, but AWS no longer has it: its
+        # lease function (whose clock is AWS's, not ours) or someone else ended it.
+        # Never go on to launch without a lease: finish it off instead.
+        reason = "its lease was ended while it was interrupted"
+        journal.transition(request_id, RequestState.ROLLING_BACK, expect={state},
+                           error=reason)
+    else:
+        journal.transition(request_id, RequestState.CREATING, expect={state})
+        return driver.forward(progress)
+    log.warning("annex %s: %s; rolling back", plan.annex_id, reason)
+    outcome = driver.rollback(progress, reason, resumed=True)
+    if outcome.errors:
+        raise steps.CreateFailed("rollback", RuntimeError(reason), outcome.errors,
+                                 outcome.lease_kept)
+    return None
+
+
+def name_held(ctx: Context, row: dict[str, Any], who: Caller,
+              credentials: dict[str, str] | None, annex: dict[str, Any],
+              notices: list[str]) -> dict[str, Any] | None:
+    """The (region, name) is held by a live row: resume it, finish its rollback, or say
+    no.  None: its rollback was finished and the new request may go ahead."""
+    state = RequestState(row["state"])
+    if not resumable(row, who):
+        return taken_reply(row, who)
+    plan = AnnexPlan.from_record(row["plan"])
+    # Only a create still to finish needs the config tarball; a rollback does not.
+    payload = ctx.payload(plan, annex) if state is RequestState.INTERRUPTED else None
+    log.info("request %d: uid %d resumes %s annex %s", row["id"], who.uid, state,
+             row["annex_id"])
+    driver = ctx.driver(plan, row["id"], credentials, payload)
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["created"]))
+    if state is RequestState.ROLLBACK_INTERRUPTED:
+        try:
+            drive_on(ctx, driver, state)
+        except steps.CreateFailed as error:
+            return failure_reply(error, [])
+        except StateChanged:
+            return taken_reply(ctx.journal.request(row["id"]), who)
+        notices.append(f"first finished rolling back the failed request for annex "
+                       f"{row['annex_id']!r} of {when}")
+        return None
+    try:
+        return outcome_reply(ctx.journal, driver, lambda: drive_on(ctx, driver, state), [
+            f"resumed the interrupted request for annex {row['annex_id']!r} of {when}; "
+            "its original settings apply"])
+    except StateChanged:  # another request resumed it (or the backstop ended it) first
+        return taken_reply(ctx.journal.request(row["id"]), who)
+
+
+def recover(ctx: Context, workers: int = 8) -> None:
+    """Drive every request a crash or shutdown left unfinished to a clean end if we can.
+
+    No thread of this process drives any of them, so each is first parked in its
+    direction (a rollback stays a rollback).  Those the daemon may act on with its own
+    identity are then resumed, a few at a time: they belong to different annexes and do
+    not interfere.  The others wait, parked, for their owners.
+    """
+    rows = ctx.journal.unfinished()
+    for row in rows:
+        state = RequestState(row["state"])
+        if state in lifecycle.DRIVEN:
+            ctx.journal.transition(row["id"], lifecycle.PARK[state])
+    mine = [row for row in rows if ctx.may_recover(row)]
+    for row in rows:
+        if row not in mine:
+            log.warning("request %d: annex %s in %s (uid %d) is parked; it resumes when "
+                        "its owner runs the same condor_annex command again",
+                        row["id"], row["annex_id"], row["region"], row["owner_uid"])
+    if mine:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(lambda request_id: _recover_one(ctx, request_id),
+                          [row["id"] for row in mine]))
+
+
+def _recover_one(ctx: Context, request_id: int) -> None:
+    row = ctx.journal.request(request_id)
+    plan = AnnexPlan.from_record(row["plan"])
+    log.info("request %d: recovering annex %s from state %s",
+             row["id"], plan.annex_id, row["state"])
+    try:
+        try:
+            payload = ctx.payload(plan, None)
+        except InvalidRequest as error:  # the config step, if still to do, rolls back
+            log.error("request %d: %s", row["id"], error)
+            payload = None
+        driver = ctx.driver(plan, row["id"], None, payload)
+        drive_on(ctx, driver, RequestState(row["state"]))
+    except steps.CreateFailed as error:
+        log.error("request %d: recovery of annex %s failed at %s: %s",
+                  row["id"], plan.annex_id, error.step, error.cause)
+    except steps.Paused:
+        log.info("request %d: recovery of annex %s paused for shutdown",
+                 row["id"], plan.annex_id)
+    except Exception:  # one broken request must not stop the others' recovery
+        log.exception("request %d: recovery of annex %s failed", row["id"], plan.annex_id)

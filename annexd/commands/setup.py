@@ -1,0 +1,33 @@
+"""``condor_annex -setup`` / ``-check-setup``: a region's setup stacks, with the caller's keys."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from .. import protocol, stacks
+from ..aws import AwsError
+from ..knobs import KnobError
+from .context import Context
+
+log = logging.getLogger("annexd.service")
+
+
+def setup(ctx: Context, request: dict[str, Any], progress: Callable[[str], None],
+          check_only: bool) -> dict[str, Any]:
+    """Create or update (or only check) the region's setup stacks."""
+    settings = ctx.settings
+    try:
+        region = settings.for_region(request.get("region")).region
+    except KnobError as error:
+        return protocol.error_reply("invalid-request", str(error))
+    work = stacks.Setup(ctx.aws(region, request.get("credentials")), progress,
+                        poll_seconds=settings.setup_poll_seconds)
+    try:
+        if check_only:
+            return protocol.ok_reply({"region": region, "problems": work.check()})
+        outputs = work.run()
+    except (stacks.SetupError, AwsError) as error:
+        return protocol.error_reply("aws", f"setup of {region} failed: {error}",
+                                    aws_code=getattr(error, "code", None))
+    log.info("setup of %s complete: %s", region, outputs)
+    return protocol.ok_reply({"region": region, "outputs": outputs})
