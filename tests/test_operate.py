@@ -128,11 +128,16 @@ def test_confirmation_prompt_at_a_terminal(aws, pool, daemon, with_keys):
         return status_, output.decode()
 
     status_, output = at_terminal("no", "asked-no")
-    assert status_ == 1 and "Nothing was started" in output
+    # Declining is not a usage error (1): it has its own status, and the notices about the
+    # config come before the question, not after the answer.
+    assert status_ == 10 and "Nothing was started" in output
+    asked = output.index("Is that OK?")
+    assert 0 <= output.index("notice: ") < asked and "dropped ValidUntil" in output[:asked]
     assert "Will request 2 Spot Fleet capacity unit(s) for 1.00 hours, costing $0.19 at most" in output
     assert aws.all_fleets() == []
     status_, output = at_terminal("yes", "asked-yes")
     assert status_ == 0 and len(aws.annex_resources("asked-yes")["fleets"]) == 1
+    assert output.count("dropped ValidUntil") == 1  # told once, before the question
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable
 
 from .. import lifecycle
 from ..journal import Journal, StateChanged
@@ -14,8 +14,10 @@ log = logging.getLogger("annexd.operate")
 
 
 def off(ctx: Context, who: Caller, name: str, region: str | None,
-        credentials: dict[str, str] | None) -> dict[str, Any]:
-    """End the annex now; a caller whose annex already ended is told so."""
+        credentials: dict[str, str] | None,
+        report: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
+    """End the annex now; a caller whose annex already ended is told so.  ``report`` hears
+    each step as it starts."""
     row = ctx.live(who, name, region)
     if row is None:
         if ctx.journal.last_final(who.uid, name, region) is None:
@@ -26,7 +28,7 @@ def off(ctx: Context, who: Caller, name: str, region: str | None,
                              "right now; try again when that is done")
     plan = AnnexPlan.from_record(row["plan"])
     summary = ctx.aws(plan.region, credentials).teardown(plan.annex_id, plan.bucket,
-                                                         plan.annex_type)
+                                                         plan.annex_type, report)
     end_row(ctx.journal, row)
     log.info("annex %s in %s turned off by uid %d: %s", plan.annex_id, plan.region,
              who.uid, summary)

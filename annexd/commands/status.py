@@ -24,13 +24,13 @@ def list_annexes(ctx: Context, who: Caller) -> list[dict[str, Any]]:
 
 
 def _reports(ctx: Context, rows: list[dict[str, Any]], credentials: dict[str, str] | None,
-             ask_aws: bool = True) -> list[dict[str, Any]]:
+             ask_aws: bool = True, instance_ids: bool = False) -> list[dict[str, Any]]:
     """What each annex holds now.  The lease end is the journal's, which the daemon keeps
     in step with the rule (it moves both, and the backstop re-reads AWS's at expiry);
     AWS is asked only for the instances: one tag-filtered DescribeInstances per region and
     tag key for all the annexes, so -status costs the same for 1 annex and for 100."""
     plans = [AnnexPlan.from_record(row["plan"]) for row in rows]
-    counts: dict[tuple[str, str], dict[str, int]] = {}
+    listed: dict[tuple[str, str], dict[str, list[str]]] = {}
     if ask_aws:
         for region in sorted({plan.region for plan in plans}):
             wanted: dict[str, dict[str, str]] = {}
@@ -39,10 +39,10 @@ def _reports(ctx: Context, rows: list[dict[str, Any]], credentials: dict[str, st
                 if plan.region == region and tag is not None:
                     wanted.setdefault(tag[0], {})[tag[1]] = plan.annex_id
             if wanted:
-                found = ctx.aws(region, credentials).count_instances(wanted)
-                counts.update(((region, annex), states) for annex, states in found.items())
+                found = ctx.aws(region, credentials).list_instances(wanted)
+                listed.update(((region, annex), states) for annex, states in found.items())
     now = ctx.clock()
-    return [{
+    reports = [{
         "name": plan.annex_id,
         "owner": user_name(row["owner_uid"]),
         "owner_uid": row["owner_uid"],
@@ -52,12 +52,18 @@ def _reports(ctx: Context, rows: list[dict[str, Any]], credentials: dict[str, st
         "lease_end": int(row["lease_end"]),
         "lease_enforced": RequestState(row["state"]) in lifecycle.LIVE and
         row["lease_end"] > now,
-        "instances": counts.get((plan.region, plan.annex_id), {}),
+        "instances": {state: len(ids) for state, ids in
+                      listed.get((plan.region, plan.annex_id), {}).items()},
     } for plan, row in zip(plans, rows)]
+    if instance_ids and ask_aws:  # -status -long / -classad: the IDs too, by state
+        for plan, report in zip(plans, reports):
+            report["instance_ids"] = listed.get((plan.region, plan.annex_id), {})
+    return reports
 
 
 def status(ctx: Context, who: Caller, name: str | None, region: str | None,
-           credentials: dict[str, str] | None) -> list[dict[str, Any]]:
+           credentials: dict[str, str] | None,
+           instance_ids: bool = False) -> list[dict[str, Any]]:
     """One entry per live annex the caller may see, with what AWS holds for it now.
 
     Asked by name, a caller with no live annex of that name sees their own last finished
@@ -66,10 +72,10 @@ def status(ctx: Context, who: Caller, name: str | None, region: str | None,
     if name is None:
         rows = ctx.journal.live_rows(owner_uid=None if who.is_admin else who.uid,
                                      region=region)
-        return _reports(ctx, rows, credentials)
+        return _reports(ctx, rows, credentials, instance_ids=instance_ids)
     row = ctx.live(who, name, region)
     if row is not None:
-        return _reports(ctx, [row], credentials)
+        return _reports(ctx, [row], credentials, instance_ids=instance_ids)
     history = ctx.journal.last_final(who.uid, name, region)
     if history is None:
         raise unknown(name)
