@@ -159,7 +159,8 @@ CASES = [
     ("unknown-field", ["-lease-function-arn", "ARN"],
      lambda t: edited(t, set_field(Bogus=1)), 4, ["Unknown parameter", "Bogus"]),
     ("config-not-object", ["-lease-function-arn", "ARN"],
-     lambda t: write(t, "list.json", "[]"), 4, ["fleet_config", "is not of type 'object'"]),
+     lambda t: write(t, "list.json", "[]"), 2,
+     ["list.json: expected one JSON object (a Spot Fleet or EC2 Fleet config), found an array"]),
     # the files themselves
     ("config-too-deep", ["-lease-function-arn", "ARN"], lambda t: write(t, "deep.json", DEEP),
      2, ["deep.json: JSON nested deeper than 64 levels"]),
