@@ -14,6 +14,7 @@ from typing import Any
 from annexd_lambda import lease
 
 from . import idtoken, launch
+from .launch import adjust
 from .knobs import PoolSettings, RegionSettings
 from .protocol import shown
 
@@ -120,7 +121,8 @@ def _lease_function_arn(requested: str | None, settings: RegionSettings) -> str:
     if not arn:
         raise InvalidRequest(
             "no lease function: pass -lease-function-arn ARN or set "
-            "ANNEX_DEFAULT_LEASE_FUNCTION_ARN (condor_annex -setup creates one)")
+            f"ANNEX_DEFAULT_LEASE_FUNCTION_ARN (condor_annex -aws-region {settings.region} -setup "
+            "creates one)")
     match = LAMBDA_ARN.match(arn)
     if not match:
         raise InvalidRequest(f"-lease-function-arn: {shown(arn)!r} is not a Lambda function ARN")
@@ -182,23 +184,29 @@ def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: RegionSetting
     bucket = annex.get("bucket") or settings.bucket
     if not bucket:
         raise InvalidRequest(
-            "no configuration bucket: set ANNEX_DEFAULT_S3_BUCKET (condor_annex -setup creates one)")
+            f"no configuration bucket: set ANNEX_DEFAULT_S3_BUCKET (condor_annex -aws-region "
+            f"{settings.region} -setup creates one)")
     annex_id = annex.get("name") or new_annex_id()
     client_token = f"{annex_id}_{uuid.uuid4()}"
     tags = {tag["key"]: tag["value"] for tag in annex.get("tags", [])}
     source_name = annex.get("config_source", "fleet config")
     if "on_demand" in annex:
         kind, source, where = launch.ON_DEMAND, annex["on_demand"], "on-demand annex"
+        adjusted: list[str] = []
     else:
-        kind, source = launch.recognise(annex["fleet_config"]), annex["fleet_config"]
+        source, dropped = adjust.drop_nulls(annex["fleet_config"])
+        kind, adjusted = launch.recognise(source), adjust.null_notice(dropped)
         where = f"{source_name}: invalid {kind.label}"
     try:
+        if annex.get("user_data"):
+            source, more = adjust.with_user_data(kind, source, annex["user_data"])
+            adjusted += more
         built = kind.build(source, annex_id=annex_id, client_token=client_token,
                            count=annex.get("count"), instance_tags=tags)
     except launch.LaunchConfigError as exc:
         raise InvalidRequest(f"{where}: {exc}") from None
     minted = pool_auth == "minted"
-    notices = tuple(f"{source_name}: {notice}" for notice in built.notices)
+    notices = tuple(f"{source_name}: {notice}" for notice in adjusted + built.notices)
     return AnnexPlan(
         annex_id=annex_id,
         annex_type=kind.annex_type,

@@ -86,6 +86,9 @@ _CREATE_ANNEX = {
                          "propertyNames": {"pattern": CONFIG_FILE_NAME_PATTERN},
                          "additionalProperties": {"type": "string", "maxLength": 350000}},
         "idtoken": {"type": "string", "minLength": 1, "maxLength": 65536},
+        # -aws-user-data: base64 of at most EC2's 16 KiB.
+        "user_data": {"type": "string", "minLength": 1, "maxLength": 21848,
+                      "pattern": "^[A-Za-z0-9+/]+={0,2}\\Z"},
     },
 }
 
@@ -101,6 +104,13 @@ REQUEST_SCHEMA: dict[str, Any] = {
         "name": {"type": "string", "pattern": ANNEX_NAME_PATTERN},
         "lease_duration": {"type": "integer", "minimum": 1, "maximum": MAX_LEASE_SECONDS},
         "dry_run": {"type": "boolean"},
+        # The caller asks for condor_annexd's own AWS identity by name (the original's
+        # "FROM INSTANCE"), instead of sending keys.
+        "daemon_identity": {"const": True},
+        # create and off: stream each step as it starts (the user is at a terminal).
+        "progress": {"const": True},
+        # status: list each annex's instance IDs by state (-long, -classad).
+        "instance_ids": {"const": True},
     },
     "allOf": [
         {

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import identity, protocol
+from . import hints, identity, protocol
 from .aws import AnnexAws, AwsError
 from .commands import backstop, create, lease, off, resume, setup, status
 from .commands.context import Caller, Context, OperationError
@@ -118,32 +118,32 @@ class AnnexService:
             return refusal
         if command in ("setup", "check-setup"):
             return setup.setup(ctx, request, progress, check_only=command == "check-setup")
+        # create and -off tell a user at a terminal each step as it starts
+        report = progress if request.get("progress") else (lambda text: None)
         if command in ("status", "off", "extend"):
-            return self._operate(ctx, command, request, who)
-        return create.create(ctx, request, who)
+            return self._operate(ctx, command, request, who, report)
+        return create.create(ctx, request, who, report)
 
     @staticmethod
     def _missing_credentials(ctx: Context, request: dict[str, Any]) -> dict[str, Any] | None:
         """Users act with their own AWS keys unless the admin lets the daemon's be used."""
         if request.get("credentials") is None and not ctx.settings.allow_daemon_credentials:
-            return protocol.error_reply(
-                "invalid-request",
-                "no AWS credentials: pass -public-key-file and -secret-key-file, or set "
-                "ANNEX_DEFAULT_ACCESS_KEY_FILE and ANNEX_DEFAULT_SECRET_KEY_FILE")
+            return protocol.error_reply("invalid-request", hints.no_credentials(request))
         return None
 
     @staticmethod
-    def _operate(ctx: Context, command: str, request: dict[str, Any],
-                 who: Caller) -> dict[str, Any]:
+    def _operate(ctx: Context, command: str, request: dict[str, Any], who: Caller,
+                 report: Callable[[str], None]) -> dict[str, Any]:
         """status / off / extend: on the caller's own annexes (root and the daemon: all)."""
         creds = request.get("credentials")
         name, region = request.get("name"), request.get("region")
         try:
             if command == "status":
-                annexes = status.status(ctx, who, name, region, creds)
+                annexes = status.status(ctx, who, name, region, creds,
+                                        bool(request.get("instance_ids")))
                 return protocol.ok_reply({"annexes": annexes}, status.unknown_counts(annexes))
             if command == "off":
-                return protocol.ok_reply(off.off(ctx, who, name, region, creds))
+                return protocol.ok_reply(off.off(ctx, who, name, region, creds, report))
             return protocol.ok_reply(lease.extend(ctx, who, name, region,
                                                   request["lease_duration"], creds))
         except OperationError as error:

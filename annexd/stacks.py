@@ -136,14 +136,14 @@ class Setup:
     def check(self) -> list[str]:
         """One line per problem, each saying how to fix it; empty when all is well."""
         problems, outputs = [], {}
+        setup = f"condor_annex -aws-region {self.aws.region} -setup"
         for spec in STACKS:
             stack = self.aws.describe_stack(spec.name)
             if stack is None:
-                problems.append(f"the {spec.what} stack {spec.name} is missing: run "
-                                "condor_annex -setup")
+                problems.append(f"the {spec.what} stack {spec.name} is missing: run {setup}")
             elif stack["StackStatus"] not in DONE:
                 problems.append(f"the {spec.what} stack {spec.name} is {stack['StackStatus']}:"
-                                " wait for it, or delete it and run condor_annex -setup")
+                                f" wait for it, or delete it and run {setup}")
             else:
                 outputs.update(_outputs(stack))
         arn = outputs.get("LeaseFunctionARN")
@@ -152,9 +152,9 @@ class Setup:
                 deployed = self.aws.function_code_sha256(arn)
             except AwsError as error:
                 problems.append(f"the lease function {arn} cannot be read ({error}): run "
-                                "condor_annex -setup")
+                                f"{setup}")
             else:
                 if deployed != leasecode.code_sha256():
                     problems.append(f"the lease function {arn} runs other code than this "
-                                    "release ships: run condor_annex -setup to update it")
+                                    f"release ships: run {setup} to update it")
         return problems

@@ -64,6 +64,8 @@ class Step:
     find: Callable[[AnnexAws, AnnexPlan, Outputs], Outputs | None] | None = None
     #: Part of the lease: undone only once everything after it is proven gone.
     lease: bool = False
+    #: What the user at a terminal is told as the step starts.
+    says: str = ""
 
 
 def check(aws: AnnexAws, plan: AnnexPlan, _: Outputs) -> Outputs:
@@ -121,14 +123,23 @@ def create_sequence(plan: AnnexPlan, payload: bytes | None) -> tuple[Step, ...]:
     launched by the annex's kind (a Spot Fleet, an EC2 Fleet, or on-demand instances).
     """
     kind = plan.kind
-    start = Step(kind.step_name, kind.launch, kind.end, kind.find)
+    start = Step(kind.step_name, kind.launch, kind.end, kind.find,
+                 says=f"launching: {LAUNCH_CALLS.get(plan.annex_type, kind.step_name)}")
     return (
-        Step("check", check),
-        Step("rule", put_rule, delete_rule, lease=True),
-        Step("target", put_target, remove_target, lease=True),
-        Step("config", functools.partial(upload_config, payload=payload), delete_config),
+        Step("check", check, says="checking the lease function and the annex name"),
+        Step("rule", put_rule, delete_rule, lease=True,
+             says=f"putting the lease in force: EventBridge rule {plan.rule_name}"),
+        Step("target", put_target, remove_target, lease=True,
+             says="pointing the lease rule at the lease function"),
+        Step("config", functools.partial(upload_config, payload=payload), delete_config,
+             says=f"uploading the instances' configuration to s3://{plan.bucket}"),
         start,
     )
+
+
+#: The launch call of each kind of annex, as the progress line names it.
+LAUNCH_CALLS = {"spot-fleet": "RequestSpotFleet", "ec2-fleet": "CreateFleet",
+                "on-demand": "RunInstances"}
 
 
 @dataclass(frozen=True)
@@ -168,10 +179,13 @@ class Driver:
     def __init__(self, steps: tuple[Step, ...], aws: AnnexAws, plan: AnnexPlan,
                  journal: Journal, request_id: int, *, retry: RetryPolicy = RetryPolicy(),
                  stop: threading.Event | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time,
+                 report: Callable[[str], None] = lambda text: None):
         self.steps, self.aws, self.plan = steps, aws, plan
         self.journal, self.request_id = journal, request_id
         self.retry, self.stop, self.clock = retry, stop or threading.Event(), clock
+        #: Tells the caller (a user at a terminal) each step as it starts.
+        self.report = report
 
     def _attempt(self, step: Step, call: StepCall, outputs: Outputs, *, look_first: bool,
                  interruptible: bool) -> Any:
@@ -221,6 +235,7 @@ class Driver:
             self.journal.step_event(self.request_id, step.name, "started",
                                     durable=step.find is not None)
             progress.started.add(step.name)
+            self.report(step.says or step.name)
             try:
                 produced = self._attempt(step, step.forward, outputs, look_first=resumed,
                                          interruptible=True)
@@ -264,6 +279,7 @@ class Driver:
                 kept = True  # something may be left: the lease must stay to end it
                 break
             self.journal.step_event(self.request_id, step.name, "undo-started")
+            self.report(f"undoing: {step.says or step.name}")
             try:
                 self._attempt(step, step.undo, outputs, look_first=False, interruptible=False)
             except Exception as error:  # keep undoing the rest: never stop a rollback

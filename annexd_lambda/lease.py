@@ -377,23 +377,29 @@ def _end_lease(events: Any, annex_id: str, client_token: str | None) -> tuple[bo
 
 
 def teardown(annex_id: str, bucket: str | None, clients: Clients,
-             annex_type: str | None = None, client_token: str | None = None) -> dict[str, Any]:
+             annex_type: str | None = None, client_token: str | None = None,
+             report: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
     """Remove everything of annex ``annex_id``'s request ``client_token``; safe to repeat.
 
     ``annex_type`` (the lease Input's AnnexType) limits the fleet look-ups to the one fleet
     API such an annex uses; None looks in both.  ``client_token`` None: everything of the
-    name (an annex of an earlier release).
+    name (an annex of an earlier release).  ``report`` hears each step as it starts
+    (condor_annex -off shows them at a terminal).
     """
     kinds = FLEET_KINDS.get(annex_type or "", ("spot-fleet", "ec2-fleet"))
+    report("ending its fleets (terminating their instances)")
     fleets = find_fleets(clients.ec2, annex_id, client_token) if "spot-fleet" in kinds else []
     cancel_fleets(clients.ec2, fleets)
     ec2_fleets = find_ec2_fleets(clients.ec2, annex_id, client_token) \
         if "ec2-fleet" in kinds else []
     delete_ec2_fleets(clients.ec2, ec2_fleets)
+    report("terminating its other instances")
     instances = find_instances(clients.ec2, annex_id, client_token)
     terminate_instances(clients.ec2, instances)
+    report("deleting its configuration object")
     deleted_config = delete_config(clients.s3, bucket,
                                    config_key(annex_id, clients.region, client_token))
+    report("removing its lease (EventBridge target, then rule)")
     removed_target, deleted_rule = _end_lease(clients.events, annex_id, client_token)
     summary = {
         "AnnexID": annex_id,

@@ -13,7 +13,7 @@ cannot be reached; 4 the daemon refused the request (invalid, or the annex exist
 failed and everything created was rolled back; 6 AWS failed and rolling back failed too
 (the error names what may be left); 7 internal daemon error; 8 the daemon shut down
 mid-way (the lease is in force; run the same command again to finish); 9 -check-setup found
-problems.
+problems; 10 the user answered no at the confirmation prompt (nothing was started).
 """
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ from typing import Any, Sequence
 from annexd import knobs, protocol
 
 from . import client, inputs
-from .command import (EXIT_DAEMON, EXIT_INPUT, EXIT_OK, EXIT_USAGE, Command, DaemonRefused,
-                      lease_seconds)
-from .create import ODI_KNOBS, CreateAnnex
+from .command import (EXIT_DAEMON, EXIT_DECLINED, EXIT_INPUT, EXIT_OK, EXIT_USAGE, Command,
+                      DaemonRefused, lease_seconds)
+from .create import ODI_KNOBS, CreateAnnex, config_positionals
 from .extend import Extend
 from .inputs import InputError
 from .off import Off
@@ -58,9 +58,18 @@ OPTIONS = {option.dest: option for option in (
     Option(("-aws-region",), "region", "REGION",
            "use this region's setup and knobs (default ANNEX_DEFAULT_AWS_REGION)"),
     Option(("-public-key-file", "-access-key-file"), "access_key_file", "FILE",
-           "file holding the AWS access key ID (default ANNEX_DEFAULT_ACCESS_KEY_FILE)"),
+           "file holding the AWS access key ID (default ANNEX_DEFAULT_ACCESS_KEY_FILE)",
+           aliases=("-aws-access-key-file",)),
     Option(("-secret-key-file", "-private-key-file"), "secret_key_file", "FILE",
-           "file holding the AWS secret key, mode 600 (default ANNEX_DEFAULT_SECRET_KEY_FILE)"),
+           "file holding the AWS secret key, mode 600 (default ANNEX_DEFAULT_SECRET_KEY_FILE)",
+           aliases=("-aws-secret-key-file",)),
+    Option(("-aws-spot-fleet-config-file",), "config_file", "FILE",
+           "the fleet JSON config (the same as giving it as the last argument)"),
+    Option(("-aws-user-data",), "user_data", "DATA",
+           "EC2 user data for every instance (on-demand, or a Spot Fleet's "
+           "LaunchSpecifications; replaces theirs)"),
+    Option(("-aws-user-data-file",), "user_data_file", "FILE",
+           "as -aws-user-data, read from FILE (at most 16 KiB)"),
     Option(("-owner",), "owner", '"USER[, USER...]"',
            "only these users' jobs may run on the annex (default: you)"),
     Option(("-no-owner",), "no_owner", None, "anyone's jobs may run on the annex"),
@@ -76,7 +85,10 @@ OPTIONS = {option.dest: option for option in (
            "lease length in hours (instead of -lease-duration)"),
     Option(("-status",), "status", None, "show your annexes (with -annex-name: that one)"),
     Option(("-json",), "json", None, "with -status: print JSON"),
-    Option(("-classad",), "classad", None, "with -status: print ClassAds"),
+    Option(("-classad",), "classad", None,
+           "with -status: print ClassAds (old syntax, as condor_status -l)",
+           aliases=("-classads",)),
+    Option(("-long",), "long", None, "with -status: also list each annex's instance IDs"),
     Option(("-off",), "off", None, "with -annex-name: end that annex now"),
     Option(("-yes",), "yes", None, "do not ask for confirmation"),
     Option(("-setup",), "setup", None,
@@ -124,6 +136,7 @@ def _say_waiting(why: str) -> None:
 def run(argv: list[str]) -> int:
     try:
         values, positionals = parse(argv, tuple(OPTIONS.values()))
+        positionals = config_positionals(values, positionals)
         if values.get("help"):
             print(usage_text())
             return EXIT_OK
@@ -145,7 +158,7 @@ def run(argv: list[str]) -> int:
         return EXIT_INPUT
     try:
         if not command.confirm(values, request, settings):
-            return EXIT_USAGE
+            return EXIT_DECLINED
         reply = client.call(settings.socket_path, request, on_progress=command.progress,
                             on_busy=_say_waiting)
     except DaemonRefused as refused:
@@ -154,6 +167,8 @@ def run(argv: list[str]) -> int:
         print(f"condor_annex: error: {error}", file=sys.stderr)
         return EXIT_DAEMON
     for notice in reply.get("notices", []):
+        if notice in command.notices_shown:
+            continue
         print(f"condor_annex: notice: {notice}", file=sys.stderr)
     if not reply["ok"]:
         return command.failed(reply)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import errno
+import grp
+import os
 import socket
 import time
 from typing import Any, Callable
@@ -38,6 +40,21 @@ def _connect(sock: socket.socket, path: str) -> None:
             delay = min(delay * 2, 0.5)
 
 
+def unreachable(socket_path: str, error: OSError) -> str:
+    """Why the socket cannot be reached, with the setting that fixes it."""
+    where = f"cannot reach condor_annexd at {socket_path}: {error.strerror or error}"
+    if error.errno in (errno.EACCES, errno.EPERM):
+        try:
+            group = grp.getgrgid(os.stat(socket_path).st_gid).gr_name
+        except (OSError, KeyError):
+            return (f"{where}; you may not enter its directory: ask the admin (ANNEXD_SOCKET "
+                    "names the socket)")
+        return (f"{where}; the socket is open only to group {group!r} (ANNEXD_SOCKET_GROUP): "
+                "ask the admin to add you to that group")
+    return (f"{where}; is it running? (DAEMON_LIST must include ANNEXD, and ANNEXD_SOCKET "
+            "must match the daemon's)")
+
+
 def call(socket_path: str, message: dict[str, Any], timeout: float = REPLY_TIMEOUT_SECONDS,
          on_progress: Callable[[str], None] = lambda text: None,
          on_busy: Callable[[str], None] = lambda text: None,
@@ -69,10 +86,7 @@ def _call_once(socket_path: str, message: dict[str, Any], timeout: float,
         try:
             _connect(sock, socket_path)
         except OSError as error:
-            raise DaemonUnreachable(
-                f"cannot reach condor_annexd at {socket_path}: {error.strerror or error}; "
-                "is it running? (DAEMON_LIST must include ANNEXD, and ANNEXD_SOCKET must "
-                "match the daemon's)") from None
+            raise DaemonUnreachable(unreachable(socket_path, error)) from None
         try:
             try:
                 sock.sendall(protocol.encode(message))

@@ -13,11 +13,13 @@ from annexd import knobs, protocol
 
 from . import client, inputs
 from .command import (EXIT_OK, Command, DaemonRefused, credentials, key_files, lease_seconds,
-                      with_credentials)
+                      wants_progress, with_credentials)
 from .inputs import InputError
 from .options import UsageError
 
 MAX_CONFIG_DIR_BYTES = 256 * 1024
+#: EC2's limit for user data, before base64.
+MAX_USER_DATA_BYTES = 16 * 1024
 
 
 #: On-demand settings: option dest -> (request field, knob with the default).
@@ -92,6 +94,45 @@ def read_config_dir(directory: str) -> dict[str, str]:
     return files
 
 
+def fleet_config(path: str) -> dict[str, Any]:
+    """The fleet JSON config at ``path``: it must be one JSON object."""
+    config = inputs.read_json(path)
+    if not isinstance(config, dict):
+        found = {list: "an array", str: "a string", bool: "true or false", type(None): "null"
+                 }.get(type(config), "a number")
+        raise InputError(f"{'standard input' if path == '-' else path}: expected one JSON "
+                         f"object (a Spot Fleet or EC2 Fleet config), found {found}")
+    return config
+
+
+def config_positionals(values: dict[str, Any], positionals: list[str]) -> list[str]:
+    """The original's -aws-spot-fleet-config-file FILE is the config given as an argument."""
+    config = values.pop("config_file", None)
+    if config is None:
+        return positionals
+    if positionals:
+        raise UsageError("give the fleet config once: -aws-spot-fleet-config-file FILE, or "
+                         "FILE as the last argument")
+    return [config]
+
+
+def user_data(values: dict[str, Any]) -> str | None:
+    """-aws-user-data DATA or -aws-user-data-file FILE, base64-encoded as EC2 takes it."""
+    if values.get("user_data") is not None and values.get("user_data_file") is not None:
+        raise UsageError("give -aws-user-data or -aws-user-data-file, not both")
+    if values.get("user_data_file") is not None:
+        data = inputs.read_bytes(values["user_data_file"], "-aws-user-data-file",
+                                 MAX_USER_DATA_BYTES)
+    elif values.get("user_data") is not None:
+        data = values["user_data"].encode()
+        if len(data) > MAX_USER_DATA_BYTES:
+            raise UsageError(f"-aws-user-data: longer than EC2's limit of "
+                             f"{MAX_USER_DATA_BYTES // 1024} KiB")
+    else:
+        return None
+    return base64.b64encode(data).decode()
+
+
 def instance_options(values: dict[str, Any]) -> dict[str, Any]:
     """The create request's fields about the instances: owners, idle time, tags, files."""
     fields: dict[str, Any] = {}
@@ -107,6 +148,9 @@ def instance_options(values: dict[str, Any]) -> dict[str, Any]:
         fields["tags"] = [{"key": key, "value": value} for key, value in values["tags"]]
     if values.get("config_dir"):
         fields["config_files"] = read_config_dir(values["config_dir"])
+    encoded = user_data(values)
+    if encoded is not None:
+        fields["user_data"] = encoded
     if values.get("idtoken_file"):
         fields["idtoken"] = inputs.read_key(values["idtoken_file"], "-idtoken-file",
                                             private=True, limit=inputs.MAX_TOKEN_BYTES)
@@ -123,7 +167,8 @@ class CreateAnnex(Command):
             "[-idtoken-file F] CONFIG.json"
     flags = ("annex_name", "lease_duration", "duration", "count", "lease_function_arn",
              "region", "access_key_file", "secret_key_file", "owner", "no_owner", "idle",
-             "config_dir", "tags", "idtoken_file", "yes") + tuple(ODI_KNOBS)
+             "config_dir", "tags", "idtoken_file", "yes", "user_data", "user_data_file") + \
+        tuple(ODI_KNOBS)
 
     def confirm(self, values: dict[str, Any], request: dict[str, Any],
                 settings: knobs.ClientSettings) -> bool:
@@ -133,6 +178,9 @@ class CreateAnnex(Command):
         reply = client.call(settings.socket_path, {**request, "dry_run": True})
         if not reply["ok"]:
             raise DaemonRefused(reply)
+        self.notices_shown = tuple(reply.get("notices", []))
+        for notice in self.notices_shown:
+            print(f"condor_annex: notice: {notice}", file=sys.stderr, flush=True)
         found = reply["result"]["estimate"]
         cost = (f"${found['worst_case_cost']:.2f} at most (prices of {found['prices_date']})"
                 if found["worst_case_cost"] is not None else "an unknown amount")
@@ -176,11 +224,14 @@ class CreateAnnex(Command):
         annex.update(instance_options(values))
         creds = credentials(key_files(values, settings))
         if positionals:
-            annex["fleet_config"] = inputs.read_json(positionals[0])
+            annex["fleet_config"] = fleet_config(positionals[0])
         else:
             annex["on_demand"] = on_demand_settings(values, settings.region)
-        return with_credentials({"version": protocol.VERSION, "command": "create",
-                                  "annex": annex}, creds)
+        return wants_progress(with_credentials({"version": protocol.VERSION,
+                                                 "command": "create", "annex": annex}, creds))
+
+    def progress(self, text: str) -> None:
+        self.steps_at_terminal(text)
 
     def show(self, result: dict[str, Any], settings: knobs.ClientSettings) -> int:
         end = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(result["lease_end"]))

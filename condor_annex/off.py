@@ -5,7 +5,7 @@ from typing import Any
 
 from annexd import knobs
 
-from .command import EXIT_OK, Command, annex_request
+from .command import EXIT_OK, Command, annex_request, wants_progress
 from .options import UsageError
 
 class Off(Command):
@@ -18,7 +18,10 @@ class Off(Command):
                 settings: knobs.ClientSettings) -> dict[str, Any]:
         if positionals or not values.get("annex_name"):
             raise UsageError(f"usage: {self.usage}")
-        return annex_request("off", values, settings)
+        return wants_progress(annex_request("off", values, settings))
+
+    def progress(self, text: str) -> None:
+        self.steps_at_terminal(text)
 
     def show(self, result: dict[str, Any], settings: knobs.ClientSettings) -> int:
         if result.get("already_ended"):

@@ -23,18 +23,25 @@ class Option:
     help: str = ""
     nargs: int = 1                  # values per use (e.g. -tag NAME VALUE takes 2)
     repeat: bool = False            # may be given again; values collect in a list
+    #: The original condor_annex's names for this option, accepted as they are (exact or by
+    #: unique prefix, like every name) so its users' commands and scripts keep working.
+    aliases: tuple[str, ...] = ()
 
     @property
     def flag(self) -> str:
         return self.names[0]
 
+    @property
+    def all_names(self) -> tuple[str, ...]:
+        return self.names + self.aliases
+
 
 def _match(arg: str, options: Sequence[Option]) -> Option:
     word = "-" + arg.lstrip("-")
-    exact = [o for o in options if word in o.names]
+    exact = [o for o in options if word in o.all_names]
     if exact:
         return exact[0]
-    found = {o.dest: o for o in options if any(name.startswith(word) for name in o.names)}
+    found = {o.dest: o for o in options if any(name.startswith(word) for name in o.all_names)}
     if len(found) == 1:
         return next(iter(found.values()))
     if not found:
@@ -72,6 +79,7 @@ def help_text(usage: str, options: Sequence[Option]) -> str:
     lines = [f"usage: {usage}", "", "options:"]
     for option in options:
         left = f"{option.flag} {option.metavar or ''}".rstrip()
-        aliases = f" (also {', '.join(option.names[1:])})" if len(option.names) > 1 else ""
+        others = option.names[1:] + option.aliases
+        aliases = f" (also {', '.join(others)})" if others else ""
         lines.append(f"  {left:<{width}}{option.help}{aliases}")
     return "\n".join(lines)

@@ -6,29 +6,36 @@ import sys
 from typing import Any
 
 from annexd import knobs
+from annexd.hints import setup_command
 
 from . import userconfig
-from .command import (DEFAULT_KEY_FILES, EXIT_INPUT, EXIT_OK, EXIT_SETUP_PROBLEMS, Command,
-                      credentials, key_files, region_request)
+from .command import (DEFAULT_KEY_FILES, EXIT_INPUT, EXIT_OK, EXIT_SETUP_PROBLEMS, FROM_INSTANCE,
+                      Command, credentials, key_files, region_request)
 from .inputs import InputError
 from .options import UsageError
 
 class Setup(Command):
     """Create or update the region's stacks, then record their outputs as knobs."""
 
-    usage = "condor_annex [-aws-region R] -setup [ACCESS_KEY_FILE SECRET_KEY_FILE]"
+    usage = "condor_annex [-aws-region R] -setup [ACCESS_KEY_FILE SECRET_KEY_FILE | FROM INSTANCE]"
     flags = ("setup", "region", "access_key_file", "secret_key_file")
 
     def request(self, values: dict[str, Any], positionals: list[str],
                 settings: knobs.ClientSettings) -> dict[str, Any]:
         if len(positionals) not in (0, 2):
-            raise UsageError("-setup takes no arguments or two: ACCESS_KEY_FILE SECRET_KEY_FILE")
-        files = (tuple(positionals) if positionals else key_files(values, settings)) \
-            or tuple(os.path.expanduser(f) for f in DEFAULT_KEY_FILES)
-        self.files = tuple(os.path.abspath(f) for f in files)
+            raise UsageError("-setup takes no arguments or two: ACCESS_KEY_FILE SECRET_KEY_FILE"
+                             f" (or {FROM_INSTANCE})")
+        if [word.upper() for word in positionals] == FROM_INSTANCE.split():
+            self.files = (FROM_INSTANCE, FROM_INSTANCE)
+        else:
+            files = (tuple(positionals) if positionals else key_files(values, settings)) \
+                or tuple(os.path.expanduser(f) for f in DEFAULT_KEY_FILES)
+            self.files = files if files[0] == FROM_INSTANCE else \
+                tuple(os.path.abspath(f) for f in files)
+        creds = credentials(self.files)
         print(f"Setting up region {settings.region}; this takes a few minutes on AWS.",
               flush=True)
-        return region_request("setup", credentials(self.files), settings)
+        return region_request("setup", creds, settings)
 
     def show(self, result: dict[str, Any], settings: knobs.ClientSettings) -> int:
         prefix = knobs.region_local_name(result["region"]) + "."
@@ -70,7 +77,8 @@ class CheckSetup(Command):
         if positionals:
             raise UsageError("-check-setup takes no arguments")
         self.region = settings.region
-        self.problems = [f"{knob} is not set for {settings.region}: run condor_annex -setup"
+        self.problems = [f"{knob} is not set for {settings.region}: run "
+                         f"{setup_command(settings.region)}"
                          for knob in self.REQUIRED if not knobs.raw(knob, settings.region)]
         creds = None
         try:

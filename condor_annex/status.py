@@ -18,7 +18,7 @@ from .options import UsageError
 COLLECTOR_TIMEOUT_SECONDS = "5"
 
 
-def in_pool(names: list[str]) -> dict[str, int] | None:
+def in_pool(names: list[str]) -> dict[str, set[str]] | None:
     """Per annex name, its distinct instances with a startd in the pool; None if unknown.
 
     One collector query for all the annexes shown (not one per annex: an unreachable
@@ -41,7 +41,7 @@ def in_pool(names: list[str]) -> dict[str, int] | None:
         name = ad.get("AnnexName")
         if name in wanted:
             instances[name].add(ad.get("EC2InstanceID", ad.get("Machine")))
-    return {name: len(found) for name, found in instances.items()}
+    return instances
 
 
 def _left(lease_end: int, now: float) -> str:
@@ -84,13 +84,23 @@ def table(annexes: list[dict[str, Any]], now: float) -> str:
                      for row in rows)
 
 
+def _state_name(state: str) -> str:
+    """An instance state as the original's attribute names spell it: shutting-down ->
+    ShuttingDown, in-pool -> InPool."""
+    return state.title().replace("-", "")
+
+
 def classads(annexes: list[dict[str, Any]]) -> str:
-    """One ``Annex`` ClassAd per annex, like the original's ``-classads``."""
+    """One ``Annex`` ad per annex in old ClassAd syntax, as ``condor_status -l`` prints ads
+    (and as the original's ``-classads`` did): its attributes ``AnnexID``, ``Name``,
+    ``TotalInstances``, ``NumInstances<State>`` and ``<State>InstancesList`` (instances whose
+    startd is in the pool count as ``InPool``, as there), plus ours."""
     import classad2  # here: only -classad needs it
     ads = []
     for annex in annexes:
         ad = classad2.ClassAd()
         ad["MyType"] = "Annex"
+        ad["AnnexID"] = annex["name"]
         ad["Name"] = annex["name"]
         ad["AnnexName"] = annex["name"]
         ad["Owner"] = annex["owner"]
@@ -99,19 +109,45 @@ def classads(annexes: list[dict[str, Any]]) -> str:
         ad["LeaseExpiration"] = annex["lease_end"]
         if annex["instances"] is not None:  # unknown: no counts, rather than false zeros
             ad["TotalInstances"] = sum(annex["instances"].values())
-            for state, count in annex["instances"].items():
-                ad["NumInstances" + state.title().replace("-", "")] = count
         if annex.get("in_pool") is not None:
             ad["NumInstancesInPool"] = annex["in_pool"]
-        ads.append(str(ad))
-    return "\n".join(ads)
+        if "instance_ids" in annex:
+            for state, ids in _with_in_pool(annex).items():
+                ad["NumInstances" + _state_name(state)] = len(ids)
+                ad[_state_name(state) + "InstancesList"] = ",".join(sorted(ids))
+        else:  # a finished annex, from the journal only, or counts without IDs
+            for state, count in (annex["instances"] or {}).items():
+                ad["NumInstances" + _state_name(state)] = count
+        ads.append(ad.printOld())
+    return "\n".join(ads).rstrip("\n")
+
+
+def _with_in_pool(annex: dict[str, Any]) -> dict[str, list[str]]:
+    """The annex's instance IDs by state, those in the pool moved to "in-pool"."""
+    joined = annex.get("in_pool_ids") or set()
+    by_state: dict[str, list[str]] = {}
+    for state, ids in (annex.get("instance_ids") or {}).items():
+        for instance in ids:
+            by_state.setdefault("in-pool" if instance in joined else state, []).append(instance)
+    return by_state
+
+
+def instance_lists(annexes: list[dict[str, Any]]) -> str:
+    """-status -long: each annex's instance IDs, by state."""
+    blocks = []
+    for annex in annexes:
+        states = annex.get("instance_ids") or {}
+        lines = [f"  {state:<14}{' '.join(sorted(ids))}" for state, ids in sorted(states.items())]
+        blocks.append(f"Instances of {annex['name']} ({annex['region']}):\n" +
+                      ("\n".join(lines) if lines else "  none"))
+    return "\n".join(blocks)
 
 
 class Status(Command):
     """What each of your annexes holds now, and how many of its instances joined the pool."""
 
-    usage = "condor_annex [-annex-name NAME] -status [-json | -classad]"
-    flags = ("status", "annex_name", "json", "classad", "region", "access_key_file",
+    usage = "condor_annex [-annex-name NAME] -status [-long] [-json | -classad]"
+    flags = ("status", "annex_name", "json", "classad", "long", "region", "access_key_file",
              "secret_key_file")
 
     def request(self, values: dict[str, Any], positionals: list[str],
@@ -122,17 +158,26 @@ class Status(Command):
             raise UsageError("give -json or -classad, not both")
         self.style = "json" if values.get("json") else "classad" if values.get("classad") \
             else "table"
-        return annex_request("status", values, settings)
+        self.long = bool(values.get("long"))
+        request = annex_request("status", values, settings)
+        if self.long or self.style == "classad":
+            request["instance_ids"] = True
+        return request
 
     def show(self, result: dict[str, Any], settings: knobs.ClientSettings) -> int:
         annexes = result["annexes"]
         joined = in_pool([annex["name"] for annex in annexes])
         for annex in annexes:
-            annex["in_pool"] = None if joined is None else joined[annex["name"]]
+            annex["in_pool"] = None if joined is None else len(joined[annex["name"]])
         if self.style == "json":
             print(json.dumps(annexes, indent=2, sort_keys=True))
         elif self.style == "classad":
+            for annex in annexes:
+                annex["in_pool_ids"] = set() if joined is None else joined[annex["name"]]
             print(classads(annexes))
         else:
             print(table(annexes, time.time()))
+            if self.long and annexes:
+                print()
+                print(instance_lists(annexes))
         return EXIT_OK

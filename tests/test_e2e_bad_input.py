@@ -70,7 +70,8 @@ OTHER_REGION_ARN = "arn:aws:lambda:eu-west-1:123456789012:function:HTCondorAnnex
 # case: one error line, no traceback, the secret nowhere, nothing in AWS, the daemon serving.
 CASES = [
     ("no-lease-arn", [], None, 4,
-     ["-lease-function-arn", "ANNEX_DEFAULT_LEASE_FUNCTION_ARN", "condor_annex -setup"]),
+     ["-lease-function-arn", "ANNEX_DEFAULT_LEASE_FUNCTION_ARN",
+      "condor_annex -aws-region us-east-1 -setup"]),
     ("nonexistent-function", ["-lease-function-arn", NO_SUCH_FUNCTION], None, 5,
      ["lease function does not exist", "ResourceNotFoundException"]),
     ("truncated-json", ["-lease-function-arn", "ARN"], truncated_config, 2,
@@ -158,7 +159,8 @@ CASES = [
     ("unknown-field", ["-lease-function-arn", "ARN"],
      lambda t: edited(t, set_field(Bogus=1)), 4, ["Unknown parameter", "Bogus"]),
     ("config-not-object", ["-lease-function-arn", "ARN"],
-     lambda t: write(t, "list.json", "[]"), 4, ["fleet_config", "is not of type 'object'"]),
+     lambda t: write(t, "list.json", "[]"), 2,
+     ["list.json: expected one JSON object (a Spot Fleet or EC2 Fleet config), found an array"]),
     # the files themselves
     ("config-too-deep", ["-lease-function-arn", "ARN"], lambda t: write(t, "deep.json", DEEP),
      2, ["deep.json: JSON nested deeper than 64 levels"]),

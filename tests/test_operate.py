@@ -128,11 +128,16 @@ def test_confirmation_prompt_at_a_terminal(aws, pool, daemon, with_keys):
         return status_, output.decode()
 
     status_, output = at_terminal("no", "asked-no")
-    assert status_ == 1 and "Nothing was started" in output
+    # Declining is not a usage error (1): it has its own status, and the notices about the
+    # config come before the question, not after the answer.
+    assert status_ == 10 and "Nothing was started" in output
+    asked = output.index("Is that OK?")
+    assert 0 <= output.index("notice: ") < asked and "dropped ValidUntil" in output[:asked]
     assert "Will request 2 Spot Fleet capacity unit(s) for 1.00 hours, costing $0.19 at most" in output
     assert aws.all_fleets() == []
     status_, output = at_terminal("yes", "asked-yes")
     assert status_ == 0 and len(aws.annex_resources("asked-yes")["fleets"]) == 1
+    assert output.count("dropped ValidUntil") == 1  # told once, before the question
 
 
 @pytest.fixture
@@ -249,7 +254,8 @@ def test_the_pool_is_asked_once_for_all_annexes_shown(monkeypatch):
 
     monkeypatch.setattr(status.knobs, "raw", lambda name: "cm.example.org")
     monkeypatch.setattr(htcondor2, "Collector", Collector)
-    assert status.in_pool(["a", "b", "c"]) == {"a": 2, "b": 1, "c": 0}
+    assert {name: len(ids) for name, ids in status.in_pool(["a", "b", "c"]).items()} == \
+        {"a": 2, "b": 1, "c": 0}
     assert len(queries) == 1
 
     def unreachable(host):

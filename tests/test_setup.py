@@ -93,7 +93,7 @@ def test_setup_then_create_without_a_lease_arn(empty_aws, setup_pool):
     assert broken.returncode == 9
     problems = [line for line in broken.stdout.splitlines() if "problem:" in line]
     assert len(problems) == 1
-    assert "HTCondorAnnex-SecurityGroup is missing: run condor_annex -setup" in problems[0]
+    assert "HTCondorAnnex-SecurityGroup is missing: run condor_annex -aws-region us-east-1 -setup" in problems[0]
 
 
 def test_setup_keeps_the_users_own_settings(empty_aws, setup_pool):

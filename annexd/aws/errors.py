@@ -7,6 +7,9 @@ carries the operation, the AWS error code and the request id for the user's one-
 """
 from __future__ import annotations
 
+import http.client
+import re
+
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.parsers import ResponseParserError
@@ -27,6 +30,40 @@ TRANSIENT_CODES = frozenset({
 })
 
 
+#: The longest AWS message an error line carries.
+MAX_MESSAGE_CHARACTERS = 400
+#: The most of a non-AWS answer (an HTML page, another service's XML) an error line shows.
+SUMMARY_CHARACTERS = 80
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_XML_CODE = re.compile(r"<Code>([^<]{1,100})</Code>")
+_TAG = re.compile(r"<[^>]*>")
+
+
+def _markup(text: str) -> bool:
+    """Whether ``text`` is an HTML or XML document rather than AWS's one-line message."""
+    start = text.lstrip()[:200].lower()
+    return start.startswith(("<", "b'<", 'b"<')) or "<html" in start or "<!doctype" in start
+
+
+def summarise_body(text: str, status: int | None = None) -> str:
+    """A page that is not an AWS error (a proxy's HTML, another service's XML) in a few words:
+    the HTTP status and reason, and the page's title or first words."""
+    title = _TITLE.search(text)
+    code = _XML_CODE.search(text)
+    if title:
+        gist = title.group(1)
+    elif code:
+        gist = f"an XML error {code.group(1)} from another service"
+    else:
+        gist = _TAG.sub(" ", text)
+    gist = " ".join(gist.split())
+    if len(gist) > SUMMARY_CHARACTERS:
+        gist = gist[:SUMMARY_CHARACTERS] + "..."
+    where = f"HTTP {status} {http.client.responses.get(status, '')}".rstrip() \
+        if status else "an answer"
+    return f"{where} that is not from AWS ({gist or 'empty'}): check the endpoint"
+
+
 class AwsError(Exception):
     """An AWS call failed; ``str()`` is the line a user sees."""
 
@@ -34,6 +71,8 @@ class AwsError(Exception):
         super().__init__(operation, code, message, request_id)
         self.operation, self.code, self.request_id = operation, code, request_id
         self.message = " ".join(message.split())  # one line, whatever AWS sent
+        if len(self.message) > MAX_MESSAGE_CHARACTERS:
+            self.message = self.message[:MAX_MESSAGE_CHARACTERS] + "..."
 
     def __str__(self) -> str:
         rid = f" (request id {self.request_id})" if self.request_id else ""
@@ -64,6 +103,8 @@ def translate(operation: str, error: Exception) -> AwsError:
         message = details.get("Message") or str(error)
         request_id = error.response.get("ResponseMetadata", {}).get("RequestId")
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        if _markup(message):
+            message = summarise_body(message, status)
         if code in NOT_FOUND_CODES or code.endswith(".NotFound"):
             kind = NotFound
         elif code in DENIED_CODES:
@@ -75,6 +116,9 @@ def translate(operation: str, error: Exception) -> AwsError:
         return kind(operation, code, message, request_id)
     if isinstance(error, (BotoConnectionError, HTTPClientError, ResponseParserError)):
         # resets, timeouts, and garbled answers (a proxy's or an emulator's error page)
-        return Transient(operation, type(error).__name__, str(error))
+        text = str(error)
+        if isinstance(error, ResponseParserError) and _markup(text.partition(":")[2]):
+            text = summarise_body(text.partition(":")[2])
+        return Transient(operation, type(error).__name__, text)
     return AwsError(operation, type(error).__name__, str(error))
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from annexd_lambda import lease
 from annexd_lambda.lease import ANNEX_TAG
@@ -42,7 +42,12 @@ class OperateCalls(AwsSession):
         per tag key (and per 200 values, AWS's limit for one filter): the calls grow with the
         instances (a page holds 1,000), never with the number of annexes.
         """
-        counts: dict[str, dict[str, int]] = {}
+        return {annex: {state: len(ids) for state, ids in states.items()}
+                for annex, states in self.list_instances(wanted).items()}
+
+    def list_instances(self, wanted: dict[str, dict[str, str]]) -> dict[str, dict[str, list[str]]]:
+        """Live instance IDs per annex and state, with the calls of count_instances."""
+        found: dict[str, dict[str, list[str]]] = {}
         for key, annexes in wanted.items():
             values = sorted(annexes)
             for start in range(0, len(values), FILTER_VALUES):
@@ -52,10 +57,10 @@ class OperateCalls(AwsSession):
                     tags = {t.get("Key"): t.get("Value") for t in instance.get("Tags") or ()}
                     annex = annexes.get(tags.get(key, ""))
                     if annex is not None:  # the whole value: foo's query never counts foobar
-                        states = counts.setdefault(annex, {})
-                        state = instance["State"]["Name"]
-                        states[state] = states.get(state, 0) + 1
-        return counts
+                        states = found.setdefault(annex, {})
+                        states.setdefault(instance["State"]["Name"], []).append(
+                            instance["InstanceId"])
+        return found
 
     def _instances(self, filters: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         with self._call("EC2 DescribeInstances"):
@@ -98,10 +103,11 @@ class OperateCalls(AwsSession):
         return {name: text for name, text in described.items() if name in targeted}
 
     def teardown(self, annex_id: str, bucket: str | None, annex_type: str | None = None,
-                 client_token: str | None = None) -> dict[str, Any]:
+                 client_token: str | None = None,
+                 report: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
         """Everything the lease function does at expiry, now (to that request's resources
-        only, with ``client_token``)."""
+        only, with ``client_token``); ``report`` hears each step."""
         with self._call("annex teardown"):
             return lease.teardown(annex_id, bucket, self.lease_clients, annex_type,
-                                  client_token)
+                                  client_token, report)
 

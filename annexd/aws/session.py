@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import hashlib
+import logging
 import threading
 from typing import Any, Iterator
 
@@ -17,8 +18,13 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
-from .. import faults
+from .. import faults, protocol
 from .errors import AwsError, translate
+
+log = logging.getLogger("annexd.aws")
+
+#: The libraries whose own failures are AWS failures to the user (never "internal errors").
+AWS_LIBRARIES = ("botocore", "boto3", "urllib3", "s3transfer")
 
 #: Launch calls (RequestSpotFleet, RunInstances) wait at least this long for their reply.
 LAUNCH_READ_TIMEOUT_SECONDS = 60.0
@@ -31,6 +37,15 @@ _SHARED_LOCK = threading.Lock()
 #: How many clients the daemon keeps: enough for every service of dozens of users' keys in a
 #: few regions; the least recently used one is closed beyond that, so memory stays flat.
 MAX_CACHED_CLIENTS = 128
+
+
+def raised_by_aws_library(error: BaseException) -> bool:
+    """Whether ``error`` was raised inside botocore (or the libraries under it)."""
+    traceback, module = error.__traceback__, ""
+    while traceback is not None:
+        module = traceback.tb_frame.f_globals.get("__name__", "")
+        traceback = traceback.tb_next
+    return module.split(".")[0] in AWS_LIBRARIES
 
 
 class ClientCache:
@@ -113,6 +128,7 @@ class AwsSession:
         return CLIENTS.get((key or service, self._region, endpoint, self._identity,
                             self._settings), make)
 
+    region = property(lambda self: self._region)
     ec2 = property(lambda self: self._client("ec2"))
     events = property(lambda self: self._client("events"))
     lambda_ = property(lambda self: self._client("lambda"))
@@ -145,6 +161,15 @@ class AwsSession:
             raise AwsError(operation, "Unsuccessful", str(error)) from None
         except (ClientError, BotoCoreError, ResponseParserError) as error:
             raise translate(operation, error) from None
+        except Exception as error:
+            if not raised_by_aws_library(error):
+                raise
+            # botocore choking on an answer (seen: a KeyError parsing another service's
+            # reply, when a secret key was given as the access key ID): one line for the user.
+            log.warning("%s: botocore failed: %r", operation, error)
+            raise AwsError(operation, type(error).__name__,
+                           f"the answer could not be read ({protocol.shown(repr(error))}); "
+                           "check the endpoint and the key files") from None
         finally:
             faults.crash_point(operation, "after")  # whatever the call's outcome
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import pwd
-from typing import Any
+from typing import Any, Callable
 
 from .. import costs, daemonpaid, protocol
 from ..journal import NameTaken
@@ -35,7 +35,9 @@ def live_instances(ctx: Context, uid: int) -> int:
                for row in ctx.journal.live_rows(owner_uid=uid))
 
 
-def create(ctx: Context, request: dict[str, Any], who: Caller) -> dict[str, Any]:
+def create(ctx: Context, request: dict[str, Any], who: Caller,
+           report: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
+    """``report`` hears each step of the create sequence as it starts."""
     settings = ctx.settings
     credentials = request.get("credentials")
     annex = dict(request["annex"])
@@ -69,6 +71,6 @@ def create(ctx: Context, request: dict[str, Any], who: Caller) -> dict[str, Any]
         return taken_reply(taken.row, who)
     log.info("request %d: uid %d creates annex %s in %s (lease ends %d)",
              request_id, who.uid, plan.annex_id, plan.region, plan.lease_end)
-    driver = ctx.driver(plan, request_id, credentials, payload)
+    driver = ctx.driver(plan, request_id, credentials, payload, report)
     return outcome_reply(ctx.journal, driver, lambda: driver.forward(),
                          notices + list(plan.notices))

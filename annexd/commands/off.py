@@ -10,7 +10,7 @@ backstop, or recovery at start-up.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable
 
 from .. import lifecycle
 from ..journal import Journal
@@ -22,15 +22,16 @@ log = logging.getLogger("annexd.operate")
 
 
 def off(ctx: Context, who: Caller, name: str, region: str | None,
-        credentials: dict[str, str] | None) -> dict[str, Any]:
-    """End the caller's live annex ``name`` now."""
+        credentials: dict[str, str] | None,
+        report: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
+    """End the caller's live annex ``name`` now; ``report`` hears each step as it starts."""
     row = ctx.live(who, name, region)
     if row is None:
         return _history(ctx, who, name, region)
     if row["state"] not in lifecycle.ENDABLE:
         raise busy(name, row["state"])
     claim(ctx.journal, row, RequestState.ENDING)
-    summary = finish(ctx, row, credentials)
+    summary = finish(ctx, row, credentials, report)
     log.info("annex %s in %s turned off by uid %d: %s", name, row["region"], who.uid, summary)
     return summary
 
@@ -46,7 +47,8 @@ def _history(ctx: Context, who: Caller, name: str, region: str | None) -> dict[s
     return {"AnnexID": name, "already_ended": True}
 
 
-def finish(ctx: Context, row: dict[str, Any], credentials: dict[str, str] | None) -> dict[str, Any]:
+def finish(ctx: Context, row: dict[str, Any], credentials: dict[str, str] | None,
+           report: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
     """Tear down the annex of a row this thread has claimed (``ending``), then end the row.
 
     If AWS fails half-way the row is parked (``ending-interrupted``) and the error raised.
@@ -54,7 +56,7 @@ def finish(ctx: Context, row: dict[str, Any], credentials: dict[str, str] | None
     plan = AnnexPlan.from_record(row["plan"])
     try:
         summary = ctx.aws(plan.region, credentials).teardown(
-            plan.annex_id, plan.bucket, plan.annex_type, plan.request_token)
+            plan.annex_id, plan.bucket, plan.annex_type, plan.request_token, report)
     except BaseException:
         park(ctx.journal, row["id"])
         raise

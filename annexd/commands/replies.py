@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from .. import lifecycle, protocol, steps
+from .. import hints, lifecycle, protocol, steps
 from ..aws import AwsError
 from ..journal import Journal
 from ..lifecycle import RequestState
@@ -15,7 +15,9 @@ from .context import DOING, Caller, busy
 log = logging.getLogger("annexd.service")
 
 
-def failure_reply(error: steps.CreateFailed, notices: list[str]) -> dict[str, Any]:
+def failure_reply(error: steps.CreateFailed, notices: list[str],
+                  plan: AnnexPlan | None = None) -> dict[str, Any]:
+    """``plan`` (when known) lets the message name the flag or knob that fixes it."""
     cause = error.cause
     aws_code = getattr(cause, "code", None)
     request_id = getattr(cause, "request_id", None)
@@ -31,6 +33,8 @@ def failure_reply(error: steps.CreateFailed, notices: list[str]) -> dict[str, An
             aws_code=aws_code, request_id=request_id, notices=notices)
     kind = "aws" if isinstance(cause, AwsError) else "internal"
     message = f"{cause}; nothing was left behind"
+    if plan is not None:
+        message += hints.for_aws_code(aws_code, plan.annex_type, plan.region)
     if error.step == "check" and aws_code == "ResourceNotFoundException":
         message = f"the lease function does not exist ({cause}); nothing was created"
     return protocol.error_reply(kind, message, aws_code=aws_code, request_id=request_id,
@@ -55,7 +59,7 @@ def outcome_reply(journal: Journal, driver: steps.Driver,
     except steps.CreateFailed as error:
         log.warning("request %d: annex %s failed at %s: %s",
                     driver.request_id, plan.annex_id, error.step, error.cause)
-        return failure_reply(error, notices)
+        return failure_reply(error, notices, plan)
     except steps.Paused as paused:
         log.info("request %d: annex %s paused before %s for shutdown",
                  driver.request_id, plan.annex_id, paused.step)

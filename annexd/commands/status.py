@@ -36,7 +36,7 @@ def list_annexes(ctx: Context, who: Caller) -> list[dict[str, Any]]:
 
 
 def _reports(ctx: Context, rows: list[dict[str, Any]], credentials: dict[str, str] | None,
-             ask_aws: bool = True) -> list[dict[str, Any]]:
+             ask_aws: bool = True, instance_ids: bool = False) -> list[dict[str, Any]]:
     """What each annex holds now.  The lease end is the journal's, which the daemon keeps
     in step with the rule (it moves both, and the backstop re-reads AWS's at expiry).  AWS is
     asked, per region, for the instances (one tag-filtered DescribeInstances per tag key) and
@@ -44,7 +44,7 @@ def _reports(ctx: Context, rows: list[dict[str, Any]], credentials: dict[str, st
     for 1 annex and for 100.  It is asked only where it can be (see _countable); elsewhere
     the instances are None and the lease "unknown", never a false zero or "missing"."""
     plans = [AnnexPlan.from_record(row["plan"]) for row in rows]
-    counts: dict[tuple[str, str], dict[str, int]] = {}
+    listed: dict[tuple[str, str], dict[str, list[str]]] = {}
     leases: dict[str, dict[str, str]] = {}
     known = [not ask_aws or _countable(ctx, row, credentials) for row in rows]
     if ask_aws:
@@ -58,11 +58,11 @@ def _reports(ctx: Context, rows: list[dict[str, Any]], credentials: dict[str, st
                 if tag is not None:
                     wanted.setdefault(tag[0], {})[tag[1]] = plan.annex_id
             if wanted:
-                found = aws.count_instances(wanted)
-                counts.update(((region, annex), states) for annex, states in found.items())
+                found = aws.list_instances(wanted)
+                listed.update(((region, annex), states) for annex, states in found.items())
             leases[region] = aws.leases_in_force({plan.lease_function_arn for plan, _ in here})
     now = ctx.clock()
-    return [{
+    reports = [{
         "name": plan.annex_id,
         "owner": user_name(row["owner_uid"]),
         "owner_uid": row["owner_uid"],
@@ -73,10 +73,16 @@ def _reports(ctx: Context, rows: list[dict[str, Any]], credentials: dict[str, st
         "lease": (lease := _lease(ctx, plan, row, leases.get(plan.region), now)
                   if may else "unknown"),
         "lease_enforced": lease == "enforced",
-        "instances": counts.get((plan.region, plan.annex_id), {}) if may else None,
+        "instances": ({state: len(ids) for state, ids in
+                       listed.get((plan.region, plan.annex_id), {}).items()} if may else None),
         # The jti of the annex's own token: SEC_TOKEN_REVOCATION_EXPR revokes it by this.
         **({"token_id": plan.token_id} if plan.token_id else {}),
     } for plan, row, may in zip(plans, rows, known)]
+    if instance_ids and ask_aws:  # -status -long / -classad: the IDs too, by state
+        for plan, report, may in zip(plans, reports, known):
+            if may:
+                report["instance_ids"] = listed.get((plan.region, plan.annex_id), {})
+    return reports
 
 
 def _countable(ctx: Context, row: dict[str, Any], credentials: dict[str, str] | None) -> bool:
@@ -114,7 +120,8 @@ def _lease(ctx: Context, plan: AnnexPlan, row: dict[str, Any],
 
 
 def status(ctx: Context, who: Caller, name: str | None, region: str | None,
-           credentials: dict[str, str] | None) -> list[dict[str, Any]]:
+           credentials: dict[str, str] | None,
+           instance_ids: bool = False) -> list[dict[str, Any]]:
     """One entry per live annex the caller may see, with what AWS holds for it now.
 
     Asked by name, a caller with no live annex of that name sees their own last finished
@@ -123,11 +130,13 @@ def status(ctx: Context, who: Caller, name: str | None, region: str | None,
     if name is None:
         rows = ctx.journal.live_rows(owner_uid=None if who.is_admin else who.uid,
                                      region=region)
-        return [report for report in _settled(ctx, _reports(ctx, rows, credentials), rows,
-                                              credentials) if report["lease"] != "ended"]
+        return [report for report in _settled(
+            ctx, _reports(ctx, rows, credentials, instance_ids=instance_ids), rows, credentials)
+            if report["lease"] != "ended"]
     row = ctx.live(who, name, region)
     if row is not None:
-        return _settled(ctx, _reports(ctx, [row], credentials), [row], credentials)
+        return _settled(ctx, _reports(ctx, [row], credentials, instance_ids=instance_ids),
+                        [row], credentials)
     history = ctx.journal.last_final(who.uid, name, region)
     if history is None:
         raise unknown(name)

@@ -9,6 +9,7 @@ ANNEX_MAX_COST is checked against the shipped on-demand price table only.
 """
 from __future__ import annotations
 
+import base64
 from typing import TYPE_CHECKING, Any
 
 from annexd_lambda.lease import ANNEX_TAG, CLIENT_TOKEN_TAG
@@ -18,6 +19,14 @@ from .base import Built, Kind, LaunchConfigError, Option, Outputs, validate
 if TYPE_CHECKING:
     from ..aws import AnnexAws
     from ..plan import AnnexPlan
+
+
+def _as_sent(request: dict[str, Any]) -> dict[str, Any]:
+    """The plan keeps UserData base64-encoded, as EC2 (and the fleet APIs) take it; botocore
+    encodes RunInstances' UserData itself, so it is handed the bytes."""
+    if "UserData" not in request:
+        return request
+    return {**request, "UserData": base64.b64decode(request["UserData"])}
 
 
 class OnDemand(Kind):
@@ -56,11 +65,13 @@ class OnDemand(Kind):
             params["KeyName"] = source["key_name"]
         if source.get("instance_profile_arn"):
             params["IamInstanceProfile"] = {"Arn": source["instance_profile_arn"]}
+        if source.get("user_data"):  # -aws-user-data, base64
+            params["UserData"] = source["user_data"]
         validate("RunInstances", params)
         return Built(params)
 
     def launch(self, aws: "AnnexAws", plan: "AnnexPlan", outputs: Outputs) -> Outputs:
-        return {"instance_ids": aws.run_instances(plan.launch_request)}
+        return {"instance_ids": aws.run_instances(_as_sent(plan.launch_request))}
 
     def find(self, aws: "AnnexAws", plan: "AnnexPlan", outputs: Outputs) -> Outputs | None:
         """The instances an earlier attempt of this very request started, if any."""
