@@ -9,12 +9,14 @@ they still are.
 
 ``python -m condor_annex.manual -write DIR`` writes ``DIR/man1/condor_annex.1`` and
 ``DIR/man8/condor_annexd.8`` (``-write /usr/local/share/man`` puts them in every user's
-MANPATH); ``-markdown options|exit-status PROGRAM`` prints a README table.
+MANPATH); ``-markdown options|exit-status PROGRAM`` prints a README table, and
+``-readme README.md`` refreshes all of README's generated tables in place.
 Standard library only: ``-help`` must start fast.
 """
 from __future__ import annotations
 
 import os
+import re
 import sys
 import textwrap
 from dataclasses import dataclass, field
@@ -164,12 +166,39 @@ def write(directory: str) -> list[str]:
     return written
 
 
+def readme_blocks() -> dict[str, str]:
+    """README's generated tables by block name (``<!-- BEGIN name: command -->``)."""
+    from annexd import knobref
+    blocks = {"knobs": knobref.markdown()}
+    for page in pages():
+        blocks[f"{page.name} flags"] = markdown_options(page)
+        blocks[f"{page.name} exit status"] = markdown_exit_status(page)
+    return blocks
+
+
+def refresh_readme(path: str) -> list[str]:
+    """Replace each generated block of the README at ``path``; return the names refreshed."""
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    refreshed = []
+    for name, table in readme_blocks().items():
+        pattern = re.compile(rf"(<!-- BEGIN {re.escape(name)}: [^\n]*-->\n).*?"
+                             rf"(<!-- END {re.escape(name)} -->)", re.DOTALL)
+        text, count = pattern.subn(lambda match: match.group(1) + table + match.group(2), text)
+        refreshed += [name] * count
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return refreshed
+
+
 USAGE = """usage: python -m condor_annex.manual -write DIR
        python -m condor_annex.manual -markdown options|exit-status condor_annex|condor_annexd
+       python -m condor_annex.manual -readme README.md
 
 -write DIR      write man1/condor_annex.1 and man8/condor_annexd.8 under DIR
                 (e.g. /usr/local/share/man; condor_annex/man to refresh the shipped copies)
--markdown ...   print README's table of that program's flags or exit statuses"""
+-markdown ...   print README's table of that program's flags or exit statuses
+-readme FILE    refresh every generated table in FILE (knobs, flags, exit statuses)"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -177,6 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(args) == 2 and args[0] == "-write":
         for path in write(args[1]):
             print(path)
+        return 0
+    if len(args) == 2 and args[0] == "-readme":
+        for name in refresh_readme(args[1]):
+            print(f"refreshed {name}")
         return 0
     by_name = {page.name: page for page in pages()}
     if len(args) == 3 and args[0] == "-markdown" and args[2] in by_name:

@@ -191,3 +191,17 @@ def test_readme_says_how_to_make_the_spot_fleet_role():
     for needed in ("IamFleetRole", "aws-ec2-spot-fleet-tagging-role",
                    "AmazonEC2SpotFleetTaggingRole", "spotfleet.amazonaws.com", "iam:PassRole"):
         assert needed in readme, needed
+
+
+def test_readme_refresh_rewrites_stale_tables(tmp_path):
+    """`python -m condor_annex.manual -readme README.md` is how the tables are kept current."""
+    readme = _readme()
+    stale = re.sub(r"(<!-- BEGIN (.*?): .*? -->\n).*?(<!-- END \2 -->)", r"\1| stale |\n\3",
+                   readme, flags=re.DOTALL)
+    assert stale != readme
+    path = tmp_path / "README.md"
+    path.write_text(stale, encoding="utf-8")
+    result = subprocess.run([script("python"), "-m", "condor_annex.manual", "-readme", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert path.read_text(encoding="utf-8") == readme
