@@ -9,6 +9,8 @@ from __future__ import annotations
 from condor_annex.manual import Page, Section
 from condor_annex.options import Option
 
+from . import knobref
+
 EXIT_OK = 0
 EXIT_LOG_ERROR = 44
 EXIT_NO_RESTART = 99
@@ -75,9 +77,15 @@ FILES = Section("Files", (
                           "lists every knob with its default"),
 ))
 
+CONFIGURATION = Section("Configuration", (
+    "Every knob condor-annexd reads, through the HTCondor configuration (condor_config_val "
+    "shows a knob's value). A knob read per region may also be given with the region's local "
+    "name in front (us_west_2.ANNEX_DEFAULT_S3_BUCKET), which wins in that region.",
+    *knobref.plain()))
+
 PAGE = Page(name="condor_annexd", section=8,
             summary="the HTCondor annex daemon: leased AWS EC2 capacity for an HTCondor pool",
             usage=USAGE, options=OPTIONS, exit_status=EXIT_STATUS, description=DESCRIPTION,
-            sections=(SIGNALS, FILES),
+            sections=(SIGNALS, CONFIGURATION, FILES),
             see_also=("condor_annex(1)", "condor_master(1)", "condor_reconfig(1)",
                       "the README of condor-annexd (knobs, setup, troubleshooting)"))

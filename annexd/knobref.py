@@ -1,5 +1,6 @@
 """The knob reference: every configuration knob condor-annexd reads, who reads it and what it
-means, rendered as README's knob table (``python -m annexd.knobref -markdown``).
+means, rendered as README's knob table (``python -m annexd.knobref -markdown``) and as the
+CONFIGURATION section of condor_annexd(8).
 
 Defaults are not written here: a knob with a default takes it from the one table of defaults,
 :data:`annexd.knobs.DEFAULTS`, which the code reads; only knobs without one say here what
@@ -8,6 +9,7 @@ tests/test_config_fragment.py that every knob the code reads is in it.
 """
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 from typing import Sequence
@@ -134,6 +136,17 @@ KNOBS: tuple[Knob, ...] = (
 
 def names() -> set[str]:
     return {knob.name for knob in KNOBS}
+
+
+def plain() -> tuple[tuple[str, str], ...]:
+    """(knob, what it is) without markdown, for the manual page's CONFIGURATION section."""
+    def text(markdown: str) -> str:
+        return re.sub(r"^—", "none", markdown.replace("`", ""))
+    readers = {"both": "condor_annexd and condor_annex", "daemon": "condor_annexd",
+               "client": "condor_annex", "client, then daemon": "condor_annex, then condor_annexd"}
+    return tuple((knob.name, f"{text(knob.meaning)}. Default: {text(knob.default)}. Read by "
+                  f"{readers.get(knob.reader, knob.reader)}"
+                  f"{', per region' if knob.regional else ''}.") for knob in KNOBS)
 
 
 def markdown() -> str:

@@ -205,3 +205,10 @@ def test_readme_refresh_rewrites_stale_tables(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert path.read_text(encoding="utf-8") == readme
+
+
+def test_daemon_page_lists_every_knob_of_the_reference():
+    rendered = _render(os.path.join(manual.MAN_DIR, PROGRAMS["condor_annexd"].path))
+    section = rendered.stdout.split("\nCONFIGURATION\n")[1].split("\nFILES\n")[0]
+    assert [knob.name for knob in knobref.KNOBS] == \
+        re.findall(r"^       ([A-Z][A-Z0-9_]+)\b", section, re.MULTILINE)
