@@ -54,7 +54,7 @@ DESCRIPTION = (
     "does this); it runs in the foreground, reports ready once it has recovered its journal "
     "and then sends keep-alives. Without a master, -daemonize detaches it. It logs through "
     "HTCondor's logging (ANNEXD_LOG, ANNEXD_DEBUG), and reads every setting through the "
-    "HTCondor configuration (CONDOR_CONFIG); the README's knob table lists them all.",
+    "HTCondor configuration (CONDOR_CONFIG); CONFIGURATION below lists them all.",
 )
 
 SIGNALS = Section("Signals", (
