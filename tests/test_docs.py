@@ -212,3 +212,14 @@ def test_daemon_page_lists_every_knob_of_the_reference():
     section = rendered.stdout.split("\nCONFIGURATION\n")[1].split("\nFILES\n")[0]
     assert [knob.name for knob in knobref.KNOBS] == \
         re.findall(r"^       ([A-Z][A-Z0-9_]+)\b", section, re.MULTILINE)
+
+
+def test_every_exit_status_condor_annex_can_return_is_documented():
+    """A new EXIT_* in condor_annex.command (or a reply kind's code) must get a line in
+    condor_annex.about.EXIT_STATUS, and so in -help, the manual page and README."""
+    from condor_annex import command
+    codes = {value for name, value in vars(command).items()
+             if name.startswith("EXIT_") and isinstance(value, int)}
+    codes |= set(command.EXIT_CODES.values())
+    documented = [code for code, _ in PROGRAMS["condor_annex"].exit_status]
+    assert sorted(codes) == sorted(set(documented)) and len(documented) == len(set(documented))
