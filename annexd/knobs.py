@@ -34,8 +34,9 @@ ENDPOINT_KNOBS = {
 REGION_PATTERN = re.compile(protocol.REGION_PATTERN)
 
 #: The one table of our knobs' defaults.  The code reads them from here; config.d/80annexd
-#: (``#KNOB = default``) and README's knob table are checked against it by
-#: tests/test_config_fragment.py.  Path defaults are ``$(DIRECTORY_KNOB)/file``.
+#: (``#KNOB = default``) is checked against it by tests/test_config_fragment.py, and README's
+#: knob table and condor_annexd(8) are generated from it (annexd.knobref).  Path defaults are
+#: ``$(DIRECTORY_KNOB)/file``.
 DEFAULTS: dict[str, str | int | float | bool] = {
     "ANNEXD_SOCKET": "$(LOCK)/annexd.sock",
     "ANNEXD_JOURNAL": "$(SPOOL)/annexd-journal.sqlite",

@@ -17,27 +17,29 @@ cannot be written.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import signal
 import sqlite3
 import sys
 import threading
+from types import SimpleNamespace
 from typing import Any
 
 import htcondor2
 
+from condor_annex.manual import help_text
+from condor_annex.options import UsageError, parse
+
+from . import about
 from . import identity as daemon_identity
 from . import knobs, memory, reconfig, standalone
+from .about import EXIT_LOG_ERROR, EXIT_NO_RESTART, EXIT_OK
 from .journal import Journal
 from .master import MasterLink
 from .server import AnnexServer, SocketSetupError
 from .service import AnnexService
-
-EXIT_OK = 0
-EXIT_LOG_ERROR = 44
-EXIT_NO_RESTART = 99
+from .version import version_text
 
 log = logging.getLogger("annexd")
 
@@ -66,18 +68,14 @@ class Fatal(Exception):
         self.status = status
 
 
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="condor_annexd",
-        description="HTCondor annex daemon: creates leased AWS EC2 annexes for local users.")
-    parser.add_argument("-f", action="store_true",
-                        help="run in the foreground (the default; accepted for condor_master)")
-    parser.add_argument("-t", action="store_true", help="also log to the terminal (stderr)")
-    parser.add_argument("-daemonize", action="store_true",
-                        help="detach and run in the background (standalone, without a master)")
-    parser.add_argument("-pidfile", metavar="PATH",
-                        help="with -daemonize: pid file (default $(LOCK)/annexd.pid)")
-    return parser.parse_args(argv)
+def _parse_args(argv: list[str] | None) -> SimpleNamespace:
+    """The command line, parsed with the flag table condor_annexd(8) and -help are made of."""
+    values, positionals = parse(sys.argv[1:] if argv is None else argv, about.OPTIONS)
+    if positionals:
+        raise UsageError(f"unexpected argument {positionals[0]!r}")
+    unset = {False: None, True: False}  # a flag with a value: None; a switch: False
+    return SimpleNamespace(**{option.dest: values.get(option.dest, unset[option.metavar is None])
+                              for option in about.OPTIONS})
 
 
 def _check_log() -> None:
@@ -261,7 +259,15 @@ def _serve(lifecycle: Lifecycle) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parse_args(argv)
+    try:
+        args = _parse_args(argv)
+    except UsageError as error:  # under a master: ANNEXD_ARGS is configuration, don't retry
+        print(f"condor_annexd: error: {error}\nRun 'condor_annexd -help' for usage.",
+              file=sys.stderr)
+        return EXIT_NO_RESTART
+    if args.help or args.version:
+        print(help_text(about.PAGE) if args.help else version_text("condor_annexd"))
+        return EXIT_OK
     htcondor2.set_subsystem("ANNEXD", htcondor2.SubsystemType.Daemon)
     lifecycle = Lifecycle()
     try:

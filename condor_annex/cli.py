@@ -22,15 +22,16 @@ import sys
 from typing import Any, Sequence
 
 from annexd import knobs, protocol
+from annexd.version import version_text
 
-from . import client, inputs
+from . import about, client, inputs, manual
 from .command import (EXIT_DAEMON, EXIT_DECLINED, EXIT_INPUT, EXIT_OK, EXIT_USAGE, Command,
                       DaemonRefused, lease_seconds)
 from .create import ODI_KNOBS, CreateAnnex, config_positionals
 from .extend import Extend
 from .inputs import InputError
 from .off import Off
-from .options import Option, UsageError, help_text, parse
+from .options import Option, UsageError, parse
 from .setup import CheckSetup, Setup
 from .status import Status
 
@@ -95,7 +96,14 @@ OPTIONS = {option.dest: option for option in (
            "create or update this region's CloudFormation stacks and write their knobs"),
     Option(("-check-setup",), "check_setup", None, "check this region's setup"),
     Option(("-help",), "help", None, "print this help and exit"),
+    Option(("-version",), "version", None, "print the version and exit"),
 )}
+
+COMMANDS = (CreateAnnex, Extend, Status, Off, Setup, CheckSetup)
+
+#: condor_annex(1) and -help, from the same usage lines and flag table.
+PAGE = about.page(tuple(c.usage for c in COMMANDS), tuple(OPTIONS.values()))
+
 
 def select(values: dict[str, Any], positionals: list[str]) -> Command:
     verbs = [flag for flag in ("setup", "check_setup", "status", "off") if values.get(flag)]
@@ -106,16 +114,15 @@ def select(values: dict[str, Any], positionals: list[str]) -> Command:
                       and not any(values.get(dest) for dest in ODI_KNOBS))
     command = {"setup": Setup, "check_setup": CheckSetup, "status": Status, "off": Off}.get(
         verbs[0] if verbs else "", Extend if changing_lease else CreateAnnex)()
-    stray = [OPTIONS[d].flag for d in values if d not in command.flags and d != "help"]
+    stray = [OPTIONS[d].flag for d in values
+             if d not in command.flags and d not in ("help", "version")]
     if stray:
         raise UsageError(f"{', '.join(stray)} cannot be used here ({command.usage})")
     return command
 
 
 def usage_text() -> str:
-    commands = "\n       ".join(c.usage for c in (CreateAnnex, Extend, Status, Off, Setup,
-                                                  CheckSetup))
-    return help_text(commands, tuple(OPTIONS.values()))
+    return manual.help_text(PAGE)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -139,6 +146,9 @@ def run(argv: list[str]) -> int:
         positionals = config_positionals(values, positionals)
         if values.get("help"):
             print(usage_text())
+            return EXIT_OK
+        if values.get("version"):
+            print(version_text("condor_annex"))
             return EXIT_OK
         command = select(values, positionals)
         region = values.get("region")

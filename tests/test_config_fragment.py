@@ -2,7 +2,7 @@
 import os
 import re
 
-from annexd import knobs
+from annexd import knobref, knobs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAGMENT = os.path.join(ROOT, "config.d", "80annexd")
@@ -21,6 +21,8 @@ def test_every_knob_the_code_reads_is_documented():
     read -= {"ANNEXD_TEST_CRASH_AT"}  # test-only hook, documented in annexd/faults.py
     missing = sorted(knob for knob in read if not re.search(rf"\b{knob}\b", documented))
     assert read and missing == []
+    # ... and in the knob reference README's table is generated from (annexd.knobref)
+    assert sorted(read - knobref.names()) == []
 
 
 def test_instance_image_fragment_loads_in_htcondor(condor_config):
