@@ -37,9 +37,6 @@ GRACE_SECONDS = 900
 #: What the instance config sets SEC_DAEMON_SESSION_DURATION to: a token is checked only when
 #: a security session is made, so an expired one stops working within this long.
 SESSION_SECONDS = 1800
-#: The ANNEX_TOKEN_IDENTITY default: the annex and its owner, in a domain of annexes of their
-#: own, which the central manager can admit with one ALLOW entry (``*@annex.<trust domain>``).
-DEFAULT_IDENTITY = "{annex}.{user}@annex.$(TRUST_DOMAIN)"
 MAX_KEY_BYTES = 1 << 16
 _SCRAMBLE = b"\xde\xad\xbe\xef"
 

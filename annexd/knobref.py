@@ -87,7 +87,14 @@ KNOBS: tuple[Knob, ...] = (
     Knob("COLLECTOR_HOST", "daemon", "the pool annex instances join (HTCondor's own knob)",
          unset="— (required)"),
     Knob("ANNEX_DEFAULT_IDTOKEN_FILE", "daemon", "the IDTOKEN instances join the pool with, "
-         "unless a user gives `-idtoken-file`", unset="— (then `SEC_PASSWORD_FILE`)"),
+         "unless a user gives `-idtoken-file`", unset="— (then a minted token)"),
+    Knob("ANNEX_TOKEN_SIGNING_KEY", "daemon", "the signing key of the IDTOKEN minted for each "
+         "annex: `POOL` is the file `SEC_TOKEN_POOL_SIGNING_KEY_FILE` names, any other name a "
+         "file in `SEC_PASSWORD_DIRECTORY` (a dedicated key is recommended)"),
+    Knob("ANNEX_TOKEN_IDENTITY", "daemon", "the identity (`sub`) of each annex's token; "
+         "`{annex}` and `{user}` are replaced by the annex's name and owner"),
+    Knob("ANNEX_SEND_POOL_PASSWORD", "daemon", "ship the pool password to annex instances "
+         "instead of a minted token (with a notice on every create)"),
     Knob("SEC_PASSWORD_FILE", "daemon", "the pool password, if the pool uses one (HTCondor's "
          "own knob)", unset="`$(LOCAL_DIR)/passwords.d/POOL` (HTCondor's)"),
     Knob("ANNEX_DEFAULT_UNCLAIMED_TIMEOUT", "daemon", "seconds an instance may stay unclaimed "

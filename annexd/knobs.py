@@ -57,6 +57,11 @@ DEFAULTS: dict[str, str | int | float | bool] = {
     "ANNEXD_SETUP_POLL_SECONDS": 5,
     "ANNEX_DEFAULT_AWS_REGION": "us-east-1",
     "ANNEX_DEFAULT_UNCLAIMED_TIMEOUT": 900,
+    "ANNEX_TOKEN_SIGNING_KEY": "POOL",
+    # The annex and its owner, in a domain of annexes of their own, which the central manager
+    # can admit with one ALLOW entry (*@annex.<trust domain>).
+    "ANNEX_TOKEN_IDENTITY": "{annex}.{user}@annex.$(TRUST_DOMAIN)",
+    "ANNEX_SEND_POOL_PASSWORD": False,
     "ANNEX_DEFAULT_LEASE_DURATION": 3000,
 }
 
@@ -281,7 +286,7 @@ def token_settings() -> idtoken.TokenSettings:
     """Which key signs annex tokens, found as HTCondor finds it (store_cred.cpp's
     getTokenSigningKeyPath): POOL is SEC_TOKEN_POOL_SIGNING_KEY_FILE, any other name K is
     $(SEC_PASSWORD_DIRECTORY)/K.  The file is read only when a token is minted."""
-    key_id = string("ANNEX_TOKEN_SIGNING_KEY") or "POOL"
+    key_id = string("ANNEX_TOKEN_SIGNING_KEY") or str(DEFAULTS["ANNEX_TOKEN_SIGNING_KEY"])
     if not KEY_ID.fullmatch(key_id):
         raise KnobError(f"ANNEX_TOKEN_SIGNING_KEY = {protocol.shown(key_id)!r}: not a key "
                         "name (letters, digits, '.', '_', '-'; a file in SEC_PASSWORD_DIRECTORY)")
@@ -299,7 +304,7 @@ def token_settings() -> idtoken.TokenSettings:
     return idtoken.TokenSettings(
         key_id=key_id, key_file=key_file or "(unset)", key_knob=where, issuer=issuer,
         identity=raw("ANNEX_TOKEN_IDENTITY") or
-        idtoken.DEFAULT_IDENTITY.replace("$(TRUST_DOMAIN)", issuer),
+        str(DEFAULTS["ANNEX_TOKEN_IDENTITY"]).replace("$(TRUST_DOMAIN)", issuer),
         legacy_password_key=_typed("SEC_TOKEN_POOL_SIGNING_KEY_IS_PASSWORD", False, _bool,
                                    None))
 
@@ -325,7 +330,8 @@ class PoolSettings:
             idtoken_file=string("ANNEX_DEFAULT_IDTOKEN_FILE"),
             password_file=_existing(string("SEC_PASSWORD_FILE")),
             token=token_settings(),
-            send_password=_typed("ANNEX_SEND_POOL_PASSWORD", False, _bool, None),
+            send_password=_typed("ANNEX_SEND_POOL_PASSWORD",
+                                 bool(DEFAULTS["ANNEX_SEND_POOL_PASSWORD"]), _bool, None),
         )
 
 

@@ -58,7 +58,7 @@ def verified_claims(token: str, key_file: str, key_id: str = "POOL",
 
 
 def tarball_of(aws, name: str) -> dict[str, bytes]:
-    body = aws.s3.get_object(Bucket=BUCKET, Key=f"config-{name}.tar.gz")["Body"].read()
+    body = aws.s3.get_object(Bucket=BUCKET, Key=aws.config_key(name))["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
         return {member.name: archive.extractfile(member).read() if member.isfile() else b""
                 for member in archive.getmembers()}
@@ -133,7 +133,7 @@ def test_a_lease_change_renews_the_token_with_the_same_jti(aws, pool, run_annex,
     extended = run_annex("-annex-name", "renewed", "-lease-duration", "7200", *with_keys)
     assert extended.returncode == 0, extended.stderr
     new_end = aws.target_input("renewed")["LeaseExpiration"]
-    stored = aws.s3.head_object(Bucket=BUCKET, Key="config-renewed.tar.gz")
+    stored = aws.s3.head_object(Bucket=BUCKET, Key=aws.config_key("renewed"))
     assert stored["Metadata"] == {"annex-lease-expiration": str(new_end)}
     after = tarball_of(aws, "renewed")
     new = verified_claims(after[".annex-renewed/tokens.d/annex"].decode(), pool.password_file)

@@ -96,10 +96,6 @@ def test_no_shutdown_only_logs(aws, annex_instance, tmp_path):
 
 # -- gone or denied: S3 answers a missing object with 403 to a caller that may not list ------
 
-def config_key(annex_instance) -> str:
-    return f"config-{annex_instance.annex}.tar.gz"
-
-
 def as_on_aws(aws, kind: str, *operations: str) -> FaultProxy:
     """A proxy in front of the emulator that answers S3 ``operations`` as AWS would: with
     ``hide-missing``, a missing object is a 403 AccessDenied (moto always says 404)."""
@@ -115,7 +111,7 @@ def test_a_config_deleted_on_aws_makes_refresh_tell_the_startd_to_leave(aws, ann
     shows it is gone, and the startd is told to leave."""
     config_dir = tmp_path / "config.d"
     assert run_bootstrap(aws.url, annex_instance, config_dir).returncode == 0
-    aws.s3.delete_object(Bucket="htcondor-annex-config", Key=config_key(annex_instance))
+    aws.s3.delete_object(Bucket="htcondor-annex-config", Key=aws.config_key(annex_instance.annex))
     proxy = as_on_aws(aws, "hide-missing", "s3:HEAD")
     marker = tmp_path / "reconfigured"
     try:
@@ -133,7 +129,7 @@ def test_a_config_deleted_on_aws_makes_refresh_tell_the_startd_to_leave(aws, ann
 
 def test_a_config_deleted_on_aws_stops_the_boot_at_once(aws, annex_instance, tmp_path):
     """Finding 3: the boot does not retry a 403 for a deleted config until its deadline."""
-    aws.s3.delete_object(Bucket="htcondor-annex-config", Key=config_key(annex_instance))
+    aws.s3.delete_object(Bucket="htcondor-annex-config", Key=aws.config_key(annex_instance.annex))
     proxy = as_on_aws(aws, "hide-missing", "s3:GET")
     started = time.monotonic()
     try:
@@ -316,7 +312,7 @@ def test_a_lease_change_reaches_running_instances(aws, annex_instance, run_annex
         "STARTD.DAEMON_SHUTDOWN": f"time() > {new_end + 120}"}
     # The annex's token was renewed with the lease: the instance holds the new one.
     with tarfile.open(fileobj=io.BytesIO(aws.s3.get_object(
-            Bucket="htcondor-annex-config", Key=f"config-{name}.tar.gz")["Body"].read())) as tar:
+            Bucket="htcondor-annex-config", Key=aws.config_key(name))["Body"].read())) as tar:
         renewed = tar.extractfile(f".annex-{name}/tokens.d/annex").read()
     assert (config_dir / f".annex-{name}" / "tokens.d" / "annex").read_bytes() == renewed
 

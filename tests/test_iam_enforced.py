@@ -141,7 +141,7 @@ def test_instance_boots_refreshes_and_sees_its_config_gone_under_moto_enforcemen
             booted = run_annex_ec2(*common, env=env)
             refreshed = run_annex_ec2(*common, "-refresh-lease", "-reconfig-command", "true",
                                       env=env)
-        aws.s3.delete_object(Bucket=BUCKET, Key=f"config-{name}.tar.gz")
+        aws.s3.delete_object(Bucket=BUCKET, Key=aws.config_key(name))
         with enforced(aws.url):
             gone = run_annex_ec2(*common, "-refresh-lease", "-reconfig-command", "true",
                                  env=env)
