@@ -27,14 +27,14 @@ from localaws.pool import REGION
 from conftest import config_of
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CFN = os.path.join(ROOT, "annexd_cfn")
 #: Actions a principal is granted for a service that acts on its behalf, never called by our
 #: code: the Lambda service writes the lease function's log with its role; CloudFormation
 #: makes the setup's resources with the caller's permissions (only through CloudFormation).
 USED_BY_THE_SERVICE = {
     "lease function": {"logs:CreateLogStream", "logs:PutLogEvents"},
     "setup": set(setuppolicy.handler_permissions(setuppolicy.resource_types(
-        [os.path.join(ROOT, "annexd_cfn", name) for name in os.listdir(os.path.join(ROOT, "annexd_cfn"))
-         if name.endswith(".yaml")]))) - {a for s in setuppolicy.DIRECT for a in s["Action"]},
+        [os.path.join(CFN, name) for name in os.listdir(CFN) if name.endswith(".yaml")]))) - {a for s in setuppolicy.DIRECT for a in s["Action"]},
 }
 
 
@@ -44,19 +44,19 @@ def base_context(facts: Facts) -> dict[str, str]:
 
 
 def template(name: str) -> dict:
-    with open(os.path.join(ROOT, "annexd_cfn", name), encoding="utf-8") as handle:
+    with open(os.path.join(CFN, name), encoding="utf-8") as handle:
         parsed, errors = decode_str(handle.read())
     assert not errors, errors
     return parsed
 
 
 def user_policy(facts: Facts) -> Policy:
-    with open(os.path.join(ROOT, "annexd_cfn", "user-policy.json"), encoding="utf-8") as handle:
+    with open(os.path.join(CFN, "user-policy.json"), encoding="utf-8") as handle:
         return Policy(document_statements(handle.read(), base_context(facts)), "user policy")
 
 
 def setup_policy(facts: Facts) -> Policy:
-    with open(os.path.join(ROOT, "annexd_cfn", "setup-policy.json"), encoding="utf-8") as handle:
+    with open(os.path.join(CFN, "setup-policy.json"), encoding="utf-8") as handle:
         return Policy(document_statements(handle.read(), base_context(facts)), "setup policy")
 
 
@@ -208,7 +208,7 @@ def test_no_role_grants_describe_tags(recording):
 
 
 def test_the_user_policy_is_valid_json_with_only_known_placeholders():
-    with open(os.path.join(ROOT, "annexd_cfn", "user-policy.json"), encoding="utf-8") as handle:
+    with open(os.path.join(CFN, "user-policy.json"), encoding="utf-8") as handle:
         text = handle.read()
     assert json.loads(text)["Version"] == "2012-10-17"
     assert document_statements(text, {"Partition": "aws", "AccountId": ACCOUNT,
