@@ -424,7 +424,7 @@ def test_the_daemon_keeps_its_promises_in_any_order(moto_server):
     TALLY.clear()
     explore = os.environ.get("ANNEX_MODEL_RANDOM") == "1"
     run_state_machine_as_test(AnnexModel, settings=settings(
-        max_examples=int(os.environ.get("ANNEX_MODEL_EXAMPLES", "4")),
+        max_examples=int(os.environ.get("ANNEX_MODEL_EXAMPLES", "5")),
         stateful_step_count=int(os.environ.get("ANNEX_MODEL_STEPS", "15")),
         derandomize=not explore, deadline=None, database=None,
         suppress_health_check=list(HealthCheck)))
