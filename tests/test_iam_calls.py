@@ -34,7 +34,8 @@ CFN = os.path.join(ROOT, "annexd_cfn")
 USED_BY_THE_SERVICE = {
     "lease function": {"logs:CreateLogStream", "logs:PutLogEvents"},
     "setup": set(setuppolicy.handler_permissions(setuppolicy.resource_types(
-        [os.path.join(CFN, name) for name in os.listdir(CFN) if name.endswith(".yaml")]))) - {a for s in setuppolicy.DIRECT for a in s["Action"]},
+        [os.path.join(CFN, name) for name in os.listdir(CFN) if name.endswith(".yaml")])))
+    - {a for s in setuppolicy.DIRECT for a in s["Action"]},
 }
 
 
