@@ -34,10 +34,12 @@ USAGE = ("condor_annexd [-f] [-t]",
 EXIT_STATUS = (
     (EXIT_OK, "stopped when asked (SIGTERM, SIGINT, SIGQUIT), or -help, -version"),
     (EXIT_LOG_ERROR, "the log (ANNEXD_LOG) cannot be written"),
-    (EXIT_NO_RESTART, "a configuration error a restart cannot fix (a malformed knob or "
-                      "command line, an unsafe socket directory, an unknown socket group, "
-                      "another daemon on the socket or pid file); condor_master leaves the "
-                      "daemon off"),
+    (EXIT_NO_RESTART, "any failure to start, which a restart would only repeat (a malformed "
+                      "knob or command line, a journal that cannot be opened, an unsafe socket "
+                      "directory, an unknown socket group, another daemon on the socket or pid "
+                      "file; with -daemonize, a daemon that did not come up); one line names "
+                      "the cause on stderr and in the log, and condor_master leaves the daemon "
+                      "off"),
 )
 
 DESCRIPTION = (

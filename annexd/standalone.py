@@ -13,9 +13,8 @@ import sys
 from typing import Any, Callable
 
 from . import knobs
+from .about import EXIT_NO_RESTART, EXIT_OK
 
-EXIT_OK = 0
-EXIT_NO_RESTART = 99
 _READY = "ready"
 _FAILED = "failed "
 

@@ -195,6 +195,13 @@ class Mapper:
     def _events_ListTargetsByRule(self, call: Call) -> Iterator[Request]:
         yield self._on_rule(call, "events:ListTargetsByRule", call.params["Rule"])
 
+    def _events_ListRules(self, call: Call) -> Iterator[Request]:
+        # A list action: no resource-level permission to rely on, so judged against "*".
+        yield Request("events:ListRules", "*")
+
+    def _events_ListRuleNamesByTarget(self, call: Call) -> Iterator[Request]:
+        yield Request("events:ListRuleNamesByTarget", "*")
+
     def _events_DescribeRule(self, call: Call) -> Iterator[Request]:
         yield self._on_rule(call, "events:DescribeRule", call.params["Name"])
 

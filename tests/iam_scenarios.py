@@ -35,10 +35,10 @@ from test_identity import with_identity_files
 
 ACCOUNT = "123456789012"
 USER_KEY = "AKIAEXAMPLELOCAL"          # what LocalPool writes into the user's key file
-DAEMON_KEY = "AKIADAEMONLOCAL"         # what test_identity.with_identity_files writes
+DAEMON_KEY = "AKIADAEMONLOCAL0"         # what test_identity.with_identity_files writes
 LEASE_KEY = "AKIALEASEFUNCTION"
 INSTANCE_KEY = "AKIAINSTANCEROLE"
-SETUP_KEY = "AKIASETUPADMIN"
+SETUP_KEY = "AKIASETUPADMIN00"
 SETUP_REGION = "us-west-2"  # its own region: -setup makes all four stacks there
 OLDER_STACK = "HTCondorAnnex-InstanceProfile"
 PRINCIPALS = {USER_KEY: "user", DAEMON_KEY: "daemon", LEASE_KEY: "lease function",

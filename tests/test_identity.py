@@ -19,7 +19,7 @@ DAEMON_SECRET = f"daemon-{SECRET}"
 def with_identity_files(pool: LocalPool, mode: int = 0o600) -> LocalPool:
     keys = os.path.join(pool.root, "daemon-keys")
     os.makedirs(keys, exist_ok=True)
-    for name, text in (("access", "AKIADAEMONLOCAL"), ("secret", DAEMON_SECRET)):
+    for name, text in (("access", "AKIADAEMONLOCAL0"), ("secret", DAEMON_SECRET)):
         path = os.path.join(keys, name)
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(text + "\n")
@@ -61,7 +61,7 @@ def test_the_account_is_logged_never_the_key(identity_pool):
     logged = daemon_log(identity_pool)
     assert ("own AWS identity: account 123456789012, from ANNEXD_ACCESS_KEY_FILE and "
             "ANNEXD_SECRET_KEY_FILE") in logged
-    assert DAEMON_SECRET not in logged and "AKIADAEMONLOCAL" not in logged
+    assert DAEMON_SECRET not in logged and "AKIADAEMONLOCAL0" not in logged
 
 
 def test_with_key_files_recovery_finishes_a_users_request_of_the_same_account(
