@@ -3,7 +3,8 @@ manual page, condor_annex(1).  ``cli`` adds its usage lines and flag table (see
 :mod:`condor_annex.manual`), so ``-help`` and the page are one source."""
 from __future__ import annotations
 
-from .command import EXIT_CODES, EXIT_DAEMON, EXIT_INPUT, EXIT_OK, EXIT_SETUP_PROBLEMS, EXIT_USAGE
+from .command import (EXIT_CODES, EXIT_DAEMON, EXIT_DECLINED, EXIT_INPUT, EXIT_OK,
+                      EXIT_SETUP_PROBLEMS, EXIT_USAGE)
 from .manual import Page, Section
 from .options import Option
 
@@ -22,6 +23,7 @@ EXIT_STATUS = (
     (EXIT_CODES["interrupted"], "condor_annexd shut down mid-way; the lease is in force: run "
                                 "the same command again to finish"),
     (EXIT_SETUP_PROBLEMS, "-check-setup found problems (one line each, with its fix)"),
+    (EXIT_DECLINED, "you answered no to the cost question; nothing was started"),
 )
 
 DESCRIPTION = (
