@@ -190,6 +190,15 @@ class Scenarios:
         assert self.annex("-status", "-annex-name", "u-sf").returncode == 0
         longer = self.annex("-annex-name", "u-sf", "-lease-duration", "7200")
         assert longer.returncode == 0, longer.stderr
+        # An annex with the user's own IDTOKEN: its lease change moves only the object's
+        # metadata (CopyObject onto itself), where a minted token is rewritten (PutObject).
+        token = os.path.join(tmp, "user.token")
+        fd = os.open(token, os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write("eyJhbGciOiJIUzI1NiIsImtpZCI6IlBPT0wifQ.eyJzdWIiOiJ1In0.c2lnbmF0dXJl\n")
+        self.create("u-tok", "-count", "1", "-idtoken-file", token, SPOT_CONFIG)
+        longer = self.annex("-annex-name", "u-tok", "-lease-duration", "7200")
+        assert longer.returncode == 0, longer.stderr
         for name in ("u-odi", "u-ec2", "u-strag-sf", "u-strag-ec2"):
             off = self.annex("-annex-name", name, "-off")
             assert off.returncode == 0, off.stderr

@@ -110,9 +110,10 @@ def test_lease_function_ends_every_kind_under_moto_enforcement(aws, make_annex):
     keys = iam_user(aws.iam, "lease-function", role_statements(
         template("lease-function.yaml"), "LeaseFunctionRole", context))
     mine = clients(aws.url, keys)
+    inputs = {name: aws.target_input(name) for name in annexes}
     with enforced(aws.url):
-        for name in annexes:
-            event = {"AnnexID": name, "S3BucketName": BUCKET, "LeaseExpiration": 1}
+        for name in annexes:  # each annex's own Input (its request's token), now expired
+            event = dict(inputs[name], LeaseExpiration=1)
             assert lease.handler(event, None, now=lambda: 2, clients=mine)["expired"]
         with pytest.raises(mine.s3.exceptions.ClientError, match="AccessDenied"):
             mine.s3.delete_object(Bucket=BUCKET, Key="lambda/lease.zip")  # enforcement is on
