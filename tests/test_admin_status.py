@@ -34,7 +34,8 @@ def test_root_lists_every_annex_without_aws_keys(aws, shared_pool):
         assert 'AnnexName = "alices"' in ads.stdout and "TotalInstances" not in ads.stdout
         theirs = as_other_user(shared_pool.socket_path, {"version": 1, "command": "status"},
                                uid=BOB)
-        assert theirs["ok"] is False and "no AWS credentials" in theirs["error"]["message"]
+        assert theirs["ok"] is False
+        assert "no AWS credentials: run condor_annex -setup" in theirs["error"]["message"]
     with AnnexDaemon(shared_pool, DAEMON_CREDENTIALS):  # now it has one: counts
         shown = shared_pool.condor_annex("-status", "-json", keys=False)
         assert shown.returncode == 0, shown.stderr

@@ -49,8 +49,10 @@ def test_before_setup_create_and_status_name_setup_with_the_region(aws, pool, da
     created = annex(pool, tmp_path, "-count", "1")
     assert created.returncode == 4
     assert f"no AWS credentials: run {SETUP_HERE}" in error_line(created)
+    # -status: root (these tests' user) lists every annex from the journal without keys
+    # (issue 17); another user is told to run -setup (tests/test_admin_status.py).
     status = annex(pool, tmp_path, "-status")
-    assert status.returncode == 4 and "run condor_annex -setup" in error_line(status)
+    assert status.returncode == 0 and status.stdout == "You have no annexes.\n", status.stderr
     # A second region: the fix names that region, in the create and in -check-setup.
     west = annex(pool, tmp_path, "-aws-region", "us-west-2", "-count", "1")
     assert west.returncode == 4
