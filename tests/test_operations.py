@@ -178,6 +178,16 @@ def test_a_lease_rule_deleted_by_hand_shows_as_missing_and_can_be_restored(aws, 
         assert shown["state"] == "active" and shown["instances"] == {"running": 2}
         table = keys_pool.condor_annex("-annex-name", "handmade", "-status")
         assert "lease missing" in table.stdout and "left" not in table.stdout
+        # A rule of another request under that name: refused, and nothing moves (the lease
+        # end the instances read included).
+        key = aws.config_key("handmade")
+        metadata = aws.s3.head_object(Bucket=BUCKET, Key=key)["Metadata"]
+        aws.events.put_rule(Name="handmade", ScheduleExpression="rate(1 minute)",
+                            Description="someone else's")
+        refused = keys_pool.condor_annex("-annex-name", "handmade", "-lease-duration", "7200")
+        assert refused.returncode == 4 and "used by another request" in refused.stderr
+        assert aws.s3.head_object(Bucket=BUCKET, Key=key)["Metadata"] == metadata
+        aws.events.delete_rule(Name="handmade")
         restored = keys_pool.condor_annex("-annex-name", "handmade", "-lease-duration", "7200")
         assert restored.returncode == 0, restored.stderr
         assert status_of(keys_pool, "handmade")["lease"] == "enforced"

@@ -59,6 +59,8 @@ def _move(ctx: Context, plan: AnnexPlan, credentials: dict[str, str] | None,
     """Set the lease end in AWS; (the new end, whether the lease had to be put back)."""
     aws = ctx.aws(plan.region, credentials)
     target = aws.lease_target(plan.annex_id, plan.request_token)
+    if target is None:
+        _refuse_a_rule_of_another_request(aws, plan)  # before anything changes
     renew.move_config_lease_end(aws, plan, lease_end, ctx.mint)
     if target is None:
         _restore(aws, plan, lease_end)
@@ -69,14 +71,18 @@ def _move(ctx: Context, plan: AnnexPlan, credentials: dict[str, str] | None,
     return lease_end, False
 
 
-def _restore(aws: AnnexAws, plan: AnnexPlan, lease_end: int) -> None:
-    """Put the lease back (rule, then target), unless the rule is another request's."""
+def _refuse_a_rule_of_another_request(aws: AnnexAws, plan: AnnexPlan) -> None:
+    """A lost lease is put back only under a rule name that no other request holds."""
     description = aws.rule_description(plan.rule_name)
     if description is not None and \
             description != rule_description(plan.annex_id, plan.client_token):
         raise OperationError("conflict", f"annex {plan.annex_id!r} lost its lease, and its "
                              f"rule name is used by another request ({description!r}); end "
                              "the annex with -off")
+
+
+def _restore(aws: AnnexAws, plan: AnnexPlan, lease_end: int) -> None:
+    """Put the lease back as the create made it: rule, then target."""
     aws.put_rule(plan.rule_name, plan.rule_schedule, plan.annex_id, plan.client_token)
     aws.put_target(plan.rule_name, plan.target_id, plan.lease_function_arn,
                    plan.target_input(lease_end=lease_end))
