@@ -6,7 +6,7 @@ jitter"), so that many clients retrying at once spread out instead of arriving t
 
 It lives here, in the instance-side package, because ``condor_annex_ec2`` runs on an annex
 image's own Python with nothing but the standard library and boto3, so nothing under
-``annex_ec2`` may import the daemon's packages; ``annexd.backoff`` re-exports it for them.
+``annex_ec2`` may import the daemon's packages; the daemon and the client import it from here.
 Standard library only, Python 3.9 or newer.
 """
 from __future__ import annotations

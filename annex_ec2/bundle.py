@@ -15,6 +15,8 @@ import sys
 import tempfile
 import zipapp
 
+from .closedpipe import quiet_when_output_closes
+
 INTERPRETER = "/usr/bin/env python3"
 PACKAGE = "annex_ec2"
 MINIMUM_PYTHON = (3, 9)
@@ -61,6 +63,7 @@ def build(target: str, interpreter: str = INTERPRETER) -> str:
     return target
 
 
+@quiet_when_output_closes
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or args[0].startswith("-"):

@@ -17,6 +17,7 @@ import logging
 import sys
 
 from . import condor
+from .closedpipe import quiet_when_output_closes
 
 log = logging.getLogger("condor_annex_ec2")
 CONFIG_DIR = "/etc/condor/config.d"
@@ -61,6 +62,7 @@ def parser() -> argparse.ArgumentParser:
     return parse
 
 
+@quiet_when_output_closes
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,

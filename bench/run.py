@@ -29,11 +29,11 @@ from typing import Any, Callable, Iterator
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from annexd import protocol  # noqa: E402
-from annexd.journal import Journal  # noqa: E402
+from annexd.rpc import protocol  # noqa: E402
+from annexd.state.journal import Journal  # noqa: E402
 from annexd.launch import SPOT_FLEET  # noqa: E402
-from annexd.lifecycle import RequestState  # noqa: E402
-from annexd.plan import AnnexPlan  # noqa: E402
+from annexd.state.lifecycle import RequestState  # noqa: E402
+from annexd.launch.plan import AnnexPlan  # noqa: E402
 from annexd_lambda import lease  # noqa: E402
 from localaws import fixtures  # noqa: E402
 from localaws.faultproxy import FaultProxy  # noqa: E402

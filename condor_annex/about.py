@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from .command import (EXIT_CODES, EXIT_DAEMON, EXIT_DECLINED, EXIT_INPUT, EXIT_OK,
                       EXIT_SETUP_PROBLEMS, EXIT_USAGE)
-from .manual import Page, Section
-from .options import Option
+from annexd.usage.manpage import Page, Section
+from annexd.usage.options import Option
 
 EXIT_STATUS = (
     (EXIT_OK, "success"),

@@ -21,19 +21,23 @@ import re
 import sys
 from typing import Any, Sequence
 
-from annexd import knobs, protocol
-from annexd.version import version_text
+from annexd.config import knobs
+from annexd.rpc import protocol
+from annexd.process.version import version_text
 
-from . import about, client, inputs, manual
+from annexd.usage import manpage
+
+from . import about, client, inputs
 from .command import (EXIT_DAEMON, EXIT_DECLINED, EXIT_INPUT, EXIT_OK, EXIT_USAGE, Command,
                       DaemonRefused, lease_seconds)
 from .create import ODI_KNOBS, CreateAnnex, config_positionals
 from .extend import Extend
 from .inputs import InputError
 from .off import Off
-from .options import Option, UsageError, parse
+from annexd.usage.options import Option, UsageError, parse
 from .setup import CheckSetup, Setup
 from .status import Status
+from annex_ec2.closedpipe import quiet_when_output_closes
 
 OPTIONS = {option.dest: option for option in (
     Option(("-annex-name",), "annex_name", "NAME",
@@ -122,9 +126,10 @@ def select(values: dict[str, Any], positionals: list[str]) -> Command:
 
 
 def usage_text() -> str:
-    return manual.help_text(PAGE)
+    return manpage.help_text(PAGE)
 
 
+@quiet_when_output_closes
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(list(sys.argv[1:] if argv is None else argv))

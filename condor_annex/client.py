@@ -8,8 +8,8 @@ import socket
 import time
 from typing import Any, Callable
 
-from annexd import protocol
-from annexd.backoff import Backoff, Deadline
+from annexd.rpc import protocol
+from annex_ec2.backoff import Backoff, Deadline
 
 #: A full listen backlog (a burst of clients) answers EAGAIN; retry that for this long.
 CONNECT_RETRY_SECONDS = 10.0

@@ -6,10 +6,11 @@ import re
 import sys
 from typing import Any
 
-from annexd import knobs, protocol
+from annexd.config import knobs
+from annexd.rpc import protocol
 
 from . import inputs
-from .options import UsageError
+from annexd.usage.options import UsageError
 
 EXIT_OK, EXIT_USAGE, EXIT_INPUT, EXIT_DAEMON, EXIT_SETUP_PROBLEMS = 0, 1, 2, 3, 9
 #: The user answered no at the confirmation prompt: nothing was started, nothing is wrong.

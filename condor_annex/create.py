@@ -9,13 +9,14 @@ import sys
 import time
 from typing import Any
 
-from annexd import knobs, protocol
+from annexd.config import knobs
+from annexd.rpc import protocol
 
 from . import client, inputs
 from .command import (EXIT_OK, Command, DaemonRefused, credentials, key_files, lease_seconds,
                       wants_progress, with_credentials)
 from .inputs import InputError
-from .options import UsageError
+from annexd.usage.options import UsageError
 
 MAX_CONFIG_DIR_BYTES = 256 * 1024
 #: EC2's limit for user data, before base64.

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from annexd import knobs
+from annexd.config import knobs
 
 from .command import EXIT_OK, Command, annex_request, lease_seconds
 

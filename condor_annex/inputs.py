@@ -15,9 +15,10 @@ import stat
 import sys
 from typing import Any
 
-from annexd import keytext, protocol
+from annexd.config import keytext
+from annexd.rpc import protocol
 
-from .options import UsageError
+from annexd.usage.options import UsageError
 
 MAX_CONFIG_BYTES = 256 * 1024
 MAX_KEY_BYTES = 4096

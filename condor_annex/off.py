@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from annexd import knobs
+from annexd.config import knobs
 
 from .command import EXIT_OK, Command, annex_request, wants_progress
-from .options import UsageError
+from annexd.usage.options import UsageError
 
 class Off(Command):
     """End an annex now: what its lease function would do at expiry."""

@@ -11,6 +11,8 @@ import re
 import sys
 from typing import Any, Sequence
 
+from annex_ec2.closedpipe import quiet_when_output_closes
+
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
@@ -54,6 +56,7 @@ def template(bucket: str, key: str) -> dict[str, Any]:
     }
 
 
+@quiet_when_output_closes
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 2 or args[0] in ("-h", "-help", "--help"):

@@ -5,14 +5,14 @@ import os
 import sys
 from typing import Any
 
-from annexd import knobs
-from annexd.hints import setup_command
+from annexd.config import knobs
+from annexd.config.hints import setup_command
 
 from . import userconfig
 from .command import (DEFAULT_KEY_FILES, EXIT_INPUT, EXIT_OK, EXIT_SETUP_PROBLEMS, FROM_INSTANCE,
                       Command, credentials, key_files, region_request)
 from .inputs import InputError
-from .options import UsageError
+from annexd.usage.options import UsageError
 
 class Setup(Command):
     """Create or update the region's stacks, then record their outputs as knobs."""

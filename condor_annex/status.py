@@ -10,10 +10,10 @@ import json
 import time
 from typing import Any
 
-from annexd import knobs
+from annexd.config import knobs
 
 from .command import EXIT_OK, Command, annex_request
-from .options import UsageError
+from annexd.usage.options import UsageError
 
 COLLECTOR_TIMEOUT_SECONDS = "5"
 

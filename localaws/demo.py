@@ -1,7 +1,7 @@
 """The whole life of a leased annex, on the embedded local AWS: ``python -m localaws.demo``.
 
 Starts moto's server and a real ``condor_annexd``; runs the real ``condor_annex -setup``
-(CloudFormation stacks: configuration bucket, the lease function from annexd_lambda/lease.py,
+(CloudFormation stacks: configuration bucket, the lease function from lambda/lease.py,
 instance profile, security group; knobs written to the user config); creates two annexes with no ARN or key flags -- one from the classic console-style config
 (LaunchSpecifications) and one from a config that launches from a launch template -- shows
 them; lets their short leases expire while playing EventBridge; and shows that fleets,
@@ -10,6 +10,7 @@ instances, rules and config objects are all gone.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import subprocess
@@ -50,22 +51,37 @@ def live(ec2, instance_ids: list[str]) -> list[str]:
             if i["State"]["Name"] in lease.LIVE_INSTANCE_STATES]
 
 
-def show_annex(aws_url: str, annex_id: str, bucket: str,
-               seen: set[str]) -> dict[str, int]:
-    """Print what AWS holds for the annex; returns counts for the caller to check.
+def client_token_of(aws_url: str, annex_id: str) -> str | None:
+    """The request's ClientToken, read from its lease target's Input while the lease holds."""
+    events = fixtures.client("events", aws_url, REGION)
+    try:
+        targets = events.list_targets_by_rule(Rule=annex_id)["Targets"]
+    except events.exceptions.ResourceNotFoundException:
+        return None
+    return next((json.loads(t["Input"]).get("ClientToken") for t in targets), None)
 
-    ``seen`` collects every instance shown, so that the check after the lease can ask about
-    each of them by ID, whether or not it carried the annex tag.
+
+def show_annex(aws_url: str, annex_id: str, client_token: str, bucket: str,
+               seen: set[str]) -> dict[str, int]:
+    """Print what AWS holds of the annex's request; returns counts for the caller to check.
+
+    It looks the way the lease function's teardown does (:func:`lease.teardown`): fleets and
+    instances by the request's ClientToken tag, the rule whose description names the request,
+    the object under the request's own key.  ``seen`` collects every instance shown, so that
+    the check after the lease can ask about each of them by ID, whether or not it carried the
+    annex tag.
     """
     ec2, events, s3 = (fixtures.client(name, aws_url, REGION) for name in ("ec2", "events", "s3"))
-    fleets = lease.find_fleets(ec2, annex_id)
-    seen.update(lease.find_instances(ec2, annex_id), fleet_instances(ec2, fleets))
+    fleets = lease.find_fleets(ec2, annex_id, client_token)
+    seen.update(lease.find_instances(ec2, annex_id, client_token), fleet_instances(ec2, fleets))
     instances = live(ec2, sorted(seen))
     rules = [r["Name"] for r in events.list_rules(NamePrefix=annex_id)["Rules"]
-             if r["Name"] == annex_id]
-    objects = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])
-               if o["Key"] == lease.config_key(annex_id)]
-    print(f"   [{annex_id}]")
+             if r["Name"] == annex_id and
+             r.get("Description") == lease.rule_description(annex_id, client_token)]
+    key = lease.config_key(annex_id, REGION, client_token)
+    objects = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=key).get("Contents", [])
+               if o["Key"] == key]
+    print(f"   [{annex_id}] (request {client_token})")
     print(f"   spot fleet requests : {fleets or 'none'}")
     print(f"   running instances   : {instances or 'none'}")
     print(f"   lease rule          : {rules or 'none'}"
@@ -134,9 +150,13 @@ def run(lease_seconds: int, tick_seconds: float) -> int:
                     fixtures.client("ec2", aws.url, REGION), created.stdout.strip())
             condor_annex(pool, "-status")
             seen: dict[str, set[str]] = {name: set() for name in ANNEXES}
+            tokens = {name: client_token_of(aws.url, name) for name in ANNEXES}
+            if not all(tokens.values()):
+                say(f"An annex has no lease in force: {tokens}")
+                return 1
             say("What AWS holds for the annexes")
             for name in ANNEXES:
-                show_annex(aws.url, name, bucket, seen[name])
+                show_annex(aws.url, name, tokens[name], bucket, seen[name])
             say(f"Playing EventBridge every {tick_seconds:g} s until the {lease_seconds} s "
                 "leases expire")
             stop = threading.Event()
@@ -156,7 +176,8 @@ def run(lease_seconds: int, tick_seconds: float) -> int:
                 stop.set()
                 ticker.join()
             say("After the leases expired")
-            left = {name: show_annex(aws.url, name, bucket, seen[name]) for name in ANNEXES}
+            left = {name: show_annex(aws.url, name, tokens[name], bucket, seen[name])
+                    for name in ANNEXES}
             condor_annex(pool, "-status")
     gone = not any(count for counts in left.values() for count in counts.values())
     say("Lifecycle complete: nothing of either annex is left." if gone

@@ -7,11 +7,11 @@ from typing import Any
 
 import boto3
 
-from annexd import leasecode
+from annexd.aws import leasecode
 
 from .wait import wait_for
 
-CFN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "annexd_cfn")
+CFN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "cfn")
 
 LEASE_FUNCTION_NAME = "HTCondorAnnex-LeaseFunction"
 FLEET_ROLE_ARN = "arn:aws:iam::123456789012:role/aws-ec2-spot-fleet-tagging-role"
@@ -35,7 +35,7 @@ def create_bucket(s3: Any, name: str, region: str) -> None:
 
 
 def deploy_lease_function(iam: Any, lambda_: Any, name: str = LEASE_FUNCTION_NAME) -> str:
-    """Create the lease function from annexd_lambda/lease.py; returns its ARN."""
+    """Create the lease function from lambda/lease.py; returns its ARN."""
     role = iam.create_role(RoleName=f"{name}-Role",
                            AssumeRolePolicyDocument=json.dumps(_LAMBDA_TRUST))
     reply = lambda_.create_function(

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from annexd.knobs import ENDPOINT_KNOBS
+from annexd.config.knobs import ENDPOINT_KNOBS
 from condor_annex import client
 
 from .children import spawn, wait_until_ready

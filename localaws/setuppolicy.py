@@ -20,7 +20,7 @@ import sys
 from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TARGET = os.path.join(ROOT, "annexd_cfn", "setup-policy.json")
+TARGET = os.path.join(ROOT, "cfn", "setup-policy.json")
 
 DIRECT: list[dict[str, Any]] = [
     {"Sid": "SetupStacks", "Effect": "Allow",
@@ -66,7 +66,7 @@ def handler_permissions(types: set[str]) -> list[str]:
 
 
 def policy() -> dict[str, Any]:
-    templates = sorted(glob.glob(os.path.join(ROOT, "annexd_cfn", "*.yaml")))
+    templates = sorted(glob.glob(os.path.join(ROOT, "cfn", "*.yaml")))
     through_cloudformation = {
         "Sid": "OnlyThroughCloudFormation", "Effect": "Allow",
         "Action": handler_permissions(resource_types(templates)), "Resource": "*",

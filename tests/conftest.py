@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import pytest
 
-from annexd import knobs
+from annexd.config import knobs
 from annexd_lambda import lease
 from localaws import fixtures
 from localaws.eventbridge import lambda_environment

@@ -1,9 +1,9 @@
 """Journals as earlier releases wrote them, for the upgrade tests.
 
-Each format's DDL is copied verbatim from ``annexd/journal.py`` of the release that wrote it
-(``git log -- annexd/journal.py``), and each plan has the fields that release's
-``annexd/plan.py`` had.  Format 4's live index is the current one: its live states are this
-release's.  They are frozen copies, never derived from ``annexd.journal``: that one changes.
+Each format's DDL is copied verbatim from ``annexd/state/journal.py`` of the release that wrote it
+(``git log -- annexd/state/journal.py``), and each plan has the fields that release's
+``annexd/launch/plan.py`` had.  Format 4's live index is the current one: its live states are this
+release's.  They are frozen copies, never derived from ``annexd.state.journal``: that one changes.
 """
 from __future__ import annotations
 

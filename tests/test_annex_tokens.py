@@ -21,8 +21,9 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from annexd import idtoken, knobs
-from annexd.knobs import KnobError
+from annexd.instance_config import idtoken
+from annexd.config import knobs
+from annexd.config.knobs import KnobError
 from conftest import SECRET, SPOT_CONFIG
 from localaws.pool import BUCKET, AnnexDaemon, LocalPool, script
 

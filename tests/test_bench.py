@@ -36,7 +36,7 @@ def test_quick_benchmark_runs_within_call_budgets():
         assert metrics[metric] <= budget, (metric, metrics[metric])
     assert metrics["lease_enforce_calls[1]"] == metrics["lease_enforce_calls[100]"]
     assert metrics["status_calls[1 annexes]"] == metrics["status_calls[20 annexes]"]
-    # Memory stays flat as requests are served (annexd.memory): a budget, not a timing.
+    # Memory stays flat as requests are served (annexd.process.memory): a budget, not a timing.
     assert metrics["daemon_rss_mib[30 creates]"] - metrics["daemon_rss_mib[10 creates]"] <= 10
     for timing in ("create_overhead_ratio", "cli_start_ms", "concurrent_creates_per_s",
                    "create_p99_ms", "daemon_rss_mib", "recovery_ms", "daemon_overhead_ms",

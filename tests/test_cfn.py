@@ -13,7 +13,7 @@ from localaws.iampolicy import Policy, Request, resolve, role_statements
 from localaws.pool import script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TEMPLATES = sorted(glob.glob(os.path.join(ROOT, "annexd_cfn", "*.yaml")))
+TEMPLATES = sorted(glob.glob(os.path.join(ROOT, "cfn", "*.yaml")))
 CONTEXT = {"AWS::Partition": "aws", "AWS::Region": "us-east-1",
            "AWS::AccountId": "123456789012", "S3BucketName": "annex-bucket",
            "LeaseFunctionLogGroup.Arn": "arn:aws:logs:us-east-1:123456789012:log-group:"
@@ -70,7 +70,7 @@ class Judged:
 
 
 def role_policy(template_name: str, role: str) -> Judged:
-    with open(os.path.join(ROOT, "annexd_cfn", template_name), encoding="utf-8") as handle:
+    with open(os.path.join(ROOT, "cfn", template_name), encoding="utf-8") as handle:
         template, errors = decode_str(handle.read())
     assert not errors
     return Judged(Policy(role_statements(template, role, CONTEXT)))
@@ -171,7 +171,7 @@ def test_instance_role_may_find_its_annex_through_its_fleet():
 
 
 def test_events_may_invoke_the_function_only_from_this_accounts_rules():
-    with open(os.path.join(ROOT, "annexd_cfn", "lease-function.yaml"), encoding="utf-8") as handle:
+    with open(os.path.join(ROOT, "cfn", "lease-function.yaml"), encoding="utf-8") as handle:
         template, _ = decode_str(handle.read())
     permission = template["Resources"]["LeaseFunctionPermission"]["Properties"]
     assert permission["Principal"] == "events.amazonaws.com"
@@ -181,7 +181,7 @@ def test_events_may_invoke_the_function_only_from_this_accounts_rules():
 
 
 def test_bucket_is_private_encrypted_and_expires_stale_configs():
-    with open(os.path.join(ROOT, "annexd_cfn", "bucket.yaml"), encoding="utf-8") as handle:
+    with open(os.path.join(ROOT, "cfn", "bucket.yaml"), encoding="utf-8") as handle:
         template, _ = decode_str(handle.read())
     bucket = template["Resources"]["ConfigurationBucket"]["Properties"]
     assert all(bucket["PublicAccessBlockConfiguration"].values())
@@ -193,7 +193,7 @@ def test_bucket_is_private_encrypted_and_expires_stale_configs():
 
 def test_bucket_may_log_access_to_a_given_bucket():
     """Finding 8: reads of the secret-bearing objects can leave an audit trail."""
-    with open(os.path.join(ROOT, "annexd_cfn", "bucket.yaml"), encoding="utf-8") as handle:
+    with open(os.path.join(ROOT, "cfn", "bucket.yaml"), encoding="utf-8") as handle:
         template, _ = decode_str(handle.read())
     assert template["Parameters"]["AccessLogBucket"]["Default"] == ""
     logging = template["Resources"]["ConfigurationBucket"]["Properties"]["LoggingConfiguration"]
@@ -205,7 +205,7 @@ def test_bucket_may_log_access_to_a_given_bucket():
 def test_lease_function_logs_expire_and_its_concurrency_is_reserved():
     """Finding 8: a log group with a retention (default 30 days), and a small reserved
     concurrency, so that the account's other functions cannot starve it."""
-    with open(os.path.join(ROOT, "annexd_cfn", "lease-function.yaml"), encoding="utf-8") as handle:
+    with open(os.path.join(ROOT, "cfn", "lease-function.yaml"), encoding="utf-8") as handle:
         template, _ = decode_str(handle.read())
     assert template["Parameters"]["LogRetentionDays"]["Default"] == 30
     group = template["Resources"]["LeaseFunctionLogGroup"]["Properties"]
@@ -219,7 +219,7 @@ def test_lease_function_logs_expire_and_its_concurrency_is_reserved():
 
 
 def test_security_group_keeps_ssh_closed_by_default():
-    with open(os.path.join(ROOT, "annexd_cfn", "security-group.yaml"), encoding="utf-8") as handle:
+    with open(os.path.join(ROOT, "cfn", "security-group.yaml"), encoding="utf-8") as handle:
         template, _ = decode_str(handle.read())
     ingress = template["Resources"]["AnnexSecurityGroup"]["Properties"]["SecurityGroupIngress"]
     assert [(rule["FromPort"], rule["ToPort"]) for rule in ingress] == [(9618, 9618)]

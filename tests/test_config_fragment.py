@@ -2,7 +2,8 @@
 import os
 import re
 
-from annexd import knobref, knobs
+from annexd.config import knobref
+from annexd.config import knobs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAGMENT = os.path.join(ROOT, "config.d", "80annexd")
@@ -18,10 +19,10 @@ def test_every_knob_the_code_reads_is_documented():
                 if name.endswith(".py"):
                     with open(os.path.join(directory, name), encoding="utf-8") as source:
                         read |= set(re.findall(r'"(ANNEXD?_[A-Z0-9_]+)"', source.read()))
-    read -= {"ANNEXD_TEST_CRASH_AT"}  # test-only hook, documented in annexd/faults.py
+    read -= {"ANNEXD_TEST_CRASH_AT"}  # test-only hook, documented in annexd/aws/faults.py
     missing = sorted(knob for knob in read if not re.search(rf"\b{knob}\b", documented))
     assert read and missing == []
-    # ... and in the knob reference README's table is generated from (annexd.knobref)
+    # ... and in the knob reference README's table is generated from (annexd.config.knobref)
     assert sorted(read - knobref.names()) == []
 
 
@@ -44,7 +45,7 @@ def _shown(value) -> str:
 
 
 def test_config_fragment_and_readme_state_the_defaults_the_code_uses():
-    """One table of defaults (annexd.knobs.DEFAULTS); the fragment and README agree with it."""
+    """One table of defaults (annexd.config.knobs.DEFAULTS); the fragment and README agree with it."""
     with open(FRAGMENT, encoding="utf-8") as handle:
         fragment = handle.read()
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:

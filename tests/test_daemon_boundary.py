@@ -18,10 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from annexd import protocol
-from annexd.journal import Journal
-from annexd.knobs import Caps, DaemonSettings, PoolSettings, RegionSettings
-from annexd.service import AnnexService, Peer
+from annexd.rpc import protocol
+from annexd.state.journal import Journal
+from annexd.config.knobs import Caps, DaemonSettings, PoolSettings, RegionSettings
+from annexd.rpc.service import AnnexService, Peer
 from localaws.master import DC_CHILDALIVE, DC_SET_READY, MasterStandIn
 from localaws.pool import AnnexDaemon, LocalPool, script
 from localaws.wait import log_contains, wait_for

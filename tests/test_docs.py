@@ -16,7 +16,9 @@ from importlib import metadata
 
 import pytest
 
-from annexd import about as daemon_about, knobref
+from annexd.process import about as daemon_about
+from annexd.config import knobref
+from annexd.usage import manpage
 from condor_annex import cli, manual
 from localaws.pool import script
 
@@ -52,7 +54,7 @@ def _render(path: str) -> subprocess.CompletedProcess:
 def test_shipped_page_is_the_generators_output(name):
     page = PROGRAMS[name]
     with open(os.path.join(manual.MAN_DIR, page.path), encoding="utf-8") as shipped:
-        assert shipped.read() == manual.roff(page), \
+        assert shipped.read() == manpage.roff(page), \
             f"run: python -m condor_annex.manual -write condor_annex/man"
 
 
@@ -83,7 +85,7 @@ def test_help_is_the_same_source_as_the_page(name):
     result = subprocess.run([script(name), "-help"], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == manual.help_text(PROGRAMS[name]) + "\n"
+    assert result.stdout == manpage.help_text(PROGRAMS[name]) + "\n"
     text = _flat(result.stdout)
     for option in PROGRAMS[name].options:
         assert _flat(option.help) in text and option.flag in text
@@ -125,7 +127,7 @@ def test_write_installs_both_pages_in_a_manpath_directory(tmp_path):
         ["man1/condor_annex.1", "man8/condor_annexd.8"]
     for page in PAGES:
         with open(tmp_path / page.path, encoding="utf-8") as handle:
-            assert handle.read() == manual.roff(page)
+            assert handle.read() == manpage.roff(page)
 
 
 # --- README -----------------------------------------------------------------------------------
@@ -140,14 +142,14 @@ def _generated_block(readme: str, name: str) -> str:
 def test_readme_knob_table_is_the_defaults_table():
     readme = _readme()
     assert _generated_block(readme, "knobs") == knobref.markdown(), \
-        "run: python -m annexd.knobref -markdown, and paste it between the knobs markers"
+        "run: python -m annexd.config.knobref -markdown, and paste it between the knobs markers"
 
 
 @pytest.mark.parametrize("name", sorted(PROGRAMS))
 def test_readme_flag_and_exit_status_tables_are_the_programs_own(name):
     readme, page = _readme(), PROGRAMS[name]
-    assert _generated_block(readme, f"{name} flags") == manual.markdown_options(page)
-    assert _generated_block(readme, f"{name} exit status") == manual.markdown_exit_status(page)
+    assert _generated_block(readme, f"{name} flags") == manpage.markdown_options(page)
+    assert _generated_block(readme, f"{name} exit status") == manpage.markdown_exit_status(page)
 
 
 def test_readme_generator_commands_print_the_tables(tmp_path):
@@ -181,7 +183,7 @@ def test_readme_sections_come_in_the_order_an_admin_needs_them():
 def test_no_readme_step_needs_a_python_source_file():
     readme = _readme()
     assert re.findall(r"[\w./-]+\.py\b", readme) == []
-    assert "annexd.knobs" not in readme and "DEFAULTS" not in readme
+    assert "annexd.config.knobs" not in readme and "DEFAULTS" not in readme
     for page in ("docs/design.md", "docs/testing.md", "docs/benchmarks.md"):
         assert page in readme and os.path.isfile(os.path.join(ROOT, page)), page
 

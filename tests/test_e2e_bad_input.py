@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from annexd import protocol
+from annexd.rpc import protocol
 from condor_annex import client
 
 from conftest import SECRET, SPOT_CONFIG

@@ -163,7 +163,7 @@ class _InstantReply:
 def test_an_instant_fleet_that_starts_nothing_fails_its_step_with_aws_reasons():
     from annexd.aws import InvalidInput
     from annexd.launch import EC2_FLEET
-    from annexd.plan import AnnexPlan
+    from annexd.launch.plan import AnnexPlan
 
     plan = AnnexPlan(annex_id="a", annex_type="ec2-fleet", owner_uid=0, region="us-east-1",
                      lease_function_arn="arn", lease_end=0, bucket="b", client_token="a_t",

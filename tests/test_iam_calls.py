@@ -27,7 +27,7 @@ from localaws.pool import REGION
 from conftest import config_of
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CFN = os.path.join(ROOT, "annexd_cfn")
+CFN = os.path.join(ROOT, "cfn")
 #: Actions a principal is granted for a service that acts on its behalf, never called by our
 #: code: the Lambda service writes the lease function's log with its role; CloudFormation
 #: makes the setup's resources with the caller's permissions (only through CloudFormation).

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from annexd.journal import Journal, NameTaken
-from annexd.plan import AnnexPlan
+from annexd.state.journal import Journal, NameTaken
+from annexd.launch.plan import AnnexPlan
 from localaws.pool import AnnexDaemon, LocalPool, script
 
 import old_journals
@@ -45,7 +45,7 @@ def test_a_journal_of_every_earlier_format_opens(tmp_path, fmt, caplog):
         {**row(fmt, "halfway", parked, region="us-west-2"),
          "events": [("lease", "started"), ("lease", "done")]},
         row(fmt, "gone", "rolled-back")])
-    with caplog.at_level(logging.WARNING, "annexd.journal"):
+    with caplog.at_level(logging.WARNING, "annexd.state.journal"):
         journal = Journal(path)
     try:
         live = {r["annex_id"]: r for r in journal.live_rows()}
@@ -65,7 +65,7 @@ def test_a_journal_of_every_earlier_format_opens(tmp_path, fmt, caplog):
     if fmt < 4:
         assert "journal upgrade: dropped index one_request_in_flight_per_annex" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.WARNING, "annexd.journal"):
+    with caplog.at_level(logging.WARNING, "annexd.state.journal"):
         Journal(path).close()  # the second start finds nothing to do
     assert "journal upgrade" not in caplog.text
 
@@ -83,7 +83,7 @@ def test_two_live_rows_of_one_name_are_repaired_not_fatal(tmp_path, caplog):
     """Was: Journal._migrate raised sqlite3.IntegrityError building the unique index."""
     path = str(tmp_path / "journal.sqlite")
     two_live_rows_of_one_name(path)
-    with caplog.at_level(logging.WARNING, "annexd.journal"):
+    with caplog.at_level(logging.WARNING, "annexd.state.journal"):
         journal = Journal(path)
     try:
         [kept] = journal.live_rows()
@@ -113,7 +113,7 @@ def test_rows_this_release_cannot_act_on_are_quarantined(tmp_path, caplog):
                " region) VALUES ('torn', 1000, 'active', '{\"annex_id\": ', 0, 0, 'us-east-1')")
     db.commit()
     db.close()
-    with caplog.at_level(logging.WARNING, "annexd.journal"):
+    with caplog.at_level(logging.WARNING, "annexd.state.journal"):
         journal = Journal(path)
     try:
         assert [r["annex_id"] for r in journal.live_rows()] == ["fine"]

@@ -12,8 +12,9 @@ import uuid
 
 import pytest
 
-from annexd import identity, protocol
-from annexd.knobs import KnobError
+from annexd.aws import identity
+from annexd.rpc import protocol
+from annexd.config.knobs import KnobError
 from conftest import SPOT_CONFIG
 
 HIDDEN = f"wJalrXUtnFEMI/K7MDENG/{uuid.uuid4().hex}"

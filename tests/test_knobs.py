@@ -1,7 +1,7 @@
 """Knobs come from a real HTCondor configuration through htcondor2, parsed by us."""
 import pytest
 
-from annexd import knobs
+from annexd.config import knobs
 
 
 def test_defaults_come_from_the_macros(condor_config, tmp_path):

@@ -9,9 +9,10 @@ import sqlite3
 
 import pytest
 
-from annexd import costs, launch
-from annexd.knobs import Caps
-from annexd.plan import AnnexPlan, InvalidRequest
+from annexd.money import costs
+from annexd import launch
+from annexd.config.knobs import Caps
+from annexd.launch.plan import AnnexPlan, InvalidRequest
 from localaws.pool import AnnexDaemon, LocalPool
 from localaws.wait import log_contains, wait_for
 

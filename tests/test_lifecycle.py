@@ -7,10 +7,10 @@ import sqlite3
 
 import pytest
 
-from annexd import lifecycle
-from annexd.journal import Journal, NameTaken, Progress, StateChanged
-from annexd.lifecycle import IllegalTransition, RequestState
-from annexd.plan import AnnexPlan
+from annexd.state import lifecycle
+from annexd.state.journal import Journal, NameTaken, Progress, StateChanged
+from annexd.state.lifecycle import IllegalTransition, RequestState
+from annexd.launch.plan import AnnexPlan
 
 S = RequestState
 

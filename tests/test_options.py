@@ -3,7 +3,7 @@ import pytest
 
 from condor_annex.cli import OPTIONS as TABLE, CreateAnnex, usage_text
 from condor_annex.inputs import hours, whole_number
-from condor_annex.options import UsageError, parse
+from annexd.usage.options import UsageError, parse
 
 OPTIONS = tuple(TABLE.values())
 

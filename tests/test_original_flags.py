@@ -11,7 +11,7 @@ import classad2
 import pytest
 
 from condor_annex.cli import OPTIONS
-from condor_annex.options import parse
+from annexd.usage.options import parse
 from localaws import fixtures
 from localaws.pool import AnnexDaemon, LocalPool, script
 

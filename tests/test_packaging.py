@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import tomllib
 import zipfile
 
 import pytest
@@ -33,21 +34,64 @@ NOT_SOURCE = shutil.ignore_patterns(".*", "__pycache__", "*.pyc", "*.egg-info", 
 SHARE = "share/condor-annexd"
 
 
+def setuptools_table() -> dict:
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as handle:
+        return tomllib.load(handle)["tool"]["setuptools"]
+
+
+#: Import name -> source directory, for the packages whose directory is named otherwise
+#: (``lambda/`` is ``annexd_lambda``, ``cfn/`` is ``annexd_cfn``).
+PACKAGE_DIR: dict[str, str] = setuptools_table()["package-dir"]
+
+
+def source_dir(package: str) -> str:
+    """Where a top-level package's files are in the tree."""
+    return PACKAGE_DIR.get(package, package)
+
+
 def package_roots() -> list[str]:
-    """Top-level directories that are Python packages (hold an ``__init__.py``)."""
-    return sorted(name for name in os.listdir(ROOT)
+    """Top-level packages of the tree, by import name (directories holding ``__init__.py``)."""
+    by_directory = {directory: name for name, directory in PACKAGE_DIR.items()}
+    return sorted(by_directory.get(name, name) for name in os.listdir(ROOT)
                   if os.path.isfile(os.path.join(ROOT, name, "__init__.py")))
 
 
-def tree_files() -> set[str]:
-    """Every file of every package in the tree (modules and data), relative to the root."""
+def tree_packages() -> set[str]:
+    """Every package and data directory of the tree, dotted, by import name."""
     found = set()
     for package in package_roots():
-        for directory, subdirectories, files in os.walk(os.path.join(ROOT, package)):
+        base = os.path.join(ROOT, source_dir(package))
+        for directory, subdirectories, _ in os.walk(base):
             subdirectories[:] = [d for d in subdirectories if d != "__pycache__"]
-            found |= {os.path.relpath(os.path.join(directory, name), ROOT)
+            relative = os.path.relpath(directory, base)
+            found.add(package if relative == "." else f"{package}.{relative.replace(os.sep, '.')}")
+    return found
+
+
+def tree_files(as_installed: bool = True) -> set[str]:
+    """Every file of every package in the tree (modules and data): as the wheel names it
+    (under the import name), or as the tree (and the sdist) does."""
+    found = set()
+    for package in package_roots():
+        base = os.path.join(ROOT, source_dir(package))
+        prefix = package if as_installed else source_dir(package)
+        for directory, subdirectories, files in os.walk(base):
+            subdirectories[:] = [d for d in subdirectories if d != "__pycache__"]
+            found |= {os.path.join(prefix, os.path.relpath(os.path.join(directory, name), base))
                       for name in files if not name.endswith(".pyc")}
     return found
+
+
+def test_every_package_of_the_tree_is_listed_in_pyproject():
+    """The list is explicit (package-dir needs it): a new folder left out of it would be left
+    out of the wheel.  Data folders that hold files the code reads count as packages too
+    (``annex_ec2.image``); the manual pages are data of ``condor_annex``."""
+    listed = set(setuptools_table()["packages"])
+    data_only = {"condor_annex.man", "condor_annex.man.man1", "condor_annex.man.man8"}
+    assert sorted(tree_packages() - data_only - listed) == []
+    assert sorted(listed - tree_packages()) == []
+    assert {"lambda", "cfn"} <= {source_dir(p) for p in package_roots()}
+    assert os.path.isfile(os.path.join(ROOT, "setup.py"))
 
 
 def shared_files() -> set[str]:
@@ -91,7 +135,7 @@ def dist(tmp_path_factory) -> dict[str, str]:
 def test_wheel_and_sdist_hold_every_package_and_data_file_of_the_tree(dist):
     expected = tree_files()
     assert {"annexd/aws/create.py", "annexd/launch/base.py", "annexd_lambda/lease.py",
-            "annexd_cfn/bucket.yaml"} <= expected
+            "annexd_cfn/bucket.yaml", "annexd/money/prices.json"} <= expected
     with zipfile.ZipFile(dist["wheel"]) as wheel:
         names = set(wheel.namelist())
         entry_points = next(wheel.read(n).decode() for n in names
@@ -104,7 +148,8 @@ def test_wheel_and_sdist_hold_every_package_and_data_file_of_the_tree(dist):
         assert f"\n{script} = " in "\n" + entry_points
     with tarfile.open(dist["sdist"]) as sdist:
         members = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
-    assert sorted(expected - members) == []
+    assert sorted(tree_files(as_installed=False) - members) == []
+    assert {"lambda/lease.py", "cfn/bucket.yaml", "setup.py", "pyproject.toml"} <= members
 
 
 FIND_PACKAGES = """
@@ -121,12 +166,29 @@ def test_editable_install_with_debian_pip_finds_every_package(tmp_path):
     source = copy_tree(str(tmp_path / "source"))
     python = make_venv(str(tmp_path / "venv"))
     run(python, "-m", "pip", "install", "-q", "--no-deps", "-e", source)
-    packages = sorted({*package_roots(), "annexd_lambda", "annexd_cfn"})  # what code imports
-    found = json.loads(run(python, "-c", FIND_PACKAGES, *packages,
-                                         cwd=str(tmp_path)).stdout)
-    assert {name: found[name] for name in packages} == {
-        name: os.path.join(source, name) for name in packages}
+    assert_editable_finds_every_package(python, source, str(tmp_path))
+
+
+def assert_editable_finds_every_package(python: str, source: str, cwd: str) -> None:
+    """Every top-level package imports from the tree, under its import name."""
+    packages = package_roots()
+    found = json.loads(run(python, "-c", FIND_PACKAGES, *packages, cwd=cwd).stdout)
+    for name in packages:  # strict mode imports from a tree of links to the source files
+        assert os.path.samefile(os.path.join(found[name], "__init__.py"),
+                                os.path.join(source, source_dir(name), "__init__.py")), name
     assert "lease-function.yaml" in found["templates"]
+
+
+@pytest.mark.parametrize("mode", ["lenient", "strict"])
+def test_editable_install_with_the_newest_pip_finds_every_package(tmp_path, mode):
+    """The suite's own pip (the newest the lock holds), in both of setuptools' editable
+    modes, into a fresh virtualenv (``pip --python``: no pip inside it needed)."""
+    source = copy_tree(str(tmp_path / "source"))
+    run(sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv"))
+    python = os.path.join(str(tmp_path / "venv"), "bin", "python")
+    run(sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps",
+        "--config-settings", f"editable_mode={mode}", "-e", source)
+    assert_editable_finds_every_package(python, source, str(tmp_path))
 
 
 def test_wheel_on_the_system_python_starts_under_a_master_and_makes_an_annex(

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from annexd.idtoken import TokenSettings
-from annexd.knobs import PoolSettings, RegionSettings
-from annexd.plan import (POOL_PASSWORD_NOTICE, AnnexPlan, InvalidRequest, build_plan,
+from annexd.instance_config.idtoken import TokenSettings
+from annexd.config.knobs import PoolSettings, RegionSettings
+from annexd.launch.plan import (POOL_PASSWORD_NOTICE, AnnexPlan, InvalidRequest, build_plan,
                          rate_expression)
 from annexd_lambda.lease import ANNEX_TAG, CLIENT_TOKEN_TAG
 
@@ -183,8 +183,8 @@ def test_the_users_bucket_wins_over_the_regions():
 
 # -- launch templates, EC2 Fleets, prices ----------------------------------------------------
 
-from annexd import costs  # noqa: E402
-from annexd.knobs import Caps  # noqa: E402
+from annexd.money import costs  # noqa: E402
+from annexd.config.knobs import Caps  # noqa: E402
 
 from conftest import EC2_FLEET_CONFIG, LAUNCH_TEMPLATE_CONFIG  # noqa: E402
 

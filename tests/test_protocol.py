@@ -1,7 +1,7 @@
 """The wire protocol's schemas accept what the CLI sends and refuse the rest, by field."""
 import pytest
 
-from annexd import protocol
+from annexd.rpc import protocol
 
 
 def create(**annex):

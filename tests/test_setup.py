@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from annexd import leasecode
-from annexd.stacks import STACKS
+from annexd.aws import leasecode
+from annexd.aws.stacks import STACKS
 from localaws.pool import AnnexDaemon, LocalPool, script
 
 from conftest import SECRET, SPOT_CONFIG

@@ -3,11 +3,11 @@ live annexes, and the one-time setup, over one session per (credentials, region)
 vocabulary (:mod:`.errors`)."""
 from __future__ import annotations
 
-from .create import LEASE_METADATA, CreateCalls
-from .errors import AwsError, Denied, InvalidInput, NotFound, Transient, translate
-from .operate import OperateCalls
-from .session import LAUNCH_READ_TIMEOUT_SECONDS
-from .setup import SetupCalls
+from annexd.aws.create import LEASE_METADATA, CreateCalls
+from annexd.aws.errors import AwsError, Denied, InvalidInput, NotFound, Transient, translate
+from annexd.aws.operate import OperateCalls
+from annexd.aws.session import LAUNCH_READ_TIMEOUT_SECONDS
+from annexd.aws.setup import SetupCalls
 
 __all__ = ["AnnexAws", "AwsError", "Denied", "InvalidInput", "NotFound", "Transient",
            "translate", "LEASE_METADATA", "LAUNCH_READ_TIMEOUT_SECONDS"]

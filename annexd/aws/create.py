@@ -8,8 +8,8 @@ from typing import Any
 from annexd_lambda import lease
 from annexd_lambda.lease import ANNEX_TAG
 
-from .errors import InvalidInput, NotFound
-from .session import AwsSession
+from annexd.aws.errors import InvalidInput, NotFound
+from annexd.aws.session import AwsSession
 
 #: S3 object metadata (x-amz-meta-...) of the config object: the lease end in force.
 LEASE_METADATA = "annex-lease-expiration"

@@ -7,9 +7,9 @@ from typing import Any, Callable, Iterator
 from annexd_lambda import lease
 from annexd_lambda.lease import ANNEX_TAG
 
-from .create import LEASE_METADATA
-from .errors import NotFound
-from .session import AwsSession
+from annexd.aws.create import LEASE_METADATA
+from annexd.aws.errors import NotFound
+from annexd.aws.session import AwsSession
 
 #: The most values one DescribeInstances filter takes.
 FILTER_VALUES = 200

@@ -18,8 +18,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
-from .. import faults, protocol
-from .errors import AwsError, translate
+from annexd.aws import faults
+from annexd.rpc import protocol
+from annexd.aws.errors import AwsError, translate
 
 log = logging.getLogger("annexd.aws")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .errors import InvalidInput, NotFound
-from .session import AwsSession
+from annexd.aws.errors import InvalidInput, NotFound
+from annexd.aws.session import AwsSession
 
 
 class SetupCalls(AwsSession):

@@ -10,5 +10,5 @@
 
 Each takes a :class:`~annexd.commands.context.Context` (what one request may use: the settings it
 started with, the journal, the daemon's identity) and a :class:`~annexd.commands.context.Caller`
-(who asks, as the kernel said); ``annexd.service`` decides who may ask what and dispatches.
+(who asks, as the kernel said); ``annexd.rpc.service`` decides who may ask what and dispatches.
 """

@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..aws import AwsError
-from ..lifecycle import RequestState
-from ..plan import AnnexPlan
-from .context import Context, OperationError, claim
-from .off import finish
+from annexd.aws import AwsError
+from annexd.state.lifecycle import RequestState
+from annexd.launch.plan import AnnexPlan
+from annexd.commands.context import Context, OperationError, claim
+from annexd.commands.off import finish
 
 log = logging.getLogger("annexd.operate")
 

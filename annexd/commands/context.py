@@ -15,12 +15,15 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .. import identity, idtoken, steps, tarball
-from ..aws import AnnexAws
-from ..journal import Journal, StateChanged
-from ..knobs import DaemonSettings
-from ..lifecycle import RequestState
-from ..plan import AnnexPlan, InvalidRequest
+from annexd.aws import identity
+from annexd.instance_config import idtoken
+from annexd.launch import steps
+from annexd.instance_config import tarball
+from annexd.aws import AnnexAws
+from annexd.state.journal import Journal, StateChanged
+from annexd.config.knobs import DaemonSettings
+from annexd.state.lifecycle import RequestState
+from annexd.launch.plan import AnnexPlan, InvalidRequest
 
 
 class OperationError(Exception):

@@ -7,15 +7,17 @@ import logging
 import pwd
 from typing import Any, Callable
 
-from .. import costs, daemonpaid, protocol
-from ..journal import NameTaken
-from ..knobs import KnobError
-from ..plan import AnnexPlan, InvalidRequest, build_plan
-from . import resume
-from .context import Caller, Context
-from .replies import outcome_reply, resumable, taken_reply
+from annexd.money import costs
+from annexd.money import daemonpaid
+from annexd.rpc import protocol
+from annexd.state.journal import NameTaken
+from annexd.config.knobs import KnobError
+from annexd.launch.plan import AnnexPlan, InvalidRequest, build_plan
+from annexd.commands import resume
+from annexd.commands.context import Caller, Context
+from annexd.commands.replies import outcome_reply, resumable, taken_reply
 
-log = logging.getLogger("annexd.service")
+log = logging.getLogger("annexd.rpc.service")
 
 
 def _user_name(uid: int, annex: dict[str, Any]) -> str:

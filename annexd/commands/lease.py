@@ -9,7 +9,7 @@ is kept (the original ``condor_annex`` lost the bucket name there).  A lease tha
 (its rule or target deleted by hand, or the rule no longer this request's) is put back as the
 create made it: the annex is never left running without one.  A longer lease is held to the
 admin's caps as a create is, before anything changes, the claim included
-(:func:`annexd.costs.check_lease_change`).
+(:func:`annexd.money.costs.check_lease_change`).
 """
 from __future__ import annotations
 
@@ -17,14 +17,14 @@ import json
 import logging
 from typing import Any
 
-from .. import costs
-from ..aws import AnnexAws
-from ..aws.create import rule_description
-from ..lifecycle import RequestState
-from ..plan import AnnexPlan, InvalidRequest
-from . import renew
-from .context import DOING, Caller, Context, OperationError, busy, claim, unknown
-from .create import live_instances
+from annexd.money import costs
+from annexd.aws import AnnexAws
+from annexd.aws.create import rule_description
+from annexd.state.lifecycle import RequestState
+from annexd.launch.plan import AnnexPlan, InvalidRequest
+from annexd.commands import renew
+from annexd.commands.context import DOING, Caller, Context, OperationError, busy, claim, unknown
+from annexd.commands.create import live_instances
 
 log = logging.getLogger("annexd.operate")
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from .. import lifecycle
-from ..journal import Journal
-from ..lifecycle import RequestState
-from ..plan import AnnexPlan
-from .context import Caller, Context, OperationError, busy, claim, unknown
+from annexd.state import lifecycle
+from annexd.state.journal import Journal
+from annexd.state.lifecycle import RequestState
+from annexd.launch.plan import AnnexPlan
+from annexd.commands.context import Caller, Context, OperationError, busy, claim, unknown
 
 log = logging.getLogger("annexd.operate")
 

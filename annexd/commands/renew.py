@@ -1,6 +1,6 @@
 """A lease change gives the annex's running instances a token valid to the new lease end.
 
-A minted token expires with the lease it was made for (plus a grace, see annexd.idtoken), so
+A minted token expires with the lease it was made for (plus a grace, see annexd.instance_config.idtoken), so
 moving the lease end must move the token's too, before the old one expires.  The instances
 already re-read their config object every minute (``condor_annex_ec2 -refresh-lease``) for the
 lease end its metadata carries; when it moved, they re-install the object.  So a lease change
@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .. import tarball
-from ..aws import AnnexAws
-from ..plan import AnnexPlan, InvalidRequest
-from .context import OperationError
+from annexd.instance_config import tarball
+from annexd.aws import AnnexAws
+from annexd.launch.plan import AnnexPlan, InvalidRequest
+from annexd.commands.context import OperationError
 
 #: Mints the annex's token for a lease end (the daemon's signing key, read at call time).
 Minter = Callable[[AnnexPlan, int], str]

@@ -5,14 +5,17 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from .. import hints, lifecycle, protocol, steps
-from ..aws import AwsError
-from ..journal import Journal
-from ..lifecycle import RequestState
-from ..plan import AnnexPlan
-from .context import DOING, Caller, busy
+from annexd.config import hints
+from annexd.state import lifecycle
+from annexd.rpc import protocol
+from annexd.launch import steps
+from annexd.aws import AwsError
+from annexd.state.journal import Journal
+from annexd.state.lifecycle import RequestState
+from annexd.launch.plan import AnnexPlan
+from annexd.commands.context import DOING, Caller, busy
 
-log = logging.getLogger("annexd.service")
+log = logging.getLogger("annexd.rpc.service")
 
 
 def failure_reply(error: steps.CreateFailed, notices: list[str],

@@ -8,16 +8,17 @@ import logging
 import time
 from typing import Any
 
-from .. import lifecycle, steps
-from ..aws.create import rule_description
-from ..journal import Progress, StateChanged
-from ..lifecycle import RequestState
-from ..plan import AnnexPlan, InvalidRequest
-from . import off
-from .context import Caller, Context, claim
-from .replies import failure_reply, outcome_reply, resumable, taken_reply
+from annexd.state import lifecycle
+from annexd.launch import steps
+from annexd.aws.create import rule_description
+from annexd.state.journal import Progress, StateChanged
+from annexd.state.lifecycle import RequestState
+from annexd.launch.plan import AnnexPlan, InvalidRequest
+from annexd.commands import off
+from annexd.commands.context import Caller, Context, claim
+from annexd.commands.replies import failure_reply, outcome_reply, resumable, taken_reply
 
-log = logging.getLogger("annexd.service")
+log = logging.getLogger("annexd.rpc.service")
 
 
 def drive_on(ctx: Context, driver: steps.Driver,

@@ -4,12 +4,13 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from .. import protocol, stacks
-from ..aws import AwsError
-from ..knobs import KnobError
-from .context import Context
+from annexd.rpc import protocol
+from annexd.aws import stacks
+from annexd.aws import AwsError
+from annexd.config.knobs import KnobError
+from annexd.commands.context import Context
 
-log = logging.getLogger("annexd.service")
+log = logging.getLogger("annexd.rpc.service")
 
 
 def setup(ctx: Context, request: dict[str, Any], progress: Callable[[str], None],

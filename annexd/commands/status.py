@@ -12,13 +12,13 @@ import json
 import logging
 from typing import Any
 
-from .. import lifecycle
-from ..aws import AwsError
-from ..aws.create import rule_description
-from ..lifecycle import RequestState
-from ..plan import AnnexPlan
-from . import off
-from .context import Caller, Context, OperationError, claim, unknown, user_name
+from annexd.state import lifecycle
+from annexd.aws import AwsError
+from annexd.aws.create import rule_description
+from annexd.state.lifecycle import RequestState
+from annexd.launch.plan import AnnexPlan
+from annexd.commands import off
+from annexd.commands.context import Caller, Context, OperationError, claim, unknown, user_name
 
 log = logging.getLogger("annexd.operate")
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Built, Kind, LaunchConfigError, Option
-from .ec2fleet import Ec2Fleet
-from .ec2fleet import looks_like as _looks_like_ec2_fleet
-from .ondemand import OnDemand
-from .spotfleet import SpotFleet
+from annexd.launch.base import Built, Kind, LaunchConfigError, Option
+from annexd.launch.ec2fleet import Ec2Fleet
+from annexd.launch.ec2fleet import looks_like as _looks_like_ec2_fleet
+from annexd.launch.ondemand import OnDemand
+from annexd.launch.spotfleet import SpotFleet
 
 __all__ = ["Built", "Kind", "LaunchConfigError", "Option", "KINDS", "kind_of", "recognise",
            "ON_DEMAND", "SPOT_FLEET", "EC2_FLEET"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .base import Kind, LaunchConfigError
+from annexd.launch.base import Kind, LaunchConfigError
 
 
 def drop_nulls(config: Any) -> tuple[Any, list[str]]:

@@ -23,11 +23,11 @@ import botocore.session
 from annexd_lambda.lease import ANNEX_TAG
 from botocore.validate import ParamValidator
 
-from ..protocol import MAX_CAPACITY, shown
+from annexd.rpc.protocol import MAX_CAPACITY, shown
 
 if TYPE_CHECKING:
-    from ..aws import AnnexAws
-    from ..plan import AnnexPlan
+    from annexd.aws import AnnexAws
+    from annexd.launch.plan import AnnexPlan
 
 Outputs = dict[str, Any]
 log = logging.getLogger("annexd.launch")

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from annexd_lambda.lease import ANNEX_TAG, CLIENT_TOKEN_TAG
 
-from ..aws import InvalidInput
-from ..protocol import shown
-from .base import (
+from annexd.aws import InvalidInput
+from annexd.rpc.protocol import shown
+from annexd.launch.base import (
     Built,
     Kind,
     LaunchConfigError,
@@ -39,8 +39,8 @@ from .base import (
 )
 
 if TYPE_CHECKING:
-    from ..aws import AnnexAws
-    from ..plan import AnnexPlan
+    from annexd.aws import AnnexAws
+    from annexd.launch.plan import AnnexPlan
 
 #: The tag AWS puts on every instance an EC2 Fleet launches.
 EC2_FLEET_INSTANCE_TAG = "aws:ec2:fleet-id"

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from annexd_lambda.lease import ANNEX_TAG, CLIENT_TOKEN_TAG
 
-from .base import Built, Kind, LaunchConfigError, Option, Outputs, validate
+from annexd.launch.base import Built, Kind, LaunchConfigError, Option, Outputs, validate
 
 if TYPE_CHECKING:
-    from ..aws import AnnexAws
-    from ..plan import AnnexPlan
+    from annexd.aws import AnnexAws
+    from annexd.launch.plan import AnnexPlan
 
 
 def _as_sent(request: dict[str, Any]) -> dict[str, Any]:

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from annexd_lambda.lease import ANNEX_TAG, CLIENT_TOKEN_TAG
 
-from ..protocol import shown
-from .base import (
+from annexd.rpc.protocol import shown
+from annexd.launch.base import (
     Built,
     Kind,
     LaunchConfigError,
@@ -42,8 +42,8 @@ from .base import (
 )
 
 if TYPE_CHECKING:
-    from ..aws import AnnexAws
-    from ..plan import AnnexPlan
+    from annexd.aws import AnnexAws
+    from annexd.launch.plan import AnnexPlan
 
 #: The tag AWS puts on every instance a Spot Fleet launches.
 SPOT_FLEET_INSTANCE_TAG = "aws:ec2spot:fleet-request-id"

@@ -21,14 +21,16 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import hints, identity, protocol
-from .aws import AnnexAws, AwsError
-from .commands import backstop, create, lease, off, resume, setup, status
-from .commands.context import Caller, Context, OperationError
-from .journal import Journal
-from .knobs import DaemonSettings
+from annexd.config import hints
+from annexd.aws import identity
+from annexd.rpc import protocol
+from annexd.aws import AnnexAws, AwsError
+from annexd.commands import backstop, create, lease, off, resume, setup, status
+from annexd.commands.context import Caller, Context, OperationError
+from annexd.state.journal import Journal
+from annexd.config.knobs import DaemonSettings
 
-log = logging.getLogger("annexd.service")
+log = logging.getLogger("annexd.rpc.service")
 
 
 @dataclass(frozen=True)

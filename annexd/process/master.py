@@ -15,9 +15,9 @@ import threading
 
 import htcondor2
 
-from . import knobs
+from annexd.config import knobs
 
-log = logging.getLogger("annexd.master")
+log = logging.getLogger("annexd.process.master")
 
 
 def not_responding_timeout() -> int:

@@ -12,7 +12,7 @@ looks for what it launched by ClientToken before launching again.  (A process cr
 nothing: a committed transaction survives it either way.)
 Secrets never enter the journal: the plan has none, and credentials are not stored.
 
-An annex is identified by (region, name).  A *live* row (see :mod:`annexd.lifecycle`) owns its
+An annex is identified by (region, name).  A *live* row (see :mod:`annexd.state.lifecycle`) owns its
 (region, name): the database itself refuses a second one.  Every state change goes through
 :meth:`Journal.transition`, which checks it against the lifecycle's table.
 """
@@ -28,11 +28,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
 
-from . import lifecycle, upgrade
-from .lifecycle import RequestState
-from .plan import AnnexPlan
+from annexd.state import lifecycle
+from annexd.state import upgrade
+from annexd.state.lifecycle import RequestState
+from annexd.launch.plan import AnnexPlan
 
-log = logging.getLogger("annexd.journal")
+log = logging.getLogger("annexd.state.journal")
 
 
 def _in(states: Iterable[RequestState]) -> str:
@@ -66,7 +67,7 @@ CREATE TABLE IF NOT EXISTS step_events (
 CREATE INDEX IF NOT EXISTS step_events_of_request ON step_events(request_id);
 """
 
-#: One live row per (region, name); the upgrade (annexd.upgrade) rebuilds it whenever its
+#: One live row per (region, name); the upgrade (annexd.state.upgrade) rebuilds it whenever its
 #: definition changes (another set of live states), and drops the names earlier releases gave it.
 LIVE_INDEX_NAME = "one_live_row_per_annex_v3"
 LIVE_INDEX = (f"CREATE UNIQUE INDEX IF NOT EXISTS {LIVE_INDEX_NAME} "
@@ -125,7 +126,7 @@ class Journal:
         self._migrate()
 
     def _migrate(self) -> None:
-        """A journal of any earlier release opens: see :mod:`annexd.upgrade`."""
+        """A journal of any earlier release opens: see :mod:`annexd.state.upgrade`."""
         for done in upgrade.upgrade(self._db, SCHEMA, LIVE_INDEX):
             log.warning("journal upgrade: %s", done)
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .knobs import RegionSettings
-from .plan import InvalidRequest
-from .protocol import shown
+from annexd.config.knobs import RegionSettings
+from annexd.launch.plan import InvalidRequest
+from annexd.rpc.protocol import shown
 
 #: (request field, the flag or knob a user sets it with, the admin's knob)
 CHOICES = (("lease_function_arn", "-lease-function-arn", "ANNEX_DEFAULT_LEASE_FUNCTION_ARN"),

@@ -1,4 +1,4 @@
-"""The lease function's deployment package: ``annexd_lambda/lease.py`` zipped as ``lease.py``.
+"""The lease function's deployment package: ``lambda/lease.py`` zipped as ``lease.py``.
 
 The zip is byte-for-byte reproducible (fixed timestamp and mode), so its SHA-256 -- which
 Lambda reports as ``CodeSha256`` -- identifies the code this release ships: ``-check-setup``

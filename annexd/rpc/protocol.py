@@ -15,7 +15,7 @@ import socket
 import time
 from typing import Any
 
-from . import keytext
+from annexd.config import keytext
 
 
 VERSION = 1

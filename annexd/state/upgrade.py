@@ -32,9 +32,9 @@ from typing import Any, Iterable
 
 from annexd_lambda.lease import CLIENT_TOKEN_TAG
 
-from . import lifecycle
-from .lifecycle import RequestState
-from .plan import AnnexPlan
+from annexd.state import lifecycle
+from annexd.state.lifecycle import RequestState
+from annexd.launch.plan import AnnexPlan
 
 QUARANTINE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS quarantine (

@@ -1,9 +1,9 @@
 """The knob reference: every configuration knob condor-annexd reads, who reads it and what it
-means, rendered as README's knob table (``python -m annexd.knobref -markdown``) and as the
+means, rendered as README's knob table (``python -m annexd.config.knobref -markdown``) and as the
 CONFIGURATION section of condor_annexd(8).
 
 Defaults are not written here: a knob with a default takes it from the one table of defaults,
-:data:`annexd.knobs.DEFAULTS`, which the code reads; only knobs without one say here what
+:data:`annexd.config.knobs.DEFAULTS`, which the code reads; only knobs without one say here what
 "unset" means.  tests/test_docs.py checks that README's table is this module's output, and
 tests/test_config_fragment.py that every knob the code reads is in it.
 """
@@ -14,7 +14,8 @@ import sys
 from dataclasses import dataclass
 from typing import Sequence
 
-from .knobs import DEFAULTS
+from annexd.config.knobs import DEFAULTS
+from annex_ec2.closedpipe import quiet_when_output_closes
 
 
 @dataclass(frozen=True)
@@ -165,9 +166,10 @@ def markdown() -> str:
     return "\n".join(rows) + "\n"
 
 
+@quiet_when_output_closes
 def main(argv: Sequence[str] | None = None) -> int:
     if list(sys.argv[1:] if argv is None else argv) != ["-markdown"]:
-        print("usage: python -m annexd.knobref -markdown   (README's knob table)",
+        print("usage: python -m annexd.config.knobref -markdown   (README's knob table)",
               file=sys.stderr)
         return 1
     sys.stdout.write(markdown())

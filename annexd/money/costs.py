@@ -13,9 +13,9 @@ import json
 import os
 from typing import Any, Callable
 
-from . import launch
-from .knobs import Caps
-from .plan import AnnexPlan, InvalidRequest
+from annexd import launch
+from annexd.config.knobs import Caps
+from annexd.launch.plan import AnnexPlan, InvalidRequest
 
 
 @functools.lru_cache(maxsize=1)

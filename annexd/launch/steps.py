@@ -31,14 +31,14 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .aws import AnnexAws, Transient
-from .aws.create import rule_description
-from .backoff import Backoff
-from .journal import Journal, Progress
-from .lifecycle import RequestState
-from .plan import AnnexPlan
+from annexd.aws import AnnexAws, Transient
+from annexd.aws.create import rule_description
+from annex_ec2.backoff import Backoff
+from annexd.state.journal import Journal, Progress
+from annexd.state.lifecycle import RequestState
+from annexd.launch.plan import AnnexPlan
 
-log = logging.getLogger("annexd.steps")
+log = logging.getLogger("annexd.launch.steps")
 
 Outputs = dict[str, Any]
 StepCall = Callable[[AnnexAws, AnnexPlan, Outputs], Any]

@@ -9,7 +9,7 @@ master we are ready, then serve.
 
 Signals: SIGTERM/SIGINT stop accepting, let each request in flight finish the step it is in
 and persist, then exit 0; SIGQUIT exits 0 at once (the journal makes that safe); SIGHUP
-re-reads the configuration and applies what it can (``annexd.reconfig``).  Exit status: 0
+re-reads the configuration and applies what it can (``annexd.process.reconfig``).  Exit status: 0
 after a requested stop, 99 for any failure to start, which a restart would only repeat (a
 configuration error, a journal that cannot be opened, an unsafe socket; the master then leaves
 the daemon off), with one line naming the cause in the log and on stderr; 44 when the log
@@ -28,18 +28,22 @@ from typing import Any
 
 import htcondor2
 
-from condor_annex.manual import help_text
-from condor_annex.options import UsageError, parse
+from annexd.usage.manpage import help_text
+from annexd.usage.options import UsageError, parse
 
-from . import about
-from . import identity as daemon_identity
-from . import knobs, memory, reconfig, standalone
-from .about import EXIT_LOG_ERROR, EXIT_NO_RESTART, EXIT_OK
-from .journal import Journal
-from .master import MasterLink
-from .server import AnnexServer, SocketSetupError
-from .service import AnnexService
-from .version import version_text
+from annexd.process import about
+from annexd.aws import identity as daemon_identity
+from annexd.config import knobs
+from annexd.process import memory
+from annexd.process import reconfig
+from annexd.process import standalone
+from annexd.process.about import EXIT_LOG_ERROR, EXIT_NO_RESTART, EXIT_OK
+from annexd.state.journal import Journal
+from annexd.process.master import MasterLink
+from annexd.rpc.server import AnnexServer, SocketSetupError
+from annexd.rpc.service import AnnexService
+from annexd.process.version import version_text
+from annex_ec2.closedpipe import quiet_when_output_closes
 
 log = logging.getLogger("annexd")
 
@@ -129,7 +133,7 @@ class Lifecycle:
         self.stop = threading.Event()
         #: -daemonize: tells the command that started us that we serve, or why not.
         self.report = standalone.StartupReport()
-        #: Restart-only knobs as they were at start (see annexd.reconfig).
+        #: Restart-only knobs as they were at start (see annexd.process.reconfig).
         self.started_with: dict[str, str] = {}
         #: Set once the daemon serves: a failure before that is a failure to start (exit 99).
         self.serving = False
@@ -207,7 +211,7 @@ def _start_lease_backstop(service: AnnexService, stop: threading.Event) -> None:
 
 
 def _open(settings: knobs.DaemonSettings) -> tuple[Journal, AnnexService, AnnexServer]:
-    """The journal (brought up to date: see annexd.upgrade), the service and the socket."""
+    """The journal (brought up to date: see annexd.state.upgrade), the service and the socket."""
     try:
         journal = Journal(settings.journal_path)
     except Exception as error:  # sqlite3.Error, OSError, or an upgrade's surprise
@@ -229,7 +233,7 @@ def _open(settings: knobs.DaemonSettings) -> tuple[Journal, AnnexService, AnnexS
 
 
 def _serve(lifecycle: Lifecycle) -> int:
-    memory.limit_arenas()  # before any thread: see annexd.memory
+    memory.limit_arenas()  # before any thread: see annexd.process.memory
     settings = _load_settings()
     journal, service, server = _open(settings)
     lifecycle.service, lifecycle.server = service, server
@@ -258,6 +262,7 @@ def _serve(lifecycle: Lifecycle) -> int:
     return EXIT_OK
 
 
+@quiet_when_output_closes
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parse_args(argv)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .knobs import region_local_name
+from annexd.config.knobs import region_local_name
 
 #: EC2's codes for an image it cannot use.
 IMAGE_CODES = frozenset({"InvalidAMIID.NotFound", "InvalidAMIID.Malformed",

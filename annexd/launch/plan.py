@@ -13,10 +13,11 @@ from typing import Any
 
 from annexd_lambda import lease
 
-from . import idtoken, launch
-from .launch import adjust
-from .knobs import PoolSettings, RegionSettings
-from .protocol import shown
+from annexd.instance_config import idtoken
+from annexd import launch
+from annexd.launch import adjust
+from annexd.config.knobs import PoolSettings, RegionSettings
+from annexd.rpc.protocol import shown
 
 LAMBDA_ARN = re.compile(
     r"^arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):\d{12}:function:[A-Za-z0-9_-]{1,64}"

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 
-from . import knobs
+from annexd.config import knobs
 
-log = logging.getLogger("annexd.reconfig")
+log = logging.getLogger("annexd.process.reconfig")
 
 #: Knobs that take effect only when the daemon starts, by DaemonSettings field.
 RESTART_ONLY = {"ANNEXD_SOCKET": "socket_path", "ANNEXD_JOURNAL": "journal_path"}

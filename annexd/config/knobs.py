@@ -17,7 +17,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
-from . import idtoken, protocol
+from annexd.instance_config import idtoken
+from annexd.rpc import protocol
 
 T = TypeVar("T")
 
@@ -35,7 +36,7 @@ REGION_PATTERN = re.compile(protocol.REGION_PATTERN)
 
 #: The one table of our knobs' defaults.  The code reads them from here; config.d/80annexd
 #: (``#KNOB = default``) is checked against it by tests/test_config_fragment.py, and README's
-#: knob table and condor_annexd(8) are generated from it (annexd.knobref).  Path defaults are
+#: knob table and condor_annexd(8) are generated from it (annexd.config.knobref).  Path defaults are
 #: ``$(DIRECTORY_KNOB)/file``.
 DEFAULTS: dict[str, str | int | float | bool] = {
     "ANNEXD_SOCKET": "$(LOCK)/annexd.sock",

@@ -1,15 +1,15 @@
 """What condor_annexd says about itself: its flags (the table its command line is parsed with),
 its exit statuses and the prose of its manual page, condor_annexd(8).  ``-help`` and the page
-are rendered from this one source by :mod:`condor_annex.manual`.
+are rendered from this one source by :mod:`annexd.usage.manpage`.
 
 No HTCondor bindings here: ``condor_annexd -help`` and ``-version`` work without a
 configuration."""
 from __future__ import annotations
 
-from condor_annex.manual import Page, Section
-from condor_annex.options import Option
+from annexd.usage.manpage import Page, Section
+from annexd.usage.options import Option
 
-from . import knobref
+from annexd.config import knobref
 
 EXIT_OK = 0
 EXIT_LOG_ERROR = 44

@@ -17,10 +17,11 @@ import struct
 import threading
 import time
 
-from . import memory, protocol
-from .service import AnnexService, Peer
+from annexd.process import memory
+from annexd.rpc import protocol
+from annexd.rpc.service import AnnexService, Peer
 
-log = logging.getLogger("annexd.server")
+log = logging.getLogger("annexd.rpc.server")
 
 
 class SocketSetupError(Exception):

@@ -12,8 +12,8 @@ import os
 import sys
 from typing import Any, Callable
 
-from . import knobs
-from .about import EXIT_NO_RESTART, EXIT_OK
+from annexd.config import knobs
+from annexd.process.about import EXIT_NO_RESTART, EXIT_OK
 
 _READY = "ready"
 _FAILED = "failed "

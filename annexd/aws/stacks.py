@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import leasecode
-from .aws import AnnexAws, AwsError
+from annexd.aws import leasecode
+from annexd.aws import AnnexAws, AwsError
 
 DONE = ("CREATE_COMPLETE", "UPDATE_COMPLETE")
 FAILED_FOR_GOOD = ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "CREATE_FAILED", "DELETE_FAILED")

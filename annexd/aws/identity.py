@@ -23,10 +23,10 @@ from typing import Callable
 
 import boto3
 
-from . import keytext
-from .knobs import DaemonSettings, KnobError
+from annexd.config import keytext
+from annexd.config.knobs import DaemonSettings, KnobError
 
-log = logging.getLogger("annexd.identity")
+log = logging.getLogger("annexd.aws.identity")
 
 #: botocore's names for where credentials came from, in words for the log.
 SOURCES = {"env": "the environment", "iam-role": "the instance role",

@@ -6,7 +6,7 @@ bootstrap (``condor_annex_ec2``) extracts it into the instance's config director
 material goes in a hidden subdirectory, which HTCondor does not read as configuration.
 Every member is owned by root and readable by no one else: the tarball carries a secret.
 
-The secret is, by default, the annex's own IDTOKEN (annexd.idtoken), never the pool password
+The secret is, by default, the annex's own IDTOKEN (annexd.instance_config.idtoken), never the pool password
 unless the admin opts in.  The lease end is *not* in the tarball: it travels as the config
 object's metadata, which ``condor_annex_ec2`` turns into ``AnnexLeaseExpiration`` and the
 startd's shutdown time at boot and re-reads every minute (``-refresh-lease``).  A lease change
@@ -20,8 +20,8 @@ import tarfile
 import time
 from dataclasses import dataclass, field
 
-from . import idtoken
-from .plan import AnnexPlan
+from annexd.instance_config import idtoken
+from annexd.launch.plan import AnnexPlan
 
 CONFIG_FILE = "00annex.config"
 

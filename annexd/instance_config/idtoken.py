@@ -47,7 +47,7 @@ class TokenKeyError(Exception):
 
 @dataclass(frozen=True)
 class TokenSettings:
-    """Which key signs annex tokens, and what goes into them (see annexd.knobs)."""
+    """Which key signs annex tokens, and what goes into them (see annexd.config.knobs)."""
 
     key_id: str                 # ANNEX_TOKEN_SIGNING_KEY
     key_file: str               # where that key is, resolved as HTCondor does
