@@ -220,7 +220,7 @@ def test_pyproject_excludes_every_bad_moto_and_the_lock_holds_none():
 
 MOTO = importlib.metadata.version("moto")
 
-#: The instance role's S3 statements (annexd_cfn/instance-profile.yaml) as
+#: The instance role's S3 statements (cfn/instance-profile.yaml) as
 #: tests/test_iam_enforced.py gives them to moto: Condition stripped (moto would not judge it).
 
 def instance_role_s3_statements(bucket: str) -> list[dict]:
