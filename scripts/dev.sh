@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# One entry point for developers and CI: makes its own virtualenv, installs the project with
-# its test extras, then runs the demo, the test suite or the benchmarks.
-# Usage: scripts/dev.sh demo|test|bench [args]
+# One entry point for developers and CI: makes its own virtualenv, installs exactly the locked
+# test environment (requirements/test.txt) and then the project, and runs the demo, the test
+# suite or the benchmarks; `lock` re-resolves the lock files (docs/testing.md).
+# Usage: scripts/dev.sh demo|test|bench [args] | scripts/dev.sh lock [--keep | uv options]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,10 +29,11 @@ else
     VENV=${VENV:-.venv}
 fi
 
-# What defines the install: pyproject.toml (dependencies, packages, console scripts) and the
-# top-level packages (the editable install maps each by name).  A change reinstalls; code
-# changes inside a package need nothing.
-stamp="$VENV/.installed-$( (cat pyproject.toml; ls -d -- */__init__.py) | sha1sum | cut -c1-12)"
+LOCK=requirements/test.txt            # the test virtualenv: Python 3.11, Linux, with hashes
+INSTANCE_LOCK=requirements/instance.txt  # boto3 alone, Python 3.9+ (tests/instance_side.py)
+TOOLS_LOCK=requirements/uv.txt        # uv itself, one version, with hashes
+TOOLS=.venv-tools
+
 # Debian packages venv (and ensurepip) separately from the interpreter: install it if we can.
 install_venv_module() {
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -42,18 +44,99 @@ install_venv_module() {
     fi
 }
 
-if [ ! -e "$stamp" ]; then
-    if ! "$PYTHON" -m venv "$VENV" >/dev/null 2>&1; then
+# A new, empty virtualenv of $PYTHON in $1 (whatever was there is cleared); options follow.
+make_venv() {
+    local dir=$1
+    shift
+    if ! "$PYTHON" -m venv --clear "$@" "$dir" >/dev/null 2>&1; then
         install_venv_module
-        "$PYTHON" -m venv "$VENV"
+        "$PYTHON" -m venv --clear "$@" "$dir"
     fi
-    echo "scripts/dev.sh: installing condor-annexd and its test tools into $VENV ..." >&2
-    # The default virtualenv gets the newest pip; one of an explicit interpreter keeps that
-    # interpreter's own (Debian 12's: pip 23.0.1), so both pips' editable installs are used.
-    if [ -z "$EXPLICIT_PYTHON" ]; then
-        "$VENV/bin/python" -m pip install -q --upgrade pip
+}
+
+# uv, at the one version requirements/uv.txt pins, installed by the interpreter's own pip with
+# its hashes checked, in a virtualenv of its own: it resolves the locks and installs from them.
+run_uv() {
+    local stamp
+    stamp="$TOOLS/.installed-$(sha1sum < "$TOOLS_LOCK" | cut -c1-12)"
+    if [ ! -e "$stamp" ]; then
+        echo "scripts/dev.sh: installing uv ($TOOLS_LOCK) into $TOOLS ..." >&2
+        make_venv "$TOOLS"
+        "$TOOLS/bin/python" -m pip install -q --disable-pip-version-check --require-hashes \
+            --no-deps -r "$TOOLS_LOCK"
+        touch "$stamp"
     fi
-    "$VENV/bin/python" -m pip install -q -e '.[test]'
+    "$TOOLS/bin/uv" "$@"
+}
+
+# The name==version lines of lock files.
+pins() {
+    grep -hoE '^[A-Za-z0-9][A-Za-z0-9._-]*==[^ ;\\]+' "$@" | sort -u || true
+}
+
+# Re-resolve every lock file: by default to the newest versions pyproject.toml's ranges allow
+# (--upgrade); `lock --keep` changes only what the ranges force; other arguments go to
+# `uv pip compile` instead (e.g. --upgrade-package moto).  Then print what changed.
+lock() {
+    local upgrade=(--upgrade) file
+    if [ "${1:-}" = --keep ]; then
+        upgrade=()
+    elif [ $# -gt 0 ]; then
+        upgrade=("$@")
+    fi
+    before=$(mktemp -d)  # global: the EXIT trap runs after this function has returned
+    trap 'rm -rf "$before"' EXIT
+    for file in "$LOCK" "$INSTANCE_LOCK" "$TOOLS_LOCK"; do
+        pins "$file" > "$before/${file//\//_}" 2>/dev/null
+    done
+    local compile=(pip compile --quiet --generate-hashes
+                   --custom-compile-command "bash scripts/dev.sh lock")
+    # The test virtualenv: the project's dependencies, its test extra, requirements/venv.in.
+    run_uv "${compile[@]}" ${upgrade[@]+"${upgrade[@]}"} --python-version 3.11 \
+        --python-platform x86_64-unknown-linux-gnu --extra test \
+        pyproject.toml requirements/venv.in -o "$LOCK"
+    # The instance side: boto3 alone, in pyproject.toml's range, for every Python from 3.9 on
+    # (universal: markers kept, so that it installs on whichever Python the suite finds).
+    "$PYTHON" -c 'import tomllib, re
+deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]
+print(*[d for d in deps if re.match(r"boto3\b", d)])' |
+        run_uv "${compile[@]}" ${upgrade[@]+"${upgrade[@]}"} --universal --python-version 3.9 \
+            - -o "$INSTANCE_LOCK"
+    # uv itself: the exact version requirements/uv.in names (its hashes refreshed).
+    run_uv "${compile[@]}" requirements/uv.in -o "$TOOLS_LOCK"
+    for file in "$LOCK" "$INSTANCE_LOCK" "$TOOLS_LOCK"; do
+        local changes
+        changes=$(diff --old-line-format='  - %L' --new-line-format='  + %L' \
+                       --unchanged-line-format='' "$before/${file//\//_}" <(pins "$file") || true)
+        if [ -n "$changes" ]; then
+            echo "$file:"
+            echo "$changes"
+        else
+            echo "$file: unchanged"
+        fi
+    done
+}
+
+if [ "${1:-}" = lock ]; then
+    shift
+    lock "$@"
+    exit 0
+fi
+
+# What defines the install: the lock, pyproject.toml (packages, console scripts) and the
+# top-level packages (the editable install maps each by name).  A change makes the virtualenv
+# anew, so it holds exactly the lock and the project; code changes inside a package need nothing.
+stamp="$VENV/.installed-$( (cat "$LOCK" pyproject.toml; ls -d -- */__init__.py) |
+                           sha1sum | cut -c1-12)"
+if [ ! -e "$stamp" ]; then
+    echo "scripts/dev.sh: installing $LOCK and condor-annexd into $VENV ..." >&2
+    # No ensurepip: pip is in the lock, like everything else.
+    make_venv "$VENV" --without-pip
+    run_uv pip install --quiet --python "$VENV/bin/python" --require-hashes --no-deps \
+        -r "$LOCK"
+    # The project itself, editable, built by the locked setuptools.
+    run_uv pip install --quiet --python "$VENV/bin/python" --no-deps --no-build-isolation \
+        -e .
     touch "$stamp"
 fi
 
@@ -84,5 +167,6 @@ case "$command" in
         fi
         ;;
     bench) exec "$VENV/bin/python" bench/run.py "$@" ;;
-    *) echo "usage: scripts/dev.sh demo|test|bench [args...]" >&2; exit 2 ;;
+    *) echo "usage: scripts/dev.sh demo|test|bench [args...] | lock [--keep | uv options]" >&2
+       exit 2 ;;
 esac

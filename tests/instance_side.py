@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import functools
 import glob
+import hashlib
 import itertools
 import json
 import os
@@ -209,23 +210,38 @@ def oldest_python() -> Interpreter:
     return Interpreter(sys.executable, tuple(sys.version_info[:3]))
 
 
+INSTANCE_LOCK = os.path.join(ROOT, "requirements", "instance.txt")
+
+
 def instance_venv(interpreter: Interpreter) -> str:
     """A virtualenv of ``interpreter`` holding boto3 and nothing else of ours; its python.
 
-    Made once (``.venv-instance-<version>`` in the checkout, gitignored, with a stamp like
-    scripts/dev.sh's), under a lock: parallel test workers may ask at the same time.
+    boto3 and its dependencies come from ``requirements/instance.txt`` (a lock with hashes
+    for every Python from 3.9 on, made by ``bash scripts/dev.sh lock``), installed by the
+    interpreter's own pip with the hashes required.  Made once (``.venv-instance-<version>``
+    in the checkout, gitignored), anew when the lock changes (the stamp names its digest,
+    like scripts/dev.sh's), under a lock: parallel test workers may ask at the same time.
     """
     venv = os.path.join(ROOT, f".venv-instance-{interpreter.version_text}")
     python = os.path.join(venv, "bin", "python")
-    stamp = os.path.join(venv, ".installed-boto3")
+    with open(INSTANCE_LOCK, "rb") as handle:
+        digest = hashlib.sha1(handle.read()).hexdigest()[:12]
+    stamp = os.path.join(venv, f".installed-{digest}")
     os.makedirs(venv, exist_ok=True)
     with open(os.path.join(venv, ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not os.path.exists(stamp):
             print(f"making {venv} ({interpreter.path}, boto3 only) ...", file=sys.stderr)
+            for entry in os.listdir(venv):  # anew, but keep the lock file we hold
+                if entry != ".lock":
+                    path = os.path.join(venv, entry)
+                    if os.path.isdir(path) and not os.path.islink(path):
+                        shutil.rmtree(path)
+                    else:
+                        os.unlink(path)
             for argv in ([interpreter.path, "-m", "venv", venv],
                          [python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                          "boto3"]):
+                          "--require-hashes", "--no-deps", "-r", INSTANCE_LOCK]):
                 ran = subprocess.run(argv, capture_output=True, text=True)
                 if ran.returncode != 0:
                     raise RuntimeError(f"{' '.join(argv)} failed:\n{ran.stdout}{ran.stderr}")
