@@ -24,7 +24,7 @@ from annexd.state.lifecycle import RequestState
 from annexd.launch.plan import AnnexPlan, InvalidRequest
 from annexd.commands import renew
 from annexd.commands.context import DOING, Caller, Context, OperationError, busy, claim, unknown
-from annexd.commands.create import live_instances
+from annexd.commands.create import holding
 
 log = logging.getLogger("annexd.operate")
 
@@ -93,6 +93,7 @@ def _check_caps(ctx: Context, row: dict[str, Any], plan: AnnexPlan, lease_end: i
     instances counted are the annex owner's, whoever asks."""
     try:
         costs.check_lease_change(plan, lease_end, ctx.clock(), ctx.settings.caps,
-                                 row["lease_end"], lambda: live_instances(ctx, row["owner_uid"]))
+                                 row["lease_end"],
+                                 lambda: holding(ctx, row["owner_uid"], besides=row["id"]))
     except InvalidRequest as error:
         raise OperationError("invalid-request", str(error)) from None

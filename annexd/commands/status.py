@@ -17,7 +17,9 @@ from annexd.aws import AwsError
 from annexd.aws.create import rule_description
 from annexd.state.lifecycle import RequestState
 from annexd.launch.plan import AnnexPlan
+from annexd.money import costs
 from annexd.commands import off
+from annexd.commands.create import as_journaled
 from annexd.commands.context import Caller, Context, OperationError, claim, unknown, user_name
 
 log = logging.getLogger("annexd.operate")
@@ -75,6 +77,9 @@ def _reports(ctx: Context, rows: list[dict[str, Any]], credentials: dict[str, st
         "lease_enforced": lease == "enforced",
         "instances": ({state: len(ids) for state, ids in
                        listed.get((plan.region, plan.annex_id), {}).items()} if may else None),
+        # What the caps count: the most instances it can run, and its worst-case cost from
+        # its start to its lease end (None: it cannot be priced), with the price table's date.
+        **_worst_case(plan, row),
         # The jti of the annex's own token: SEC_TOKEN_REVOCATION_EXPR revokes it by this.
         **({"token_id": plan.token_id} if plan.token_id else {}),
     } for plan, row, may in zip(plans, rows, known)]
@@ -83,6 +88,13 @@ def _reports(ctx: Context, rows: list[dict[str, Any]], credentials: dict[str, st
             if may:
                 report["instance_ids"] = listed.get((plan.region, plan.annex_id), {})
     return reports
+
+
+def _worst_case(plan: AnnexPlan, row: dict[str, Any]) -> dict[str, Any]:
+    journaled = as_journaled(row, plan)
+    cost, _ = costs.life_cost(journaled)
+    return {"max_instances": costs.worst_instances(journaled), "worst_case_cost": cost,
+            "prices_date": costs.price_table()["date"]}
 
 
 def _countable(ctx: Context, row: dict[str, Any], credentials: dict[str, str] | None) -> bool:
