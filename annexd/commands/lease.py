@@ -2,9 +2,13 @@
 lease that vanished.
 
 The row is claimed (``active -> extending``) before the first AWS call and released when done
-(``-> active``), so an ``-off`` or the backstop never races it.  The lease end the instances
-read (their config object's metadata) moves first, and with it the annex's own token (see
-:mod:`.renew`), so no instance shuts down before the lease end in force.  Only ``LeaseExpiration`` of the rule target's Input changes; every other field
+(``-> active``), so an ``-off`` or the backstop never races it.  As a create does, the lease
+comes first: the rule's target moves, and only then the lease end the instances read (their
+config object's metadata, with the annex's own token renewed in the same write, see
+:mod:`.renew`), so a change that fails half-way never leaves an object that no lease covers
+(the lease function may have ended the annex meanwhile).  What can fail without changing
+anything -- reading the object, minting the token -- is done before either write.  Only
+``LeaseExpiration`` of the rule target's Input changes; every other field
 is kept (the original ``condor_annex`` lost the bucket name there).  A lease that is missing
 (its rule or target deleted by hand, or the rule no longer this request's) is put back as the
 create made it: the annex is never left running without one.  A longer lease is held to the
@@ -61,14 +65,15 @@ def _move(ctx: Context, plan: AnnexPlan, credentials: dict[str, str] | None,
     target = aws.lease_target(plan.annex_id, plan.request_token)
     if target is None:
         _refuse_a_rule_of_another_request(aws, plan)  # before anything changes
-    renew.move_config_lease_end(aws, plan, lease_end, ctx.mint)
+    write_config = renew.config_writer(aws, plan, lease_end, ctx.mint)  # changes nothing
     if target is None:
         _restore(aws, plan, lease_end)
-        return lease_end, True
-    lease_input = dict(target["Input"], LeaseExpiration=lease_end)
-    aws.put_target(plan.rule_name, plan.target_id, target["Arn"],
-                   json.dumps(lease_input, sort_keys=True))
-    return lease_end, False
+    else:
+        lease_input = dict(target["Input"], LeaseExpiration=lease_end)
+        aws.put_target(plan.rule_name, plan.target_id, target["Arn"],
+                       json.dumps(lease_input, sort_keys=True))
+    write_config()  # last: never an object the lease does not cover
+    return lease_end, target is None
 
 
 def _refuse_a_rule_of_another_request(aws: AnnexAws, plan: AnnexPlan) -> None:
