@@ -3,8 +3,9 @@ them now (instances, and whether each one's lease is in force); and the plain li
 (``list``), from the journal alone.
 
 Final rows are history: shown only when asked for by name, with no time left and nothing
-asked of AWS.  An annex whose lease is over and whose rule is gone was ended by its lease
-function; -status records that (claiming the row like -off) rather than show it as live.
+asked of AWS.  -status never ends anything in AWS: an annex whose lease is over and of whose
+request nothing is left was ended by its lease function, and -status records that in the
+journal alone, guarded by the row's version, rather than show it as live.
 """
 from __future__ import annotations
 
@@ -15,12 +16,13 @@ from typing import Any
 from annexd.state import lifecycle
 from annexd.aws import AwsError
 from annexd.aws.create import rule_description
+from annexd.state.journal import StateChanged
 from annexd.state.lifecycle import RequestState
+from annexd_lambda.lease import LIVE_INSTANCE_STATES
 from annexd.launch.plan import AnnexPlan
 from annexd.money import costs
-from annexd.commands import off
 from annexd.commands.create import as_journaled
-from annexd.commands.context import Caller, Context, OperationError, claim, unknown, user_name
+from annexd.commands.context import Caller, Context, unknown, user_name
 
 log = logging.getLogger("annexd.operate")
 
@@ -157,23 +159,35 @@ def status(ctx: Context, who: Caller, name: str | None, region: str | None,
 
 def _settled(ctx: Context, reports: list[dict[str, Any]], rows: list[dict[str, Any]],
              credentials: dict[str, str] | None) -> list[dict[str, Any]]:
-    """Record the end of annexes whose lease is over and whose rule is gone: the lease
-    function ended them (it deletes the rule last).  Like -off, each is claimed first, and
-    its request's teardown is run once more in case anything was left; one that another
-    operation holds, or whose teardown fails, is shown as it is."""
+    """Record what the lease function already did: an annex whose lease is over, whose rule
+    is gone and of whose request nothing is left (no live instance, no live fleet) ended.
+
+    -status never ends anything in AWS (that is the lease function's, the backstop's or
+    -off's job): this is a journal-only transition, made only if the row was not written
+    since this listing read it (its version), so a lease restore or any other operation in
+    between always wins.  An annex with something left is shown as it is (``expired``), for
+    the backstop or -off to end."""
     now = ctx.clock()
     for report, row in zip(reports, rows):
         if report["lease"] != "missing" or row["lease_end"] > now or \
-                row["state"] not in lifecycle.ENDABLE:
+                row["state"] not in lifecycle.ENDABLE or report["instances"] is None or \
+                any(count for state, count in report["instances"].items()
+                    if state in LIVE_INSTANCE_STATES):
             continue
+        plan = AnnexPlan.from_record(row["plan"])
         try:
-            claim(ctx.journal, row, RequestState.ENDING)
-            off.finish(ctx, row, credentials)
-        except (OperationError, AwsError) as error:
-            log.warning("annex %s: its lease is over, but it could not be marked ended: %s",
+            if ctx.aws(plan.region, credentials).live_fleets(
+                    plan.annex_id, plan.annex_type, plan.request_token):
+                continue
+        except AwsError as error:
+            log.warning("annex %s: cannot tell whether its fleets are gone: %s",
                         row["annex_id"], error)
             continue
-        log.info("annex %s in %s: its lease function ended it; recorded as ended",
-                 row["annex_id"], row["region"])
+        try:
+            ctx.journal.settle_ended(row["id"], row["version"])
+        except StateChanged:
+            continue  # another operation wrote the row meanwhile: it decides, not we
+        log.info("annex %s in %s: nothing of it is left and its lease is over; its lease "
+                 "function ended it; recorded as ended", row["annex_id"], row["region"])
         report.update(state=RequestState.ENDED.value, lease="ended", instances={})
     return reports

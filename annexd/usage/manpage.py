@@ -11,8 +11,6 @@ Standard library only: ``-help`` must start fast.
 from __future__ import annotations
 
 import os
-import re
-import sys
 import textwrap
 from dataclasses import dataclass, field
 from typing import Sequence
