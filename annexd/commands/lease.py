@@ -22,7 +22,7 @@ import logging
 from typing import Any
 
 from annexd.money import costs
-from annexd.aws import AnnexAws
+from annexd.aws import AnnexAws, AwsError
 from annexd.aws.create import rule_description
 from annexd.state.lifecycle import RequestState
 from annexd.launch.plan import AnnexPlan, InvalidRequest
@@ -47,15 +47,38 @@ def extend(ctx: Context, who: Caller, name: str, region: str | None, lease_durat
     plan = AnnexPlan.from_record(row["plan"])
     _check_caps(ctx, row, plan, int(ctx.clock()) + lease_duration)
     claim(ctx.journal, row, RequestState.EXTENDING)
-    lease_end = row["lease_end"]
     try:
         lease_end, restored = _move(ctx, plan, credentials, int(ctx.clock()) + lease_duration)
-    finally:
-        ctx.journal.transition(row["id"], RequestState.ACTIVE, lease_end=lease_end,
-                               expect={RequestState.EXTENDING})
+    except BaseException:
+        _release_unsettled(ctx, row, plan, credentials)
+        raise
+    ctx.journal.transition(row["id"], RequestState.ACTIVE, lease_end=lease_end,
+                           lease_unsettled=False, expect={RequestState.EXTENDING})
     log.info("annex %s: uid %d %s its lease, which now ends at %d", name, who.uid,
              "restored" if restored else "moved", lease_end)
     return {"annex_id": name, "lease_end": lease_end, "lease_restored": restored}
+
+
+def _release_unsettled(ctx: Context, row: dict[str, Any], plan: AnnexPlan,
+                       credentials: dict[str, str] | None) -> None:
+    """A change that failed half-way may have moved the lease in AWS or not: take what the
+    rule's Input says, or, if AWS cannot say, mark the row's lease end unsettled for whoever
+    acts next (-status, the backstop) to read it there -- never guess from the old end."""
+    try:
+        held = lease_in_aws(ctx, plan, credentials)
+    except AwsError:
+        held = None
+    ctx.journal.transition(row["id"], RequestState.ACTIVE, lease_end=held,
+                           lease_unsettled=held is None, expect={RequestState.EXTENDING})
+
+
+def lease_in_aws(ctx: Context, plan: AnnexPlan,
+                 credentials: dict[str, str] | None) -> int | None:
+    """The lease end in force for the annex's request (its rule target's Input: AWS is the
+    truth), or None when AWS holds no lease for it; AwsError when AWS cannot be asked."""
+    target = ctx.aws(plan.region, credentials).lease_target(plan.annex_id, plan.request_token)
+    end = target["Input"].get("LeaseExpiration") if target else None
+    return end if isinstance(end, int) and not isinstance(end, bool) else None
 
 
 def _move(ctx: Context, plan: AnnexPlan, credentials: dict[str, str] | None,

@@ -22,6 +22,7 @@ from annexd_lambda.lease import LIVE_INSTANCE_STATES
 from annexd.launch.plan import AnnexPlan
 from annexd.money import costs
 from annexd.commands.create import as_journaled
+from annexd.commands.lease import lease_in_aws
 from annexd.commands.context import Caller, Context, unknown, user_name
 
 log = logging.getLogger("annexd.operate")
@@ -92,6 +93,27 @@ def _reports(ctx: Context, rows: list[dict[str, Any]], credentials: dict[str, st
     return reports
 
 
+def _with_leases_settled(ctx: Context, rows: list[dict[str, Any]],
+                         credentials: dict[str, str] | None) -> list[dict[str, Any]]:
+    """Rows whose lease end a cut-short lease change left unsettled take the end AWS holds
+    (the rule's Input), guarded by the version read; the journal is never trusted for them.
+    One call per such row, once."""
+    settled = []
+    for row in rows:
+        if row["lease_unsettled"] and row["state"] == RequestState.ACTIVE and \
+                _countable(ctx, row, credentials):
+            plan = AnnexPlan.from_record(row["plan"])
+            try:
+                held = lease_in_aws(ctx, plan, credentials)
+                if held is not None:
+                    ctx.journal.settle_lease(row["id"], row["version"], held)
+            except (AwsError, StateChanged) as error:
+                log.info("annex %s: its lease end is unsettled: %s", row["annex_id"], error)
+            row = ctx.journal.request(row["id"])
+        settled.append(row)
+    return settled
+
+
 def _worst_case(plan: AnnexPlan, row: dict[str, Any]) -> dict[str, Any]:
     journaled = as_journaled(row, plan)
     cost, _ = costs.life_cost(journaled)
@@ -121,7 +143,8 @@ def _lease(ctx: Context, plan: AnnexPlan, row: dict[str, Any],
     """The annex's lease, as AWS holds it: ``enforced``; ``missing`` (the rule or target of
     its request is gone: restore it with -lease-duration, or end the annex with -off);
     ``expired`` (its end passed: the lease function ends it); ``pending`` (a create not yet
-    that far); ``ended`` (history: the row is final); ``unknown`` (AWS was not asked)."""
+    that far); ``ended`` (history: the row is final); ``unknown`` (AWS was not asked, or a
+    cut-short lease change left the end unsettled and AWS could not be asked for it)."""
     if RequestState(row["state"]) in lifecycle.FINAL:
         return "ended"
     if in_force is None:  # AWS was not asked
@@ -130,6 +153,8 @@ def _lease(ctx: Context, plan: AnnexPlan, row: dict[str, Any],
         return "pending"
     if in_force.get(plan.rule_name) != rule_description(plan.annex_id, plan.client_token):
         return "missing"
+    if row["lease_unsettled"]:  # AWS holds the old end or the new: never guess which
+        return "unknown"
     return "enforced" if row["lease_end"] > now else "expired"
 
 
@@ -142,13 +167,14 @@ def status(ctx: Context, who: Caller, name: str | None, region: str | None,
     one, from the journal only (history: no time left, no instances).
     """
     if name is None:
-        rows = ctx.journal.live_rows(owner_uid=None if who.is_admin else who.uid,
-                                     region=region)
+        rows = _with_leases_settled(ctx, ctx.journal.live_rows(
+            owner_uid=None if who.is_admin else who.uid, region=region), credentials)
         return [report for report in _settled(
             ctx, _reports(ctx, rows, credentials, instance_ids=instance_ids), rows, credentials)
             if report["lease"] != "ended"]
     row = ctx.live(who, name, region)
     if row is not None:
+        [row] = _with_leases_settled(ctx, [row], credentials)
         return _settled(ctx, _reports(ctx, [row], credentials, instance_ids=instance_ids),
                         [row], credentials)
     history = ctx.journal.last_final(who.uid, name, region)
