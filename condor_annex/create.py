@@ -187,8 +187,10 @@ class CreateAnnex(Command):
                 if found["worst_case_cost"] is not None else "an unknown amount")
         what = {"on-demand": "on-demand instance(s)", "ec2-fleet": "EC2 Fleet capacity unit(s)"
                 }.get(found["type"], "Spot Fleet capacity unit(s)")
-        print(f"Will request {found['capacity']} {what} for {found['hours']:.2f} hours, "
-              f"costing {cost}.")
+        most = found.get("instances", found["capacity"])
+        instances = "" if most == found["capacity"] else f" (up to {most} instances)"
+        print(f"Will request {found['capacity']} {what}{instances} for {found['hours']:.2f} "
+              f"hours, costing {cost}.")
         try:
             answer = input("Is that OK? (Type 'yes' or 'no'): ").strip().lower()
         except EOFError:

@@ -56,7 +56,7 @@ def test_the_cost_cap_holds_on_a_lease_change(aws, moto_server, tmp_path):
         longer = pool.condor_annex("-annex-name", "hour", "-lease-duration", str(YEAR))
         assert longer.returncode == 4, longer.stdout
         assert "with that lease end annex 'hour' may cost up to $843." in longer.stderr
-        assert "(1 x $0.0960/h x 8784.0" in longer.stderr
+        assert "(1 instance x $0.0960/h x 8784.0" in longer.stderr
         assert "h since it started), over the limit of $5.00 (ANNEX_MAX_COST)" in longer.stderr
         assert everything_of(aws, pool, "hour") == before
         a_bit = pool.condor_annex("-annex-name", "hour", "-lease-duration", "7200")
@@ -78,7 +78,7 @@ def test_the_instance_cap_holds_on_a_lease_change_but_an_earlier_end_always_pass
         before = everything_of(aws, pool, "two")
         longer = pool.condor_annex("-annex-name", "two", "-lease-duration", "7200")
         assert longer.returncode == 4
-        assert "your live annexes hold 2 instances, over the limit of 1 " \
+        assert "your live annexes may run 2 instances, over the limit of 1 " \
                "(ANNEX_MAX_INSTANCES)" in longer.stderr
         assert everything_of(aws, pool, "two") == before
         shorter = pool.condor_annex("-annex-name", "two", "-lease-duration", "600")
@@ -108,11 +108,11 @@ def test_an_unpriced_fleet_is_held_to_its_own_aws_enforced_cap():
     plan = costs.with_price_cap(plan, caps)  # as a create does: $1/h for its 1 h
     assert costs.estimate(plan)["worst_case_cost"] is None
     start = plan.created_at
-    costs.check_lease_change(plan, start + 3600, start, caps, plan.lease_end, lambda: 0)
+    costs.check_lease_change(plan, start + 3600, start, caps, plan.lease_end, costs.Holding)
     with pytest.raises(InvalidRequest, match=r"may cost up to \$2\.00 \(its fleet's cap of "
                        r"\$1\.0000/h x 2\.00 h since it started\), over the limit of \$1\.00"):
-        costs.check_lease_change(plan, start + 7200, start, caps, plan.lease_end, lambda: 0)
+        costs.check_lease_change(plan, start + 7200, start, caps, plan.lease_end, costs.Holding)
     uncapped = fleet_plan(built.request)  # no cap on the fleet, no price: cannot be held
     with pytest.raises(InvalidRequest, match="cannot be estimated"):
         costs.check_lease_change(uncapped, start + 7200, start, caps, uncapped.lease_end,
-                                 lambda: 0)
+                                 costs.Holding)

@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from annexd.money import costs
+
 from annexd_lambda.lease import ANNEX_TAG
 from localaws import fixtures
 from localaws.pool import AnnexDaemon, LocalPool, script
@@ -151,12 +153,12 @@ def capped_pool(aws, moto_server, tmp_path):
 
 @pytest.mark.parametrize("flags, words", [
     (["-count", "5", "-lease-duration", "60"],
-     "5 more instances would make 5 for you, over the limit of 4 (ANNEX_MAX_INSTANCES)"),
+     "annex 'big' may run up to 5 instances, over the limit of 4 (ANNEX_MAX_INSTANCES)"),
     (["-count", "1", "-lease-duration", "9000"],
      "a lease of 9000 s exceeds the limit of 7200 s (ANNEX_MAX_LEASE_DURATION)"),
     (["-count", "4", "-lease-duration", "7000"],
-     "this annex may cost up to $0.75 (4 x $0.0960/h x 1.94 h), over the limit of $0.50 "
-     "(ANNEX_MAX_COST)"),
+     "this annex may cost up to $0.75 (4 instances x $0.0960/h x 1.94 h, prices of "
+     f"{costs.price_table()['date']}), over the limit of $0.50 (ANNEX_MAX_COST)"),
 ])
 def test_caps_refuse_with_the_numbers(aws, capped_pool, flags, words):
     result = subprocess.run(
@@ -177,7 +179,7 @@ def test_caps_count_what_the_user_already_runs(aws, capped_pool):
     more = subprocess.run([*command, "-annex-name", "second", "-count", "3",
                            "-lease-duration", "600", SPOT_CONFIG], env=capped_pool.env(),
                           capture_output=True, text=True, timeout=60)
-    assert more.returncode == 4 and "3 more instances would make 5 for you" in more.stderr
+    assert more.returncode == 4 and "may run up to 3 more instances, which would make 5 for you" in more.stderr
     longer = subprocess.run([*command, "-annex-name", "first", "-lease-duration", "9000"],
                             env=capped_pool.env(), capture_output=True, text=True, timeout=60)
     assert longer.returncode == 4 and "ANNEX_MAX_LEASE_DURATION" in longer.stderr

@@ -284,7 +284,7 @@ def test_unpriceable_fleets_are_allowed_under_max_cost_because_aws_caps_them():
     config["LaunchTemplateConfigs"][0]["Overrides"] = [{"InstanceRequirements": {
         "VCpuCount": {"Min": 2}, "MemoryMiB": {"Min": 4096}}}]
     plan = costs.with_price_cap(plan_for(config), Caps(max_cost=10.0))
-    found = costs.check(plan, Caps(max_cost=10.0), already_running=lambda: 0)
+    found = costs.check(plan, Caps(max_cost=10.0), others=costs.Holding)
     assert found["worst_case_cost"] is None and "SpotMaxTotalPrice" in plan.launch_request
 
 

@@ -102,6 +102,17 @@ class OperateCalls(AwsSession):
                     for name in page.get("RuleNames", []))
         return {name: text for name, text in described.items() if name in targeted}
 
+    def live_fleets(self, annex_id: str, annex_type: str | None,
+                    client_token: str | None) -> list[str]:
+        """The request's fleets that may still hold or launch instances, as the lease
+        function's teardown would find them (none for an on-demand annex)."""
+        kinds = lease.FLEET_KINDS.get(annex_type or "", ("spot-fleet", "ec2-fleet"))
+        with self._call("EC2 DescribeSpotFleetRequests/DescribeFleets"):
+            return ((lease.find_fleets(self.ec2, annex_id, client_token)
+                     if "spot-fleet" in kinds else []) +
+                    (lease.find_ec2_fleets(self.ec2, annex_id, client_token)
+                     if "ec2-fleet" in kinds else []))
+
     def teardown(self, annex_id: str, bucket: str | None, annex_type: str | None = None,
                  client_token: str | None = None,
                  report: Callable[[str], None] = lambda text: None) -> dict[str, Any]:

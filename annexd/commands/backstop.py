@@ -1,8 +1,10 @@
 """The daemon's lease backstop: end every annex whose lease is over, with its own identity.
 
-Only annexes the daemon's identity may act on (made with it, or in its account).  Each is
-claimed (``-> ending``) before the first AWS call, like ``-off``; an active annex whose lease
-AWS says was moved on (someone changed it there) is released again with the new end.  A
+Only annexes the daemon's identity may act on (made with it, or in its account).  For an active
+annex it reads the lease AWS holds first (the rule's Input: AWS is the truth): one moved on
+(a lease change the journal did not see to its end) is taken as the row's, and nothing is
+claimed.  Only an annex whose lease is over in AWS too is claimed (``-> ending``), like
+``-off``, before its teardown.  A
 teardown an ``-off`` left half-way (``ending-interrupted``) is finished too, whatever its
 lease end.  The lease function should have done it; if resources were still there, say so
 loudly.
@@ -16,7 +18,9 @@ from annexd.aws import AwsError
 from annexd.state.lifecycle import RequestState
 from annexd.launch.plan import AnnexPlan
 from annexd.commands.context import Context, OperationError, claim
+from annexd.commands.lease import lease_in_aws
 from annexd.commands.off import finish
+from annexd.state.journal import StateChanged
 
 log = logging.getLogger("annexd.operate")
 
@@ -31,15 +35,15 @@ def enforce_expired(ctx: Context) -> list[str]:
 
 
 def _end(ctx: Context, row: dict[str, Any]) -> bool:
+    plan = AnnexPlan.from_record(row["plan"])
+    if row["state"] == RequestState.ACTIVE and not _still_over(ctx, row, plan):
+        return False
     try:
         claim(ctx.journal, row, RequestState.ENDING)
-    except OperationError as lost:  # an owner's command got there first
+    except OperationError as lost:  # an owner's command got there first: it decides
         log.info("LEASE BACKSTOP: %s; leaving it", lost)
         return False
-    plan = AnnexPlan.from_record(row["plan"])
     try:
-        if row["state"] == RequestState.ACTIVE and _moved_on(ctx, row, plan):
-            return False
         summary = finish(ctx, row, None)
     except AwsError as error:
         log.error("LEASE BACKSTOP: cannot end expired annex %s: %s", plan.annex_id, error)
@@ -52,17 +56,27 @@ def _end(ctx: Context, row: dict[str, Any]) -> bool:
     return True
 
 
-def _moved_on(ctx: Context, row: dict[str, Any], plan: AnnexPlan) -> bool:
-    """Whether AWS says the lease was moved on (by someone else): then believe AWS and
-    release the claim with its end.  If AWS cannot be asked, the claim is released too."""
+def _still_over(ctx: Context, row: dict[str, Any], plan: AnnexPlan) -> bool:
+    """Read AWS before claiming anything: whether the lease the rule holds for the annex's
+    request is over too.  A lease moved on in AWS (a change the journal did not see to its
+    end: a crash, someone else) is taken as the row's; a lease missing from AWS while the
+    journal's end is ahead is left to that end.  Either way nothing is claimed, so an
+    owner's command is never refused for the backstop's look."""
     try:
-        target = ctx.aws(plan.region, None).lease_target(plan.annex_id, plan.request_token)
-    except AwsError:
-        ctx.journal.transition(row["id"], RequestState.ACTIVE, expect={RequestState.ENDING})
-        raise
-    moved = target["Input"].get("LeaseExpiration", 0) if target else 0
-    if moved <= ctx.clock():
+        held = lease_in_aws(ctx, plan, None)
+    except AwsError as error:
+        log.warning("LEASE BACKSTOP: cannot read the lease of annex %s: %s; leaving it",
+                    plan.annex_id, error)
         return False
-    ctx.journal.transition(row["id"], RequestState.ACTIVE, lease_end=moved,
-                           expect={RequestState.ENDING})
-    return True
+    now = ctx.clock()
+    if held is not None and held > now:
+        settled = held
+    elif held is None and row["lease_end"] > now:  # missing from AWS; the journal's end holds
+        settled = row["lease_end"]
+    else:
+        return True
+    try:
+        ctx.journal.settle_lease(row["id"], row["version"], settled)
+    except StateChanged:
+        pass  # an owner's command wrote the row meanwhile: it decides
+    return False

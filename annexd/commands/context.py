@@ -167,6 +167,12 @@ DOING = {
 }
 
 
+class Moved(OperationError):
+    """The row was written by another operation after it was read, and is back in the state
+    it was read in (``active -> extending -> active``): what was decided from the old read
+    may be wrong now.  The operation reads the row again and decides again."""
+
+
 def busy(name: str, state: RequestState | str) -> OperationError:
     """The answer of an operation that lost its claim on the annex (or never had a chance)."""
     doing = DOING.get(RequestState(state), f"is {state}")
@@ -174,10 +180,15 @@ def busy(name: str, state: RequestState | str) -> OperationError:
 
 
 def claim(journal: Journal, row: dict[str, Any], new: RequestState, **changes: Any) -> None:
-    """Move the row from the state it was read in to ``new``, in one compare-and-set: the
-    claim every operation makes before its first AWS call.  Raises :func:`busy`'s error if
-    another operation changed the row first."""
+    """Move the row from the state and version it was read in to ``new``, in one
+    compare-and-set: the claim every operation makes before its first AWS call.  Raises
+    :func:`busy`'s error if another operation wrote the row first -- even one that put it
+    back in the same state (a lease change: ``active -> extending -> active``)."""
     try:
-        journal.transition(row["id"], new, expect={RequestState(row["state"])}, **changes)
+        journal.transition(row["id"], new, expect={RequestState(row["state"])},
+                           expect_version=row.get("version"), **changes)
     except StateChanged as changed:
+        if changed.state == row["state"]:  # written and put back meanwhile: decide again
+            raise Moved("conflict", f"annex {row['annex_id']!r} was changed by another "
+                        "request while this one was deciding; run the command again") from None
         raise busy(row["annex_id"], changed.state) from None

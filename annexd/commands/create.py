@@ -3,6 +3,7 @@ create sequence (lease first).  A repeat of a parked request's command resumes i
 (:mod:`.resume`)."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import pwd
 from typing import Any, Callable
@@ -31,10 +32,19 @@ def _user_name(uid: int, annex: dict[str, Any]) -> str:
                              "-owner NAMES or -no-owner") from None
 
 
-def live_instances(ctx: Context, uid: int) -> int:
-    """Instances the user's live annexes asked for (for ANNEX_MAX_INSTANCES)."""
-    return sum(costs.capacity(AnnexPlan.from_record(row["plan"]))
-               for row in ctx.journal.live_rows(owner_uid=uid))
+def holding(ctx: Context, uid: int, *, besides: int | None = None) -> costs.Holding:
+    """What the user's live annexes may run and cost (for the per-user caps), each to its
+    journaled lease end; ``besides`` leaves out one request (the one being changed)."""
+    return costs.Holding.of(as_journaled(row) for row in ctx.journal.live_rows(owner_uid=uid)
+                            if row["id"] != besides)
+
+
+def as_journaled(row: dict[str, Any], plan: AnnexPlan | None = None) -> AnnexPlan:
+    """A row's plan with the lease as the journal holds it now (a lease change moves the end;
+    plans of releases before ``created_at`` start when the row was made)."""
+    plan = plan or AnnexPlan.from_record(row["plan"])
+    return dataclasses.replace(plan, lease_end=row["lease_end"] or plan.lease_end,
+                               created_at=plan.created_at or int(row["created"]))
 
 
 def create(ctx: Context, request: dict[str, Any], who: Caller,
@@ -56,14 +66,14 @@ def create(ctx: Context, request: dict[str, Any], who: Caller,
         if request.get("dry_run"):  # the confirmation prompt: look, never act
             if held is not None and not resumable(held, who):
                 return taken_reply(held, who)
-            estimate = costs.check(plan, settings.caps, lambda: live_instances(ctx, who.uid))
+            estimate = costs.check(plan, settings.caps, lambda: holding(ctx, who.uid))
             return protocol.ok_reply({"annex_id": plan.annex_id, "estimate": estimate},
                                      list(plan.notices))
         if held is not None:
             answer = resume.name_held(ctx, held, who, credentials, annex, notices)
             if answer is not None:
                 return answer
-        costs.check(plan, settings.caps, lambda: live_instances(ctx, who.uid))
+        costs.check(plan, settings.caps, lambda: holding(ctx, who.uid))
         payload = ctx.payload(plan, annex)
     except (InvalidRequest, KnobError) as error:
         return protocol.error_reply("invalid-request", str(error))

@@ -2,9 +2,13 @@
 lease that vanished.
 
 The row is claimed (``active -> extending``) before the first AWS call and released when done
-(``-> active``), so an ``-off`` or the backstop never races it.  The lease end the instances
-read (their config object's metadata) moves first, and with it the annex's own token (see
-:mod:`.renew`), so no instance shuts down before the lease end in force.  Only ``LeaseExpiration`` of the rule target's Input changes; every other field
+(``-> active``), so an ``-off`` or the backstop never races it.  As a create does, the lease
+comes first: the rule's target moves, and only then the lease end the instances read (their
+config object's metadata, with the annex's own token renewed in the same write, see
+:mod:`.renew`), so a change that fails half-way never leaves an object that no lease covers
+(the lease function may have ended the annex meanwhile).  What can fail without changing
+anything -- reading the object, minting the token -- is done before either write.  Only
+``LeaseExpiration`` of the rule target's Input changes; every other field
 is kept (the original ``condor_annex`` lost the bucket name there).  A lease that is missing
 (its rule or target deleted by hand, or the rule no longer this request's) is put back as the
 create made it: the annex is never left running without one.  A longer lease is held to the
@@ -18,13 +22,13 @@ import logging
 from typing import Any
 
 from annexd.money import costs
-from annexd.aws import AnnexAws
+from annexd.aws import AnnexAws, AwsError
 from annexd.aws.create import rule_description
 from annexd.state.lifecycle import RequestState
 from annexd.launch.plan import AnnexPlan, InvalidRequest
 from annexd.commands import renew
 from annexd.commands.context import DOING, Caller, Context, OperationError, busy, claim, unknown
-from annexd.commands.create import live_instances
+from annexd.commands.create import holding
 
 log = logging.getLogger("annexd.operate")
 
@@ -43,15 +47,38 @@ def extend(ctx: Context, who: Caller, name: str, region: str | None, lease_durat
     plan = AnnexPlan.from_record(row["plan"])
     _check_caps(ctx, row, plan, int(ctx.clock()) + lease_duration)
     claim(ctx.journal, row, RequestState.EXTENDING)
-    lease_end = row["lease_end"]
     try:
         lease_end, restored = _move(ctx, plan, credentials, int(ctx.clock()) + lease_duration)
-    finally:
-        ctx.journal.transition(row["id"], RequestState.ACTIVE, lease_end=lease_end,
-                               expect={RequestState.EXTENDING})
+    except BaseException:
+        _release_unsettled(ctx, row, plan, credentials)
+        raise
+    ctx.journal.transition(row["id"], RequestState.ACTIVE, lease_end=lease_end,
+                           lease_unsettled=False, expect={RequestState.EXTENDING})
     log.info("annex %s: uid %d %s its lease, which now ends at %d", name, who.uid,
              "restored" if restored else "moved", lease_end)
     return {"annex_id": name, "lease_end": lease_end, "lease_restored": restored}
+
+
+def _release_unsettled(ctx: Context, row: dict[str, Any], plan: AnnexPlan,
+                       credentials: dict[str, str] | None) -> None:
+    """A change that failed half-way may have moved the lease in AWS or not: take what the
+    rule's Input says, or, if AWS cannot say, mark the row's lease end unsettled for whoever
+    acts next (-status, the backstop) to read it there -- never guess from the old end."""
+    try:
+        held = lease_in_aws(ctx, plan, credentials)
+    except AwsError:
+        held = None
+    ctx.journal.transition(row["id"], RequestState.ACTIVE, lease_end=held,
+                           lease_unsettled=held is None, expect={RequestState.EXTENDING})
+
+
+def lease_in_aws(ctx: Context, plan: AnnexPlan,
+                 credentials: dict[str, str] | None) -> int | None:
+    """The lease end in force for the annex's request (its rule target's Input: AWS is the
+    truth), or None when AWS holds no lease for it; AwsError when AWS cannot be asked."""
+    target = ctx.aws(plan.region, credentials).lease_target(plan.annex_id, plan.request_token)
+    end = target["Input"].get("LeaseExpiration") if target else None
+    return end if isinstance(end, int) and not isinstance(end, bool) else None
 
 
 def _move(ctx: Context, plan: AnnexPlan, credentials: dict[str, str] | None,
@@ -61,14 +88,15 @@ def _move(ctx: Context, plan: AnnexPlan, credentials: dict[str, str] | None,
     target = aws.lease_target(plan.annex_id, plan.request_token)
     if target is None:
         _refuse_a_rule_of_another_request(aws, plan)  # before anything changes
-    renew.move_config_lease_end(aws, plan, lease_end, ctx.mint)
+    write_config = renew.config_writer(aws, plan, lease_end, ctx.mint)  # changes nothing
     if target is None:
         _restore(aws, plan, lease_end)
-        return lease_end, True
-    lease_input = dict(target["Input"], LeaseExpiration=lease_end)
-    aws.put_target(plan.rule_name, plan.target_id, target["Arn"],
-                   json.dumps(lease_input, sort_keys=True))
-    return lease_end, False
+    else:
+        lease_input = dict(target["Input"], LeaseExpiration=lease_end)
+        aws.put_target(plan.rule_name, plan.target_id, target["Arn"],
+                       json.dumps(lease_input, sort_keys=True))
+    write_config()  # last: never an object the lease does not cover
+    return lease_end, target is None
 
 
 def _refuse_a_rule_of_another_request(aws: AnnexAws, plan: AnnexPlan) -> None:
@@ -93,6 +121,7 @@ def _check_caps(ctx: Context, row: dict[str, Any], plan: AnnexPlan, lease_end: i
     instances counted are the annex owner's, whoever asks."""
     try:
         costs.check_lease_change(plan, lease_end, ctx.clock(), ctx.settings.caps,
-                                 row["lease_end"], lambda: live_instances(ctx, row["owner_uid"]))
+                                 row["lease_end"],
+                                 lambda: holding(ctx, row["owner_uid"], besides=row["id"]))
     except InvalidRequest as error:
         raise OperationError("invalid-request", str(error)) from None

@@ -16,21 +16,31 @@ from annexd.state import lifecycle
 from annexd.state.journal import Journal
 from annexd.state.lifecycle import RequestState
 from annexd.launch.plan import AnnexPlan
-from annexd.commands.context import Caller, Context, OperationError, busy, claim, unknown
+from annexd.commands.context import (Caller, Context, Moved, OperationError, busy, claim,
+                                     unknown)
 
 log = logging.getLogger("annexd.operate")
+
+#: How often -off reads the row again when another operation wrote it meanwhile.
+CLAIM_ATTEMPTS = 3
 
 
 def off(ctx: Context, who: Caller, name: str, region: str | None,
         credentials: dict[str, str] | None,
         report: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
     """End the caller's live annex ``name`` now; ``report`` hears each step as it starts."""
-    row = ctx.live(who, name, region)
-    if row is None:
-        return _history(ctx, who, name, region)
-    if row["state"] not in lifecycle.ENDABLE:
-        raise busy(name, row["state"])
-    claim(ctx.journal, row, RequestState.ENDING)
+    for attempt in range(CLAIM_ATTEMPTS):
+        row = ctx.live(who, name, region)
+        if row is None:
+            return _history(ctx, who, name, region)
+        if row["state"] not in lifecycle.ENDABLE:
+            raise busy(name, row["state"])
+        try:
+            claim(ctx.journal, row, RequestState.ENDING)
+            break
+        except Moved:  # a lease change came and went: read it again, decide again
+            if attempt == CLAIM_ATTEMPTS - 1:
+                raise
     summary = finish(ctx, row, credentials, report)
     log.info("annex %s in %s turned off by uid %d: %s", name, row["region"], who.uid, summary)
     return summary

@@ -24,16 +24,19 @@ from annexd.commands.context import OperationError
 Minter = Callable[[AnnexPlan, int], str]
 
 
-def move_config_lease_end(aws: AnnexAws, plan: AnnexPlan, lease_end: int,
-                          mint: Minter) -> None:
-    """Move the lease end the instances read; with a minted token, renew it in the same
-    write.  A token that cannot be minted stops the lease change before anything changed."""
+def config_writer(aws: AnnexAws, plan: AnnexPlan, lease_end: int,
+                  mint: Minter) -> Callable[[], None]:
+    """Everything that can fail before anything changes -- reading the object, minting the
+    token -- done now; returns the one write that moves the lease end the instances read
+    (with a minted token, renewed in the same write).  A lease change calls it only once the
+    rule and target hold the new end: a change that fails leaves no object without a lease.
+    A token that cannot be minted stops the lease change before anything changed."""
     if plan.pool_auth != "minted":
-        aws.set_config_lease_end(plan.bucket, plan.config_key, lease_end)
-        return
+        return lambda: aws.set_config_lease_end(plan.bucket, plan.config_key, lease_end)
     try:
         token = mint(plan, lease_end)
     except InvalidRequest as error:
         raise OperationError("invalid-request", f"{error}; nothing was changed") from None
     payload = tarball.with_token(aws.get_config(plan.bucket, plan.config_key), plan, token)
-    aws.put_config(plan.bucket, plan.config_key, payload, plan.annex_id, lease_end)
+    return lambda: aws.put_config(plan.bucket, plan.config_key, payload, plan.annex_id,
+                                  lease_end)

@@ -122,12 +122,13 @@ def recover(ctx: Context, workers: int = 8) -> None:
     rows = ctx.journal.unfinished()
     for row in rows:
         state = RequestState(row["state"])
-        if state in lifecycle.DRIVEN:
+        if state is RequestState.EXTENDING:  # cut short: AWS holds the old end or the new
+            ctx.journal.transition(row["id"], RequestState.ACTIVE, lease_unsettled=True)
+            log.warning("request %d: annex %s: a lease change was cut short; its lease end is "
+                        "read from AWS by the backstop or the owner's next -status",
+                        row["id"], row["annex_id"])
+        elif state in lifecycle.DRIVEN:
             ctx.journal.transition(row["id"], lifecycle.AFTER_CRASH[state])
-            if state is RequestState.EXTENDING:
-                log.warning("request %d: annex %s: a lease change was cut short; the lease "
-                            "in AWS is in force either way, and -status shows it",
-                            row["id"], row["annex_id"])
     rows = [ctx.journal.request(row["id"]) for row in rows]
     rows = [row for row in rows if row["state"] in lifecycle.PARKED]
     mine = [row for row in rows if ctx.may_recover(row)]

@@ -3,8 +3,9 @@ them now (instances, and whether each one's lease is in force); and the plain li
 (``list``), from the journal alone.
 
 Final rows are history: shown only when asked for by name, with no time left and nothing
-asked of AWS.  An annex whose lease is over and whose rule is gone was ended by its lease
-function; -status records that (claiming the row like -off) rather than show it as live.
+asked of AWS.  -status never ends anything in AWS: an annex whose lease is over and of whose
+request nothing is left was ended by its lease function, and -status records that in the
+journal alone, guarded by the row's version, rather than show it as live.
 """
 from __future__ import annotations
 
@@ -15,10 +16,14 @@ from typing import Any
 from annexd.state import lifecycle
 from annexd.aws import AwsError
 from annexd.aws.create import rule_description
+from annexd.state.journal import StateChanged
 from annexd.state.lifecycle import RequestState
+from annexd_lambda.lease import LIVE_INSTANCE_STATES
 from annexd.launch.plan import AnnexPlan
-from annexd.commands import off
-from annexd.commands.context import Caller, Context, OperationError, claim, unknown, user_name
+from annexd.money import costs
+from annexd.commands.create import as_journaled
+from annexd.commands.lease import lease_in_aws
+from annexd.commands.context import Caller, Context, unknown, user_name
 
 log = logging.getLogger("annexd.operate")
 
@@ -75,6 +80,9 @@ def _reports(ctx: Context, rows: list[dict[str, Any]], credentials: dict[str, st
         "lease_enforced": lease == "enforced",
         "instances": ({state: len(ids) for state, ids in
                        listed.get((plan.region, plan.annex_id), {}).items()} if may else None),
+        # What the caps count: the most instances it can run, and its worst-case cost from
+        # its start to its lease end (None: it cannot be priced), with the price table's date.
+        **_worst_case(plan, row),
         # The jti of the annex's own token: SEC_TOKEN_REVOCATION_EXPR revokes it by this.
         **({"token_id": plan.token_id} if plan.token_id else {}),
     } for plan, row, may in zip(plans, rows, known)]
@@ -83,6 +91,34 @@ def _reports(ctx: Context, rows: list[dict[str, Any]], credentials: dict[str, st
             if may:
                 report["instance_ids"] = listed.get((plan.region, plan.annex_id), {})
     return reports
+
+
+def _with_leases_settled(ctx: Context, rows: list[dict[str, Any]],
+                         credentials: dict[str, str] | None) -> list[dict[str, Any]]:
+    """Rows whose lease end a cut-short lease change left unsettled take the end AWS holds
+    (the rule's Input), guarded by the version read; the journal is never trusted for them.
+    One call per such row, once."""
+    settled = []
+    for row in rows:
+        if row["lease_unsettled"] and row["state"] == RequestState.ACTIVE and \
+                _countable(ctx, row, credentials):
+            plan = AnnexPlan.from_record(row["plan"])
+            try:
+                held = lease_in_aws(ctx, plan, credentials)
+                if held is not None:
+                    ctx.journal.settle_lease(row["id"], row["version"], held)
+            except (AwsError, StateChanged) as error:
+                log.info("annex %s: its lease end is unsettled: %s", row["annex_id"], error)
+            row = ctx.journal.request(row["id"])
+        settled.append(row)
+    return settled
+
+
+def _worst_case(plan: AnnexPlan, row: dict[str, Any]) -> dict[str, Any]:
+    journaled = as_journaled(row, plan)
+    cost, _ = costs.life_cost(journaled)
+    return {"max_instances": costs.worst_instances(journaled), "worst_case_cost": cost,
+            "prices_date": costs.price_table()["date"]}
 
 
 def _countable(ctx: Context, row: dict[str, Any], credentials: dict[str, str] | None) -> bool:
@@ -107,7 +143,8 @@ def _lease(ctx: Context, plan: AnnexPlan, row: dict[str, Any],
     """The annex's lease, as AWS holds it: ``enforced``; ``missing`` (the rule or target of
     its request is gone: restore it with -lease-duration, or end the annex with -off);
     ``expired`` (its end passed: the lease function ends it); ``pending`` (a create not yet
-    that far); ``ended`` (history: the row is final); ``unknown`` (AWS was not asked)."""
+    that far); ``ended`` (history: the row is final); ``unknown`` (AWS was not asked, or a
+    cut-short lease change left the end unsettled and AWS could not be asked for it)."""
     if RequestState(row["state"]) in lifecycle.FINAL:
         return "ended"
     if in_force is None:  # AWS was not asked
@@ -116,6 +153,8 @@ def _lease(ctx: Context, plan: AnnexPlan, row: dict[str, Any],
         return "pending"
     if in_force.get(plan.rule_name) != rule_description(plan.annex_id, plan.client_token):
         return "missing"
+    if row["lease_unsettled"]:  # AWS holds the old end or the new: never guess which
+        return "unknown"
     return "enforced" if row["lease_end"] > now else "expired"
 
 
@@ -128,13 +167,14 @@ def status(ctx: Context, who: Caller, name: str | None, region: str | None,
     one, from the journal only (history: no time left, no instances).
     """
     if name is None:
-        rows = ctx.journal.live_rows(owner_uid=None if who.is_admin else who.uid,
-                                     region=region)
+        rows = _with_leases_settled(ctx, ctx.journal.live_rows(
+            owner_uid=None if who.is_admin else who.uid, region=region), credentials)
         return [report for report in _settled(
             ctx, _reports(ctx, rows, credentials, instance_ids=instance_ids), rows, credentials)
             if report["lease"] != "ended"]
     row = ctx.live(who, name, region)
     if row is not None:
+        [row] = _with_leases_settled(ctx, [row], credentials)
         return _settled(ctx, _reports(ctx, [row], credentials, instance_ids=instance_ids),
                         [row], credentials)
     history = ctx.journal.last_final(who.uid, name, region)
@@ -145,23 +185,35 @@ def status(ctx: Context, who: Caller, name: str | None, region: str | None,
 
 def _settled(ctx: Context, reports: list[dict[str, Any]], rows: list[dict[str, Any]],
              credentials: dict[str, str] | None) -> list[dict[str, Any]]:
-    """Record the end of annexes whose lease is over and whose rule is gone: the lease
-    function ended them (it deletes the rule last).  Like -off, each is claimed first, and
-    its request's teardown is run once more in case anything was left; one that another
-    operation holds, or whose teardown fails, is shown as it is."""
+    """Record what the lease function already did: an annex whose lease is over, whose rule
+    is gone and of whose request nothing is left (no live instance, no live fleet) ended.
+
+    -status never ends anything in AWS (that is the lease function's, the backstop's or
+    -off's job): this is a journal-only transition, made only if the row was not written
+    since this listing read it (its version), so a lease restore or any other operation in
+    between always wins.  An annex with something left is shown as it is (``expired``), for
+    the backstop or -off to end."""
     now = ctx.clock()
     for report, row in zip(reports, rows):
         if report["lease"] != "missing" or row["lease_end"] > now or \
-                row["state"] not in lifecycle.ENDABLE:
+                row["state"] not in lifecycle.ENDABLE or report["instances"] is None or \
+                any(count for state, count in report["instances"].items()
+                    if state in LIVE_INSTANCE_STATES):
             continue
+        plan = AnnexPlan.from_record(row["plan"])
         try:
-            claim(ctx.journal, row, RequestState.ENDING)
-            off.finish(ctx, row, credentials)
-        except (OperationError, AwsError) as error:
-            log.warning("annex %s: its lease is over, but it could not be marked ended: %s",
+            if ctx.aws(plan.region, credentials).live_fleets(
+                    plan.annex_id, plan.annex_type, plan.request_token):
+                continue
+        except AwsError as error:
+            log.warning("annex %s: cannot tell whether its fleets are gone: %s",
                         row["annex_id"], error)
             continue
-        log.info("annex %s in %s: its lease function ended it; recorded as ended",
-                 row["annex_id"], row["region"])
+        try:
+            ctx.journal.settle_ended(row["id"], row["version"])
+        except StateChanged:
+            continue  # another operation wrote the row meanwhile: it decides, not we
+        log.info("annex %s in %s: nothing of it is left and its lease is over; its lease "
+                 "function ended it; recorded as ended", row["annex_id"], row["region"])
         report.update(state=RequestState.ENDED.value, lease="ended", instances={})
     return reports

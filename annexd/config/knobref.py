@@ -78,12 +78,17 @@ KNOBS: tuple[Knob, ...] = (
          "look"),
     Knob("ANNEXD_SETUP_POLL_SECONDS", "daemon", "stack polling period during `-setup`"),
     # --- the admin's limits
-    Knob("ANNEX_MAX_INSTANCES", "daemon", "most instances one user's live annexes may have "
-         "together", unset="— (no limit)"),
+    Knob("ANNEX_MAX_INSTANCES", "daemon", "most instances one annex, and one user's live "
+         "annexes together, may run at once, whatever the weights (a fleet of capacity C runs "
+         "up to C / its smallest `WeightedCapacity` instances)", unset="— (no limit)"),
     Knob("ANNEX_MAX_LEASE_DURATION", "daemon", "longest lease, in seconds, of a create or a "
          "lease change", unset="— (no limit)"),
-    Knob("ANNEX_MAX_COST", "daemon", "most one annex may cost over its lease, in US dollars "
-         "(also put into the fleet as AWS-enforced hourly caps)", unset="— (no limit)"),
+    Knob("ANNEX_MAX_COST", "daemon", "most one annex may cost over its whole lease, in US "
+         "dollars, at worst: the most instances it can run x the most one may cost per hour x "
+         "the hours (also put into the fleet as AWS-enforced hourly caps)",
+         unset="— (no limit)"),
+    Knob("ANNEX_MAX_COST_PER_USER", "daemon", "most one user's live annexes may cost together "
+         "over their leases, in US dollars, at worst", unset="— (no limit)"),
     # --- how instances join the pool
     Knob("COLLECTOR_HOST", "daemon", "the pool annex instances join (HTCondor's own knob)",
          unset="— (required)"),

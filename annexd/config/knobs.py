@@ -338,11 +338,13 @@ class PoolSettings:
 
 @dataclass(frozen=True)
 class Caps:
-    """The admin's limits on what one user may start (None: no limit)."""
+    """The admin's limits on what one user may start (None: no limit), in the units they
+    name: instances (whatever the weights) and US dollars (see :mod:`annexd.money.costs`)."""
 
     max_instances: int | None = None
     max_lease_duration: int | None = None
     max_cost: float | None = None
+    max_cost_per_user: float | None = None
 
     @classmethod
     def load(cls) -> "Caps":
@@ -350,6 +352,7 @@ class Caps:
             max_instances=_typed("ANNEX_MAX_INSTANCES", None, _positive_int, None),
             max_lease_duration=_typed("ANNEX_MAX_LEASE_DURATION", None, _positive_int, None),
             max_cost=_typed("ANNEX_MAX_COST", None, _positive_float, None),
+            max_cost_per_user=_typed("ANNEX_MAX_COST_PER_USER", None, _positive_float, None),
         )
 
 

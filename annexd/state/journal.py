@@ -55,7 +55,9 @@ CREATE TABLE IF NOT EXISTS requests (
     error TEXT,
     created REAL NOT NULL,
     updated REAL NOT NULL,
-    region TEXT NOT NULL DEFAULT ''
+    region TEXT NOT NULL DEFAULT '',
+    version INTEGER NOT NULL DEFAULT 0,
+    lease_unsettled INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS step_events (
     request_id INTEGER NOT NULL REFERENCES requests(id),
@@ -177,27 +179,65 @@ class Journal:
     def transition(self, request_id: int, new: RequestState, *,
                    outputs: dict[str, Any] | None = None, error: str | None = None,
                    lease_end: int | None = None,
-                   expect: Iterable[RequestState] | None = None) -> None:
+                   lease_unsettled: bool | None = None,
+                   expect: Iterable[RequestState] | None = None,
+                   expect_version: int | None = None) -> None:
         """Change the request's state, if the lifecycle allows it (else IllegalTransition).
 
         ``expect``: change it only from one of these states, atomically; else StateChanged.
+        ``expect_version``: only if the row was not written since it was read at that
+        version (every write moves it, so ``active -> extending -> active`` is a change too,
+        which comparing states alone would miss); else StateChanged.
+        ``lease_unsettled``: whether ``lease_end`` may differ from the lease in AWS (a lease
+        change cut short): AWS's rule is then the truth, read by whoever acts next.
         """
         with self._lock:
-            (current,) = self._db.execute("SELECT state FROM requests WHERE id = ?",
-                                          (request_id,)).fetchone()
-            if expect is not None and RequestState(current) not in set(expect):
-                raise StateChanged(current)
+            self._transition(request_id, new, outputs=outputs, error=error,
+                             lease_end=lease_end, lease_unsettled=lease_unsettled,
+                             expect=expect, expect_version=expect_version)
+
+    def _transition(self, request_id: int, new: RequestState, *,
+                    outputs: dict[str, Any] | None, error: str | None, lease_end: int | None,
+                    expect: Iterable[RequestState] | None, expect_version: int | None,
+                    lease_unsettled: bool | None = None) -> None:
+        """:meth:`transition`, the lock held."""
+        (current, version) = self._db.execute(
+            "SELECT state, version FROM requests WHERE id = ?", (request_id,)).fetchone()
+        if expect is not None and RequestState(current) not in set(expect):
+            raise StateChanged(current)
+        if expect_version is not None and version != expect_version:
+            raise StateChanged(current)
+        try:
+            lifecycle.check(current, new)
+        except lifecycle.IllegalTransition:
+            log.error("BUG: request %d: %s -> %s refused", request_id, current, new)
+            raise
+        self._db.execute(
+            "UPDATE requests SET state = ?, outputs = COALESCE(?, outputs),"
+            " error = COALESCE(?, error), lease_end = COALESCE(?, lease_end), updated = ?,"
+            " lease_unsettled = COALESCE(?, lease_unsettled), version = version + 1"
+            " WHERE id = ?",
+            (RequestState(new).value, None if outputs is None else json.dumps(outputs),
+             error, lease_end, time.time(),
+             None if lease_unsettled is None else int(lease_unsettled), request_id))
+
+    def settle_ended(self, request_id: int, version: int) -> None:
+        """Record that the annex ended without us (its lease function ended it): the row goes
+        through ``ending`` to ``ended`` in one transaction, only if it was not written since
+        it was read at ``version`` (else StateChanged).  No AWS call goes with it."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
             try:
-                lifecycle.check(current, new)
-            except lifecycle.IllegalTransition:
-                log.error("BUG: request %d: %s -> %s refused", request_id, current, new)
+                self._transition(request_id, RequestState.ENDING, outputs=None, error=None,
+                                 lease_end=None, expect=lifecycle.ENDABLE,
+                                 expect_version=version)
+                self._transition(request_id, RequestState.ENDED, outputs=None, error=None,
+                                 lease_end=None, expect={RequestState.ENDING},
+                                 expect_version=None)
+            except BaseException:
+                self._db.execute("ROLLBACK")
                 raise
-            self._db.execute(
-                "UPDATE requests SET state = ?, outputs = COALESCE(?, outputs),"
-                " error = COALESCE(?, error), lease_end = COALESCE(?, lease_end), updated = ?"
-                " WHERE id = ?",
-                (RequestState(new).value, None if outputs is None else json.dumps(outputs),
-                 error, lease_end, time.time(), request_id))
+            self._db.execute("COMMIT")
 
     def step_event(self, request_id: int, step: str, event: str, detail: Any = None, *,
                    durable: bool = False) -> None:
@@ -206,8 +246,21 @@ class Journal:
                     " VALUES (?, ?, ?, ?, ?)",
                     (request_id, step, event, json.dumps(detail), time.time()), durable)
 
+    def settle_lease(self, request_id: int, version: int, lease_end: int) -> None:
+        """Take the lease end AWS holds (the rule's Input) as the row's, if the row was not
+        written since it was read at ``version`` (else StateChanged)."""
+        with self._lock:
+            (state, now_version) = self._db.execute(
+                "SELECT state, version FROM requests WHERE id = ?", (request_id,)).fetchone()
+            if now_version != version:
+                raise StateChanged(state)
+            self._db.execute("UPDATE requests SET lease_end = ?, lease_unsettled = 0,"
+                             " updated = ?, version = version + 1 WHERE id = ?",
+                             (lease_end, time.time(), request_id))
+
     def set_lease_end(self, request_id: int, lease_end: int) -> None:
-        self._write("UPDATE requests SET lease_end = ?, updated = ? WHERE id = ?",
+        self._write("UPDATE requests SET lease_end = ?, updated = ?, version = version + 1"
+                    " WHERE id = ?",
                     (lease_end, time.time(), request_id), durable=True)
 
     # -- reads -----------------------------------------------------------------------------
@@ -252,7 +305,8 @@ class Journal:
         """Live rows nobody is driving whose recorded lease has ended, and teardowns left
         half-way: the backstop's work."""
         return [row for row in self.live_rows() if row["state"] in lifecycle.ENDABLE and (
-            row["lease_end"] < now or row["state"] == RequestState.ENDING_INTERRUPTED)]
+            row["lease_end"] < now or row["state"] == RequestState.ENDING_INTERRUPTED
+            or row["lease_unsettled"])]
 
     def progress(self, request_id: int) -> Progress:
         """Which steps of the request were started, finished and undone, with outputs."""

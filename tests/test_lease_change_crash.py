@@ -1,0 +1,86 @@
+"""A crash during a lease change: the journal follows AWS (issue 24, finding 4).
+
+Was: kill -9 after the change's PutTargets took effect, before the journal moved.  Without a
+daemon identity, -status said ``expired`` while AWS's lease ran another hour; with one, the
+owner's -off was refused ("being turned off"), then the backstop put the row back to
+``active`` and 2 instances ran on.  Now recovery marks the row's lease end unsettled, and
+-status and the backstop read the rule's Input (AWS is the truth) before anything else; the
+backstop claims nothing it has not read.
+"""
+from __future__ import annotations
+
+import signal
+import sqlite3
+import time
+
+import pytest
+
+from localaws.pool import AnnexDaemon, LocalPool
+
+from conftest import SECRET
+from test_recovery import DAEMON_CREDENTIALS, KNOBS, annex, crash_pool, live_fleets  # noqa: F401
+from test_operations import status_of
+
+POINT = "EventBridge PutTargets:after"
+
+
+def row(pool: LocalPool) -> tuple[str, int, int]:
+    with sqlite3.connect(pool.journal_file) as db:
+        return db.execute("SELECT state, lease_end, lease_unsettled FROM requests").fetchone()
+
+
+def change_and_crash(pool: LocalPool, identity: bool) -> int:
+    """Create a 3-second annex, then a lease change to an hour that dies right after AWS took
+    its new end; returns that end."""
+    env = DAEMON_CREDENTIALS if identity else {}
+    with AnnexDaemon(pool, env):
+        made = annex(pool, "-lease-duration", "3", keys=True)
+        assert made.returncode == 0, made.stderr
+    crashing = AnnexDaemon(pool, {**env, "ANNEXD_TEST_CRASH_AT": POINT}).start()
+    try:
+        changed = pool.condor_annex("-annex-name", "phoenix", "-lease-duration", "3600")
+        assert crashing.process.wait(timeout=60) == -signal.SIGKILL, "no crash"
+    finally:
+        if crashing.process.poll() is None:
+            crashing.stop(signal.SIGKILL)
+    assert changed.returncode == 3, changed.stderr
+    return int(time.time()) + 3600
+
+
+def test_without_a_daemon_identity_status_reads_the_lease_from_aws(aws, crash_pool):
+    new_end = change_and_crash(crash_pool, identity=False)
+    time.sleep(3.5)  # the old end passes
+    with AnnexDaemon(crash_pool):
+        assert row(crash_pool)[0] == "active" and row(crash_pool)[2] == 1  # unsettled
+        shown = status_of(crash_pool, "phoenix")
+        assert shown["lease"] == "enforced", shown  # was: "expired"
+        assert abs(shown["lease_end"] - new_end) <= 5
+        assert aws.target_input("phoenix")["LeaseExpiration"] == shown["lease_end"]
+        assert row(crash_pool) == ("active", shown["lease_end"], 0)
+        off = crash_pool.condor_annex("-annex-name", "phoenix", "-off")
+        assert off.returncode == 0, off.stderr
+
+
+@pytest.fixture
+def backstop_pool(aws, moto_server, tmp_path) -> LocalPool:
+    """As crash_pool, with the backstop looking every 0.2 s."""
+    return LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET, extra="\n".join([
+        KNOBS, f"ANNEX_DEFAULT_LEASE_FUNCTION_ARN = {aws.lease_arn}",
+        "ANNEXD_LEASE_CHECK_INTERVAL = 0.2"]))
+
+
+def test_with_a_daemon_identity_the_backstop_reads_aws_before_it_claims(aws, backstop_pool):
+    pool = backstop_pool
+    new_end = change_and_crash(pool, identity=True)
+    time.sleep(3.5)
+    with AnnexDaemon(pool, DAEMON_CREDENTIALS):  # recovery, then the backstop every 0.2 s
+        for _ in range(10):  # the owner's -off is never refused for the backstop's look
+            state, lease_end, unsettled = row(pool)
+            if not unsettled:
+                break
+            time.sleep(0.2)
+        assert (state, unsettled) == ("active", 0) and abs(lease_end - new_end) <= 5
+        assert len(live_fleets(aws, "phoenix")) == 1  # the backstop ended nothing
+        off = pool.condor_annex("-annex-name", "phoenix", "-off")
+        assert off.returncode == 0, off.stderr
+    assert live_fleets(aws, "phoenix") == []
