@@ -201,6 +201,16 @@ def test_lease_role_ends_every_fleet_kind(recording, judged):
     assert refused(lease_policy(recording.facts), judged["lease function"]) == []
 
 
+def test_the_lease_function_confirms_each_lease_on_the_annexs_own_rule(recording, judged):
+    """Issue 23 finding 2: before it ends anything the function reads the lease its annex's
+    rule stores (DescribeRule, ListTargetsByRule), which its role allows on annex rules."""
+    lease_calls = [r for r in judged["lease function"] if r.action.startswith("events:")]
+    actions = [r.action for r in lease_calls]
+    assert actions.count("events:ListTargetsByRule") == len(recording.outcomes["lease"])
+    assert {"events:DescribeRule", "events:ListTargetsByRule"} <= set(actions)
+    assert refused(lease_policy(recording.facts), lease_calls) == []
+
+
 def test_no_role_grants_describe_tags(recording):
     """Finding 6: the instance side never calls DescribeTags, so no role may."""
     facts = recording.facts

@@ -18,6 +18,7 @@ import pytest
 
 from annexd_lambda import lease
 from localaws import fixtures
+from localaws.eventbridge import LambdaContext
 from localaws.fakeimds import FakeImds
 from localaws.pool import BUCKET, REGION
 
@@ -112,9 +113,11 @@ def test_lease_function_ends_every_kind_under_moto_enforcement(aws, make_annex):
     mine = clients(aws.url, keys)
     inputs = {name: aws.target_input(name) for name in annexes}
     with enforced(aws.url):
-        for name in annexes:  # each annex's own Input (its request's token), now expired
-            event = dict(inputs[name], LeaseExpiration=1)
-            assert lease.handler(event, None, now=lambda: 2, clients=mine)["expired"]
+        for name in annexes:  # each annex's own Input (its request's token), once expired
+            event = inputs[name]
+            after = event["LeaseExpiration"] + 1
+            assert lease.handler(event, LambdaContext(aws.lease_arn), now=lambda: after,
+                                 clients=mine)["expired"]
         with pytest.raises(mine.s3.exceptions.ClientError, match="AccessDenied"):
             mine.s3.delete_object(Bucket=BUCKET, Key="lambda/lease.zip")  # enforcement is on
     for name in annexes:
