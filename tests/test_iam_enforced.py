@@ -39,13 +39,26 @@ def judged_by_moto(statement: dict[str, Any]) -> bool:
         all(a.startswith("iam:") for a in actions) and all(":role/" in r for r in resources))
 
 
+#: AWS's action -> the names moto 5.2.6 asks for instead, for the calls made here.
+MOTO_S3_NAMES = {"s3:GetObject": ("s3:HeadObject",), "s3:ListBucket": ("s3:ListObjectsV2",)}
+
+
 def as_moto_judges(statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The statements moto can judge as written; the rest widened to ``*``."""
+    """The statements moto can judge as written; the rest widened to ``*``.
+
+    moto 5.2.6 judges HeadObject and ListObjectsV2 by their operation names,
+    ``s3:HeadObject`` and ``s3:ListObjectsV2``, which IAM does not have (AWS authorises them
+    as ``s3:GetObject`` and ``s3:ListBucket``): wherever AWS's action is granted, so is moto's
+    name for it.
+    """
     out = []
     for statement in statements:
         actions = _listed(statement["Action"])
         if judged_by_moto(statement):
-            out.append({k: v for k, v in statement.items() if k != "Condition"})
+            kept = {k: v for k, v in statement.items() if k != "Condition"}
+            kept["Action"] = [*actions, *(name for action in actions
+                                          for name in MOTO_S3_NAMES.get(action, ()))]
+            out.append(kept)
         else:
             out.append({"Effect": "Allow", "Action": actions, "Resource": "*"})
     return out
