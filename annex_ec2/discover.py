@@ -5,12 +5,19 @@ not carry it, from its fleet's: instances a Spot Fleet launches from a launch te
 only the template's tags, but AWS tags each with the fleet that launched it
 (``aws:ec2spot:fleet-request-id`` for a Spot Fleet, ``aws:ec2:fleet-id`` for an EC2 Fleet),
 and the daemon tags the fleet itself with ``htcondor:AnnexName``.  The object comes from the
-instance's own role: the policy statement that lets it ``s3:GetObject`` an annex config
-(``arn:aws:s3:::<bucket>/config-*.tar.gz``, or one exact object) names the bucket, and the
-annex names the key: ``config-<region>-<ClientToken>.tar.gz``, the token read from the same
-place as the annex (its ``htcondor:AnnexClientToken`` tag), or ``config-<annex>.tar.gz`` for
-an annex of an earlier release.  So the instance needs no configuration of its own beyond
-its role.
+instance's own role: the inline policy statement that lets it ``s3:GetObject`` an annex
+config (``arn:aws:s3:::<bucket>/config-*.tar.gz``, or the keys of one annex,
+``config-<region>-<annex>_*.tar.gz``, from ``condor_annex_role_template``) names the bucket,
+and the annex names the key: ``config-<region>-<ClientToken>.tar.gz``, the token read from
+the same place as the annex (its ``htcondor:AnnexClientToken`` tag), or
+``config-<annex>.tar.gz`` for an annex of an earlier release.  So the instance needs no
+configuration of its own beyond its role.
+
+Only the role's inline policies are read (ListRolePolicies, GetRolePolicy): the setup's
+profile and the role template grant the object there.  Managed policies a site attaches to
+the role (SSM, CloudWatch agent, ...) are never read -- reading them takes ``iam:GetPolicy``
+and ``iam:GetPolicyVersion``, which the instance role is not given, so an attached policy
+used to stop the boot -- and a grant of the config object in a managed policy is not found.
 """
 from __future__ import annotations
 
@@ -117,14 +124,11 @@ def _document(raw: Any) -> dict[str, Any]:
 
 
 def _documents(iam: Any, role: str) -> Iterator[dict[str, Any]]:
-    """Every policy document of ``role``, inline and attached (default versions)."""
-    for name in iam.list_role_policies(RoleName=role).get("PolicyNames", []):
-        yield _document(iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"])
-    for attached in iam.list_attached_role_policies(RoleName=role).get("AttachedPolicies", []):
-        arn = attached["PolicyArn"]
-        version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
-        yield _document(iam.get_policy_version(PolicyArn=arn, VersionId=version)[
-            "PolicyVersion"]["Document"])
+    """Every inline policy document of ``role`` (managed policies are not read: see above)."""
+    for page in iam.get_paginator("list_role_policies").paginate(RoleName=role):
+        for name in page.get("PolicyNames", []):
+            yield _document(iam.get_role_policy(RoleName=role, PolicyName=name)[
+                "PolicyDocument"])
 
 
 def readable_objects(iam: Any, profile_arn: str) -> list[tuple[str, str]]:
@@ -161,8 +165,9 @@ def config_object(iam: Any, profile_arn: str, annex: str, region: str | None = N
     for bucket, pattern in candidates:
         if fnmatch.fnmatchcase(wanted, pattern):
             return bucket, wanted
-    exact = [(bucket, key) for bucket, key in candidates if not any(c in key for c in "*?")]
-    if len(exact) == 1:
-        return exact[0]
+    # No guessing: a role granting some other key (an earlier role template's one object)
+    # would have this instance read an object that is not its annex's, and take the 404 for
+    # "the lease has ended".
     raise Permanent(f"the instance profile {profile_arn} grants no s3:GetObject on {wanted} "
-                    f"(it grants {candidates or 'nothing'})")
+                    f"in an inline policy of its role (it grants {candidates or 'nothing'}; "
+                    "managed policies are not read)")

@@ -36,6 +36,7 @@ from annexd.state.lifecycle import RequestState  # noqa: E402
 from annexd.launch.plan import AnnexPlan  # noqa: E402
 from annexd_lambda import lease  # noqa: E402
 from localaws import fixtures  # noqa: E402
+from localaws.eventbridge import LambdaContext  # noqa: E402
 from localaws.faultproxy import FaultProxy  # noqa: E402
 from localaws.moto_server import MotoServer  # noqa: E402
 from localaws.pool import BUCKET, REGION, AnnexDaemon, LocalPool, script  # noqa: E402
@@ -209,22 +210,25 @@ def lease_enforcement(bench: Bench, sizes: list[int]) -> None:
     with open(EXAMPLE, encoding="utf-8") as handle:
         example = json.load(handle)
     for size in sizes:
-        name = f"lease-{size}"
-        config = SPOT_FLEET.build(example, annex_id=name, client_token=f"{name}_t",
+        name, token = f"lease-{size}", f"lease-{size}_t"
+        config = SPOT_FLEET.build(example, annex_id=name, client_token=token,
                                   count=size, instance_tags={}).request
         bench.clients["ec2"].request_spot_fleet(SpotFleetRequestConfig=config)
-        bench.clients["events"].put_rule(Name=name, ScheduleExpression="rate(5 minutes)")
+        event = {"AnnexID": name, "AnnexType": "spot-fleet", "S3BucketName": BUCKET,
+                 "LeaseExpiration": 2_000_000_000, "ClientToken": token}
+        # The lease as the daemon makes it: the function confirms each expired event there.
+        bench.clients["events"].put_rule(Name=name, ScheduleExpression="rate(5 minutes)",
+                                         Description=lease.rule_description(name, token))
         bench.clients["events"].put_targets(Rule=name, Targets=[
-            {"Id": name, "Arn": bench.lease_arn, "Input": "{}"}])
+            {"Id": name, "Arn": bench.lease_arn, "Input": json.dumps(event)}])
         clients = lease.Clients(*(fixtures.client(n, bench.moto.url, REGION)
                                   for n in ("ec2", "events", "s3")))
         counter = Counter(clients.ec2, clients.events, clients.s3)
-        event = {"AnnexID": name, "AnnexType": "spot-fleet", "S3BucketName": BUCKET,
-                 "LeaseExpiration": 2_000_000_000}
-        lease.handler(event, None, now=lambda: 1_000_000_000, clients=clients)
+        context = LambdaContext(bench.lease_arn)
+        lease.handler(event, context, now=lambda: 1_000_000_000, clients=clients)
         if size == sizes[0]:
             record("lease_noop_calls", counter.calls, "calls", "unexpired lease")
-        elapsed, _ = timed(lambda: lease.handler(event, None, now=lambda: 3_000_000_000,
+        elapsed, _ = timed(lambda: lease.handler(event, context, now=lambda: 3_000_000_000,
                                                  clients=clients))
         record(f"lease_enforce_calls[{size}]", counter.calls, "calls",
                f"expired lease, {size} instances")

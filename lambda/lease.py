@@ -12,9 +12,24 @@ only what carries that token, so another request's annex of the same name (after
 ended and the name reused, or in another region sharing the bucket) is never touched.  An
 Input without one (an annex made by an earlier release) is ended by name, as before.
 
-Before the lease ends it does nothing (and makes no AWS call).  Once it has ended it tears the
-annex down, in this order, each step idempotent so that a failed tick is simply retried by the
-next one:
+Before the lease ends it does nothing (and makes no AWS call).  An event that says the lease
+has ended is never taken at its word: anyone who may put a rule and a target can aim a rule at
+this function with any Input (another user's AnnexID and ClientToken, ``"LeaseExpiration": 1``),
+and Lambda does not say which rule called.  So first the function reads the lease the annex's
+own rule holds -- :func:`confirm`: the rule named after the annex (never one the event names),
+whose description names the event's request; its target ``Id`` = the AnnexID, aimed at this
+very function (``context.invoked_function_arn``, version or alias aside); and that target's
+stored Input, whose ClientToken must be the event's and whose LeaseExpiration must have
+passed.  Only then does it end anything, and then with what the stored Input says (bucket,
+annex type, token), not the event.  A forged or stale event (an old tick after
+``-lease-duration`` moved the end, or after the name was reused) ends nothing and is logged
+with what differed; so is an event for a rule that is gone (deleted by hand while the annex
+runs: condor_annexd's lease backstop ends such an annex, the function cannot confirm it).
+Called without a Lambda context (in-process, by the local EventBridge player or a test), any
+target whose Id is the annex's stands for "this function".
+
+Once confirmed, it tears the annex down, in this order, each step idempotent so that a failed
+tick is simply retried by the next one (the rule, and so the confirmation, goes last):
 
 1. cancel every live Spot Fleet request, and delete every live EC2 Fleet, tagged
    ``htcondor:AnnexName=<AnnexID>`` (and ``htcondor:AnnexClientToken=<ClientToken>``; whole
@@ -34,6 +49,7 @@ and ``now`` can be injected for tests.  ``condor_annexd`` reuses :func:`cancel_f
 """
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -352,6 +368,73 @@ def rule_description(annex_id: str, client_token: str) -> str:
     return f"HTCondor annex {annex_id}: enforce the lease (request {client_token})"
 
 
+def _describes_lease(description: str, annex_id: str, client_token: str | None) -> bool:
+    """Whether a rule's description is the one condor_annexd gives this lease's rule.
+
+    With a ClientToken: exactly :func:`rule_description`.  Without one (the Input of an annex
+    made by an earlier release): the description earlier releases wrote,
+    ``HTCondor annex <id>: enforce the lease``, or -- a rule this release put back on a lease
+    change -- one naming a request of this annex.
+    """
+    if client_token is not None:
+        return description == rule_description(annex_id, client_token)
+    name = re.escape(annex_id)
+    return re.fullmatch(rf"HTCondor annex {name}: enforce the lease"
+                        rf"( \(request {name}_[A-Za-z0-9_-]+\))?", description) is not None
+
+
+def function_of(arn: str) -> str:
+    """The Lambda function an ARN names, without its version or alias qualifier."""
+    parts = arn.split(":")
+    return ":".join(parts[:7]) if len(parts) > 7 and parts[5] == "function" else arn
+
+
+def confirm(events: Any, claimed: Lease, function_arn: str | None,
+            now: float) -> tuple[Lease | None, str]:
+    """Does the annex's own rule say that the lease ``claimed`` (an event) has ended?
+
+    (the lease as that rule stores it, "") if so; (None, what differed) if not.  The rule is
+    the one named after the annex, its description must name the event's request, and its
+    target ``Id`` = AnnexID must be aimed at ``function_arn`` (this function; None: any
+    target of that Id).  The target's stored Input must be a lease of the same annex and
+    request (ClientToken, or none for an earlier release's annex), and its LeaseExpiration
+    must have passed: an event carrying an end the lease has since moved away from confirms
+    nothing.  Two calls: DescribeRule and ListTargetsByRule (a rule holds at most five
+    targets: one page).
+    """
+    annex_id = claimed.annex_id
+    try:
+        description = events.describe_rule(Name=annex_id).get("Description", "")
+        if not _describes_lease(description, annex_id, claimed.client_token):
+            return None, (f"rule {annex_id} is not the lease of request "
+                          f"{claimed.client_token}: its description is {description!r}")
+        targets = events.list_targets_by_rule(Rule=annex_id).get("Targets", [])
+    except ClientError as error:
+        if _code(error) == "ResourceNotFoundException":
+            return None, f"there is no rule {annex_id} (ended already, or deleted by hand)"
+        raise
+    mine = [target for target in targets if target.get("Id") == annex_id and (
+        function_arn is None or function_of(target.get("Arn", "")) == function_of(function_arn))]
+    if not mine:
+        return None, (f"rule {annex_id} has no target {annex_id} aimed at "
+                      f"{function_arn or 'a lease function'} (its targets: "
+                      f"{[(t.get('Id'), t.get('Arn')) for t in targets]})")
+    try:
+        stored = Lease.from_event(json.loads(mine[0].get("Input") or "{}"))
+    except (ValueError, LeaseError) as error:
+        return None, f"rule {annex_id}'s target holds no lease: {error}"
+    if stored.annex_id != annex_id:
+        return None, f"rule {annex_id}'s lease is annex {stored.annex_id}'s"
+    if stored.client_token != claimed.client_token:
+        return None, (f"rule {annex_id} holds the lease of request {stored.client_token}, "
+                      f"the event names request {claimed.client_token}")
+    if now <= stored.expiration:
+        return None, (f"rule {annex_id}'s lease ends at {stored.expiration}, "
+                      f"{stored.expiration - int(now)} s from now (the event said "
+                      f"{claimed.expiration})")
+    return stored, ""
+
+
 def _end_lease(events: Any, annex_id: str, client_token: str | None) -> tuple[bool, bool]:
     """Remove the rule's target, then the rule: (target removed, rule deleted).  With
     ``client_token``, only a rule whose description names that request: another request's
@@ -416,10 +499,25 @@ def teardown(annex_id: str, bucket: str | None, clients: Clients,
 
 def handler(event: Any, context: Any = None, *, now: Callable[[], float] = time.time,
             clients: Clients | None = None) -> dict[str, Any]:
-    """EventBridge entry point.  ``now`` and ``clients`` are injectable for tests only."""
-    lease = Lease.from_event(event)
-    if now() <= lease.expiration:
-        log.info("annex %s: lease has %d s left", lease.annex_id, lease.expiration - int(now()))
-        return {"AnnexID": lease.annex_id, "expired": False}
-    return teardown(lease.annex_id, lease.bucket, clients or Clients.default(),
-                    lease.annex_type, lease.client_token)
+    """EventBridge entry point.  ``now`` and ``clients`` are injectable for tests only.
+
+    An unexpired event makes no AWS call.  An expired one ends the annex only once its own
+    rule confirms it (:func:`confirm`), and then as that rule's stored Input says; otherwise
+    it ends nothing, logs what differed and answers ``{"expired": False, "refused": why}``.
+    """
+    claimed = Lease.from_event(event)
+    at = now()
+    if at <= claimed.expiration:
+        log.info("annex %s: lease has %d s left", claimed.annex_id,
+                 claimed.expiration - int(at))
+        return {"AnnexID": claimed.annex_id, "expired": False}
+    clients = clients or Clients.default()
+    function_arn = getattr(context, "invoked_function_arn", None)
+    stored, differs = confirm(clients.events, claimed, function_arn, at)
+    if stored is None:
+        log.warning("annex %s: an event says its lease (request %s) ended at %d, but %s: "
+                    "a forged or stale event; ending nothing", claimed.annex_id,
+                    claimed.client_token, claimed.expiration, differs)
+        return {"AnnexID": claimed.annex_id, "expired": False, "refused": differs}
+    return teardown(stored.annex_id, stored.bucket, clients, stored.annex_type,
+                    stored.client_token)

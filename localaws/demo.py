@@ -115,6 +115,8 @@ def report_tick(rule: str, result: object) -> None:
               f"{result['cancelled_fleets']}, terminated "
               f"{len(result['terminated_instances'])} more instance(s), removed target and "
               f"rule, deleted config: {result['deleted_config']}", flush=True)
+    elif isinstance(result, dict) and result.get("refused"):
+        print(f"   lease function for {rule}: ended nothing: {result['refused']}", flush=True)
     else:
         print(f"   lease function for {rule}: lease still held", flush=True)
 

@@ -2,7 +2,9 @@
 
 On each tick, every enabled ``rate(...)`` rule whose target is a Lambda function that exists
 gets that function's local handler called with the target's constant ``Input`` -- exactly the
-event the real service would deliver.  The rate itself is not honoured: ticks come as often as
+event the real service would deliver -- and a context naming the function as Lambda's does
+(``invoked_function_arn``: the target's ARN), which the lease function checks its own rule's
+target against.  The rate itself is not honoured: ticks come as often as
 the caller asks, so a demo need not wait five minutes.
 """
 from __future__ import annotations
@@ -12,11 +14,19 @@ import json
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 log = logging.getLogger("localaws.eventbridge")
 
 Handler = Callable[[dict[str, Any], Any], Any]
+
+
+@dataclass(frozen=True)
+class LambdaContext:
+    """What the lease function reads of the context AWS Lambda passes a handler."""
+
+    invoked_function_arn: str
 
 
 @contextlib.contextmanager
@@ -68,7 +78,8 @@ class EventBridgePlayer:
             if ":lambda:" not in target["Arn"] or not self._function_exists(target["Arn"]):
                 continue
             try:
-                result = self._handler(json.loads(target.get("Input", "{}")), None)
+                result = self._handler(json.loads(target.get("Input", "{}")),
+                                       LambdaContext(target["Arn"]))
             except Exception as error:  # a failing invocation is the function's problem
                 log.warning("lease function failed for rule %s: %s", rule, error)
                 result = error

@@ -17,7 +17,7 @@ import pytest
 from annexd.config import knobs
 from annexd_lambda import lease
 from localaws import fixtures
-from localaws.eventbridge import lambda_environment
+from localaws.eventbridge import LambdaContext, lambda_environment
 from localaws.moto_server import MotoServer
 from localaws.pool import BUCKET, REGION, AnnexDaemon, LocalPool, script
 
@@ -155,10 +155,11 @@ def with_keys(pool: LocalPool) -> list[str]:
 
 @pytest.fixture
 def fire_lease(aws: Aws):
-    """Deliver a rule target's Input to the lease handler, as EventBridge would, at ``now``."""
+    """Deliver a rule target's Input to the lease handler, as EventBridge would, at ``now``
+    (Lambda's context names the suite's lease function)."""
     def fire(event: dict[str, Any], now: float) -> dict[str, Any]:
         with lambda_environment(aws.url, REGION):
-            return lease.handler(event, None, now=lambda: now)
+            return lease.handler(event, LambdaContext(aws.lease_arn), now=lambda: now)
     return fire
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from annexd_lambda import lease
 from localaws import fixtures
+from localaws.eventbridge import LambdaContext
 from localaws.fakeimds import FakeImds
 from localaws.moto_server import MotoServer
 from localaws.pool import BUCKET, REGION, AnnexDaemon, LocalPool
@@ -261,12 +262,16 @@ class Scenarios:
                      "u-strag-ec22"):
             targets = self.aws["events"].list_targets_by_rule(Rule=name)["Targets"]
             event = json.loads(targets[0]["Input"])
-            if name == "u-old":
-                event.pop("AnnexType")  # an Input written before AnnexType existed
+            if name == "u-old":  # an Input written before AnnexType existed
+                event.pop("AnnexType")
+                self.aws["events"].put_targets(Rule=name, Targets=[
+                    {**targets[0], "Input": json.dumps(event)}])
             # Before the lease ends it makes no AWS call at all (clients that cannot call).
             nothing = lease.Clients(None, None, None)
             assert lease.handler(event, None, now=lambda: 0, clients=nothing)["expired"] is False
-            results[name] = lease.handler(event, None, now=lambda: 2**40, clients=mine)
+            # Once it has ended, the function confirms it on the annex's own rule.
+            context = LambdaContext(targets[0]["Arn"])
+            results[name] = lease.handler(event, context, now=lambda: 2**40, clients=mine)
         self.outcomes["lease"] = results
 
     # -- an annex instance --------------------------------------------------------------

@@ -33,9 +33,9 @@ def test_cfn_lint_is_clean(template):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_generated_single_object_role_template_is_clean(tmp_path):
+def test_generated_role_template_is_clean_and_reads_only_its_annexs_objects(tmp_path):
     generated = subprocess.run([script("condor_annex_role_template"), "annex-bucket",
-                                "config-nightly.tar.gz"], capture_output=True, text=True)
+                                "us-east-1", "nightly"], capture_output=True, text=True)
     assert generated.returncode == 0, generated.stderr
     path = tmp_path / "role.json"
     path.write_text(generated.stdout)
@@ -44,11 +44,22 @@ def test_generated_single_object_role_template_is_clean(tmp_path):
     statements = json.loads(generated.stdout)["Resources"]["Role"]["Properties"]["Policies"][0][
         "PolicyDocument"]["Statement"]
     policy = Judged(Policy(resolve(statements, CONTEXT)))
-    assert policy.allows("s3:GetObject", "arn:aws:s3:::annex-bucket/config-nightly.tar.gz")
-    assert not policy.allows("s3:GetObject", "arn:aws:s3:::annex-bucket/config-other.tar.gz")
-    bad = subprocess.run([script("condor_annex_role_template"), "annex-bucket", "config-*"],
-                         capture_output=True, text=True)
-    assert bad.returncode == 1 and "not a plain object key" in bad.stderr
+    mine = "config-us-east-1-nightly_0f9e8d7c-0000-4000-8000-000000000000.tar.gz"
+    assert policy.allows("s3:GetObject", f"arn:aws:s3:::annex-bucket/{mine}")
+    for other in ("config-us-east-1-nightly2_0f9e.tar.gz", "config-us-east-1-night_0f9e.tar.gz",
+                  "config-us-west-2-nightly_0f9e.tar.gz", "config-nightly.tar.gz",
+                  "config-us-east-1-nightly-b_0f9e.tar.gz"):
+        assert not policy.allows("s3:GetObject", f"arn:aws:s3:::annex-bucket/{other}"), other
+    bucket = "arn:aws:s3:::annex-bucket"
+    assert policy.allows("s3:ListBucket", bucket, **{"s3:prefix": mine})
+    for prefix in ("config-", "config-us-east-1-nightly_", "config-us-east-1-other_1.tar.gz"):
+        assert not policy.allows("s3:ListBucket", bucket, **{"s3:prefix": prefix}), prefix
+    for bad, words in ((["annex-bucket", "config-nightly.tar.gz"], "no longer takes an object key"),
+                       (["annex-bucket", "us-east-1", "night*"], "is not an annex name"),
+                       (["annex-bucket", "mars", "nightly"], "is not an AWS region")):
+        refused = subprocess.run([script("condor_annex_role_template"), *bad],
+                                 capture_output=True, text=True)
+        assert refused.returncode == 1 and words in refused.stderr, refused.stderr
 
 
 # -- the policies as written, judged by localaws.iampolicy ---------------------------------

@@ -76,13 +76,15 @@ def instance_policy(facts: Facts) -> Policy:
                                   "InstanceConfigurationRole", context), "instance role")
 
 
-def role_template_policy(facts: Facts, keys: list[str]) -> Policy:
-    """condor_annex_role_template's role, one per config object an instance read, together."""
+def role_template_policy(facts: Facts, annexes: list[str]) -> Policy:
+    """condor_annex_role_template's role, one per annex whose instance booted, together
+    (made from the annex's name and region only: what is known before it is created)."""
     context = {**base_context(facts), "InstanceProfile.Arn": facts.profile_arn,
                "Role.Arn": facts.instance_role_arn}
     statements = []
-    for key in keys:
-        statements += role_statements(roletemplate.template(facts.bucket, key), "Role", context)
+    for annex in annexes:
+        statements += role_statements(roletemplate.template(facts.bucket, REGION, annex),
+                                      "Role", context)
     return Policy(statements, "role template")
 
 
@@ -182,11 +184,13 @@ def instance_config_keys(recording) -> list[str]:
 
 def test_the_role_template_lets_an_instance_of_each_kind_find_and_read_its_config(
         recording, judged):
-    """Finding 4: the single-object role of condor_annex_role_template may read its EC2
-    Fleet (an instance launched from a launch template finds its annex there)."""
+    """Finding 4: the one-annex role of condor_annex_role_template may read its EC2 Fleet (an
+    instance launched from a launch template finds its annex there).  Issue 23: the role is
+    made from the annex's name and region, before the annex (and its object's key) exists."""
     keys = instance_config_keys(recording)
-    assert {"u-sf", "u-lt", "u-ec2m"} <= {config_of(key) for key in keys}
-    policy = role_template_policy(recording.facts, keys)
+    annexes = sorted({config_of(key) for key in keys})
+    assert {"u-sf", "u-lt", "u-ec2m"} <= set(annexes)
+    policy = role_template_policy(recording.facts, annexes)
     assert refused(policy, judged["instance"]) == []
     assert policy.grants_unused({r.action for r in judged["instance"]}) == []
     assert Request("ec2:DescribeFleets", "*") in judged["instance"]
@@ -201,10 +205,20 @@ def test_lease_role_ends_every_fleet_kind(recording, judged):
     assert refused(lease_policy(recording.facts), judged["lease function"]) == []
 
 
+def test_the_lease_function_confirms_each_lease_on_the_annexs_own_rule(recording, judged):
+    """Issue 23 finding 2: before it ends anything the function reads the lease its annex's
+    rule stores (DescribeRule, ListTargetsByRule), which its role allows on annex rules."""
+    lease_calls = [r for r in judged["lease function"] if r.action.startswith("events:")]
+    actions = [r.action for r in lease_calls]
+    assert actions.count("events:ListTargetsByRule") == len(recording.outcomes["lease"])
+    assert {"events:DescribeRule", "events:ListTargetsByRule"} <= set(actions)
+    assert refused(lease_policy(recording.facts), lease_calls) == []
+
+
 def test_no_role_grants_describe_tags(recording):
     """Finding 6: the instance side never calls DescribeTags, so no role may."""
     facts = recording.facts
-    for policy in (instance_policy(facts), role_template_policy(facts, ["config-x.tar.gz"])):
+    for policy in (instance_policy(facts), role_template_policy(facts, ["x"])):
         assert not policy.allows(Request("ec2:DescribeTags", "*")), policy.name
 
 

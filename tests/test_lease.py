@@ -15,15 +15,30 @@ from conftest import SPOT_CONFIG
 EXPIRY = 1_800_000_000
 
 
-def event(annex_id: str, bucket: str | None = "htcondor-annex-config") -> dict:
-    body = {"AnnexID": annex_id, "LeaseExpiration": EXPIRY, "AnnexType": "spot-fleet"}
+def event(annex_id: str, bucket: str | None = "htcondor-annex-config",
+          annex_type: str | None = "spot-fleet") -> dict:
+    body = {"AnnexID": annex_id, "LeaseExpiration": EXPIRY}
+    if annex_type is not None:
+        body["AnnexType"] = annex_type
     if bucket is not None:
         body["S3BucketName"] = bucket
     return body
 
 
-def make_annex(aws, annex_id: str, capacity: int = 2, weight: float | None = None) -> str:
-    """What condor_annexd leaves in AWS for an annex: config, rule, target, tagged fleet."""
+def put_lease(aws, annex_id: str, lease_input: dict) -> None:
+    """The lease rule and target of an annex made by an earlier release (an Input without
+    ClientToken, the rule described in that release's words): what the lease function
+    confirms an event against."""
+    aws.events.put_rule(Name=annex_id, ScheduleExpression="rate(5 minutes)",
+                        Description=f"HTCondor annex {annex_id}: enforce the lease")
+    aws.events.put_targets(Rule=annex_id, Targets=[
+        {"Id": annex_id, "Arn": aws.lease_arn, "Input": json.dumps(lease_input)}])
+
+
+def make_annex(aws, annex_id: str, capacity: int = 2, weight: float | None = None,
+               lease_input: dict | None = None) -> str:
+    """What condor_annexd leaves in AWS for an annex: config, rule, target, tagged fleet
+    (the target's Input: ``lease_input``, by default :func:`event`)."""
     with open(SPOT_CONFIG, encoding="utf-8") as handle:
         config = json.load(handle)
     if weight is not None:
@@ -31,9 +46,7 @@ def make_annex(aws, annex_id: str, capacity: int = 2, weight: float | None = Non
     config = SPOT_FLEET.build(config, annex_id=annex_id, client_token=f"{annex_id}_t",
                             count=capacity, instance_tags={}).request
     aws.s3.put_object(Bucket="htcondor-annex-config", Key=lease.config_key(annex_id), Body=b"x")
-    aws.events.put_rule(Name=annex_id, ScheduleExpression="rate(5 minutes)")
-    aws.events.put_targets(Rule=annex_id, Targets=[
-        {"Id": annex_id, "Arn": aws.lease_arn, "Input": json.dumps(event(annex_id))}])
+    put_lease(aws, annex_id, event(annex_id) if lease_input is None else lease_input)
     return aws.ec2.request_spot_fleet(SpotFleetRequestConfig=config)["SpotFleetRequestId"]
 
 
@@ -102,18 +115,23 @@ def test_stray_tagged_instances_are_terminated_and_neighbours_kept(aws):
 
 
 def test_second_expired_tick_changes_nothing(aws):
+    """A late tick finds no rule to confirm it and ends nothing; the teardown itself (which
+    -off and the backstop share) is idempotent too."""
     make_annex(aws, "twice")
     first = lease.handler(event("twice"), None, now=lambda: EXPIRY + 1, clients=clients(aws))
     second = lease.handler(event("twice"), None, now=lambda: EXPIRY + 2, clients=clients(aws))
     assert first["deleted_rule"] and first["removed_target"]
-    assert second == {"AnnexID": "twice", "expired": True, "cancelled_fleets": [],
-                      "terminated_instances": [], "removed_target": False,
-                      "deleted_rule": False, "deleted_config": True}
+    assert second == {"AnnexID": "twice", "expired": False,
+                      "refused": "there is no rule twice (ended already, or deleted by hand)"}
+    again = lease.teardown("twice", "htcondor-annex-config", clients(aws), "spot-fleet")
+    assert again == {"AnnexID": "twice", "expired": True, "cancelled_fleets": [],
+                     "terminated_instances": [], "removed_target": False,
+                     "deleted_rule": False, "deleted_config": True}
 
 
 @pytest.mark.parametrize("bucket", [None, "no-such-bucket"])
 def test_a_bad_bucket_does_not_stop_termination(aws, bucket):
-    make_annex(aws, "nobucket")
+    make_annex(aws, "nobucket", lease_input=event("nobucket", bucket))
     result = lease.handler(event("nobucket", bucket), None, now=lambda: EXPIRY + 1,
                            clients=clients(aws))
     assert result["deleted_config"] is False and result["deleted_rule"]
@@ -147,9 +165,7 @@ def make_ec2_fleet(aws, annex_id: str, fleet_type: str = "maintain") -> str:
     """What condor_annexd leaves in AWS for an EC2 Fleet annex (fleet tagged, not its
     instances: they come from the launch template)."""
     fixtures.create_worker_template(aws.ec2)
-    aws.events.put_rule(Name=annex_id, ScheduleExpression="rate(1 minute)")
-    aws.events.put_targets(Rule=annex_id, Targets=[
-        {"Id": annex_id, "Arn": aws.lease_arn, "Input": json.dumps(event(annex_id))}])
+    put_lease(aws, annex_id, event(annex_id, annex_type="ec2-fleet"))
     return aws.ec2.create_fleet(
         Type=fleet_type, ClientToken=f"{annex_id}_t",
         LaunchTemplateConfigs=[{"LaunchTemplateSpecification": {
@@ -183,8 +199,7 @@ def test_ec2_fleets_are_deleted_with_their_instances_and_neighbours_kept(aws, fl
     assert states(aws, launched) == {"terminated"}
     assert states(aws, beside) == {"running"}
     assert lease.find_ec2_fleets(aws.ec2, "foobar") == [neighbour]
-    again = lease.handler({**event("foo"), "AnnexType": "ec2-fleet"}, None,
-                          now=lambda: EXPIRY + 2, clients=clients(aws))
+    again = lease.teardown("foo", "htcondor-annex-config", clients(aws), "ec2-fleet")
     assert again["cancelled_fleets"] == []  # idempotent: a deleted fleet is not live
 
 
@@ -195,11 +210,9 @@ def test_ec2_fleets_are_deleted_with_their_instances_and_neighbours_kept(aws, fl
     (None, {"DescribeSpotFleetRequests", "DescribeFleets"}),  # an Input without AnnexType
 ])
 def test_the_annex_type_says_which_fleet_api_to_search(aws, annex_type, looked_up):
-    make_annex(aws, "typed")
+    typed = event("typed", annex_type=annex_type)
+    make_annex(aws, "typed", lease_input=typed)
     counter = CallCounter(aws.ec2)
-    typed = {**event("typed"), "AnnexType": annex_type}
-    if annex_type is None:
-        del typed["AnnexType"]
     lease.handler(typed, None, now=lambda: EXPIRY + 1, clients=clients(aws))
     assert {"DescribeSpotFleetRequests", "DescribeFleets"} & set(counter.calls) == looked_up
 
@@ -227,8 +240,11 @@ def test_a_lease_ends_only_its_own_requests_resources(aws):
     make_request(aws, "again", new)
     stale = {**event("again"), "ClientToken": old}
     result = lease.handler(stale, None, now=lambda: EXPIRY + 1, clients=clients(aws))
-    assert result["cancelled_fleets"] == [] and result["terminated_instances"] == []
-    assert not result["removed_target"] and not result["deleted_rule"]
+    assert result["expired"] is False and "is not the lease of request" in result["refused"]
+    # -off and the backstop of that earlier request (the teardown alone) end nothing either.
+    ended = lease.teardown("again", "htcondor-annex-config", clients(aws), "spot-fleet", old)
+    assert ended["cancelled_fleets"] == [] and ended["terminated_instances"] == []
+    assert not ended["removed_target"] and not ended["deleted_rule"]
     held = aws.annex_resources("again")
     assert len(held["fleets"]) == 1 and len(held["instances"]) == 1
     assert held["rules"] == ["again"] and held["objects"] == [

@@ -6,8 +6,11 @@ the standard library (see ../shared/reference/htcondor-idtokens.md for the sourc
 
 1. the signing key file (named by ``ANNEX_TOKEN_SIGNING_KEY``, see :class:`TokenSettings`) is
    stored scrambled: byte *i* XOR ``DE AD BE EF``[i % 4];
-2. key id ``POOL`` only: the bytes are doubled (k || k), as HTCondor has done since 8.9.12
-   (cut at the first NUL first under the legacy ``SEC_TOKEN_POOL_SIGNING_KEY_IS_PASSWORD``);
+2. key id ``POOL`` only: the bytes are doubled (k || k), as HTCondor has done since 8.9.12;
+   under the legacy ``SEC_TOKEN_POOL_SIGNING_KEY_IS_PASSWORD`` the *raw file* is first cut at
+   its first NUL byte (HTCondor 8.4 padded the scrambled password with NULs), then, once
+   unscrambled, cut again at its first NUL (:func:`key_from_file`, after
+   ``getTokenSigningKey`` in HTCondor's store_cred.cpp);
 3. JWT key = HKDF-SHA256(that, salt ``htcondor``, info ``master jwt``, 32 bytes);
 4. header ``{"alg": "HS256", "kid": <key id>}``; claims ``iss`` (the trust domain), ``sub``,
    ``iat``, ``exp``, ``jti``, and ``scope`` as one space-separated string;
@@ -79,6 +82,27 @@ def hkdf_sha256(secret: bytes, salt: bytes, info: bytes, length: int = 32) -> by
     return out[:length]
 
 
+def key_from_file(data: bytes, key_id: str, legacy_password_key: bool = False) -> bytes:
+    """The signing secret HTCondor makes of a key file's bytes (``getTokenSigningKey``).
+
+    The POOL key (key id ``POOL``, or empty) is doubled; with
+    ``SEC_TOKEN_POOL_SIGNING_KEY_IS_PASSWORD`` the raw bytes are cut at their first NUL
+    before unscrambling (a pre-8.5.4 pool password file is the scrambled password padded
+    with NULs, which unscrambled would be DE AD BE EF bytes, not NULs) and the unscrambled
+    bytes at theirs.  Other keys are unscrambled only.
+    """
+    is_pool = key_id in ("", "POOL")
+    truncate = is_pool and legacy_password_key
+    if truncate:
+        data = data.split(b"\0", 1)[0]
+    key = unscramble(data)
+    if is_pool:
+        if truncate:
+            key = key.split(b"\0", 1)[0]
+        key += key
+    return key
+
+
 def read_key(settings: TokenSettings) -> bytes:
     """The signing key's secret as HTCondor's HKDF input (unscrambled, doubled for POOL)."""
     where = f"the token signing key {settings.key_file} ({settings.key_knob})"
@@ -96,11 +120,7 @@ def read_key(settings: TokenSettings) -> bytes:
         os.close(fd)
     if len(data) > MAX_KEY_BYTES:
         raise TokenKeyError(f"{where} is larger than {MAX_KEY_BYTES} bytes: not a key")
-    key = unscramble(data)
-    if settings.key_id == "POOL":
-        if settings.legacy_password_key:
-            key = key.split(b"\0", 1)[0]
-        key += key
+    key = key_from_file(data, settings.key_id, settings.legacy_password_key)
     if not key:
         raise TokenKeyError(f"{where} is empty")
     return key

@@ -14,6 +14,13 @@ after a requested stop, 99 for any failure to start, which a restart would only 
 configuration error, a journal that cannot be opened, an unsafe socket; the master then leaves
 the daemon off), with one line naming the cause in the log and on stderr; 44 when the log
 cannot be written.
+
+The log is the daemon's user's alone (mode 0600): annex names, owners, AWS account IDs and
+ARNs, and AWS's error texts are no other local user's business.  HTCondor's logging opens it
+(and every file it rotates it into) with mode 0644 less the umask, so the daemon makes the log
+private before HTCondor opens it, at start and on every SIGHUP, and from then on runs with
+umask 077 (the socket and its directory, which other users must reach, get their modes
+explicitly).
 """
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ import logging
 import os
 import signal
 import sqlite3
+import stat
 import sys
 import threading
 from types import SimpleNamespace
@@ -95,8 +103,45 @@ def _check_log() -> None:
         raise Fatal(EXIT_LOG_ERROR, f"cannot write the log in {directory}")
 
 
+#: The log's mode, and the umask the daemon runs with once it logs, so that the files
+#: HTCondor's logging creates on its own (rotation: ``AnnexdLog.old`` and a new log, at any
+#: line) are too.  What others must reach is given its mode explicitly (the socket and its
+#: directory: annexd.rpc.server).
+LOG_MODE = 0o600
+PRIVATE_UMASK = 0o077
+
+
+def _private_log() -> None:
+    """Make ANNEXD_LOG, and the ``.old`` file HTCondor rotates it into, readable by the
+    daemon's user only: created with mode 0600 if missing, a wider one (an earlier release's
+    0644) narrowed.  A log the daemon cannot make private is an error (exit 44 at start)."""
+    path = knobs.path("ANNEXD_LOG")
+    for name, flags in ((path, os.O_WRONLY | os.O_APPEND | os.O_CREAT),
+                        (f"{path}.old", os.O_RDONLY)):
+        try:
+            fd = os.open(name, flags | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY, LOG_MODE)
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            raise Fatal(EXIT_LOG_ERROR, f"cannot open the log {name}: {error.strerror}") \
+                from None
+        try:
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISREG(mode) and stat.S_IMODE(mode) & ~LOG_MODE:
+                try:
+                    os.fchmod(fd, LOG_MODE)
+                except OSError as error:
+                    raise Fatal(EXIT_LOG_ERROR, f"the log {name} is readable by others (mode "
+                                f"{stat.S_IMODE(mode):04o}) and cannot be made private: "
+                                f"{error.strerror}") from None
+        finally:
+            os.close(fd)
+
+
 def _enable_logging(to_terminal: bool) -> None:
     """Start HTCondor logging; only after daemonizing (DaemonContext closes every fd)."""
+    os.umask(PRIVATE_UMASK)
+    _private_log()
     htcondor2.enable_log()
     root = logging.getLogger()
     root.setLevel(logging.DEBUG)
@@ -114,6 +159,7 @@ def _reopen_log() -> None:
     """SIGHUP: let HTCondor's logging re-read ANNEXD_LOG and ANNEXD_DEBUG.  Every record goes
     through DprintfHandler, whose lock is held meanwhile, so no thread logs mid-change."""
     _check_log()  # the default path again (the reload dropped it), and writable
+    _private_log()  # a log moved away (logrotate) or a new ANNEXD_LOG: 0600 from the start
     handlers = [h for h in logging.getLogger().handlers if isinstance(h, DprintfHandler)]
     for handler in handlers:
         handler.acquire()

@@ -43,8 +43,22 @@ def _group_id(group: str | None) -> int | None:
         raise SocketSetupError(f"ANNEXD_SOCKET_GROUP: no such group {group!r}") from None
 
 
+def _make_directory(directory: str) -> None:
+    """Make ``directory`` and any missing parent 0755, whatever the umask (the daemon runs
+    with umask 077 to keep its log private: annexd.process.main): users must reach the
+    socket."""
+    parent = os.path.dirname(directory)
+    if parent and parent != directory and not os.path.isdir(parent):
+        _make_directory(parent)
+    try:
+        os.mkdir(directory, 0o755)
+    except FileExistsError:
+        return
+    os.chmod(directory, 0o755)
+
+
 def _check_directory(directory: str) -> None:
-    os.makedirs(directory, mode=0o755, exist_ok=True)
+    _make_directory(os.path.abspath(directory))
     info = os.stat(directory)
     if info.st_uid not in (0, os.geteuid()):
         raise SocketSetupError(f"socket directory {directory} is owned by uid {info.st_uid}")
