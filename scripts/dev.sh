@@ -126,14 +126,22 @@ fi
 # What defines the install: the lock, pyproject.toml (packages, console scripts) and the
 # top-level packages (the editable install maps each by name).  A change makes the virtualenv
 # anew, so it holds exactly the lock and the project; code changes inside a package need nothing.
-stamp="$VENV/.installed-$( (cat "$LOCK" pyproject.toml; ls -d -- */__init__.py) |
+# So does a change of how it is installed (INSTALL_RECIPE).
+#
+# --compile-bytecode: the .pyc files are written at install time.  Under PYTHONDONTWRITEBYTECODE
+# (set on this project's machines) Python reads .pyc files but never writes them, so without
+# them every process -- each daemon, CLI and instance-side run of the suite -- compiled boto3
+# and botocore from source again: 0.39 s of each import of boto3 instead of 0.13
+# (docs/testing.md, "Where the time went").
+INSTALL_RECIPE="uv pip install --require-hashes --no-deps --compile-bytecode"
+stamp="$VENV/.installed-$( (cat "$LOCK" pyproject.toml; echo "$INSTALL_RECIPE"; ls -d -- */__init__.py) |
                            sha1sum | cut -c1-12)"
 if [ ! -e "$stamp" ]; then
     echo "scripts/dev.sh: installing $LOCK and condor-annexd into $VENV ..." >&2
     # No ensurepip: pip is in the lock, like everything else.
     make_venv "$VENV" --without-pip
     run_uv pip install --quiet --python "$VENV/bin/python" --require-hashes --no-deps \
-        -r "$LOCK"
+        --compile-bytecode -r "$LOCK"
     # The project itself, editable, built by the locked setuptools.
     run_uv pip install --quiet --python "$VENV/bin/python" --no-deps --no-build-isolation \
         -e .
