@@ -1,6 +1,9 @@
 """moto's server as a child process on 127.0.0.1, on a free port, with AWS-like validation."""
 from __future__ import annotations
 
+import gzip
+import importlib.util
+import json
 import os
 import socket
 import subprocess
@@ -22,6 +25,29 @@ VALIDATION_ENV = {
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
+def base_images_file(directory: str, port: int) -> str:
+    """moto's own list of base images (its ``amis.json``: the 44 images of every region,
+    ``ami-1e749f67`` among them), written to ``directory`` for ``MOTO_AMIS_PATH``.
+
+    Without ``MOTO_AMIS_PATH``, moto also registers each region's "latest" and ECS images --
+    1,301 in us-east-1, each with a volume and a snapshot -- every time an EC2 backend is
+    made: on its first call after each reset, 0.3 s of the server's time, paid by nearly
+    every test (docs/testing.md, "Where the time went").  Nothing here uses those images;
+    the base images, which the examples and tests name, stay as they are.
+    """
+    spec = importlib.util.find_spec("moto")
+    assert spec is not None and spec.submodule_search_locations, "moto is not installed"
+    resources = os.path.join(list(spec.submodule_search_locations)[0], "ec2", "resources")
+    packed = os.path.join(resources, "amis.json.gz")
+    opener = gzip.open if os.path.exists(packed) else open
+    with opener(packed if opener is gzip.open else packed[:-3], "rt", encoding="utf-8") as src:
+        images = json.load(src)
+    path = os.path.join(directory, f"moto-base-images-{port}.json")
+    with open(path, "w", encoding="utf-8") as out:
+        json.dump(images, out)
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -40,11 +66,13 @@ class MotoServer:
     def start(self, timeout: float = 30.0) -> "MotoServer":
         # moto's request recorder writes to a file in its working directory unless told
         # where: keep it out of the checkout.
-        recording = os.path.join(os.path.dirname(self._log_path) if self._log_path
-                                 else tempfile.gettempdir(), f"moto-recording-{self.port}")
+        workdir = os.path.dirname(self._log_path) if self._log_path else tempfile.gettempdir()
+        recording = os.path.join(workdir, f"moto-recording-{self.port}")
+        images = {} if "MOTO_AMIS_PATH" in os.environ else {
+            "MOTO_AMIS_PATH": base_images_file(workdir, self.port)}
         self._process = spawn(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            {**os.environ, **VALIDATION_ENV, **FAKE_CREDENTIALS,
+            {**os.environ, **VALIDATION_ENV, **FAKE_CREDENTIALS, **images,
              "MOTO_RECORDER_FILEPATH": recording}, self._log_path)
         try:
             wait_until_ready(self._process, self._answers, f"moto server on {self.url}", timeout)
