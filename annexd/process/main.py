@@ -24,6 +24,7 @@ explicitly).
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import signal
@@ -32,7 +33,7 @@ import stat
 import sys
 import threading
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NoReturn
 
 import htcondor2
 
@@ -333,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             lifecycle.install()
         _enable_logging(args.t and not args.daemonize)
-        return _serve(lifecycle)
+        _exit_now(_serve(lifecycle))
     except Fatal as fatal:
         return _failed(fatal, lifecycle)
     except Exception as error:
@@ -344,6 +345,25 @@ def main(argv: list[str] | None = None) -> int:
         log.debug("start-up failed", exc_info=True)
         return _failed(Fatal(EXIT_NO_RESTART, f"cannot start: {type(error).__name__}: {error}"),
                        lifecycle)
+
+
+def _exit_now(status: int) -> NoReturn:
+    """Exit once the daemon has stopped cleanly, without tearing the interpreter down.
+
+    By then every request's thread has finished (the server joins them on close) and the
+    journal is closed.  The exit handlers still run, as on a normal exit: logging's flush,
+    the executors' joins, and -daemonize's release of the pid file.  What is skipped is
+    freeing the botocore service models and every other object one by one -- 0.3 to 0.4 s of
+    CPU after a create, during which a master (or a restart) waits for the process to go.
+    The lease backstop is a daemon thread, which a normal exit abandons too.
+    """
+    atexit._run_exitfuncs()  # pylint: disable=protected-access
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed by whoever started us: nothing to lose
+            pass
+    os._exit(status)
 
 
 def _failed(fatal: Fatal, lifecycle: Lifecycle) -> int:
