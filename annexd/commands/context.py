@@ -80,12 +80,13 @@ class Context:
                         timeout_seconds=settings.aws_timeout_seconds,
                         function_check_seconds=settings.function_check_seconds)
 
-    def may_recover(self, row: dict[str, Any]) -> bool:
+    def may_recover(self, row: dict[str, Any], plan: AnnexPlan | None = None) -> bool:
         """Whether the daemon can drive this request with its own identity: made with it, or
-        with a user's keys of the same AWS account (the lease function's)."""
+        with a user's keys of the same AWS account (the lease function's).  ``plan``: the
+        row's, if the caller has it already."""
         if not self.identity.available:
             return False
-        plan = AnnexPlan.from_record(row["plan"])
+        plan = plan or AnnexPlan.from_record(row["plan"])
         return bool(row["daemon_credentials"]) or \
             self.identity.same_account(plan.lease_function_arn)
 

@@ -321,6 +321,17 @@ class Journal:
                 progress.undone.add(row["step"])
         return progress
 
+    def with_step_done(self, request_ids: Iterable[int], step: str) -> set[int]:
+        """Which of these requests finished ``step`` (as :meth:`progress` counts it: done
+        at some point, undone or not): one query per 500 requests, not one each."""
+        ids, found = sorted(set(request_ids)), set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            found.update(row["request_id"] for row in self._rows(
+                "SELECT DISTINCT request_id FROM step_events WHERE step = ? AND event = 'done'"
+                f" AND request_id IN ({', '.join('?' * len(chunk))})", (step, *chunk)))
+        return found
+
     def step_events(self, request_id: int) -> list[tuple[str, str]]:
         return [(row["step"], row["event"]) for row in self._rows(
             "SELECT step, event FROM step_events WHERE request_id = ? ORDER BY rowid",
