@@ -123,17 +123,23 @@ if [ "${1:-}" = lock ]; then
     exit 0
 fi
 
-# What defines the install: the lock, pyproject.toml (packages, console scripts) and the
-# top-level packages (the editable install maps each by name).  A change makes the virtualenv
-# anew, so it holds exactly the lock and the project; code changes inside a package need nothing.
-stamp="$VENV/.installed-$( (cat "$LOCK" pyproject.toml; ls -d -- */__init__.py) |
-                           sha1sum | cut -c1-12)"
+# What defines the install: the lock, pyproject.toml (packages, console scripts), the
+# top-level packages (the editable install maps each by name) and how it is installed
+# ($INSTALL_HOW).  A change makes the virtualenv anew, so it holds exactly the lock and the
+# project; code changes inside a package need nothing.
+# --compile-bytecode: byte-compiled at install, as pip and Debian's packages install.  uv does
+# not compile by default, and where PYTHONDONTWRITEBYTECODE is set (these machines) nothing
+# ever caches it either: every condor_annex process compiled htcondor2, classad2 and
+# fastjsonschema from source (about 50 ms of CPU of its 140), and every daemon start botocore.
+INSTALL_HOW="uv pip install --compile-bytecode"
+stamp="$VENV/.installed-$( (cat "$LOCK" pyproject.toml; ls -d -- */__init__.py;
+                            echo "$INSTALL_HOW") | sha1sum | cut -c1-12)"
 if [ ! -e "$stamp" ]; then
     echo "scripts/dev.sh: installing $LOCK and condor-annexd into $VENV ..." >&2
     # No ensurepip: pip is in the lock, like everything else.
     make_venv "$VENV" --without-pip
-    run_uv pip install --quiet --python "$VENV/bin/python" --require-hashes --no-deps \
-        -r "$LOCK"
+    run_uv pip install --quiet --compile-bytecode --python "$VENV/bin/python" \
+        --require-hashes --no-deps -r "$LOCK"
     # The project itself, editable, built by the locked setuptools.
     run_uv pip install --quiet --python "$VENV/bin/python" --no-deps --no-build-isolation \
         -e .
