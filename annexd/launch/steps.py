@@ -11,7 +11,11 @@ an interrupted or timed-out forward call may already have created.  The driver
 
 * journals a step as *started* before its call and *done* (with what it produced) after, and
   an undo as *undone*, so a restarted daemon knows exactly where every request stood
-  (:class:`Progress`), in either direction;
+  (:class:`Progress`), in either direction.  A step's *done* is committed with the next
+  step's *started* (or with the request's next state change): one commit where there were
+  two, the same events in the same order, and nothing runs in between -- a crash there
+  loses the *done*, and the step, known as started, is looked up or put again on resume, as
+  a crash during its call would have it;
 * retries transient AWS failures with capped exponential backoff and full jitter, calling the
   step's *find* before every retry and every resumed attempt -- the fleet step's find is what
   keeps RequestSpotFleet exactly-once on services that do not honour ClientToken;
@@ -34,7 +38,7 @@ from typing import Any, Callable
 from annexd.aws import AnnexAws, Transient
 from annexd.aws.create import rule_description
 from annex_ec2.backoff import Backoff
-from annexd.state.journal import Journal, Progress
+from annexd.state.journal import Journal, Progress, StepEvent
 from annexd.state.lifecycle import RequestState
 from annexd.launch.plan import AnnexPlan
 
@@ -213,8 +217,8 @@ class Driver:
                     time.sleep(delay)
         raise AssertionError("unreachable")
 
-    def _park(self, step: str) -> Paused:
-        self.journal.transition(self.request_id, RequestState.INTERRUPTED)
+    def _park(self, step: str, events: list[StepEvent] | None = None) -> Paused:
+        self.journal.transition(self.request_id, RequestState.INTERRUPTED, events=events or ())
         return Paused(step)
 
     def forward(self, progress: Progress | None = None) -> Outputs:
@@ -224,16 +228,18 @@ class Driver:
         """
         progress = progress or Progress()
         outputs = progress.outputs()
+        finished: list[StepEvent] = []  # the last step's *done*, committed with what follows
         for step in self.steps:
             if step.name in progress.done:
                 continue
             if self.stop.is_set():
-                raise self._park(step.name)
+                raise self._park(step.name, finished)
             resumed = step.name in progress.started
             # The launch (the step with a find) is journaled durably before its call: a
             # resumed request must know to look for what it may have launched.
-            self.journal.step_event(self.request_id, step.name, "started",
-                                    durable=step.find is not None)
+            self.journal.record_steps(self.request_id, [*finished, (step.name, "started", None)],
+                                      durable=step.find is not None)
+            finished = []
             progress.started.add(step.name)
             self.report(step.says or step.name)
             try:
@@ -254,9 +260,10 @@ class Driver:
                                    outcome.lease_kept) from error
             outputs.update(produced)
             progress.done[step.name] = produced
-            self.journal.step_event(self.request_id, step.name, "done", produced)
+            finished = [(step.name, "done", produced)]
             log.info("annex %s: %s done %s", self.plan.annex_id, step.name, produced or "")
-        self.journal.transition(self.request_id, RequestState.ACTIVE, outputs=outputs)
+        self.journal.transition(self.request_id, RequestState.ACTIVE, outputs=outputs,
+                                events=finished)
         return outputs
 
     def rollback(self, progress: Progress, reason: str, *,
