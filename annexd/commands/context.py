@@ -133,14 +133,16 @@ class Context:
 
     def driver(self, plan: AnnexPlan, request_id: int, credentials: dict[str, str] | None,
                payload: bytes | None,
-               report: Callable[[str], None] = lambda text: None) -> steps.Driver:
+               report: Callable[[str], None] = lambda text: None,
+               on_disk: bool = True) -> steps.Driver:
+        """``on_disk=False``: a new request, committed but not yet forced to disk."""
         settings = self.settings
         retry = steps.RetryPolicy(settings.step_attempts, settings.retry_base_seconds,
                                   settings.retry_max_seconds)
         return steps.Driver(steps.create_sequence(plan, payload),
                             self.aws(plan.region, credentials), plan, self.journal,
                             request_id, retry=retry, stop=self.stopping, clock=self.clock,
-                            report=report)
+                            report=report, on_disk=on_disk)
 
     def live(self, who: Caller, name: str, region: str | None) -> dict[str, Any] | None:
         """The caller's one live annex of this name (in ``region``, if given)."""

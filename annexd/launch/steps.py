@@ -16,6 +16,11 @@ an interrupted or timed-out forward call may already have created.  The driver
   two, the same events in the same order, and nothing runs in between -- a crash there
   loses the *done*, and the step, known as started, is looked up or put again on resume, as
   a crash during its call would have it;
+* has a new request on disk before its first call that changes anything: the check step only
+  looks (GetFunction, DescribeRule), so its *started* -- and with it the accepted request --
+  is forced to disk on the journal's own thread while the check's calls run, and the driver
+  waits for that before it goes on or records anything else (the fsync is off the create's
+  path, never skipped);
 * retries transient AWS failures with capped exponential backoff and full jitter, calling the
   step's *find* before every retry and every resumed attempt -- the fleet step's find is what
   keeps RequestSpotFleet exactly-once on services that do not honour ClientToken;
@@ -70,6 +75,8 @@ class Step:
     lease: bool = False
     #: What the user at a terminal is told as the step starts.
     says: str = ""
+    #: Only looks: changes nothing in AWS, so its calls may run before the request is on disk.
+    looks_only: bool = False
 
 
 def check(aws: AnnexAws, plan: AnnexPlan, _: Outputs) -> Outputs:
@@ -130,7 +137,8 @@ def create_sequence(plan: AnnexPlan, payload: bytes | None) -> tuple[Step, ...]:
     start = Step(kind.step_name, kind.launch, kind.end, kind.find,
                  says=f"launching: {LAUNCH_CALLS.get(plan.annex_type, kind.step_name)}")
     return (
-        Step("check", check, says="checking the lease function and the annex name"),
+        Step("check", check, says="checking the lease function and the annex name",
+             looks_only=True),
         Step("rule", put_rule, delete_rule, lease=True,
              says=f"putting the lease in force: EventBridge rule {plan.rule_name}"),
         Step("target", put_target, remove_target, lease=True,
@@ -184,12 +192,16 @@ class Driver:
                  journal: Journal, request_id: int, *, retry: RetryPolicy = RetryPolicy(),
                  stop: threading.Event | None = None,
                  clock: Callable[[], float] = time.time,
-                 report: Callable[[str], None] = lambda text: None):
+                 report: Callable[[str], None] = lambda text: None,
+                 on_disk: bool = True):
         self.steps, self.aws, self.plan = steps, aws, plan
         self.journal, self.request_id = journal, request_id
         self.retry, self.stop, self.clock = retry, stop or threading.Event(), clock
         #: Tells the caller (a user at a terminal) each step as it starts.
         self.report = report
+        #: False: the request was committed but not forced to disk (Journal.begin with
+        #: durable=False); the first step's *started* forces it (see the module).
+        self.on_disk = on_disk
 
     def _attempt(self, step: Step, call: StepCall, outputs: Outputs, *, look_first: bool,
                  interruptible: bool) -> Any:
@@ -235,16 +247,26 @@ class Driver:
             if self.stop.is_set():
                 raise self._park(step.name, finished)
             resumed = step.name in progress.started
-            # The launch (the step with a find) is journaled durably before its call: a
-            # resumed request must know to look for what it may have launched.
-            self.journal.record_steps(self.request_id, [*finished, (step.name, "started", None)],
-                                      durable=step.find is not None)
+            opened = [*finished, (step.name, "started", None)]
             finished = []
+            syncing = None
+            if not self.on_disk and step.looks_only:  # on disk while the step looks
+                syncing = self.journal.record_steps_soon(self.request_id, opened)
+            else:
+                # The launch (the step with a find) is journaled durably before its call: a
+                # resumed request must know to look for what it may have launched.
+                self.journal.record_steps(self.request_id, opened,
+                                          durable=step.find is not None or not self.on_disk)
+            self.on_disk = True  # or, while syncing, before anything else: see below
             progress.started.add(step.name)
             self.report(step.says or step.name)
             try:
-                produced = self._attempt(step, step.forward, outputs, look_first=resumed,
-                                         interruptible=True)
+                try:
+                    produced = self._attempt(step, step.forward, outputs, look_first=resumed,
+                                             interruptible=True)
+                finally:
+                    if syncing is not None:  # on disk before the next step, or the failure
+                        syncing.result()
             except Paused:
                 raise self._park(step.name) from None
             except Exception as error:

@@ -3,8 +3,10 @@
 Each write is a committed transaction, in order; a create commits a step's *done* together
 with the next step's *started* (or with its last state change), one commit where there were
 two.  Only what exactly-once needs is forced to disk (``synchronous=FULL``, one fsync): the
-accepted request with its plan, which holds the ClientToken, before any AWS call; the launch
-step's *started*, before the launch call; and lease-end changes.  Every other event is
+accepted request with its plan, which holds the ClientToken, before any AWS call that changes
+anything (a new create's is forced with its check step's *started*, on the journal's own
+thread while the check's look-ups run: :meth:`Journal.record_steps_soon`); the launch step's
+*started*, before the launch call; and lease-end changes.  Every other event is
 committed with ``synchronous=NORMAL``: in WAL mode a power loss may forget the last of them,
 never reorder them, and the next forced commit makes all earlier ones durable too.  What such
 a loss can forget is recovered from AWS: the lease and config steps are idempotent puts; a
@@ -20,6 +22,7 @@ An annex is identified by (region, name).  A *live* row (see :mod:`annexd.state.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -127,6 +130,9 @@ class Journal:
         os.close(fd)
         os.chmod(path, 0o600)
         self._lock = threading.Lock()
+        #: The thread that forces new requests to disk (record_steps_soon), made on first use.
+        self._sync: concurrent.futures.ThreadPoolExecutor | None = None
+        self._sync_lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -183,11 +189,12 @@ class Journal:
 
     # -- writes ----------------------------------------------------------------------------
 
-    def begin(self, plan: AnnexPlan, *, daemon_credentials: bool) -> int:
+    def begin(self, plan: AnnexPlan, *, daemon_credentials: bool, durable: bool = True) -> int:
         """Record an accepted request as *creating*; raises NameTaken if a live row holds
-        its (region, name)."""
+        its (region, name).  ``durable=False``: committed, not yet forced to disk -- the
+        caller forces it (:meth:`record_steps_soon`) before any call that changes AWS."""
         now = time.time()
-        with self._lock, self._durability(True):
+        with self._lock, self._durability(durable):
             try:
                 return self._db.execute(
                     "INSERT INTO requests (annex_id, region, owner_uid, state,"
@@ -200,7 +207,7 @@ class Journal:
                 pass
         row = self.live_row(plan.region, plan.annex_id)
         if row is None:  # ended between the insert and the look-up: try once more
-            return self.begin(plan, daemon_credentials=daemon_credentials)
+            return self.begin(plan, daemon_credentials=daemon_credentials, durable=durable)
         raise NameTaken(row)
 
     def transition(self, request_id: int, new: RequestState, *,
@@ -300,6 +307,19 @@ class Journal:
             with self._transaction():
                 self._insert_events(request_id, events)
 
+    def record_steps_soon(self, request_id: int,
+                          events: Sequence[StepEvent]) -> concurrent.futures.Future:
+        """:meth:`record_steps`, forced to disk, on the journal's own thread: the forced
+        commit (an fsync, which also makes every earlier commit durable) is waited for there,
+        while the caller goes on with calls that change nothing.  The caller waits for the
+        returned future before anything that needs it on disk (its ``result()`` raises the
+        journal's failure, if it failed)."""
+        with self._sync_lock:
+            if self._sync is None:
+                self._sync = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="journal-sync")
+            return self._sync.submit(self.record_steps, request_id, events, durable=True)
+
     def settle_lease(self, request_id: int, version: int, lease_end: int) -> None:
         """Take the lease end AWS holds (the rule's Input) as the row's, if the row was not
         written since it was read at ``version`` (else StateChanged)."""
@@ -392,5 +412,8 @@ class Journal:
             (request_id,))]
 
     def close(self) -> None:
+        with self._sync_lock:
+            if self._sync is not None:
+                self._sync.shutdown(wait=True)
         with self._lock:
             self._db.close()
