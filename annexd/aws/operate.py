@@ -66,7 +66,7 @@ class OperateCalls(AwsSession):
 
     def _instances(self, filters: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         with self._call("EC2 DescribeInstances"):
-            for page in self.ec2.get_paginator("describe_instances").paginate(
+            for page in self._listing_ec2.get_paginator("describe_instances").paginate(
                     Filters=filters, PaginationConfig={"PageSize": 1000}):
                 for reservation in page.get("Reservations", []):
                     yield from reservation.get("Instances", [])
