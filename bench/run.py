@@ -1,12 +1,14 @@
 """Benchmarks for condor-annexd, against the embedded moto server on this machine.
 
-    python bench/run.py            # the full run (minutes; RESULTS.md records one)
+    python bench/run.py            # the full run (minutes; docs/benchmarks.md records one)
     python bench/run.py --quick    # small sizes, seconds; the test suite runs this
 
-Prints a table, then one JSON line per metric ({"metric", "value", "unit"}) so runs can be
-compared.  API calls are counted exactly: for the daemon and the CLI as HTTP requests through
-a counting proxy in front of moto (retries included), for the lease function with botocore
-event hooks on its clients.  Counts are deterministic; times depend on the machine.
+Prints one JSON line per metric ({"metric", "value", "unit"}) as it goes, then a table, then
+the comparison with the figures committed in docs/benchmarks.md for the same mode (full or
+quick): which metrics moved, better or worse, beyond the noise (bench/compare.py says how).
+API calls are counted exactly: for the daemon and the CLI as HTTP requests through a counting
+proxy in front of moto (retries included), for the lease function with botocore event hooks on
+its clients.  Counts are deterministic; times depend on the machine.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from typing import Any, Callable, Iterator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from annexd.rpc import protocol  # noqa: E402
 from annexd.state.journal import Journal  # noqa: E402
@@ -41,6 +44,7 @@ from localaws.faultproxy import FaultProxy  # noqa: E402
 from localaws.moto_server import MotoServer  # noqa: E402
 from localaws.pool import BUCKET, REGION, AnnexDaemon, LocalPool, script  # noqa: E402
 from condor_annex import client  # noqa: E402
+import compare  # noqa: E402  (bench/compare.py)
 
 EXAMPLE = os.path.join(ROOT, "examples", "spot-fleet.json")
 RESULTS: list[dict[str, Any]] = []
@@ -338,18 +342,24 @@ def rss_mib(pid: int) -> float:
                           if line.startswith("VmRSS:")) / 1024, 1)
 
 
+def overhead_ms(bench: Bench, pool: LocalPool, runs: int, prefix: str) -> float:
+    """Median daemon-side time of ``runs`` creates, one after the other: request sent to reply
+    read, minus the time the calls spent in the proxy and moto."""
+    overheads = []
+    for index in range(runs):
+        bench.proxy.clear()
+        elapsed, _ = timed(lambda i=index: socket_create(bench, pool, f"{prefix}-{i}"))
+        overheads.append((elapsed - bench.proxy.busy_seconds) * 1000)
+    return round(statistics.median(overheads), 1)
+
+
 def daemon_overhead(bench: Bench, runs: int) -> None:
-    """Daemon-side time per create: request sent to reply read, minus the time the calls
-    spent in the proxy and moto; and the fsyncs per create, counted by strace."""
+    """Daemon-side time per create (:func:`overhead_ms`), and the fsyncs per create, counted
+    by strace."""
     pool = side_pool(bench, "overhead")
     with AnnexDaemon(pool) as daemon:
         socket_create(bench, pool, "warm-0")  # first clients, first imports
-        overheads = []
-        for index in range(runs):
-            bench.proxy.clear()
-            elapsed, _ = timed(lambda i=index: socket_create(bench, pool, f"lean-{i}"))
-            overheads.append((elapsed - bench.proxy.busy_seconds) * 1000)
-        record("daemon_overhead_ms", round(statistics.median(overheads), 1), "ms",
+        record("daemon_overhead_ms", overhead_ms(bench, pool, runs, "lean"), "ms",
                "create: request to reply, minus the time inside AWS calls (p50)")
         fsyncs = count_fsyncs(daemon.process.pid, lambda: [
             socket_create(bench, pool, f"synced-{i}") for i in range(10)])
@@ -374,9 +384,11 @@ def count_fsyncs(pid: int, work: Callable[[], Any]) -> int | None:
     return sum(counts)
 
 
-def many_annexes(bench: Bench, sizes: tuple[int, int], rss_points: tuple[int, int]) -> None:
+def many_annexes(bench: Bench, sizes: tuple[int, ...], rss_points: tuple[int, int],
+                 overhead_runs: int) -> None:
     """-status calls and time with 1 and with many annexes; daemon memory after 10 and after
-    1,000 creates."""
+    1,000 creates; and the daemon's time per create (:func:`overhead_ms`) with the most
+    annexes of ``sizes`` live, against ``daemon_overhead_ms`` with one."""
     pool = side_pool(bench, "many")
     made = 0
     with AnnexDaemon(pool) as daemon:
@@ -405,6 +417,11 @@ def many_annexes(bench: Bench, sizes: tuple[int, int], rss_points: tuple[int, in
                 record(f"status_calls[{target} annexes]", sum(bench.proxy.seen.values()),
                        "calls", f"-status of {target} annexes of 1 instance")
                 record(f"status_ms[{target} annexes]", round(elapsed * 1000, 1), "ms")
+            if target == max(sizes):
+                record(f"daemon_overhead_ms[{target} annexes]",
+                       overhead_ms(bench, pool, overhead_runs, "crowd"), "ms",
+                       f"as daemon_overhead_ms, with {target} live annexes in the journal")
+                made += overhead_runs
 
 
 @contextlib.contextmanager
@@ -422,8 +439,18 @@ def running(daemon: AnnexDaemon) -> Iterator[AnnexDaemon]:
             record("daemon_stop_failed", None, "", "the daemon did not stop within 120 s")
 
 
+#: The measurements, by name, in the order a run makes them (--only picks some).
+PHASES = ("api_calls_per_annex", "create_overhead_ratio", "cli_start", "concurrent_creates",
+          "lease_enforcement", "daemon_overhead", "many_annexes", "big_annex",
+          "daemon_memory_and_recovery")
+ONLY: set[str] = set(PHASES)
+
+
 def phase(measure: Callable[..., None], *args: Any) -> None:
-    """Run one measurement; a failure is recorded, and the others still run."""
+    """Run one measurement (if it was asked for); a failure is recorded, and the others
+    still run."""
+    if measure.__name__ not in ONLY:
+        return
     try:
         measure(*args)
     except Exception as error:  # report, don't lose the rest of the run
@@ -436,8 +463,17 @@ def main() -> int:
     parser.add_argument("--awscli", default=shutil.which("aws"), help="path of `aws`")
     parser.add_argument("--big", type=int, default=10000,
                         help="instances of the big annex (full run; default 10000)")
+    parser.add_argument("--figures", default=compare.FIGURES,
+                        help="the committed figures to compare with (default "
+                             "docs/benchmarks.md; '' for none)")
+    parser.add_argument("--only", default=",".join(PHASES),
+                        help="these measurements only, comma-separated (default: all of "
+                             f"{', '.join(PHASES)})")
     args = parser.parse_args()
     quick = args.quick
+    ONLY.intersection_update(args.only.split(","))
+    if unknown := set(args.only.split(",")) - set(PHASES):
+        parser.error(f"--only: no measurement {', '.join(sorted(unknown))}")
     # Byte-compile the project first, as an installation is: where the environment says
     # PYTHONDONTWRITEBYTECODE, every command would otherwise compile its modules again.
     compileall.compile_dir(ROOT, quiet=1, rx=re.compile(r"/\.venv|/\.git"))
@@ -452,8 +488,8 @@ def main() -> int:
             phase(lease_enforcement, bench, [1, 100] if quick else [1, 100, 1000])
             phase(daemon_overhead, bench, 5 if quick else 30)
             bench.reset()
-            phase(many_annexes, bench, (1, 20) if quick else (1, 100),
-                  (10, 30) if quick else (10, 1000))
+            phase(many_annexes, bench, (1, 20) if quick else (1, 100, 200),
+                  (10, 30) if quick else (10, 1000), 5 if quick else 30)
             bench.reset()
             # -status of 10,000 instances is minutes of moto's serialising (AWS: seconds):
             # the full run counts that create's calls; the quick run also a status's.
@@ -465,6 +501,16 @@ def main() -> int:
     width = max(len(r["metric"]) for r in RESULTS)
     for r in RESULTS:
         print(f"{r['metric']:<{width}}  {str(r['value']):>10} {r['unit']:<10} {r['note']}")
+    if args.figures:
+        mode = "quick" if quick else "full"
+        figures = compare.committed(mode, args.figures)
+        if figures is None:
+            print(f"\n{args.figures} has no committed {mode} run to compare with")
+        else:
+            now = {r["metric"]: (r["value"], r["unit"]) for r in RESULTS}
+            print("\n" + compare.report(
+                compare.moved(compare.figures_of(figures), now, partial=ONLY != set(PHASES)),
+                f"the committed {mode} run ({figures['when']})"))
     return 1 if any(r["metric"].endswith("_failed") for r in RESULTS) else 0
 
 

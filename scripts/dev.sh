@@ -131,7 +131,8 @@ fi
 # --compile-bytecode: the .pyc files are written at install time.  Under PYTHONDONTWRITEBYTECODE
 # (set on this project's machines) Python reads .pyc files but never writes them, so without
 # them every process -- each daemon, CLI and instance-side run of the suite -- compiled boto3
-# and botocore from source again: 0.39 s of each import of boto3 instead of 0.13
+# and botocore (the daemon: 0.39 s of each import of boto3 instead of 0.13) or htcondor2,
+# classad2 and fastjsonschema (the CLI: about 50 ms of CPU of its 140) from source again
 # (docs/testing.md, "Where the time went").
 INSTALL_RECIPE="uv pip install --require-hashes --no-deps --compile-bytecode"
 stamp="$VENV/.installed-$( (cat "$LOCK" pyproject.toml; echo "$INSTALL_RECIPE"; ls -d -- */__init__.py) |

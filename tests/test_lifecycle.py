@@ -116,6 +116,35 @@ def test_progress_counts_undone_steps(journal):
     assert Progress(done={"x": {"k": 1}}, undone={"x"}).outputs() == {}
 
 
+def test_a_state_change_carries_the_last_step_events_and_never_loses_them(journal):
+    """The driver commits a step's done with the next change: on a refused change the events
+    are recorded all the same, in order, and the refusal is raised."""
+    request_id = journal.begin(plan(), daemon_credentials=False, durable=False)
+    journal.record_steps(request_id, [("check", "started", None)])
+    journal.record_steps(request_id, [("check", "done", {}), ("rule", "started", None)])
+    journal.transition(request_id, S.ACTIVE, outputs={"rule_arn": "a"},
+                       events=[("rule", "done", {"rule_arn": "a"})])
+    assert journal.request(request_id)["state"] == S.ACTIVE
+    with pytest.raises(StateChanged):
+        journal.transition(request_id, S.ENDING, expect={S.EXTENDING},
+                           events=[("late", "done", {"x": 1})])
+    with pytest.raises(IllegalTransition):
+        journal.transition(request_id, S.CREATING, events=[("later", "done", None)])
+    assert journal.request(request_id)["state"] == S.ACTIVE
+    assert journal.step_events(request_id) == [
+        ("check", "started"), ("check", "done"), ("rule", "started"), ("rule", "done"),
+        ("late", "done"), ("later", "done")]
+    assert journal.progress(request_id).outputs() == {"rule_arn": "a", "x": 1}
+
+
+def test_a_new_request_is_forced_to_disk_on_the_journal_thread(journal):
+    request_id = journal.begin(plan(), daemon_credentials=False, durable=False)
+    syncing = journal.record_steps_soon(request_id, [("check", "started", None)])
+    assert syncing.result(timeout=10) is None
+    assert journal.step_events(request_id) == [("check", "started")]
+    assert journal.live_row("us-east-1", "nightly")["id"] == request_id
+
+
 def test_expired_skips_rows_a_thread_is_driving(journal):
     walk(journal, name="a")
     active = walk(journal, S.ACTIVE, name="b")

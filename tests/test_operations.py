@@ -172,6 +172,7 @@ def test_a_lease_rule_deleted_by_hand_shows_as_missing_and_can_be_restored(aws, 
         assert made.returncode == 0, made.stderr
         assert status_of(keys_pool, "handmade")["lease"] == "enforced"
         aws.events.remove_targets(Rule="handmade", Ids=["handmade"])
+        assert status_of(keys_pool, "handmade")["lease"] == "missing"  # the rule alone
         aws.events.delete_rule(Name="handmade")
         shown = status_of(keys_pool, "handmade")
         assert shown["lease"] == "missing" and shown["lease_enforced"] is False

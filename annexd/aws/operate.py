@@ -13,6 +13,8 @@ from annexd.aws.session import AwsSession
 
 #: The most values one DescribeInstances filter takes.
 FILTER_VALUES = 200
+#: The most rule names one ListRuleNamesByTarget page holds.
+RULE_NAMES_PAGE = 100
 
 
 class OperateCalls(AwsSession):
@@ -64,7 +66,7 @@ class OperateCalls(AwsSession):
 
     def _instances(self, filters: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         with self._call("EC2 DescribeInstances"):
-            for page in self.ec2.get_paginator("describe_instances").paginate(
+            for page in self._listing_ec2.get_paginator("describe_instances").paginate(
                     Filters=filters, PaginationConfig={"PageSize": 1000}):
                 for reservation in page.get("Reservations", []):
                     yield from reservation.get("Instances", [])
@@ -87,20 +89,22 @@ class OperateCalls(AwsSession):
                 return {"Arn": target["Arn"], "Input": json.loads(target.get("Input", "{}"))}
         return None
 
-    def leases_in_force(self, function_arns: set[str]) -> dict[str, str]:
-        """{rule name: description} of the region's rules that target one of the lease
-        functions: two paginated calls per region and function, however many annexes."""
-        with self._call("EventBridge ListRules"):
-            described = {rule["Name"]: rule.get("Description", "")
-                         for page in self.events.get_paginator("list_rules").paginate()
-                         for rule in page.get("Rules", [])}
+    def leases_in_force(self, function_arns: set[str]) -> set[str]:
+        """Names of the region's rules that target one of the lease functions: one paginated
+        ListRuleNamesByTarget per function (a region has one) -- one call for up to 100
+        annexes (AWS's largest page), one more per 100 beyond.
+
+        Which request a rule of that name belongs to is the journal's to say (see
+        annexd.commands.status._lease): no second listing of every rule for its description.
+        """
         targeted: set[str] = set()
         for arn in sorted(function_arns):
             with self._call("EventBridge ListRuleNamesByTarget"):
                 targeted.update(name for page in self.events.get_paginator(
-                    "list_rule_names_by_target").paginate(TargetArn=arn)
+                    "list_rule_names_by_target").paginate(
+                        TargetArn=arn, PaginationConfig={"PageSize": RULE_NAMES_PAGE})
                     for name in page.get("RuleNames", []))
-        return {name: text for name, text in described.items() if name in targeted}
+        return targeted
 
     def live_fleets(self, annex_id: str, annex_type: str | None,
                     client_token: str | None) -> list[str]:

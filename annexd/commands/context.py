@@ -80,12 +80,13 @@ class Context:
                         timeout_seconds=settings.aws_timeout_seconds,
                         function_check_seconds=settings.function_check_seconds)
 
-    def may_recover(self, row: dict[str, Any]) -> bool:
+    def may_recover(self, row: dict[str, Any], plan: AnnexPlan | None = None) -> bool:
         """Whether the daemon can drive this request with its own identity: made with it, or
-        with a user's keys of the same AWS account (the lease function's)."""
+        with a user's keys of the same AWS account (the lease function's).  ``plan``: the
+        row's, if the caller has it already."""
         if not self.identity.available:
             return False
-        plan = AnnexPlan.from_record(row["plan"])
+        plan = plan or AnnexPlan.from_record(row["plan"])
         return bool(row["daemon_credentials"]) or \
             self.identity.same_account(plan.lease_function_arn)
 
@@ -132,14 +133,16 @@ class Context:
 
     def driver(self, plan: AnnexPlan, request_id: int, credentials: dict[str, str] | None,
                payload: bytes | None,
-               report: Callable[[str], None] = lambda text: None) -> steps.Driver:
+               report: Callable[[str], None] = lambda text: None,
+               on_disk: bool = True) -> steps.Driver:
+        """``on_disk=False``: a new request, committed but not yet forced to disk."""
         settings = self.settings
         retry = steps.RetryPolicy(settings.step_attempts, settings.retry_base_seconds,
                                   settings.retry_max_seconds)
         return steps.Driver(steps.create_sequence(plan, payload),
                             self.aws(plan.region, credentials), plan, self.journal,
                             request_id, retry=retry, stop=self.stopping, clock=self.clock,
-                            report=report)
+                            report=report, on_disk=on_disk)
 
     def live(self, who: Caller, name: str, region: str | None) -> dict[str, Any] | None:
         """The caller's one live annex of this name (in ``region``, if given)."""

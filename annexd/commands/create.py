@@ -78,11 +78,14 @@ def create(ctx: Context, request: dict[str, Any], who: Caller,
     except (InvalidRequest, KnobError) as error:
         return protocol.error_reply("invalid-request", str(error))
     try:
-        request_id = ctx.journal.begin(plan, daemon_credentials=credentials is None)
+        # Committed now, forced to disk while the check step looks: before any call that
+        # changes AWS (annexd.launch.steps).
+        request_id = ctx.journal.begin(plan, daemon_credentials=credentials is None,
+                                       durable=False)
     except NameTaken as taken:
         return taken_reply(taken.row, who)
     log.info("request %d: uid %d creates annex %s in %s (lease ends %d)",
              request_id, who.uid, plan.annex_id, plan.region, plan.lease_end)
-    driver = ctx.driver(plan, request_id, credentials, payload, report)
+    driver = ctx.driver(plan, request_id, credentials, payload, report, on_disk=False)
     return outcome_reply(ctx.journal, driver, lambda: driver.forward(),
                          notices + list(plan.notices))

@@ -15,7 +15,6 @@ from typing import Any
 
 from annexd.state import lifecycle
 from annexd.aws import AwsError
-from annexd.aws.create import rule_description
 from annexd.state.journal import StateChanged
 from annexd.state.lifecycle import RequestState
 from annexd_lambda.lease import LIVE_INSTANCE_STATES
@@ -45,13 +44,15 @@ def _reports(ctx: Context, rows: list[dict[str, Any]], credentials: dict[str, st
     """What each annex holds now.  The lease end is the journal's, which the daemon keeps
     in step with the rule (it moves both, and the backstop re-reads AWS's at expiry).  AWS is
     asked, per region, for the instances (one tag-filtered DescribeInstances per tag key) and
-    for the lease rules in force (ListRules, ListRuleNamesByTarget): -status costs the same
-    for 1 annex and for 100.  It is asked only where it can be (see _countable); elsewhere
-    the instances are None and the lease "unknown", never a false zero or "missing"."""
+    for the lease rules in force (one ListRuleNamesByTarget per lease function): -status
+    costs two calls for 1 annex and for 200, and the journal is read once for all of them.
+    AWS is asked only where it can be (see _countable); elsewhere the instances are None and
+    the lease "unknown", never a false zero or "missing"."""
     plans = [AnnexPlan.from_record(row["plan"]) for row in rows]
     listed: dict[tuple[str, str], dict[str, list[str]]] = {}
-    leases: dict[str, dict[str, str]] = {}
-    known = [not ask_aws or _countable(ctx, row, credentials) for row in rows]
+    leases: dict[str, set[str]] = {}
+    known = [not ask_aws or _countable(ctx, row, plan, credentials)
+             for row, plan in zip(rows, plans)]
     if ask_aws:
         for region in sorted({plan.region for plan, may in zip(plans, known) if may}):
             aws = ctx.aws(region, credentials)
@@ -67,16 +68,22 @@ def _reports(ctx: Context, rows: list[dict[str, Any]], credentials: dict[str, st
                 listed.update(((region, annex), states) for annex, states in found.items())
             leases[region] = aws.leases_in_force({plan.lease_function_arn for plan, _ in here})
     now = ctx.clock()
+    targeted = ctx.journal.with_step_done(
+        [row["id"] for row, may in zip(rows, known) if may and ask_aws], "target")
+    owners: dict[int, str] = {}
+    for row in rows:  # one passwd lookup per owner, not per annex
+        if row["owner_uid"] not in owners:
+            owners[row["owner_uid"]] = user_name(row["owner_uid"])
     reports = [{
         "name": plan.annex_id,
-        "owner": user_name(row["owner_uid"]),
+        "owner": owners[row["owner_uid"]],
         "owner_uid": row["owner_uid"],
         "type": plan.annex_type,
         "region": plan.region,
         "state": row["state"],
         "lease_end": int(row["lease_end"]),
-        "lease": (lease := _lease(ctx, plan, row, leases.get(plan.region), now)
-                  if may else "unknown"),
+        "lease": (lease := _lease(plan, row, leases.get(plan.region), row["id"] in targeted,
+                                  now) if may else "unknown"),
         "lease_enforced": lease == "enforced",
         "instances": ({state: len(ids) for state, ids in
                        listed.get((plan.region, plan.annex_id), {}).items()} if may else None),
@@ -100,9 +107,11 @@ def _with_leases_settled(ctx: Context, rows: list[dict[str, Any]],
     One call per such row, once."""
     settled = []
     for row in rows:
-        if row["lease_unsettled"] and row["state"] == RequestState.ACTIVE and \
-                _countable(ctx, row, credentials):
-            plan = AnnexPlan.from_record(row["plan"])
+        if not (row["lease_unsettled"] and row["state"] == RequestState.ACTIVE):
+            settled.append(row)
+            continue
+        plan = AnnexPlan.from_record(row["plan"])
+        if _countable(ctx, row, plan, credentials):
             try:
                 held = lease_in_aws(ctx, plan, credentials)
                 if held is not None:
@@ -121,11 +130,12 @@ def _worst_case(plan: AnnexPlan, row: dict[str, Any]) -> dict[str, Any]:
             "prices_date": costs.price_table()["date"]}
 
 
-def _countable(ctx: Context, row: dict[str, Any], credentials: dict[str, str] | None) -> bool:
+def _countable(ctx: Context, row: dict[str, Any], plan: AnnexPlan,
+               credentials: dict[str, str] | None) -> bool:
     """Whether AWS can be asked about this annex: with the caller's keys, or -- root and the
     daemon's own user list every annex without keys -- with the daemon's identity where it
     may act on the annex.  Elsewhere an answer would be a false zero."""
-    return credentials is not None or ctx.may_recover(row)
+    return credentials is not None or ctx.may_recover(row, plan)
 
 
 def unknown_counts(annexes: list[dict[str, Any]]) -> list[str]:
@@ -138,20 +148,32 @@ def unknown_counts(annexes: list[dict[str, Any]]) -> list[str]:
             "identity (ANNEXD_ACCESS_KEY_FILE, ANNEXD_SECRET_KEY_FILE) cannot see them"]
 
 
-def _lease(ctx: Context, plan: AnnexPlan, row: dict[str, Any],
-           in_force: dict[str, str] | None, now: float) -> str:
-    """The annex's lease, as AWS holds it: ``enforced``; ``missing`` (the rule or target of
-    its request is gone: restore it with -lease-duration, or end the annex with -off);
-    ``expired`` (its end passed: the lease function ends it); ``pending`` (a create not yet
-    that far); ``ended`` (history: the row is final); ``unknown`` (AWS was not asked, or a
-    cut-short lease change left the end unsettled and AWS could not be asked for it)."""
+def _lease(plan: AnnexPlan, row: dict[str, Any], in_force: set[str] | None,
+           target_put: bool, now: float) -> str:
+    """The annex's lease, as AWS holds it: ``enforced``; ``missing`` (its rule or target is
+    gone: restore it with -lease-duration, or end the annex with -off); ``expired`` (its end
+    passed: the lease function ends it); ``pending`` (a create not yet that far); ``ended``
+    (history: the row is final); ``unknown`` (AWS was not asked, or a cut-short lease
+    change left the end unsettled and AWS could not be asked for it).
+
+    ``in_force``: the names of the region's rules that target the lease function.  That a
+    rule of the annex's name there is *this request's* is the journal's word: its live row
+    holds (region, name) -- the database refuses a second live row, every create checks the
+    rule of its name (DescribeRule) before it puts its own, and a lease change puts back only
+    its own rule -- so within this daemon no other request can hold the name while this row
+    is live.  (Listing every rule for its description, a third call per region, would only
+    add a rule of that name made outside this daemon -- by hand, or by another pool's daemon
+    sharing the account, region and lease function -- after this annex's rule was removed;
+    a lease change, -off and the backstop still read the description before they act.)
+    ``target_put``: the journal records the create's PutTargets as done.
+    """
     if RequestState(row["state"]) in lifecycle.FINAL:
         return "ended"
     if in_force is None:  # AWS was not asked
         return "unknown"
-    if "target" not in ctx.journal.progress(row["id"]).done:
+    if not target_put:
         return "pending"
-    if in_force.get(plan.rule_name) != rule_description(plan.annex_id, plan.client_token):
+    if plan.rule_name not in in_force:
         return "missing"
     if row["lease_unsettled"]:  # AWS holds the old end or the new: never guess which
         return "unknown"

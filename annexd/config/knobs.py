@@ -15,10 +15,12 @@ import pwd
 import re
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
-from annexd.instance_config import idtoken
 from annexd.rpc import protocol
+
+if TYPE_CHECKING:  # imported where a token is configured: the CLI never needs hashlib, hmac
+    from annexd.instance_config import idtoken
 
 T = TypeVar("T")
 
@@ -287,6 +289,7 @@ def token_settings() -> idtoken.TokenSettings:
     """Which key signs annex tokens, found as HTCondor finds it (store_cred.cpp's
     getTokenSigningKeyPath): POOL is SEC_TOKEN_POOL_SIGNING_KEY_FILE, any other name K is
     $(SEC_PASSWORD_DIRECTORY)/K.  The file is read only when a token is minted."""
+    from annexd.instance_config import idtoken
     key_id = string("ANNEX_TOKEN_SIGNING_KEY") or str(DEFAULTS["ANNEX_TOKEN_SIGNING_KEY"])
     if not KEY_ID.fullmatch(key_id):
         raise KnobError(f"ANNEX_TOKEN_SIGNING_KEY = {protocol.shown(key_id)!r}: not a key "

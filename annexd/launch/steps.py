@@ -11,7 +11,16 @@ an interrupted or timed-out forward call may already have created.  The driver
 
 * journals a step as *started* before its call and *done* (with what it produced) after, and
   an undo as *undone*, so a restarted daemon knows exactly where every request stood
-  (:class:`Progress`), in either direction;
+  (:class:`Progress`), in either direction.  A step's *done* is committed with the next
+  step's *started* (or with the request's next state change): one commit where there were
+  two, the same events in the same order, and nothing runs in between -- a crash there
+  loses the *done*, and the step, known as started, is looked up or put again on resume, as
+  a crash during its call would have it;
+* has a new request on disk before its first call that changes anything: the check step only
+  looks (GetFunction, DescribeRule), so its *started* -- and with it the accepted request --
+  is forced to disk on the journal's own thread while the check's calls run, and the driver
+  waits for that before it goes on or records anything else (the fsync is off the create's
+  path, never skipped);
 * retries transient AWS failures with capped exponential backoff and full jitter, calling the
   step's *find* before every retry and every resumed attempt -- the fleet step's find is what
   keeps RequestSpotFleet exactly-once on services that do not honour ClientToken;
@@ -34,7 +43,7 @@ from typing import Any, Callable
 from annexd.aws import AnnexAws, Transient
 from annexd.aws.create import rule_description
 from annex_ec2.backoff import Backoff
-from annexd.state.journal import Journal, Progress
+from annexd.state.journal import Journal, Progress, StepEvent
 from annexd.state.lifecycle import RequestState
 from annexd.launch.plan import AnnexPlan
 
@@ -66,6 +75,8 @@ class Step:
     lease: bool = False
     #: What the user at a terminal is told as the step starts.
     says: str = ""
+    #: Only looks: changes nothing in AWS, so its calls may run before the request is on disk.
+    looks_only: bool = False
 
 
 def check(aws: AnnexAws, plan: AnnexPlan, _: Outputs) -> Outputs:
@@ -126,7 +137,8 @@ def create_sequence(plan: AnnexPlan, payload: bytes | None) -> tuple[Step, ...]:
     start = Step(kind.step_name, kind.launch, kind.end, kind.find,
                  says=f"launching: {LAUNCH_CALLS.get(plan.annex_type, kind.step_name)}")
     return (
-        Step("check", check, says="checking the lease function and the annex name"),
+        Step("check", check, says="checking the lease function and the annex name",
+             looks_only=True),
         Step("rule", put_rule, delete_rule, lease=True,
              says=f"putting the lease in force: EventBridge rule {plan.rule_name}"),
         Step("target", put_target, remove_target, lease=True,
@@ -180,12 +192,16 @@ class Driver:
                  journal: Journal, request_id: int, *, retry: RetryPolicy = RetryPolicy(),
                  stop: threading.Event | None = None,
                  clock: Callable[[], float] = time.time,
-                 report: Callable[[str], None] = lambda text: None):
+                 report: Callable[[str], None] = lambda text: None,
+                 on_disk: bool = True):
         self.steps, self.aws, self.plan = steps, aws, plan
         self.journal, self.request_id = journal, request_id
         self.retry, self.stop, self.clock = retry, stop or threading.Event(), clock
         #: Tells the caller (a user at a terminal) each step as it starts.
         self.report = report
+        #: False: the request was committed but not forced to disk (Journal.begin with
+        #: durable=False); the first step's *started* forces it (see the module).
+        self.on_disk = on_disk
 
     def _attempt(self, step: Step, call: StepCall, outputs: Outputs, *, look_first: bool,
                  interruptible: bool) -> Any:
@@ -213,8 +229,8 @@ class Driver:
                     time.sleep(delay)
         raise AssertionError("unreachable")
 
-    def _park(self, step: str) -> Paused:
-        self.journal.transition(self.request_id, RequestState.INTERRUPTED)
+    def _park(self, step: str, events: list[StepEvent] | None = None) -> Paused:
+        self.journal.transition(self.request_id, RequestState.INTERRUPTED, events=events or ())
         return Paused(step)
 
     def forward(self, progress: Progress | None = None) -> Outputs:
@@ -224,21 +240,33 @@ class Driver:
         """
         progress = progress or Progress()
         outputs = progress.outputs()
+        finished: list[StepEvent] = []  # the last step's *done*, committed with what follows
         for step in self.steps:
             if step.name in progress.done:
                 continue
             if self.stop.is_set():
-                raise self._park(step.name)
+                raise self._park(step.name, finished)
             resumed = step.name in progress.started
-            # The launch (the step with a find) is journaled durably before its call: a
-            # resumed request must know to look for what it may have launched.
-            self.journal.step_event(self.request_id, step.name, "started",
-                                    durable=step.find is not None)
+            opened = [*finished, (step.name, "started", None)]
+            finished = []
+            syncing = None
+            if not self.on_disk and step.looks_only:  # on disk while the step looks
+                syncing = self.journal.record_steps_soon(self.request_id, opened)
+            else:
+                # The launch (the step with a find) is journaled durably before its call: a
+                # resumed request must know to look for what it may have launched.
+                self.journal.record_steps(self.request_id, opened,
+                                          durable=step.find is not None or not self.on_disk)
+            self.on_disk = True  # or, while syncing, before anything else: see below
             progress.started.add(step.name)
             self.report(step.says or step.name)
             try:
-                produced = self._attempt(step, step.forward, outputs, look_first=resumed,
-                                         interruptible=True)
+                try:
+                    produced = self._attempt(step, step.forward, outputs, look_first=resumed,
+                                             interruptible=True)
+                finally:
+                    if syncing is not None:  # on disk before the next step, or the failure
+                        syncing.result()
             except Paused:
                 raise self._park(step.name) from None
             except Exception as error:
@@ -254,9 +282,10 @@ class Driver:
                                    outcome.lease_kept) from error
             outputs.update(produced)
             progress.done[step.name] = produced
-            self.journal.step_event(self.request_id, step.name, "done", produced)
+            finished = [(step.name, "done", produced)]
             log.info("annex %s: %s done %s", self.plan.annex_id, step.name, produced or "")
-        self.journal.transition(self.request_id, RequestState.ACTIVE, outputs=outputs)
+        self.journal.transition(self.request_id, RequestState.ACTIVE, outputs=outputs,
+                                events=finished)
         return outputs
 
     def rollback(self, progress: Progress, reason: str, *,

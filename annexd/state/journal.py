@@ -1,15 +1,19 @@
 """The daemon's durable journal: SQLite in WAL mode, one row per request, one per step event.
 
-Each write is its own committed transaction, in order.  Only what exactly-once needs is
-forced to disk (``synchronous=FULL``, one fsync): the accepted request with its plan, which
-holds the ClientToken, before any AWS call; the launch step's *started*, before the launch
-call; and lease-end changes.  Every other event is committed with ``synchronous=NORMAL``: in
-WAL mode a power loss may forget the last of them, never reorder them, and the next forced
-commit makes all earlier ones durable too.  What such a loss can forget is recovered from AWS:
-the lease and config steps are idempotent puts; a resumed create knows its own lease rule by
-the ClientToken in the rule's description; and the launch step, journaled durably as started,
-looks for what it launched by ClientToken before launching again.  (A process crash loses
-nothing: a committed transaction survives it either way.)
+Each write is a committed transaction, in order; a create commits a step's *done* together
+with the next step's *started* (or with its last state change), one commit where there were
+two.  Only what exactly-once needs is forced to disk (``synchronous=FULL``, one fsync): the
+accepted request with its plan, which holds the ClientToken, before any AWS call that changes
+anything (a new create's is forced with its check step's *started*, on the journal's own
+thread while the check's look-ups run: :meth:`Journal.record_steps_soon`); the launch step's
+*started*, before the launch call; and lease-end changes.  Every other event is
+committed with ``synchronous=NORMAL``: in WAL mode a power loss may forget the last of them,
+never reorder them, and the next forced commit makes all earlier ones durable too.  What such
+a loss can forget is recovered from AWS: the lease and config steps are idempotent puts; a
+resumed create knows its own lease rule by the ClientToken in the rule's description; and the
+launch step, journaled durably as started, looks for what it launched by ClientToken before
+launching again.  (A process crash loses nothing: a committed transaction survives it either
+way.)
 Secrets never enter the journal: the plan has none, and credentials are not stored.
 
 An annex is identified by (region, name).  A *live* row (see :mod:`annexd.state.lifecycle`) owns its
@@ -18,6 +22,7 @@ An annex is identified by (region, name).  A *live* row (see :mod:`annexd.state.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -96,6 +101,10 @@ class Progress:
         return (self.started | set(self.done)) - self.undone
 
 
+#: One step event, as :meth:`Journal.step_event` takes it: (step, event, detail).
+StepEvent = tuple[str, str, Any]
+
+
 class NameTaken(Exception):
     """A live row already holds this (region, name)."""
 
@@ -121,6 +130,9 @@ class Journal:
         os.close(fd)
         os.chmod(path, 0o600)
         self._lock = threading.Lock()
+        #: The thread that forces new requests to disk (record_steps_soon), made on first use.
+        self._sync: concurrent.futures.ThreadPoolExecutor | None = None
+        self._sync_lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -148,6 +160,27 @@ class Journal:
         finally:
             self._db.execute("PRAGMA synchronous=NORMAL")
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One transaction of several statements (the connection otherwise commits each one
+        by itself); the caller holds the lock."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _insert_events(self, request_id: int, events: Sequence[StepEvent]) -> None:
+        """The caller holds the lock."""
+        now = time.time()
+        self._db.executemany(
+            "INSERT INTO step_events (request_id, step, event, detail, at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [(request_id, step, event, json.dumps(detail), now)
+             for step, event, detail in events])
+
     def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
         with self._lock:
             cursor = self._db.execute(sql, tuple(args))
@@ -156,11 +189,12 @@ class Journal:
 
     # -- writes ----------------------------------------------------------------------------
 
-    def begin(self, plan: AnnexPlan, *, daemon_credentials: bool) -> int:
+    def begin(self, plan: AnnexPlan, *, daemon_credentials: bool, durable: bool = True) -> int:
         """Record an accepted request as *creating*; raises NameTaken if a live row holds
-        its (region, name)."""
+        its (region, name).  ``durable=False``: committed, not yet forced to disk -- the
+        caller forces it (:meth:`record_steps_soon`) before any call that changes AWS."""
         now = time.time()
-        with self._lock, self._durability(True):
+        with self._lock, self._durability(durable):
             try:
                 return self._db.execute(
                     "INSERT INTO requests (annex_id, region, owner_uid, state,"
@@ -173,7 +207,7 @@ class Journal:
                 pass
         row = self.live_row(plan.region, plan.annex_id)
         if row is None:  # ended between the insert and the look-up: try once more
-            return self.begin(plan, daemon_credentials=daemon_credentials)
+            return self.begin(plan, daemon_credentials=daemon_credentials, durable=durable)
         raise NameTaken(row)
 
     def transition(self, request_id: int, new: RequestState, *,
@@ -181,7 +215,8 @@ class Journal:
                    lease_end: int | None = None,
                    lease_unsettled: bool | None = None,
                    expect: Iterable[RequestState] | None = None,
-                   expect_version: int | None = None) -> None:
+                   expect_version: int | None = None,
+                   events: Sequence[StepEvent] = ()) -> None:
         """Change the request's state, if the lifecycle allows it (else IllegalTransition).
 
         ``expect``: change it only from one of these states, atomically; else StateChanged.
@@ -190,11 +225,26 @@ class Journal:
         which comparing states alone would miss); else StateChanged.
         ``lease_unsettled``: whether ``lease_end`` may differ from the lease in AWS (a lease
         change cut short): AWS's rule is then the truth, read by whoever acts next.
+        ``events``: step events recorded first, in the same commit -- and recorded all the
+        same if the change is refused: what happened in AWS is never lost with it.
         """
         with self._lock:
-            self._transition(request_id, new, outputs=outputs, error=error,
-                             lease_end=lease_end, lease_unsettled=lease_unsettled,
-                             expect=expect, expect_version=expect_version)
+            if not events:
+                self._transition(request_id, new, outputs=outputs, error=error,
+                                 lease_end=lease_end, lease_unsettled=lease_unsettled,
+                                 expect=expect, expect_version=expect_version)
+                return
+            refused: Exception | None = None
+            with self._transaction():
+                self._insert_events(request_id, events)
+                try:
+                    self._transition(request_id, new, outputs=outputs, error=error,
+                                     lease_end=lease_end, lease_unsettled=lease_unsettled,
+                                     expect=expect, expect_version=expect_version)
+                except (StateChanged, lifecycle.IllegalTransition) as refusal:
+                    refused = refusal  # the events are committed all the same
+            if refused is not None:
+                raise refused
 
     def _transition(self, request_id: int, new: RequestState, *,
                     outputs: dict[str, Any] | None, error: str | None, lease_end: int | None,
@@ -242,9 +292,33 @@ class Journal:
     def step_event(self, request_id: int, step: str, event: str, detail: Any = None, *,
                    durable: bool = False) -> None:
         """Record a step event; ``durable``: on disk when this returns (see the module)."""
-        self._write("INSERT INTO step_events (request_id, step, event, detail, at)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (request_id, step, event, json.dumps(detail), time.time()), durable)
+        self.record_steps(request_id, [(step, event, detail)], durable=durable)
+
+    def record_steps(self, request_id: int, events: Sequence[StepEvent], *,
+                     durable: bool = False) -> None:
+        """Record step events, in order, in one commit (a step's *done* and the next step's
+        *started*: one commit, not two); ``durable``: as :meth:`step_event`."""
+        if not events:
+            return
+        with self._lock, self._durability(durable):
+            if len(events) == 1:  # one statement: its own transaction
+                self._insert_events(request_id, events)
+                return
+            with self._transaction():
+                self._insert_events(request_id, events)
+
+    def record_steps_soon(self, request_id: int,
+                          events: Sequence[StepEvent]) -> concurrent.futures.Future:
+        """:meth:`record_steps`, forced to disk, on the journal's own thread: the forced
+        commit (an fsync, which also makes every earlier commit durable) is waited for there,
+        while the caller goes on with calls that change nothing.  The caller waits for the
+        returned future before anything that needs it on disk (its ``result()`` raises the
+        journal's failure, if it failed)."""
+        with self._sync_lock:
+            if self._sync is None:
+                self._sync = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="journal-sync")
+            return self._sync.submit(self.record_steps, request_id, events, durable=True)
 
     def settle_lease(self, request_id: int, version: int, lease_end: int) -> None:
         """Take the lease end AWS holds (the rule's Input) as the row's, if the row was not
@@ -321,11 +395,25 @@ class Journal:
                 progress.undone.add(row["step"])
         return progress
 
+    def with_step_done(self, request_ids: Iterable[int], step: str) -> set[int]:
+        """Which of these requests finished ``step`` (as :meth:`progress` counts it: done
+        at some point, undone or not): one query per 500 requests, not one each."""
+        ids, found = sorted(set(request_ids)), set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            found.update(row["request_id"] for row in self._rows(
+                "SELECT DISTINCT request_id FROM step_events WHERE step = ? AND event = 'done'"
+                f" AND request_id IN ({', '.join('?' * len(chunk))})", (step, *chunk)))
+        return found
+
     def step_events(self, request_id: int) -> list[tuple[str, str]]:
         return [(row["step"], row["event"]) for row in self._rows(
             "SELECT step, event FROM step_events WHERE request_id = ? ORDER BY rowid",
             (request_id,))]
 
     def close(self) -> None:
+        with self._sync_lock:
+            if self._sync is not None:
+                self._sync.shutdown(wait=True)
         with self._lock:
             self._db.close()
