@@ -32,8 +32,8 @@ def base_images_file(directory: str, port: int) -> str:
     Without ``MOTO_AMIS_PATH``, moto also registers each region's "latest" and ECS images --
     1,301 in us-east-1, each with a volume and a snapshot -- every time an EC2 backend is
     made: on its first call after each reset, 0.3 s of the server's time, paid by nearly
-    every test (docs/testing.md, "Where the time went").  Nothing here uses those images;
-    the base images, which the examples and tests name, stay as they are.
+    every test (docs/testing.md, "The suite's time: where it went").  Nothing here uses
+    those images; the base images, which the examples and tests name, stay as they are.
     """
     spec = importlib.util.find_spec("moto")
     assert spec is not None and spec.submodule_search_locations, "moto is not installed"

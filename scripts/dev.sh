@@ -133,7 +133,7 @@ fi
 # them every process -- each daemon, CLI and instance-side run of the suite -- compiled boto3
 # and botocore (the daemon: 0.39 s of each import of boto3 instead of 0.13) or htcondor2,
 # classad2 and fastjsonschema (the CLI: about 50 ms of CPU of its 140) from source again
-# (docs/testing.md, "Where the time went").
+# (docs/testing.md, "The suite's time: where it went").
 INSTALL_RECIPE="uv pip install --require-hashes --no-deps --compile-bytecode"
 stamp="$VENV/.installed-$( (cat "$LOCK" pyproject.toml; echo "$INSTALL_RECIPE"; ls -d -- */__init__.py) |
                            sha1sum | cut -c1-12)"
