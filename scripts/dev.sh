@@ -160,6 +160,15 @@ case "$command" in
                 ! /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
             install_venv_module
         fi
+        # The instance-side virtualenv (Python 3.9, boto3 alone: tests/instance_side.py) is
+        # made meanwhile, while the main session starts its workers and emulators.
+        full_suite=
+        if [ $# -eq 0 ] && [ -z "$EXPLICIT_PYTHON" ]; then
+            full_suite=1
+            instance_out=$(mktemp)
+            "$VENV/bin/python" tests/instance_side.py > "$instance_out" &
+            instance_pid=$!
+        fi
         "$VENV/bin/python" -m pytest "$@"
         # Debian's own Python (3.11.2) and pip (23.0.1) are covered inside the suite: the wheel
         # on /usr/bin/python3 runs the daemon under a stand-in master and makes an annex, and
@@ -167,8 +176,10 @@ case "$command" in
         # The whole suite: also run the instance-side tests with condor_annex_ec2 as an image
         # runs it -- the single-file bundle on the oldest Python 3.9+ here, in a virtualenv
         # holding boto3 alone (.venv-instance-<version>, made once; tests/instance_side.py).
-        if [ $# -eq 0 ] && [ -z "$EXPLICIT_PYTHON" ]; then
-            instance_command=$("$VENV/bin/python" tests/instance_side.py)
+        if [ -n "$full_suite" ]; then
+            wait "$instance_pid"
+            instance_command=$(cat "$instance_out")
+            rm -f "$instance_out"
             echo "scripts/dev.sh: instance-side tests again with condor_annex_ec2 =" \
                  "$instance_command" >&2
             ANNEX_EC2_COMMAND=$instance_command "$VENV/bin/python" -m pytest \
