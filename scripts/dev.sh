@@ -128,14 +128,13 @@ fi
 # anew, so it holds exactly the lock and the project; code changes inside a package need nothing.
 # So does a change of how it is installed (INSTALL_RECIPE).
 #
-# The .pyc files are written once, after the install (compile_once below).  Under
-# PYTHONDONTWRITEBYTECODE (set on this project's machines) Python reads .pyc files but never
-# writes them, and uv does not compile what it installs, so without them every process -- each
-# daemon, CLI and instance-side run of the suite -- compiled boto3 and botocore (the daemon:
-# 0.39 s of each import of boto3 instead of 0.13) or htcondor2, classad2 and fastjsonschema
-# (the CLI: about 50 ms of CPU of its 140) from source again (docs/testing.md, "The suite's
-# time: where it went").
-INSTALL_RECIPE="uv pip install --require-hashes --no-deps; compileall"
+# --compile-bytecode: the .pyc files are written at install time.  Under PYTHONDONTWRITEBYTECODE
+# (set on this project's machines) Python reads .pyc files but never writes them, so without
+# them every process -- each daemon, CLI and instance-side run of the suite -- compiled boto3
+# and botocore (the daemon: 0.39 s of each import of boto3 instead of 0.13) or htcondor2,
+# classad2 and fastjsonschema (the CLI: about 50 ms of CPU of its 140) from source again
+# (docs/testing.md, "The suite's time: where it went").
+INSTALL_RECIPE="uv pip install --require-hashes --no-deps --compile-bytecode"
 stamp="$VENV/.installed-$( (cat "$LOCK" pyproject.toml; echo "$INSTALL_RECIPE"; ls -d -- */__init__.py) |
                            sha1sum | cut -c1-12)"
 if [ ! -e "$stamp" ]; then
@@ -143,28 +142,15 @@ if [ ! -e "$stamp" ]; then
     # No ensurepip: pip is in the lock, like everything else.
     make_venv "$VENV" --without-pip
     run_uv pip install --quiet --python "$VENV/bin/python" --require-hashes --no-deps \
-        -r "$LOCK"
+        --compile-bytecode -r "$LOCK"
     # The project itself, editable, built by the locked setuptools.
     run_uv pip install --quiet --python "$VENV/bin/python" --no-deps --no-build-isolation \
         -e .
     touch "$stamp"
 fi
 
-# Byte-compile the virtualenv once, in the background: what starts meanwhile compiles in memory
-# what it imports, as before; each file's .pyc appears atomically.  (uv's --compile-bytecode
-# did the same in the foreground: 8 of the install's 13 s.)
-compile_once() {
-    local compiled="$VENV/.compiled"
-    if [ ! -e "$compiled" ]; then
-        ("$VENV/bin/python" -m compileall -q -j 0 \
-            "$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
-            >/dev/null 2>&1 && touch "$compiled") &
-    fi
-}
-
 command=${1:-}
 shift || true
-compile_once
 case "$command" in
     demo) exec "$VENV/bin/python" -m localaws.demo "$@" ;;
     test)
@@ -200,8 +186,7 @@ case "$command" in
                 tests/test_bootstrap.py tests/test_interruption.py
         fi
         ;;
-    bench) wait  # the compilation first: nothing else on the cores while it measures
-           exec "$VENV/bin/python" bench/run.py "$@" ;;
+    bench) exec "$VENV/bin/python" bench/run.py "$@" ;;
     *) echo "usage: scripts/dev.sh demo|test|bench [args...] | lock [--keep | uv options]" >&2
        exit 2 ;;
 esac
