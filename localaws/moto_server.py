@@ -38,10 +38,13 @@ def base_images_file(directory: str, port: int) -> str:
     spec = importlib.util.find_spec("moto")
     assert spec is not None and spec.submodule_search_locations, "moto is not installed"
     resources = os.path.join(list(spec.submodule_search_locations)[0], "ec2", "resources")
-    packed = os.path.join(resources, "amis.json.gz")
-    opener = gzip.open if os.path.exists(packed) else open
-    with opener(packed if opener is gzip.open else packed[:-3], "rt", encoding="utf-8") as src:
-        images = json.load(src)
+    packed = os.path.join(resources, "amis.json.gz")  # moto 5.1 shipped it uncompressed
+    if os.path.exists(packed):
+        with gzip.open(packed, "rt", encoding="utf-8") as src:
+            images = json.load(src)
+    else:
+        with open(os.path.join(resources, "amis.json"), encoding="utf-8") as src:
+            images = json.load(src)
     path = os.path.join(directory, f"moto-base-images-{port}.json")
     with open(path, "w", encoding="utf-8") as out:
         json.dump(images, out)

@@ -128,6 +128,15 @@ def daemon(pool: LocalPool):
     assert running.process is not None and running.process.returncode == 0
 
 
+def serving_pool(aws: Aws, moto_server: MotoServer, root: str, *knobs: str):
+    """A daemon on a pool in ``root`` whose default lease function is ``aws``'s, with
+    ``knobs`` added; yields the pool while the daemon serves (for a fixture)."""
+    pool = LocalPool(root).write(moto_server.url, secret=SECRET, extra="\n".join([
+        f"ANNEX_DEFAULT_LEASE_FUNCTION_ARN = {aws.lease_arn}", *knobs]))
+    with AnnexDaemon(pool):
+        yield pool
+
+
 @pytest.fixture
 def shared_pool(moto_server: MotoServer, aws: Aws):
     """A pool whose socket other users can reach (pytest's tmp dirs are 0700)."""

@@ -20,9 +20,9 @@ from annexd import launch
 from annexd.config.knobs import Caps
 from annexd.launch.plan import AnnexPlan, InvalidRequest
 from annexd.money import costs
-from localaws.pool import AnnexDaemon, LocalPool, script
+from localaws.pool import LocalPool, script
 
-from conftest import EC2_FLEET_CONFIG, SECRET, SPOT_CONFIG
+from conftest import EC2_FLEET_CONFIG, SPOT_CONFIG, serving_pool
 
 START = 1_000_000
 M5_LARGE = costs.price_table()["on_demand_hourly"]["m5.large"]
@@ -173,11 +173,8 @@ def test_an_unpriceable_annex_blocks_the_per_user_cost_cap_with_its_name():
 
 @pytest.fixture
 def capped(aws, moto_server, tmp_path):
-    pool = LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET, extra="\n".join([
-        f"ANNEX_DEFAULT_LEASE_FUNCTION_ARN = {aws.lease_arn}", "ANNEX_MAX_INSTANCES = 2",
-        "ANNEX_MAX_COST = 1", "ANNEX_MAX_COST_PER_USER = 1.5"]))
-    with AnnexDaemon(pool):
-        yield pool
+    yield from serving_pool(aws, moto_server, str(tmp_path), "ANNEX_MAX_INSTANCES = 2",
+                            "ANNEX_MAX_COST = 1", "ANNEX_MAX_COST_PER_USER = 1.5")
 
 
 def run(pool: LocalPool, tmp_path, name: str, config: dict | None, *flags: str):

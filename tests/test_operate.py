@@ -16,7 +16,7 @@ from localaws import fixtures
 from localaws.pool import AnnexDaemon, LocalPool, script
 from localaws.wait import wait_for
 
-from conftest import SECRET, SPOT_CONFIG
+from conftest import SECRET, SPOT_CONFIG, serving_pool
 from test_daemon_boundary import as_other_user
 
 
@@ -144,11 +144,8 @@ def test_confirmation_prompt_at_a_terminal(aws, pool, daemon, with_keys):
 
 @pytest.fixture
 def capped_pool(aws, moto_server, tmp_path):
-    pool = LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET, extra="\n".join([
-        f"ANNEX_DEFAULT_LEASE_FUNCTION_ARN = {aws.lease_arn}", "ANNEX_MAX_INSTANCES = 4",
-        "ANNEX_MAX_LEASE_DURATION = 7200", "ANNEX_MAX_COST = 0.50"]))
-    with AnnexDaemon(pool):
-        yield pool
+    yield from serving_pool(aws, moto_server, str(tmp_path), "ANNEX_MAX_INSTANCES = 4",
+                            "ANNEX_MAX_LEASE_DURATION = 7200", "ANNEX_MAX_COST = 0.50")
 
 
 @pytest.mark.parametrize("flags, words", [
