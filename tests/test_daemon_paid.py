@@ -8,6 +8,7 @@ from localaws import fixtures
 from localaws.pool import REGION, AnnexDaemon, LocalPool
 
 from conftest import BUCKET, SECRET, SPOT_CONFIG
+from test_recovery import FLEET_ROLE
 
 DAEMON_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
@@ -15,7 +16,7 @@ DAEMON_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "
 @pytest.fixture
 def daemon_paid(aws, moto_server, tmp_path):
     pool = LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET, extra="\n".join([
-        "ANNEXD_ALLOW_DAEMON_CREDENTIALS = true",
+        "ANNEXD_ALLOW_DAEMON_CREDENTIALS = true", FLEET_ROLE,
         f"ANNEX_DEFAULT_LEASE_FUNCTION_ARN = {aws.lease_arn}"]))
     with AnnexDaemon(pool, DAEMON_CREDENTIALS):
         yield pool
@@ -44,7 +45,8 @@ def test_a_user_chosen_lease_function_is_refused(aws, daemon_paid):
     assert result.returncode == 4, result.stderr
     assert f"-lease-function-arn {arn!r} is not the admin's " \
            f"(ANNEX_DEFAULT_LEASE_FUNCTION_ARN = {aws.lease_arn} for {REGION})" in result.stderr
-    assert "uses only the admin's lease function and bucket" in result.stderr
+    assert "uses only the admin's lease function, bucket, instance profile, key pair, Spot " \
+        "Fleet role and user data" in result.stderr
     assert nothing_made(aws)
 
 

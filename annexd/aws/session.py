@@ -204,5 +204,10 @@ class AwsSession:
 
     def account(self) -> str:
         """The AWS account of these credentials (STS GetCallerIdentity)."""
+        return self.caller()[0]
+
+    def caller(self) -> tuple[str, str]:
+        """(account, principal ARN) of these credentials (STS GetCallerIdentity)."""
         with self._call("STS GetCallerIdentity"):
-            return self.sts.get_caller_identity()["Account"]
+            reply = self.sts.get_caller_identity()
+        return reply["Account"], reply["Arn"]

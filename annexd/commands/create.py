@@ -8,6 +8,7 @@ import logging
 import pwd
 from typing import Any, Callable
 
+from annexd.aws import AwsError
 from annexd.money import costs
 from annexd.money import daemonpaid
 from annexd.rpc import protocol
@@ -56,11 +57,11 @@ def create(ctx: Context, request: dict[str, Any], who: Caller,
     notices: list[str] = []
     try:
         region = settings.for_region(annex.get("region"))
-        if credentials is None:  # paid by the daemon's identity: the admin's choices only
-            daemonpaid.check(annex, region)
         plan = build_plan(annex, owner_uid=who.uid, settings=region,
                           lease_rate_minutes=settings.lease_rate_minutes, now=ctx.clock(),
                           pool=settings.pool, user_name=_user_name(who.uid, annex))
+        if credentials is None:  # paid by the daemon's identity: the admin's choices only
+            daemonpaid.check(plan, region)
         plan = costs.with_price_cap(plan, settings.caps)
         held = ctx.journal.live_row(plan.region, plan.annex_id)
         if request.get("dry_run"):  # the confirmation prompt: look, never act
@@ -74,14 +75,23 @@ def create(ctx: Context, request: dict[str, Any], who: Caller,
             if answer is not None:
                 return answer
         costs.check(plan, settings.caps, lambda: holding(ctx, who.uid))
-        payload = ctx.payload(plan, annex)
+        # Who pays is fixed now, in the row, before anything is made: every later operation
+        # acts only with keys of this account (Context.check_payer).
+        payer = ctx.payer_of(plan.region, credentials)
+        minted_at = ctx.clock()
+        payload = ctx.payload(plan, annex, minted_at)
     except (InvalidRequest, KnobError) as error:
         return protocol.error_reply("invalid-request", str(error))
+    except AwsError as error:
+        return protocol.error_reply("aws", f"cannot tell which AWS account pays: {error}",
+                                    aws_code=error.code, request_id=error.request_id)
     try:
         # Committed now, forced to disk while the check step looks: before any call that
         # changes AWS (annexd.launch.steps).
-        request_id = ctx.journal.begin(plan, daemon_credentials=credentials is None,
-                                       durable=False)
+        request_id = ctx.journal.begin(
+            plan, daemon_credentials=credentials is None, durable=False,
+            payer=(payer.account, payer.principal),
+            token_minted=minted_at)
     except NameTaken as taken:
         return taken_reply(taken.row, who)
     log.info("request %d: uid %d creates annex %s in %s (lease ends %d)",

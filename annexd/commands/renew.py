@@ -1,31 +1,56 @@
-"""A lease change gives the annex's running instances a token valid to the new lease end.
+"""Annex tokens: short-lived, renewed by the daemon while the annex lives, and moved with its
+lease.
 
-A minted token expires with the lease it was made for (plus a grace, see annexd.instance_config.idtoken), so
-moving the lease end must move the token's too, before the old one expires.  The instances
-already re-read their config object every minute (``condor_annex_ec2 -refresh-lease``) for the
-lease end its metadata carries; when it moved, they re-install the object.  So a lease change
-rewrites the object once, token and metadata together in one PutObject: an instance never
-sees the new lease end without the new token.  The jti stays the annex's, so a revocation by
-jti on the central manager covers every token the annex ever gets.
+A minted token lives at most ``ANNEX_TOKEN_LIFETIME`` past its minting, and never past the
+lease end plus a grace (:func:`annexd.instance_config.idtoken.expiry`): HTCondor cannot be told
+to forget a token, so a short life is what ends one after ``-off`` (finding 9 of issue 23).
+So the daemon renews each live annex's token when half its life is left
+(:func:`renew_due`, every renewal pass): one PutObject of the config object per annex, with
+a new token (same ``jti``, same ``sub``) and the lease end the journal holds.  The instances
+re-read the object's metadata every minute (``condor_annex_ec2 -refresh-lease``) and install
+it again when its token stamp changed.  ``-off`` ends the row, and only live rows are
+renewed: renewal ends at once.  If the daemon is down for longer than a token's life, the
+annex's startds can no longer authenticate and leave the pool; its lease still ends it.
 
-Annexes with the user's own token or the pool password have nothing to renew: only the
-metadata moves (a CopyObject in place), as before.
+Renewal rewrites the object, so the bucket's lifecycle rule (``ConfigExpirationDays``, by
+object age) never sees a live annex's object older than a token's life: no lease is cut
+short by it (finding 10).  Annexes with the user's own token or the pool password have no
+token to renew; their object is rewritten in place (CopyObject of its metadata) once a day
+for the same reason (:data:`TOUCH_SECONDS`).
+
+A renewal claims the row (``active -> extending -> active``, as a lease change does) before
+it writes, so it never races a lease change, an ``-off`` or the backstop: whichever claims
+first acts, and the other is told, or tries at the next pass.  Only annexes whose payer is the
+daemon's own account are renewed: the daemon never holds a user's keys after their request.
+
+A lease change rewrites the object once, token and metadata together in one PutObject
+(:func:`config_writer`): an instance never sees the new lease end without the new token.
 """
 from __future__ import annotations
 
-from typing import Callable
+import logging
+from typing import Any, Callable
 
-from annexd.instance_config import tarball
-from annexd.aws import AnnexAws
+from annexd.aws import AnnexAws, AwsError
+from annexd.config.knobs import DaemonSettings
+from annexd.instance_config import idtoken, tarball
 from annexd.launch.plan import AnnexPlan, InvalidRequest
-from annexd.commands.context import OperationError
+from annexd.state.journal import StateChanged
+from annexd.state.lifecycle import RequestState
+from annexd.commands.context import Context, OperationError, claim
 
-#: Mints the annex's token for a lease end (the daemon's signing key, read at call time).
-Minter = Callable[[AnnexPlan, int], str]
+log = logging.getLogger("annexd.operate")
+
+#: Mints the annex's token for a lease end, at a time (the daemon's signing key, read then).
+Minter = Callable[[AnnexPlan, int, float], str]
+
+#: An annex without a minted token has its object rewritten in place this often, so that
+#: the bucket's lifecycle (at least 1 day) never takes it while the lease runs.
+TOUCH_SECONDS = 6 * 3600
 
 
-def config_writer(aws: AnnexAws, plan: AnnexPlan, lease_end: int,
-                  mint: Minter) -> Callable[[], None]:
+def config_writer(aws: AnnexAws, plan: AnnexPlan, lease_end: int, mint: Minter,
+                  now: float) -> Callable[[], None]:
     """Everything that can fail before anything changes -- reading the object, minting the
     token -- done now; returns the one write that moves the lease end the instances read
     (with a minted token, renewed in the same write).  A lease change calls it only once the
@@ -34,9 +59,88 @@ def config_writer(aws: AnnexAws, plan: AnnexPlan, lease_end: int,
     if plan.pool_auth != "minted":
         return lambda: aws.set_config_lease_end(plan.bucket, plan.config_key, lease_end)
     try:
-        token = mint(plan, lease_end)
+        token = mint(plan, lease_end, now)
     except InvalidRequest as error:
         raise OperationError("invalid-request", f"{error}; nothing was changed") from None
     payload = tarball.with_token(aws.get_config(plan.bucket, plan.config_key), plan, token)
     return lambda: aws.put_config(plan.bucket, plan.config_key, payload, plan.annex_id,
-                                  lease_end)
+                                  lease_end, now)
+
+
+def pass_interval(settings: DaemonSettings) -> float:
+    """Seconds between two renewal passes: an eighth of a token's life, at most the lease
+    backstop's interval."""
+    return max(1.0, min(settings.lease_check_interval, settings.pool.token_lifetime / 8))
+
+
+def due(ctx: Context, row: dict[str, Any], plan: AnnexPlan, now: float) -> bool:
+    """Whether the row's annex needs its object rewritten now."""
+    if row["state"] != RequestState.ACTIVE or row["lease_end"] <= now:
+        return False  # not settled, or its lease is over: the backstop's, not ours
+    if plan.pool_auth == "minted":
+        return now >= idtoken.renewal_due(row["token_minted"], row["lease_end"],
+                                          ctx.settings.pool.token_lifetime)
+    return now >= row["token_minted"] + TOUCH_SECONDS
+
+
+def renew_due(ctx: Context) -> list[str]:
+    """One renewal pass: rewrite the config object of every live annex the daemon may act
+    on whose token has half its life left (or, without a minted token, whose object is
+    :data:`TOUCH_SECONDS` old); the names of those renewed."""
+    now = ctx.clock()
+    renewed = []
+    for row in ctx.journal.live_rows():
+        plan = AnnexPlan.from_record(row["plan"])
+        if due(ctx, row, plan, now) and ctx.may_recover(row) and _renew(ctx, row, plan, now):
+            renewed.append(row["annex_id"])
+    return renewed
+
+
+def _renew(ctx: Context, row: dict[str, Any], plan: AnnexPlan, now: float) -> bool:
+    try:
+        claim(ctx.journal, row, RequestState.EXTENDING)
+    except OperationError as lost:  # an owner's command got there first: next pass
+        log.info("token renewal: %s; leaving it", lost)
+        return False
+    try:
+        _write(ctx, row, plan, now)
+    except (AwsError, InvalidRequest, ValueError) as error:
+        log.error("token renewal: annex %s: %s; it is tried again at the next pass",
+                  plan.annex_id, error)
+        _release(ctx, row)
+        return False
+    except BaseException:
+        _release(ctx, row)
+        raise
+    try:
+        ctx.journal.transition(row["id"], RequestState.ACTIVE, token_minted=now,
+                               expect={RequestState.EXTENDING})
+    except StateChanged:
+        return False
+    log.info("annex %s: token renewed (valid to %d)", plan.annex_id,
+             idtoken.expiry(row["lease_end"], now, ctx.settings.pool.token_lifetime))
+    return True
+
+
+def _write(ctx: Context, row: dict[str, Any], plan: AnnexPlan, now: float) -> None:
+    """The one write of a renewal, with the lease end the journal holds."""
+    aws = ctx.aws(plan.region, None)
+    lease_end = int(row["lease_end"])
+    if plan.pool_auth != "minted":
+        aws.set_config_lease_end(plan.bucket, plan.config_key, lease_end)
+        return
+    token = ctx.mint(plan, lease_end, now)
+    if plan.needs_request_material:  # the user's -config-dir files are only in the object
+        payload = tarball.with_token(aws.get_config(plan.bucket, plan.config_key), plan, token)
+    else:
+        payload = tarball.build(plan, tarball.PoolMaterial(token, None, {}))
+    aws.put_config(plan.bucket, plan.config_key, payload, plan.annex_id, lease_end, now)
+
+
+def _release(ctx: Context, row: dict[str, Any]) -> None:
+    """A renewal that failed changed no lease: the row goes back as it was."""
+    try:
+        ctx.journal.transition(row["id"], RequestState.ACTIVE,
+                               expect={RequestState.EXTENDING})
+    except StateChanged:
+        pass
