@@ -60,20 +60,22 @@ def create(ctx: Context, request: dict[str, Any], who: Caller,
         plan = build_plan(annex, owner_uid=who.uid, settings=region,
                           lease_rate_minutes=settings.lease_rate_minutes, now=ctx.clock(),
                           pool=settings.pool, user_name=_user_name(who.uid, annex))
-        if credentials is None:  # paid by the daemon's identity: the admin's choices only
-            daemonpaid.check(plan, region)
         plan = costs.with_price_cap(plan, settings.caps)
         held = ctx.journal.live_row(plan.region, plan.annex_id)
         if request.get("dry_run"):  # the confirmation prompt: look, never act
             if held is not None and not resumable(held, who):
                 return taken_reply(held, who)
+            if held is None and credentials is None:
+                daemonpaid.check(plan, region)
             estimate = costs.check(plan, settings.caps, lambda: holding(ctx, who.uid))
             return protocol.ok_reply({"annex_id": plan.annex_id, "estimate": estimate},
                                      list(plan.notices))
-        if held is not None:
+        if held is not None:  # a resume: the row's plan, payer and choices apply
             answer = resume.name_held(ctx, held, who, credentials, annex, notices)
             if answer is not None:
                 return answer
+        if credentials is None:  # paid by the daemon's identity: the admin's choices only
+            daemonpaid.check(plan, region)
         costs.check(plan, settings.caps, lambda: holding(ctx, who.uid))
         # Who pays is fixed now, in the row, before anything is made: every later operation
         # acts only with keys of this account (Context.check_payer).
