@@ -15,7 +15,7 @@ from annexd.rpc import protocol
 from annexd.state.journal import NameTaken
 from annexd.config.knobs import KnobError
 from annexd.launch.plan import AnnexPlan, InvalidRequest, build_plan
-from annexd.commands import resume
+from annexd.commands import renew, resume
 from annexd.commands.context import Caller, Context
 from annexd.commands.replies import outcome_reply, resumable, taken_reply
 
@@ -96,6 +96,7 @@ def create(ctx: Context, request: dict[str, Any], who: Caller,
             token_minted=minted_at)
     except NameTaken as taken:
         return taken_reply(taken.row, who)
+    notices += renew.cannot_renew(ctx, plan, payer.account, minted_at)
     log.info("request %d: uid %d creates annex %s in %s (lease ends %d)",
              request_id, who.uid, plan.annex_id, plan.region, plan.lease_end)
     driver = ctx.driver(plan, request_id, credentials, payload, report, on_disk=False)

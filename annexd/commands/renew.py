@@ -15,8 +15,8 @@ annex's startds can no longer authenticate and leave the pool; its lease still e
 Renewal rewrites the object, so the bucket's lifecycle rule (``ConfigExpirationDays``, by
 object age) never sees a live annex's object older than a token's life: no lease is cut
 short by it (finding 10).  Annexes with the user's own token or the pool password have no
-token to renew; their object is rewritten in place (CopyObject of its metadata) once a day
-for the same reason (:data:`TOUCH_SECONDS`).
+token to renew; their object is rewritten in place (CopyObject of its metadata) every
+:data:`TOUCH_SECONDS` for the same reason, as is a minted one whose token lives longer.
 
 A renewal claims the row (``active -> extending -> active``, as a lease change does) before
 it writes, so it never races a lease change, an ``-off`` or the backstop: whichever claims
@@ -44,9 +44,12 @@ log = logging.getLogger("annexd.operate")
 #: Mints the annex's token for a lease end, at a time (the daemon's signing key, read then).
 Minter = Callable[[AnnexPlan, int, float], str]
 
-#: An annex without a minted token has its object rewritten in place this often, so that
-#: the bucket's lifecycle (at least 1 day) never takes it while the lease runs.
+#: Every live annex's object is rewritten at least this often (in place, without a minted
+#: token to renew), so that the bucket's lifecycle -- which deletes ``config-*`` objects
+#: ConfigExpirationDays (at least 1) after their last write -- never takes a live one.
 TOUCH_SECONDS = 6 * 3600
+#: The shortest lifecycle cfn/bucket.yaml allows (ConfigExpirationDays: at least 1).
+LIFECYCLE_MIN_SECONDS = 86400
 
 
 def config_writer(aws: AnnexAws, plan: AnnexPlan, lease_end: int, mint: Minter,
@@ -73,14 +76,32 @@ def pass_interval(settings: DaemonSettings) -> float:
     return max(1.0, min(settings.lease_check_interval, settings.pool.token_lifetime / 8))
 
 
+def cannot_renew(ctx: Context, plan: AnnexPlan, payer: str, now: float) -> list[str]:
+    """The notice of a create whose object the daemon will not be able to rewrite: its own
+    identity is not in the account that pays (or it has none)."""
+    if ctx.identity.available and ctx.identity.account == payer:
+        return []
+    lifetime = ctx.settings.pool.token_lifetime
+    if plan.pool_auth == "minted" and plan.lease_end - now > lifetime:
+        return [f"condor_annexd cannot renew this annex's token (its own AWS identity is not "
+                f"in account {payer}): its instances leave the pool {lifetime} s after the "
+                "create (ANNEX_TOKEN_LIFETIME) unless -lease-duration gives them a new one"]
+    if plan.lease_end - now > LIFECYCLE_MIN_SECONDS:
+        return ["condor_annexd cannot rewrite this annex's config object (its own AWS identity "
+                f"is not in account {payer}): the bucket's lifecycle (ConfigExpirationDays) "
+                "deletes it, and so ends the annex, that many days after its last write"]
+    return []
+
+
 def due(ctx: Context, row: dict[str, Any], plan: AnnexPlan, now: float) -> bool:
     """Whether the row's annex needs its object rewritten now."""
     if row["state"] != RequestState.ACTIVE or row["lease_end"] <= now:
         return False  # not settled, or its lease is over: the backstop's, not ours
-    if plan.pool_auth == "minted":
-        return now >= idtoken.renewal_due(row["token_minted"], row["lease_end"],
-                                          ctx.settings.pool.token_lifetime)
-    return now >= row["token_minted"] + TOUCH_SECONDS
+    written = row["token_minted"]
+    if plan.pool_auth == "minted" and now >= idtoken.renewal_due(
+            written, row["lease_end"], ctx.settings.pool.token_lifetime):
+        return True
+    return now >= written + TOUCH_SECONDS  # whatever the token's life: the lifecycle
 
 
 def renew_due(ctx: Context) -> list[str]:
