@@ -19,7 +19,7 @@ import pytest
 from localaws import fixtures
 from localaws.pool import REGION, AnnexDaemon, LocalPool
 
-from conftest import SECRET, SPOT_CONFIG
+from conftest import SECRET
 from test_recovery import DAEMON_CREDENTIALS, KNOBS, annex, crash, live_fleets
 
 OTHER_ACCOUNT = "222222222222"

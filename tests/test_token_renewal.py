@@ -15,6 +15,7 @@ import os
 import tarfile
 import time
 
+import jwt
 import pytest
 import yaml
 
@@ -29,8 +30,6 @@ from localaws.pool import BUCKET, LocalPool
 
 from conftest import SECRET, SPOT_CONFIG
 from test_annex_tokens import TRUST_DOMAIN, htcondor_jwt_key
-
-import jwt
 
 LIFETIME = 600
 KEYS = {"access_key_id": "testing", "secret_access_key": "testing"}
@@ -168,9 +167,7 @@ def test_no_lease_is_cut_short_by_the_buckets_lifecycle(aws, daemon):
     assert oldest <= lifetime / 2 + step < shortest
 
 
-def test_without_a_minted_token_the_object_is_still_rewritten(aws, daemon, tmp_path):
-    token_file = tmp_path / "users.token"
-    token_file.write_text("users-own-token")
+def test_without_a_minted_token_the_object_is_still_rewritten(aws, daemon):
     with open(SPOT_CONFIG, encoding="utf-8") as handle:
         config = json.load(handle)
     reply = daemon.handle({"version": 1, "command": "create", "credentials": KEYS, "annex": {

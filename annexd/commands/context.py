@@ -90,12 +90,12 @@ class Context:
         """Whose account ``credentials`` (None: the daemon's identity) act in: STS, asked
         once per key pair for the daemon's life (identity.ACCOUNTS).  Raises AwsError when
         STS cannot say."""
-        if credentials is None and self.identity.account is not None:
-            return identity.Payer(self.identity.account)
+        if credentials is None:  # the daemon's: known since start-up, unless STS failed then
+            account = self.identity.account or self.aws(region, None).caller()[0]
+            return identity.Payer(account)
         account, principal = identity.ACCOUNTS.of(
-            credentials or {"access_key_id": "", "secret_access_key": "daemon"},
-            lambda: self.aws(region, credentials).caller())
-        return identity.Payer(account, principal if credentials is not None else "")
+            credentials, lambda: self.aws(region, credentials).caller())
+        return identity.Payer(account, principal)
 
     def check_payer(self, row: dict[str, Any], credentials: dict[str, str] | None) -> None:
         """Refuse, changing nothing, to act on the row's annex with keys of another account

@@ -95,8 +95,9 @@ def cannot_renew(ctx: Context, plan: AnnexPlan, payer: str, now: float) -> list[
 
 def due(ctx: Context, row: dict[str, Any], plan: AnnexPlan, now: float) -> bool:
     """Whether the row's annex needs its object rewritten now."""
-    if row["state"] != RequestState.ACTIVE or row["lease_end"] <= now:
-        return False  # not settled, or its lease is over: the backstop's, not ours
+    if row["state"] != RequestState.ACTIVE or row["lease_unsettled"] or \
+            row["lease_end"] <= now:
+        return False  # busy, its lease end not known, or its lease over: not ours now
     written = row["token_minted"]
     if plan.pool_auth == "minted" and now >= idtoken.renewal_due(
             written, row["lease_end"], ctx.settings.pool.token_lifetime):

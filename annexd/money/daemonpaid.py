@@ -48,8 +48,8 @@ def check(plan: AnnexPlan, settings: RegionSettings) -> None:
 def _choices(plan: AnnexPlan,
              settings: RegionSettings) -> Iterator[tuple[str, str | None, str, str | None]]:
     """(what, the plan's value, the admin's knob, its value) for each choice that must be
-    the admin's; a value the plan leaves out is the admin's only where the admin has none
-    either (no key pair, no user data), except the lease function and bucket."""
+    the admin's.  A key pair or user data the plan leaves out is the admin's only where the
+    admin has none either; an instance profile left out (instances without a role) passes."""
     yield ("-lease-function-arn", plan.lease_function_arn, "ANNEX_DEFAULT_LEASE_FUNCTION_ARN",
            settings.lease_function_arn)
     yield ("the configuration bucket", plan.bucket, "ANNEX_DEFAULT_S3_BUCKET", settings.bucket)
@@ -77,7 +77,7 @@ def _instance_choices(spec: dict[str, Any], settings: RegionSettings
                       ) -> Iterator[tuple[str, str | None, str, str | None]]:
     profile = spec.get("IamInstanceProfile") or {}
     wanted = profile.get("Arn") or profile.get("Name") if isinstance(profile, dict) else None
-    if wanted or settings.instance_profile_arn:
+    if wanted:  # none at all gives the instances no role: nothing to guard
         yield ("the instance profile", wanted, "ANNEX_DEFAULT_ODI_INSTANCE_PROFILE_ARN",
                settings.instance_profile_arn)
     yield ("the key pair", spec.get("KeyName"), "ANNEX_DEFAULT_ODI_KEY_NAME", settings.key_name)
