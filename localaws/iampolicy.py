@@ -119,13 +119,16 @@ def arn_matches(pattern: str, arn: str, request: "Request | None" = None) -> boo
         return True
     if arn == "*":
         return False
-    want, have = pattern.split(":", 5), arn.split(":", 5)
+    variables = [m.group(0) for m in _VARIABLE.finditer(pattern)]
+    masked = _VARIABLE.sub("\0", pattern)  # a variable's own colon splits nothing
+    want, have = masked.split(":", 5), arn.split(":", 5)
     if len(want) != 6 or len(have) != 6:
         raise Unsupported(f"not an ARN: {pattern!r} / {arn!r}")
-    if any(_VARIABLE.search(part) for part in want[:5]):
+    if any("\0" in part for part in want[:5]):
         raise Unsupported(f"a policy variable before the resource part: {pattern!r}")
+    resource = re.sub("\0", lambda _: variables.pop(0), want[5])
     return all(_glob(w, h) for w, h in zip(want[:5], have[:5])) and \
-        _glob(substitute(want[5], request), have[5])
+        _glob(substitute(resource, request), have[5])
 
 
 def _listed(value: Any) -> list[Any]:

@@ -199,7 +199,8 @@ def test_the_guides_if_exists_and_null_examples():
                                        {"Bool": {"aws:SecureTransport": "${aws:username}"}}])
 def test_variables_outside_string_and_arn_conditions_are_not_modelled(condition):
     with pytest.raises(Unsupported):
-        Policy([allow("a:B", "*", condition)]).allows(Request("a:B", "*", DAVID))
+        Policy([allow("a:B", "*", condition)]).allows(
+            Request("a:B", "*", {**DAVID, "aws:SecureTransport": "true"}))
     with pytest.raises(Unsupported):
         Policy([allow("a:B", "arn:aws:sqs:${aws:username}:1:q")]).allows(
             Request("a:B", "arn:aws:sqs:David:1:q", DAVID))
