@@ -179,9 +179,12 @@ class Mapper:
     def _events_PutRule(self, call: Call) -> Iterator[Request]:
         arn = self.rule_arn(call, call.params["Name"])
         tags = {t["Key"]: t["Value"] for t in call.params.get("Tags", [])}
-        yield Request("events:PutRule", arn, _tag_context("aws:RequestTag", tags))
+        # PutRule on a rule that exists updates it: IAM sees that rule's tags too.
+        context = {**_tag_context("aws:RequestTag", tags),
+                   **_resource_context(self.known.rules.get(arn))}
+        yield Request("events:PutRule", arn, context)
         if tags:
-            yield Request("events:TagResource", arn, _tag_context("aws:RequestTag", tags))
+            yield Request("events:TagResource", arn, context)
         self.known.rules[arn] = {**self.known.rules.get(arn, {}), **tags}
 
     def _events_PutTargets(self, call: Call) -> Iterator[Request]:

@@ -21,7 +21,8 @@ from iam_scenarios import (ACCOUNT, DAEMON_KEY, INSTANCE_KEY, LEASE_KEY, SETUP_K
                            Facts, Recording, record_everything)
 from localaws import setuppolicy
 from localaws.iamactions import Resources, requests_of
-from localaws.iampolicy import Policy, Request, document_statements, role_statements
+from localaws.iampolicy import (Policy, Request, as_principal, document_statements,
+                                role_statements)
 from localaws.pool import REGION
 
 from conftest import config_of
@@ -110,9 +111,19 @@ def recording(moto_server, tmp_path_factory) -> Recording:
     return record_everything(moto_server, str(tmp_path_factory.mktemp("iam")))
 
 
+def principal_keys(url: str, key: str) -> dict[str, str]:
+    """The principal's own condition keys, as STS names it for that access key: what the
+    user policy's ``${aws:userid}`` becomes (and what the daemon tagged its annexes with)."""
+    import boto3
+    sts = boto3.client("sts", endpoint_url=url, region_name=REGION, aws_access_key_id=key,
+                       aws_secret_access_key="testing")
+    return {"aws:userid": sts.get_caller_identity()["UserId"]}
+
+
 @pytest.fixture(scope="module")
-def judged(recording) -> dict[str, list[Request]]:
-    """principal -> the authorisations its calls needed, in order."""
+def judged(recording, moto_server) -> dict[str, list[Request]]:
+    """principal -> the authorisations its calls needed, in order, each with the
+    principal's own keys in its context."""
     resources = Resources(ACCOUNT, recording.facts.tags, recording.facts.profile_roles,
                           recording.facts.template_profiles)
     keys = {key: name for name, (key, _) in PRINCIPALS.items()}
@@ -120,7 +131,8 @@ def judged(recording) -> dict[str, list[Request]]:
     mine = [call for call in recording.calls if call.key_id in keys]
     for call, request in requests_of(mine, resources):
         found[keys[call.key_id]].append(request)
-    return found
+    return {name: as_principal(requests, principal_keys(moto_server.url, PRINCIPALS[name][0]))
+            for name, requests in found.items()}
 
 
 def refused(policy: Policy, requests: list[Request]) -> list[str]:
@@ -193,7 +205,7 @@ def test_the_role_template_lets_an_instance_of_each_kind_find_and_read_its_confi
     policy = role_template_policy(recording.facts, annexes)
     assert refused(policy, judged["instance"]) == []
     assert policy.grants_unused({r.action for r in judged["instance"]}) == []
-    assert Request("ec2:DescribeFleets", "*") in judged["instance"]
+    assert ("ec2:DescribeFleets", "*") in {(r.action, r.resource) for r in judged["instance"]}
 
 
 def test_lease_role_ends_every_fleet_kind(recording, judged):
