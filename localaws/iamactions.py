@@ -302,10 +302,14 @@ class Mapper:
 
     # -- CloudFormation -----------------------------------------------------------------
     def _on_stack(self, call: Call, action: str) -> Iterator[Request]:
-        name = call.params.get("StackName")
+        """A stack call; one made through a service role (RoleARN) also passes that role to
+        CloudFormation, and IAM sees it as ``cloudformation:RoleArn``."""
+        name, role = call.params.get("StackName"), call.params.get("RoleARN")
         yield Request(action, "*" if not name else
                       f"arn:aws:cloudformation:{call.region}:{self.known.account}:"
-                      f"stack/{name}/*" if not name.startswith("arn:") else name)
+                      f"stack/{name}/*" if not name.startswith("arn:") else name,
+                      {"cloudformation:RoleArn": role} if role else {})
+        yield from self._pass_role(role, "cloudformation.amazonaws.com")
 
     def _cloudformation_DescribeStacks(self, call: Call) -> Iterator[Request]:
         yield from self._on_stack(call, "cloudformation:DescribeStacks")

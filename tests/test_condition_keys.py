@@ -37,7 +37,7 @@ def shipped_statements() -> Iterator[tuple[str, dict[str, Any]]]:
             text = re.sub(r"\$\{([A-Za-z0-9]+)\}", "x", handle.read())
         for statement in json.loads(text)["Statement"]:
             yield name, statement
-    for path in TEMPLATES:
+    for path in [*TEMPLATES, os.path.join(ROOT, "cfn", "setup-role.json")]:
         parsed = template(os.path.basename(path))
         for logical, resource in parsed["Resources"].items():
             if resource["Type"] == "AWS::IAM::Role":

@@ -30,13 +30,11 @@ from conftest import config_of
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CFN = os.path.join(ROOT, "cfn")
 #: Actions a principal is granted for a service that acts on its behalf, never called by our
-#: code: the Lambda service writes the lease function's log with its role; CloudFormation
-#: makes the setup's resources with the caller's permissions (only through CloudFormation).
+#: code: the Lambda service writes the lease function's log with its role.  (CloudFormation
+#: makes the setup's resources as its own service role, cfn/setup-role.json: nothing of
+#: that is the setup keys'.)
 USED_BY_THE_SERVICE = {
     "lease function": {"logs:CreateLogStream", "logs:PutLogEvents"},
-    "setup": set(setuppolicy.handler_permissions(setuppolicy.resource_types(
-        [os.path.join(CFN, name) for name in os.listdir(CFN) if name.endswith(".yaml")])))
-    - {a for s in setuppolicy.DIRECT for a in s["Action"]},
 }
 
 
@@ -242,17 +240,29 @@ def test_the_user_policy_is_valid_json_with_only_known_placeholders():
                                       "S3BucketName": "b"})
 
 
-def test_the_setup_policy_is_generated_from_the_templates():
-    """``python -m localaws.setuppolicy`` writes it: CloudFormation's handler permissions
-    for the resource types cfn/*.yaml use, allowed only through CloudFormation."""
+def test_the_setup_policy_and_role_are_generated_from_the_templates():
+    """``python -m localaws.setuppolicy`` writes both.  Issue 23 finding 3: the setup keys
+    may make no IAM role, policy or pass any role but the setup role, directly or through
+    CloudFormation; they make and change the stacks only as the setup role."""
     with open(setuppolicy.TARGET, encoding="utf-8") as handle:
         assert handle.read() == setuppolicy.text(), "run python -m localaws.setuppolicy"
-    statement = json.loads(setuppolicy.text())["Statement"][-1]
-    assert statement["Condition"] == {"ForAnyValue:StringEquals": {
-        "aws:CalledVia": "cloudformation.amazonaws.com"}}
+    with open(setuppolicy.ROLE_TARGET, encoding="utf-8") as handle:
+        assert handle.read() == setuppolicy.role_text(), "run python -m localaws.setuppolicy"
     policy = Policy(document_statements(setuppolicy.text(), {"Partition": "aws",
                                                               "AccountId": ACCOUNT}))
     role = "arn:aws:iam::123456789012:role/HTCondorAnnex-x"
-    assert not policy.allows(Request("iam:CreateRole", role))
-    assert policy.allows(Request("iam:CreateRole", role, {
-        "aws:CalledVia": ["cloudformation.amazonaws.com"]}))
+    via = {"aws:CalledVia": ["cloudformation.amazonaws.com"]}
+    for action in ("iam:CreateRole", "iam:AttachRolePolicy", "iam:PutUserPolicy",
+                   "iam:PassRole", "s3:PutBucketPolicy"):
+        assert not policy.allows(Request(action, role, via)), action
+    stack = "arn:aws:cloudformation:us-east-1:123456789012:stack/HTCondorAnnex-x/1"
+    setup_role = f"arn:aws:iam::{ACCOUNT}:role/HTCondorAnnex-SetupRole"
+    assert not policy.allows(Request("cloudformation:CreateStack", stack))
+    assert not policy.allows(Request("cloudformation:CreateStack", stack, {
+        "cloudformation:RoleArn": role}))
+    assert policy.allows(Request("cloudformation:CreateStack", stack, {
+        "cloudformation:RoleArn": setup_role}))
+    assert policy.allows(Request("iam:PassRole", setup_role, {
+        "iam:PassedToService": "cloudformation.amazonaws.com"}))
+    assert not policy.allows(Request("iam:PassRole", setup_role, {
+        "iam:PassedToService": "lambda.amazonaws.com"}))
