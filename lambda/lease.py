@@ -3,11 +3,12 @@
 The rule's target hands it a constant ``Input``::
 
     {"AnnexID": "nightly", "S3BucketName": "bucket", "LeaseExpiration": 1790000000,
-     "ClientToken": "nightly_0f9e...", ...}
+     "ClientToken": "nightly_0f9e...", "AnnexOwner": "AIDA...", ...}
 
 Everything an annex has belongs to the one create request that made it, named by its
 ``ClientToken``: its fleets and instances carry it as a tag, its rule's description names it,
-and its config object's key holds it.  With a ``ClientToken`` in the Input the teardown ends
+and its config object's key holds it.  ``AnnexOwner`` (the creating principal's aws:userid,
+also the tag ``htcondor:AnnexOwner``) names the key prefix its config object lives under.  With a ``ClientToken`` in the Input the teardown ends
 only what carries that token, so another request's annex of the same name (after this one was
 ended and the name reused, or in another region sharing the bucket) is never touched.  An
 Input without one (an annex made by an earlier release) is ended by name, as before.
