@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 from annexd_lambda import lease
 from localaws import fixtures
 from localaws.iamactions import Resources, requests_of
-from localaws.iampolicy import Policy, Request, as_principal
+from localaws.iampolicy import Request, as_principal
 from localaws.pool import BUCKET, REGION, script
 from localaws.recorder import Call, Recorder
 

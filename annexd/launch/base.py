@@ -38,7 +38,6 @@ DROPPED_FIELDS = ("ValidFrom", "ValidUntil")
 PRICE = re.compile(r"[0-9]{1,6}(\.[0-9]{1,8})?")
 
 
-
 def identity_tags(annex_id: str, client_token: str, owner: str = "") -> dict[str, str]:
     """The tags that say whose request made a resource: the annex, the request, and the AWS
     principal that made it (the user policy's owner tag: set at create, never changed)."""
@@ -46,6 +45,7 @@ def identity_tags(annex_id: str, client_token: str, owner: str = "") -> dict[str
     if owner:
         tags[OWNER_TAG] = owner
     return tags
+
 
 class LaunchConfigError(ValueError):
     """The launch input cannot be used; the message names the field."""

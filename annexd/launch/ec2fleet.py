@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
-from annexd_lambda.lease import ANNEX_TAG, CLIENT_TOKEN_TAG
+from annexd_lambda.lease import ANNEX_TAG
 
 from annexd.aws import InvalidInput
 from annexd.rpc.protocol import shown

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 from typing import TYPE_CHECKING, Any
 
-from annexd_lambda.lease import ANNEX_TAG, CLIENT_TOKEN_TAG
+from annexd_lambda.lease import CLIENT_TOKEN_TAG
 
 from annexd.launch.base import (
     Built, Kind, LaunchConfigError, Option, Outputs, identity_tags, validate)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
-from annexd_lambda.lease import ANNEX_TAG, CLIENT_TOKEN_TAG
+from annexd_lambda.lease import ANNEX_TAG
 
 from annexd.rpc.protocol import shown
 from annexd.launch.base import (
