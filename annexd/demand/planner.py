@@ -124,23 +124,25 @@ def _plural(count: int, word: str) -> str:
 def unfit_reason(group: Group, options: list[Choice]) -> str:
     """Why no type of the config can run ``group`` -- the resource first, else the match."""
     jobs, want = _plural(group.count, "job"), group.requests
+    ask, match = ("asks", "matches") if group.count == 1 else ("ask", "match")
     if not options:
-        return f"{jobs} ask for {want}; the config has no instance type known here"
+        return f"{jobs} {ask} for {want}; the config has no instance type known here"
     top = max(options, key=lambda c: c.itype.memory_mib).itype
     if want.memory_mib > top.memory_mib:
-        return (f"{jobs} ask for {want.memory_mib / 1024:g} GiB; the largest type in the "
+        return (f"{jobs} {ask} for {want.memory_mib / 1024:g} GiB; the largest type in the "
                 f"config has {top.memory_gib:g}")
     cpus = max(c.itype.cpus for c in options)
     if want.cpus > cpus:
-        return f"{jobs} ask for {want.cpus} CPUs; the largest type in the config has {cpus}"
+        return f"{jobs} {ask} for {want.cpus} CPUs; the largest type in the config has {cpus}"
     gpus = max(c.itype.gpus for c in options)
     if want.gpus > gpus:
-        return f"{jobs} ask for {_plural(want.gpus, 'GPU')}; the config's types have at most {gpus}"
+        return (f"{jobs} {ask} for {_plural(want.gpus, 'GPU')}; the config's types have at "
+                f"most {gpus}")
     disk = max(slots.resources(c.slot).disk_kib for c in options)
     if want.disk_kib > disk:
-        return (f"{jobs} ask for {want.disk_kib / 1048576:g} GiB of disk; the config's "
+        return (f"{jobs} {ask} for {want.disk_kib / 1048576:g} GiB of disk; the config's "
                 f"instances have {disk / 1048576:g}")
-    return (f"{jobs} ({want}) match no type of the config: their Requirements, or the "
+    return (f"{jobs} ({want}) {match} no type of the config: their Requirements, or the "
             "annex's START, rule every one out")
 
 
