@@ -346,6 +346,17 @@ def test_limits_cut_the_order(case, kw, ordered, held_by):
         assert budget.over(kw["budget"], decision.cost) is None
 
 
+def test_money_rule_skips_what_it_cannot_afford_and_takes_a_cheaper_type():
+    """$0.30 buys one m5.xlarge ($0.195 to the lease end) and then no second, but an
+    m5.large ($0.0976) still fits."""
+    decision = decide(annex("m5.large", "m5.xlarge"), [job(cpus=4, memory=8192)] * 2 +
+                      [job()] * 2, budget=budget.Budget(annex_cap=0.30))
+    assert decision.orders == {"m5.xlarge": 1, "m5.large": 1}
+    assert decision.held_back == 1 and "over -max-cost" in decision.held_by
+    assert decision.unplaced == 1
+    assert decision.cost <= 0.30
+
+
 def test_running_instances_count_against_the_limits():
     running = [supply.Instance(f"i-{n}", "m5.large") for n in range(2)]
     slot_ads = [slot_ad(f"i-{n}", state="Claimed") for n in range(2)]

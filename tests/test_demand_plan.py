@@ -45,7 +45,8 @@ def test_plan_json_within_max_cost(config_file, capsys):
                        "-max-cost", "0.5", "-json", config_file])
     found = json.loads(capsys.readouterr().out)
     assert status == 0
-    assert found["orders"] == {"m5.xlarge": 2}
+    # Two xlarges for the 4-CPU jobs; a third would break the cap, a large still fits.
+    assert found["orders"] == {"m5.xlarge": 2, "m5.large": 1}
     assert found["worst_case_cost"] <= 0.5
     assert "over -max-cost ($0.50)" in found["held_by"]
 
@@ -94,3 +95,33 @@ def test_plan_calls_no_aws(config_file, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "CONNECTED" not in result.stderr
     assert "order: 4 x m5.xlarge, 3 x m5.large" in result.stdout
+
+
+@pytest.mark.parametrize("example, orders", [
+    ("ec2-fleet.json", {"m5a.large": 3}),              # EC2 Fleet: the cheapest override
+    ("spot-fleet.json", {"m5.large": 3}),
+    ("spot-fleet-launch-template.json", {"m5a.large": 3}),
+])
+def test_plan_of_each_fleet_kind(condor_config, capsys, example, orders):
+    condor_config("")
+    path = os.path.join(os.path.dirname(DATA), os.pardir, "examples", example)
+    assert cli.main(["-plan", QUEUE, "-annex-name", "burst", "-owner", "alice", "-json",
+                     path]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["orders"] == orders
+    assert "4 jobs ask for 4 CPUs; the largest type in the config has 2" in [
+        u["reason"] for u in found["unfit"]]
+
+
+def test_types_chosen_by_aws_plan_nothing_and_say_so(condor_config, capsys, tmp_path):
+    condor_config("")
+    config = {"IamFleetRole": "arn:aws:iam::123456789012:role/r",
+              "AllocationStrategy": "priceCapacityOptimized", "TargetCapacity": 2,
+              "LaunchTemplateConfigs": [{"LaunchTemplateSpecification": {
+                  "LaunchTemplateName": "tmpl", "Version": "1"}}]}
+    path = tmp_path / "template.json"
+    path.write_text(json.dumps(config))
+    assert cli.main(["-plan", QUEUE, "-annex-name", "burst", "-owner", "alice", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "order: nothing" in out
+    assert "skipped a type AWS chooses: its CPUs and memory are not known here" in out

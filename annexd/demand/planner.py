@@ -180,24 +180,28 @@ def _pack(groups: list[tuple[Group, int, list[tuple[Choice, int]]]]
 
 
 def _cut(wanted: list[Choice], current: list[float | None], limits: Limits
-         ) -> tuple[int, str]:
-    """How many of ``wanted`` (in order) fit the limits, and the limit that stopped the rest."""
-    have = len(current)
-    caps = [(limits.max_instances, "-max-instances", have),
-            (limits.site_max_instances, "ANNEX_MAX_INSTANCES",
-             have + limits.others_instances)]
-    allowed, why = len(wanted), ""
-    for cap, name, used in caps:
-        if cap is not None and used + allowed > cap:
-            allowed, why = max(0, cap - used), f"{name} is {cap}"
-    prices = list(current)
-    for index, choice in enumerate(wanted[:allowed]):
-        prices.append(choice.hourly)
-        broken = money.over(limits.budget, money.committed(limits.budget, prices, limits.now,
-                                                           limits.lease_end))
+         ) -> tuple[list[int], str]:
+    """Which of ``wanted`` (by index, in order) fit the limits, and the first limit that left
+    one out.  The instance counts stop the order; the money rule skips an instance it cannot
+    afford and tries the next (a cheaper type may still fit)."""
+    room, why = len(wanted), ""
+    for cap, name, used in ((limits.max_instances, "-max-instances", len(current)),
+                            (limits.site_max_instances, "ANNEX_MAX_INSTANCES",
+                             len(current) + limits.others_instances)):
+        if cap is not None and used + room > cap:
+            room, why = max(0, cap - used), f"{name} is {cap}"
+    prices, taken = list(current), []
+    for index, choice in enumerate(wanted):
+        if len(taken) == room:
+            break
+        broken = money.over(limits.budget, money.committed(
+            limits.budget, prices + [choice.hourly], limits.now, limits.lease_end))
         if broken:
-            return index, broken
-    return allowed, why
+            why = why or broken
+            continue
+        prices.append(choice.hourly)
+        taken.append(index)
+    return taken, why
 
 
 def decide(groups: list[Group], options: list[Choice], instances: Iterable[supply.Instance],
@@ -224,14 +228,16 @@ def decide(groups: list[Group], options: list[Choice], instances: Iterable[suppl
             todo.append((group, group.count - placed, fitting))
     wanted = _pack(todo)
     current = [prices.get(i.instance_type) for i in instances]
-    allowed, why = _cut([choice for choice, _ in wanted], current, limits)
-    for choice, _ in wanted[:allowed]:
+    taken, why = _cut([choice for choice, _ in wanted], current, limits)
+    ordered = [wanted[index] for index in taken]
+    for choice, _ in ordered:
         decision.orders[choice.instance_type] = decision.orders.get(choice.instance_type, 0) + 1
-    if allowed < len(wanted):
-        decision.held_back, decision.held_by = len(wanted) - allowed, why
-        decision.unplaced = _unplaced(todo, allowed, wanted)
+    if len(ordered) < len(wanted):
+        decision.held_back, decision.held_by = len(wanted) - len(ordered), why
+        decision.unplaced = (sum(count for _, count, _ in todo) -
+                             sum(jobs for _, jobs in ordered))
     decision.cost = money.committed(
-        limits.budget, current + [c.hourly for c, _ in wanted[:allowed]], limits.now,
+        limits.budget, current + [choice.hourly for choice, _ in ordered], limits.now,
         limits.lease_end)
     return decision
 
@@ -248,10 +254,3 @@ def _slot_like(name: str, options: list[Choice]) -> classad2.ClassAd | None:
                          slots.resources(model).disk_kib)
     ad["START"] = classad2.ExprTree(start)
     return ad
-
-
-def _unplaced(todo: list[tuple[Group, int, list[tuple[Choice, int]]]], allowed: int,
-              wanted: list[tuple[Choice, int]]) -> int:
-    """Jobs the cut instances would have taken (for the message)."""
-    unmet = sum(count for _, count, _ in todo)
-    return max(0, unmet - sum(per for _, per in wanted[:allowed])) if allowed else unmet
