@@ -41,7 +41,9 @@ baseline's with ``baseline_`` in front), over all four traces:
 - ``budget_exceeded``: cycles in which money spent plus what the live instances would cost to
   the lease's end plus one minute was over the cap (for the baseline, which has no lease: to
   the end of the hour);
-- ``claimed_instances_terminated``: instances ended with a job on them.
+- ``claimed_instances_terminated``: instances ended with a job on them;
+- ``jobs_never_run``, ``cost_usd`` (at the most each instance may cost per hour) and
+  ``usd_per_job_hour`` (that over the job-hours run), to read the others by.
 """
 from __future__ import annotations
 
@@ -180,7 +182,7 @@ class Pool:
         self.jobs, self.nodes = jobs_, []
         self.options = {c.instance_type: c for c in options}
         self.finish: list[tuple[float, Job, Node]] = []
-        self.instance_seconds = self.unclaimed_seconds = self.spent = 0.0
+        self.instance_seconds = self.unclaimed_seconds = self.spent = self.job_seconds = 0.0
         self.killed = self.over_budget = 0
         self.lags: list[float] = []
         self._match: dict[tuple[tuple[int, int], str], bool] = {}
@@ -243,6 +245,7 @@ class Pool:
         for node in self.live():
             self.instance_seconds += TICK
             self.spent += (node.choice.hourly or 0.0) * TICK / 3600
+            self.job_seconds += len(node.running) * TICK
             if node.advertised(now):
                 if node.idle_since is None and not node.running:
                     node.idle_since = now
@@ -378,7 +381,7 @@ def percentile(values: list[float], fraction: float) -> float:
         else 0.0
 
 
-def figures(pools: list[tuple[Pool, float]]) -> dict[str, float]:
+def figures(pools: list[tuple[Pool, float]]) -> dict[str, Any]:
     decisions, waits, never = [], [], 0
     for pool, horizon in pools:
         for job in pool.jobs:
@@ -396,11 +399,14 @@ def figures(pools: list[tuple[Pool, float]]) -> dict[str, float]:
         "idle_to_running_s_p95": round(percentile(waits, 0.95), 1),
         "unclaimed_fraction": round(sum(p.unclaimed_seconds for p, _ in pools) / seconds, 4)
         if seconds else 0.0,
-        "scale_down_lag_s": max((lag for p, _ in pools for lag in p.lags), default=0.0),
+        # None: nothing was scaled down (the instances were busy to the end).
+        "scale_down_lag_s": max((lag for p, _ in pools for lag in p.lags), default=None),
         "budget_exceeded": sum(p.over_budget for p, _ in pools),
         "claimed_instances_terminated": sum(p.killed for p, _ in pools),
         "jobs_never_run": never,
         "cost_usd": round(sum(p.spent for p, _ in pools), 2),
+        "usd_per_job_hour": round(sum(p.spent for p, _ in pools) * 3600 /
+                                  max(1.0, sum(p.job_seconds for p, _ in pools)), 4),
     }
 
 
@@ -420,7 +426,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="shorter traces (seconds)")
     parser.add_argument("--table", action="store_true", help="also print a markdown table")
+    parser.add_argument("--interval", type=int, default=OUR_INTERVAL,
+                        help=f"our cycle in seconds, a multiple of {TICK} (default "
+                             f"{OUR_INTERVAL})")
     args = parser.parse_args(argv)
+    if args.interval <= 0 or args.interval % TICK:
+        parser.error(f"--interval: a positive multiple of {TICK}")
+    Ours.interval = args.interval
     plan, options = setup()
     scale = 0.25 if args.quick else 1.0
     results: dict[str, dict[str, dict[str, float]]] = {}
@@ -444,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
 GOALS = {"decision_s_p95": "≤ 10", "idle_to_running_s_p95": f"≤ {BOOT_DELAY + 30}",
          "unclaimed_fraction": "≤ 0.05", "scale_down_lag_s": f"≤ {IDLE_TIMEOUT + 30}",
          "budget_exceeded": "0", "claimed_instances_terminated": "0", "jobs_never_run": "",
-         "cost_usd": ""}
+         "cost_usd": "", "usd_per_job_hour": ""}
 
 
 def table(results: dict[str, dict[str, dict[str, float]]]) -> str:
@@ -452,7 +464,9 @@ def table(results: dict[str, dict[str, dict[str, float]]]) -> str:
     head = "| metric | goal | " + " | ".join(f"{t}: ours / baseline" for t in traces_) + " |"
     rows = [head, "|" + "---|" * (len(traces_) + 2)]
     for metric, goal in GOALS.items():
-        cells = [f"{results[t]['ours'][metric]} / {results[t]['baseline'][metric]}"
+        def shown(value: Any) -> str:
+            return "—" if value is None else str(value)
+        cells = [f"{shown(results[t]['ours'][metric])} / {shown(results[t]['baseline'][metric])}"
                  for t in traces_]
         rows.append(f"| `{metric}` | {goal} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
