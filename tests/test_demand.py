@@ -411,3 +411,14 @@ def test_recorded_queue_plan():
     assert sorted(u.reason for u in decision.unfit) == [
         "2 jobs ask for 1 GPU; the config's types have at most 0",
         "3 jobs ask for 512 GiB; the largest type in the config has 64"]
+
+
+# --- the HTCondor adapter -------------------------------------------------------------------
+def test_unreachable_daemons_are_a_demand_error_naming_them(condor_config):
+    """Without a schedd or a collector to ask, the adapters say which; nothing else escapes."""
+    from annexd.demand import condor
+    condor_config("COLLECTOR_HOST = 127.0.0.1:9\nSCHEDD_HOST = 127.0.0.1")
+    with pytest.raises(ads.DemandError, match="cannot query the local schedd"):
+        condor.local_schedd().read(jobs.constraint("burst", ["alice"]), jobs.PROJECTION)
+    with pytest.raises(ads.DemandError, match="cannot query the pool's collector"):
+        condor.pool_collector().read(supply.slot_constraint("burst"), supply.PROJECTION)
