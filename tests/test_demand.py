@@ -422,3 +422,50 @@ def test_unreachable_daemons_are_a_demand_error_naming_them(condor_config):
         condor.local_schedd().read(jobs.constraint("burst", ["alice"]), jobs.PROJECTION)
     with pytest.raises(ads.DemandError, match="cannot query the pool's collector"):
         condor.pool_collector().read(supply.slot_constraint("burst"), supply.PROJECTION)
+
+
+def test_supply_from_recorded_slot_ads():
+    """condor_status -long ads of the annex (tests/data/slots-burst.ads): i-0a1 runs a job in
+    a dynamic slot and has 1 CPU and 5.5 GiB left; i-0b2 is idle; i-0c3 still boots; a slot
+    of another annex does not count.  Their START says stringListMember, as a startd's does,
+    and their Requirements need WithinResourceLimits: both must still match."""
+    plan = annex("m5.large")
+    source = ads.file_source(os.path.join(DATA, "slots-burst.ads"))
+    slot_ads = cycle.annex_slots(source, plan)
+    assert {str(ad["EC2InstanceID"]) for ad in slot_ads} == {"i-0a1", "i-0b2"}
+    instances = [supply.Instance(i, "m5.large") for i in ("i-0a1", "i-0b2", "i-0c3")]
+    decision = decide(plan, [job()] * 6, instances, slot_ads)
+    assert decision.supplied == 5                   # 1 + 2 + 2 (booting)
+    assert decision.orders == {"m5.large": 1}
+
+
+def test_a_startd_start_with_string_lists_still_matches():
+    [ad] = [a for a in ads.read_file(os.path.join(DATA, "slots-burst.ads"))
+            if a["Name"].startswith("slot1@ip-10-0-0-12")]
+    seen = slots.as_startd_sees_it(ad)
+    assert "stringlistmember" not in str(seen).lower()
+    assert slots.matches(job(), seen)
+    assert not slots.matches(job(owner="bob"), seen)
+
+
+def test_matching_does_not_depend_on_what_loaded_htcondors_functions():
+    """In a fresh process, before htcondor2 or parseOne loads HTCondor's ClassAd functions,
+    stringListMember is ERROR in classad2; the owner check must hold all the same."""
+    code = "\n".join([
+        "import classad2",
+        "assert classad2.ExprTree('stringListMember(\"a\", \"a, b\")').eval() is "
+        "classad2.Value.Error",
+        "from annexd.demand import instance_types, slots",
+        "slot = slots.type_slot(instance_types.lookup('m5.large'), 'burst',",
+        "                       '($(START)) && stringListMember(Owner, \"alice, bob\")', 8388608)",
+        "def job(owner):",
+        "    ad = classad2.ClassAd({'Owner': owner, 'RequestCpus': 1, 'RequestMemory': 1024})",
+        "    ad['Requirements'] = classad2.ExprTree('TARGET.Memory >= RequestMemory')",
+        "    return ad",
+        "print(slots.matches(job('alice'), slot), slots.matches(job('carol'), slot))"])
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "False"]

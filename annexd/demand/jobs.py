@@ -14,10 +14,13 @@ from typing import Any, Iterable
 
 import classad2
 
-#: The only attributes the planner reads (the schedd query's projection).
-PROJECTION = ["ClusterId", "ProcId", "Owner", "JobStatus", "TargetAnnexName", "MayUseAWS",
-              "RequestCpus", "RequestMemory", "RequestGPUs", "RequestDisk", "Requirements",
-              "QDate", "EnteredCurrentStatus", "ImageSize", "DiskUsage", "MemoryUsage"]
+#: The only attributes the planner reads (the schedd query's projection, which keeps the
+#: query of a big queue cheap): a job whose Requirements look at another of its own
+#: attributes is judged without it.
+PROJECTION = ["ClusterId", "ProcId", "Owner", "JobStatus", "JobUniverse", "TargetAnnexName",
+              "MayUseAWS", "RequestCpus", "RequestMemory", "RequestGPUs", "RequestDisk",
+              "Requirements", "QDate", "EnteredCurrentStatus", "ImageSize", "DiskUsage",
+              "MemoryUsage"]
 #: What makes two jobs the same to the planner: what they request, and what decides where
 #: they may run (their Requirements, and what the annex's START looks at).
 GROUP_BY = ("RequestCpus", "RequestMemory", "RequestGPUs", "RequestDisk", "Requirements",

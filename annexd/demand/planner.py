@@ -114,6 +114,9 @@ class Decision:
                         f"because {self.held_by}")
         if self.cost is not None:
             said.append(f"committed at worst: ${self.cost:.2f} until the lease ends")
+        else:
+            said.append("committed at worst: not known (a type without a known price: give "
+                        "SpotPrice)")
         return said + self.notes
 
 

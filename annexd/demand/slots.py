@@ -8,8 +8,10 @@ so the planner can never disagree with the instances about which jobs they take.
 Matching is ``classad2``'s, with what it does differently from a startd made up for:
 
 - a config value's ``$(START)`` is the image's own START, which is ``True``;
-- ``stringListMember(x, "a, b")`` evaluates to ERROR in ``classad2``; with a literal list it
-  means ``member(x, {"a", "b"})``;
+- ``stringListMember(x, "a, b")`` evaluates to ERROR in ``classad2`` until HTCondor's own
+  ClassAd functions are loaded (importing ``htcondor2`` or a first ``parseOne`` does it, so
+  the result would depend on what ran before); with a literal list it means
+  ``member(x, {"a", "b"})``, which is built in, so it is rewritten to that;
 - an unscoped name in the slot's START (``Owner``, ``MayUseAWS``) is looked up in the job
   when the slot lacks it, as HTCondor's matchmaking does: the job's attributes the slot lacks
   are put beside the slot's for that one evaluation.
@@ -35,12 +37,24 @@ def evaluable(start: str | None) -> str:
     """A START config value as ``classad2`` evaluates it the way a startd would."""
     if start is None:
         return IMAGE_START
-    text = start.replace("$(START)", IMAGE_START)
+    return _STRING_LIST.sub(_as_member, start.replace("$(START)", IMAGE_START))
 
-    def as_member(match: re.Match[str]) -> str:
-        items = [item.strip() for item in re.split(r"[,\s]+", match.group(2)) if item.strip()]
-        return f"member({match.group(1)}, {{{', '.join(classad2.quote(i) for i in items)}}})"
-    return _STRING_LIST.sub(as_member, text)
+
+def _as_member(match: re.Match[str]) -> str:
+    items = [item.strip() for item in re.split(r"[,\s]+", match.group(2)) if item.strip()]
+    return f"member({match.group(1)}, {{{', '.join(classad2.quote(i) for i in items)}}})"
+
+
+def as_startd_sees_it(ad: classad2.ClassAd) -> classad2.ClassAd:
+    """A slot ad from the collector, its expressions rewritten as :func:`evaluable` does
+    (its START still says ``stringListMember``): otherwise an idle slot of the annex would
+    match nothing, count as no supply, and be ordered again."""
+    found = classad2.ClassAd(str(ad))
+    for name in ad.keys():
+        value = ad[name]
+        if isinstance(value, classad2.ExprTree) and _STRING_LIST.search(str(value)):
+            found[name] = classad2.ExprTree(_STRING_LIST.sub(_as_member, str(value)))
+    return found
 
 
 def disk_kib(launch_request: Any) -> int:

@@ -16,10 +16,12 @@ import classad2
 from annexd.demand import slots
 from annexd.demand.jobs import Group, Requests
 
-#: The attributes of a slot ad that supply reads (the collector query's projection).
-PROJECTION = ["Name", "AnnexName", "EC2InstanceID", "EC2InstanceType", "State", "Activity",
-              "Cpus", "Memory", "GPUs", "Disk", "SlotType", "START", "Requirements", "Arch",
-              "OpSys", "HasFileTransfer", "IsAnnex"]
+#: The collector query's projection: none (every attribute).  A job's Requirements may look
+#: at any attribute of a machine, and a startd's own Requirements at several of its own
+#: (``WithinResourceLimits``, ``IsValidCheckpointPlatform``); a slot missing one would not
+#: match, count as no supply, and be ordered again.  The constraint keeps the answer to the
+#: annex's own slots.
+PROJECTION: list[str] = []
 UNCLAIMED = "Unclaimed"
 
 
@@ -63,7 +65,7 @@ def bins(instances: Iterable[Instance], slot_ads: list[classad2.ClassAd],
     for ad in slot_ads:
         if "State" in ad and ad.eval("State") == UNCLAIMED:
             name = str(ad.eval("Name")) if "Name" in ad else "a slot"
-            found.append(Bin(name, ad, slots.resources(ad), False))
+            found.append(Bin(name, slots.as_startd_sees_it(ad), slots.resources(ad), False))
     return found
 
 
