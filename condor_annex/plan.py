@@ -80,7 +80,8 @@ class Plan(Command):
         if as_json:
             print(json.dumps({
                 "annex": annex, "jobs": decision.jobs, "supplied": decision.supplied,
-                "orders": decision.orders, "held_back": decision.held_back,
+                "orders": decision.orders, "capacity_units": decision.units,
+                "held_back": decision.held_back,
                 "held_by": decision.held_by,
                 "unfit": [{"jobs": u.group.count, "reason": u.reason} for u in decision.unfit],
                 "worst_case_cost": (None if decision.cost is None

@@ -277,6 +277,18 @@ def test_jobs_no_type_fits_launch_nothing(queue, reason):
     assert f"cannot run: {reason}" in "\n".join(decision.lines())
 
 
+def test_weighted_types_order_in_capacity_units():
+    config = fleet("m5.large", "m5.xlarge")
+    for spec in config["LaunchSpecifications"]:
+        spec["WeightedCapacity"] = {"m5.large": 2.0, "m5.xlarge": 4.0}[spec["InstanceType"]]
+    plan = cycle.dry_plan(config, annex="burst", owners=("alice",), lease_seconds=HOUR,
+                          now=NOW)
+    decision = decide(plan, [job(cpus=4, memory=8192)] + [job()] * 2)
+    assert decision.orders == {"m5.xlarge": 1, "m5.large": 1}
+    assert decision.units == 6
+    assert "order: 1 x m5.xlarge, 1 x m5.large (6 capacity units)" in decision.lines()
+
+
 def test_unfit_groups_do_not_stop_the_others():
     decision = decide(annex("m5.large"), [job(memory=512 * 1024), job()])
     assert decision.orders == {"m5.large": 1} and len(decision.unfit) == 1

@@ -88,6 +88,7 @@ class Decision:
     supplied: int = 0                          # jobs the annex's supply takes
     unfit: list[Unfit] = field(default_factory=list)
     orders: dict[str, int] = field(default_factory=dict)   # instance type -> instances
+    units: float = 0.0                         # the orders in fleet capacity units (weights)
     held_back: int = 0                         # instances wanted but not ordered
     held_by: str = ""
     unplaced: int = 0                          # jobs left waiting by the limits
@@ -104,8 +105,9 @@ class Decision:
                 f"{self.supplied} can run on what the annex has"]
         said += [f"cannot run: {unfit.reason}" for unfit in self.unfit]
         if self.orders:
+            units = "" if self.units == self.instances else f" ({self.units:g} capacity units)"
             said.append("order: " + ", ".join(f"{count} x {name}"
-                                              for name, count in self.orders.items()))
+                                              for name, count in self.orders.items()) + units)
         else:
             said.append("order: nothing")
         if self.held_back:
@@ -235,6 +237,7 @@ def decide(groups: list[Group], options: list[Choice], instances: Iterable[suppl
     ordered = [wanted[index] for index in taken]
     for choice, _ in ordered:
         decision.orders[choice.instance_type] = decision.orders.get(choice.instance_type, 0) + 1
+        decision.units += choice.weight
     if len(ordered) < len(wanted):
         decision.held_back, decision.held_by = len(wanted) - len(ordered), why
         decision.unplaced = (sum(count for _, count, _ in todo) -
