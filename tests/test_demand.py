@@ -376,6 +376,14 @@ def test_running_instances_count_against_the_limits():
     assert decision.instances == 3
 
 
+def test_a_running_type_the_config_no_longer_names_is_priced_from_the_table():
+    running = [supply.Instance("i-1", "r5.large")]
+    decision = decide(annex("m5.large"), [job()] * 2, running,
+                      [slot_ad("i-1", state="Claimed")], budget=budget.Budget(annex_cap=1.0))
+    assert decision.orders == {"m5.large": 1}
+    assert decision.cost == pytest.approx((0.126 + 0.096) * 61 / 60)
+
+
 def test_unpriced_type_orders_nothing_under_a_cost_cap():
     decision = decide(annex("m5.24xlarge"), [job()],
                       budget=budget.Budget(annex_cap=100.0))

@@ -25,6 +25,7 @@ from annexd.demand import slots, supply
 from annexd.demand.instance_types import InstanceType, lookup
 from annexd.demand.jobs import Group, Requests
 from annexd.instance_config.tarball import start_expression
+from annexd.launch import Option
 from annexd.launch.plan import AnnexPlan
 from annexd.money.costs import instance_price
 
@@ -210,13 +211,11 @@ def _cut(wanted: list[Choice], current: list[float | None], limits: Limits
 
 
 def decide(groups: list[Group], options: list[Choice], instances: Iterable[supply.Instance],
-           slot_ads: list[classad2.ClassAd], limits: Limits,
-           hourly_of: dict[str, float | None] | None = None) -> Decision:
+           slot_ads: list[classad2.ClassAd], limits: Limits) -> Decision:
     """What to order now.  ``instances``: the annex's instances AWS lists (pending or
-    running); ``slot_ads``: its slots as the collector has them; ``hourly_of``: the most an
-    instance of a type may cost per hour (default: the config's choices')."""
+    running); ``slot_ads``: its slots as the collector has them."""
     instances = list(instances)
-    prices = {c.instance_type: c.hourly for c in options} | (hourly_of or {})
+    prices = {c.instance_type: c.hourly for c in options}
     by_type = {c.instance_type: c.slot for c in options}
     room = supply.bins(instances, slot_ads, lambda name: by_type.get(name) or _slot_like(
         name, options))
@@ -232,7 +231,8 @@ def decide(groups: list[Group], options: list[Choice], instances: Iterable[suppl
         if group.count > placed:
             todo.append((group, group.count - placed, fitting))
     wanted = _pack(todo)
-    current = [prices.get(i.instance_type) for i in instances]
+    current = [prices[i.instance_type] if i.instance_type in prices
+               else instance_price(Option(i.instance_type), False) for i in instances]
     taken, why = _cut([choice for choice, _ in wanted], current, limits)
     ordered = [wanted[index] for index in taken]
     for choice, _ in ordered:
