@@ -64,6 +64,7 @@ import classad2  # noqa: E402
 from annexd.demand import budget as money  # noqa: E402
 from annexd.demand import cycle, jobs, planner, slots, supply  # noqa: E402
 from annexd.demand.jobs import Requests  # noqa: E402
+from annex_ec2.closedpipe import quiet_when_output_closes  # noqa: E402
 
 ANNEX, OWNER = "burst", "alice"
 TICK = 5                    # the simulation's step, and the negotiator's cycle (s)
@@ -422,6 +423,7 @@ def setup() -> tuple[Any, list[planner.Choice]]:
     return plan, options
 
 
+@quiet_when_output_closes
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="shorter traces (seconds)")

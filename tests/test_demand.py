@@ -117,7 +117,8 @@ def test_shipped_table_is_ec2s_data():
     with gzip.open(path) as f:
         records = list(json.load(f).values())
     with open(instance_types.TABLE, encoding="utf-8") as f:
-        assert json.load(f)["types"] == instance_types.rows(records)
+        assert json.load(f)["types"] == instance_types.rows(records), (
+            "refresh: python -m annexd.demand.instance_types -refresh RECORDS.json")
 
 
 @pytest.mark.parametrize("name, cpus, gib, gpus, arch", [
