@@ -121,6 +121,22 @@ def test_shipped_table_is_ec2s_data():
             "refresh: python -m annexd.demand.instance_types -refresh RECORDS.json")
 
 
+def test_refresh_writes_the_table_from_describe_instance_types(tmp_path, monkeypatch):
+    records = {"InstanceTypes": [
+        {"InstanceType": "m5.large", "VCpuInfo": {"DefaultVCpus": 2},
+         "MemoryInfo": {"SizeInMiB": 8192}, "ProcessorInfo": {"SupportedArchitectures":
+                                                              ["x86_64"]}},
+        {"InstanceType": "mac1.metal", "VCpuInfo": {"DefaultVCpus": 12},
+         "MemoryInfo": {"SizeInMiB": 32768},
+         "ProcessorInfo": {"SupportedArchitectures": ["x86_64_mac"]}}]}
+    source = tmp_path / "records.json"
+    source.write_text(json.dumps(records))
+    monkeypatch.setattr(instance_types, "TABLE", str(tmp_path / "table.json"))
+    assert instance_types.main(["-refresh", str(source)]) == 0
+    with open(tmp_path / "table.json", encoding="utf-8") as f:
+        assert json.load(f)["types"] == {"m5.large": [2, 8192, 0, "X86_64"]}
+
+
 @pytest.mark.parametrize("name, cpus, gib, gpus, arch", [
     ("m5.large", 2, 8, 0, "X86_64"), ("r5.2xlarge", 8, 64, 0, "X86_64"),
     ("g4dn.xlarge", 4, 16, 1, "X86_64"), ("m6g.large", 2, 8, 0, "aarch64"),
