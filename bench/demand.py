@@ -11,10 +11,14 @@ a job runs for its runtime; an instance whose slot stays unclaimed for the idle 
 itself down (``STARTD_NOCLAIM_SHUTDOWN``), and an auto annex's fleet target is lowered with it,
 so it is not replaced.
 
-Orders go straight to the simulated execute side: the planner (annexd.demand.planner) decides,
-not the AWS emulator -- the daemon's auto loop, which would send them to AWS, is not built
-yet, and the moto server adds nothing to what is measured here (moto launches at once; the
-boot delay is simulated either way).
+The planner (annexd.demand.planner) decides.  By default its orders go straight to the
+simulated execute side; with ``--emulator`` they go to the AWS emulator (moto's server, as the
+test suite runs it): each order is one RunInstances per type, tagged with the annex as the
+daemon tags instances, every cycle's supply is what DescribeInstances lists for that tag
+(pending or running), and an instance that leaves is terminated there -- so the decision time
+includes listing the annex in AWS.  (The daemon's ``-auto`` loop, which would order through
+the annex's own fleet, is not built yet; moto launches at once, and the boot delay is
+simulated either way.)
 
 Policies:
 
@@ -64,6 +68,7 @@ import classad2  # noqa: E402
 from annexd.demand import budget as money  # noqa: E402
 from annexd.demand import cycle, jobs, planner, slots, supply  # noqa: E402
 from annexd.demand.jobs import Requests  # noqa: E402
+from annexd_lambda.lease import ANNEX_TAG  # noqa: E402
 from annex_ec2.closedpipe import quiet_when_output_closes  # noqa: E402
 
 ANNEX, OWNER = "burst", "alice"
@@ -176,11 +181,54 @@ class Node:
         return ad
 
 
+class Emulated:
+    """The annex's instances in the AWS emulator: launched, listed and terminated there."""
+
+    REGION = "us-east-1"
+
+    def __init__(self) -> None:
+        from localaws import fixtures
+        from localaws.moto_server import MotoServer
+        self.image = fixtures.WORKER_IMAGE
+        self.server = MotoServer().start()
+        self.ec2 = fixtures.client("ec2", self.server.url, self.REGION)
+        self.calls = 0
+
+    def reset(self) -> None:
+        self.server.reset()
+
+    def launch(self, instance_type: str, count: int) -> list[str]:
+        self.calls += 1
+        reply = self.ec2.run_instances(
+            ImageId=self.image, InstanceType=instance_type, MinCount=count, MaxCount=count,
+            TagSpecifications=[{"ResourceType": "instance",
+                                "Tags": [{"Key": ANNEX_TAG, "Value": ANNEX}]}])
+        return [instance["InstanceId"] for instance in reply["Instances"]]
+
+    def listed(self) -> list[supply.Instance]:
+        found = []
+        for page in self.ec2.get_paginator("describe_instances").paginate(Filters=[
+                {"Name": f"tag:{ANNEX_TAG}", "Values": [ANNEX]},
+                {"Name": "instance-state-name", "Values": ["pending", "running"]}]):
+            self.calls += 1
+            found += [supply.Instance(i["InstanceId"], i["InstanceType"])
+                      for reservation in page["Reservations"] for i in reservation["Instances"]]
+        return found
+
+    def terminate(self, instance_id: str) -> None:
+        self.calls += 1
+        self.ec2.terminate_instances(InstanceIds=[instance_id])
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
 class Pool:
     """The simulated execute side, and what it measures."""
 
-    def __init__(self, jobs_: list[Job], options: list[planner.Choice]):
-        self.jobs, self.nodes = jobs_, []
+    def __init__(self, jobs_: list[Job], options: list[planner.Choice],
+                 aws: Emulated | None = None):
+        self.jobs, self.nodes, self.aws = jobs_, [], aws
         self.options = {c.instance_type: c for c in options}
         self.finish: list[tuple[float, Job, Node]] = []
         self.instance_seconds = self.unclaimed_seconds = self.spent = self.job_seconds = 0.0
@@ -194,10 +242,17 @@ class Pool:
     def idle_jobs(self, now: float) -> list[Job]:
         return [j for j in self.jobs if j.submit <= now and j.started is None]
 
-    def launch(self, name: str, now: float) -> None:
+    def launch(self, name: str, now: float, count: int = 1) -> None:
         choice = self.options[name]
-        self.nodes.append(Node(f"i-{len(self.nodes):05d}", choice, now,
-                               slots.resources(choice.slot)))
+        ids = (self.aws.launch(name, count) if self.aws else
+               [f"i-{len(self.nodes) + n:05d}" for n in range(count)])
+        self.nodes += [Node(i, choice, now, slots.resources(choice.slot)) for i in ids]
+
+    def instances(self) -> list[supply.Instance]:
+        """The annex's instances as AWS lists them (pending or running)."""
+        if self.aws:
+            return self.aws.listed()
+        return [supply.Instance(n.name, n.choice.instance_type) for n in self.live()]
 
     def matches(self, job: Job, node: Node) -> bool:
         key = ((job.cpus, job.memory), node.choice.instance_type)
@@ -241,6 +296,8 @@ class Pool:
         elif scale_down and node.idle_since is not None:
             self.lags.append(now - node.idle_since)
         node.ended = now
+        if self.aws:
+            self.aws.terminate(node.name)
 
     def account(self, now: float) -> None:
         for node in self.live():
@@ -284,7 +341,7 @@ class Ours:
             self._extend(pool, now)
         if idle:
             ads = [n.slot_ad() for n in pool.live() if n.advertised(now)]
-            instances = [supply.Instance(n.name, n.choice.instance_type) for n in pool.live()]
+            instances = pool.instances()
             limits = planner.Limits(now=now, lease_end=self.lease_end,
                                     max_instances=MAX_INSTANCES,
                                     budget=money.Budget(annex_cap=self.max_cost,
@@ -292,8 +349,7 @@ class Ours:
             decision = planner.decide(jobs.group(j.ad for j in idle), self.options, instances,
                                       ads, limits)
             for name, count in decision.orders.items():
-                for _ in range(count):
-                    pool.launch(name, now)
+                pool.launch(name, now, count)
         took = time.perf_counter() - started
         for job in idle:
             if job.decided is None:
@@ -335,8 +391,8 @@ class Baseline:
         cpus = sum(j.cpus for j in queued + running)
         target = min(BASELINE_MAX_NODES, math.ceil(cpus / self.choice.itype.cpus))
         live = pool.live()
-        for _ in range(max(0, target - len(live))):
-            pool.launch(self.choice.instance_type, now)
+        if target > len(live):
+            pool.launch(self.choice.instance_type, now, target - len(live))
         excess = len(live) - target
         idle = [n for n in live if n.advertised(now) and not n.running]
         self.seen_idle = idle[:max(0, excess)]
@@ -358,8 +414,10 @@ class Baseline:
 
 # --- running a trace ------------------------------------------------------------------------
 def run_trace(policy: Any, jobs_: list[Job], horizon: float,
-              options: list[planner.Choice]) -> Pool:
-    pool = Pool(jobs_, options)
+              options: list[planner.Choice], aws: Emulated | None = None) -> Pool:
+    if aws:
+        aws.reset()
+    pool = Pool(jobs_, options, aws)
     policy.start(0.0)
     now = 0.0
     while now <= horizon:
@@ -428,6 +486,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="shorter traces (seconds)")
     parser.add_argument("--table", action="store_true", help="also print a markdown table")
+    parser.add_argument("--emulator", action="store_true",
+                        help="order, list and terminate instances in the AWS emulator")
+    parser.add_argument("--traces", default="step,burst,sine,drain",
+                        help="which traces, comma-separated")
     parser.add_argument("--interval", type=int, default=OUR_INTERVAL,
                         help=f"our cycle in seconds, a multiple of {TICK} (default "
                              f"{OUR_INTERVAL})")
@@ -435,41 +497,60 @@ def main(argv: list[str] | None = None) -> int:
     if args.interval <= 0 or args.interval % TICK:
         parser.error(f"--interval: a positive multiple of {TICK}")
     Ours.interval = args.interval
-    plan, options = setup()
-    scale = 0.25 if args.quick else 1.0
-    results: dict[str, dict[str, dict[str, float]]] = {}
-    for policy_name in ("ours", "baseline"):
-        runs = []
-        for trace, (jobs_, horizon) in traces(scale).items():
-            policy = Ours(plan, options) if policy_name == "ours" else Baseline(options)
-            pool = run_trace(policy, jobs_, horizon, options)
-            results.setdefault(trace, {})[policy_name] = figures([(pool, horizon)])
-            runs.append((pool, horizon))
-        overall = figures(runs)
-        results.setdefault("all", {})[policy_name] = overall
-        prefix = "" if policy_name == "ours" else "baseline_"
-        for metric, value in overall.items():
-            print(json.dumps({"metric": prefix + metric, "value": value}), flush=True)
+    chosen = [name.strip() for name in args.traces.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(traces(1.0)))
+    if unknown or not chosen:
+        parser.error(f"--traces: unknown {', '.join(unknown) or 'empty list'}")
+    aws = Emulated() if args.emulator else None
+    try:
+        results = run(0.25 if args.quick else 1.0, chosen, aws)
+    finally:
+        if aws:
+            aws.stop()
     if args.table:
         print(table(results))
     return 0
 
 
+def run(scale: float, chosen: list[str], aws: Emulated | None
+        ) -> dict[str, dict[str, dict[str, Any]]]:
+    """Both policies on the chosen traces; prints the JSON lines, returns every figure."""
+    plan, options = setup()
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    for policy_name in ("ours", "baseline"):
+        runs, calls = [], aws.calls if aws else 0
+        for trace, (jobs_, horizon) in traces(scale).items():
+            if trace not in chosen:
+                continue
+            policy = Ours(plan, options) if policy_name == "ours" else Baseline(options)
+            pool = run_trace(policy, jobs_, horizon, options, aws)
+            results.setdefault(trace, {})[policy_name] = figures([(pool, horizon)])
+            runs.append((pool, horizon))
+        overall = figures(runs)
+        if aws:
+            overall["aws_calls"] = aws.calls - calls
+        results.setdefault("all", {})[policy_name] = overall
+        prefix = "" if policy_name == "ours" else "baseline_"
+        for metric, value in overall.items():
+            print(json.dumps({"metric": prefix + metric, "value": value}), flush=True)
+    return results
+
+
 GOALS = {"decision_s_p95": "≤ 10", "idle_to_running_s_p95": f"≤ {BOOT_DELAY + 30}",
          "unclaimed_fraction": "≤ 0.05", "scale_down_lag_s": f"≤ {IDLE_TIMEOUT + 30}",
          "budget_exceeded": "0", "claimed_instances_terminated": "0", "jobs_never_run": "",
-         "cost_usd": "", "usd_per_job_hour": ""}
+         "cost_usd": "", "usd_per_job_hour": "", "aws_calls": ""}
 
 
 def table(results: dict[str, dict[str, dict[str, float]]]) -> str:
     traces_ = [t for t in results if t != "all"] + ["all"]
     head = "| metric | goal | " + " | ".join(f"{t}: ours / baseline" for t in traces_) + " |"
     rows = [head, "|" + "---|" * (len(traces_) + 2)]
+    def shown(value: Any) -> str:
+        return "—" if value is None else str(value)
     for metric, goal in GOALS.items():
-        def shown(value: Any) -> str:
-            return "—" if value is None else str(value)
-        cells = [f"{shown(results[t]['ours'][metric])} / {shown(results[t]['baseline'][metric])}"
-                 for t in traces_]
+        cells = [f"{shown(results[t]['ours'].get(metric))} / "
+                 f"{shown(results[t]['baseline'].get(metric))}" for t in traces_]
         rows.append(f"| `{metric}` | {goal} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
