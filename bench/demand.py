@@ -249,9 +249,11 @@ class Pool:
         self.nodes += [Node(i, choice, now, slots.resources(choice.slot)) for i in ids]
 
     def instances(self) -> list[supply.Instance]:
-        """The annex's instances as AWS lists them (pending or running)."""
+        """The annex's instances as AWS lists them (pending or running), in launch order (so
+        that moto's random instance IDs do not change the figures from run to run)."""
         if self.aws:
-            return self.aws.listed()
+            order = {node.name: number for number, node in enumerate(self.nodes)}
+            return sorted(self.aws.listed(), key=lambda i: order.get(i.instance_id, len(order)))
         return [supply.Instance(n.name, n.choice.instance_type) for n in self.live()]
 
     def matches(self, job: Job, node: Node) -> bool:
@@ -269,7 +271,7 @@ class Pool:
                     if slots.how_many(job.requests, n.free) >= 1 and self.matches(job, n)]
             if not fits:
                 continue
-            node = min(fits, key=lambda n: (n.free.cpus, n.free.memory_mib, n.name))
+            node = min(fits, key=lambda n: (n.free.cpus, n.free.memory_mib, n.launched))
             node.free = slots.minus(node.free, job.requests, 1)
             node.running.append(job)
             node.idle_since = None
@@ -549,6 +551,8 @@ def table(results: dict[str, dict[str, dict[str, float]]]) -> str:
     def shown(value: Any) -> str:
         return "—" if value is None else str(value)
     for metric, goal in GOALS.items():
+        if all(metric not in results[t]["ours"] for t in traces_):
+            continue
         cells = [f"{shown(results[t]['ours'].get(metric))} / "
                  f"{shown(results[t]['baseline'].get(metric))}" for t in traces_]
         rows.append(f"| `{metric}` | {goal} | " + " | ".join(cells) + " |")
