@@ -73,14 +73,36 @@ def test_recorded_queue_parses_every_job():
 
 @pytest.mark.parametrize("text, line", [
     ("Owner = \"alice\"\nRequestCpus = [[[\n", 2),
-    ("Owner = \"alice\"\n\n-- Schedd: submit.example.org\nJobStatus = 1\n", 3),
     ("just words\n", 1),
+    ("Requirements = (TARGET.Memory >= \n", 1),
 ])
 def test_a_bad_line_is_named(tmp_path, text, line):
     path = tmp_path / "bad.ads"
     path.write_text(text)
     with pytest.raises(ads.DemandError, match=rf"bad.ads line {line}: not a ClassAd attribute"):
         ads.read_file(str(path))
+
+
+@pytest.mark.parametrize("text, line, name", [
+    ("Owner = \"alice\"\n\nJobStatus = 1\nRequestMemory = 2 GiB\n", 4, "RequestMemory"),
+    ('Cmd = "/bin/true" extra\n', 1, "Cmd"),
+])
+def test_a_value_kept_only_in_part_is_named(tmp_path, text, line, name):
+    path = tmp_path / "bad.ads"
+    path.write_text(text)
+    with pytest.raises(ads.DemandError, match=rf"bad.ads line {line}: the value of {name} is "
+                       "not a ClassAd expression"):
+        ads.read_file(str(path))
+
+
+def test_global_queue_headers_are_skipped(tmp_path):
+    """condor_q -long -global heads each schedd's ads with a line of its own."""
+    path = tmp_path / "global.ads"
+    path.write_text("-- Schedd: submit.example.org : <10.0.0.1:9618?...>\n"
+                    'Owner = "alice"\nJobStatus = 1\n\n'
+                    "-- Schedd: other.example.org : <10.0.0.2:9618?...>\n"
+                    'Owner = "bob"\nJobStatus = 1\n')
+    assert [ad["Owner"] for ad in ads.read_file(str(path))] == ["alice", "bob"]
 
 
 @pytest.mark.parametrize("value, expect", [

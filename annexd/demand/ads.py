@@ -5,8 +5,8 @@ Each knob is either ``file:PATH`` -- ads in ``condor_q -long`` / ``condor_status
 format, blank-line separated, re-read every cycle, so the whole loop (and ``-plan``) runs
 without HTCondor daemons -- or unset, meaning the local schedd and the pool's collector
 (:mod:`.condor`, through ``htcondor2``).  Reading a file checks every line: ``classad2``
-silently drops a line it cannot parse, and a dropped ``RequestMemory`` would plan for the
-wrong job.
+silently drops a line it cannot parse, or keeps the start of a value ("2 GiB" is 2), and a
+wrong ``RequestMemory`` would plan for the wrong job.
 """
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ import classad2
 #: What the file reader takes as one attribute line; anything else is an error naming it.
 ATTRIBUTE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_.]*)\s*=")
 FILE_PREFIX = "file:"
+#: ``condor_q -long -global`` heads each schedd's ads with ``-- Schedd: NAME : <ADDRESS>``.
+HEADER = "-- "
 
 
 class DemandError(ValueError):
@@ -26,10 +28,12 @@ class DemandError(ValueError):
 
 
 def parse_ads(text: str, where: str) -> list[classad2.ClassAd]:
-    """The ads in ``text`` (old syntax, blank-line separated)."""
+    """The ads in ``text`` (old syntax, blank-line separated; ``-- `` header lines skipped)."""
     ads: list[classad2.ClassAd] = []
     block: list[tuple[int, str]] = []
     for number, line in enumerate(text.splitlines() + [""], start=1):
+        if line.startswith(HEADER):
+            continue
         if line.strip():
             block.append((number, line))
         elif block:
@@ -46,6 +50,11 @@ def _parse_block(block: list[tuple[int, str]], where: str) -> classad2.ClassAd:
         if not match or match.group(1).lower() not in keys:
             raise DemandError(f"{where} line {number}: not a ClassAd attribute "
                               f"(NAME = EXPRESSION): {line.strip()[:80]!r}")
+        try:   # the old-syntax parser keeps what it can of a value ("2 GiB" is 2)
+            classad2.ExprTree(line[match.end():].strip())
+        except classad2.ClassAdException:
+            raise DemandError(f"{where} line {number}: the value of {match.group(1)} is not a "
+                              f"ClassAd expression: {line.strip()[:80]!r}") from None
     return ad
 
 
