@@ -528,3 +528,17 @@ def test_matching_does_not_depend_on_what_loaded_htcondors_functions():
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "False"]
+
+
+def test_assess_reads_demand_and_supply_from_their_sources(tmp_path):
+    """One cycle as an auto annex would run it: ANNEX_DEMAND_JOBS and ANNEX_DEMAND_SLOTS as
+    file: sources, the instances as AWS lists them."""
+    jobs_source = queue_file(tmp_path, [job()] * 6 + [job(owner="bob")] * 3)
+    slots_source = ads.source(f"file:{os.path.join(DATA, 'slots-burst.ads')}",
+                              lambda: pytest.fail("the default source was used"),
+                              "ANNEX_DEMAND_SLOTS")
+    instances = [supply.Instance(i, "m5.large") for i in ("i-0a1", "i-0b2", "i-0c3")]
+    decision = cycle.assess(annex("m5.large"), jobs_source, limits(),
+                            slots_source=slots_source, instances=instances)
+    assert (decision.jobs, decision.supplied, decision.orders) == (6, 5, {"m5.large": 1})
+    assert decision.lines()[0] == "demand: 6 idle jobs; 5 can run on what the annex has"
