@@ -71,6 +71,8 @@ class Payer:
     account: str
     #: The ARN of the user's keys (STS's ``Arn``); "" when the daemon's identity pays.
     principal: str = ""
+    #: STS's ``UserId`` (``aws:userid``): the owner the annex's resources are tagged with.
+    owner: str = ""
 
 
 def short(account: str) -> str:
@@ -85,16 +87,16 @@ def key_of(credentials: dict[str, str]) -> str:
 
 
 class KnownAccounts:
-    """The (account, principal ARN) of each key pair seen, asked of STS once per key pair for
-    the daemon's life: an access key belongs to one principal of one account for good, so a
-    later create, -status or -off of the same keys costs no extra call."""
+    """The (account, principal ARN, user ID) of each key pair seen, asked of STS once per key
+    pair for the daemon's life: an access key belongs to one principal of one account for
+    good, so a later create, -status or -off of the same keys costs no extra call."""
 
     def __init__(self) -> None:
-        self._known: dict[str, tuple[str, str]] = {}
+        self._known: dict[str, tuple[str, str, str]] = {}
         self._lock = threading.Lock()
 
     def of(self, credentials: dict[str, str],
-           ask: Callable[[], tuple[str, str]]) -> tuple[str, str]:
+           ask: Callable[[], tuple[str, str, str]]) -> tuple[str, str, str]:
         key = key_of(credentials)
         with self._lock:
             if key in self._known:

@@ -90,12 +90,12 @@ class Context:
         """Whose account ``credentials`` (None: the daemon's identity) act in: STS, asked
         once per key pair for the daemon's life (identity.ACCOUNTS).  Raises AwsError when
         STS cannot say."""
-        if credentials is None:  # the daemon's: known since start-up, unless STS failed then
-            account = self.identity.account or self.aws(region, None).caller()[0]
-            return identity.Payer(account)
-        account, principal = identity.ACCOUNTS.of(
+        if credentials is None:  # the daemon's: its source may change on reconfiguration
+            account, _, user_id = self.aws(region, None).caller()
+            return identity.Payer(account, "", user_id)
+        account, principal, user_id = identity.ACCOUNTS.of(
             credentials, lambda: self.aws(region, credentials).caller())
-        return identity.Payer(account, principal)
+        return identity.Payer(account, principal, user_id)
 
     def check_payer(self, row: dict[str, Any], credentials: dict[str, str] | None) -> None:
         """Refuse, changing nothing, to act on the row's annex with keys of another account
@@ -113,7 +113,8 @@ class Context:
         there."""
         wanted = payer_account(row)
         try:
-            have = self.payer_of(row["region"], credentials).account
+            have = self.identity.account if credentials is None and self.identity.account \
+                else self.payer_of(row["region"], credentials).account
         except AwsError as error:
             return (f"cannot tell which AWS account these keys are for ({error}); annex "
                     f"{row['annex_id']!r} lives in account {identity.short(wanted)}")

@@ -9,6 +9,7 @@ import pwd
 from typing import Any, Callable
 
 from annexd.aws import AwsError
+from annexd.aws.session import owner_id
 from annexd.money import costs
 from annexd.money import daemonpaid
 from annexd.rpc import protocol
@@ -57,7 +58,12 @@ def create(ctx: Context, request: dict[str, Any], who: Caller,
     notices: list[str] = []
     try:
         region = settings.for_region(annex.get("region"))
-        plan = build_plan(annex, owner_uid=who.uid, settings=region,
+        # Who pays -- the account, the principal and the owner its resources are tagged
+        # with -- is fixed now, before anything is made: every later operation acts only
+        # with keys of this account (Context.check_payer).  STS is asked once per key pair.
+        payer = None if request.get("dry_run") else ctx.payer_of(region.region, credentials)
+        owner = owner_id(payer.owner) if payer is not None else ""
+        plan = build_plan(annex, owner_uid=who.uid, settings=region, owner=owner,
                           lease_rate_minutes=settings.lease_rate_minutes, now=ctx.clock(),
                           pool=settings.pool, user_name=_user_name(who.uid, annex))
         plan = costs.with_price_cap(plan, settings.caps)
@@ -77,16 +83,14 @@ def create(ctx: Context, request: dict[str, Any], who: Caller,
         if credentials is None:  # paid by the daemon's identity: the admin's choices only
             daemonpaid.check(plan, region)
         costs.check(plan, settings.caps, lambda: holding(ctx, who.uid))
-        # Who pays is fixed now, in the row, before anything is made: every later operation
-        # acts only with keys of this account (Context.check_payer).
-        payer = ctx.payer_of(plan.region, credentials)
+        assert payer is not None  # only a dry run has none, and it has returned
         minted_at = ctx.clock()
         payload = ctx.payload(plan, annex, minted_at)
     except (InvalidRequest, KnobError) as error:
         return protocol.error_reply("invalid-request", str(error))
     except AwsError as error:
-        return protocol.error_reply("aws", f"cannot tell which AWS account pays: {error}",
-                                    aws_code=error.code, request_id=error.request_id)
+        return protocol.error_reply("aws", str(error), aws_code=error.code,
+                                    request_id=error.request_id)
     try:
         # Committed now, forced to disk while the check step looks: before any call that
         # changes AWS (annexd.launch.steps).
