@@ -30,6 +30,7 @@ from localaws.pool import BUCKET, LocalPool
 
 from conftest import SECRET, SPOT_CONFIG
 from test_annex_tokens import TRUST_DOMAIN, htcondor_jwt_key
+from test_recovery import FLEET_ROLE
 
 LIFETIME = 600
 KEYS = {"access_key_id": "testing", "secret_access_key": "testing"}
@@ -51,6 +52,7 @@ def daemon(aws, moto_server, tmp_path, monkeypatch):
     """The daemon's service on a test clock, with an identity of the emulator's account."""
     pool = LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET, extra="\n".join([
         f"TRUST_DOMAIN = {TRUST_DOMAIN}", f"ANNEX_TOKEN_LIFETIME = {LIFETIME}",
+        "ANNEXD_ALLOW_DAEMON_CREDENTIALS = true", FLEET_ROLE,
         f"ANNEX_DEFAULT_LEASE_FUNCTION_ARN = {aws.lease_arn}"]))
     monkeypatch.setenv("CONDOR_CONFIG", pool.config_file)
     knobs.reload()
@@ -65,10 +67,11 @@ def daemon(aws, moto_server, tmp_path, monkeypatch):
     knobs.reload()
 
 
-def create(service: AnnexService, name: str, lease: int) -> dict:
+def create(service: AnnexService, name: str, lease: int, **keys: dict) -> dict:
+    """A create paid by the daemon (``credentials=KEYS``: with a user's keys)."""
     with open(SPOT_CONFIG, encoding="utf-8") as handle:
         config = json.load(handle)
-    reply = service.handle({"version": 1, "command": "create", "credentials": KEYS, "annex": {
+    reply = service.handle({"version": 1, "command": "create", **keys, "annex": {
         "name": name, "lease_duration": lease, "count": 1, "fleet_config": config}},
         Peer(pid=1, uid=os.getuid(), gid=os.getgid()))
     assert reply["ok"], reply
@@ -129,8 +132,7 @@ def test_the_token_is_renewed_at_half_its_life_with_one_write(aws, daemon):
 
 def test_off_ends_renewal_at_once(aws, daemon):
     create(daemon, "ending", 4 * 3600)
-    reply = daemon.handle({"version": 1, "command": "off", "name": "ending",
-                           "credentials": KEYS}, Peer(pid=1, uid=os.getuid(), gid=os.getgid()))
+    reply = daemon.handle({"version": 1, "command": "off", "name": "ending"}, Peer(pid=1, uid=os.getuid(), gid=os.getgid()))
     assert reply["ok"], reply
     daemon.test_clock.now += LIFETIME
     assert renew.renew_due(daemon.context()) == []
@@ -170,7 +172,7 @@ def test_no_lease_is_cut_short_by_the_buckets_lifecycle(aws, daemon):
 def test_without_a_minted_token_the_object_is_still_rewritten(aws, daemon):
     with open(SPOT_CONFIG, encoding="utf-8") as handle:
         config = json.load(handle)
-    reply = daemon.handle({"version": 1, "command": "create", "credentials": KEYS, "annex": {
+    reply = daemon.handle({"version": 1, "command": "create", "annex": {
         "name": "own", "lease_duration": 3 * 86400, "count": 1, "fleet_config": config,
         "idtoken": "users-own-token"}}, Peer(pid=1, uid=os.getuid(), gid=os.getgid()))
     assert reply["ok"], reply
@@ -179,6 +181,16 @@ def test_without_a_minted_token_the_object_is_still_rewritten(aws, daemon):
     daemon.test_clock.now += 1
     assert renew.renew_due(daemon.context()) == ["own"]
     assert stored(aws, "own")[0] == "users-own-token"  # the user's token, untouched
+
+
+def test_an_annex_made_with_a_users_keys_is_not_renewed_and_its_create_says_so(aws, daemon):
+    """The user policy lets a principal write only its own annexes' objects: the daemon's
+    identity cannot renew the token of an annex made with a user's keys."""
+    reply = create(daemon, "users", 4 * 3600, credentials=KEYS)
+    assert any("condor_annexd cannot renew this annex's token" in notice
+               for notice in reply["notices"]), reply
+    daemon.test_clock.now += LIFETIME
+    assert renew.renew_due(daemon.context()) == []
 
 
 @pytest.mark.parametrize("value", ["59", "0", "-5", "two hours"])
