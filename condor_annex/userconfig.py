@@ -138,3 +138,28 @@ def _write_atomically(path: str, text: str) -> None:
     except BaseException:
         os.unlink(temporary)
         raise
+
+
+#: Knobs the original's -setup wrote that name its own resources, which this release's
+#: annexes cannot use (its bucket is not readable by this setup's instance role; its role
+#: reads only its bucket; its lease functions take another input).  -> what to say instead.
+ORIGINALS_RESOURCES = {
+    "ANNEX_DEFAULT_S3_BUCKET": "the admin's ANNEX_DEFAULT_S3_BUCKET, or the bucket this "
+                               "release's -setup makes",
+    "ANNEX_DEFAULT_ODI_INSTANCE_PROFILE_ARN": "the admin's instance profile, or the one this "
+                                              "release's -setup makes",
+}
+#: The original's knobs this release does not read at all -> what it reads instead.
+ORIGINALS_ONLY = {
+    "ANNEX_DEFAULT_SFR_LEASE_FUNCTION_ARN": "ANNEX_DEFAULT_LEASE_FUNCTION_ARN",
+    "ANNEX_DEFAULT_ODI_LEASE_FUNCTION_ARN": "ANNEX_DEFAULT_LEASE_FUNCTION_ARN",
+}
+
+
+def originals_value(path: str, knob: str, region_local: str, value: str | None) -> bool:
+    """Whether ``value``, in force for ``knob``, is the one the original's -setup wrote into
+    the file at ``path`` (region-prefixed or not) -- its resource, not the user's choice."""
+    if not value:
+        return False
+    written = originals_settings(path)
+    return value in (written.get(f"{region_local}.{knob}".upper()), written.get(knob.upper()))
