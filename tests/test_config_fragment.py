@@ -84,3 +84,21 @@ def test_every_knob_readme_says_to_query_answers_through_condor_config_val(condo
     for knob, value in QUERIED.items():
         assert htcondor2.param[knob] == value
         assert knobs.path(knob) == value  # the daemon uses what condor_config_val says
+
+
+def test_readme_install_says_the_price_tables_date_and_uninstalls_what_install_made():
+    """Issue 25 finding 10: the shipped prices' date is said where admins install; the
+    uninstall removes the /usr/local/bin symlink the install made; the bindings are pinned
+    to the site's HTCondor series."""
+    from annexd.money import costs
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
+        readme = handle.read()
+    install = readme[readme.index("## Install at a site"):readme.index("### AWS permissions")]
+    uninstall = readme[readme.index("### Uninstall"):]
+    assert f"dated {costs.price_table()['date']}" in install
+    [link] = re.findall(r"ln -s \S+ (/usr/local/bin/\S+)", install)
+    assert f"rm -f {link}" in uninstall
+    assert '"htcondor==$SERIES.*"' in install and "condor_version" in install
+    # step order: the daemon's identity (its policy names the bucket) after the setup
+    assert install.index("**Set up each region once") < install.index(
+        "**Give the daemon an AWS identity of its own**")
