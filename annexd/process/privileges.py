@@ -177,6 +177,8 @@ def as_root() -> Iterator[None]:
 
 
 def own_uids() -> set[int]:
-    """Who may own a file "only the daemon's user" may read: that user, and root (whose
-    files the daemon opens :func:`as_root` once it runs as the condor user)."""
-    return {os.geteuid(), 0} | {ids.uid for ids in (_planned, _running_as) if ids}
+    """Who may own a file "only the daemon's user" may read: that user, and, for a daemon
+    started as root, root (whose files it opens :func:`as_root` once it runs as the condor
+    user)."""
+    root = {0} if os.getuid() == 0 else set()  # the real uid stays root after the drop
+    return {os.geteuid()} | root | {ids.uid for ids in (_planned, _running_as) if ids}
