@@ -162,10 +162,7 @@ def annex_kind(values: dict[str, Any], positionals: list[str]) -> None:
     if spot_fleet and odi:
         raise UsageError(f"-aws-spot-fleet starts a Spot Fleet from its config; "
                          f"{', '.join(odi)} are for on-demand instances")
-    default_config = knobs.raw("ANNEX_DEFAULT_SFR_CONFIG_FILE", values.get("region")
-                               or knobs.aws_region())
-    if spot_fleet and not positionals and values.get("count") is not None \
-            and not default_config:  # with one, -slots N starts a fleet from it
+    if spot_fleet and not positionals and values.get("count") is not None:
         raise UsageError("-aws-spot-fleet needs the fleet config: -aws-spot-fleet-config-file "
                          "FILE (or FILE as the last argument)")
 
