@@ -23,7 +23,6 @@ from typing import Any
 
 from annexd.money import costs
 from annexd.aws import AnnexAws, AwsError
-from annexd.aws.create import rule_description
 from annexd.state.lifecycle import RequestState
 from annexd.launch.plan import AnnexPlan, InvalidRequest
 from annexd.commands import renew
@@ -76,7 +75,7 @@ def lease_in_aws(ctx: Context, plan: AnnexPlan,
                  credentials: dict[str, str] | None) -> int | None:
     """The lease end in force for the annex's request (its rule target's Input: AWS is the
     truth), or None when AWS holds no lease for it; AwsError when AWS cannot be asked."""
-    target = ctx.aws(plan.region, credentials).lease_target(plan.annex_id, plan.request_token)
+    target = ctx.aws(plan.region, credentials).lease_target(plan.annex_id, plan.owns_rule)
     end = target["Input"].get("LeaseExpiration") if target else None
     return end if isinstance(end, int) and not isinstance(end, bool) else None
 
@@ -85,7 +84,7 @@ def _move(ctx: Context, plan: AnnexPlan, credentials: dict[str, str] | None,
           lease_end: int) -> tuple[int, bool]:
     """Set the lease end in AWS; (the new end, whether the lease had to be put back)."""
     aws = ctx.aws(plan.region, credentials)
-    target = aws.lease_target(plan.annex_id, plan.request_token)
+    target = aws.lease_target(plan.annex_id, plan.owns_rule)
     if target is None:
         _refuse_a_rule_of_another_request(aws, plan)  # before anything changes
     write_config = renew.config_writer(aws, plan, lease_end, ctx.mint)  # changes nothing
@@ -102,8 +101,7 @@ def _move(ctx: Context, plan: AnnexPlan, credentials: dict[str, str] | None,
 def _refuse_a_rule_of_another_request(aws: AnnexAws, plan: AnnexPlan) -> None:
     """A lost lease is put back only under a rule name that no other request holds."""
     description = aws.rule_description(plan.rule_name)
-    if description is not None and \
-            description != rule_description(plan.annex_id, plan.client_token):
+    if description is not None and not plan.owns_rule(description):
         raise OperationError("conflict", f"annex {plan.annex_id!r} lost its lease, and its "
                              f"rule name is used by another request ({description!r}); end "
                              "the annex with -off")

@@ -10,7 +10,6 @@ from typing import Any
 
 from annexd.state import lifecycle
 from annexd.launch import steps
-from annexd.aws.create import rule_description
 from annexd.state.journal import Progress, StateChanged
 from annexd.state.lifecycle import RequestState
 from annexd.launch.plan import AnnexPlan, InvalidRequest
@@ -71,9 +70,7 @@ def _lease_lost(driver: steps.Driver, progress: Progress) -> bool:
     AWS: its rule, once made, no longer this request's; its target, once put, missing.  (A
     lease step that was started but not journaled done is simply done again.)"""
     aws, plan = driver.aws, driver.plan
-    if "rule" in progress.done and \
-            aws.rule_description(plan.rule_name) != rule_description(plan.annex_id,
-                                                                     plan.client_token):
+    if "rule" in progress.done and not plan.owns_rule(aws.rule_description(plan.rule_name)):
         return True
     return "target" in progress.done and aws.lease_target(plan.annex_id) is None
 
