@@ -23,6 +23,7 @@ from typing import Any
 
 from annexd.money import costs
 from annexd.aws import AnnexAws, AwsError
+from annexd.state.journal import StateChanged
 from annexd.state.lifecycle import RequestState
 from annexd.launch.plan import AnnexPlan, InvalidRequest
 from annexd.commands import renew
@@ -34,7 +35,11 @@ log = logging.getLogger("annexd.operate")
 
 def extend(ctx: Context, who: Caller, name: str, region: str | None, lease_duration: int,
            credentials: dict[str, str] | None) -> dict[str, Any]:
-    """Move the lease end to now + ``lease_duration``, keeping the rest of the Input."""
+    """Move the lease end to now + ``lease_duration``, keeping the rest of the Input.
+
+    The claim records the change's intent (the new end) on disk before the change's first
+    AWS call, so that after a crash whoever acts next knows a change was under way and
+    reads the rule's Input for what AWS holds (:func:`settle`)."""
     row = ctx.live(who, name, region)
     if row is None:
         raise unknown(name)
@@ -44,31 +49,53 @@ def extend(ctx: Context, who: Caller, name: str, region: str | None, lease_durat
         raise OperationError("conflict", f"annex {name!r} is {row['state']}, not active; "
                              "only an active annex's lease can change")
     plan = AnnexPlan.from_record(row["plan"])
-    _check_caps(ctx, row, plan, int(ctx.clock()) + lease_duration)
-    claim(ctx.journal, row, RequestState.EXTENDING)
+    wanted = int(ctx.clock()) + lease_duration
+    _check_caps(ctx, row, plan, wanted)
+    claim(ctx.journal, row, RequestState.EXTENDING, lease_intent=wanted, durable=True)
     try:
-        lease_end, restored = _move(ctx, plan, credentials, int(ctx.clock()) + lease_duration)
+        lease_end, restored = _move(ctx, plan, credentials, wanted)
     except BaseException:
-        _release_unsettled(ctx, row, plan, credentials)
+        _release_after_failure(ctx, row, plan, credentials)
         raise
     ctx.journal.transition(row["id"], RequestState.ACTIVE, lease_end=lease_end,
-                           lease_unsettled=False, expect={RequestState.EXTENDING})
+                           lease_intent=None, expect={RequestState.EXTENDING}, durable=True)
     log.info("annex %s: uid %d %s its lease, which now ends at %d", name, who.uid,
              "restored" if restored else "moved", lease_end)
     return {"annex_id": name, "lease_end": lease_end, "lease_restored": restored}
 
 
-def _release_unsettled(ctx: Context, row: dict[str, Any], plan: AnnexPlan,
-                       credentials: dict[str, str] | None) -> None:
+def _release_after_failure(ctx: Context, row: dict[str, Any], plan: AnnexPlan,
+                           credentials: dict[str, str] | None) -> None:
     """A change that failed half-way may have moved the lease in AWS or not: take what the
-    rule's Input says, or, if AWS cannot say, mark the row's lease end unsettled for whoever
-    acts next (-status, the backstop) to read it there -- never guess from the old end."""
+    rule's Input says (none: the lease is missing, and the row keeps its end); if AWS cannot
+    say, keep the intent for whoever acts next to settle -- never guess from either end."""
     try:
         held = lease_in_aws(ctx, plan, credentials)
     except AwsError:
-        held = None
-    ctx.journal.transition(row["id"], RequestState.ACTIVE, lease_end=held,
-                           lease_unsettled=held is None, expect={RequestState.EXTENDING})
+        ctx.journal.transition(row["id"], RequestState.ACTIVE, expect={RequestState.EXTENDING})
+        return
+    ctx.journal.transition(row["id"], RequestState.ACTIVE, lease_end=held, lease_intent=None,
+                           expect={RequestState.EXTENDING}, durable=True)
+
+
+def settle(ctx: Context, row: dict[str, Any], credentials: dict[str, str] | None
+           ) -> dict[str, Any]:
+    """Settle a lease change cut short (an active row with a ``lease_intent``) from AWS:
+    the lease end the rule's Input holds becomes the row's; no lease in AWS (rule or target
+    gone) leaves the row's end as it was, shown ``missing``.  Journal-only, guarded by the
+    version read, so an operation that wrote the row meanwhile wins.  Returns the row as it
+    is now.  AwsError when AWS cannot be asked: the row stays unsettled."""
+    plan = AnnexPlan.from_record(row["plan"])
+    held = lease_in_aws(ctx, plan, credentials)
+    try:
+        ctx.journal.settle_lease(row["id"], row["version"],
+                                 row["lease_end"] if held is None else held)
+        log.info("annex %s: a lease change to %s was cut short; AWS's rule holds %s, "
+                 "recorded", row["annex_id"], row["lease_intent"] or "an unrecorded end",
+                 held if held is not None else "no lease")
+    except StateChanged:
+        pass  # written meanwhile: whoever wrote it decides
+    return ctx.journal.request(row["id"])
 
 
 def lease_in_aws(ctx: Context, plan: AnnexPlan,

@@ -36,7 +36,7 @@ def off(ctx: Context, who: Caller, name: str, region: str | None,
         if row["state"] not in lifecycle.ENDABLE:
             raise busy(name, row["state"])
         try:
-            claim(ctx.journal, row, RequestState.ENDING)
+            claim(ctx.journal, row, RequestState.ENDING, lease_intent=None)  # ends it all
             break
         except Moved:  # a lease change came and went: read it again, decide again
             if attempt == CLAIM_ATTEMPTS - 1:

@@ -13,7 +13,8 @@ from annexd.launch import steps
 from annexd.state.journal import Progress, StateChanged
 from annexd.state.lifecycle import RequestState
 from annexd.launch.plan import AnnexPlan, InvalidRequest
-from annexd.commands import off
+from annexd.aws import AwsError
+from annexd.commands import lease, off
 from annexd.commands.context import Caller, Context, claim
 from annexd.commands.replies import failure_reply, outcome_reply, resumable, taken_reply
 
@@ -120,10 +121,8 @@ def recover(ctx: Context, workers: int = 8) -> None:
     for row in rows:
         state = RequestState(row["state"])
         if state is RequestState.EXTENDING:  # cut short: AWS holds the old end or the new
-            ctx.journal.transition(row["id"], RequestState.ACTIVE, lease_unsettled=True)
-            log.warning("request %d: annex %s: a lease change was cut short; its lease end is "
-                        "read from AWS by the backstop or the owner's next -status",
-                        row["id"], row["annex_id"])
+            ctx.journal.transition(row["id"], RequestState.ACTIVE)  # its intent kept
+            _settle_cut_short(ctx, ctx.journal.request(row["id"]))
         elif state in lifecycle.DRIVEN:
             ctx.journal.transition(row["id"], lifecycle.AFTER_CRASH[state])
     rows = [ctx.journal.request(row["id"]) for row in rows]
@@ -138,6 +137,23 @@ def recover(ctx: Context, workers: int = 8) -> None:
         with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
             list(pool.map(lambda request_id: _recover_one(ctx, request_id),
                           [row["id"] for row in mine]))
+
+
+def _settle_cut_short(ctx: Context, row: dict[str, Any]) -> None:
+    """A lease change a crash cut short: its intent is on record; what AWS holds is read
+    from the rule's Input, with the daemon's identity where it may.  Elsewhere (or when AWS
+    cannot be asked) the row keeps its intent, and the owner's next -status, -off or
+    -lease-duration, or the backstop, reads it."""
+    if ctx.may_recover(row):
+        try:
+            lease.settle(ctx, row, None)
+            return
+        except AwsError as error:
+            log.warning("request %d: annex %s: cannot read its lease from AWS: %s",
+                        row["id"], row["annex_id"], error)
+    log.warning("request %d: annex %s: a lease change to %s was cut short; its lease end is "
+                "read from AWS's rule by the owner's next command or the backstop",
+                row["id"], row["annex_id"], row["lease_intent"])
 
 
 def _recover_one(ctx: Context, request_id: int) -> None:

@@ -21,7 +21,7 @@ from annexd_lambda.lease import LIVE_INSTANCE_STATES
 from annexd.launch.plan import AnnexPlan
 from annexd.money import costs
 from annexd.commands.create import as_journaled
-from annexd.commands.lease import lease_in_aws
+from annexd.commands import lease as lease_change
 from annexd.commands.context import Caller, Context, unknown, user_name
 
 log = logging.getLogger("annexd.operate")
@@ -102,23 +102,29 @@ def _reports(ctx: Context, rows: list[dict[str, Any]], credentials: dict[str, st
 
 def _with_leases_settled(ctx: Context, rows: list[dict[str, Any]],
                          credentials: dict[str, str] | None) -> list[dict[str, Any]]:
-    """Rows whose lease end a cut-short lease change left unsettled take the end AWS holds
-    (the rule's Input), guarded by the version read; the journal is never trusted for them.
-    One call per such row, once."""
+    """Rows with a lease change's intent on record show the end AWS holds (the rule's
+    Input), never either end guessed: one cut short (the row is ``active``) is settled in
+    the journal, guarded by the version read (:func:`annexd.commands.lease.settle`); one
+    under way (``extending``: a thread drives it) is shown as AWS holds it now, and left to
+    that thread.  One call per such row; where AWS cannot be asked the lease shows
+    ``unknown``."""
     settled = []
     for row in rows:
-        if not (row["lease_unsettled"] and row["state"] == RequestState.ACTIVE):
+        if row["lease_intent"] is None or row["state"] not in (RequestState.ACTIVE,
+                                                                 RequestState.EXTENDING):
             settled.append(row)
             continue
         plan = AnnexPlan.from_record(row["plan"])
         if _countable(ctx, row, plan, credentials):
             try:
-                held = lease_in_aws(ctx, plan, credentials)
-                if held is not None:
-                    ctx.journal.settle_lease(row["id"], row["version"], held)
-            except (AwsError, StateChanged) as error:
+                if row["state"] == RequestState.ACTIVE:
+                    row = lease_change.settle(ctx, row, credentials)
+                else:
+                    held = lease_change.lease_in_aws(ctx, plan, credentials)
+                    row = dict(row, lease_intent=None,
+                               lease_end=row["lease_end"] if held is None else held)
+            except AwsError as error:
                 log.info("annex %s: its lease end is unsettled: %s", row["annex_id"], error)
-            row = ctx.journal.request(row["id"])
         settled.append(row)
     return settled
 
@@ -154,7 +160,7 @@ def _lease(plan: AnnexPlan, row: dict[str, Any], in_force: set[str] | None,
     gone: restore it with -lease-duration, or end the annex with -off); ``expired`` (its end
     passed: the lease function ends it); ``pending`` (a create not yet that far); ``ended``
     (history: the row is final); ``unknown`` (AWS was not asked, or a cut-short lease
-    change left the end unsettled and AWS could not be asked for it).
+    change left its intent on record and AWS could not be asked what it holds).
 
     ``in_force``: the names of the region's rules that target the lease function.  That a
     rule of the annex's name there is *this request's* is the journal's word: its live row
@@ -175,7 +181,7 @@ def _lease(plan: AnnexPlan, row: dict[str, Any], in_force: set[str] | None,
         return "pending"
     if plan.rule_name not in in_force:
         return "missing"
-    if row["lease_unsettled"]:  # AWS holds the old end or the new: never guess which
+    if row["lease_intent"] is not None:  # AWS holds the old end or the new: never guess
         return "unknown"
     return "enforced" if row["lease_end"] > now else "expired"
 

@@ -62,7 +62,7 @@ CREATE TABLE IF NOT EXISTS requests (
     updated REAL NOT NULL,
     region TEXT NOT NULL DEFAULT '',
     version INTEGER NOT NULL DEFAULT 0,
-    lease_unsettled INTEGER NOT NULL DEFAULT 0
+    lease_intent INTEGER
 );
 CREATE TABLE IF NOT EXISTS step_events (
     request_id INTEGER NOT NULL REFERENCES requests(id),
@@ -120,6 +120,13 @@ class StateChanged(Exception):
     def __init__(self, state: str):
         super().__init__(state)
         self.state = state
+
+
+#: ``lease_intent`` as it was (transition's default): not written.
+KEEP: Any = object()
+#: ``lease_intent`` of a change cut short whose end an earlier release did not record
+#: (its ``lease_unsettled`` flag): AWS's rule says what is in force all the same.
+INTENT_UNRECORDED = upgrade.INTENT_UNRECORDED
 
 
 class Journal:
@@ -213,25 +220,28 @@ class Journal:
     def transition(self, request_id: int, new: RequestState, *,
                    outputs: dict[str, Any] | None = None, error: str | None = None,
                    lease_end: int | None = None,
-                   lease_unsettled: bool | None = None,
+                   lease_intent: int | None = KEEP,
                    expect: Iterable[RequestState] | None = None,
                    expect_version: int | None = None,
-                   events: Sequence[StepEvent] = ()) -> None:
+                   events: Sequence[StepEvent] = (), durable: bool = False) -> None:
         """Change the request's state, if the lifecycle allows it (else IllegalTransition).
 
         ``expect``: change it only from one of these states, atomically; else StateChanged.
         ``expect_version``: only if the row was not written since it was read at that
         version (every write moves it, so ``active -> extending -> active`` is a change too,
         which comparing states alone would miss); else StateChanged.
-        ``lease_unsettled``: whether ``lease_end`` may differ from the lease in AWS (a lease
-        change cut short): AWS's rule is then the truth, read by whoever acts next.
+        ``lease_intent``: the lease end a lease change sets out to put in force, recorded
+        before its first AWS call; None once the row's ``lease_end`` is what AWS holds.
+        While it is set, ``lease_end`` may differ from AWS's (a change cut short): the rule's
+        Input is the truth, read by whoever acts next -- never a guess from either end.
         ``events``: step events recorded first, in the same commit -- and recorded all the
         same if the change is refused: what happened in AWS is never lost with it.
+        ``durable``: on disk when this returns (see the module).
         """
-        with self._lock:
+        with self._lock, self._durability(durable):
             if not events:
                 self._transition(request_id, new, outputs=outputs, error=error,
-                                 lease_end=lease_end, lease_unsettled=lease_unsettled,
+                                 lease_end=lease_end, lease_intent=lease_intent,
                                  expect=expect, expect_version=expect_version)
                 return
             refused: Exception | None = None
@@ -239,7 +249,7 @@ class Journal:
                 self._insert_events(request_id, events)
                 try:
                     self._transition(request_id, new, outputs=outputs, error=error,
-                                     lease_end=lease_end, lease_unsettled=lease_unsettled,
+                                     lease_end=lease_end, lease_intent=lease_intent,
                                      expect=expect, expect_version=expect_version)
                 except (StateChanged, lifecycle.IllegalTransition) as refusal:
                     refused = refusal  # the events are committed all the same
@@ -249,7 +259,7 @@ class Journal:
     def _transition(self, request_id: int, new: RequestState, *,
                     outputs: dict[str, Any] | None, error: str | None, lease_end: int | None,
                     expect: Iterable[RequestState] | None, expect_version: int | None,
-                    lease_unsettled: bool | None = None) -> None:
+                    lease_intent: int | None = KEEP) -> None:
         """:meth:`transition`, the lock held."""
         (current, version) = self._db.execute(
             "SELECT state, version FROM requests WHERE id = ?", (request_id,)).fetchone()
@@ -265,11 +275,11 @@ class Journal:
         self._db.execute(
             "UPDATE requests SET state = ?, outputs = COALESCE(?, outputs),"
             " error = COALESCE(?, error), lease_end = COALESCE(?, lease_end), updated = ?,"
-            " lease_unsettled = COALESCE(?, lease_unsettled), version = version + 1"
+            " lease_intent = CASE WHEN ? THEN lease_intent ELSE ? END, version = version + 1"
             " WHERE id = ?",
             (RequestState(new).value, None if outputs is None else json.dumps(outputs),
-             error, lease_end, time.time(),
-             None if lease_unsettled is None else int(lease_unsettled), request_id))
+             error, lease_end, time.time(), lease_intent is KEEP,
+             None if lease_intent is KEEP else lease_intent, request_id))
 
     def settle_ended(self, request_id: int, version: int) -> None:
         """Record that the annex ended without us (its lease function ended it): the row goes
@@ -321,14 +331,15 @@ class Journal:
             return self._sync.submit(self.record_steps, request_id, events, durable=True)
 
     def settle_lease(self, request_id: int, version: int, lease_end: int) -> None:
-        """Take the lease end AWS holds (the rule's Input) as the row's, if the row was not
-        written since it was read at ``version`` (else StateChanged)."""
-        with self._lock:
+        """Take the lease end AWS holds (the rule's Input) as the row's, and forget the
+        intent of a change cut short, if the row was not written since it was read at
+        ``version`` (else StateChanged).  Forced to disk, as every lease-end change."""
+        with self._lock, self._durability(True):
             (state, now_version) = self._db.execute(
                 "SELECT state, version FROM requests WHERE id = ?", (request_id,)).fetchone()
             if now_version != version:
                 raise StateChanged(state)
-            self._db.execute("UPDATE requests SET lease_end = ?, lease_unsettled = 0,"
+            self._db.execute("UPDATE requests SET lease_end = ?, lease_intent = NULL,"
                              " updated = ?, version = version + 1 WHERE id = ?",
                              (lease_end, time.time(), request_id))
 
@@ -380,7 +391,7 @@ class Journal:
         half-way: the backstop's work."""
         return [row for row in self.live_rows() if row["state"] in lifecycle.ENDABLE and (
             row["lease_end"] < now or row["state"] == RequestState.ENDING_INTERRUPTED
-            or row["lease_unsettled"])]
+            or row["lease_intent"] is not None)]
 
     def progress(self, request_id: int) -> Progress:
         """Which steps of the request were started, finished and undone, with outputs."""
