@@ -152,3 +152,37 @@ def test_an_old_interrupted_create_whose_lease_is_gone_is_rolled_back(aws, old_p
             state, error = db.execute("SELECT state, error FROM requests").fetchone()
     assert state == "rolled-back" and "lease was ended" in error
     assert live_fleets(aws, "orphan") == [] and not any(aws.annex_resources("orphan").values())
+
+
+def newer_release_journal(pool: LocalPool) -> None:
+    """A journal a newer release wrote: a column this release lacks, a final row whose plan
+    has a field it does not know, and a live row in a state it does not know."""
+    uid = os.getuid()
+    old_journals.write(pool.journal_file, 5, [
+        {**{"annex_id": "fut", "owner_uid": uid, "state": "ended"},
+         "plan": {**old_journals.plan(5, "fut", uid=uid, lease_end=1_900_000_000),
+                  "a_field_of_a_later_release": {"x": 1}}},
+        {"annex_id": "odd", "owner_uid": uid, "state": "hibernating",
+         "plan": old_journals.plan(5, "odd", uid=uid, lease_end=1_900_000_000)}])
+    with sqlite3.connect(pool.journal_file) as db:
+        db.execute("ALTER TABLE requests ADD COLUMN hibernated_at REAL")
+
+
+def test_rows_of_a_newer_release_are_shown_as_written(aws, old_pool):
+    """Was: exit 7, "internal error" (the final row's plan); the live row vanished."""
+    newer_release_journal(old_pool)
+    with AnnexDaemon(old_pool):
+        fut = old_pool.condor_annex("-annex-name", "fut", "-status", "-json", keys=False)
+        assert fut.returncode == 0, fut.stderr
+        [entry] = json.loads(fut.stdout)
+        assert (entry["name"], entry["state"], entry["lease"]) == ("fut", "ended", "ended")
+        assert entry["lease_end"] == 1_900_000_000 and entry["instances"] is None
+        assert "a_field_of_a_later_release" in entry["unknown_to_this_release"]
+        odd = old_pool.condor_annex("-annex-name", "odd", "-status", keys=False)
+        assert odd.returncode == 0, odd.stderr
+        assert "(hibernating: not known to this release)" in odd.stdout
+        assert "its state 'hibernating' is unknown to this release" in odd.stderr
+        every = old_pool.condor_annex("-status", "-json", keys=False)
+        assert every.returncode == 0, every.stderr
+        assert [(a["name"], a["state"]) for a in json.loads(every.stdout)] == \
+            [("odd", "hibernating")]

@@ -13,7 +13,7 @@ import json
 import logging
 from typing import Any
 
-from annexd.state import lifecycle
+from annexd.state import lifecycle, upgrade
 from annexd.aws import AwsError
 from annexd.state.journal import StateChanged
 from annexd.state.lifecycle import RequestState
@@ -146,10 +146,15 @@ def _countable(ctx: Context, row: dict[str, Any], plan: AnnexPlan,
 
 def unknown_counts(annexes: list[dict[str, Any]]) -> list[str]:
     """A notice when some annexes' instance counts are unknown, saying why."""
-    unknown = [annex["name"] for annex in annexes if annex["instances"] is None]
+    notices = [f"annex {annex['name']!r} in {annex['region'] or 'an unknown region'} "
+               f"({annex['state']}) is shown as the journal holds it and is not acted on: "
+               f"{annex['unknown_to_this_release']}" for annex in annexes
+               if annex.get("unknown_to_this_release")]
+    unknown = [annex["name"] for annex in annexes
+               if annex["instances"] is None and not annex.get("unknown_to_this_release")]
     if not unknown:
-        return []
-    return [f"instance counts and leases are unknown for {', '.join(unknown)}: you gave no "
+        return notices
+    return notices + [f"instance counts and leases are unknown for {', '.join(unknown)}: you gave no "
             "AWS keys (-public-key-file, -secret-key-file), and condor_annexd's own AWS "
             "identity (ANNEXD_ACCESS_KEY_FILE, ANNEXD_SECRET_KEY_FILE) cannot see them"]
 
@@ -192,23 +197,70 @@ def status(ctx: Context, who: Caller, name: str | None, region: str | None,
     """One entry per live annex the caller may see, with what AWS holds for it now.
 
     Asked by name, a caller with no live annex of that name sees their own last finished
-    one, from the journal only (history: no time left, no instances).
+    one, from the journal only (history: no time left, no instances).  Rows this release
+    cannot read (a newer release's state or plan; set aside by the upgrade) are shown as
+    they were written, saying why, never as an error: see :func:`_as_written`.
     """
     if name is None:
         rows = _with_leases_settled(ctx, ctx.journal.live_rows(
             owner_uid=None if who.is_admin else who.uid, region=region), credentials)
         return [report for report in _settled(
             ctx, _reports(ctx, rows, credentials, instance_ids=instance_ids), rows, credentials)
-            if report["lease"] != "ended"]
+            if report["lease"] != "ended"] + _set_aside(ctx, who, None, region)
     row = ctx.live(who, name, region)
     if row is not None:
         [row] = _with_leases_settled(ctx, [row], credentials)
         return _settled(ctx, _reports(ctx, [row], credentials, instance_ids=instance_ids),
                         [row], credentials)
+    set_aside = _set_aside(ctx, who, name, region)
+    if set_aside:
+        return set_aside
     history = ctx.journal.last_final(who.uid, name, region)
     if history is None:
         raise unknown(name)
+    problem = upgrade.plan_problem(history)
+    if problem:
+        return [_as_written(history, f"written by another release: {problem}")]
     return _reports(ctx, [history], credentials, ask_aws=False)
+
+
+def _set_aside(ctx: Context, who: Caller, name: str | None,
+               region: str | None) -> list[dict[str, Any]]:
+    """The caller's rows the upgrade quarantined that AWS may still hold something of
+    (any state but this release's final ones), as written."""
+    return [_as_written(row, row["quarantine_reason"]) for row in ctx.journal.quarantined(
+        owner_uid=None if who.is_admin else who.uid, annex_id=name)
+        if (region is None or row.get("region") == region) and
+        row.get("state") not in {state.value for state in lifecycle.FINAL}]
+
+
+def _as_written(row: dict[str, Any], why: str) -> dict[str, Any]:
+    """A row this release cannot act on, shown as it was written: its own state (named,
+    whatever it is), its lease end; what only its plan or AWS could say is unknown (None),
+    never guessed.  ``unknown_to_this_release`` says why."""
+    try:
+        plan = json.loads(row.get("plan") or "{}")
+    except ValueError:
+        plan = {}
+    plan = plan if isinstance(plan, dict) else {}
+    known = row.get("state") in {state.value for state in RequestState}
+    return {
+        "name": str(row.get("annex_id")),
+        "owner": user_name(row.get("owner_uid", -1)),
+        "owner_uid": row.get("owner_uid"),
+        "type": str(plan.get("annex_type") or "unknown"),
+        "region": str(row.get("region") or plan.get("region") or ""),
+        "state": str(row.get("state")),
+        "lease_end": int(row.get("lease_end") or plan.get("lease_end") or 0),
+        "lease": "ended" if known and RequestState(row["state"]) in lifecycle.FINAL
+        else "unknown",
+        "lease_enforced": False,
+        "instances": None,
+        "max_instances": None,
+        "worst_case_cost": None,
+        "prices_date": costs.price_table()["date"],
+        "unknown_to_this_release": why,
+    }
 
 
 def _settled(ctx: Context, reports: list[dict[str, Any]], rows: list[dict[str, Any]],

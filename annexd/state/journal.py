@@ -386,6 +386,18 @@ class Journal:
             (owner_uid, annex_id, *([region] if region else [])))
         return rows[0] if rows else None
 
+    def quarantined(self, *, owner_uid: int | None = None,
+                    annex_id: str | None = None) -> list[dict[str, Any]]:
+        """Rows the upgrade set aside (see :mod:`annexd.state.upgrade`), as they were written,
+        each with its ``quarantine_reason``, oldest first."""
+        found = []
+        for held in self._rows("SELECT reason, request FROM quarantine ORDER BY rowid"):
+            row = json.loads(held["request"])
+            if (owner_uid is None or row.get("owner_uid") == owner_uid) and \
+                    (annex_id is None or row.get("annex_id") == annex_id):
+                found.append({**row, "quarantine_reason": held["reason"]})
+        return found
+
     def expired(self, now: float) -> list[dict[str, Any]]:
         """Live rows nobody is driving whose recorded lease has ended, and teardowns left
         half-way: the backstop's work."""

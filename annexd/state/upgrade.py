@@ -155,17 +155,17 @@ def _live(db: sqlite3.Connection) -> list[dict[str, Any]]:
 
 def _bad_live_plans(db: sqlite3.Connection) -> list[tuple[dict[str, Any], str]]:
     """Live rows the daemon would act on but cannot: a plan of unknown shape, or no region."""
-    found = []
-    for row in _live(db):
-        try:
-            plan = AnnexPlan.from_record(row["plan"])
-        except (TypeError, ValueError, KeyError, AttributeError) as error:
-            found.append((row, f"its plan cannot be read ({error})"))
-            continue
-        problem = _shape_problem(plan) or ("" if plan.region else "its plan names no region")
-        if problem:
-            found.append((row, problem))
-    return found
+    return [(row, problem) for row in _live(db) if (problem := plan_problem(row))]
+
+
+def plan_problem(row: dict[str, Any]) -> str:
+    """Why this release cannot read the row's plan (a newer release's fields, a field of
+    the wrong kind, no region); "" if it can."""
+    try:
+        plan = AnnexPlan.from_record(row["plan"])
+    except (TypeError, ValueError, KeyError, AttributeError) as error:
+        return f"its plan cannot be read ({error})"
+    return _shape_problem(plan) or ("" if plan.region else "its plan names no region")
 
 
 #: What each kind of plan field must hold (by its annotation's start), so that no code acting
