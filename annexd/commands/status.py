@@ -145,7 +145,8 @@ def _countable(ctx: Context, row: dict[str, Any], plan: AnnexPlan,
 
 
 def unknown_counts(annexes: list[dict[str, Any]]) -> list[str]:
-    """A notice when some annexes' instance counts are unknown, saying why."""
+    """A notice when some annexes' instance counts are unknown, saying why; and one per row
+    shown as written (a newer release's), saying why it is not acted on."""
     notices = [f"annex {annex['name']!r} in {annex['region'] or 'an unknown region'} "
                f"({annex['state']}) is shown as the journal holds it and is not acted on: "
                f"{annex['unknown_to_this_release']}" for annex in annexes
@@ -154,9 +155,10 @@ def unknown_counts(annexes: list[dict[str, Any]]) -> list[str]:
                if annex["instances"] is None and not annex.get("unknown_to_this_release")]
     if not unknown:
         return notices
-    return notices + [f"instance counts and leases are unknown for {', '.join(unknown)}: you gave no "
-            "AWS keys (-public-key-file, -secret-key-file), and condor_annexd's own AWS "
-            "identity (ANNEXD_ACCESS_KEY_FILE, ANNEXD_SECRET_KEY_FILE) cannot see them"]
+    return notices + [
+        f"instance counts and leases are unknown for {', '.join(unknown)}: you gave no "
+        "AWS keys (-public-key-file, -secret-key-file), and condor_annexd's own AWS "
+        "identity (ANNEXD_ACCESS_KEY_FILE, ANNEXD_SECRET_KEY_FILE) cannot see them"]
 
 
 def _lease(plan: AnnexPlan, row: dict[str, Any], in_force: set[str] | None,
