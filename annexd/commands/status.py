@@ -228,12 +228,16 @@ def status(ctx: Context, who: Caller, name: str | None, region: str | None,
 
 def _set_aside(ctx: Context, who: Caller, name: str | None,
                region: str | None) -> list[dict[str, Any]]:
-    """The caller's rows the upgrade quarantined that AWS may still hold something of
-    (any state but this release's final ones), as written."""
+    """The caller's rows the upgrade quarantined because this release cannot read them (a
+    newer release's state or plan), of which AWS may still hold something (any state but
+    this release's final ones), as written.  (A second live row of one annex, also set
+    aside, is an earlier release's, and named in the log.)"""
     return [_as_written(row, row["quarantine_reason"]) for row in ctx.journal.quarantined(
         owner_uid=None if who.is_admin else who.uid, annex_id=name)
         if (region is None or row.get("region") == region) and
-        row.get("state") not in {state.value for state in lifecycle.FINAL}]
+        row.get("state") not in {state.value for state in lifecycle.FINAL} and
+        (row.get("state") not in {state.value for state in RequestState} or
+         upgrade.plan_problem(row))]
 
 
 def _as_written(row: dict[str, Any], why: str) -> dict[str, Any]:
