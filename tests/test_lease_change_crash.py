@@ -36,7 +36,10 @@ def change_and_crash(pool: LocalPool, identity: bool) -> int:
     with AnnexDaemon(pool, env):
         made = annex(pool, "-lease-duration", "3", keys=True)
         assert made.returncode == 0, made.stderr
-    crashing = AnnexDaemon(pool, {**env, "ANNEXD_TEST_CRASH_AT": POINT}).start()
+    # Its backstop waits: under load the 3 s may pass before the change is asked for, and
+    # the backstop would end the annex first (the change refused, no crash).
+    crashing = AnnexDaemon(pool, {**env, "ANNEXD_TEST_CRASH_AT": POINT,
+                                  "_CONDOR_ANNEXD_LEASE_CHECK_INTERVAL": "3600"}).start()
     try:
         changed = pool.condor_annex("-annex-name", "phoenix", "-lease-duration", "3600")
         assert crashing.process.wait(timeout=60) == -signal.SIGKILL, "no crash"
