@@ -15,7 +15,8 @@ import time
 
 import pytest
 
-from localaws.pool import AnnexDaemon, LocalPool
+from annexd.aws.create import LEASE_METADATA
+from localaws.pool import BUCKET, AnnexDaemon, LocalPool
 
 from test_recovery import (DAEMON_CREDENTIALS, annex, assert_covered_by_its_lease,  # noqa: F401
                            crash_pool, live_fleets)
@@ -40,6 +41,12 @@ def held_in_aws(aws, name: str) -> int | None:
     except aws.events.exceptions.ResourceNotFoundException:
         return None
     return aws.target_input(name)["LeaseExpiration"] if targets else None
+
+
+def instances_read(aws, name: str) -> int:
+    """The lease end the instances read: the config object's metadata."""
+    head = aws.s3.head_object(Bucket=BUCKET, Key=aws.config_key(name))
+    return int(head["Metadata"][LEASE_METADATA])
 
 
 def change_cut_short(aws, pool: LocalPool, point: str, *, restore: bool,
@@ -78,6 +85,8 @@ def test_recovery_settles_a_cut_short_change_from_the_rules_input(aws, crash_poo
     assert held in (old_end, intent, None)
     with AnnexDaemon(crash_pool, DAEMON_CREDENTIALS):  # recovery runs before it answers
         assert row(crash_pool) == ("active", old_end if held is None else held, None)
+        if held == intent:  # the change took effect in the rule: recovery finished it
+            assert instances_read(aws, "phoenix") == intent
         shown = status_of(crash_pool, "phoenix")
         assert shown["lease"] == ("missing" if held is None else "enforced"), shown
         if not restore:

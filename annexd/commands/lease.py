@@ -98,6 +98,16 @@ def settle(ctx: Context, row: dict[str, Any], credentials: dict[str, str] | None
     return ctx.journal.request(row["id"])
 
 
+def finish_config(ctx: Context, row: dict[str, Any]) -> None:
+    """The last write of a change whose new end the rule holds already: the end the
+    instances read, with their token renewed (idempotent: a crash after it changes nothing).
+    With the daemon's identity; OperationError when the token cannot be minted."""
+    plan = AnnexPlan.from_record(row["plan"])
+    renew.config_writer(ctx.aws(plan.region, None), plan, row["lease_end"], ctx.mint)()
+    log.info("annex %s: its instances read the lease end %d again", row["annex_id"],
+             row["lease_end"])
+
+
 def lease_in_aws(ctx: Context, plan: AnnexPlan,
                  credentials: dict[str, str] | None) -> int | None:
     """The lease end in force for the annex's request (its rule target's Input: AWS is the

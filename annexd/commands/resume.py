@@ -15,7 +15,7 @@ from annexd.state.lifecycle import RequestState
 from annexd.launch.plan import AnnexPlan, InvalidRequest
 from annexd.aws import AwsError
 from annexd.commands import lease, off
-from annexd.commands.context import Caller, Context, claim
+from annexd.commands.context import Caller, Context, OperationError, claim
 from annexd.commands.replies import failure_reply, outcome_reply, resumable, taken_reply
 
 log = logging.getLogger("annexd.rpc.service")
@@ -141,16 +141,22 @@ def recover(ctx: Context, workers: int = 8) -> None:
 
 def _settle_cut_short(ctx: Context, row: dict[str, Any]) -> None:
     """A lease change a crash cut short: its intent is on record; what AWS holds is read
-    from the rule's Input, with the daemon's identity where it may.  Elsewhere (or when AWS
+    from the rule's Input, with the daemon's identity where it may, and when the rule holds
+    the new end the change is finished: the end the instances read (and their token) is
+    written again (the crash may have come before that write).  Elsewhere (or when AWS
     cannot be asked) the row keeps its intent, and the owner's next -status, -off or
     -lease-duration, or the backstop, reads it."""
     if ctx.may_recover(row):
         try:
-            lease.settle(ctx, row, None)
+            settled = lease.settle(ctx, row, None)
+            if row["lease_intent"] and settled["lease_end"] == row["lease_intent"]:
+                lease.finish_config(ctx, settled)
             return
-        except AwsError as error:
-            log.warning("request %d: annex %s: cannot read its lease from AWS: %s",
+        except (AwsError, OperationError) as error:
+            log.warning("request %d: annex %s: cannot settle its cut-short lease change: %s",
                         row["id"], row["annex_id"], error)
+            if ctx.journal.request(row["id"])["lease_intent"] is None:
+                return
     log.warning("request %d: annex %s: a lease change to %s was cut short; its lease end is "
                 "read from AWS's rule by the owner's next command or the backstop",
                 row["id"], row["annex_id"], row["lease_intent"])
