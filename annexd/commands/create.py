@@ -43,9 +43,11 @@ def holding(ctx: Context, uid: int, *, besides: int | None = None) -> costs.Hold
 
 def as_journaled(row: dict[str, Any], plan: AnnexPlan | None = None) -> AnnexPlan:
     """A row's plan with the lease as the journal holds it now (a lease change moves the end;
-    plans of releases before ``created_at`` start when the row was made)."""
+    plans of releases before ``created_at`` start when the row was made).  A lease change
+    under way or cut short counts at the later of its two ends: AWS may hold either."""
     plan = plan or AnnexPlan.from_record(row["plan"])
-    return dataclasses.replace(plan, lease_end=row["lease_end"] or plan.lease_end,
+    lease_end = max(row["lease_end"], row.get("lease_intent") or 0)
+    return dataclasses.replace(plan, lease_end=lease_end or plan.lease_end,
                                created_at=plan.created_at or int(row["created"]))
 
 

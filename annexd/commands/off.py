@@ -37,7 +37,7 @@ def off(ctx: Context, who: Caller, name: str, region: str | None,
             raise busy(name, row["state"])
         ctx.check_payer(row, credentials)  # another account's keys would end nothing
         try:
-            claim(ctx.journal, row, RequestState.ENDING)
+            claim(ctx.journal, row, RequestState.ENDING, lease_intent=None)  # ends it all
             break
         except Moved:  # a lease change came and went: read it again, decide again
             if attempt == CLAIM_ATTEMPTS - 1:

@@ -110,7 +110,7 @@ def cannot_renew(ctx: Context, plan: AnnexPlan, payer: str, now: float,
 
 def due(ctx: Context, row: dict[str, Any], plan: AnnexPlan, now: float) -> bool:
     """Whether the row's annex needs its object rewritten now."""
-    if row["state"] != RequestState.ACTIVE or row["lease_unsettled"] or \
+    if row["state"] != RequestState.ACTIVE or row["lease_intent"] is not None or \
             row["lease_end"] <= now:
         return False  # busy, its lease end not known, or its lease over: not ours now
     written = row["token_minted"]
