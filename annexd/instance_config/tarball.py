@@ -63,9 +63,15 @@ def _security(plan: AnnexPlan) -> list[str]:
     return lines
 
 
+def start_expression(plan: AnnexPlan) -> str | None:
+    """The annex's slots' START, as its config file says it (None: the image's own).  The
+    demand planner (annexd.demand.slots) matches jobs against this very expression."""
+    owners = ", ".join(plan.owners)
+    return f'($(START)) && stringListMember(Owner, "{owners}")' if owners else None
+
+
 def annex_config(plan: AnnexPlan) -> str:
     """The HTCondor config file every instance of this annex loads."""
-    owners = ", ".join(plan.owners)
     lines = [
         f"# Written by condor_annexd for annex {plan.annex_id}; do not edit.",
         f"COLLECTOR_HOST = {plan.collector_host}",
@@ -80,8 +86,9 @@ def annex_config(plan: AnnexPlan) -> str:
         f"STARTD_NOCLAIM_SHUTDOWN = {plan.idle_seconds}",
         "MASTER.DAEMON_SHUTDOWN = STARTD_StartTime =?= 0",
     ]
-    if owners:
-        lines.append(f'START = ($(START)) && stringListMember(Owner, "{owners}")')
+    start = start_expression(plan)
+    if start is not None:
+        lines.append(f"START = {start}")
     return "\n".join(lines + _security(plan) + [""])
 
 
