@@ -180,6 +180,10 @@ case "$command" in
                     tests/test_bootstrap.py tests/test_interruption.py
             ) > "$instance_dir/output" 2>&1 &
             instance_pid=$!
+            # Interrupted (^C reaches the main session only: a background job ignores SIGINT):
+            # stop the rerun too, instead of waiting for it.
+            trap 'kill "$instance_pid" 2>/dev/null || true; rm -rf "$instance_dir"; exit 130' \
+                INT TERM
         fi
         # Debian's own Python (3.11.2) and pip (23.0.1) are covered inside the suite: the wheel
         # on /usr/bin/python3 runs the daemon under a stand-in master and makes an annex, and
