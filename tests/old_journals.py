@@ -79,10 +79,17 @@ CREATE UNIQUE INDEX IF NOT EXISTS one_live_row_per_annex_v2 ON requests(region, 
                     'rollback-interrupted', 'rolling-back');
 """
 
-FORMATS = {1: FORMAT_1, 2: FORMAT_2, 3: FORMAT_3, 4: FORMAT_4}
+#: 2add31a: rows versioned (version) and lease changes cut short (lease_unsettled); no payer.
+FORMAT_5 = FORMAT_4.replace(
+    "    region TEXT NOT NULL DEFAULT ''\n",
+    "    region TEXT NOT NULL DEFAULT '',\n    version INTEGER NOT NULL DEFAULT 0,\n"
+    "    lease_unsettled INTEGER NOT NULL DEFAULT 0\n")
+
+FORMATS = {1: FORMAT_1, 2: FORMAT_2, 3: FORMAT_3, 4: FORMAT_4, 5: FORMAT_5}
 #: The columns each format's requests table has beyond the first one's.
 EXTRA_COLUMNS = {1: (), 2: ("daemon_credentials",), 3: ("daemon_credentials", "lease_end"),
-                 4: ("daemon_credentials", "lease_end", "region")}
+                 4: ("daemon_credentials", "lease_end", "region"),
+                 5: ("daemon_credentials", "lease_end", "region")}
 
 
 def plan(fmt: int, name: str, *, uid: int, lease_end: int, region: str = "us-east-1",
@@ -104,6 +111,9 @@ def plan(fmt: int, name: str, *, uid: int, lease_end: int, region: str = "us-eas
                       created_at=lease_end - 3600)
     if fmt >= 4:
         record["on_demand_request"] = {}
+    if fmt >= 5:
+        record.update(pool_auth="minted", token_id="00" * 16, token_identity="x@y",
+                      keyed_by_request=True)
     return record
 
 

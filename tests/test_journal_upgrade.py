@@ -60,6 +60,11 @@ def test_a_journal_of_every_earlier_format_opens(tmp_path, fmt, caplog):
             journal.begin(plan, daemon_credentials=False)
         assert journal.last_final(1000, "gone")["state"] == "rolled-back"
         assert quarantined(path) == []
+        # Issue 23: the payer of an earlier release's annex is its lease function's account
+        # (what that release's recovery and backstop took it to be); its token's minting
+        # time is unknown, so the first renewal pass renews it.
+        assert {(r["payer_account"], r["payer_principal"], r["token_minted"])
+                for r in live.values()} == {("123456789012", "", 0)}
     finally:
         journal.close()
     if fmt < 4:

@@ -45,15 +45,18 @@ def extend(ctx: Context, who: Caller, name: str, region: str | None, lease_durat
         raise OperationError("conflict", f"annex {name!r} is {row['state']}, not active; "
                              "only an active annex's lease can change")
     plan = AnnexPlan.from_record(row["plan"])
+    ctx.check_payer(row, credentials)
     _check_caps(ctx, row, plan, int(ctx.clock()) + lease_duration)
     claim(ctx.journal, row, RequestState.EXTENDING)
+    now = ctx.clock()
     try:
-        lease_end, restored = _move(ctx, plan, credentials, int(ctx.clock()) + lease_duration)
+        lease_end, restored = _move(ctx, plan, credentials, int(now) + lease_duration, now)
     except BaseException:
         _release_unsettled(ctx, row, plan, credentials)
         raise
     ctx.journal.transition(row["id"], RequestState.ACTIVE, lease_end=lease_end,
-                           lease_unsettled=False, expect={RequestState.EXTENDING})
+                           lease_unsettled=False, token_minted=now,
+                           expect={RequestState.EXTENDING})
     log.info("annex %s: uid %d %s its lease, which now ends at %d", name, who.uid,
              "restored" if restored else "moved", lease_end)
     return {"annex_id": name, "lease_end": lease_end, "lease_restored": restored}
@@ -82,13 +85,13 @@ def lease_in_aws(ctx: Context, plan: AnnexPlan,
 
 
 def _move(ctx: Context, plan: AnnexPlan, credentials: dict[str, str] | None,
-          lease_end: int) -> tuple[int, bool]:
+          lease_end: int, now: float) -> tuple[int, bool]:
     """Set the lease end in AWS; (the new end, whether the lease had to be put back)."""
     aws = ctx.aws(plan.region, credentials)
     target = aws.lease_target(plan.annex_id, plan.request_token)
     if target is None:
         _refuse_a_rule_of_another_request(aws, plan)  # before anything changes
-    write_config = renew.config_writer(aws, plan, lease_end, ctx.mint)  # changes nothing
+    write_config = renew.config_writer(aws, plan, lease_end, ctx.mint, now)  # changes nothing
     if target is None:
         _restore(aws, plan, lease_end)
     else:

@@ -35,6 +35,7 @@ def off(ctx: Context, who: Caller, name: str, region: str | None,
             return _history(ctx, who, name, region)
         if row["state"] not in lifecycle.ENDABLE:
             raise busy(name, row["state"])
+        ctx.check_payer(row, credentials)  # another account's keys would end nothing
         try:
             claim(ctx.journal, row, RequestState.ENDING)
             break

@@ -8,6 +8,9 @@ import logging
 import time
 from typing import Any
 
+from annexd.config.knobs import KnobError
+from annexd.money import daemonpaid
+from annexd.rpc import protocol
 from annexd.state import lifecycle
 from annexd.launch import steps
 from annexd.aws.create import rule_description
@@ -87,6 +90,12 @@ def name_held(ctx: Context, row: dict[str, Any], who: Caller,
     if not resumable(row, who):
         return taken_reply(row, who)
     plan = AnnexPlan.from_record(row["plan"])
+    wrong = ctx.payer_mismatch(row, credentials)
+    if wrong:  # finding 5 of issue 23: a resume never moves an annex to another account
+        return protocol.error_reply("invalid-request", f"{wrong}: use keys of that account; "
+                                    "nothing was changed")
+    if credentials is None:  # paid by the daemon's identity: the admin's choices only
+        daemonpaid.check(plan, ctx.settings.for_region(plan.region))
     # Only a create still to finish needs the config tarball; a rollback does not.
     payload = ctx.payload(plan, annex) if state is RequestState.INTERRUPTED else None
     log.info("request %d: uid %d resumes %s annex %s", row["id"], who.uid, state,
@@ -131,7 +140,7 @@ def recover(ctx: Context, workers: int = 8) -> None:
             ctx.journal.transition(row["id"], lifecycle.AFTER_CRASH[state])
     rows = [ctx.journal.request(row["id"]) for row in rows]
     rows = [row for row in rows if row["state"] in lifecycle.PARKED]
-    mine = [row for row in rows if ctx.may_recover(row)]
+    mine = [row for row in rows if ctx.may_recover(row) and _admins_choices(ctx, row)]
     for row in rows:
         if row not in mine:
             log.warning("request %d: annex %s in %s (uid %d) is parked; it resumes when "
@@ -141,6 +150,22 @@ def recover(ctx: Context, workers: int = 8) -> None:
         with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
             list(pool.map(lambda request_id: _recover_one(ctx, request_id),
                           [row["id"] for row in mine]))
+
+
+def _admins_choices(ctx: Context, row: dict[str, Any]) -> bool:
+    """Whether the daemon's identity may drive this parked request on: a rollback or an
+    unfinished -off only remove; a create goes on only with the admin's choices
+    (annexd.money.daemonpaid), as if it had been paid by the daemon from the start."""
+    if row["state"] != RequestState.INTERRUPTED:
+        return True
+    try:
+        daemonpaid.check(AnnexPlan.from_record(row["plan"]),
+                         ctx.settings.for_region(row["region"]))
+    except (InvalidRequest, KnobError) as error:
+        log.warning("request %d: annex %s: not resumed with condor_annexd's identity: %s",
+                    row["id"], row["annex_id"], error)
+        return False
+    return True
 
 
 def _recover_one(ctx: Context, request_id: int) -> None:

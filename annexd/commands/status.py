@@ -132,18 +132,28 @@ def _worst_case(plan: AnnexPlan, row: dict[str, Any]) -> dict[str, Any]:
 
 def _countable(ctx: Context, row: dict[str, Any], plan: AnnexPlan,
                credentials: dict[str, str] | None) -> bool:
-    """Whether AWS can be asked about this annex: with the caller's keys, or -- root and the
-    daemon's own user list every annex without keys -- with the daemon's identity where it
-    may act on the annex.  Elsewhere an answer would be a false zero."""
-    return credentials is not None or ctx.may_recover(row, plan)
+    """Whether AWS can be asked about this annex: with the caller's keys of the account that
+    pays for it, or -- root and the daemon's own user list every annex without keys -- with
+    the daemon's identity where it may act on the annex.  Elsewhere an answer would be a
+    false zero, or a false "missing" (finding 6 of issue 23: another account's keys see
+    nothing of it)."""
+    if credentials is None:
+        return ctx.may_recover(row, plan)
+    return not ctx.payer_mismatch(row, credentials)
 
 
-def unknown_counts(annexes: list[dict[str, Any]]) -> list[str]:
+def unknown_counts(ctx: Context, annexes: list[dict[str, Any]],
+                   credentials: dict[str, str] | None) -> list[str]:
     """A notice when some annexes' instance counts are unknown, saying why."""
-    unknown = [annex["name"] for annex in annexes if annex["instances"] is None]
+    unknown = [annex for annex in annexes if annex["instances"] is None]
     if not unknown:
         return []
-    return [f"instance counts and leases are unknown for {', '.join(unknown)}: you gave no "
+    if credentials is not None:  # keys of another account than the annex's
+        rows = [ctx.journal.live_row(annex["region"], annex["name"]) for annex in unknown]
+        return [f"instance counts and leases are unknown: {ctx.payer_mismatch(row, credentials)}"
+                for row in rows if row is not None and ctx.payer_mismatch(row, credentials)]
+    return [f"instance counts and leases are unknown for "
+            f"{', '.join(annex['name'] for annex in unknown)}: you gave no "
             "AWS keys (-public-key-file, -secret-key-file), and condor_annexd's own AWS "
             "identity (ANNEXD_ACCESS_KEY_FILE, ANNEXD_SECRET_KEY_FILE) cannot see them"]
 

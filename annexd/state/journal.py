@@ -62,7 +62,10 @@ CREATE TABLE IF NOT EXISTS requests (
     updated REAL NOT NULL,
     region TEXT NOT NULL DEFAULT '',
     version INTEGER NOT NULL DEFAULT 0,
-    lease_unsettled INTEGER NOT NULL DEFAULT 0
+    lease_unsettled INTEGER NOT NULL DEFAULT 0,
+    payer_account TEXT NOT NULL DEFAULT '',
+    payer_principal TEXT NOT NULL DEFAULT '',
+    token_minted REAL NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS step_events (
     request_id INTEGER NOT NULL REFERENCES requests(id),
@@ -189,25 +192,31 @@ class Journal:
 
     # -- writes ----------------------------------------------------------------------------
 
-    def begin(self, plan: AnnexPlan, *, daemon_credentials: bool, durable: bool = True) -> int:
+    def begin(self, plan: AnnexPlan, *, daemon_credentials: bool, durable: bool = True,
+              payer: tuple[str, str] = ("", ""), token_minted: float = 0) -> int:
         """Record an accepted request as *creating*; raises NameTaken if a live row holds
         its (region, name).  ``durable=False``: committed, not yet forced to disk -- the
-        caller forces it (:meth:`record_steps_soon`) before any call that changes AWS."""
+        caller forces it (:meth:`record_steps_soon`) before any call that changes AWS.
+        ``payer``: (account, principal ARN) of the keys that pay, fixed for the annex's life;
+        ``token_minted``: when the token in its config object was minted (without a minted
+        token: when the object was written), for its renewal (annexd.commands.renew)."""
         now = time.time()
         with self._lock, self._durability(durable):
             try:
                 return self._db.execute(
                     "INSERT INTO requests (annex_id, region, owner_uid, state,"
-                    " daemon_credentials, lease_end, plan, created, updated)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " daemon_credentials, lease_end, plan, created, updated, payer_account,"
+                    " payer_principal, token_minted)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (plan.annex_id, plan.region, plan.owner_uid, RequestState.CREATING.value,
                      int(daemon_credentials), plan.lease_end, plan.to_record(), now,
-                     now)).lastrowid
+                     now, payer[0], payer[1], token_minted)).lastrowid
             except sqlite3.IntegrityError:
                 pass
         row = self.live_row(plan.region, plan.annex_id)
         if row is None:  # ended between the insert and the look-up: try once more
-            return self.begin(plan, daemon_credentials=daemon_credentials, durable=durable)
+            return self.begin(plan, daemon_credentials=daemon_credentials, durable=durable,
+                              payer=payer, token_minted=token_minted)
         raise NameTaken(row)
 
     def transition(self, request_id: int, new: RequestState, *,
@@ -216,6 +225,7 @@ class Journal:
                    lease_unsettled: bool | None = None,
                    expect: Iterable[RequestState] | None = None,
                    expect_version: int | None = None,
+                   token_minted: float | None = None,
                    events: Sequence[StepEvent] = ()) -> None:
         """Change the request's state, if the lifecycle allows it (else IllegalTransition).
 
@@ -227,12 +237,14 @@ class Journal:
         change cut short): AWS's rule is then the truth, read by whoever acts next.
         ``events``: step events recorded first, in the same commit -- and recorded all the
         same if the change is refused: what happened in AWS is never lost with it.
+        ``token_minted``: when the token now in the annex's config object was minted.
         """
         with self._lock:
             if not events:
                 self._transition(request_id, new, outputs=outputs, error=error,
                                  lease_end=lease_end, lease_unsettled=lease_unsettled,
-                                 expect=expect, expect_version=expect_version)
+                                 expect=expect, expect_version=expect_version,
+                                 token_minted=token_minted)
                 return
             refused: Exception | None = None
             with self._transaction():
@@ -249,7 +261,8 @@ class Journal:
     def _transition(self, request_id: int, new: RequestState, *,
                     outputs: dict[str, Any] | None, error: str | None, lease_end: int | None,
                     expect: Iterable[RequestState] | None, expect_version: int | None,
-                    lease_unsettled: bool | None = None) -> None:
+                    lease_unsettled: bool | None = None,
+                    token_minted: float | None = None) -> None:
         """:meth:`transition`, the lock held."""
         (current, version) = self._db.execute(
             "SELECT state, version FROM requests WHERE id = ?", (request_id,)).fetchone()
@@ -265,11 +278,13 @@ class Journal:
         self._db.execute(
             "UPDATE requests SET state = ?, outputs = COALESCE(?, outputs),"
             " error = COALESCE(?, error), lease_end = COALESCE(?, lease_end), updated = ?,"
-            " lease_unsettled = COALESCE(?, lease_unsettled), version = version + 1"
+            " lease_unsettled = COALESCE(?, lease_unsettled),"
+            " token_minted = COALESCE(?, token_minted), version = version + 1"
             " WHERE id = ?",
             (RequestState(new).value, None if outputs is None else json.dumps(outputs),
              error, lease_end, time.time(),
-             None if lease_unsettled is None else int(lease_unsettled), request_id))
+             None if lease_unsettled is None else int(lease_unsettled), token_minted,
+             request_id))
 
     def settle_ended(self, request_id: int, version: int) -> None:
         """Record that the annex ended without us (its lease function ended it): the row goes

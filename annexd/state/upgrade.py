@@ -14,7 +14,12 @@ The formats of earlier releases (``tests/old_journals.py`` builds each one):
 3. ``lease_end`` added; ``active``, ``interrupted`` and ``rollback-incomplete`` were live, but
    only in-flight rows were unique per name, so a name could have two live rows (a
    ``rollback-incomplete`` one beside the ``active`` one made after it);
-4. ``region`` added; one live row per (region, name), enforced by a unique index.
+4. ``region`` added; one live row per (region, name), enforced by a unique index;
+5. ``payer_account``, ``payer_principal`` and ``token_minted`` added (issue 23): the account
+   that pays is fixed at create.  An earlier row's payer is taken to be its lease function's
+   account -- the account earlier releases' recovery and backstop took it to be -- and its
+   principal is unknown; its token's minting time is unknown (0), so it is renewed at the
+   daemon's first renewal pass.
 
 What is done, in order: missing columns are added (with their defaults) and ``region`` and
 ``lease_end`` are filled from each row's plan; a row whose state this release does not know,
@@ -103,6 +108,13 @@ def _fill_from_plans(db: sqlite3.Connection) -> None:
     db.execute("UPDATE requests SET lease_end ="
                " COALESCE(CAST(json_extract(plan, '$.lease_end') AS INTEGER), 0)"
                " WHERE lease_end = 0")
+    # arn:aws:lambda:REGION:ACCOUNT:function:NAME -> ACCOUNT (an earlier release's payer)
+    for row_id, arn in db.execute("SELECT id, json_extract(plan, '$.lease_function_arn')"
+                                  " FROM requests WHERE payer_account = ''").fetchall():
+        parts = str(arn or "").split(":")
+        if len(parts) > 4 and parts[4].isdigit():
+            db.execute("UPDATE requests SET payer_account = ? WHERE id = ?",
+                       (parts[4], row_id))
 
 
 def _rows(db: sqlite3.Connection, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:
