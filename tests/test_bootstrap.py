@@ -1,7 +1,7 @@
 """condor_annex_ec2: an instance of a real annex finds, fetches and installs its configuration.
 
 condor_annex_ec2 runs as tests/instance_side.py says: the suite's console script, or (with
-ANNEX_EC2_COMMAND, as scripts/dev.sh does after the suite) the single-file bundle on the
+ANNEX_EC2_COMMAND, as scripts/dev.sh does beside the suite) the single-file bundle on the
 oldest Python 3.9+ here with boto3 alone.
 """
 from __future__ import annotations
