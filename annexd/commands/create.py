@@ -21,6 +21,14 @@ from annexd.commands.replies import outcome_reply, resumable, taken_reply
 log = logging.getLogger("annexd.rpc.service")
 
 
+#: Why an auto annex cannot be paid with the user's keys.
+AUTO_WITH_KEYS = (
+    "-auto annexes are paid by condor_annexd's own AWS identity: the daemon orders their "
+    "instances for as long as they live, and it never keeps your keys to do that. Leave out "
+    "-public-key-file and -secret-key-file (and ANNEX_DEFAULT_ACCESS_KEY_FILE / "
+    "ANNEX_DEFAULT_SECRET_KEY_FILE), or size the annex yourself with -count")
+
+
 def _user_name(uid: int, annex: dict[str, Any]) -> str:
     """The caller's login name, the default START owner."""
     try:
@@ -58,6 +66,8 @@ def create(ctx: Context, request: dict[str, Any], who: Caller,
         region = settings.for_region(annex.get("region"))
         if credentials is None:  # paid by the daemon's identity: the admin's choices only
             daemonpaid.check(annex, region)
+        elif "auto" in annex:
+            raise InvalidRequest(AUTO_WITH_KEYS)
         plan = build_plan(annex, owner_uid=who.uid, settings=region,
                           lease_rate_minutes=settings.lease_rate_minutes, now=ctx.clock(),
                           pool=settings.pool, user_name=_user_name(who.uid, annex))

@@ -257,6 +257,14 @@ def _start_lease_backstop(service: AnnexService, stop: threading.Event) -> None:
     threading.Thread(target=loop, name="lease-backstop", daemon=True).start()
 
 
+def _start_auto_annexes(service: AnnexService, stop: threading.Event) -> None:
+    """Every ANNEX_DEMAND_INTERVAL seconds, size the auto annexes (annexd.commands.auto)."""
+    def loop() -> None:
+        while not stop.wait(service.settings.demand_interval):
+            service.steer_auto()
+    threading.Thread(target=loop, name="auto-annexes", daemon=True).start()
+
+
 def _open(settings: knobs.DaemonSettings) -> tuple[Journal, AnnexService, AnnexServer]:
     """The journal (brought up to date: see annexd.state.upgrade), the service and the socket."""
     try:
@@ -297,6 +305,7 @@ def _serve(lifecycle: Lifecycle) -> int:
         master.ready()
         master.keep_alive(lifecycle.stop)
         _start_lease_backstop(service, lifecycle.stop)
+        _start_auto_annexes(service, lifecycle.stop)
         log.info("condor_annexd ready")
         lifecycle.report.ready()
         lifecycle.serving = True

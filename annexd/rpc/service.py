@@ -25,7 +25,7 @@ from annexd.config import hints
 from annexd.aws import identity
 from annexd.rpc import protocol
 from annexd.aws import AnnexAws, AwsError
-from annexd.commands import backstop, create, lease, off, resume, setup, status
+from annexd.commands import auto, backstop, create, lease, off, resume, setup, status
 from annexd.commands.context import Caller, Context, OperationError
 from annexd.state.journal import Journal
 from annexd.config.knobs import DaemonSettings
@@ -164,6 +164,15 @@ class AnnexService:
             backstop.enforce_expired(self.context())
         except Exception:  # the backstop must keep running
             log.exception("lease backstop failed")
+
+    def steer_auto(self) -> None:
+        """Size the auto annexes, run every ANNEX_DEMAND_INTERVAL seconds."""
+        if not self.identity.available:
+            return
+        try:
+            auto.steer_all(self.context())
+        except Exception:  # the loop must keep running
+            log.exception("auto annexes: cycle failed")
 
     def recover(self, workers: int = 8) -> None:
         """At start-up: drive every request a crash or shutdown left unfinished (see
