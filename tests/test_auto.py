@@ -8,6 +8,7 @@ looks every 0.2 s; AWS is moto's server, through the real daemon and the real CL
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import time
@@ -53,7 +54,6 @@ class Demand:
         for path, ads in ((self.jobs, jobs), (self.slots, slots)):
             with open(path + ".new", "w") as f:
                 f.write("\n\n".join(ads) + "\n")
-            import os
             os.replace(path + ".new", path)
 
 
@@ -63,7 +63,8 @@ def auto_pool(aws, moto_server, tmp_path) -> tuple[LocalPool, Demand]:
     pool = LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET, extra="\n".join([
         KNOBS, f"ANNEX_DEFAULT_LEASE_FUNCTION_ARN = {aws.lease_arn}",
         "ANNEX_DEMAND_INTERVAL = 0.2", f"ANNEX_DEMAND_JOBS = file:{demand.jobs}",
-        f"ANNEX_DEMAND_SLOTS = file:{demand.slots}", "ANNEX_AUTO_LINGER = 120"]))
+        f"ANNEX_DEMAND_SLOTS = file:{demand.slots}", "ANNEX_AUTO_LINGER = 120",
+        "ANNEX_MAX_INSTANCES = 7"]))
     return pool, demand
 
 
@@ -107,6 +108,9 @@ def test_auto_annexes_grow_with_demand_within_their_limits(aws, auto_pool, profi
             assert made.stdout.strip() == ""          # nothing launched by the create
             assert aws.target_input(name)["AnnexType"] == "on-demand"   # the lease is there
             assert aws.config_key(name)                                 # and the config
+        # The site's caps count an auto annex at -max-instances: 2 + 5 leave no room.
+        third = create_auto(pool, profile_arn, "more", "-max-instances", "1")
+        assert third.returncode != 0 and "ANNEX_MAX_INSTANCES" in third.stderr, third.stderr
         time.sleep(1)  # cycles without demand order nothing
         assert instances_of(aws, "burst") == [] and instances_of(aws, "thrift") == []
         assert status(pool, "burst")["auto"]["instances"] == 0
@@ -132,6 +136,10 @@ def test_auto_annexes_grow_with_demand_within_their_limits(aws, auto_pool, profi
         assert "-max-instances is 2" in shown["last_order"]["why"]
         thrift = status(pool, "thrift")["auto"]
         assert thrift["max_cost"] == 0.15 and "-max-cost" in " ".join(thrift["why"])
+        # The owner's own lease change is held to -max-cost too.
+        longer = pool.condor_annex("-annex-name", "thrift", "-lease-duration", "36000",
+                                   keys=False)
+        assert longer.returncode != 0 and "-max-cost of $0.15" in longer.stderr, longer.stderr
         table = pool.condor_annex("-status", keys=False).stdout
         assert "burst sizes itself: 2 instance(s) now, up to 2" in table
         assert "last order" in table and "because demand: 5 idle jobs" in table
@@ -164,6 +172,10 @@ def test_the_lease_is_extended_while_demand_lasts_and_left_to_run_out(aws, auto_
         time.sleep(1)
         assert aws.target_input("linger")["LeaseExpiration"] == extended
         assert "no demand for" in status(pool, "linger")["auto"]["lease"]
+        demand.set(["RequestMemory = 2 GiB"])  # unreadable demand: said, nothing done
+        trouble = wait_for(lambda: status(pool, "linger")["auto"].get("error"))
+        assert "line 1" in trouble and "RequestMemory" in trouble
+        assert instances_of(aws, "linger") == []
         assert pool.condor_annex("-annex-name", "linger", "-off", keys=False).returncode == 0
 
 
