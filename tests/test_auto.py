@@ -272,3 +272,32 @@ def test_the_farthest_affordable_lease_end():
     assert budget.affordable_end(1.0, 0.4, [0.3, 0.3], 1000.0) == pytest.approx(
         1000.0 + 3600 - 60)
     assert budget.affordable_end(1.0, 0.4, [None], 0.0) is None
+
+
+@pytest.mark.parametrize("point", ["EventBridge PutTargets:after", "S3 PutObject:before"])
+def test_a_crash_while_the_lease_is_extended_leaves_the_lease_aws_holds(aws, auto_pool,
+                                                                        profile_arn, point):
+    """kill -9 in the middle of an auto extension (rule moved, config not yet): after the
+    restart the journal takes the lease AWS holds, and the loop goes on from there."""
+    pool, demand = auto_pool
+    with AnnexDaemon(pool, DAEMON_CREDENTIALS):
+        made = create_auto(pool, profile_arn, "phoenix", "-max-instances", "1",
+                           "-lease-duration", "30")
+        assert made.returncode == 0, made.stderr
+    first = aws.target_input("phoenix")["LeaseExpiration"]
+    demand.set(slots=[claimed_slot("phoenix")])
+    crashing = AnnexDaemon(pool, {**DAEMON_CREDENTIALS, "ANNEXD_TEST_CRASH_AT": point}).start()
+    try:
+        assert crashing.process.wait(timeout=60) == -signal.SIGKILL, "no crash"
+    finally:
+        if crashing.process.poll() is None:
+            crashing.stop(signal.SIGKILL)
+    held = aws.target_input("phoenix")["LeaseExpiration"]
+    assert held > first  # the rule moved before the crash
+    with AnnexDaemon(pool, DAEMON_CREDENTIALS):
+        shown = wait_for(lambda: (s := status(pool, "phoenix"))["state"] == "active"
+                         and s["lease_end"] >= held and s)
+        assert shown["lease_end"] == aws.target_input("phoenix")["LeaseExpiration"]
+        assert shown["lease"] == "enforced" and instances_of(aws, "phoenix") == []
+        assert pool.condor_annex("-annex-name", "phoenix", "-off", keys=False).returncode == 0
+        assert not any(aws.annex_resources("phoenix").values())
