@@ -128,6 +128,8 @@ class LocalPool:
             "## For the tests: the user's knobs in this pool's directory (not root's home),",
             "## and shorter waits.",
             f"USER_CONFIG_FILE = {self.user_config_file}" if own_user_config else "",
+            "## The daemon runs as whoever runs the tests, not as a condor account.",
+            f"CONDOR_IDS = {os.getuid()}.{os.getgid()}",
             "ANNEXD_SETUP_POLL_SECONDS = 0.2",
             "ANNEXD_AWS_MAX_ATTEMPTS = 2",
             extra])

@@ -21,8 +21,9 @@ def setup(ctx: Context, request: dict[str, Any], progress: Callable[[str], None]
         region = settings.for_region(request.get("region")).region
     except KnobError as error:
         return protocol.error_reply("invalid-request", str(error))
-    work = stacks.Setup(ctx.aws(region, request.get("credentials")), progress,
-                        poll_seconds=settings.setup_poll_seconds)
+    aws = ctx.aws(region, request.get("credentials"))
+    aws.setup_role_arn = settings.setup_role_arn
+    work = stacks.Setup(aws, progress, poll_seconds=settings.setup_poll_seconds)
     try:
         if check_only:
             return protocol.ok_reply({"region": region, "problems": work.check()})

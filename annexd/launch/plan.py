@@ -19,6 +19,12 @@ from annexd.launch import adjust
 from annexd.config.knobs import PoolSettings, RegionSettings
 from annexd.rpc.protocol import shown
 
+#: The original condor_annex's lease functions, as its -setup's stack named them
+#: (HTCondorAnnex-LambdaFunctions-sfrLeaseFunction-XXXX): they take another input ({AnnexID,
+#: S3BucketName, LeaseExpiration}) and find instances by another token, so a rule of ours
+#: calling one would never end its annex.
+ORIGINALS_LEASE_FUNCTION = re.compile(r":function:[^:]*-(sfr|odi)LeaseFunction-")
+
 LAMBDA_ARN = re.compile(
     r"^arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):\d{12}:function:[A-Za-z0-9_-]{1,64}"
     r"(:(\$LATEST|[A-Za-z0-9_-]+))?\Z")
@@ -64,6 +70,10 @@ class AnnexPlan:
     auto: bool = False
     #: ``-max-cost`` of an auto annex, in US dollars (spent plus committed, at worst).
     max_cost: float | None = None
+    #: The AWS principal whose keys create it (its aws:userid, from STS at create): its
+    #: resources carry it as the owner tag, its config object lives under its key prefix, and
+    #: the user policy lets only that principal touch them.  "" in earlier releases' plans.
+    owner: str = ""
 
     @property
     def kind(self) -> launch.Kind:
@@ -77,7 +87,13 @@ class AnnexPlan:
 
     @property
     def config_key(self) -> str:
-        return lease.config_key(self.annex_id, self.region, self.request_token)
+        return lease.config_key(self.annex_id, self.region, self.request_token,
+                                self.owner or None)
+
+    @property
+    def owner_tags(self) -> dict[str, str]:
+        """The owner tag its resources carry (none for an earlier release's plan)."""
+        return {lease.OWNER_TAG: self.owner} if self.owner else {}
 
     @property
     def rule_name(self) -> str:
@@ -97,6 +113,8 @@ class AnnexPlan:
         }
         if self.request_token is not None:
             body["ClientToken"] = self.request_token
+        if self.owner:
+            body["AnnexOwner"] = self.owner
         return json.dumps(body, sort_keys=True)
 
     def to_record(self) -> str:
@@ -138,6 +156,11 @@ def _lease_function_arn(requested: str | None, settings: RegionSettings) -> str:
     match = LAMBDA_ARN.match(arn)
     if not match:
         raise InvalidRequest(f"-lease-function-arn: {shown(arn)!r} is not a Lambda function ARN")
+    if ORIGINALS_LEASE_FUNCTION.search(arn):
+        raise InvalidRequest(
+            f"-lease-function-arn: {shown(arn)!r} is the original condor_annex's lease function,"
+            " which cannot end annexes made here: use ANNEX_DEFAULT_LEASE_FUNCTION_ARN "
+            f"(condor_annex -aws-region {settings.region} -setup makes one)")
     if match.group("region") != settings.region:
         raise InvalidRequest(
             f"-lease-function-arn: the function is in {match.group('region')} but annexes are "
@@ -182,6 +205,7 @@ def _token_identity(pool: PoolSettings, annex_id: str, user_name: str) -> str:
 
 
 def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: RegionSettings,
+               owner: str = "",
                lease_rate_minutes: int, now: float, pool: PoolSettings,
                user_name: str) -> AnnexPlan:
     """Turn the ``annex`` part of a schema-valid create request into a plan.
@@ -220,11 +244,15 @@ def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: RegionSetting
             adjusted += more
         built = kind.build(source, annex_id=annex_id, client_token=client_token,
                            count=auto["max_instances"] if auto else annex.get("count"),
-                           instance_tags=tags)
+                           instance_tags=tags, owner=owner)
     except launch.LaunchConfigError as exc:
         raise InvalidRequest(f"{where}: {exc}") from None
     minted = pool_auth == "minted"
     notices = tuple(f"{source_name}: {notice}" for notice in adjusted + built.notices)
+    if bucket != settings.bucket and settings.bucket:
+        notices += (f"the configuration bucket is yours, {bucket} (your "
+                    f"ANNEX_DEFAULT_S3_BUCKET), not the admin's {settings.bucket}: your "
+                    "instance profile must be allowed to read it",)
     return AnnexPlan(
         annex_id=annex_id,
         annex_type=kind.annex_type,
@@ -247,5 +275,6 @@ def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: RegionSetting
         keyed_by_request=True,
         auto=auto is not None,
         max_cost=auto.get("max_cost") if auto else None,
+        owner=owner,
         notices=notices + ((POOL_PASSWORD_NOTICE,) if pool_auth == "password" else ()),
     )
