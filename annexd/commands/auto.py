@@ -182,6 +182,8 @@ def _keep_lease(ctx: Context, row: dict[str, Any], plan: AnnexPlan,
     if last_demand != now:
         since = "ever" if last_demand is None else f"{int(now - last_demand)} s"
         return f"no demand for {since}: the lease ends at {row['lease_end']}", row
+    if row["lease_end"] <= now:  # a lease over is over: the lease function ends the annex
+        return f"the lease ended at {row['lease_end']}", row
     if row["lease_end"] >= now + linger:
         return f"demand now; the lease ends at {row['lease_end']}", row
     try:
