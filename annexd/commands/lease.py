@@ -55,7 +55,7 @@ def change(ctx: Context, row: dict[str, Any], lease_end: int,
            credentials: dict[str, str] | None) -> tuple[int, bool]:
     """Move the lease of the active annex of ``row`` (as read) to ``lease_end``: caps
     checked, the row claimed, AWS changed, the row released.  The one path of every lease
-    change, the owner's and an auto annex's (:mod:`annexd.demand.steer`)."""
+    change, the owner's and an auto annex's (:mod:`annexd.commands.auto`)."""
     plan = AnnexPlan.from_record(row["plan"])
     _check_caps(ctx, row, plan, lease_end)
     claim(ctx.journal, row, RequestState.EXTENDING)

@@ -64,7 +64,7 @@ class AnnexPlan:
     #: Its AWS resources are found by its ClientToken (config key, lease Input, teardown);
     #: False in the plans of earlier releases, whose resources are found by name.
     keyed_by_request: bool = False
-    #: An auto annex (``-auto``): the daemon sizes it from demand (:mod:`annexd.demand.steer`),
+    #: An auto annex (``-auto``): the daemon sizes it from demand (:mod:`annexd.commands.auto`),
     #: from none up to its launch request's count (``-max-instances``); nothing is launched by
     #: the create itself.
     auto: bool = False

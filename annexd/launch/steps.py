@@ -133,7 +133,7 @@ def create_sequence(plan: AnnexPlan, payload: bytes | None) -> tuple[Step, ...]:
     Lease first (rule, then its target), then the config object, and last the instances,
     launched by the annex's kind (a Spot Fleet, an EC2 Fleet, or on-demand instances).  An
     auto annex launches nothing here: the daemon orders its instances as demand comes
-    (:mod:`annexd.demand.steer`), each order under the lease this sequence put in force.
+    (:mod:`annexd.commands.auto`), each order under the lease this sequence put in force.
     """
     kind = plan.kind
     start = Step(kind.step_name, kind.launch, kind.end, kind.find,

@@ -440,7 +440,7 @@ class Journal:
             "SELECT step, event FROM step_events WHERE request_id = ? ORDER BY rowid",
             (request_id,))]
 
-    # -- auto annexes (annexd.demand.steer) -------------------------------------------------
+    # -- auto annexes (annexd.commands.auto) -------------------------------------------------
 
     def order_sent(self, request_id: int, order: dict[str, Any]) -> None:
         """An order of an auto annex, on disk before its launch call (``state`` 'sent'): a
