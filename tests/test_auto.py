@@ -58,13 +58,15 @@ class Demand:
 
 
 @pytest.fixture
-def auto_pool(aws, moto_server, tmp_path) -> tuple[LocalPool, Demand]:
+def auto_pool(aws, moto_server, tmp_path, profile_arn) -> tuple[LocalPool, Demand]:
     demand = Demand(str(tmp_path))
     pool = LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET, extra="\n".join([
         KNOBS, f"ANNEX_DEFAULT_LEASE_FUNCTION_ARN = {aws.lease_arn}",
         "ANNEX_DEMAND_INTERVAL = 0.2", f"ANNEX_DEMAND_JOBS = file:{demand.jobs}",
         f"ANNEX_DEMAND_SLOTS = file:{demand.slots}", "ANNEX_AUTO_LINGER = 120",
-        "ANNEX_MAX_INSTANCES = 7"]))
+        "ANNEX_MAX_INSTANCES = 7",
+        # Paid by the daemon's identity: the instance profile is the admin's.
+        f"ANNEX_DEFAULT_ODI_INSTANCE_PROFILE_ARN = {profile_arn}"]))
     return pool, demand
 
 
@@ -305,3 +307,15 @@ def test_a_crash_while_the_lease_is_extended_leaves_the_lease_aws_holds(aws, aut
         assert shown["lease"] == "enforced" and instances_of(aws, "phoenix") == []
         assert pool.condor_annex("-annex-name", "phoenix", "-off", keys=False).returncode == 0
         assert not any(aws.annex_resources("phoenix").values())
+
+
+def test_an_auto_annex_is_held_to_the_admins_choices_and_told_so(aws, auto_pool):
+    """Daemon-paid: an instance profile other than the admin's is refused, and the refusal
+    does not send the user to their own keys, which -auto cannot take."""
+    pool, _ = auto_pool
+    with AnnexDaemon(pool, DAEMON_CREDENTIALS):
+        made = create_auto(pool, "arn:aws:iam::123456789012:instance-profile/other", "mine",
+                           "-max-instances", "1")
+    assert made.returncode != 0 and "is not the admin's" in made.stderr, made.stderr
+    assert "always paid by it" in made.stderr and "-public-key-file" not in made.stderr
+    assert not any(aws.annex_resources("mine").values())
