@@ -128,10 +128,13 @@ OPTIONS = {option.dest: option for option in (
     Option(("-plan",), "plan", "JOBS_FILE",
            "print what an auto annex would order for the idle jobs in JOBS_FILE "
            "(condor_q -long output), and why; calls no AWS API"),
+    Option(("-auto",), "auto", None,
+           "let the daemon size the annex from its demand (idle jobs routed to it), from "
+           "none up to -max-instances; on-demand settings, paid by the daemon's identity"),
     Option(("-max-instances",), "max_instances", "N",
-           "with -plan: order at most N instances"),
+           "with -plan or -auto: order at most N instances"),
     Option(("-max-cost",), "max_cost", "DOLLARS",
-           "with -plan: spend at most this many US dollars over the lease, at worst"),
+           "with -plan or -auto: spend at most this many US dollars, at worst"),
     Option(("-yes",), "yes", None, "do not ask for confirmation"),
     Option(("-setup",), "setup", None,
            "create or update this region's CloudFormation stacks and write their knobs"),
@@ -154,6 +157,7 @@ def select(values: dict[str, Any], positionals: list[str]) -> Command:
         raise UsageError(f"give only one of {', '.join(OPTIONS[v].flag for v in verbs)}")
     changing_lease = (not positionals and values.get("annex_name")
                       and lease_seconds(values) is not None and values.get("count") is None
+                      and not values.get("auto")
                       and not any(values.get(dest) for dest in ODI_KNOBS))
     command = {"setup": Setup, "check_setup": CheckSetup, "status": Status, "off": Off,
                "plan": Plan}.get(

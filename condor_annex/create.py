@@ -208,15 +208,42 @@ def instance_options(values: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
+AUTO_WITH_KEYS = ("-auto: an auto annex is paid by condor_annexd's own AWS identity (the "
+                  "daemon never keeps your keys); leave out -public-key-file and "
+                  "-secret-key-file (and ANNEX_DEFAULT_ACCESS_KEY_FILE / "
+                  "ANNEX_DEFAULT_SECRET_KEY_FILE)")
+
+
+def auto_settings(values: dict[str, Any]) -> dict[str, Any] | None:
+    """-auto -max-instances N [-max-cost DOLLARS] as the request's ``auto``; None without
+    -auto (-max-instances and -max-cost then belong to -plan only)."""
+    if not values.get("auto"):
+        for dest, flag in (("max_instances", "-max-instances"), ("max_cost", "-max-cost")):
+            if values.get(dest):
+                raise UsageError(f"{flag} goes with -auto (or -plan)")
+        return None
+    if values.get("count") is not None:
+        raise UsageError("give -auto or -count, not both: an auto annex sizes itself")
+    if not values.get("max_instances"):
+        raise UsageError("-auto needs -max-instances N: the most instances the daemon may run")
+    auto: dict[str, Any] = {"max_instances": inputs.whole_number(
+        "-max-instances", values["max_instances"], "instances", inputs.MAX_CAPACITY)}
+    if values.get("max_cost"):
+        auto["max_cost"] = inputs.dollars("-max-cost", values["max_cost"])
+    return auto
+
+
 class CreateAnnex(Command):
     """Start a leased annex from a Spot Fleet "JSON config" (as the EC2 console exports it)
     or an EC2 Fleet config (CreateFleet's input), or on-demand instances."""
 
-    usage = "condor_annex [-annex-name NAME] [-lease-duration SECONDS] [-count N] " \
+    usage = "condor_annex [-annex-name NAME] [-lease-duration SECONDS] [-count N | -auto " \
+            "-max-instances N [-max-cost DOLLARS]] " \
             "[-lease-function-arn ARN] [-aws-region R] [-public-key-file F -secret-key-file F] " \
             "[-owner USERS | -no-owner] [-idle HOURS] [-config-dir DIR] [-tag NAME VALUE]... " \
             "[-idtoken-file F] CONFIG.json"
     flags = ("annex_name", "lease_duration", "duration", "count", "lease_function_arn",
+             "auto", "max_instances", "max_cost",
              "region", "access_key_file", "secret_key_file", "owner", "no_owner", "idle",
              "config_dir", "tags", "idtoken_file", "yes", "user_data", "user_data_file") + \
         tuple(ODI_KNOBS)
@@ -239,8 +266,13 @@ class CreateAnnex(Command):
                 }.get(found["type"], "Spot Fleet capacity unit(s)")
         most = found.get("instances", found["capacity"])
         instances = "" if most == found["capacity"] else f" (up to {most} instances)"
-        print(f"Will request {found['capacity']} {what}{instances} for {found['hours']:.2f} "
-              f"hours, costing {cost}.")
+        if "auto" in request["annex"]:
+            print(f"Will let condor_annexd start up to {found['capacity']} {what} as your "
+                  f"jobs need them, for {found['hours']:.2f} hours or longer while they do, "
+                  f"costing {cost} over those hours.")
+        else:
+            print(f"Will request {found['capacity']} {what}{instances} for "
+                  f"{found['hours']:.2f} hours, costing {cost}.")
         try:
             answer = input("Is that OK? (Type 'yes' or 'no'): ").strip().lower()
         except EOFError:
@@ -253,7 +285,9 @@ class CreateAnnex(Command):
     def request(self, values: dict[str, Any], positionals: list[str],
                 settings: knobs.ClientSettings) -> dict[str, Any]:
         """Build the create request; raises UsageError or InputError."""
-        if len(positionals) > 1 or (not positionals and values.get("count") is None):
+        auto = auto_settings(values)
+        if len(positionals) > 1 or (not positionals and values.get("count") is None
+                                    and auto is None):
             raise UsageError("give one fleet JSON config file (Spot Fleet or EC2 Fleet; - for "
                              "stdin), or -count N for on-demand instances")
         source = positionals[0] if positionals else "on-demand"
@@ -279,6 +313,10 @@ class CreateAnnex(Command):
             annex["bucket"] = settings.bucket
         annex.update(instance_options(values))
         creds = credentials(key_files(values, settings))
+        if auto is not None:
+            if isinstance(creds, dict):  # keys (FROM INSTANCE names the daemon's own)
+                raise UsageError(AUTO_WITH_KEYS)
+            annex["auto"] = auto
         if positionals:
             annex["fleet_config"] = fleet_config(positionals[0])
         else:
@@ -297,6 +335,11 @@ class CreateAnnex(Command):
         end = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(result["lease_end"]))
         print(f"condor_annex: annex {result['annex_id']} started; its lease ends {end}.",
               file=sys.stderr)
+        if result.get("auto"):  # nothing started yet: the daemon sizes it from demand
+            print(f"condor_annex: the daemon starts up to {result['max_instances']} "
+                  "instance(s) as your jobs need them; see condor_annex -status.",
+                  file=sys.stderr)
+            return EXIT_OK
         print("\n".join(result.get("instance_ids") or
                         [result.get("spot_fleet_request_id") or result.get("fleet_id")]))
         return EXIT_OK

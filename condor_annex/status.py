@@ -83,8 +83,37 @@ def table(annexes: list[dict[str, Any]], now: float) -> str:
                      _lease(annex, now), states,
                      "unknown" if annex.get("in_pool") is None else str(annex["in_pool"])))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
-                     for row in rows)
+    return "\n".join(["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+                      for row in rows] + auto_lines(annexes))
+
+
+def auto_lines(annexes: list[dict[str, Any]]) -> list[str]:
+    """Under the table, for each auto annex: its size and limits, demand, and the last
+    order and why."""
+    lines = []
+    for annex in annexes:
+        auto = annex.get("auto")
+        if auto is None:
+            continue
+        cost = "" if auto.get("max_cost") is None else f", at most ${auto['max_cost']:.2f}"
+        size = "not looked at yet" if auto.get("instances") is None else \
+            f"{auto['instances']} instance(s) now"
+        lines += ["", f"{annex['name']} sizes itself: {size}, up to "
+                      f"{auto['max_instances']}{cost}"]
+        if auto.get("jobs") is not None:
+            lines.append(f"  demand: {auto['jobs']} idle job(s), "
+                         f"{auto.get('claimed_slots', 0)} claimed slot(s)")
+        lines += [f"  {line}" for line in auto.get("why", [])]
+        if auto.get("lease"):
+            lines.append(f"  lease: {auto['lease']}")
+        last = auto.get("last_order")
+        if last:
+            when = time.strftime("%H:%M:%S", time.localtime(last["at"]))
+            lines.append(f"  last order ({when}, {last['state']}): {last['count']} x "
+                         f"{last['instance_type']}, because {last['why']}")
+        if auto.get("error"):
+            lines.append(f"  trouble: {auto['error']}")
+    return lines
 
 
 def _state_name(state: str) -> str:

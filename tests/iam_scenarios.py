@@ -259,6 +259,30 @@ class Scenarios:
             wait_for(lambda: lease.find_fleets(self.aws["ec2"], "d-back"),
                      "the backstop to end d-back", until=lambda found: not found, timeout=30)
 
+    def auto(self) -> None:
+        """An auto annex, paid by the daemon's identity: its create, one order, -off."""
+        jobs = os.path.join(self.root, "auto-jobs.ads")
+        with open(jobs, "w") as f:
+            f.write('ClusterId = 1\nProcId = 0\nJobStatus = 1\nOwner = "alice"\n'
+                    'RequestCpus = 1\nRequestMemory = 1024\nTargetAnnexName = "d-auto"\n'
+                    'Requirements = TARGET.OpSys == "LINUX"\n')
+        slots = os.path.join(self.root, "auto-slots.ads")
+        open(slots, "w").close()
+        self.pool.add_knobs("\n".join([
+            "ANNEXD_ALLOW_DAEMON_CREDENTIALS = true", "ANNEX_DEMAND_INTERVAL = 0.2",
+            f"ANNEX_DEMAND_JOBS = file:{jobs}", f"ANNEX_DEMAND_SLOTS = file:{slots}", ""]))
+        with AnnexDaemon(self.pool):
+            made = self.annex("-annex-name", "d-auto", "-auto", "-max-instances", "1",
+                              "-no-owner", "-lease-duration", "3600",
+                              "-aws-on-demand-ami-id", AMI,
+                              "-aws-on-demand-instance-type", "m5.large", keys=False)
+            assert made.returncode == 0, made.stderr
+            wait_for(lambda: lease.find_instances(self.aws["ec2"], "d-auto"),
+                     "the auto annex's order", timeout=30)
+            note_tags(self.aws["ec2"], self.facts)
+            off = self.annex("-annex-name", "d-auto", "-off", keys=False)
+            assert off.returncode == 0, off.stderr
+
     # -- the lease function -------------------------------------------------------------
     def lease_function(self) -> None:
         clients = _clients(self.url, LEASE_KEY)
@@ -332,6 +356,7 @@ class Scenarios:
                 self.user()
             self.recovery()
             self.backstop()
+            self.auto()
             self.instances()
             self.lease_function()
             self.instances_after_the_lease()

@@ -69,7 +69,7 @@ def test_plan_for_another_owner_sees_only_their_jobs(config_file, capsys):
      "-max-instances: expected a positive whole number"),
     (["-plan", QUEUE, "-annex-name", "b", "-count", "3", "CONFIG"], 1,
      "-count cannot be used here"),
-    (["-max-cost", "3", "-annex-name", "b", "CONFIG"], 1, "-max-cost cannot be used here"),
+    (["-max-cost", "3", "-annex-name", "b", "CONFIG"], 1, "-max-cost goes with -auto (or -plan)"),
 ])
 def test_plan_errors(config_file, capsys, argv, status, message):
     argv = [config_file if arg == "CONFIG" else arg for arg in argv]

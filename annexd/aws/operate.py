@@ -5,7 +5,7 @@ import json
 from typing import Any, Callable, Iterator
 
 from annexd_lambda import lease
-from annexd_lambda.lease import ANNEX_TAG
+from annexd_lambda.lease import ANNEX_TAG, CLIENT_TOKEN_TAG
 
 from annexd.aws.create import LEASE_METADATA
 from annexd.aws.errors import NotFound
@@ -62,6 +62,21 @@ class OperateCalls(AwsSession):
                         states = found.setdefault(annex, {})
                         states.setdefault(instance["State"]["Name"], []).append(
                             instance["InstanceId"])
+        return found
+
+    def annex_instances(self, annex_id: str, client_token: str,
+                        tags: dict[str, str] | None = None) -> list[dict[str, str]]:
+        """One request's pending and running instances (an auto annex's supply), each as
+        {"id", "type", and the value of every tag key in ``tags``' keys}; ``tags``: only
+        those with these tag values too (one order's, by its order tag)."""
+        wanted = {ANNEX_TAG: annex_id, CLIENT_TOKEN_TAG: client_token, **(tags or {})}
+        filters = [{"Name": f"tag:{key}", "Values": [value]} for key, value in wanted.items()]
+        filters.append({"Name": "instance-state-name", "Values": ["pending", "running"]})
+        found = []
+        for instance in self._instances(filters):
+            have = {t.get("Key"): t.get("Value") for t in instance.get("Tags") or ()}
+            if all(have.get(key) == value for key, value in wanted.items()):
+                found.append({"id": instance["InstanceId"], "type": instance["InstanceType"]})
         return found
 
     def _instances(self, filters: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:

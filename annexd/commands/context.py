@@ -215,7 +215,7 @@ def unknown(name: str) -> OperationError:
 DOING = {
     RequestState.CREATING: "is being created by another request",
     RequestState.ROLLING_BACK: "is being rolled back by another request",
-    RequestState.EXTENDING: "is having its lease changed by another request",
+    RequestState.EXTENDING: "is having its lease or its size changed by another request",
     RequestState.ENDING: "is being turned off",
     RequestState.ENDING_INTERRUPTED: "was being turned off when that stopped half-way; run "
                                      "condor_annex -off again to finish it",

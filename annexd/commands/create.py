@@ -23,6 +23,14 @@ from annexd.commands.replies import outcome_reply, resumable, taken_reply
 log = logging.getLogger("annexd.rpc.service")
 
 
+#: Why an auto annex cannot be paid with the user's keys.
+AUTO_WITH_KEYS = (
+    "-auto annexes are paid by condor_annexd's own AWS identity: the daemon orders their "
+    "instances for as long as they live, and it never keeps your keys to do that. Leave out "
+    "-public-key-file and -secret-key-file (and ANNEX_DEFAULT_ACCESS_KEY_FILE / "
+    "ANNEX_DEFAULT_SECRET_KEY_FILE), or size the annex yourself with -count")
+
+
 def _user_name(uid: int, annex: dict[str, Any]) -> str:
     """The caller's login name, the default START owner."""
     try:
@@ -60,6 +68,8 @@ def create(ctx: Context, request: dict[str, Any], who: Caller,
     notices: list[str] = []
     try:
         region = settings.for_region(annex.get("region"))
+        if "auto" in annex and credentials is not None:
+            raise InvalidRequest(AUTO_WITH_KEYS)
         # Who pays -- the account, the principal and the owner its resources are tagged
         # with -- is fixed now, before anything is made: every later operation acts only
         # with keys of this account (Context.check_payer).  STS is asked once per key pair.

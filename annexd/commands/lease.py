@@ -21,6 +21,7 @@ import json
 import logging
 from typing import Any
 
+from annexd.demand import budget
 from annexd.money import costs
 from annexd.aws import AnnexAws, AwsError
 from annexd.state.journal import StateChanged
@@ -48,23 +49,31 @@ def extend(ctx: Context, who: Caller, name: str, region: str | None, lease_durat
             raise busy(name, row["state"])
         raise OperationError("conflict", f"annex {name!r} is {row['state']}, not active; "
                              "only an active annex's lease can change")
+    lease_end, restored = change(ctx, row, int(ctx.clock()) + lease_duration, credentials)
+    log.info("annex %s: uid %d %s its lease, which now ends at %d", name, who.uid,
+             "restored" if restored else "moved", lease_end)
+    return {"annex_id": name, "lease_end": lease_end, "lease_restored": restored}
+
+
+def change(ctx: Context, row: dict[str, Any], lease_end: int,
+           credentials: dict[str, str] | None) -> tuple[int, bool]:
+    """Move the lease of the active annex of ``row`` (as read) to ``lease_end``: caps
+    checked, the row claimed, AWS changed, the row released.  The one path of every lease
+    change, the owner's and an auto annex's (:mod:`annexd.commands.auto`)."""
     plan = AnnexPlan.from_record(row["plan"])
     ctx.check_payer(row, credentials)
     now = ctx.clock()
-    wanted = int(now) + lease_duration
-    _check_caps(ctx, row, plan, wanted)
-    claim(ctx.journal, row, RequestState.EXTENDING, lease_intent=wanted, durable=True)
+    _check_caps(ctx, row, plan, lease_end)
+    claim(ctx.journal, row, RequestState.EXTENDING, lease_intent=lease_end, durable=True)
     try:
-        lease_end, restored = _move(ctx, plan, credentials, wanted, now)
+        lease_end, restored = _move(ctx, plan, credentials, lease_end, now)
     except BaseException:
         _release_after_failure(ctx, row, plan, credentials)
         raise
     ctx.journal.transition(row["id"], RequestState.ACTIVE, lease_end=lease_end,
                            lease_intent=None, token_minted=now,
                            expect={RequestState.EXTENDING}, durable=True)
-    log.info("annex %s: uid %d %s its lease, which now ends at %d", name, who.uid,
-             "restored" if restored else "moved", lease_end)
-    return {"annex_id": name, "lease_end": lease_end, "lease_restored": restored}
+    return lease_end, restored
 
 
 def _release_after_failure(ctx: Context, row: dict[str, Any], plan: AnnexPlan,
@@ -165,3 +174,18 @@ def _check_caps(ctx: Context, row: dict[str, Any], plan: AnnexPlan, lease_end: i
                                  lambda: holding(ctx, row["owner_uid"], besides=row["id"]))
     except InvalidRequest as error:
         raise OperationError("invalid-request", str(error)) from None
+    if plan.auto and plan.max_cost is not None:
+        _check_max_cost(ctx, row, plan, lease_end)
+
+
+def _check_max_cost(ctx: Context, row: dict[str, Any], plan: AnnexPlan, lease_end: int) -> None:
+    """An auto annex's -max-cost: what it spent, plus every instance it may run (ordered
+    ones too) until the new end and the grace minute."""
+    now = ctx.clock()
+    spent = ctx.journal.spent(row["id"], now)
+    latest = None if spent is None else budget.affordable_end(
+        plan.max_cost or 0.0, spent, ctx.journal.running_hourly(row["id"]), now)
+    if latest is None or lease_end > latest:
+        raise OperationError("invalid-request", f"annex {plan.annex_id!r}: a lease to "
+                             f"{lease_end} would be over its -max-cost of ${plan.max_cost:.2f} "
+                             "(spent so far, plus its instances until then)")

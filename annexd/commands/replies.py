@@ -85,7 +85,11 @@ def outcome_reply(journal: Journal, driver: steps.Driver,
         "rule_arn": outputs["rule_arn"],
         "config_url": outputs["config_url"],
     }
-    launched, more = plan.kind.reply(plan, outputs)
+    if plan.auto:  # nothing launched yet: the daemon sizes it from demand
+        launched, more = {"instance_ids": [], "auto": True,
+                          "max_instances": plan.kind.capacity(plan.launch_request)}, []
+    else:
+        launched, more = plan.kind.reply(plan, outputs)
     result.update(launched)
     notices = notices + more
     log.info("request %d: annex %s is up: %s", driver.request_id, plan.annex_id, result)

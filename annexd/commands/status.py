@@ -90,6 +90,8 @@ def _reports(ctx: Context, rows: list[dict[str, Any]], credentials: dict[str, st
         # What the caps count: the most instances it can run, and its worst-case cost from
         # its start to its lease end (None: it cannot be priced), with the price table's date.
         **_worst_case(plan, row),
+        # An auto annex: how the daemon sizes it, and its last look at demand.
+        **({"auto": auto_report(ctx, row, plan)} if plan.auto else {}),
         # The jti of the annex's own token: SEC_TOKEN_REVOCATION_EXPR revokes it by this.
         **({"token_id": plan.token_id} if plan.token_id else {}),
     } for plan, row, may in zip(plans, rows, known)]
@@ -127,6 +129,24 @@ def _with_leases_settled(ctx: Context, rows: list[dict[str, Any]],
                 log.info("annex %s: its lease end is unsettled: %s", row["annex_id"], error)
         settled.append(row)
     return settled
+
+
+def auto_report(ctx: Context, row: dict[str, Any], plan: AnnexPlan) -> dict[str, Any]:
+    """An auto annex's limits, its last cycle (size, demand, why) and its last order."""
+    found = ctx.journal.auto_status(row["id"])
+    orders = ctx.journal.orders(row["id"])
+    last = orders[-1] if orders else None
+    return {
+        "max_instances": plan.kind.capacity(plan.launch_request),
+        "max_cost": plan.max_cost,
+        "checked_at": found["at"] if found else None,
+        "last_demand": found["last_demand"] if found else None,
+        **({k: v for k, v in found["report"].items() if k != "ordered"} if found else {}),
+        "last_order": None if last is None else {
+            "instance_type": last["instance_type"], "count": last["count"],
+            "state": last["state"], "at": last["at"], "why": last["why"],
+            "instance_ids": json.loads(last["instance_ids"])},
+    }
 
 
 def _worst_case(plan: AnnexPlan, row: dict[str, Any]) -> dict[str, Any]:

@@ -65,6 +65,18 @@ KNOBS: tuple[Knob, ...] = (
          "function (the rule's `rate(...)`): a lease is enforced at most this late"),
     Knob("ANNEXD_LEASE_CHECK_INTERVAL", "daemon", "seconds between two runs of the daemon's "
          "lease backstop"),
+    # --- auto annexes (-auto): sized by demand
+    Knob("ANNEX_DEMAND_INTERVAL", "daemon", "seconds between two looks at an auto annex's "
+         "demand and supply (and so between two orders)"),
+    Knob("ANNEX_DEMAND_JOBS", "daemon", "where an auto annex's idle jobs are read: "
+         "`file:PATH` (`condor_q -long` output, re-read every cycle)",
+         unset="— (the local schedd, through `htcondor2`)"),
+    Knob("ANNEX_DEMAND_SLOTS", "daemon", "where an auto annex's slots are read: `file:PATH` "
+         "(`condor_status -long` output, re-read every cycle)",
+         unset="— (the pool's collector, through `htcondor2`)"),
+    Knob("ANNEX_AUTO_LINGER", "daemon", "seconds an auto annex keeps its lease after its last "
+         "demand (idle jobs routed to it, or claimed slots); its lease is extended while "
+         "demand lasts"),
     Knob("ANNEXD_AWS_MAX_ATTEMPTS", "daemon", "attempts per AWS call (botocore standard "
          "retries)"),
     Knob("ANNEXD_AWS_TIMEOUT_SECONDS", "daemon", "read timeout of one AWS call (launch calls "

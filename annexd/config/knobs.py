@@ -68,6 +68,10 @@ DEFAULTS: dict[str, str | int | float | bool] = {
     "ANNEX_SEND_POOL_PASSWORD": False,
     "ANNEX_TOKEN_LIFETIME": 7200,
     "ANNEX_DEFAULT_LEASE_DURATION": 3000,
+    # Auto annexes: a decision within 10 s (p95) of a job going idle needs a cycle of 5 s
+    # (bench/demand.py: 15 s gave a p95 of about 14 s).
+    "ANNEX_DEMAND_INTERVAL": 5,
+    "ANNEX_AUTO_LINGER": 600,
 }
 
 #: htcondor2's configuration is process-wide: never read knobs while it is being reloaded.
@@ -447,6 +451,13 @@ class DaemonSettings:
     max_clients_per_user: int = 16
     #: A lease function these credentials saw this recently is not looked up again.
     function_check_seconds: float = 300.0
+    #: Auto annexes: seconds between two looks at demand; how long an annex without demand
+    #: keeps its lease; where idle jobs and annex slots are read (None: the local schedd and
+    #: the pool's collector; else ``file:PATH``).
+    demand_interval: float = 5.0
+    auto_linger: float = 600.0
+    demand_jobs: str | None = None
+    demand_slots: str | None = None
     #: The CloudFormation service role -setup's stacks run as (cfn/setup-role.json);
     #: None: they run with the setup keys' own permissions.
     setup_role_arn: str | None = None
@@ -474,6 +485,10 @@ class DaemonSettings:
             identity_files=_identity_files(),
             max_clients_per_user=positive_int("ANNEXD_MAX_CLIENTS_PER_USER"),
             function_check_seconds=non_negative_float("ANNEXD_FUNCTION_CHECK_SECONDS"),
+            demand_interval=positive_float("ANNEX_DEMAND_INTERVAL"),
+            auto_linger=positive_float("ANNEX_AUTO_LINGER"),
+            demand_jobs=string("ANNEX_DEMAND_JOBS"),
+            demand_slots=string("ANNEX_DEMAND_SLOTS"),
             setup_role_arn=role_arn("ANNEX_SETUP_SERVICE_ROLE_ARN"),
         )
 

@@ -64,3 +64,16 @@ def over(budget: Budget, total: float | None) -> str | None:
         if cap is not None and amount > cap + 1e-9:
             return f"${amount:.2f} would be over {name} (${cap:.2f})"
     return None
+
+
+def affordable_end(cap: float, spent: float, hourly: Iterable[float | None],
+                   now: float) -> float | None:
+    """The latest lease end at which ``spent`` plus every instance at ``hourly`` (plus the
+    grace minute) stays within ``cap``; None when one of them cannot be priced."""
+    prices = list(hourly)
+    if None in prices:
+        return None
+    per_second = sum(prices) / 3600  # type: ignore[arg-type]
+    if per_second <= 0:
+        return float("inf") if spent <= cap + 1e-9 else now
+    return now - GRACE_SECONDS + (cap - spent) / per_second

@@ -30,6 +30,34 @@ def _as_sent(request: dict[str, Any]) -> dict[str, Any]:
     return {**request, "UserData": base64.b64decode(request["UserData"])}
 
 
+#: An auto annex's instances also carry the order that started them (its ClientToken), so a
+#: daemon that crashed after the call finds what the order launched before sending it again.
+ORDER_TAG = "htcondor:AnnexOrder"
+
+
+def order_request(template: dict[str, Any], instance_type: str, count: int,
+                  order_token: str) -> dict[str, Any]:
+    """The RunInstances parameters of one order of an auto annex: its template (the plan's
+    launch request: image, tags -- the annex's and the request's ClientToken, which the lease
+    function and -off end instances by -- security groups), for ``count`` instances of
+    ``instance_type``, all or none (as a -count annex's; EC2 refuses what it cannot start
+    and the next cycle decides again), idempotent by ``order_token``."""
+    specs = []
+    for spec in template.get("TagSpecifications", []):
+        tags = list(spec["Tags"])
+        if spec["ResourceType"] == "instance":
+            tags.append({"Key": ORDER_TAG, "Value": order_token})
+        specs.append({**spec, "Tags": tags})
+    params = {**template, "InstanceType": instance_type, "MinCount": count, "MaxCount": count,
+              "ClientToken": order_token, "TagSpecifications": specs}
+    validate("RunInstances", params)
+    return params
+
+
+def as_sent(request: dict[str, Any]) -> dict[str, Any]:
+    return _as_sent(request)
+
+
 class OnDemand(Kind):
     annex_type = "on-demand"
     label = "on-demand settings"

@@ -64,6 +64,12 @@ class AnnexPlan:
     #: Its AWS resources are found by its ClientToken (config key, lease Input, teardown);
     #: False in the plans of earlier releases, whose resources are found by name.
     keyed_by_request: bool = False
+    #: An auto annex (``-auto``): the daemon sizes it from demand (:mod:`annexd.commands.auto`),
+    #: from none up to its launch request's count (``-max-instances``); nothing is launched by
+    #: the create itself.
+    auto: bool = False
+    #: ``-max-cost`` of an auto annex, in US dollars (spent plus committed, at worst).
+    max_cost: float | None = None
     #: The AWS principal whose keys create it (its aws:userid, from STS at create): its
     #: resources carry it as the owner tag, its config object lives under its key prefix, and
     #: the user policy lets only that principal touch them.  "" in earlier releases' plans.
@@ -218,6 +224,11 @@ def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: RegionSetting
 
     ``annex["bucket"]`` (the user's own, from their configuration) wins over the region's.
     """
+    auto = annex.get("auto")
+    if auto is not None and "on_demand" not in annex:
+        raise InvalidRequest("-auto is built for on-demand annexes (the -aws-on-demand-* "
+                             "settings, no config file) so far; a Spot Fleet or EC2 Fleet "
+                             "config cannot be sized by demand yet")
     if not pool.collector_host:
         raise InvalidRequest("COLLECTOR_HOST is not set for condor_annexd: annex instances "
                              "would not know which pool to join")
@@ -244,7 +255,8 @@ def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: RegionSetting
             source, more = adjust.with_user_data(kind, source, annex["user_data"])
             adjusted += more
         built = kind.build(source, annex_id=annex_id, client_token=client_token,
-                           count=annex.get("count"), instance_tags=tags, owner=owner)
+                           count=auto["max_instances"] if auto else annex.get("count"),
+                           instance_tags=tags, owner=owner)
     except launch.LaunchConfigError as exc:
         raise InvalidRequest(f"{where}: {exc}") from None
     minted = pool_auth == "minted"
@@ -273,6 +285,8 @@ def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: RegionSetting
         needs_request_material=bool(annex.get("idtoken") or annex.get("config_files")),
         created_at=int(now),
         keyed_by_request=True,
+        auto=auto is not None,
+        max_cost=auto.get("max_cost") if auto else None,
         owner=owner,
         notices=notices + ((POOL_PASSWORD_NOTICE,) if pool_auth == "password" else ()),
     )

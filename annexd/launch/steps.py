@@ -129,11 +129,17 @@ def create_sequence(plan: AnnexPlan, payload: bytes | None) -> tuple[Step, ...]:
     """The create sequence, with the config tarball ``payload`` (None: it can't be rebuilt).
 
     Lease first (rule, then its target), then the config object, and last the instances,
-    launched by the annex's kind (a Spot Fleet, an EC2 Fleet, or on-demand instances).
+    launched by the annex's kind (a Spot Fleet, an EC2 Fleet, or on-demand instances).  An
+    auto annex launches nothing here: the daemon orders its instances as demand comes
+    (:mod:`annexd.commands.auto`), each order under the lease this sequence put in force.
     """
     kind = plan.kind
     start = Step(kind.step_name, kind.launch, kind.end, kind.find,
                  says=f"launching: {LAUNCH_CALLS.get(plan.annex_type, kind.step_name)}")
+    return _lease_and_config(plan, payload) + (() if plan.auto else (start,))
+
+
+def _lease_and_config(plan: AnnexPlan, payload: bytes | None) -> tuple[Step, ...]:
     return (
         Step("check", check, says="checking the lease function and the annex name",
              looks_only=True),
@@ -143,7 +149,6 @@ def create_sequence(plan: AnnexPlan, payload: bytes | None) -> tuple[Step, ...]:
              says="pointing the lease rule at the lease function"),
         Step("config", functools.partial(upload_config, payload=payload), delete_config,
              says=f"uploading the instances' configuration to s3://{plan.bucket}"),
-        start,
     )
 
 

@@ -30,6 +30,8 @@ from annexd.launch.plan import AnnexPlan, InvalidRequest
 from annexd.rpc.protocol import shown
 
 OWN_KEYS = "pass -public-key-file and -secret-key-file to use your own"
+#: An auto annex is always paid by the daemon (it never keeps a user's keys).
+AUTO_KEYS = "an -auto annex is always paid by it: leave that choice to the admin's knob"
 
 
 def check(plan: AnnexPlan, settings: RegionSettings) -> None:
@@ -42,7 +44,7 @@ def check(plan: AnnexPlan, settings: RegionSettings) -> None:
                 f"{what} {shown(wanted or '(none)')!r} is not the admin's ({theirs} for "
                 f"{settings.region}): an annex paid by condor_annexd's AWS identity uses only "
                 "the admin's lease function, bucket, instance profile, key pair, Spot Fleet "
-                f"role and user data; {OWN_KEYS}")
+                f"role and user data; {AUTO_KEYS if plan.auto else OWN_KEYS}")
 
 
 def _choices(plan: AnnexPlan,

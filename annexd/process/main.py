@@ -260,6 +260,14 @@ def _start_lease_backstop(service: AnnexService, stop: threading.Event) -> None:
     threading.Thread(target=loop, name="lease-backstop", daemon=True).start()
 
 
+def _start_auto_annexes(service: AnnexService, stop: threading.Event) -> None:
+    """Every ANNEX_DEMAND_INTERVAL seconds, size the auto annexes (annexd.commands.auto)."""
+    def loop() -> None:
+        while not stop.wait(service.settings.demand_interval):
+            service.steer_auto()
+    threading.Thread(target=loop, name="auto-annexes", daemon=True).start()
+
+
 def _start_token_renewal(service: AnnexService, stop: threading.Event) -> None:
     """Renew live annexes' tokens at half their life (annexd.commands.renew), looking at least
     eight times per token life so that a renewal is never late by more than an eighth."""
@@ -341,6 +349,7 @@ def _serve(lifecycle: Lifecycle) -> int:
         master.ready()
         master.keep_alive(lifecycle.stop)
         _start_lease_backstop(service, lifecycle.stop)
+        _start_auto_annexes(service, lifecycle.stop)
         _start_token_renewal(service, lifecycle.stop)
         log.info("condor_annexd ready")
         lifecycle.report.ready()

@@ -55,13 +55,22 @@ _CREATE_ANNEX = {
     "required": ["lease_duration"],
     # A fleet config (a Spot Fleet's, as the console exports it, or an EC2 Fleet's CreateFleet
     # input), or on-demand instances (then count is needed).
-    "oneOf": [{"required": ["fleet_config"]}, {"required": ["on_demand", "count"]}],
+    # An auto annex (-auto) has no count: the daemon sizes it, up to auto.max_instances.
+    "oneOf": [{"required": ["fleet_config"]}, {"required": ["on_demand", "count"],
+                                             "not": {"required": ["auto"]}},
+              {"required": ["on_demand", "auto"], "not": {"required": ["count"]}}],
     "properties": {
         "name": {"type": "string", "pattern": ANNEX_NAME_PATTERN},
         "lease_duration": {"type": "integer", "minimum": 1, "maximum": MAX_LEASE_SECONDS},
         "lease_function_arn": {"type": "string", "minLength": 1, "maxLength": 256},
         "count": {"type": "integer", "minimum": 1, "maximum": MAX_CAPACITY},
         "fleet_config": {"type": "object"},
+        "auto": {"type": "object", "additionalProperties": False, "required": ["max_instances"],
+                 "properties": {
+                     "max_instances": {"type": "integer", "minimum": 1,
+                                       "maximum": MAX_CAPACITY},
+                     "max_cost": {"type": "number", "exclusiveMinimum": 0,
+                                  "maximum": 1e9}}},
         "on_demand": {"type": "object", "additionalProperties": False, "properties": {
             "image_id": {"type": "string", "maxLength": 64},
             "instance_type": {"type": "string", "maxLength": 64},

@@ -25,7 +25,7 @@ from annexd.config import hints
 from annexd.aws import identity
 from annexd.rpc import protocol
 from annexd.aws import AnnexAws, AwsError
-from annexd.commands import backstop, create, lease, off, renew, resume, setup, status
+from annexd.commands import auto, backstop, create, lease, off, renew, resume, setup, status
 from annexd.commands.context import Caller, Context, OperationError
 from annexd.state.journal import Journal
 from annexd.config.knobs import DaemonSettings
@@ -179,6 +179,15 @@ class AnnexService:
             backstop.enforce_expired(self.context())
         except Exception:  # the backstop must keep running
             log.exception("lease backstop failed")
+
+    def steer_auto(self) -> None:
+        """Size the auto annexes, run every ANNEX_DEMAND_INTERVAL seconds."""
+        if not self.identity.available:
+            return
+        try:
+            auto.steer_all(self.context())
+        except Exception:  # the loop must keep running
+            log.exception("auto annexes: cycle failed")
 
     def renew_tokens(self) -> None:
         """Renew live annexes' tokens at half their life (annexd.commands.renew)."""

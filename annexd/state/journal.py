@@ -46,6 +46,8 @@ def _in(states: Iterable[RequestState]) -> str:
 
 
 LIVE_SQL = _in(lifecycle.LIVE)
+#: How long an auto annex's new instance may be missing from EC2's listing.
+LISTING_LAG_SECONDS = 60
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -75,6 +77,33 @@ CREATE TABLE IF NOT EXISTS step_events (
     at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS step_events_of_request ON step_events(request_id);
+CREATE TABLE IF NOT EXISTS auto_orders (
+    request_id INTEGER NOT NULL REFERENCES requests(id),
+    number INTEGER NOT NULL,
+    client_token TEXT NOT NULL,
+    instance_type TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    hourly REAL,
+    why TEXT NOT NULL,
+    state TEXT NOT NULL,
+    instance_ids TEXT NOT NULL DEFAULT '[]',
+    at REAL NOT NULL,
+    PRIMARY KEY (request_id, number)
+);
+CREATE TABLE IF NOT EXISTS auto_instances (
+    request_id INTEGER NOT NULL REFERENCES requests(id),
+    instance_id TEXT NOT NULL,
+    hourly REAL,
+    since REAL NOT NULL,
+    until REAL,
+    PRIMARY KEY (request_id, instance_id)
+);
+CREATE TABLE IF NOT EXISTS auto_status (
+    request_id INTEGER PRIMARY KEY REFERENCES requests(id),
+    last_demand REAL,
+    report TEXT NOT NULL DEFAULT '{}',
+    at REAL NOT NULL
+);
 """
 
 #: One live row per (region, name); the upgrade (annexd.state.upgrade) rebuilds it whenever its
@@ -448,6 +477,97 @@ class Journal:
         return [(row["step"], row["event"]) for row in self._rows(
             "SELECT step, event FROM step_events WHERE request_id = ? ORDER BY rowid",
             (request_id,))]
+
+    # -- auto annexes (annexd.commands.auto) -------------------------------------------------
+
+    def order_sent(self, request_id: int, order: dict[str, Any]) -> None:
+        """An order of an auto annex, on disk before its launch call (``state`` 'sent'): a
+        crash after the call is followed by a look for what it launched, then the same
+        ClientToken again -- never a second order."""
+        self._write("INSERT INTO auto_orders (request_id, number, client_token, instance_type,"
+                    " count, hourly, why, state, at) VALUES (?, ?, ?, ?, ?, ?, ?, 'sent', ?)",
+                    (request_id, order["number"], order["client_token"],
+                     order["instance_type"], order["count"], order["hourly"], order["why"],
+                     order["at"]), durable=True)
+
+    def order_settled(self, request_id: int, number: int, state: str,
+                      instance_ids: Sequence[str], hourly: float | None, at: float) -> None:
+        """The order's outcome ('done' or 'failed'), with its instances counted from ``at``."""
+        with self._lock, self._transaction():
+            self._db.execute("UPDATE auto_orders SET state = ?, instance_ids = ?"
+                             " WHERE request_id = ? AND number = ?",
+                             (state, json.dumps(list(instance_ids)), request_id, number))
+            self._db.executemany(
+                "INSERT OR IGNORE INTO auto_instances (request_id, instance_id, hourly, since)"
+                " VALUES (?, ?, ?, ?)",
+                [(request_id, instance, hourly, at) for instance in instance_ids])
+
+    def orders(self, request_id: int) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM auto_orders WHERE request_id = ? ORDER BY number",
+                          (request_id,))
+
+    def instances_seen(self, request_id: int, listed: dict[str, float | None], now: float,
+                       since: float) -> None:
+        """The instances AWS lists now (id -> hourly price): one not known yet counts from
+        ``since``; a known one no longer listed ended at the latest ``now``."""
+        with self._lock, self._transaction():
+            self._db.executemany(
+                "INSERT OR IGNORE INTO auto_instances (request_id, instance_id, hourly, since)"
+                " VALUES (?, ?, ?, ?)",
+                [(request_id, instance, hourly, since) for instance, hourly in listed.items()])
+            self._db.executemany("UPDATE auto_instances SET until = NULL"
+                                 " WHERE request_id = ? AND instance_id = ?",
+                                 [(request_id, instance) for instance in listed])
+            known = self._db.execute("SELECT instance_id, since FROM auto_instances"
+                                     " WHERE request_id = ? AND until IS NULL", (request_id,))
+            # One ordered this last minute may not be listed yet (EC2's listing is
+            # eventually consistent): it is not taken for gone.
+            gone = [(now, request_id, instance) for (instance, at) in known.fetchall()
+                    if instance not in listed and at < now - LISTING_LAG_SECONDS]
+            self._db.executemany("UPDATE auto_instances SET until = ?"
+                                 " WHERE request_id = ? AND instance_id = ?", gone)
+
+    def spent(self, request_id: int, now: float) -> float | None:
+        """What the annex's instances may have cost so far, at worst (each from its order to
+        the first look that no longer listed it); None when one cannot be priced."""
+        total = 0.0
+        for hourly, since, until in self._db_rows(
+                "SELECT hourly, since, until FROM auto_instances WHERE request_id = ?",
+                (request_id,)):
+            if hourly is None:
+                return None
+            total += hourly * max(0.0, (until if until is not None else now) - since) / 3600
+        return total
+
+    def running_hourly(self, request_id: int) -> list[float | None]:
+        """The hourly price of each instance the annex may be running: those not seen gone,
+        and those of orders sent but not yet settled (a crash between)."""
+        prices = [hourly for (hourly,) in self._db_rows(
+            "SELECT hourly FROM auto_instances WHERE request_id = ? AND until IS NULL",
+            (request_id,))]
+        for hourly, count in self._db_rows("SELECT hourly, count FROM auto_orders"
+                                           " WHERE request_id = ? AND state = 'sent'",
+                                           (request_id,)):
+            prices += [hourly] * count
+        return prices
+
+    def _db_rows(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, tuple(args)).fetchall()
+
+    def auto_report(self, request_id: int, last_demand: float | None,
+                    report: dict[str, Any], at: float) -> None:
+        self._write("INSERT INTO auto_status (request_id, last_demand, report, at)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT(request_id) DO UPDATE SET"
+                    " last_demand = excluded.last_demand, report = excluded.report,"
+                    " at = excluded.at", (request_id, last_demand, json.dumps(report), at))
+
+    def auto_status(self, request_id: int) -> dict[str, Any] | None:
+        rows = self._rows("SELECT last_demand, report, at FROM auto_status"
+                          " WHERE request_id = ?", (request_id,))
+        if not rows:
+            return None
+        return {**rows[0], "report": json.loads(rows[0]["report"])}
 
     def close(self) -> None:
         with self._sync_lock:

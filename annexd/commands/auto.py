@@ -1,0 +1,266 @@
+"""Auto annexes (``condor_annex -auto``): every ``ANNEX_DEMAND_INTERVAL`` seconds, read each
+one's demand and supply, keep its lease while demand lasts, and order what the planner
+(:mod:`annexd.demand.planner`) decides.
+
+An auto annex is paid by the daemon's own AWS identity (the daemon never keeps a user's keys,
+and it orders for as long as the annex lives).  Its create put the lease (rule, target) and
+the config object in place and launched nothing; its plan's launch request is the template
+of every order, for up to ``-max-instances``, which is what the site's caps count it at
+(``ANNEX_MAX_INSTANCES``, ``ANNEX_MAX_COST`` and the per-user caps, at create and at every
+lease change), so no order can take the annex past them.
+
+One cycle, in order:
+
+1. an order a crash left *sent* (journaled, its outcome not) is finished first: what it
+   launched is looked up by its order tag, and if nothing is found it is sent again with the
+   same ClientToken (EC2 starts nothing twice for one token);
+2. the annex's pending and running instances are listed (by the annex and request tags, as
+   the lease function finds them), and what each may have cost so far is journaled;
+3. demand (idle jobs routed to it, and its claimed slots) extends the lease, through the one
+   lease-change path (:func:`annexd.commands.lease.change`: caps, claim, rule then config),
+   to ``ANNEX_AUTO_LINGER`` (plus the lease function's minute) from now whenever less is
+   left; with no demand it is left to run out;
+4. the planner decides within ``-max-instances``, ``-max-cost`` and the site's caps (the
+   owner's other annexes counted), and each order is claimed (``active -> extending``),
+   journaled and forced to disk, sent, settled, and released.
+
+Shrinking is the instances' own: one left unclaimed past its idle time shuts down (and, with
+``InstanceInitiatedShutdownBehavior=terminate``, is gone); the daemon never terminates an
+instance, so never one with a claimed slot.  A kill -9 anywhere leaves instances tagged for
+the lease, a lease within the caps, and at most one order to finish.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import classad2
+
+from annexd.aws import AnnexAws, AwsError, Transient
+from annexd.commands import lease
+from annexd.commands.context import Context, OperationError, claim
+from annexd.commands.create import holding
+from annexd.demand import ads, condor, cycle, supply
+from annexd.demand.ads import DemandError, Source
+from annexd.demand.budget import GRACE_SECONDS, Budget
+from annexd.demand.planner import Limits, choices, decide
+from annexd.launch import ondemand
+from annexd.launch.base import Option
+from annexd.launch.plan import AnnexPlan
+from annexd.money.costs import instance_price
+from annexd.state.lifecycle import RequestState
+
+log = logging.getLogger("annexd.auto")
+
+CLAIMED = "Claimed"
+
+
+@dataclass(frozen=True)
+class Sources:
+    jobs: Source
+    slots: Source
+
+
+def sources(ctx: Context) -> Sources:
+    """``ANNEX_DEMAND_JOBS`` and ``ANNEX_DEMAND_SLOTS``; DemandError when one is malformed."""
+    settings = ctx.settings
+    return Sources(ads.source(settings.demand_jobs, condor.local_schedd, "ANNEX_DEMAND_JOBS"),
+                   ads.source(settings.demand_slots, condor.pool_collector,
+                              "ANNEX_DEMAND_SLOTS"))
+
+
+def order_token(request_token: str, number: int) -> str:
+    """Order ``number``'s ClientToken: the same for every attempt of it (EC2's limit is 64)."""
+    digest = hashlib.sha256(f"{request_token}/{number}".encode()).hexdigest()[:48]
+    return f"auto{number}-{digest}"
+
+
+def steer_all(ctx: Context) -> list[str]:
+    """One cycle for every active auto annex; the names of those it looked at.  Nothing
+    here may stop the loop: an annex's failure is its report's."""
+    try:
+        found: Sources | None = sources(ctx)
+        unreadable = ""
+    except DemandError as error:
+        found, unreadable = None, str(error)
+    seen = []
+    for row in ctx.journal.live_rows():
+        plan = AnnexPlan.from_record(row["plan"])
+        if not plan.auto or row["state"] != RequestState.ACTIVE:
+            continue
+        seen.append(plan.annex_id)
+        try:
+            if found is None:
+                raise DemandError(unreadable)
+            steer(ctx, row, plan, found)
+        except (AwsError, DemandError, OperationError) as error:
+            _trouble(ctx, row, str(error))
+        except Exception as error:  # the loop must go on; say it loudly
+            log.exception("auto annex %s: cycle failed", plan.annex_id)
+            _trouble(ctx, row, f"internal error: {error}")
+    return seen
+
+
+def _trouble(ctx: Context, row: dict[str, Any], error: str) -> None:
+    """A cycle that could not finish: nothing more is ordered or extended; -status says why."""
+    log.warning("auto annex %s: %s", row["annex_id"], error)
+    known = ctx.journal.auto_status(row["id"]) or {"last_demand": None, "report": {}}
+    ctx.journal.auto_report(row["id"], known["last_demand"],
+                            {**known["report"], "error": error}, ctx.clock())
+
+
+def steer(ctx: Context, row: dict[str, Any], plan: AnnexPlan, found: Sources) -> dict[str, Any]:
+    """One cycle of one auto annex (see the module); its report, as -status shows it."""
+    aws = ctx.aws(plan.region, None)
+    row = _finish_sent(ctx, aws, row, plan)
+    now = ctx.clock()
+    options, skipped = choices(plan)
+    listed = aws.annex_instances(plan.annex_id, plan.client_token)
+    ctx.journal.instances_seen(row["id"], {i["id"]: _price(options, i["type"]) for i in listed},
+                               now, since=plan.created_at)
+    groups = cycle.demand(found.jobs, plan)
+    slot_ads = cycle.annex_slots(found.slots, plan)
+    jobs = sum(group.count for group in groups)
+    claimed = sum(1 for ad in slot_ads if is_claimed_slot(ad))
+    known = ctx.journal.auto_status(row["id"])
+    last_demand = now if jobs or claimed else (known or {}).get("last_demand")
+    lease_said, row = _keep_lease(ctx, row, plan, last_demand, now)
+    spent = ctx.journal.spent(row["id"], now)
+    decision = decide(groups, options, [supply.Instance(i["id"], i["type"]) for i in listed],
+                      slot_ads, _limits(ctx, row, plan, now, spent))
+    decision.notes += [f"skipped {what}" for what in skipped]
+    why = "; ".join(decision.lines())
+    ordered: list[dict[str, Any]] = []
+    order_error = ""
+    if decision.orders and row["lease_end"] > now:
+        for instance_type, count in decision.orders.items():
+            try:
+                ordered.append(_order(ctx, aws, row, plan, instance_type, count,
+                                      _price(options, instance_type), why, now))
+            except (AwsError, OperationError) as error:
+                order_error = str(error)
+                break
+            row = ctx.journal.request(row["id"])
+    report = {"instances": len(listed), "jobs": jobs, "claimed_slots": claimed,
+              "why": decision.lines(), "lease": lease_said, "spent": spent,
+              "ordered": [{k: o[k] for k in ("instance_type", "count", "instance_ids")}
+                          for o in ordered]}
+    if order_error:
+        report["error"] = order_error
+    ctx.journal.auto_report(row["id"], last_demand, report, now)
+    return report
+
+
+def _price(options: list[Any], instance_type: str) -> float | None:
+    for choice in options:
+        if choice.instance_type == instance_type:
+            return choice.hourly
+    return instance_price(Option(instance_type), True)
+
+
+def _limits(ctx: Context, row: dict[str, Any], plan: AnnexPlan, now: float,
+            spent: float | None) -> Limits:
+    caps = ctx.settings.caps
+    others = holding(ctx, row["owner_uid"], besides=row["id"])
+    return Limits(
+        now=now, lease_end=row["lease_end"],
+        max_instances=plan.kind.capacity(plan.launch_request),
+        site_max_instances=caps.max_instances, others_instances=others.instances,
+        budget=Budget(annex_cap=plan.max_cost, site_cap=caps.max_cost,
+                      user_cap=caps.max_cost_per_user,
+                      others=math.inf if others.cost is None else others.cost,
+                      spent=math.inf if spent is None else spent))
+
+
+def _keep_lease(ctx: Context, row: dict[str, Any], plan: AnnexPlan,
+                last_demand: float | None, now: float) -> tuple[str, dict[str, Any]]:
+    """Extend the lease while there is demand; (what -status says of it, the row now)."""
+    linger = ctx.settings.auto_linger
+    if last_demand != now:
+        since = "ever" if last_demand is None else f"{int(now - last_demand)} s"
+        return f"no demand for {since}: the lease ends at {row['lease_end']}", row
+    if row["lease_end"] <= now:  # a lease over is over: the lease function ends the annex
+        return f"the lease ended at {row['lease_end']}", row
+    if row["lease_end"] >= now + linger:
+        return f"demand now; the lease ends at {row['lease_end']}", row
+    try:
+        lease.change(ctx, row, int(now + linger + GRACE_SECONDS), None)
+    except OperationError as refused:
+        return f"demand now, but the lease stays at {row['lease_end']}: {refused}", \
+            ctx.journal.request(row["id"])
+    row = ctx.journal.request(row["id"])
+    log.info("auto annex %s: demand lasts; its lease now ends at %d", plan.annex_id,
+             row["lease_end"])
+    return f"demand now; the lease was extended to {row['lease_end']}", row
+
+
+def _order(ctx: Context, aws: AnnexAws, row: dict[str, Any], plan: AnnexPlan,
+           instance_type: str, count: int, hourly: float | None, why: str,
+           now: float) -> dict[str, Any]:
+    """Claim the annex, journal the order (on disk), send it, settle it, release."""
+    number = len(ctx.journal.orders(row["id"])) + 1
+    order = {"number": number, "client_token": order_token(plan.client_token, number),
+             "instance_type": instance_type, "count": count, "hourly": hourly, "why": why,
+             "at": now}
+    claim(ctx.journal, row, RequestState.EXTENDING)
+    try:
+        ctx.journal.order_sent(row["id"], order)
+        order["instance_ids"] = _send(ctx, aws, row, plan, order)
+    finally:
+        ctx.journal.transition(row["id"], RequestState.ACTIVE, expect={RequestState.EXTENDING})
+    log.info("auto annex %s: order %d: %d x %s -> %s", plan.annex_id, number, count,
+             instance_type, order["instance_ids"])
+    return order
+
+
+def _send(ctx: Context, aws: AnnexAws, row: dict[str, Any], plan: AnnexPlan,
+          order: dict[str, Any]) -> list[str]:
+    """RunInstances for a journaled order, settled in the journal.  A refusal settles it as
+    failed (EC2 started nothing); a call that may have taken effect (a timeout, a throttle)
+    leaves it sent, for the next cycle to look for and finish."""
+    params = ondemand.order_request(plan.launch_request, order["instance_type"],
+                                    order["count"], order["client_token"])
+    try:
+        ids = aws.run_instances(ondemand.as_sent(params))
+    except Transient:
+        raise
+    except AwsError:
+        ctx.journal.order_settled(row["id"], order["number"], "failed", [], order["hourly"],
+                                  order["at"])
+        raise
+    ctx.journal.order_settled(row["id"], order["number"], "done", ids, order["hourly"],
+                              order["at"])
+    return ids
+
+
+def _finish_sent(ctx: Context, aws: AnnexAws, row: dict[str, Any],
+                 plan: AnnexPlan) -> dict[str, Any]:
+    """Finish every order a crash (or a timed-out call) left sent, under a claim."""
+    for order in ctx.journal.orders(row["id"]):
+        if order["state"] != "sent":
+            continue
+        claim(ctx.journal, row, RequestState.EXTENDING)
+        try:
+            found = aws.annex_instances(plan.annex_id, plan.client_token,
+                                        {ondemand.ORDER_TAG: order["client_token"]})
+            if found or row["lease_end"] <= ctx.clock():  # found; or too late to send
+                ctx.journal.order_settled(row["id"], order["number"],
+                                          "done" if found else "failed",
+                                          [i["id"] for i in found], order["hourly"],
+                                          order["at"])
+            else:
+                _send(ctx, aws, row, plan, order)
+        finally:
+            ctx.journal.transition(row["id"], RequestState.ACTIVE,
+                                   expect={RequestState.EXTENDING})
+        row = ctx.journal.request(row["id"])
+        log.info("auto annex %s: order %d, left sent by a crash, is settled", plan.annex_id,
+                 order["number"])
+    return row
+
+
+def is_claimed_slot(ad: classad2.ClassAd) -> bool:
+    return "State" in ad and ad.eval("State") == CLAIMED

@@ -1,0 +1,321 @@
+"""Auto annexes (issue 26, step 5): ``condor_annex -auto`` makes an annex whose lease and
+config are in place at once and whose size the daemon steers from demand, within
+-max-instances, -max-cost and the site's caps; paid by the daemon's identity only.
+
+The daemon reads demand and supply from ``file:`` sources (ANNEX_DEMAND_JOBS/SLOTS) and
+looks every 0.2 s; AWS is moto's server, through the real daemon and the real CLI.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import time
+from typing import Any, Callable
+
+import pytest
+
+from annexd_lambda.lease import ANNEX_TAG, CLIENT_TOKEN_TAG
+from condor_annex import client
+from localaws.pool import AnnexDaemon, LocalPool
+
+from conftest import SECRET
+from test_ondemand import AMI, instances_of, profile_arn  # noqa: F401
+from test_recovery import DAEMON_CREDENTIALS, KNOBS
+
+from annexd.commands.auto import order_token
+from annexd.demand import budget
+from annexd.launch import ondemand
+from annexd.rpc import protocol
+
+
+def job(annex: str, number: int, cpus: int = 1, memory: int = 1024) -> str:
+    return "\n".join([f"ClusterId = 7", f"ProcId = {number}", "JobStatus = 1",
+                      "JobUniverse = 5", 'Owner = "alice"', f"RequestCpus = {cpus}",
+                      f"RequestMemory = {memory}", "RequestDisk = 1000",
+                      f'TargetAnnexName = "{annex}"',
+                      'Requirements = (TARGET.Arch == "X86_64") && (TARGET.OpSys == "LINUX")'])
+
+
+def claimed_slot(annex: str) -> str:
+    return "\n".join(['MyType = "Machine"', 'Name = "slot1_1@i-0"', 'State = "Claimed"',
+                      f'AnnexName = "{annex}"', "Cpus = 1", "Memory = 1024"])
+
+
+class Demand:
+    """The daemon's ANNEX_DEMAND_JOBS and ANNEX_DEMAND_SLOTS files."""
+
+    def __init__(self, root: str):
+        self.jobs, self.slots = f"{root}/jobs.ads", f"{root}/slots.ads"
+        self.set()
+
+    def set(self, jobs: list[str] = (), slots: list[str] = ()) -> None:
+        for path, ads in ((self.jobs, jobs), (self.slots, slots)):
+            with open(path + ".new", "w") as f:
+                f.write("\n\n".join(ads) + "\n")
+            os.replace(path + ".new", path)
+
+
+@pytest.fixture
+def auto_pool(aws, moto_server, tmp_path, profile_arn) -> tuple[LocalPool, Demand]:
+    demand = Demand(str(tmp_path))
+    pool = LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET, extra="\n".join([
+        KNOBS, f"ANNEX_DEFAULT_LEASE_FUNCTION_ARN = {aws.lease_arn}",
+        "ANNEX_DEMAND_INTERVAL = 0.2", f"ANNEX_DEMAND_JOBS = file:{demand.jobs}",
+        f"ANNEX_DEMAND_SLOTS = file:{demand.slots}", "ANNEX_AUTO_LINGER = 120",
+        "ANNEX_MAX_INSTANCES = 7",
+        # Paid by the daemon's identity: the instance profile is the admin's.
+        f"ANNEX_DEFAULT_ODI_INSTANCE_PROFILE_ARN = {profile_arn}"]))
+    return pool, demand
+
+
+def create_auto(pool: LocalPool, profile: str, name: str, *more: str) -> Any:
+    return pool.condor_annex("-annex-name", name, "-auto", "-no-owner",
+                             "-lease-duration", "3600", "-aws-on-demand-ami-id", AMI,
+                             "-aws-on-demand-instance-type", "m5.large",
+                             "-aws-on-demand-instance-profile-arn", profile, *more, keys=False)
+
+
+def wait_for(what: Callable[[], Any], timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = what()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def status(pool: LocalPool, name: str) -> dict[str, Any]:
+    shown = pool.condor_annex("-status", "-json", "-annex-name", name, keys=False)
+    assert shown.returncode == 0, shown.stderr
+    return json.loads(shown.stdout)[0]
+
+
+def orders(pool: LocalPool) -> list[tuple[str, str, int, str]]:
+    with sqlite3.connect(pool.journal_file) as db:
+        return db.execute("SELECT r.annex_id, o.instance_type, o.count, o.state FROM "
+                          "auto_orders o JOIN requests r ON r.id = o.request_id "
+                          "ORDER BY o.request_id, o.number").fetchall()
+
+
+def test_auto_annexes_grow_with_demand_within_their_limits(aws, auto_pool, profile_arn):
+    pool, demand = auto_pool
+    with AnnexDaemon(pool, DAEMON_CREDENTIALS):
+        for name, more in (("burst", ["-max-instances", "2"]),
+                           ("thrift", ["-max-instances", "5", "-max-cost", "0.15"])):
+            made = create_auto(pool, profile_arn, name, *more)
+            assert made.returncode == 0, made.stderr
+            assert made.stdout.strip() == ""          # nothing launched by the create
+            assert aws.target_input(name)["AnnexType"] == "on-demand"   # the lease is there
+            assert aws.config_key(name)                                 # and the config
+        # The site's caps count an auto annex at -max-instances: 2 + 5 leave no room.
+        third = create_auto(pool, profile_arn, "more", "-max-instances", "1")
+        assert third.returncode != 0 and "ANNEX_MAX_INSTANCES" in third.stderr, third.stderr
+        time.sleep(1)  # cycles without demand order nothing
+        assert instances_of(aws, "burst") == [] and instances_of(aws, "thrift") == []
+        assert status(pool, "burst")["auto"]["instances"] == 0
+
+        # 5 jobs of 1 CPU each: 3 m5.large wanted; -max-instances 2 holds one back.
+        demand.set([job("burst", n) for n in range(5)] + [job("thrift", n) for n in range(5)])
+        wait_for(lambda: len(instances_of(aws, "burst")) == 2 and instances_of(aws, "thrift"))
+        time.sleep(1)  # later cycles count what booted as supply: no second order
+        assert len(instances_of(aws, "burst")) == 2
+        # 0.15 dollars buy one m5.large hour (0.096/h), not two.
+        assert len(instances_of(aws, "thrift")) == 1
+        assert orders(pool) == [("burst", "m5.large", 2, "done"),
+                                ("thrift", "m5.large", 1, "done")]
+        request_token = aws.target_input("burst")["ClientToken"]
+        for instance in instances_of(aws, "burst"):  # what the lease function ends them by
+            tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
+            assert tags[ANNEX_TAG] == "burst" and tags[CLIENT_TOKEN_TAG] == request_token
+            assert tags[ondemand.ORDER_TAG] == order_token(request_token, 1)
+
+        shown = status(pool, "burst")["auto"]
+        assert shown["max_instances"] == 2 and shown["jobs"] == 5
+        assert shown["last_order"]["count"] == 2 and shown["last_order"]["state"] == "done"
+        assert "-max-instances is 2" in shown["last_order"]["why"]
+        thrift = status(pool, "thrift")["auto"]
+        assert thrift["max_cost"] == 0.15 and "-max-cost" in " ".join(thrift["why"])
+        # The owner's own lease change is held to -max-cost too.
+        longer = pool.condor_annex("-annex-name", "thrift", "-lease-duration", "36000",
+                                   keys=False)
+        assert longer.returncode != 0 and "-max-cost of $0.15" in longer.stderr, longer.stderr
+        table = pool.condor_annex("-status", keys=False).stdout
+        assert "burst sizes itself: 2 instance(s) now, up to 2" in table
+        assert "last order" in table and "because demand: 5 idle jobs" in table
+
+        for name in ("burst", "thrift"):   # -off ends what the orders started
+            off = pool.condor_annex("-annex-name", name, "-off", keys=False)
+            assert off.returncode == 0, off.stderr
+            assert instances_of(aws, name) == [] and not any(aws.annex_resources(name).values())
+
+
+def test_the_lease_is_extended_while_demand_lasts_and_left_to_run_out(aws, auto_pool,
+                                                                      profile_arn):
+    pool, demand = auto_pool
+    with AnnexDaemon(pool, DAEMON_CREDENTIALS):
+        made = create_auto(pool, profile_arn, "linger", "-max-instances", "1",
+                           "-lease-duration", "30")
+        assert made.returncode == 0, made.stderr
+        first = aws.target_input("linger")["LeaseExpiration"]
+        time.sleep(0.6)
+        assert aws.target_input("linger")["LeaseExpiration"] == first  # no demand: untouched
+        # A claimed slot of the annex is demand too (its job runs there): no idle jobs.
+        demand.set(slots=[claimed_slot("linger")])
+        extended = wait_for(lambda: aws.target_input("linger")["LeaseExpiration"] > first
+                            and aws.target_input("linger")["LeaseExpiration"])
+        assert extended >= time.time() + 120 - 5        # ANNEX_AUTO_LINGER from now
+        shown = status(pool, "linger")
+        assert shown["lease_end"] == extended and str(extended) in shown["auto"]["lease"]
+        assert instances_of(aws, "linger") == []  # a running job is not an idle one
+        demand.set()
+        time.sleep(1)
+        assert aws.target_input("linger")["LeaseExpiration"] == extended
+        assert "no demand for" in status(pool, "linger")["auto"]["lease"]
+        demand.set(["RequestMemory = 2 GiB"])  # unreadable demand: said, nothing done
+        trouble = wait_for(lambda: status(pool, "linger")["auto"].get("error"))
+        assert "line 1" in trouble and "RequestMemory" in trouble
+        assert instances_of(aws, "linger") == []
+        assert pool.condor_annex("-annex-name", "linger", "-off", keys=False).returncode == 0
+
+
+@pytest.mark.parametrize("point", ["EC2 RunInstances:before", "EC2 RunInstances:after"])
+def test_a_crash_at_an_order_leaves_one_order_under_the_lease(aws, auto_pool, profile_arn,
+                                                               fire_lease, point):
+    """kill -9 just before and just after the order's RunInstances: after the restart the
+    order is finished once (found by its tag, or sent again with its ClientToken), never
+    duplicated, never past -max-instances; what runs carries the tags the lease ends."""
+    pool, demand = auto_pool
+    with AnnexDaemon(pool, DAEMON_CREDENTIALS):
+        assert create_auto(pool, profile_arn, "phoenix", "-max-instances", "2").returncode == 0
+    demand.set([job("phoenix", n) for n in range(3)])
+    crashing = AnnexDaemon(pool, {**DAEMON_CREDENTIALS, "ANNEXD_TEST_CRASH_AT": point}).start()
+    try:
+        assert crashing.process.wait(timeout=60) == -signal.SIGKILL, "no crash"
+    finally:
+        if crashing.process.poll() is None:
+            crashing.stop(signal.SIGKILL)
+    assert orders(pool) == [("phoenix", "m5.large", 2, "sent")]   # journaled before the call
+    running = len(instances_of(aws, "phoenix"))
+    assert running == (2 if point.endswith("after") else 0)
+    with AnnexDaemon(pool, DAEMON_CREDENTIALS):
+        wait_for(lambda: orders(pool)[0][3] == "done")
+        time.sleep(1)
+        assert len(instances_of(aws, "phoenix")) == 2 and len(orders(pool)) == 1
+        request_token = aws.target_input("phoenix")["ClientToken"]
+        assert all({"Key": CLIENT_TOKEN_TAG, "Value": request_token} in i["Tags"]
+                   for i in instances_of(aws, "phoenix"))
+        demand.set()  # no more demand: nothing extends the lease, or orders again
+        time.sleep(0.5)
+    # The lease function, once the lease is over, ends everything the orders started.
+    lease = aws.target_input("phoenix")
+    fire_lease(lease, now=lease["LeaseExpiration"] + 1)
+    assert instances_of(aws, "phoenix") == [] and not any(aws.annex_resources("phoenix").values())
+
+
+def test_an_auto_annex_with_the_users_own_keys_is_refused(aws, auto_pool, profile_arn):
+    pool, _ = auto_pool
+    with AnnexDaemon(pool, DAEMON_CREDENTIALS):
+        cli = create_auto(pool, profile_arn, "mine", "-max-instances", "2",
+                          "-public", pool.access_key_file, "-secret", pool.secret_key_file)
+        assert cli.returncode != 0 and "paid by condor_annexd's own AWS identity" in cli.stderr
+        # Another client that sends keys anyway: the daemon refuses, naming why.
+        with open(pool.access_key_file) as a, open(pool.secret_key_file) as s:
+            keys = {"access_key_id": a.read().strip(), "secret_access_key": s.read().strip()}
+        reply = client.call(pool.socket_path, {
+            "version": protocol.VERSION, "command": "create", "credentials": keys,
+            "annex": {"name": "mine", "lease_duration": 3600, "region": "us-east-1",
+                      "lease_function_arn": aws.lease_arn, "owners": [],
+                      "auto": {"max_instances": 2},
+                      "on_demand": {"image_id": AMI, "instance_type": "m5.large"}}})
+        assert not reply["ok"] and "never keeps your keys" in reply["error"]["message"]
+        assert not any(aws.annex_resources("mine").values())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-max-instances", "2", "-count", "2"], "give -auto or -count, not both"),
+    ([], "-auto needs -max-instances N"),
+    (["-max-instances", "0"], "-max-instances: expected a positive whole number"),
+    (["-max-instances", "2", "-max-cost", "-1"], "-max-cost: expected an amount"),
+])
+def test_auto_flags_are_checked(args, message, tmp_path):
+    from condor_annex.create import auto_settings
+    from annexd.usage.options import UsageError
+    values = {"auto": True}
+    for flag, value in zip(args[::2], args[1::2]):
+        values[flag.lstrip("-").replace("-", "_")] = value
+    with pytest.raises(UsageError, match=message):
+        auto_settings(values)
+
+
+def test_max_instances_without_auto_is_an_error():
+    from condor_annex.create import auto_settings
+    from annexd.usage.options import UsageError
+    with pytest.raises(UsageError, match="-max-instances goes with -auto"):
+        auto_settings({"max_instances": "3"})
+
+
+def test_a_fleet_config_with_auto_is_refused_by_name():
+    from annexd.launch.plan import InvalidRequest, build_plan
+    with pytest.raises(InvalidRequest, match="-auto is built for on-demand annexes"):
+        build_plan({"auto": {"max_instances": 2}, "fleet_config": {}, "lease_duration": 60},
+                   owner_uid=0, settings=None, lease_rate_minutes=1, now=0,
+                   pool=type("P", (), {"collector_host": "cm", "idtoken_file": "t",
+                                       "send_password": False, "token": None})(),
+                   user_name="alice")
+
+
+def test_order_tokens_are_stable_distinct_and_fit_ec2():
+    token = "burst_" + "0" * 36
+    assert order_token(token, 1) == order_token(token, 1) != order_token(token, 2)
+    assert all(len(order_token(token, n)) <= 64 for n in (1, 10 ** 6))
+
+
+def test_the_farthest_affordable_lease_end():
+    # $1 cap, $0.40 spent, two instances at $0.30/h: 1 hour from now, less the grace minute.
+    assert budget.affordable_end(1.0, 0.4, [0.3, 0.3], 1000.0) == pytest.approx(
+        1000.0 + 3600 - 60)
+    assert budget.affordable_end(1.0, 0.4, [None], 0.0) is None
+
+
+@pytest.mark.parametrize("point", ["EventBridge PutTargets:after", "S3 PutObject:before"])
+def test_a_crash_while_the_lease_is_extended_leaves_the_lease_aws_holds(aws, auto_pool,
+                                                                        profile_arn, point):
+    """kill -9 in the middle of an auto extension (rule moved, config not yet): after the
+    restart the journal takes the lease AWS holds, and the loop goes on from there."""
+    pool, demand = auto_pool
+    with AnnexDaemon(pool, DAEMON_CREDENTIALS):
+        made = create_auto(pool, profile_arn, "phoenix", "-max-instances", "1",
+                           "-lease-duration", "30")
+        assert made.returncode == 0, made.stderr
+    first = aws.target_input("phoenix")["LeaseExpiration"]
+    demand.set(slots=[claimed_slot("phoenix")])
+    crashing = AnnexDaemon(pool, {**DAEMON_CREDENTIALS, "ANNEXD_TEST_CRASH_AT": point}).start()
+    try:
+        assert crashing.process.wait(timeout=60) == -signal.SIGKILL, "no crash"
+    finally:
+        if crashing.process.poll() is None:
+            crashing.stop(signal.SIGKILL)
+    held = aws.target_input("phoenix")["LeaseExpiration"]
+    assert held > first  # the rule moved before the crash
+    with AnnexDaemon(pool, DAEMON_CREDENTIALS):
+        shown = wait_for(lambda: (s := status(pool, "phoenix"))["state"] == "active"
+                         and s["lease_end"] >= held and s)
+        assert shown["lease_end"] == aws.target_input("phoenix")["LeaseExpiration"]
+        assert shown["lease"] == "enforced" and instances_of(aws, "phoenix") == []
+        assert pool.condor_annex("-annex-name", "phoenix", "-off", keys=False).returncode == 0
+        assert not any(aws.annex_resources("phoenix").values())
+
+
+def test_an_auto_annex_is_held_to_the_admins_choices_and_told_so(aws, auto_pool):
+    """Daemon-paid: an instance profile other than the admin's is refused, and the refusal
+    does not send the user to their own keys, which -auto cannot take."""
+    pool, _ = auto_pool
+    with AnnexDaemon(pool, DAEMON_CREDENTIALS):
+        made = create_auto(pool, "arn:aws:iam::123456789012:instance-profile/other", "mine",
+                           "-max-instances", "1")
+    assert made.returncode != 0 and "is not the admin's" in made.stderr, made.stderr
+    assert "always paid by it" in made.stderr and "-public-key-file" not in made.stderr
+    assert not any(aws.annex_resources("mine").values())
