@@ -20,7 +20,7 @@ import tarfile
 import time
 from dataclasses import dataclass, field
 
-from annexd.instance_config import idtoken
+from annexd.instance_config import idtoken, routing
 from annexd.launch.plan import AnnexPlan
 
 CONFIG_FILE = "00annex.config"
@@ -65,7 +65,6 @@ def _security(plan: AnnexPlan) -> list[str]:
 
 def annex_config(plan: AnnexPlan) -> str:
     """The HTCondor config file every instance of this annex loads."""
-    owners = ", ".join(plan.owners)
     lines = [
         f"# Written by condor_annexd for annex {plan.annex_id}; do not edit.",
         f"COLLECTOR_HOST = {plan.collector_host}",
@@ -79,9 +78,9 @@ def annex_config(plan: AnnexPlan) -> str:
         # Go away when idle; the master follows its startd.
         f"STARTD_NOCLAIM_SHUTDOWN = {plan.idle_seconds}",
         "MASTER.DAEMON_SHUTDOWN = STARTD_StartTime =?= 0",
+        # Only jobs that ask for this annex (or any annex), and only its owners' (routing).
+        f"START = ($(START)) && {routing.start_expression(plan.owners)}",
     ]
-    if owners:
-        lines.append(f'START = ($(START)) && stringListMember(Owner, "{owners}")')
     return "\n".join(lines + _security(plan) + [""])
 
 
