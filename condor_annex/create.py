@@ -47,6 +47,46 @@ def on_demand_settings(values: dict[str, Any], region: str) -> dict[str, Any]:
     return found
 
 
+def join_defaults(region: str) -> dict[str, Any]:
+    """-setup's instance profile and security groups from the user's configuration, for the
+    daemon to give instances whose config names none (it falls back to its own knobs)."""
+    found: dict[str, Any] = {}
+    profile = knobs.raw("ANNEX_DEFAULT_ODI_INSTANCE_PROFILE_ARN", region)
+    groups = knobs.id_list(knobs.raw("ANNEX_DEFAULT_ODI_SECURITY_GROUP_IDS", region))
+    if profile:
+        found["instance_profile_arn"] = profile
+    if groups:
+        found["security_group_ids"] = list(groups)
+    return found
+
+
+def config_file(values: dict[str, Any], positionals: list[str],
+                settings: knobs.ClientSettings) -> str | None:
+    """The fleet config to read: the one given, else -- for -slots, a Spot Fleet's capacity
+    in the original -- ANNEX_DEFAULT_SFR_CONFIG_FILE's; None: on-demand (-count N)."""
+    if len(positionals) > 1:
+        raise UsageError("give one fleet JSON config file (Spot Fleet or EC2 Fleet; - for "
+                         "stdin), or -count N for on-demand instances")
+    if values.get("slots") is not None and values.get("count") is not None:
+        raise UsageError("give -count or -slots, not both (-slots is a Spot Fleet's capacity, "
+                         "-count on-demand instances or a config's capacity)")
+    if positionals:
+        return positionals[0]
+    if values.get("slots") is not None:
+        if settings.sfr_config_file:
+            return os.path.expanduser(settings.sfr_config_file)
+        raise UsageError(
+            "-slots N starts a Spot Fleet, which needs its config: give the config file, or "
+            f"set ANNEX_DEFAULT_SFR_CONFIG_FILE (for {settings.region}: "
+            f"{knobs.region_local_name(settings.region)}.ANNEX_DEFAULT_SFR_CONFIG_FILE); "
+            "for on-demand instances use -count N")
+    if values.get("count") is None:
+        raise UsageError("give one fleet JSON config file (Spot Fleet or EC2 Fleet; - for "
+                         "stdin), -slots N with ANNEX_DEFAULT_SFR_CONFIG_FILE set, or -count N "
+                         "for on-demand instances")
+    return None
+
+
 def owners(values: dict[str, Any]) -> list[str] | None:
     """-owner "a, b" -> ["a", "b"]; -no-owner -> []; neither -> None (the daemon uses you)."""
     if values.get("owner") is not None and values.get("no_owner"):
@@ -162,11 +202,11 @@ class CreateAnnex(Command):
     """Start a leased annex from a Spot Fleet "JSON config" (as the EC2 console exports it)
     or an EC2 Fleet config (CreateFleet's input), or on-demand instances."""
 
-    usage = "condor_annex [-annex-name NAME] [-lease-duration SECONDS] [-count N] " \
+    usage = "condor_annex [-annex-name NAME] [-lease-duration SECONDS] [-count N | -slots N] " \
             "[-lease-function-arn ARN] [-aws-region R] [-public-key-file F -secret-key-file F] " \
             "[-owner USERS | -no-owner] [-idle HOURS] [-config-dir DIR] [-tag NAME VALUE]... " \
             "[-idtoken-file F] CONFIG.json"
-    flags = ("annex_name", "lease_duration", "duration", "count", "lease_function_arn",
+    flags = ("annex_name", "lease_duration", "duration", "count", "slots", "lease_function_arn",
              "region", "access_key_file", "secret_key_file", "owner", "no_owner", "idle",
              "config_dir", "tags", "idtoken_file", "yes", "user_data", "user_data_file") + \
         tuple(ODI_KNOBS)
@@ -203,10 +243,8 @@ class CreateAnnex(Command):
     def request(self, values: dict[str, Any], positionals: list[str],
                 settings: knobs.ClientSettings) -> dict[str, Any]:
         """Build the create request; raises UsageError or InputError."""
-        if len(positionals) > 1 or (not positionals and values.get("count") is None):
-            raise UsageError("give one fleet JSON config file (Spot Fleet or EC2 Fleet; - for "
-                             "stdin), or -count N for on-demand instances")
-        source = positionals[0] if positionals else "on-demand"
+        path = config_file(values, positionals, settings)
+        source = path or "on-demand"
         annex: dict[str, Any] = {"config_source": source, "region": settings.region}
         name = values.get("annex_name")
         if name is not None:
@@ -215,19 +253,21 @@ class CreateAnnex(Command):
                                  f"{protocol.ANNEX_NAME_RULE}")
             annex["name"] = name
         annex["lease_duration"] = lease_seconds(values) or settings.lease_duration
-        if values.get("count") is not None:
-            annex["count"] = inputs.whole_number("-count", values["count"], "instances",
-                                                 inputs.MAX_CAPACITY)
+        for dest, flag in (("count", "-count"), ("slots", "-slots")):
+            if values.get(dest) is not None:
+                annex["count"] = inputs.whole_number(flag, values[dest], "instances",
+                                                     inputs.MAX_CAPACITY)
         # The daemon does not read the user's config file: send what -setup wrote there.
         arn = values.get("lease_function_arn") or settings.lease_function_arn
         if arn:
             annex["lease_function_arn"] = arn
         if settings.bucket:
             annex["bucket"] = settings.bucket
+        annex.update(join_defaults(settings.region))
         annex.update(instance_options(values))
         creds = credentials(key_files(values, settings))
-        if positionals:
-            annex["fleet_config"] = fleet_config(positionals[0])
+        if path:
+            annex["fleet_config"] = fleet_config(path)
         else:
             annex["on_demand"] = on_demand_settings(values, settings.region)
         return wants_progress(with_credentials({"version": protocol.VERSION,

@@ -112,7 +112,7 @@ class Scenarios:
     """The scenarios, in an order where each finds what it needs."""
 
     def __init__(self, server: MotoServer, root: str):
-        self.url, self.root = server.url, root
+        self.url, self.root, self.server = server.url, root, server
         self.aws = _clients(self.url)
         self.facts = Facts()
         self.outcomes: dict[str, Any] = {}
@@ -126,6 +126,11 @@ class Scenarios:
         self.facts.lease_role_arn = self.aws["lambda"].get_function(
             FunctionName=self.facts.lease_arn)["Configuration"]["Role"]
         fixtures.create_worker_template(self.aws["ec2"])
+        # What the pool's knobs name for instances to join with (the profile: overridden below).
+        join_profile, _ = fixtures.create_join_resources(self.aws["ec2"], self.aws["iam"],
+                                                         self.server.seed)
+        self.facts.profile_roles[join_profile] = self.aws["iam"].get_instance_profile(
+            InstanceProfileName=fixtures.JOIN_PROFILE_NAME)["InstanceProfile"]["Roles"][0]["Arn"]
         self.facts.template_profiles[fixtures.WORKER_TEMPLATE] = ""
         profile, role = fixtures.create_instance_profile_stack(
             self.aws["cloudformation"], self.aws["iam"], BUCKET)

@@ -128,11 +128,17 @@ KNOBS: tuple[Knob, ...] = (
          "(`-public-key-file` overrides)", unset="— (`-setup` writes it)", regional=True),
     Knob("ANNEX_DEFAULT_SECRET_KEY_FILE", "client", "the user's AWS secret key file, mode 600 "
          "(`-secret-key-file` overrides)", unset="— (`-setup` writes it)", regional=True),
-    Knob("ANNEX_DEFAULT_ODI_INSTANCE_PROFILE_ARN", "client", "on-demand annexes' instance "
-         "profile", unset="— (`-setup` writes it)", regional=True),
-    Knob("ANNEX_DEFAULT_ODI_SECURITY_GROUP_IDS", "client", "on-demand annexes' security "
-         "groups", unset="— (`-setup` writes it)", regional=True),
+    Knob("ANNEX_DEFAULT_ODI_INSTANCE_PROFILE_ARN", "client, then daemon", "the instance "
+         "profile of instances whose launch names none (on-demand, Spot Fleet launch "
+         "specifications); without one such a create is refused",
+         unset="— (`-setup` writes it)", regional=True),
+    Knob("ANNEX_DEFAULT_ODI_SECURITY_GROUP_IDS", "client, then daemon", "the security groups "
+         "of instances whose launch names none, likewise", unset="— (`-setup` writes it)",
+         regional=True),
     # --- the users' defaults
+    Knob("ANNEX_DEFAULT_SFR_CONFIG_FILE", "client", "the Spot Fleet config `-slots N` uses "
+         "when no config file is given (the original's knob)",
+         unset="— (`-slots N` alone is refused)", regional=True),
     Knob("ANNEX_DEFAULT_LEASE_DURATION", "client", "lease in seconds without "
          "`-lease-duration`", regional=True),
     Knob("ANNEX_DEFAULT_ODI_IMAGE_ID", "client", "on-demand annexes' AMI; it must have "

@@ -241,6 +241,8 @@ class ClientSettings:
     secret_key_file: str | None
     lease_duration: int
     user_config_file: str
+    #: The fleet config -slots N uses when none is given (the original's knob).
+    sfr_config_file: str | None = None
 
     @classmethod
     def load(cls, region: str | None = None) -> "ClientSettings":
@@ -254,6 +256,7 @@ class ClientSettings:
             secret_key_file=string("ANNEX_DEFAULT_SECRET_KEY_FILE", region=region),
             lease_duration=positive_int("ANNEX_DEFAULT_LEASE_DURATION", region=region),
             user_config_file=user_config_file(),
+            sfr_config_file=string("ANNEX_DEFAULT_SFR_CONFIG_FILE", region=region),
         )
 
 
@@ -265,6 +268,10 @@ class RegionSettings:
     endpoints: dict[str, str | None]
     bucket: str | None
     lease_function_arn: str | None
+    #: What -setup made for instances to join with: every annex whose config names none
+    #: gets these (annexd.launch.adjust.with_join_defaults).
+    instance_profile_arn: str | None = None
+    security_group_ids: tuple[str, ...] = ()
 
     @classmethod
     def load(cls, region: str) -> "RegionSettings":
@@ -273,7 +280,14 @@ class RegionSettings:
             endpoints={service: endpoint_url(service, region) for service in ENDPOINT_KNOBS},
             bucket=string("ANNEX_DEFAULT_S3_BUCKET", region=region),
             lease_function_arn=string("ANNEX_DEFAULT_LEASE_FUNCTION_ARN", region=region),
+            instance_profile_arn=string("ANNEX_DEFAULT_ODI_INSTANCE_PROFILE_ARN", region=region),
+            security_group_ids=id_list(raw("ANNEX_DEFAULT_ODI_SECURITY_GROUP_IDS", region)),
         )
+
+
+def id_list(text: str | None) -> tuple[str, ...]:
+    """``sg-1, sg-2`` (commas or spaces, as -setup writes and the original took) as IDs."""
+    return tuple(word for word in re.split(r"[\s,]+", text or "") if word)
 
 
 def _existing(file: str | None) -> str | None:

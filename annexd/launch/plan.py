@@ -175,6 +175,16 @@ def _token_identity(pool: PoolSettings, annex_id: str, user_name: str) -> str:
     return subject
 
 
+def join_defaults(annex: dict[str, Any], settings: RegionSettings) -> adjust.JoinDefaults:
+    """-setup's instance profile and security groups: the user's (condor_annex sends what
+    their configuration says), else the admin's in the daemon's configuration."""
+    return adjust.JoinDefaults(
+        region=settings.region,
+        instance_profile_arn=annex.get("instance_profile_arn") or settings.instance_profile_arn,
+        security_group_ids=tuple(annex.get("security_group_ids") or ())
+        or settings.security_group_ids)
+
+
 def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: RegionSettings,
                lease_rate_minutes: int, now: float, pool: PoolSettings,
                user_name: str) -> AnnexPlan:
@@ -211,8 +221,12 @@ def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: RegionSetting
                            count=annex.get("count"), instance_tags=tags)
     except launch.LaunchConfigError as exc:
         raise InvalidRequest(f"{where}: {exc}") from None
+    try:  # after the config is known good: its own mistakes are named first
+        joined = adjust.with_join_defaults(kind, built.request, join_defaults(annex, settings))
+    except launch.LaunchConfigError as exc:
+        raise InvalidRequest(f"{source_name}: {exc}") from None
     minted = pool_auth == "minted"
-    notices = tuple(f"{source_name}: {notice}" for notice in adjusted + built.notices)
+    notices = tuple(f"{source_name}: {notice}" for notice in adjusted + built.notices + joined)
     return AnnexPlan(
         annex_id=annex_id,
         annex_type=kind.annex_type,
