@@ -160,6 +160,8 @@ class Scenarios:
     # -- the daemon with a user's keys --------------------------------------------------
     def user(self) -> None:
         tmp = self.root
+        # What a user set up as README says checks first: everything a create will use.
+        self.outcomes["check-setup"] = self.annex("-check-setup")
         self.create("u-sf", "-count", "1", SPOT_CONFIG)
         self.create("u-old", "-count", "1", SPOT_CONFIG)
         self.create("u-lt", "-count", "2", _config(tmp, LAUNCH_TEMPLATE_CONFIG, "lt"))

@@ -119,6 +119,8 @@ KNOBS: tuple[Knob, ...] = (
          unset="— (AWS's regional endpoint)", regional=True),
     Knob("ANNEX_DEFAULT_STS_URL", "daemon", "STS endpoint",
          unset="— (AWS's regional endpoint)", regional=True),
+    Knob("ANNEX_DEFAULT_IAM_URL", "daemon", "IAM endpoint, used by `-check-setup` only",
+         unset="— (AWS's global endpoint)", regional=True),
     # --- what -setup writes into each user's configuration
     Knob("ANNEX_DEFAULT_LEASE_FUNCTION_ARN", "client, then daemon", "the lease function "
          "(`-lease-function-arn` overrides)", unset="— (`-setup` writes it)", regional=True),

@@ -32,6 +32,7 @@ ENDPOINT_KNOBS = {
     "s3": "ANNEX_DEFAULT_S3_URL",
     "cloudformation": "ANNEX_DEFAULT_CF_URL",
     "sts": "ANNEX_DEFAULT_STS_URL",
+    "iam": "ANNEX_DEFAULT_IAM_URL",
 }
 
 REGION_PATTERN = re.compile(protocol.REGION_PATTERN)

@@ -116,6 +116,14 @@ REQUEST_SCHEMA: dict[str, Any] = {
         "progress": {"const": True},
         # status: list each annex's instance IDs by state (-long, -classad).
         "instance_ids": {"const": True},
+        # check-setup: what a create would use, from the user's configuration.
+        "uses": {"type": "object", "additionalProperties": False, "properties": {
+            "lease_function_arn": {"type": "string", "minLength": 1, "maxLength": 256},
+            "bucket": {"type": "string", "minLength": 3, "maxLength": 63},
+            "instance_profile_arn": {"type": "string", "minLength": 1, "maxLength": 2048},
+            "security_group_ids": {"type": "array", "maxItems": 16,
+                                   "items": {"type": "string", "minLength": 1,
+                                             "maxLength": 64}}}},
     },
     "allOf": [
         {
