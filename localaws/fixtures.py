@@ -45,14 +45,20 @@ def create_join_resources(ec2: Any, iam: Any, seed: Callable[[int], None]) -> tu
     profile = iam.create_instance_profile(InstanceProfileName=JOIN_PROFILE_NAME)
     iam.add_role_to_instance_profile(InstanceProfileName=JOIN_PROFILE_NAME,
                                      RoleName=JOIN_ROLE_NAME)
+    arn = profile["InstanceProfile"]["Arn"]
+    assert arn == JOIN_PROFILE_ARN, f"the emulator's ARNs changed: set JOIN_PROFILE_ARN = {arn}"
+    return arn, create_join_group(ec2, seed)
+
+
+def create_join_group(ec2: Any, seed: Callable[[int], None]) -> str:
+    """The security group of create_join_resources, in ``ec2``'s region (the same ID in
+    every region: IDs come from the seeded generator)."""
     ec2.describe_vpcs()  # moto makes the default VPC (and its IDs) on the first EC2 call
     seed(JOIN_SEED)
     group = ec2.create_security_group(GroupName=JOIN_GROUP_NAME,
                                       Description="HTCondor annex instances")["GroupId"]
-    arn = profile["InstanceProfile"]["Arn"]
-    assert (arn, group) == (JOIN_PROFILE_ARN, JOIN_GROUP_ID), \
-        f"the emulator's IDs changed: set JOIN_PROFILE_ARN = {arn}, JOIN_GROUP_ID = {group}"
-    return arn, group
+    assert group == JOIN_GROUP_ID, f"the emulator's IDs changed: set JOIN_GROUP_ID = {group}"
+    return group
 
 
 def client(service: str, endpoint_url: str, region: str) -> Any:
@@ -82,14 +88,17 @@ WORKER_TEMPLATE = "htcondor-annex-worker"
 WORKER_IMAGE = "ami-1e749f67"  # one of moto's built-in images (validation is on)
 
 
-def create_worker_template(ec2: Any) -> str:
-    """Create the examples' launch template (if missing); returns its ID."""
+def create_worker_template(ec2: Any, profile_arn: str = JOIN_PROFILE_ARN,
+                           group_id: str = JOIN_GROUP_ID) -> str:
+    """Create the examples' launch template (if missing), naming -setup's instance profile
+    and security group as a site's must; returns its ID."""
     found = ec2.describe_launch_templates(Filters=[
         {"Name": "launch-template-name", "Values": [WORKER_TEMPLATE]}])["LaunchTemplates"]
     if found:
         return found[0]["LaunchTemplateId"]
     return ec2.create_launch_template(LaunchTemplateName=WORKER_TEMPLATE, LaunchTemplateData={
         "ImageId": WORKER_IMAGE, "InstanceType": "m5.large",
+        "IamInstanceProfile": {"Arn": profile_arn}, "SecurityGroupIds": [group_id],
         "TagSpecifications": [{"ResourceType": "instance", "Tags": [
             {"Key": "project", "Value": "nightly-builds"}]}]})["LaunchTemplate"][
         "LaunchTemplateId"]

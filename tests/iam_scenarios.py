@@ -131,7 +131,7 @@ class Scenarios:
                                                          self.server.seed)
         self.facts.profile_roles[join_profile] = self.aws["iam"].get_instance_profile(
             InstanceProfileName=fixtures.JOIN_PROFILE_NAME)["InstanceProfile"]["Roles"][0]["Arn"]
-        self.facts.template_profiles[fixtures.WORKER_TEMPLATE] = ""
+        self.facts.template_profiles[fixtures.WORKER_TEMPLATE] = fixtures.JOIN_PROFILE_ARN
         profile, role = fixtures.create_instance_profile_stack(
             self.aws["cloudformation"], self.aws["iam"], BUCKET)
         self.facts.profile_arn, self.facts.instance_role_arn = profile, role

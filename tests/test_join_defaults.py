@@ -134,3 +134,32 @@ def test_slots_alone_is_a_spot_fleet_from_the_sfr_config_file_knob(aws, pool, ru
     assert fleet_config(aws, "slots")["TargetCapacity"] == 3
     both = create(run_annex, aws, with_keys, "both", "-slots", "1", "-count", "1", SPOT_CONFIG)
     assert both.returncode == 1 and "give -count or -slots, not both" in both.stderr
+
+
+def test_a_launch_template_without_profile_or_group_is_refused_before_anything_is_made(
+        aws, run_annex, with_keys, tmp_path):
+    """EC2 has no override for a template's instance profile or security groups, so they
+    cannot be filled in: the template is read in the create's first step, which only looks."""
+    aws.ec2.create_launch_template(LaunchTemplateName="bare", LaunchTemplateData={
+        "ImageId": AMI, "InstanceType": "m5.large",
+        "IamInstanceProfile": {"Arn": fixtures.JOIN_PROFILE_ARN}})
+    config = {"Type": "instant", "TargetCapacitySpecification": {
+        "TotalTargetCapacity": 1, "DefaultTargetCapacityType": "on-demand"},
+        "LaunchTemplateConfigs": [{"LaunchTemplateSpecification": {
+            "LaunchTemplateName": "bare", "Version": "$Latest"}}]}
+    path = tmp_path / "bare.json"
+    path.write_text(json.dumps(config))
+    made = create(run_annex, aws, with_keys, "bare-lt", str(path))
+    assert made.returncode == 4, made.stderr
+    assert "launch template bare (version $Latest) names no security group" in made.stderr
+    assert "ANNEX_DEFAULT_ODI_SECURITY_GROUP_IDS" in made.stderr
+    assert "nothing was created" in made.stderr
+    assert not any(aws.annex_resources("bare-lt").values())
+    assert aws.ec2.describe_instances()["Reservations"] == []
+
+    fixtures.create_worker_template(aws.ec2)  # names both, as a site's must
+    config["LaunchTemplateConfigs"][0]["LaunchTemplateSpecification"] = {
+        "LaunchTemplateName": fixtures.WORKER_TEMPLATE, "Version": "$Default"}
+    path.write_text(json.dumps(config))
+    made = create(run_annex, aws, with_keys, "joined-lt", str(path))
+    assert made.returncode == 0, made.stderr

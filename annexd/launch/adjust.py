@@ -166,3 +166,34 @@ def with_join_defaults(kind: Kind, request: dict[str, Any],
         for index, spec in enumerate(request.get("LaunchSpecifications", [])):
             notices += _fill_specification(f"LaunchSpecifications[{index}]", spec, defaults)
     return notices
+
+
+def launch_templates(request: dict[str, Any]) -> list[dict[str, Any]]:
+    """The launch template versions a fleet request launches from (each once)."""
+    found: list[dict[str, Any]] = []
+    for config in request.get("LaunchTemplateConfigs", []):
+        spec = config.get("LaunchTemplateSpecification", {})
+        if spec and spec not in found:
+            found.append(spec)
+    return found
+
+
+def template_gaps(data: dict[str, Any]) -> list[str]:
+    """What of -setup's a launch template's data leaves its instances without."""
+    missing = [] if _named(data.get("IamInstanceProfile")) else ["instance profile"]
+    interfaces = data.get("NetworkInterfaces") or []
+    groups = data.get("SecurityGroupIds") or data.get("SecurityGroups") or any(
+        interface.get("Groups") for interface in interfaces
+        if interface.get("DeviceIndex", 0) == 0)
+    return missing + ([] if groups else ["security group"])
+
+
+def template_refusal(spec: dict[str, Any], missing: list[str]) -> str:
+    name = spec.get("LaunchTemplateName") or spec.get("LaunchTemplateId")
+    knobs = " and ".join(knob for what, knob in (("instance profile", PROFILE_KNOB),
+                                                  ("security group", GROUPS_KNOB))
+                         if what in missing)
+    return (f"launch template {name} (version {spec.get('Version') or '$Default'}) names no "
+            f"{' and no '.join(missing)}: its instances could not join the pool (and would be "
+            f"billed until they gave up), and EC2 has no override for either; add -setup's "
+            f"({knobs}) to the template")
