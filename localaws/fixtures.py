@@ -89,13 +89,19 @@ WORKER_IMAGE = "ami-1e749f67"  # one of moto's built-in images (validation is on
 
 
 def create_worker_template(ec2: Any, profile_arn: str = JOIN_PROFILE_ARN,
-                           group_id: str = JOIN_GROUP_ID) -> str:
+                           group_id: str | None = None) -> str:
     """Create the examples' launch template (if missing), naming -setup's instance profile
-    and security group as a site's must; returns its ID."""
+    and security group as a site's must (by default the group of create_join_resources in
+    ``ec2``'s region, made if missing); returns its ID."""
     found = ec2.describe_launch_templates(Filters=[
         {"Name": "launch-template-name", "Values": [WORKER_TEMPLATE]}])["LaunchTemplates"]
     if found:
         return found[0]["LaunchTemplateId"]
+    if group_id is None:
+        named = ec2.describe_security_groups(Filters=[
+            {"Name": "group-name", "Values": [JOIN_GROUP_NAME]}])["SecurityGroups"]
+        group_id = named[0]["GroupId"] if named else ec2.create_security_group(
+            GroupName=JOIN_GROUP_NAME, Description="HTCondor annex instances")["GroupId"]
     return ec2.create_launch_template(LaunchTemplateName=WORKER_TEMPLATE, LaunchTemplateData={
         "ImageId": WORKER_IMAGE, "InstanceType": "m5.large",
         "IamInstanceProfile": {"Arn": profile_arn}, "SecurityGroupIds": [group_id],

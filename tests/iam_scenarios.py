@@ -125,10 +125,10 @@ class Scenarios:
                                                               self.aws["lambda"])
         self.facts.lease_role_arn = self.aws["lambda"].get_function(
             FunctionName=self.facts.lease_arn)["Configuration"]["Role"]
-        fixtures.create_worker_template(self.aws["ec2"])
         # What the pool's knobs name for instances to join with (the profile: overridden below).
         join_profile, _ = fixtures.create_join_resources(self.aws["ec2"], self.aws["iam"],
                                                          self.server.seed)
+        fixtures.create_worker_template(self.aws["ec2"])
         self.facts.profile_roles[join_profile] = self.aws["iam"].get_instance_profile(
             InstanceProfileName=fixtures.JOIN_PROFILE_NAME)["InstanceProfile"]["Roles"][0]["Arn"]
         self.facts.template_profiles[fixtures.WORKER_TEMPLATE] = fixtures.JOIN_PROFILE_ARN

@@ -95,8 +95,6 @@ class AnnexModel(RuleBasedStateMachine):
         self.clients = WORLD["clients"]
         east, west = (self.clients[region] for region in REGIONS)
         fixtures.create_bucket(east["s3"], BUCKET, REGIONS[0])
-        fixtures.create_join_resources(east["ec2"], east["iam"], server.seed)
-        fixtures.create_join_group(west["ec2"], server.seed)
         for region in REGIONS:
             fixtures.create_worker_template(self.clients[region]["ec2"])
         self.arns = {"us-east-1": fixtures.deploy_lease_function(east["iam"], east["lambda"])}
