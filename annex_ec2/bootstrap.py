@@ -114,11 +114,12 @@ def bootstrap(config_dir: str, retry: Retrier) -> str:
     session = boto3.session.Session(region_name=region)
     config = Config(retries={"mode": "standard", "total_max_attempts": 3})
     ec2, iam, s3 = (session.client(name, config=config) for name in ("ec2", "iam", "s3"))
-    annex, token = retry("finding this instance's annex",
+    annex, token, owner = retry("finding this instance's annex",
                          lambda: discover.annex_identity(ec2, instance_id))
     profile = retry("reading the instance profile", metadata.instance_profile_arn)
     bucket, key = retry("finding the annex's config object",
-                        lambda: discover.config_object(iam, profile, annex, region, token))
+                        lambda: discover.config_object(iam, profile, annex, region, token,
+                                                                owner))
     def download() -> tuple[bytes, dict[str, str]]:
         try:
             reply = gone.read(s3, bucket, key, lambda: s3.get_object(Bucket=bucket, Key=key))

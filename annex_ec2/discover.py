@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterator
 
 ANNEX_TAG = "htcondor:AnnexName"
 CLIENT_TOKEN_TAG = "htcondor:AnnexClientToken"
+OWNER_TAG = "htcondor:AnnexOwner"
 #: The tags AWS puts on every instance a Spot Fleet (RequestSpotFleet) or an EC2 Fleet
 #: (CreateFleet) launches, naming the fleet.
 SPOT_FLEET_TAG = "aws:ec2spot:fleet-request-id"
@@ -84,9 +85,10 @@ def _fleet_tags(kind: str, fleet_id: str, fleets: list[dict[str, Any]]) -> list[
     return tags
 
 
-def annex_identity(ec2: Any, instance_id: str) -> tuple[str, str | None]:
-    """(annex, ClientToken of the request that made it, None if untagged) of ``instance_id``:
-    from its own tags, else its fleet's."""
+def annex_identity(ec2: Any, instance_id: str) -> tuple[str, str | None, str | None]:
+    """(annex, ClientToken of the request that made it, the principal that made it) of
+    ``instance_id`` (None for a tag an earlier release did not set): from its own tags, else
+    its fleet's."""
     tags = _instance_tags(ec2, instance_id)
     if _tag(tags, ANNEX_TAG) is None:
         for fleet_tag, kind, describe in FLEET_LOOKUPS:
@@ -97,7 +99,7 @@ def annex_identity(ec2: Any, instance_id: str) -> tuple[str, str | None]:
         else:
             raise NotYet(f"instance {instance_id} has no {ANNEX_TAG} tag, nor a fleet's "
                          f"({SPOT_FLEET_TAG} or {EC2_FLEET_TAG}) (yet)")
-    return str(_tag(tags, ANNEX_TAG)), _tag(tags, CLIENT_TOKEN_TAG)
+    return str(_tag(tags, ANNEX_TAG)), _tag(tags, CLIENT_TOKEN_TAG), _tag(tags, OWNER_TAG)
 
 
 def _listed(value: Any) -> list[Any]:
@@ -150,17 +152,21 @@ def readable_objects(iam: Any, profile_arn: str) -> list[tuple[str, str]]:
     return found
 
 
-def config_key(annex: str, region: str | None = None, client_token: str | None = None) -> str:
-    """The config object's key, as ``condor_annexd`` names it (lambda/lease.py)."""
+def config_key(annex: str, region: str | None = None, client_token: str | None = None,
+               owner: str | None = None) -> str:
+    """The config object's key, as ``condor_annexd`` names it: a copy of lambda/lease.py's
+    ``config_key`` (the instance's bundle ships this package only; a test holds them equal)."""
     if client_token is None:
         return f"config-{annex}.tar.gz"
-    return f"config-{region}-{client_token}.tar.gz"
+    if owner is None:
+        return f"config-{region}-{client_token}.tar.gz"
+    return f"config-{owner}/{region}-{client_token}.tar.gz"
 
 
 def config_object(iam: Any, profile_arn: str, annex: str, region: str | None = None,
-                  client_token: str | None = None) -> tuple[str, str]:
+                  client_token: str | None = None, owner: str | None = None) -> tuple[str, str]:
     """The (bucket, key) of this annex's configuration."""
-    wanted = config_key(annex, region, client_token)
+    wanted = config_key(annex, region, client_token, owner)
     candidates = readable_objects(iam, profile_arn)
     for bucket, pattern in candidates:
         if fnmatch.fnmatchcase(wanted, pattern):

@@ -34,6 +34,7 @@ from .create import ODI_KNOBS, CreateAnnex, config_positionals
 from .extend import Extend
 from .inputs import InputError
 from .off import Off
+from .plan import Plan
 from annexd.usage.options import Option, UsageError, parse
 from .setup import CheckSetup, Setup
 from .status import Status
@@ -98,6 +99,13 @@ OPTIONS = {option.dest: option for option in (
            aliases=("-classads",)),
     Option(("-long",), "long", None, "with -status: also list each annex's instance IDs"),
     Option(("-off",), "off", None, "with -annex-name: end that annex now"),
+    Option(("-plan",), "plan", "JOBS_FILE",
+           "print what an auto annex would order for the idle jobs in JOBS_FILE "
+           "(condor_q -long output), and why; calls no AWS API"),
+    Option(("-max-instances",), "max_instances", "N",
+           "with -plan: order at most N instances"),
+    Option(("-max-cost",), "max_cost", "DOLLARS",
+           "with -plan: spend at most this many US dollars over the lease, at worst"),
     Option(("-yes",), "yes", None, "do not ask for confirmation"),
     Option(("-setup",), "setup", None,
            "create or update this region's CloudFormation stacks and write their knobs"),
@@ -106,21 +114,23 @@ OPTIONS = {option.dest: option for option in (
     Option(("-version",), "version", None, "print the version and exit"),
 )}
 
-COMMANDS = (CreateAnnex, Extend, Status, Off, Setup, CheckSetup)
+COMMANDS = (CreateAnnex, Extend, Status, Off, Setup, CheckSetup, Plan)
 
 #: condor_annex(1) and -help, from the same usage lines and flag table.
 PAGE = about.page(tuple(c.usage for c in COMMANDS), tuple(OPTIONS.values()))
 
 
 def select(values: dict[str, Any], positionals: list[str]) -> Command:
-    verbs = [flag for flag in ("setup", "check_setup", "status", "off") if values.get(flag)]
+    verbs = [flag for flag in ("setup", "check_setup", "status", "off", "plan")
+             if values.get(flag)]
     if len(verbs) > 1:
         raise UsageError(f"give only one of {', '.join(OPTIONS[v].flag for v in verbs)}")
     changing_lease = (not positionals and values.get("annex_name")
                       and lease_seconds(values) is not None and values.get("count") is None
                       and values.get("slots") is None
                       and not any(values.get(dest) for dest in ODI_KNOBS))
-    command = {"setup": Setup, "check_setup": CheckSetup, "status": Status, "off": Off}.get(
+    command = {"setup": Setup, "check_setup": CheckSetup, "status": Status, "off": Off,
+               "plan": Plan}.get(
         verbs[0] if verbs else "", Extend if changing_lease else CreateAnnex)()
     stray = [OPTIONS[d].flag for d in values
              if d not in command.flags and d not in ("help", "version")]
@@ -164,6 +174,8 @@ def run(argv: list[str]) -> int:
         if region is not None and not re.search(protocol.REGION_PATTERN, region):
             raise UsageError(f"-aws-region: {inputs.shown(region)!r} is not an AWS region name")
         settings = knobs.ClientSettings.load(region)
+        if isinstance(command, Plan):   # worked out here: no daemon, no AWS
+            return command.run(values, positionals, settings)
         request = command.request(values, positionals, settings)
         if len(protocol.encode(request)) > protocol.MAX_MESSAGE_BYTES:
             raise InputError(f"the request (config file and -config-dir files) is larger than "

@@ -133,6 +133,14 @@ def whole_number(flag: str, text: str, unit: str, most: int) -> int:
     return int(text)
 
 
+def dollars(flag: str, text: str) -> float:
+    """``text`` as an amount of US dollars above 0 (a finite ASCII decimal)."""
+    if not _DECIMAL.fullmatch(text) or not 0 < float(text) < 1e9:
+        raise UsageError(f"{flag}: expected an amount of US dollars such as 25.50, got "
+                         f"{shown(text)!r}")
+    return float(text)
+
+
 def hours(flag: str, text: str, most_seconds: int) -> int:
     """``text`` hours (a finite ASCII decimal) as whole seconds from 1 to ``most_seconds``."""
     if not _DECIMAL.fullmatch(text):

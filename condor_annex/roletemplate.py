@@ -5,12 +5,13 @@ self-introspection the instance bootstrap needs to find it (its instance, its Sp
 EC2 Fleet, its own role's inline policies).  For sites that give each annex an instance role
 of its own instead of the setup's ``config-*.tar.gz`` profile.
 
-An annex's config object is named after the create request that made it,
-``config-<region>-<annex>_<uuid>.tar.gz``, and the uuid is made when the annex is created, so
-no role made beforehand can name the object itself.  The role grants the annex's keys,
-``config-<region>-<annex>_*.tar.gz``: annex names hold no ``_``, so the pattern takes in every
-request of that annex in that region (one at a time: a name is live once per region) and no
-other annex's object.  The instance finds its object in the role's inline policy, as with the
+An annex's config object is named after the create request that made it and the AWS principal
+that made it, ``config-<owner>/<region>-<annex>_<uuid>.tar.gz``, and the uuid is made when the
+annex is created, so no role made beforehand can name the object itself.  The role grants the
+annex's keys, ``config-*/<region>-<annex>_*.tar.gz`` (and an earlier release's
+``config-<region>-<annex>_*.tar.gz``): annex names hold no ``_`` and owners no ``/``, so the
+pattern takes in every request of that annex in that region (one at a time: a name is live
+once per region) and no other annex's object.  The instance finds its object in the role's inline policy, as with the
 setup's profile (``annex_ec2.discover``).
 """
 from __future__ import annotations
@@ -27,16 +28,18 @@ BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 USAGE = "usage: condor_annex_role_template BUCKET REGION ANNEX"
 
 
-def annex_keys(region: str, annex: str) -> str:
-    """The key pattern of every config object annex ``annex`` of ``region`` may get."""
-    return f"config-{region}-{annex}_*.tar.gz"
+def annex_keys(region: str, annex: str) -> list[str]:
+    """The key patterns of every config object annex ``annex`` of ``region`` may get: under
+    any owner's prefix, and an earlier release's (no prefix)."""
+    return [f"config-*/{region}-{annex}_*.tar.gz", f"config-{region}-{annex}_*.tar.gz"]
 
 
 def template(bucket: str, region: str, annex: str) -> dict[str, Any]:
     keys = annex_keys(region, annex)
     statement = [
         {"Effect": "Allow", "Action": "s3:GetObject",
-         "Resource": {"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::{bucket}/{keys}"}},
+         "Resource": [{"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::{bucket}/{key}"}
+                      for key in keys]},
         # Without it, S3 answers a deleted object with 403, not 404 (annex_ec2.gone); the
         # instance lists exactly its own key.
         {"Effect": "Allow", "Action": "s3:ListBucket",
@@ -57,7 +60,7 @@ def template(bucket: str, region: str, annex: str) -> dict[str, Any]:
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": f"Instance role and profile of HTCondor annex {annex} in {region}: "
-                       f"may read only s3://{bucket}/{keys}",
+                       f"may read only s3://{bucket}/{keys[0]}",
         "Resources": {
             "Role": {"Type": "AWS::IAM::Role", "Properties": {
                 "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [

@@ -3,11 +3,12 @@
 The rule's target hands it a constant ``Input``::
 
     {"AnnexID": "nightly", "S3BucketName": "bucket", "LeaseExpiration": 1790000000,
-     "ClientToken": "nightly_0f9e...", ...}
+     "ClientToken": "nightly_0f9e...", "AnnexOwner": "AIDA...", ...}
 
 Everything an annex has belongs to the one create request that made it, named by its
 ``ClientToken``: its fleets and instances carry it as a tag, its rule's description names it,
-and its config object's key holds it.  With a ``ClientToken`` in the Input the teardown ends
+and its config object's key holds it.  ``AnnexOwner`` (the creating principal's aws:userid,
+also the tag ``htcondor:AnnexOwner``) names the key prefix its config object lives under.  With a ``ClientToken`` in the Input the teardown ends
 only what carries that token, so another request's annex of the same name (after this one was
 ended and the name reused, or in another region sharing the bucket) is never touched.  An
 Input without one (an annex made by an earlier release) is ended by name, as before.
@@ -62,6 +63,10 @@ from botocore.exceptions import ClientError
 
 ANNEX_TAG = "htcondor:AnnexName"
 CLIENT_TOKEN_TAG = "htcondor:AnnexClientToken"
+#: The AWS principal (its ``aws:userid``) whose keys created the annex: IAM lets only that
+#: principal act on resources so tagged, and only it may write under its config key prefix.
+OWNER_TAG = "htcondor:AnnexOwner"
+OWNER = re.compile(r"[A-Za-z0-9:_+=,.@-]{1,128}")  # an aws:userid; whole string: fullmatch
 ANNEX_ID = re.compile(r"[A-Za-z0-9-]{1,27}")  # whole string: fullmatch
 CLIENT_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")  # whole string: fullmatch
 LIVE_FLEET_STATES = frozenset({"submitted", "active", "modifying"})
@@ -92,6 +97,8 @@ class Lease:
     expiration: int
     annex_type: str | None = None
     client_token: str | None = None
+    #: The creating principal's aws:userid (Input ``AnnexOwner``); None in earlier Inputs.
+    owner: str | None = None
 
     @classmethod
     def from_event(cls, event: Any) -> "Lease":
@@ -108,8 +115,11 @@ class Lease:
         if token is not None and (not isinstance(token, str) or
                                   not CLIENT_TOKEN.fullmatch(token)):
             raise LeaseError(f"ClientToken {token!r} is not a client token")
+        owner = event.get("AnnexOwner")
+        if owner is not None and (not isinstance(owner, str) or not OWNER.fullmatch(owner)):
+            raise LeaseError(f"AnnexOwner {owner!r} is not an AWS user ID")
         return cls(annex_id, bucket if isinstance(bucket, str) and bucket else None, expiration,
-                   annex_type if annex_type in FLEET_KINDS else None, token)
+                   annex_type if annex_type in FLEET_KINDS else None, token, owner)
 
 
 @dataclass(frozen=True)
@@ -349,18 +359,23 @@ def delete_config(s3: Any, bucket: str | None, key: str) -> bool:
     return True
 
 
-def config_key(annex_id: str, region: str | None = None,
-               client_token: str | None = None) -> str:
-    """The key of an annex's config object.
+def config_key(annex_id: str, region: str | None = None, client_token: str | None = None,
+               owner: str | None = None) -> str:
+    """The key of an annex's config object: the one definition (annex_ec2.discover keeps a
+    copy for the instance, which ships without this module; a test holds them equal).
 
-    ``config-<region>-<ClientToken>.tar.gz``: one request's own, unique in a bucket that
-    several regions and users share (the token starts with the annex name).  Without a token,
-    ``config-<AnnexID>.tar.gz``: the key of annexes made by earlier releases.  Both match the
-    instance role's ``config-*.tar.gz``.
+    ``config-<owner>/<region>-<ClientToken>.tar.gz``: under the creating principal's own
+    prefix (its ``aws:userid``), which the user policy lets only that principal write, read or
+    delete (``config-${aws:userid}/*``); unique in a bucket several regions and users share.
+    Without an owner (earlier releases): ``config-<region>-<ClientToken>.tar.gz``, and without
+    a token either, ``config-<AnnexID>.tar.gz``.  All match the instance role's
+    ``config-*.tar.gz``.
     """
     if client_token is None:
         return f"config-{annex_id}.tar.gz"
-    return f"config-{region}-{client_token}.tar.gz"
+    if owner is None:
+        return f"config-{region}-{client_token}.tar.gz"
+    return f"config-{owner}/{region}-{client_token}.tar.gz"
 
 
 def rule_description(annex_id: str, client_token: str) -> str:
@@ -461,7 +476,8 @@ def _end_lease(events: Any, annex_id: str, client_token: str | None) -> tuple[bo
 
 def teardown(annex_id: str, bucket: str | None, clients: Clients,
              annex_type: str | None = None, client_token: str | None = None,
-             report: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
+             report: Callable[[str], None] = lambda text: None,
+             owner: str | None = None) -> dict[str, Any]:
     """Remove everything of annex ``annex_id``'s request ``client_token``; safe to repeat.
 
     ``annex_type`` (the lease Input's AnnexType) limits the fleet look-ups to the one fleet
@@ -481,7 +497,7 @@ def teardown(annex_id: str, bucket: str | None, clients: Clients,
     terminate_instances(clients.ec2, instances)
     report("deleting its configuration object")
     deleted_config = delete_config(clients.s3, bucket,
-                                   config_key(annex_id, clients.region, client_token))
+                                   config_key(annex_id, clients.region, client_token, owner))
     report("removing its lease (EventBridge target, then rule)")
     removed_target, deleted_rule = _end_lease(clients.events, annex_id, client_token)
     summary = {
@@ -520,4 +536,4 @@ def handler(event: Any, context: Any = None, *, now: Callable[[], float] = time.
                     claimed.client_token, claimed.expiration, differs)
         return {"AnnexID": claimed.annex_id, "expired": False, "refused": differs}
     return teardown(stored.annex_id, stored.bucket, clients, stored.annex_type,
-                    stored.client_token)
+                    stored.client_token, owner=stored.owner)

@@ -98,6 +98,29 @@ class Mapper:
     def _ec2_DeleteFleets(self, call: Call) -> Iterator[Request]:
         yield from self._on_tagged(call, "ec2:DeleteFleets", "fleet", call.indexed("FleetId"))
 
+    @staticmethod
+    def ec2_kind(ident: str) -> str:
+        kinds = {"i": "instance", "sfr": "spot-fleet-request", "fleet": "fleet", "vol": "volume"}
+        prefix = ident.split("-", 1)[0]
+        if prefix not in kinds:
+            raise Unsupported(f"no IAM resource type for the EC2 ID {ident}")
+        return kinds[prefix]
+
+    def _ec2_CreateTags(self, call: Call) -> Iterator[Request]:
+        """Tagging an existing resource: no ec2:CreateAction, the resource's own tags seen."""
+        tags = call.tags("Tag")
+        for ident in call.indexed("ResourceId"):
+            yield Request("ec2:CreateTags", self.ec2_arn(call, self.ec2_kind(ident), ident),
+                          {**_tag_context("aws:RequestTag", tags),
+                           **_resource_context(self.known.ec2_tags.get(ident))})
+
+    def _ec2_DeleteTags(self, call: Call) -> Iterator[Request]:
+        keys = sorted(call.tags("Tag"))
+        for ident in call.indexed("ResourceId"):
+            yield Request("ec2:DeleteTags", self.ec2_arn(call, self.ec2_kind(ident), ident),
+                          {**({"aws:TagKeys": keys} if keys else {}),
+                           **_resource_context(self.known.ec2_tags.get(ident))})
+
     def _create_tags(self, call: Call, kind: str, tags: dict[str, str]) -> Iterator[Request]:
         if tags:
             yield Request("ec2:CreateTags", self.ec2_arn(call, kind, "*"),
@@ -179,15 +202,31 @@ class Mapper:
     def _events_PutRule(self, call: Call) -> Iterator[Request]:
         arn = self.rule_arn(call, call.params["Name"])
         tags = {t["Key"]: t["Value"] for t in call.params.get("Tags", [])}
-        yield Request("events:PutRule", arn, _tag_context("aws:RequestTag", tags))
+        # PutRule on a rule that exists updates it: IAM sees that rule's tags too.
+        context = {**_tag_context("aws:RequestTag", tags),
+                   **_resource_context(self.known.rules.get(arn))}
+        yield Request("events:PutRule", arn, context)
         if tags:
-            yield Request("events:TagResource", arn, _tag_context("aws:RequestTag", tags))
-        self.known.rules[arn] = {**self.known.rules.get(arn, {}), **tags}
+            yield Request("events:TagResource", arn, context)
+        # PutRule's Tags count only when it makes the rule: an update ignores them (AWS).
+        self.known.rules.setdefault(arn, tags)
 
     def _events_PutTargets(self, call: Call) -> Iterator[Request]:
         yield self._on_rule(call, "events:PutTargets", call.params["Rule"])
         for target in call.params.get("Targets", []):
             yield from self._pass_role(target.get("RoleArn"), "events.amazonaws.com")
+
+    def _events_TagResource(self, call: Call) -> Iterator[Request]:
+        arn = call.params["ResourceARN"]
+        tags = {t["Key"]: t["Value"] for t in call.params.get("Tags", [])}
+        yield Request("events:TagResource", arn, {**_tag_context("aws:RequestTag", tags),
+                                                  **_resource_context(self.known.rules.get(arn))})
+
+    def _events_UntagResource(self, call: Call) -> Iterator[Request]:
+        arn = call.params["ResourceARN"]
+        yield Request("events:UntagResource", arn, {
+            "aws:TagKeys": sorted(call.params.get("TagKeys", [])),
+            **_resource_context(self.known.rules.get(arn))})
 
     def _events_RemoveTargets(self, call: Call) -> Iterator[Request]:
         yield self._on_rule(call, "events:RemoveTargets", call.params["Rule"])
@@ -269,10 +308,14 @@ class Mapper:
 
     # -- CloudFormation -----------------------------------------------------------------
     def _on_stack(self, call: Call, action: str) -> Iterator[Request]:
-        name = call.params.get("StackName")
+        """A stack call; one made through a service role (RoleARN) also passes that role to
+        CloudFormation, and IAM sees it as ``cloudformation:RoleArn``."""
+        name, role = call.params.get("StackName"), call.params.get("RoleARN")
         yield Request(action, "*" if not name else
                       f"arn:aws:cloudformation:{call.region}:{self.known.account}:"
-                      f"stack/{name}/*" if not name.startswith("arn:") else name)
+                      f"stack/{name}/*" if not name.startswith("arn:") else name,
+                      {"cloudformation:RoleArn": role} if role else {})
+        yield from self._pass_role(role, "cloudformation.amazonaws.com")
 
     def _cloudformation_DescribeStacks(self, call: Call) -> Iterator[Request]:
         yield from self._on_stack(call, "cloudformation:DescribeStacks")

@@ -7,6 +7,16 @@ segment by segment with IAM's ``*``/``?`` wildcards, and knows the condition ope
 ``IfExists`` and the ``ForAllValues:``/``ForAnyValue:`` set qualifiers).  An operator, an
 intrinsic function or a policy element it does not know raises :class:`Unsupported` rather
 than guessing.
+
+Policy variables (IAM User Guide, "IAM policy elements: Variables and tags") are replaced
+from the request's context: ``${aws:userid}``, ``${aws:username}``,
+``${aws:PrincipalTag/k}``..., with ``${key, 'default'}`` defaults and the fixed ``${*}``,
+``${?}``, ``${$}`` for literal characters.  Only in the resource part of a Resource ARN (after
+the fifth colon) and in the values of string and ARN conditions; a variable whose key the
+request does not have (``aws:username`` for a role) makes the statement not match ("any
+attempt to match it fails and causes the statement to be invalid"), unless it has a default.
+The principal's keys travel in each :class:`Request`'s context like any other key
+(:func:`as_principal`).
 """
 from __future__ import annotations
 
@@ -51,24 +61,74 @@ def _same_key(a: str, b: str) -> bool:
     return head_a.lower() == head_b.lower() and tail_a == tail_b
 
 
-def _glob(pattern: str, text: str, ignore_case: bool = False) -> bool:
+class _Unresolved(Exception):
+    """A policy variable names a key the request does not have: the statement does not match."""
+
+
+#: ``${name}`` or ``${name, 'default'}`` (a quote inside a default is written twice).
+_VARIABLE = re.compile(r"\$\{\s*([^},']+?)\s*(?:,\s*'((?:[^']|'')*)'\s*)?\}")
+_FIXED = {"*": "*", "?": "?", "$": "$"}
+
+#: A pattern after substitution: (text, literal) pieces; wildcards count only in non-literal
+#: pieces (the policy's own text), never in a variable's value or a ``${*}``.
+Pieces = list[tuple[str, bool]]
+
+
+def substitute(text: str, request: "Request | None") -> Pieces:
+    """``text`` with its policy variables replaced from ``request``'s context."""
+    pieces: Pieces = []
+    at = 0
+    for match in _VARIABLE.finditer(text):
+        pieces.append((text[at:match.start()], False))
+        name, default = match.group(1), match.group(2)
+        if name in _FIXED:
+            pieces.append((_FIXED[name], True))
+        else:
+            values = request.value(name) if request is not None else None
+            if values is not None and len(values) != 1:
+                raise Unsupported(f"the multivalued key {name} as a policy variable")
+            if values is None and default is None:
+                raise _Unresolved(name)
+            pieces.append((values[0] if values is not None else default.replace("''", "'"),
+                           True))
+        at = match.end()
+    pieces.append((text[at:], False))
+    return pieces
+
+
+def _literal(pieces: Pieces) -> str:
+    return "".join(text for text, _ in pieces)
+
+
+def _glob(pattern: str | Pieces, text: str, ignore_case: bool = False) -> bool:
     """IAM's wildcards: ``*`` any run of characters, ``?`` one; nothing else is special."""
-    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    pieces = [(pattern, False)] if isinstance(pattern, str) else pattern
+    regex = "".join(re.escape(part) if literal else
+                    "".join(".*" if c == "*" else "." if c == "?" else re.escape(c)
+                            for c in part)
+                    for part, literal in pieces)
     return re.fullmatch(regex, text, re.DOTALL | (re.IGNORECASE if ignore_case else 0)) \
         is not None
 
 
-def arn_matches(pattern: str, arn: str) -> bool:
+def arn_matches(pattern: str, arn: str, request: "Request | None" = None) -> bool:
     """An ARN against a Resource pattern: ``*`` alone matches everything; otherwise the six
-    segments are matched one by one (a wildcard never spans the service or region segment)."""
+    segments are matched one by one (a wildcard never spans the service or region segment).
+    Policy variables count only in the resource part, after the fifth colon."""
     if pattern == "*":
         return True
     if arn == "*":
         return False
-    want, have = pattern.split(":", 5), arn.split(":", 5)
+    variables = [m.group(0) for m in _VARIABLE.finditer(pattern)]
+    masked = _VARIABLE.sub("\0", pattern)  # a variable's own colon splits nothing
+    want, have = masked.split(":", 5), arn.split(":", 5)
     if len(want) != 6 or len(have) != 6:
         raise Unsupported(f"not an ARN: {pattern!r} / {arn!r}")
-    return all(_glob(w, h) for w, h in zip(want, have))
+    if any("\0" in part for part in want[:5]):
+        raise Unsupported(f"a policy variable before the resource part: {pattern!r}")
+    resource = re.sub("\0", lambda _: variables.pop(0), want[5])
+    return all(_glob(w, h) for w, h in zip(want[:5], have[:5])) and \
+        _glob(substitute(resource, request), have[5])
 
 
 def _listed(value: Any) -> list[Any]:
@@ -80,26 +140,36 @@ def _as_bool(value: str) -> str:
 
 
 #: Base condition operators: (how one context value matches one policy value, negated).
+#: Each gets the context value, the policy value and the request (for policy variables).
 _OPERATORS: dict[str, tuple[Any, bool]] = {
-    "StringEquals": (lambda v, p: v == p, False),
-    "StringNotEquals": (lambda v, p: v == p, True),
-    "StringEqualsIgnoreCase": (lambda v, p: v.lower() == p.lower(), False),
-    "StringNotEqualsIgnoreCase": (lambda v, p: v.lower() == p.lower(), True),
-    "StringLike": (lambda v, p: _glob(p, v), False),
-    "StringNotLike": (lambda v, p: _glob(p, v), True),
-    "ArnEquals": (lambda v, p: v == p, False),
-    "ArnNotEquals": (lambda v, p: v == p, True),
-    "ArnLike": (lambda v, p: arn_matches(p, v), False),
-    "ArnNotLike": (lambda v, p: arn_matches(p, v), True),
-    "Bool": (lambda v, p: _as_bool(v) == _as_bool(p), False),
+    "StringEquals": (lambda v, p, r: v == _literal(substitute(p, r)), False),
+    "StringNotEquals": (lambda v, p, r: v == _literal(substitute(p, r)), True),
+    "StringEqualsIgnoreCase":
+        (lambda v, p, r: v.lower() == _literal(substitute(p, r)).lower(), False),
+    "StringNotEqualsIgnoreCase":
+        (lambda v, p, r: v.lower() == _literal(substitute(p, r)).lower(), True),
+    "StringLike": (lambda v, p, r: _glob(substitute(p, r), v), False),
+    "StringNotLike": (lambda v, p, r: _glob(substitute(p, r), v), True),
+    "ArnEquals": (lambda v, p, r: v == _literal(substitute(p, r)), False),
+    "ArnNotEquals": (lambda v, p, r: v == _literal(substitute(p, r)), True),
+    "ArnLike": (lambda v, p, r: arn_matches(p, v, r), False),
+    "ArnNotLike": (lambda v, p, r: arn_matches(p, v, r), True),
+    "Bool": (lambda v, p, r: _as_bool(v) == _as_bool(_no_variable(p)), False),
 }
+
+
+def _no_variable(value: str) -> str:
+    """"You can't use a policy variable with other operators" (Bool, Null, ...)."""
+    if _VARIABLE.search(value):
+        raise Unsupported(f"a policy variable outside a string or ARN condition: {value!r}")
+    return value
 
 
 def _condition_holds(operator: str, key: str, wanted: Any, request: Request) -> bool:
     values = request.value(key)
     if operator == "Null":
         [flag] = _listed(wanted)
-        return (values is None) == (_as_bool(flag) == "true")
+        return (values is None) == (_as_bool(_no_variable(str(flag))) == "true")
     qualifier, _, base = operator.rpartition(":")
     if_exists = base.endswith("IfExists")
     base = base[:-len("IfExists")] if if_exists else base
@@ -111,7 +181,7 @@ def _condition_holds(operator: str, key: str, wanted: Any, request: Request) -> 
         if qualifier == "ForAllValues" or if_exists:
             return True
         return negated and qualifier == ""
-    hits = [any(match(v, p) for p in patterns) for v in values]
+    hits = [any(match(v, p, request) for p in patterns) for v in values]
     if qualifier == "ForAllValues":
         return all((not hit) if negated else hit for hit in hits)
     if qualifier == "ForAnyValue":
@@ -146,17 +216,26 @@ class Statement:
         hit = any(_glob(a, action, ignore_case=True) for a in self.actions)
         return not hit if "NotAction" in self.raw else hit
 
-    def _resource_hit(self, resource: str) -> bool:
+    def _resource_hit(self, request: Request) -> bool:
         patterns = _listed(self.raw.get("Resource", self.raw.get("NotResource")))
-        hit = any(arn_matches(str(p), resource) for p in patterns)
+        hit = any(arn_matches(str(p), request.resource, request) for p in patterns)
         return not hit if "NotResource" in self.raw else hit
 
     def applies(self, request: Request) -> bool:
-        if not (self._action_hit(request.action) and self._resource_hit(request.resource)):
+        try:
+            if not (self._action_hit(request.action) and self._resource_hit(request)):
+                return False
+            return all(_condition_holds(operator, key, wanted, request)
+                       for operator, checks in self.raw.get("Condition", {}).items()
+                       for key, wanted in checks.items())
+        except _Unresolved:  # a variable without a value: the statement is invalid here
             return False
-        return all(_condition_holds(operator, key, wanted, request)
-                   for operator, checks in self.raw.get("Condition", {}).items()
-                   for key, wanted in checks.items())
+
+
+def as_principal(requests: Iterable[Request], principal: Mapping[str, Value]) -> list[Request]:
+    """The requests as ``principal`` makes them: its keys (``aws:userid``, ``aws:username``,
+    ``aws:PrincipalTag/...``) added to each request's context."""
+    return [Request(r.action, r.resource, {**principal, **r.context}) for r in requests]
 
 
 class Policy:
@@ -208,7 +287,8 @@ def resolve(value: Any, context: Mapping[str, str]) -> Any:
         if name == "Fn::Sub":
             text, extra = (argument, {}) if isinstance(argument, str) else argument
             names = {**context, **{k: resolve(v, context) for k, v in extra.items()}}
-            return re.sub(r"\$\{([^}!]+)\}", lambda m: _lookup(names, m.group(1)), text)
+            filled = re.sub(r"\$\{([^}!]+)\}", lambda m: _lookup(names, m.group(1)), text)
+            return filled.replace("${!", "${")  # ${!aws:userid}: IAM's variable, kept
         if name == "Ref":
             return _lookup(context, argument)
         if name == "Fn::GetAtt":
@@ -242,6 +322,7 @@ def role_statements(template: Mapping[str, Any], role: str,
 
 def document_statements(text: str, context: Mapping[str, str]) -> list[dict[str, Any]]:
     """The statements of a JSON policy document; ``${Name}`` placeholders from ``context``
-    (the shipped user policy names the partition, account, region and bucket that way)."""
-    filled = re.sub(r"\$\{([^}!]+)\}", lambda m: _lookup(context, m.group(1)), text)
+    (the shipped user policy names the partition, account, region and bucket that way).
+    IAM's own policy variables (``${aws:userid}``: a ``prefix:`` name) stay for evaluation."""
+    filled = re.sub(r"\$\{([A-Za-z0-9]+)\}", lambda m: _lookup(context, m.group(1)), text)
     return _listed(json.loads(filled)["Statement"])

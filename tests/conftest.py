@@ -77,10 +77,12 @@ class Aws:
         return json.loads(targets[0]["Input"])
 
 
-#: A config object's key: ``config-<region>-<name>_<uuid>.tar.gz`` (one request's), or
-#: ``config-<name>.tar.gz`` (an annex of an earlier release).
-CONFIG_KEY = re.compile(r"config-(?:[a-z]+-[a-z]+-[0-9]+-(?P<name>[A-Za-z0-9-]+)_"
-                        r"[0-9a-f-]{36}|(?P<old>[A-Za-z0-9-]+))\.tar\.gz")
+#: A config object's key: ``config-<owner>/<region>-<name>_<uuid>.tar.gz`` (one request's;
+#: ``config-<region>-...`` without the owner's prefix in earlier releases), or
+#: ``config-<name>.tar.gz`` (an annex of an earlier release still).
+CONFIG_KEY = re.compile(r"config-(?:(?:[A-Za-z0-9:_+=,.@-]+/)?[a-z]+-[a-z]+-[0-9]+-"
+                        r"(?P<name>[A-Za-z0-9-]+)_[0-9a-f-]{36}|(?P<old>[A-Za-z0-9-]+))"
+                        r"\.tar\.gz")
 
 
 def config_of(key: str) -> str | None:

@@ -40,7 +40,9 @@ DAEMON_KEY = "AKIADAEMONLOCAL0"         # what test_identity.with_identity_files
 LEASE_KEY = "AKIALEASEFUNCTION"
 INSTANCE_KEY = "AKIAINSTANCEROLE"
 SETUP_KEY = "AKIASETUPADMIN00"
-SETUP_REGION = "us-west-2"  # its own region: -setup makes all four stacks there
+SETUP_REGION = "us-west-2"
+#: cfn/setup-role.json's role: -setup's stacks run as it (ANNEX_SETUP_SERVICE_ROLE_ARN).
+SETUP_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/HTCondorAnnex-SetupRole"  # its own region: -setup makes all four stacks there
 OLDER_STACK = "HTCondorAnnex-InstanceProfile"
 PRINCIPALS = {USER_KEY: "user", DAEMON_KEY: "daemon", LEASE_KEY: "lease function",
               INSTANCE_KEY: "instance", SETUP_KEY: "setup"}
@@ -143,6 +145,7 @@ class Scenarios:
                                             "Principal": {"Service": "spotfleet.amazonaws.com"}}]}))
         os.makedirs(self.pool.root, exist_ok=True)
         self.pool.write(self.url, secret=SECRET, extra="\n".join([
+            f"ANNEX_SETUP_SERVICE_ROLE_ARN = {SETUP_ROLE_ARN}",
             f"ANNEX_DEFAULT_LEASE_FUNCTION_ARN = {self.facts.lease_arn}",
             f"ANNEX_DEFAULT_ODI_INSTANCE_PROFILE_ARN = {profile}",
             "ANNEXD_RETRY_BASE_SECONDS = 0.05"]))

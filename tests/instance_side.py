@@ -134,8 +134,8 @@ def annex_instance(aws, run_annex, with_keys):
         {"Name": f"tag:{ANNEX_TAG}", "Values": [name]}])["Reservations"][0]["Instances"][0]
     imds = FakeImds(instance["InstanceId"], "us-east-1", profile)
     imds.annex, imds.instance_id, imds.profile = name, instance["InstanceId"], profile
-    imds.client_token = {tag["Key"]: tag["Value"] for tag in instance["Tags"]}[
-        "htcondor:AnnexClientToken"]
+    tags = {tag["Key"]: tag["Value"] for tag in instance["Tags"]}
+    imds.client_token, imds.owner = tags["htcondor:AnnexClientToken"], tags["htcondor:AnnexOwner"]
     yield imds
     imds.close()
 

@@ -169,6 +169,7 @@ def test_a_real_denial_is_not_taken_for_gone(aws, annex_instance, tmp_path):
 # -- instances launched from launch templates: the annex tag is on the fleet ---------------
 
 ANNEX_TAG, CLIENT_TOKEN_TAG = "htcondor:AnnexName", "htcondor:AnnexClientToken"
+OWNER_TAG = "htcondor:AnnexOwner"
 
 
 def launch_template(aws) -> tuple[str, str]:
@@ -240,7 +241,8 @@ def test_an_instance_launched_from_a_launch_template_finds_its_annex_through_its
     annex = annex_instance.annex
     instance_id = FLEETS[fleet](aws, [{"Key": ANNEX_TAG, "Value": annex},
                                       {"Key": CLIENT_TOKEN_TAG,
-                                       "Value": annex_instance.client_token}])
+                                       "Value": annex_instance.client_token},
+                                      {"Key": OWNER_TAG, "Value": annex_instance.owner}])
     tags = aws.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0][
         "Instances"][0].get("Tags", [])
     assert ANNEX_TAG not in {tag["Key"] for tag in tags}  # as on AWS: not on the instance

@@ -270,3 +270,26 @@ def test_fuzzed_bytes_on_the_socket_never_hurt_the_daemon(pool, daemon, payload)
         reply = protocol.validate_reply(protocol.receive(sock))
     assert reply["version"] == 1
     assert daemon.process.poll() is None
+
+
+def test_only_root_and_the_daemons_user_run_setup_with_the_daemons_identity(moto_server,
+                                                                             shared_pool):
+    """Issue 23 finding 4: any local uid (this one has no passwd entry) ran -setup for a new
+    region with the daemon's own AWS identity: 4 stacks.  Now it is refused before any AWS
+    call; root (the daemon's user here) still may, and anyone may with setup keys."""
+    from condor_annex import client
+    from localaws import fixtures
+    from test_identity import with_identity_files
+    with_identity_files(shared_pool).add_knobs("ANNEXD_ALLOW_DAEMON_CREDENTIALS = True\n")
+    stacks = fixtures.client("cloudformation", moto_server.url, "us-west-2")
+    setup = {"version": 1, "command": "setup", "region": "us-west-2"}
+    with AnnexDaemon(shared_pool):
+        refused = as_other_user(shared_pool.socket_path, setup)
+        assert refused["ok"] is False and refused["error"]["kind"] == "invalid-request"
+        assert f"uid {OTHER_UID} may not run -setup" in refused["error"]["message"]
+        assert stacks.describe_stacks()["Stacks"] == []
+        checked = as_other_user(shared_pool.socket_path, {**setup, "command": "check-setup"})
+        assert checked["ok"], checked  # a read: open to all
+        done = client.call(shared_pool.socket_path, setup)
+        assert done["ok"], done
+    assert len(stacks.describe_stacks()["Stacks"]) == 4

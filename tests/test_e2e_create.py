@@ -20,7 +20,7 @@ def tags_of(resource: dict) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
 
 
-def test_create_with_count_override(aws, run_annex, with_keys):
+def test_create_with_count_override(aws, run_annex, with_keys, pool):
     before = time.time()
     result = run_annex("-annex-name", "nightly", "-lease-duration", "3600", "-count", "3",
                        "-lease-function-arn", aws.lease_arn, *with_keys, SPOT_CONFIG)
@@ -38,7 +38,9 @@ def test_create_with_count_override(aws, run_annex, with_keys):
     assert len(instances) == 3
     for instance in instances:
         assert tags_of(instance) == {ANNEX_TAG: "nightly", "project": "nightly-builds",
-                                     CLIENT_TOKEN_TAG: tags_of(fleet)[CLIENT_TOKEN_TAG]}
+                                     CLIENT_TOKEN_TAG: tags_of(fleet)[CLIENT_TOKEN_TAG],
+                                     # issue 23: the AWS principal that made it
+                                     "htcondor:AnnexOwner": caller_id(aws.url, pool)}
 
     rule = aws.events.describe_rule(Name="nightly")
     assert rule["ScheduleExpression"] == "rate(1 minute)" and rule["State"] == "ENABLED"
@@ -191,3 +193,13 @@ def test_journal_records_plan_and_steps_but_no_credentials(aws, pool, run_annex,
                       for event in ("started", "done")]
     assert "secret" not in json.dumps(plan).lower()
     assert stat.S_IMODE(os.stat(pool.journal_file).st_mode) == 0o600
+
+
+def caller_id(url: str, pool) -> str:
+    """The aws:userid STS names for the pool's user keys (what the daemon tags with)."""
+    import boto3
+    with open(pool.access_key_file, encoding="utf-8") as handle:
+        key = handle.read().strip()
+    sts = boto3.client("sts", endpoint_url=url, region_name="us-east-1",
+                       aws_access_key_id=key, aws_secret_access_key="x")
+    return sts.get_caller_identity()["UserId"]

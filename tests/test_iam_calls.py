@@ -21,7 +21,8 @@ from iam_scenarios import (ACCOUNT, DAEMON_KEY, INSTANCE_KEY, LEASE_KEY, SETUP_K
                            Facts, Recording, record_everything)
 from localaws import setuppolicy
 from localaws.iamactions import Resources, requests_of
-from localaws.iampolicy import Policy, Request, document_statements, role_statements
+from localaws.iampolicy import (Policy, Request, as_principal, document_statements,
+                                role_statements)
 from localaws.pool import REGION
 
 from conftest import config_of
@@ -29,13 +30,11 @@ from conftest import config_of
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CFN = os.path.join(ROOT, "cfn")
 #: Actions a principal is granted for a service that acts on its behalf, never called by our
-#: code: the Lambda service writes the lease function's log with its role; CloudFormation
-#: makes the setup's resources with the caller's permissions (only through CloudFormation).
+#: code: the Lambda service writes the lease function's log with its role.  (CloudFormation
+#: makes the setup's resources as its own service role, cfn/setup-role.json: nothing of
+#: that is the setup keys'.)
 USED_BY_THE_SERVICE = {
     "lease function": {"logs:CreateLogStream", "logs:PutLogEvents"},
-    "setup": set(setuppolicy.handler_permissions(setuppolicy.resource_types(
-        [os.path.join(CFN, name) for name in os.listdir(CFN) if name.endswith(".yaml")])))
-    - {a for s in setuppolicy.DIRECT for a in s["Action"]},
 }
 
 
@@ -110,9 +109,19 @@ def recording(moto_server, tmp_path_factory) -> Recording:
     return record_everything(moto_server, str(tmp_path_factory.mktemp("iam")))
 
 
+def principal_keys(url: str, key: str) -> dict[str, str]:
+    """The principal's own condition keys, as STS names it for that access key: what the
+    user policy's ``${aws:userid}`` becomes (and what the daemon tagged its annexes with)."""
+    import boto3
+    sts = boto3.client("sts", endpoint_url=url, region_name=REGION, aws_access_key_id=key,
+                       aws_secret_access_key="testing")
+    return {"aws:userid": sts.get_caller_identity()["UserId"]}
+
+
 @pytest.fixture(scope="module")
-def judged(recording) -> dict[str, list[Request]]:
-    """principal -> the authorisations its calls needed, in order."""
+def judged(recording, moto_server) -> dict[str, list[Request]]:
+    """principal -> the authorisations its calls needed, in order, each with the
+    principal's own keys in its context."""
     resources = Resources(ACCOUNT, recording.facts.tags, recording.facts.profile_roles,
                           recording.facts.template_profiles)
     keys = {key: name for name, (key, _) in PRINCIPALS.items()}
@@ -120,7 +129,8 @@ def judged(recording) -> dict[str, list[Request]]:
     mine = [call for call in recording.calls if call.key_id in keys]
     for call, request in requests_of(mine, resources):
         found[keys[call.key_id]].append(request)
-    return found
+    return {name: as_principal(requests, principal_keys(moto_server.url, PRINCIPALS[name][0]))
+            for name, requests in found.items()}
 
 
 def refused(policy: Policy, requests: list[Request]) -> list[str]:
@@ -197,7 +207,7 @@ def test_the_role_template_lets_an_instance_of_each_kind_find_and_read_its_confi
     policy = role_template_policy(recording.facts, annexes)
     assert refused(policy, judged["instance"]) == []
     assert policy.grants_unused({r.action for r in judged["instance"]}) == []
-    assert Request("ec2:DescribeFleets", "*") in judged["instance"]
+    assert ("ec2:DescribeFleets", "*") in {(r.action, r.resource) for r in judged["instance"]}
 
 
 def test_lease_role_ends_every_fleet_kind(recording, judged):
@@ -234,17 +244,29 @@ def test_the_user_policy_is_valid_json_with_only_known_placeholders():
                                       "S3BucketName": "b"})
 
 
-def test_the_setup_policy_is_generated_from_the_templates():
-    """``python -m localaws.setuppolicy`` writes it: CloudFormation's handler permissions
-    for the resource types cfn/*.yaml use, allowed only through CloudFormation."""
+def test_the_setup_policy_and_role_are_generated_from_the_templates():
+    """``python -m localaws.setuppolicy`` writes both.  Issue 23 finding 3: the setup keys
+    may make no IAM role, policy or pass any role but the setup role, directly or through
+    CloudFormation; they make and change the stacks only as the setup role."""
     with open(setuppolicy.TARGET, encoding="utf-8") as handle:
         assert handle.read() == setuppolicy.text(), "run python -m localaws.setuppolicy"
-    statement = json.loads(setuppolicy.text())["Statement"][-1]
-    assert statement["Condition"] == {"ForAnyValue:StringEquals": {
-        "aws:CalledVia": "cloudformation.amazonaws.com"}}
+    with open(setuppolicy.ROLE_TARGET, encoding="utf-8") as handle:
+        assert handle.read() == setuppolicy.role_text(), "run python -m localaws.setuppolicy"
     policy = Policy(document_statements(setuppolicy.text(), {"Partition": "aws",
                                                               "AccountId": ACCOUNT}))
     role = "arn:aws:iam::123456789012:role/HTCondorAnnex-x"
-    assert not policy.allows(Request("iam:CreateRole", role))
-    assert policy.allows(Request("iam:CreateRole", role, {
-        "aws:CalledVia": ["cloudformation.amazonaws.com"]}))
+    via = {"aws:CalledVia": ["cloudformation.amazonaws.com"]}
+    for action in ("iam:CreateRole", "iam:AttachRolePolicy", "iam:PutUserPolicy",
+                   "iam:PassRole", "s3:PutBucketPolicy"):
+        assert not policy.allows(Request(action, role, via)), action
+    stack = "arn:aws:cloudformation:us-east-1:123456789012:stack/HTCondorAnnex-x/1"
+    setup_role = f"arn:aws:iam::{ACCOUNT}:role/HTCondorAnnex-SetupRole"
+    assert not policy.allows(Request("cloudformation:CreateStack", stack))
+    assert not policy.allows(Request("cloudformation:CreateStack", stack, {
+        "cloudformation:RoleArn": role}))
+    assert policy.allows(Request("cloudformation:CreateStack", stack, {
+        "cloudformation:RoleArn": setup_role}))
+    assert policy.allows(Request("iam:PassRole", setup_role, {
+        "iam:PassedToService": "cloudformation.amazonaws.com"}))
+    assert not policy.allows(Request("iam:PassRole", setup_role, {
+        "iam:PassedToService": "lambda.amazonaws.com"}))

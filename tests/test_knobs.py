@@ -50,6 +50,8 @@ def test_builtin_endpoint_defaults_apply_in_their_own_region(condor_config):
     ("ANNEXD_LEASE_RATE_MINUTES = soon", "ANNEXD_LEASE_RATE_MINUTES = 'soon': expected a whole number"),
     ("ANNEXD_AWS_MAX_ATTEMPTS = 0", "ANNEXD_AWS_MAX_ATTEMPTS = '0': must be greater than zero"),
     ("ANNEXD_ALLOW_DAEMON_CREDENTIALS = maybe", "expected true or false"),
+    ("ANNEX_SETUP_SERVICE_ROLE_ARN = HTCondorAnnex-SetupRole",
+     "ANNEX_SETUP_SERVICE_ROLE_ARN = 'HTCondorAnnex-SetupRole': not an IAM role ARN"),
 ])
 def test_malformed_knobs_are_named(condor_config, line, message):
     condor_config(line)

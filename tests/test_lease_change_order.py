@@ -46,7 +46,8 @@ def test_a_lease_change_overtaken_by_the_lease_function_leaves_no_object(aws, pr
             wait_for(lambda: proxy.seen["s3:GET"], "the lease change's read of the object")
             # Meanwhile the lease end comes, and the lease function ends the annex.
             ended = lease.teardown("edge", BUCKET, lease.Clients(aws.ec2, aws.events, aws.s3),
-                                   stored["AnnexType"], stored["ClientToken"])
+                                   stored["AnnexType"], stored["ClientToken"],
+                                   owner=stored["AnnexOwner"])
             assert ended["deleted_rule"] and ended["deleted_config"]
             changed = change.result()
     assert changed.returncode != 0, changed.stdout

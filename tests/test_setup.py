@@ -203,3 +203,27 @@ def test_check_setup_is_right_for_a_user_set_up_as_readme_says(empty_aws, moto_s
         [problem] = [line for line in broken.stdout.splitlines() if "problem:" in line]
         assert problem.startswith("condor_annex: problem: lease function: arn:aws:lambda:")
         assert "does not let EventBridge rules invoke it" in problem
+
+
+def test_setup_runs_its_stacks_as_the_service_role_and_bounds_their_roles(
+        empty_aws, moto_server, tmp_path):
+    """Issue 23 requirement 3: with ANNEX_SETUP_SERVICE_ROLE_ARN every stack is made as that
+    role (RoleARN), and the stacks that make IAM roles get its boundary for them."""
+    role = "arn:aws:iam::123456789012:role/HTCondorAnnex-SetupRole"
+    pool = LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET, bucket=None,
+                                          extra=f"ANNEX_SETUP_SERVICE_ROLE_ARN = {role}")
+    with AnnexDaemon(pool):
+        done = setup(pool)
+    assert done.returncode == 0, done.stderr
+    boundary = "arn:aws:iam::123456789012:policy/HTCondorAnnex-SetupBoundary"
+    bounded = {}
+    for name in STACK_NAMES:
+        [stack] = empty_aws.cloudformation.describe_stacks(StackName=name)["Stacks"]
+        assert stack.get("RoleARN") == role, (name, stack.get("RoleARN"))
+        parameters = {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
+        bounded[name] = parameters.get("PermissionsBoundary")
+    assert bounded == {"HTCondorAnnex-ConfigurationBucket": None,
+                       "HTCondorAnnex-LambdaFunctions": boundary,
+                       "HTCondorAnnex-InstanceProfile": boundary,
+                       "HTCondorAnnex-SecurityGroup": None}
+

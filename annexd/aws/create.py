@@ -91,14 +91,16 @@ class CreateCalls(AwsSession):
         with self._call("S3 DeleteObject"):
             lease.delete_config(self.s3, bucket, key)
 
-    def put_rule(self, name: str, schedule: str, annex_id: str, client_token: str) -> str:
+    def put_rule(self, name: str, schedule: str, annex_id: str, client_token: str,
+                 owner_tags: dict[str, str] | None = None) -> str:
         """The lease rule; its description names the create request (its ClientToken), so
         that a resumed create knows the rule for its own."""
         with self._call("EventBridge PutRule"):
             reply = self.events.put_rule(
                 Name=name, ScheduleExpression=schedule, State="ENABLED",
                 Description=rule_description(annex_id, client_token),
-                Tags=[{"Key": ANNEX_TAG, "Value": annex_id}])
+                Tags=[{"Key": k, "Value": v}
+                      for k, v in {ANNEX_TAG: annex_id, **(owner_tags or {})}.items()])
         return reply["RuleArn"]
 
     def delete_rule(self, name: str) -> None:

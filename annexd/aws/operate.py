@@ -119,10 +119,11 @@ class OperateCalls(AwsSession):
 
     def teardown(self, annex_id: str, bucket: str | None, annex_type: str | None = None,
                  client_token: str | None = None,
-                 report: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
+                 report: Callable[[str], None] = lambda text: None,
+                 owner: str | None = None) -> dict[str, Any]:
         """Everything the lease function does at expiry, now (to that request's resources
         only, with ``client_token``); ``report`` hears each step."""
         with self._call("annex teardown"):
             return lease.teardown(annex_id, bucket, self.lease_clients, annex_type,
-                                  client_token, report)
+                                  client_token, report, owner)
 

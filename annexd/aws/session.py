@@ -207,3 +207,14 @@ class AwsSession:
         """The AWS account of these credentials (STS GetCallerIdentity)."""
         with self._call("STS GetCallerIdentity"):
             return self.sts.get_caller_identity()["Account"]
+
+    def principal_id(self) -> str:
+        """The ``aws:userid`` of these credentials (STS GetCallerIdentity's UserId): the
+        owner an annex's resources are tagged with, which the user policy matches."""
+        with self._call("STS GetCallerIdentity"):
+            user_id = self.sts.get_caller_identity()["UserId"]
+        if not lease.OWNER.fullmatch(user_id):
+            raise AwsError("STS GetCallerIdentity", "Unsuccessful",
+                           f"the caller's user ID {protocol.shown(user_id)!r} cannot name an "
+                           "annex owner")
+        return user_id

@@ -11,6 +11,13 @@ from annexd.aws.session import AwsSession
 class SetupCalls(AwsSession):
     """What -setup and -check-setup ask of AWS (CloudFormation, S3, Lambda)."""
 
+    #: The CloudFormation service role stacks are created and updated as (RoleARN); None:
+    #: with the caller's own permissions.
+    setup_role_arn: str | None = None
+
+    def _as_role(self) -> dict[str, str]:
+        return {"RoleARN": self.setup_role_arn} if self.setup_role_arn else {}
+
     def describe_stack(self, name: str) -> dict[str, Any] | None:
         """The stack, or None if it does not exist."""
         try:
@@ -31,7 +38,7 @@ class SetupCalls(AwsSession):
             self.cloudformation.create_stack(
                 StackName=name, TemplateBody=body, Parameters=_stack_parameters(parameters),
                 Capabilities=["CAPABILITY_IAM"], OnFailure="DELETE",
-                Tags=[{"Key": "htcondor:AnnexSetup", "Value": name}])
+                Tags=[{"Key": "htcondor:AnnexSetup", "Value": name}], **self._as_role())
 
     def update_stack(self, name: str, body: str, parameters: dict[str, str],
                      keep: list[str]) -> bool:
@@ -42,7 +49,7 @@ class SetupCalls(AwsSession):
                 self.cloudformation.update_stack(
                     StackName=name, TemplateBody=body,
                     Parameters=_stack_parameters(parameters) + previous,
-                    Capabilities=["CAPABILITY_IAM"])
+                    Capabilities=["CAPABILITY_IAM"], **self._as_role())
         except InvalidInput as error:
             if "No updates are to be performed" in error.message:
                 return False

@@ -27,12 +27,27 @@ class SetupError(Exception):
     """A stack could not be brought to a complete state; the message says which and why."""
 
 
+#: What cfn/setup-role.json makes, once, for the account administrator: the CloudFormation
+#: service role -setup's stacks run as, and the permissions boundary it and every role its
+#: stacks make must carry (so no stack can make a role that does more).
+SETUP_ROLE_NAME = "HTCondorAnnex-SetupRole"
+SETUP_BOUNDARY_NAME = "HTCondorAnnex-SetupBoundary"
+
+
+def boundary_of(role_arn: str) -> str:
+    """The boundary policy's ARN, in the service role's partition and account."""
+    partition, account = role_arn.split(":")[1], role_arn.split(":")[4]
+    return f"arn:{partition}:iam::{account}:policy/{SETUP_BOUNDARY_NAME}"
+
+
 @dataclass(frozen=True)
 class StackSpec:
     name: str
     template: str
     what: str
     parameters: Callable[[dict[str, str]], dict[str, str]]
+    #: Its template makes IAM roles, which take the boundary (PermissionsBoundary).
+    makes_roles: bool = False
 
     def body(self) -> str:
         return importlib.resources.files("annexd_cfn").joinpath(self.template).read_text()
@@ -43,9 +58,9 @@ STACKS: tuple[StackSpec, ...] = (
               lambda outputs: {}),
     StackSpec("HTCondorAnnex-LambdaFunctions", "lease-function.yaml", "lease function",
               lambda outputs: {"S3BucketName": outputs["S3BucketName"],
-                               "CodeS3Key": leasecode.s3_key()}),
+                               "CodeS3Key": leasecode.s3_key()}, makes_roles=True),
     StackSpec("HTCondorAnnex-InstanceProfile", "instance-profile.yaml", "instance profile",
-              lambda outputs: {"S3BucketName": outputs["S3BucketName"]}),
+              lambda outputs: {"S3BucketName": outputs["S3BucketName"]}, makes_roles=True),
     StackSpec("HTCondorAnnex-SecurityGroup", "security-group.yaml", "security group",
               lambda outputs: {}),
 )
@@ -90,7 +105,15 @@ class Setup:
             self.progress(f"{verb} {spec.what} ({spec.name}): {status}")
             time.sleep(self.poll_seconds)
 
+    def _bounded(self, spec: StackSpec, parameters: dict[str, str]) -> dict[str, str]:
+        """Through the service role, the roles a stack makes carry its boundary."""
+        role = self.aws.setup_role_arn
+        if role and spec.makes_roles:
+            return {**parameters, "PermissionsBoundary": boundary_of(role)}
+        return parameters
+
     def deploy(self, spec: StackSpec, parameters: dict[str, str]) -> dict[str, str]:
+        parameters = self._bounded(spec, parameters)
         body = spec.body()
         stack = self.aws.describe_stack(spec.name)
         if stack is None:

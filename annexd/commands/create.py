@@ -8,6 +8,7 @@ import logging
 import pwd
 from typing import Any, Callable
 
+from annexd.aws import AwsError
 from annexd.money import costs
 from annexd.money import daemonpaid
 from annexd.rpc import protocol
@@ -58,7 +59,9 @@ def create(ctx: Context, request: dict[str, Any], who: Caller,
         region = settings.for_region(annex.get("region"))
         if credentials is None:  # paid by the daemon's identity: the admin's choices only
             daemonpaid.check(annex, region)
-        plan = build_plan(annex, owner_uid=who.uid, settings=region,
+        owner = "" if request.get("dry_run") else \
+            ctx.aws(region.region, credentials).principal_id()
+        plan = build_plan(annex, owner_uid=who.uid, settings=region, owner=owner,
                           lease_rate_minutes=settings.lease_rate_minutes, now=ctx.clock(),
                           pool=settings.pool, user_name=_user_name(who.uid, annex))
         plan = costs.with_price_cap(plan, settings.caps)
@@ -77,6 +80,9 @@ def create(ctx: Context, request: dict[str, Any], who: Caller,
         payload = ctx.payload(plan, annex)
     except (InvalidRequest, KnobError) as error:
         return protocol.error_reply("invalid-request", str(error))
+    except AwsError as error:
+        return protocol.error_reply("aws", str(error), aws_code=error.code,
+                                    request_id=error.request_id)
     try:
         # Committed now, forced to disk while the check step looks: before any call that
         # changes AWS (annexd.launch.steps).

@@ -111,7 +111,8 @@ def _refuse_a_rule_of_another_request(aws: AnnexAws, plan: AnnexPlan) -> None:
 
 def _restore(aws: AnnexAws, plan: AnnexPlan, lease_end: int) -> None:
     """Put the lease back as the create made it: rule, then target."""
-    aws.put_rule(plan.rule_name, plan.rule_schedule, plan.annex_id, plan.client_token)
+    aws.put_rule(plan.rule_name, plan.rule_schedule, plan.annex_id, plan.client_token,
+                 plan.owner_tags)
     aws.put_target(plan.rule_name, plan.target_id, plan.lease_function_arn,
                    plan.target_input(lease_end=lease_end))
 

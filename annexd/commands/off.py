@@ -66,7 +66,8 @@ def finish(ctx: Context, row: dict[str, Any], credentials: dict[str, str] | None
     plan = AnnexPlan.from_record(row["plan"])
     try:
         summary = ctx.aws(plan.region, credentials).teardown(
-            plan.annex_id, plan.bucket, plan.annex_type, plan.request_token, report)
+            plan.annex_id, plan.bucket, plan.annex_type, plan.request_token, report,
+            plan.owner or None)
     except BaseException:
         park(ctx.journal, row["id"])
         raise

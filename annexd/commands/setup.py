@@ -26,6 +26,7 @@ def setup(ctx: Context, request: dict[str, Any], progress: Callable[[str], None]
     if check_only:
         use = checksetup.uses(request, settings.for_region(region), settings.pool)
         return protocol.ok_reply({"region": region, "checks": checksetup.check(aws, use)})
+    aws.setup_role_arn = settings.setup_role_arn
     work = stacks.Setup(aws, progress, poll_seconds=settings.setup_poll_seconds)
     try:
         outputs = work.run()

@@ -77,6 +77,10 @@ KNOBS: tuple[Knob, ...] = (
          "function when the same credentials saw it in that region this recently; 0: always "
          "look"),
     Knob("ANNEXD_SETUP_POLL_SECONDS", "daemon", "stack polling period during `-setup`"),
+    Knob("ANNEX_SETUP_SERVICE_ROLE_ARN", "daemon", "the CloudFormation service role "
+         "`-setup`'s stacks run as (`cfn/setup-role.json`, made once by the account "
+         "administrator); the setup keys then need only `cfn/setup-policy.json`",
+         unset="— (the stacks run with the setup keys' own permissions)"),
     # --- the admin's limits
     Knob("ANNEX_MAX_INSTANCES", "daemon", "most instances one annex, and one user's live "
          "annexes together, may run at once, whatever the weights (a fleet of capacity C runs "

@@ -166,6 +166,20 @@ def string(name: str, default: str | None = None, region: str | None = None) -> 
     return _typed(name, default, str, region)
 
 
+_ROLE_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+
+
+def _role_arn(text: str) -> str:
+    if not _ROLE_ARN.match(text):
+        raise ValueError("not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)")
+    return text
+
+
+def role_arn(name: str) -> str | None:
+    """An IAM role ARN knob; None when unset."""
+    return _typed(name, None, _role_arn, None)
+
+
 def positive_int(name: str, region: str | None = None, *, default: int | None = None) -> int:
     """An ANNEX* knob (default from DEFAULTS), or another with its ``default``."""
     return _typed(name, int(DEFAULTS[name]) if default is None else default, _positive_int,
@@ -408,6 +422,9 @@ class DaemonSettings:
     max_clients_per_user: int = 16
     #: A lease function these credentials saw this recently is not looked up again.
     function_check_seconds: float = 300.0
+    #: The CloudFormation service role -setup's stacks run as (cfn/setup-role.json);
+    #: None: they run with the setup keys' own permissions.
+    setup_role_arn: str | None = None
 
     @classmethod
     def load(cls) -> "DaemonSettings":
@@ -432,6 +449,7 @@ class DaemonSettings:
             identity_files=_identity_files(),
             max_clients_per_user=positive_int("ANNEXD_MAX_CLIENTS_PER_USER"),
             function_check_seconds=non_negative_float("ANNEXD_FUNCTION_CHECK_SECONDS"),
+            setup_role_arn=role_arn("ANNEX_SETUP_SERVICE_ROLE_ARN"),
         )
 
     @property

@@ -63,6 +63,14 @@ def _security(plan: AnnexPlan) -> list[str]:
     return lines
 
 
+def start_expression(plan: AnnexPlan) -> str:
+    """The annex's slots' START, as its config file says it: the image's own, and only jobs
+    that ask for this annex (or any annex) and belong to its owners
+    (:func:`annexd.instance_config.routing.start_expression`).  The demand planner
+    (annexd.demand.slots) matches jobs against this very expression."""
+    return f"($(START)) && {routing.start_expression(plan.owners)}"
+
+
 def annex_config(plan: AnnexPlan) -> str:
     """The HTCondor config file every instance of this annex loads."""
     lines = [
@@ -78,8 +86,7 @@ def annex_config(plan: AnnexPlan) -> str:
         # Go away when idle; the master follows its startd.
         f"STARTD_NOCLAIM_SHUTDOWN = {plan.idle_seconds}",
         "MASTER.DAEMON_SHUTDOWN = STARTD_StartTime =?= 0",
-        # Only jobs that ask for this annex (or any annex), and only its owners' (routing).
-        f"START = ($(START)) && {routing.start_expression(plan.owners)}",
+        f"START = {start_expression(plan)}",
     ]
     return "\n".join(lines + _security(plan) + [""])
 

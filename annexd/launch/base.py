@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 import botocore.session
-from annexd_lambda.lease import ANNEX_TAG
+from annexd_lambda.lease import ANNEX_TAG, CLIENT_TOKEN_TAG, OWNER_TAG
 from botocore.validate import ParamValidator
 
 from annexd.rpc.protocol import MAX_CAPACITY, shown
@@ -36,6 +36,15 @@ log = logging.getLogger("annexd.launch")
 #: a stale console date would otherwise fail the request).
 DROPPED_FIELDS = ("ValidFrom", "ValidUntil")
 PRICE = re.compile(r"[0-9]{1,6}(\.[0-9]{1,8})?")
+
+
+def identity_tags(annex_id: str, client_token: str, owner: str = "") -> dict[str, str]:
+    """The tags that say whose request made a resource: the annex, the request, and the AWS
+    principal that made it (the user policy's owner tag: set at create, never changed)."""
+    tags = {ANNEX_TAG: annex_id, CLIENT_TOKEN_TAG: client_token}
+    if owner:
+        tags[OWNER_TAG] = owner
+    return tags
 
 
 class LaunchConfigError(ValueError):
@@ -73,7 +82,7 @@ class Kind:
     can_cap_price: bool = False
 
     def build(self, source: Any, *, annex_id: str, client_token: str, count: int | None,
-              instance_tags: dict[str, str]) -> Built:
+              instance_tags: dict[str, str], owner: str = "") -> Built:
         raise NotImplementedError
 
     # -- the create step -----------------------------------------------------------------

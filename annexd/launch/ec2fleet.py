@@ -13,11 +13,12 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
-from annexd_lambda.lease import ANNEX_TAG, CLIENT_TOKEN_TAG
+from annexd_lambda.lease import ANNEX_TAG
 
 from annexd.aws import InvalidInput
 from annexd.rpc.protocol import shown
 from annexd.launch.base import (
+    identity_tags,
     Built,
     Kind,
     LaunchConfigError,
@@ -98,7 +99,7 @@ class Ec2Fleet(Kind):
     can_cap_price = True
 
     def build(self, source: Any, *, annex_id: str, client_token: str, count: int | None,
-              instance_tags: dict[str, str]) -> Built:
+              instance_tags: dict[str, str], owner: str = "") -> Built:
         config = copy.deepcopy(source)
         notices = drop_validity_window(config) + take_client_token(config, client_token)
         notices += [f"dropped {name}" for name in DROPPED_CALL_FIELDS
@@ -110,7 +111,7 @@ class Ec2Fleet(Kind):
         if self.spot_capacity(config):
             notices += allocation_notice(config.get("SpotOptions", {}).get("AllocationStrategy"),
                                          "lowest-price", "price-capacity-optimized")
-        identity = {ANNEX_TAG: annex_id, CLIENT_TOKEN_TAG: client_token}
+        identity = identity_tags(annex_id, client_token, owner)
         specs = config.get("TagSpecifications", [])
         if config.get("Type", "maintain") == "instant":
             specs = tag_resource(specs, "instance", identity, "TagSpecifications",

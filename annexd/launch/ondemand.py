@@ -12,9 +12,10 @@ from __future__ import annotations
 import base64
 from typing import TYPE_CHECKING, Any
 
-from annexd_lambda.lease import ANNEX_TAG, CLIENT_TOKEN_TAG
+from annexd_lambda.lease import CLIENT_TOKEN_TAG
 
-from annexd.launch.base import Built, Kind, LaunchConfigError, Option, Outputs, validate
+from annexd.launch.base import (
+    Built, Kind, LaunchConfigError, Option, Outputs, identity_tags, validate)
 
 if TYPE_CHECKING:
     from annexd.aws import AnnexAws
@@ -35,7 +36,7 @@ class OnDemand(Kind):
     step_name = "instances"
 
     def build(self, source: Any, *, annex_id: str, client_token: str, count: int | None,
-              instance_tags: dict[str, str]) -> Built:
+              instance_tags: dict[str, str], owner: str = "") -> Built:
         """The RunInstances parameters for ``count`` instances of ``source`` (the CLI's
         -aws-on-demand-* settings)."""
         missing = [flag for key, flag in (("image_id", "-aws-on-demand-ami-id"),
@@ -45,8 +46,9 @@ class OnDemand(Kind):
             raise LaunchConfigError(f"give {' and '.join(missing)} (or their "
                                     "ANNEX_DEFAULT_ODI_* knobs)")
         tags = [{"Key": k, "Value": v} for k, v in instance_tags.items()]
-        tags += [{"Key": ANNEX_TAG, "Value": annex_id},
-                 {"Key": CLIENT_TOKEN_TAG, "Value": client_token}]
+        identity = identity_tags(annex_id, client_token, owner)
+        tags += [{"Key": k, "Value": v} for k, v in identity.items()]
+        volume = {k: v for k, v in identity.items() if k != CLIENT_TOKEN_TAG}
         params: dict[str, Any] = {
             "ImageId": source["image_id"],
             "InstanceType": source["instance_type"],
@@ -56,7 +58,8 @@ class OnDemand(Kind):
             "InstanceInitiatedShutdownBehavior": "terminate",
             "TagSpecifications": [
                 {"ResourceType": "instance", "Tags": tags},
-                {"ResourceType": "volume", "Tags": [{"Key": ANNEX_TAG, "Value": annex_id}]},
+                {"ResourceType": "volume",
+                 "Tags": [{"Key": k, "Value": v} for k, v in volume.items()]},
             ],
         }
         if source.get("security_group_ids"):

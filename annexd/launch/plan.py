@@ -58,6 +58,10 @@ class AnnexPlan:
     #: Its AWS resources are found by its ClientToken (config key, lease Input, teardown);
     #: False in the plans of earlier releases, whose resources are found by name.
     keyed_by_request: bool = False
+    #: The AWS principal whose keys create it (its aws:userid, from STS at create): its
+    #: resources carry it as the owner tag, its config object lives under its key prefix, and
+    #: the user policy lets only that principal touch them.  "" in earlier releases' plans.
+    owner: str = ""
 
     @property
     def kind(self) -> launch.Kind:
@@ -71,7 +75,13 @@ class AnnexPlan:
 
     @property
     def config_key(self) -> str:
-        return lease.config_key(self.annex_id, self.region, self.request_token)
+        return lease.config_key(self.annex_id, self.region, self.request_token,
+                                self.owner or None)
+
+    @property
+    def owner_tags(self) -> dict[str, str]:
+        """The owner tag its resources carry (none for an earlier release's plan)."""
+        return {lease.OWNER_TAG: self.owner} if self.owner else {}
 
     @property
     def rule_name(self) -> str:
@@ -91,6 +101,8 @@ class AnnexPlan:
         }
         if self.request_token is not None:
             body["ClientToken"] = self.request_token
+        if self.owner:
+            body["AnnexOwner"] = self.owner
         return json.dumps(body, sort_keys=True)
 
     def to_record(self) -> str:
@@ -186,6 +198,7 @@ def join_defaults(annex: dict[str, Any], settings: RegionSettings) -> adjust.Joi
 
 
 def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: RegionSettings,
+               owner: str = "",
                lease_rate_minutes: int, now: float, pool: PoolSettings,
                user_name: str) -> AnnexPlan:
     """Turn the ``annex`` part of a schema-valid create request into a plan.
@@ -218,7 +231,7 @@ def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: RegionSetting
             source, more = adjust.with_user_data(kind, source, annex["user_data"])
             adjusted += more
         built = kind.build(source, annex_id=annex_id, client_token=client_token,
-                           count=annex.get("count"), instance_tags=tags)
+                           count=annex.get("count"), instance_tags=tags, owner=owner)
     except launch.LaunchConfigError as exc:
         raise InvalidRequest(f"{where}: {exc}") from None
     try:  # after the config is known good: its own mistakes are named first
@@ -247,5 +260,6 @@ def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: RegionSetting
         needs_request_material=bool(annex.get("idtoken") or annex.get("config_files")),
         created_at=int(now),
         keyed_by_request=True,
+        owner=owner,
         notices=notices + ((POOL_PASSWORD_NOTICE,) if pool_auth == "password" else ()),
     )

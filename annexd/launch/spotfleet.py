@@ -17,10 +17,11 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
-from annexd_lambda.lease import ANNEX_TAG, CLIENT_TOKEN_TAG
+from annexd_lambda.lease import ANNEX_TAG
 
 from annexd.rpc.protocol import shown
 from annexd.launch.base import (
+    identity_tags,
     Built,
     Kind,
     LaunchConfigError,
@@ -88,7 +89,7 @@ class SpotFleet(Kind):
     can_cap_price = True
 
     def build(self, source: Any, *, annex_id: str, client_token: str, count: int | None,
-              instance_tags: dict[str, str]) -> Built:
+              instance_tags: dict[str, str], owner: str = "") -> Built:
         config = unwrap(source)
         notices = drop_validity_window(config) + take_client_token(config, client_token)
         if count is not None:
@@ -98,7 +99,7 @@ class SpotFleet(Kind):
         if self.spot_capacity(config):
             notices += allocation_notice(config.get("AllocationStrategy"), "lowestPrice",
                                          "priceCapacityOptimized")
-        fleet_tags = {ANNEX_TAG: annex_id, CLIENT_TOKEN_TAG: client_token}
+        fleet_tags = identity_tags(annex_id, client_token, owner)
         if config.get("LaunchTemplateConfigs") and instance_tags:
             notices.append("-tag: instances launched from a launch template carry the "
                            "template's tags; the tags were put on the fleet request")
@@ -109,7 +110,7 @@ class SpotFleet(Kind):
         for index, spec in enumerate(config.get("LaunchSpecifications", [])):
             spec["TagSpecifications"] = tag_resource(
                 spec.get("TagSpecifications", []), "instance",
-                {ANNEX_TAG: annex_id, CLIENT_TOKEN_TAG: client_token},
+                identity_tags(annex_id, client_token, owner),
                 f"LaunchSpecifications[{index}].TagSpecifications", overrides=instance_tags)
         return Built(config, notices)
 

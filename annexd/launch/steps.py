@@ -122,7 +122,7 @@ def delete_config(aws: AnnexAws, plan: AnnexPlan, _: Outputs) -> None:
 
 def put_rule(aws: AnnexAws, plan: AnnexPlan, _: Outputs) -> Outputs:
     return {"rule_arn": aws.put_rule(plan.rule_name, plan.rule_schedule, plan.annex_id,
-                                     plan.client_token)}
+                                     plan.client_token, plan.owner_tags)}
 
 
 def delete_rule(aws: AnnexAws, plan: AnnexPlan, _: Outputs) -> None:

@@ -64,7 +64,7 @@ def _od_price(option: launch.Option) -> float | None:
     return None if price is None else float(price)
 
 
-def _instance_price(option: launch.Option, on_demand_part: bool) -> float | None:
+def instance_price(option: launch.Option, on_demand_part: bool) -> float | None:
     """The most one instance of ``option`` may cost per hour: a Spot maximum is per unit-hour,
     so it is multiplied by the weight; without one, the on-demand price (AWS's default
     maximum); an on-demand part pays the on-demand price."""
@@ -86,7 +86,7 @@ def estimate(plan: AnnexPlan) -> dict[str, Any]:
     kind, request = plan.kind, plan.launch_request
     hours = _hours(plan)
     on_demand_part = kind.capacity(request) > kind.spot_capacity(request)
-    prices = [_instance_price(option, on_demand_part) for option in kind.options(request)]
+    prices = [instance_price(option, on_demand_part) for option in kind.options(request)]
     price = None if not prices or None in prices else max(prices)  # type: ignore[type-var]
     instances = worst_instances(plan)
     cost = None if price is None or hours is None else round(instances * price * hours, 2)

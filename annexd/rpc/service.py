@@ -119,7 +119,8 @@ class AnnexService:
         if refusal:
             return refusal
         if command in ("setup", "check-setup"):
-            return setup.setup(ctx, request, progress, check_only=command == "check-setup")
+            return self._setup_refusal(command, request, who) or \
+                setup.setup(ctx, request, progress, check_only=command == "check-setup")
         # create and -off tell a user at a terminal each step as it starts
         report = progress if request.get("progress") else (lambda text: None)
         if command in ("status", "off", "extend"):
@@ -131,6 +132,19 @@ class AnnexService:
         """Users act with their own AWS keys unless the admin lets the daemon's be used."""
         if request.get("credentials") is None and not ctx.settings.allow_daemon_credentials:
             return protocol.error_reply("invalid-request", hints.no_credentials(request))
+        return None
+
+    @staticmethod
+    def _setup_refusal(command: str, request: dict[str, Any],
+                       who: Caller) -> dict[str, Any] | None:
+        """-setup makes stacks in the account that pays: with the daemon's own identity only
+        for root and the daemon's user (issue 23 finding 4); anyone else brings setup keys.
+        -check-setup only reads, and stays open to all."""
+        if command == "setup" and request.get("credentials") is None and not who.is_admin:
+            return protocol.error_reply(
+                "invalid-request", f"uid {who.uid} may not run -setup with condor_annexd's own "
+                "AWS identity (only root and the daemon's user may); give the setup keys: "
+                "condor_annex -setup ACCESS_KEY_FILE SECRET_KEY_FILE")
         return None
 
     @staticmethod
