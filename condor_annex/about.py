@@ -81,6 +81,7 @@ def page(usage: tuple[str, ...], options: tuple[Option, ...]) -> Page:
     """condor_annex(1), from the usage lines and flag table the command line is parsed with."""
     return Page(name="condor_annex", section=1,
                 summary="create and manage leased AWS EC2 annexes for an HTCondor pool",
-                usage=usage, options=options, exit_status=EXIT_STATUS,
+                usage=usage, options=tuple(o for o in options if not o.refused),
+                exit_status=EXIT_STATUS,
                 description=DESCRIPTION, sections=(COMMANDS, FILES, ENVIRONMENT),
                 see_also=SEE_ALSO)

@@ -30,7 +30,7 @@ from annexd.usage import manpage
 from . import about, client, inputs
 from .command import (EXIT_DAEMON, EXIT_DECLINED, EXIT_INPUT, EXIT_OK, EXIT_USAGE, Command,
                       DaemonRefused, lease_seconds)
-from .create import ODI_KNOBS, CreateAnnex, config_positionals
+from .create import ODI_KNOBS, CreateAnnex, annex_kind, config_positionals
 from .extend import Extend
 from .inputs import InputError
 from .off import Off
@@ -39,6 +39,30 @@ from annexd.usage.options import Option, UsageError, parse
 from .setup import CheckSetup, Setup
 from .status import Status
 from annex_ec2.closedpipe import quiet_when_output_closes
+
+#: The original condor_annex's flags (its manual, docs/man-pages/condor_annex.rst, and its
+#: annex.cpp) that have no counterpart here: refused, each naming what to use instead.
+_ENDPOINT = ("the daemon calls AWS at the endpoints its admin configured ({knob}, "
+             "condor_config_val {knob}); a user cannot redirect them")
+ORIGINAL_ONLY = (
+    Option(("-aws-default-user-data",), "default_user_data", "DATA", refused=(
+        "use -aws-user-data DATA, which sets the user data of every instance (replacing the "
+        "fleet config's); or put UserData in the config's launch specifications")),
+    Option(("-aws-default-user-data-file",), "default_user_data_file", "FILE", refused=(
+        "use -aws-user-data-file FILE, which sets the user data of every instance (replacing "
+        "the fleet config's); or put UserData in the config's launch specifications")),
+    Option(("-aws-ec2-url",), "ec2_url", "URL",
+           refused=_ENDPOINT.format(knob="ANNEX_DEFAULT_EC2_URL")),
+    Option(("-aws-events-url",), "events_url", "URL",
+           refused=_ENDPOINT.format(knob="ANNEX_DEFAULT_CWE_URL")),
+    Option(("-aws-lambda-url",), "lambda_url", "URL",
+           refused=_ENDPOINT.format(knob="ANNEX_DEFAULT_LAMBDA_URL")),
+    Option(("-aws-s3-url",), "s3_url", "URL",
+           refused=_ENDPOINT.format(knob="ANNEX_DEFAULT_S3_URL")),
+    Option(("-aws-s3-config-path",), "s3_config_path", "BUCKET/KEY", refused=(
+        "an annex's configuration is always config-NAME.tar.gz in the bucket "
+        "ANNEX_DEFAULT_S3_BUCKET, the only object its instances may read")),
+)
 
 OPTIONS = {option.dest: option for option in (
     Option(("-annex-name",), "annex_name", "NAME",
@@ -63,15 +87,20 @@ OPTIONS = {option.dest: option for option in (
     Option(("-aws-on-demand-instance-profile-arn",), "odi_instance_profile_arn", "ARN",
            "on-demand instance profile (default ANNEX_DEFAULT_ODI_INSTANCE_PROFILE_ARN)"),
     Option(("-lease-function-arn",), "lease_function_arn", "ARN",
-           "the lease Lambda (default ANNEX_DEFAULT_LEASE_FUNCTION_ARN)"),
+           "the lease Lambda (default ANNEX_DEFAULT_LEASE_FUNCTION_ARN)",
+           aliases=("-aws-spot-fleet-lease-function-arn", "-aws-on-demand-lease-function-arn")),
+    Option(("-aws-on-demand",), "on_demand", None,
+           "start on-demand instances (-count N, no fleet config): the original's synopsis"),
+    Option(("-aws-spot-fleet",), "spot_fleet", None,
+           "start a Spot Fleet (from the fleet config): the original's synopsis"),
     Option(("-aws-region",), "region", "REGION",
            "use this region's setup and knobs (default ANNEX_DEFAULT_AWS_REGION)"),
     Option(("-public-key-file", "-access-key-file"), "access_key_file", "FILE",
            "file holding the AWS access key ID (default ANNEX_DEFAULT_ACCESS_KEY_FILE)",
-           aliases=("-aws-access-key-file",)),
+           aliases=("-aws-access-key-file", "-aws-public-key-file")),
     Option(("-secret-key-file", "-private-key-file"), "secret_key_file", "FILE",
            "file holding the AWS secret key, mode 600 (default ANNEX_DEFAULT_SECRET_KEY_FILE)",
-           aliases=("-aws-secret-key-file",)),
+           aliases=("-aws-secret-key-file", "-aws-private-key-file")),
     Option(("-aws-spot-fleet-config-file",), "config_file", "FILE",
            "the fleet JSON config (the same as giving it as the last argument)"),
     Option(("-aws-user-data",), "user_data", "DATA",
@@ -112,6 +141,7 @@ OPTIONS = {option.dest: option for option in (
     Option(("-check-setup",), "check_setup", None, "check this region's setup"),
     Option(("-help",), "help", None, "print this help and exit"),
     Option(("-version",), "version", None, "print the version and exit"),
+    *ORIGINAL_ONLY,
 )}
 
 COMMANDS = (CreateAnnex, Extend, Status, Off, Setup, CheckSetup, Plan)
@@ -139,6 +169,27 @@ def select(values: dict[str, Any], positionals: list[str]) -> Command:
     return command
 
 
+#: The original's subcommands, bare words: ``condor_annex [-annex-name N] status`` / ``off``.
+SUBCOMMANDS = {"status": "status", "off": "off"}
+
+
+def subcommand(values: dict[str, Any], positionals: list[str]) -> list[str]:
+    """``condor_annex status`` is ``-status``, ``condor_annex off`` is ``-off``.
+
+    The original handed the words after them to condor_status / condor_off; here they are
+    this command's own flags (``-annex-name``, ``-classad``, ...), and other words are refused.
+    """
+    if not positionals or positionals[0] not in SUBCOMMANDS:
+        return positionals
+    word, rest = positionals[0], positionals[1:]
+    if rest:
+        raise UsageError(f"'{word}' takes no more words (the original passed them to "
+                         f"condor_{word}); give -{SUBCOMMANDS[word]}'s flags instead, e.g. "
+                         f"condor_annex -annex-name NAME {word}")
+    values[SUBCOMMANDS[word]] = True
+    return rest
+
+
 def usage_text() -> str:
     return manpage.help_text(PAGE)
 
@@ -162,7 +213,9 @@ def _say_waiting(why: str) -> None:
 def run(argv: list[str]) -> int:
     try:
         values, positionals = parse(argv, tuple(OPTIONS.values()))
+        positionals = subcommand(values, positionals)
         positionals = config_positionals(values, positionals)
+        annex_kind(values, positionals)
         if values.get("help"):
             print(usage_text())
             return EXIT_OK

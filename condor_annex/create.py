@@ -12,7 +12,7 @@ from typing import Any
 from annexd.config import knobs
 from annexd.rpc import protocol
 
-from . import client, inputs
+from . import client, inputs, userconfig
 from .command import (EXIT_OK, Command, DaemonRefused, credentials, key_files, lease_seconds,
                       wants_progress, with_credentials)
 from .inputs import InputError
@@ -22,6 +22,13 @@ MAX_CONFIG_DIR_BYTES = 256 * 1024
 #: EC2's limit for user data, before base64.
 MAX_USER_DATA_BYTES = 16 * 1024
 
+
+#: The on-demand flags' names, for messages.
+OPTION_NAMES = {"odi_instance_type": "-aws-on-demand-instance-type",
+                "odi_image_id": "-aws-on-demand-ami-id",
+                "odi_security_group_ids": "-aws-on-demand-security-group-ids",
+                "odi_key_name": "-aws-on-demand-key-name",
+                "odi_instance_profile_arn": "-aws-on-demand-instance-profile-arn"}
 
 #: On-demand settings: option dest -> (request field, knob with the default).
 ODI_KNOBS = {
@@ -47,17 +54,28 @@ def on_demand_settings(values: dict[str, Any], region: str) -> dict[str, Any]:
     return found
 
 
-def join_defaults(region: str) -> dict[str, Any]:
+def join_defaults(settings: knobs.ClientSettings) -> dict[str, Any]:
     """-setup's instance profile and security groups from the user's configuration, for the
-    daemon to give instances whose config names none (it falls back to its own knobs)."""
+    daemon to give instances whose launch names none (it falls back to its own knobs); a
+    profile the original condor_annex's -setup wrote is not sent (this release's instances
+    cannot use it)."""
     found: dict[str, Any] = {}
-    profile = knobs.raw("ANNEX_DEFAULT_ODI_INSTANCE_PROFILE_ARN", region)
-    groups = knobs.id_list(knobs.raw("ANNEX_DEFAULT_ODI_SECURITY_GROUP_IDS", region))
-    if profile:
+    knob = "ANNEX_DEFAULT_ODI_INSTANCE_PROFILE_ARN"
+    profile = knobs.raw(knob, settings.region)
+    groups = knobs.id_list(knobs.raw("ANNEX_DEFAULT_ODI_SECURITY_GROUP_IDS", settings.region))
+    if profile and not from_originals_setup(knob, profile, settings):
         found["instance_profile_arn"] = profile
     if groups:
         found["security_group_ids"] = list(groups)
     return found
+
+
+def bucket(settings: knobs.ClientSettings) -> dict[str, str]:
+    """The user's bucket for the request, unless it is the original condor_annex's."""
+    if settings.bucket and not from_originals_setup("ANNEX_DEFAULT_S3_BUCKET",
+                                                    settings.bucket, settings):
+        return {"bucket": settings.bucket}
+    return {}
 
 
 def config_file(values: dict[str, Any], positionals: list[str],
@@ -155,6 +173,52 @@ def config_positionals(values: dict[str, Any], positionals: list[str]) -> list[s
         raise UsageError("give the fleet config once: -aws-spot-fleet-config-file FILE, or "
                          "FILE as the last argument")
     return [config]
+
+
+def from_originals_setup(knob: str, value: str | None, settings: knobs.ClientSettings) -> bool:
+    """True (and says so) if ``value`` of ``knob`` is what the original condor_annex's -setup
+    wrote into the user's config: its resource, which annexes made here cannot use.  It is
+    then not sent: the daemon uses the admin's (or says none is set)."""
+    local = knobs.region_local_name(settings.region)
+    if not userconfig.originals_value(settings.user_config_file, knob, local, value):
+        return False
+    print(f"condor_annex: notice: not using {local}.{knob} = {value} from "
+          f"{settings.user_config_file}: the original condor_annex's -setup wrote it, and this "
+          f"release's instances cannot use it; instead: {userconfig.ORIGINALS_RESOURCES[knob]}",
+          file=sys.stderr)
+    return True
+
+
+def say_originals_only(settings: knobs.ClientSettings) -> None:
+    """Name the original's knobs that are set but not read (there is no lease function)."""
+    for knob, instead in userconfig.ORIGINALS_ONLY.items():
+        if knobs.raw(knob, settings.region):
+            print(f"condor_annex: notice: {knob} (the original condor_annex's lease function) "
+                  f"is not used: its lease functions cannot end annexes made here; set "
+                  f"{instead} (condor_annex -aws-region {settings.region} -setup writes it)",
+                  file=sys.stderr)
+
+
+def annex_kind(values: dict[str, Any], positionals: list[str]) -> None:
+    """The original's synopsis: ``-aws-on-demand ... -count N`` or ``-aws-spot-fleet ...
+    -slots N`` with the fleet config.  Here the kind follows from a config being given or not;
+    the flags are accepted, checked against that, and dropped."""
+    on_demand, spot_fleet = values.pop("on_demand", False), values.pop("spot_fleet", False)
+    if on_demand and spot_fleet:
+        raise UsageError("give -aws-on-demand or -aws-spot-fleet, not both")
+    if on_demand and values.get("slots") is not None:
+        raise UsageError("-aws-on-demand starts on-demand instances: give -count N (-slots N "
+                         "is a Spot Fleet's capacity)")
+    if on_demand and positionals:
+        raise UsageError("-aws-on-demand starts on-demand instances (-count N and the "
+                         "-aws-on-demand-* settings); a fleet config starts a fleet: drop one")
+    odi = [OPTION_NAMES[dest] for dest in ODI_KNOBS if values.get(dest)]
+    if spot_fleet and odi:
+        raise UsageError(f"-aws-spot-fleet starts a Spot Fleet from its config; "
+                         f"{', '.join(odi)} are for on-demand instances")
+    if spot_fleet and not positionals and values.get("count") is not None:
+        raise UsageError("-aws-spot-fleet needs the fleet config: -aws-spot-fleet-config-file "
+                         "FILE (or FILE as the last argument)")
 
 
 def user_data(values: dict[str, Any]) -> str | None:
@@ -261,15 +325,18 @@ class CreateAnnex(Command):
         arn = values.get("lease_function_arn") or settings.lease_function_arn
         if arn:
             annex["lease_function_arn"] = arn
-        if settings.bucket:
-            annex["bucket"] = settings.bucket
-        annex.update(join_defaults(settings.region))
+        else:
+            say_originals_only(settings)
+        annex.update(bucket(settings))
+        annex.update(join_defaults(settings))
         annex.update(instance_options(values))
         creds = credentials(key_files(values, settings))
         if path:
             annex["fleet_config"] = fleet_config(path)
         else:
             annex["on_demand"] = on_demand_settings(values, settings.region)
+            if not values.get("odi_instance_profile_arn"):  # the knob's, as join_defaults
+                annex["on_demand"].pop("instance_profile_arn", None)  # judged it
         return wants_progress(with_credentials({"version": protocol.VERSION,
                                                  "command": "create", "annex": annex}, creds))
 

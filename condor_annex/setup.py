@@ -8,7 +8,7 @@ from typing import Any
 from annexd.config import knobs
 
 from . import userconfig
-from .create import join_defaults
+from .create import bucket, join_defaults
 from .command import (DEFAULT_KEY_FILES, EXIT_INPUT, EXIT_OK, EXIT_SETUP_PROBLEMS, FROM_INSTANCE,
                       Command, credentials, key_files, region_request)
 from .inputs import InputError
@@ -87,11 +87,9 @@ class CheckSetup(Command):
         except (InputError, UsageError) as error:
             self.problems.append(f"credentials: {error}")
         request = region_request("check-setup", creds, settings)
-        uses = dict(join_defaults(settings.region))
+        uses = {**join_defaults(settings), **bucket(settings)}  # as a create would send them
         if settings.lease_function_arn:
             uses["lease_function_arn"] = settings.lease_function_arn
-        if settings.bucket:
-            uses["bucket"] = settings.bucket
         request["uses"] = uses
         return request
 

@@ -6,13 +6,14 @@ else suffers.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from typing import Any
 
 from annexd.config import knobs
 
-from .command import EXIT_OK, Command, annex_request
+from .command import FROM_INSTANCE, EXIT_OK, Command, annex_request, key_files
 from annexd.usage.options import UsageError
 
 COLLECTOR_TIMEOUT_SECONDS = "5"
@@ -90,18 +91,32 @@ def _state_name(state: str) -> str:
     return state.title().replace("-", "")
 
 
-def classads(annexes: list[dict[str, Any]]) -> str:
+def key_digest(access_key_file: str | None) -> str | None:
+    """The MD5 of the access key file's contents, which the original put in each annex ad's
+    ``Name`` ("the annex ID is only unique per-credential", StatusReply.cpp); None if there
+    is no such file (FROM INSTANCE) or it cannot be read."""
+    if not access_key_file or access_key_file == FROM_INSTANCE:
+        return None
+    try:
+        with open(access_key_file, "rb") as handle:
+            return hashlib.md5(handle.read(), usedforsecurity=False).hexdigest()
+    except OSError:
+        return None
+
+
+def classads(annexes: list[dict[str, Any]], digest: str | None = None) -> str:
     """One ``Annex`` ad per annex in old ClassAd syntax, as ``condor_status -l`` prints ads
-    (and as the original's ``-classads`` did): its attributes ``AnnexID``, ``Name``,
-    ``TotalInstances``, ``NumInstances<State>`` and ``<State>InstancesList`` (instances whose
-    startd is in the pool count as ``InPool``, as there), plus ours."""
+    (and as the original's ``-classads`` did): its attributes ``AnnexID``, ``Name`` (``ID
+    [md5 of the access key file]``), ``TotalInstances``, ``NumInstances<State>`` and
+    ``<State>InstancesList`` (ClassAd lists; instances whose startd is in the pool count as
+    ``InPool``, as there), plus ours."""
     import classad2  # here: only -classad needs it
     ads = []
     for annex in annexes:
         ad = classad2.ClassAd()
         ad["MyType"] = "Annex"
         ad["AnnexID"] = annex["name"]
-        ad["Name"] = annex["name"]
+        ad["Name"] = f"{annex['name']} [{digest}]" if digest else annex["name"]
         ad["AnnexName"] = annex["name"]
         ad["Owner"] = annex["owner"]
         ad["AnnexType"] = annex["type"]
@@ -114,7 +129,7 @@ def classads(annexes: list[dict[str, Any]]) -> str:
         if "instance_ids" in annex:
             for state, ids in _with_in_pool(annex).items():
                 ad["NumInstances" + _state_name(state)] = len(ids)
-                ad[_state_name(state) + "InstancesList"] = ",".join(sorted(ids))
+                ad[_state_name(state) + "InstancesList"] = sorted(ids)
         else:  # a finished annex, from the journal only, or counts without IDs
             for state, count in (annex["instances"] or {}).items():
                 ad["NumInstances" + _state_name(state)] = count
@@ -160,6 +175,7 @@ class Status(Command):
             else "table"
         self.long = bool(values.get("long"))
         request = annex_request("status", values, settings)
+        self.digest = key_digest((key_files(values, settings) or (None,))[0])
         if self.long or self.style == "classad":
             request["instance_ids"] = True
         return request
@@ -174,7 +190,7 @@ class Status(Command):
         elif self.style == "classad":
             for annex in annexes:
                 annex["in_pool_ids"] = set() if joined is None else joined[annex["name"]]
-            print(classads(annexes))
+            print(classads(annexes, self.digest))
         else:
             print(table(annexes, time.time()))
             if self.long and annexes:

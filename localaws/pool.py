@@ -124,7 +124,7 @@ class LocalPool:
             "## This pool's own settings, as any pool has them.",
             "COLLECTOR_HOST = cm.pool.example.org:9618",
             f"ANNEX_DEFAULT_S3_BUCKET = {bucket}" if bucket else "",
-            "## What -setup made for instances to join with (README, install step 10).",
+            "## What -setup made for instances to join with (README, install step 9).",
             f"ANNEX_DEFAULT_ODI_INSTANCE_PROFILE_ARN = {fixtures.JOIN_PROFILE_ARN}" if join else "",
             f"ANNEX_DEFAULT_ODI_SECURITY_GROUP_IDS = {fixtures.JOIN_GROUP_ID}" if join else ""])
         _write(os.path.join(self.config_dir, "95emulator"), [
@@ -134,6 +134,8 @@ class LocalPool:
             "## For the tests: the user's knobs in this pool's directory (not root's home),",
             "## and shorter waits.",
             f"USER_CONFIG_FILE = {self.user_config_file}" if own_user_config else "",
+            "## The daemon runs as whoever runs the tests, not as a condor account.",
+            f"CONDOR_IDS = {os.getuid()}.{os.getgid()}",
             "ANNEXD_SETUP_POLL_SECONDS = 0.2",
             "ANNEXD_AWS_MAX_ATTEMPTS = 2",
             extra])

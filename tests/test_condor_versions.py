@@ -3,9 +3,11 @@
 ANNEXD is in condor_master's built-in DaemonCore list, and how DC_DAEMON_LIST takes it off
 changed between versions (see the fragment).  Each case reads the fragment with that
 version's own Python bindings -- the same configuration parser the master uses, ``if version``
-conditionals included -- and checks that ANNEXD joins DAEMON_LIST and that the master of that
-version, applying its own DC_DAEMON_LIST rules to what the fragment set, ends with exactly its
-built-in DaemonCore daemons less ANNEXD.
+conditionals included -- and checks that ANNEXD joins DAEMON_LIST and what the master of that
+version, applying its own DC_DAEMON_LIST rules to what the fragment set, makes of it: its
+built-in DaemonCore daemons less ANNEXD where "-ANNEXD" works (25.0.13+, 25.13.2+), all of them
+untouched elsewhere (issue 25 finding 9: 24.0's master warns about any list not starting with
+"+"); never a warning, and a DC_DAEMON_LIST the site set is kept.
 
 The bindings of other versions live in ``.venv-htcondor-<version>/`` (``pip install --target``,
 htcondor alone), made on first use and kept; the suite's own virtualenv has the newest.
@@ -60,6 +62,18 @@ def effective_dc(version: Version, value: str | None) -> set[str]:
     return set(names)
 
 
+def warnings(version: Version, value: str | None) -> int:
+    """How many "expected to find X in DC_DAEMON_LIST, but it is not there" lines the master
+    logs (init_daemon_list() before HTCONDOR-3845: for a list not starting with "+", each
+    built-in daemon is compared with every entry, but ``found`` keeps only the comparison with
+    the last entry -- so all but at most one built-in are reported, whatever the list)."""
+    if keeps_built_ins(version) or value is None or value.startswith("+"):
+        return 0
+    names = [n for n in re.split(r"[\s,]+", value) if n]
+    last = names[-1].upper() if names else ""
+    return sum(1 for name in built_in_dc(version) if name != last)
+
+
 READ = """
 import json, re
 try:
@@ -77,10 +91,12 @@ print(json.dumps({"version": [int(v) for v in version], "DAEMON_LIST": get("DAEM
 """
 
 
-def read_fragment(command: list[str], env: dict[str, str], tmp_path) -> dict:
-    """What the bindings run by ``command`` make of a site config that includes the fragment."""
+def read_fragment(command: list[str], env: dict[str, str], tmp_path, site: str = "") -> dict:
+    """What the bindings run by ``command`` make of a site config that includes the fragment
+    (after the site's own ``site`` lines)."""
     config = tmp_path / "condor_config"
-    config.write_text(f"BIN = /usr/bin\nDAEMON_LIST = MASTER, SCHEDD\ninclude : {FRAGMENT}\n")
+    config.write_text(f"BIN = /usr/bin\nDAEMON_LIST = MASTER, SCHEDD\n{site}\n"
+                      f"include : {FRAGMENT}\n")
     result = subprocess.run([*command, "-c", READ], env={**env, "CONDOR_CONFIG": str(config)},
                             capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -110,14 +126,40 @@ def check(seen: dict, expected_series: str | None) -> None:
         assert ".".join(map(str, version)).startswith(expected_series + "."), version
     assert re.split(r"[\s,]+", seen["DAEMON_LIST"]) == ["MASTER", "SCHEDD", "ANNEXD"]
     assert seen["ANNEXD"] == "/usr/bin/condor_annexd"
-    assert effective_dc(version, seen["DC_DAEMON_LIST"]) == built_in_dc(version) - {"ANNEXD"}, \
-        (version, seen["DC_DAEMON_LIST"])
+    value = seen["DC_DAEMON_LIST"]
+    wanted = built_in_dc(version) - ({"ANNEXD"} if keeps_built_ins(version) else set())
+    assert effective_dc(version, value) == wanted, (version, value)
+    assert warnings(version, value) == 0, (version, value)
+    if not keeps_built_ins(version):
+        assert value is None  # left alone
+
+
+#: A site's own DC_DAEMON_LIST, as each version's syntax allows adding a daemon of its own.
+SITE_DC = {False: "DC_DAEMON_LIST = +MY_DC_DAEMON", True: "DC_DAEMON_LIST = MY_DC_DAEMON"}
+
+
+def check_site_list_kept(command: list[str], env: dict[str, str], tmp_path) -> None:
+    probe = read_fragment(command, env, tmp_path)
+    version = tuple(probe["version"])
+    seen = read_fragment(command, env, tmp_path, SITE_DC[keeps_built_ins(version)])
+    assert "MY_DC_DAEMON" in effective_dc(version, seen["DC_DAEMON_LIST"]), seen
+    assert warnings(version, seen["DC_DAEMON_LIST"]) == 0
+
+
+def test_the_warning_model_is_24_0s_loop():
+    """The model above against what 24.0's master logged with the old fragment's list: 18."""
+    old = ("MASTER, STARTD, SCHEDD, KBDD, COLLECTOR, NEGOTIATOR, EVENTD, VIEW_SERVER, "
+           "CONDOR_VIEW, VIEW_COLLECTOR, CREDD, HAD, REPLICATION, JOB_ROUTER, ROOSTER, "
+           "SHARED_PORT, DEFRAG, GANGLIAD")
+    assert warnings((24, 0, 24), old) == 18
+    assert warnings((24, 0, 24), "+MINE") == 0 and warnings((25, 14, 1), old) == 0
 
 
 @pytest.mark.parametrize("series", ["24.0", "25.0", "25.12"])
 def test_fragment_takes_annexd_off_the_daemoncore_list_in_htcondor(series, tmp_path):
     """24.0 LTS (list replaces), 25.0 LTS >= 25.0.13 (-ANNEXD), 25.12 (list, PLACEMENTD)."""
     check(read_fragment(*bindings(series), tmp_path), series)
+    check_site_list_kept(*bindings(series), tmp_path)
 
 
 def test_fragment_takes_annexd_off_the_daemoncore_list_in_the_newest_htcondor(tmp_path):
@@ -125,4 +167,5 @@ def test_fragment_takes_annexd_off_the_daemoncore_list_in_the_newest_htcondor(tm
     seen = read_fragment([sys.executable], dict(os.environ), tmp_path)
     check(seen, None)
     assert tuple(seen["version"]) >= (25, 13, 2)
+    check_site_list_kept([sys.executable], dict(os.environ), tmp_path)
 

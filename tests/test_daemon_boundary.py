@@ -272,6 +272,38 @@ def test_fuzzed_bytes_on_the_socket_never_hurt_the_daemon(pool, daemon, payload)
     assert daemon.process.poll() is None
 
 
+def test_ready_and_alive_are_delivered_as_daemoncore_reads_them(aws, moto_server, tmp_path):
+    """Issue 25 finding 9: the stand-in master answers as condor_master's DaemonCore does
+    (security negotiation, a session, then the command; localaws/master.py says from which
+    of HTCondor's sources) and decodes what arrives: the ready ad and keep-alives carrying
+    this daemon's pid and its not-responding timeout, each delivered whole -- the bindings
+    report success, so the daemon logs no failure to send."""
+    master = MasterStandIn()
+    pool = LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET,
+                                          extra="ANNEXD_NOT_RESPONDING_TIMEOUT = 99")
+    try:
+        with AnnexDaemon(pool, {"CONDOR_INHERIT": master.inherit}) as daemon:
+            pid = daemon.process.pid
+            alive_period = 99 // 3 - 30  # 3 s, as DaemonCore's max(1, T/3 - 30)
+            wait_for(lambda: master.commands.count(DC_CHILDALIVE), "three keep-alives",
+                     until=lambda count: count >= 3, timeout=10 * alive_period + 20)
+            assert daemon.stop(signal.SIGTERM, timeout=30) == 0
+    finally:
+        master.close()
+    assert master.errors == []
+    [ready] = [r for r in master.received if r.command == DC_SET_READY]
+    assert ready.payload == {"DaemonPID": pid, "DaemonName": "ANNEXD", "DaemonState": "Ready"}
+    alive = [r for r in master.received if r.command == DC_CHILDALIVE]
+    assert all(r.payload["pid"] == pid and r.payload["timeout"] == 99 for r in alive)
+    # One negotiated session, then resumed, as a DaemonCore client caches it.
+    assert {r.session for r in master.received} <= {"new", "resumed"}
+    assert "resumed" in {r.session for r in master.received}
+    with open(pool.log_file, encoding="utf-8") as handle:
+        log = handle.read()
+    assert "told condor_master we are ready" in log
+    assert "could not send" not in log
+
+
 def test_only_root_and_the_daemons_user_run_setup_with_the_daemons_identity(moto_server,
                                                                              shared_pool):
     """Issue 23 finding 4: any local uid (this one has no passwd entry) ran -setup for a new

@@ -94,7 +94,11 @@ def test_help_is_the_same_source_as_the_page(name):
 
 
 def test_the_pages_are_built_from_the_tables_the_programs_parse_with():
-    assert PROGRAMS["condor_annex"].options == tuple(cli.OPTIONS.values())
+    # The flags it accepts; the original's it refuses are README's "Coming from condor_annex".
+    assert PROGRAMS["condor_annex"].options == tuple(o for o in cli.OPTIONS.values()
+                                                     if not o.refused)
+    assert {o.flag for o in cli.ORIGINAL_ONLY} == {o.flag for o in cli.OPTIONS.values()
+                                                   if o.refused}
     assert PROGRAMS["condor_annex"].usage == tuple(c.usage for c in cli.COMMANDS)
     assert PROGRAMS["condor_annexd"].options is daemon_about.OPTIONS
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -55,12 +56,18 @@ def test_status_classads_are_old_syntax_with_the_originals_attributes(aws, run_a
     instances = sorted(aws.annex_resources("ads")["instances"])
     shown = run_annex("-status", "-classads", *with_keys)
     assert shown.returncode == 0, shown.stderr
-    assert "[" not in shown.stdout and 'AnnexID = "ads"' in shown.stdout.splitlines()
+    assert 'AnnexID = "ads"' in shown.stdout.splitlines()
     ads = {ad["AnnexID"]: ad for ad in classad2.parseAds(shown.stdout, classad2.ParserType.Old)}
     ad = ads["ads"]
     assert ad["MyType"] == "Annex" and ad["AnnexID"] == "ads" and ad["TotalInstances"] == 2
     assert ad["NumInstancesRunning"] == 2
-    assert sorted(ad["RunningInstancesList"].split(",")) == instances
+    # Issue 25 finding 5: as the original printed them, a ClassAd list of the IDs, and the
+    # Name "ID [md5 of the access key file]" (StatusReply.cpp).
+    assert list(ad["RunningInstancesList"]) == instances
+    assert '{ "' in shown.stdout
+    with open(with_keys[1], "rb") as handle:
+        digest = hashlib.md5(handle.read()).hexdigest()
+    assert ad["Name"] == f"ads [{digest}]"
     assert ad["Owner"] and ad["Region"] == "us-east-1" and ad["LeaseExpiration"] > 0
     # -long lists the instance IDs under the table.
     long = run_annex("-status", "-long", *with_keys)

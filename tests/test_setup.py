@@ -149,7 +149,7 @@ def test_an_unwritable_user_config_gets_the_lines_printed(empty_aws, setup_pool,
 def test_check_setup_is_right_for_a_user_set_up_as_readme_says(empty_aws, moto_server,
                                                                 tmp_path):
     """Finding 7: the admin runs -setup and copies the region's block, without the two
-    key-file knobs, into 81annexd-site (README, install step 10); the user's keys are in
+    key-file knobs, into 81annexd-site (README, install step 9); the user's keys are in
     ~/.condor/publicKeyFile and privateKeyFile.  -check-setup then exited 9 ("…KEY_FILE is
     not set … run -setup", which the user's policy cannot run) and looked at none of what a
     create uses.  Now it checks each thing, one line each, and says OK; and the create

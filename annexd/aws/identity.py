@@ -24,6 +24,7 @@ from typing import Callable
 import boto3
 
 from annexd.config import keytext
+from annexd.process import privileges
 from annexd.config.knobs import DaemonSettings, KnobError
 
 log = logging.getLogger("annexd.aws.identity")
@@ -69,11 +70,13 @@ def _private_file(knob: str, path: str) -> str:
         raise KnobError(f"{knob} = {path}: {error.strerror}") from None
     if not stat.S_ISREG(info.st_mode):
         raise KnobError(f"{knob} = {path}: not a regular file")
-    if info.st_uid != os.geteuid() or info.st_mode & 0o077:
+    if info.st_uid not in privileges.own_uids() or info.st_mode & 0o077:
         raise KnobError(f"{knob} = {path}: must be owned by the daemon's user and readable by "
                         f"it only (mode 0600 or 0400; it is {stat.S_IMODE(info.st_mode):04o})")
     try:
-        with open(path, encoding="utf-8") as handle:
+        with privileges.as_root():  # root's file, once the daemon runs as condor
+            handle = open(path, encoding="utf-8")
+        with handle:
             text = handle.read().strip()
     except UnicodeDecodeError:
         raise KnobError(f"{knob} = {path}: not a bare key (not UTF-8 text)") from None

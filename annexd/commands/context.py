@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from annexd.aws import identity
+from annexd.process import privileges
 from annexd.instance_config import idtoken
 from annexd.launch import steps
 from annexd.instance_config import tarball
@@ -58,7 +59,9 @@ def user_name(uid: int) -> str:
 def _read(path: str | None) -> bytes:
     if path is None:
         raise FileNotFoundError(2, "not configured", "(unset)")
-    with open(path, "rb") as handle:
+    with privileges.as_root():  # the admin's pool password or token: root's files
+        handle = open(path, "rb")
+    with handle:
         return handle.read()
 
 

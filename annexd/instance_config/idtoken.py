@@ -31,6 +31,8 @@ import secrets
 import stat
 from dataclasses import dataclass
 
+from annexd.process import privileges
+
 #: What an annex's startd and master need, nothing more: read the pool, advertise themselves.
 SCOPE = ("READ", "ADVERTISE_STARTD", "ADVERTISE_MASTER")
 #: A token outlives its lease by this much: more than the instances' shutdown margin plus two
@@ -107,7 +109,8 @@ def read_key(settings: TokenSettings) -> bytes:
     """The signing key's secret as HTCondor's HKDF input (unscrambled, doubled for POOL)."""
     where = f"the token signing key {settings.key_file} ({settings.key_knob})"
     try:
-        fd = os.open(settings.key_file, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        with privileges.as_root():  # a root-only key, as HTCondor keeps them
+            fd = os.open(settings.key_file, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as error:
         raise TokenKeyError(f"condor_annexd cannot read {where}: {error.strerror}") from None
     try:

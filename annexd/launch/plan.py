@@ -19,6 +19,12 @@ from annexd.launch import adjust
 from annexd.config.knobs import PoolSettings, RegionSettings
 from annexd.rpc.protocol import shown
 
+#: The original condor_annex's lease functions, as its -setup's stack named them
+#: (HTCondorAnnex-LambdaFunctions-sfrLeaseFunction-XXXX): they take another input ({AnnexID,
+#: S3BucketName, LeaseExpiration}) and find instances by another token, so a rule of ours
+#: calling one would never end its annex.
+ORIGINALS_LEASE_FUNCTION = re.compile(r":function:[^:]*-(sfr|odi)LeaseFunction-")
+
 LAMBDA_ARN = re.compile(
     r"^arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):\d{12}:function:[A-Za-z0-9_-]{1,64}"
     r"(:(\$LATEST|[A-Za-z0-9_-]+))?\Z")
@@ -144,6 +150,11 @@ def _lease_function_arn(requested: str | None, settings: RegionSettings) -> str:
     match = LAMBDA_ARN.match(arn)
     if not match:
         raise InvalidRequest(f"-lease-function-arn: {shown(arn)!r} is not a Lambda function ARN")
+    if ORIGINALS_LEASE_FUNCTION.search(arn):
+        raise InvalidRequest(
+            f"-lease-function-arn: {shown(arn)!r} is the original condor_annex's lease function,"
+            " which cannot end annexes made here: use ANNEX_DEFAULT_LEASE_FUNCTION_ARN "
+            f"(condor_annex -aws-region {settings.region} -setup makes one)")
     if match.group("region") != settings.region:
         raise InvalidRequest(
             f"-lease-function-arn: the function is in {match.group('region')} but annexes are "
@@ -240,6 +251,10 @@ def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: RegionSetting
         raise InvalidRequest(f"{source_name}: {exc}") from None
     minted = pool_auth == "minted"
     notices = tuple(f"{source_name}: {notice}" for notice in adjusted + built.notices + joined)
+    if bucket != settings.bucket and settings.bucket:
+        notices += (f"the configuration bucket is yours, {bucket} (your "
+                    f"ANNEX_DEFAULT_S3_BUCKET), not the admin's {settings.bucket}: your "
+                    "instance profile must be allowed to read it",)
     return AnnexPlan(
         annex_id=annex_id,
         annex_type=kind.annex_type,

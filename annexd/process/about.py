@@ -17,7 +17,8 @@ EXIT_NO_RESTART = 99
 
 OPTIONS = (
     Option(("-f",), "f", None,
-           "run in the foreground (the default; condor_master passes it)"),
+           "run in the foreground (the default, as condor_master expects; accepted for scripts "
+           "that pass it)"),
     Option(("-t",), "t", None, "also log to the terminal (standard error)"),
     Option(("-daemonize",), "daemonize", None,
            "detach and run in the background, without condor_master"),

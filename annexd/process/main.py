@@ -44,6 +44,7 @@ from annexd.process import about
 from annexd.aws import identity as daemon_identity
 from annexd.config import knobs
 from annexd.process import memory
+from annexd.process import privileges
 from annexd.process import reconfig
 from annexd.process import standalone
 from annexd.process.about import EXIT_LOG_ERROR, EXIT_NO_RESTART, EXIT_OK
@@ -208,10 +209,11 @@ class Lifecycle:
             _reopen_log()
             if self.service is not None and self.server is not None:
                 settings = knobs.DaemonSettings.load()
-                self.server.reconfigure(
-                    group=settings.socket_group, max_clients=settings.max_clients,
-                    client_timeout=settings.client_timeout_seconds,
-                    max_clients_per_user=settings.max_clients_per_user)
+                with privileges.as_root():  # the socket's group and mode
+                    self.server.reconfigure(
+                        group=settings.socket_group, max_clients=settings.max_clients,
+                        client_timeout=settings.client_timeout_seconds,
+                        max_clients_per_user=settings.max_clients_per_user)
                 found = daemon_identity.resolve(settings, self.service.account_of)
                 self.service.reconfigure(settings, found)
                 log.info("condor_annexd's own AWS identity: %s", found.describe())
@@ -279,10 +281,42 @@ def _open(settings: knobs.DaemonSettings) -> tuple[Journal, AnnexService, AnnexS
     return journal, service, server
 
 
+def _plan_user() -> None:
+    """Whom to run as once the socket is made (annexd.process.privileges)."""
+    try:
+        privileges.plan()
+    except privileges.PrivilegeError as error:
+        raise Fatal(EXIT_NO_RESTART, f"configuration error: {error}") from None
+
+
+def _drop_root(settings: knobs.DaemonSettings) -> None:
+    """Started as root: from here on, run as the condor user (CONDOR_IDS), owning the
+    journal, the log and the socket it keeps using."""
+    ids = privileges.planned()
+    if ids is None:
+        if os.geteuid() == 0:
+            log.warning("running as root: CONDOR_IDS is not set and there is no condor "
+                        "account to run as (HTCondor's own daemons refuse to start so)")
+        return
+    log_path = knobs.path("ANNEXD_LOG")
+    journal = settings.journal_path
+    directories = {"ANNEXD_JOURNAL": os.path.dirname(os.path.abspath(journal)),
+                   "ANNEXD_LOG": os.path.dirname(os.path.abspath(log_path)),
+                   "ANNEXD_SOCKET": os.path.dirname(os.path.abspath(settings.socket_path))}
+    files = [journal, f"{journal}-wal", f"{journal}-shm", log_path, f"{log_path}.old",
+             settings.socket_path]
+    code = tuple(os.path.dirname(module.__file__) for module in (os, htcondor2, knobs))
+    try:
+        privileges.drop(ids, directories, files, code)
+    except (privileges.PrivilegeError, OSError) as error:
+        raise Fatal(EXIT_NO_RESTART, f"cannot run as the condor user: {error}") from None
+
+
 def _serve(lifecycle: Lifecycle) -> int:
     memory.limit_arenas()  # before any thread: see annexd.process.memory
     settings = _load_settings()
     journal, service, server = _open(settings)
+    _drop_root(settings)
     lifecycle.service, lifecycle.server = service, server
     lifecycle.started_with = reconfig.snapshot(settings)
     if lifecycle.stop.is_set():
@@ -323,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     htcondor2.set_subsystem("ANNEXD", htcondor2.SubsystemType.Daemon)
     lifecycle = Lifecycle()
     try:
+        _plan_user()
         _check_log()
         if args.daemonize:
             _load_settings()  # report configuration errors before detaching

@@ -20,6 +20,7 @@ import time
 from annexd.process import memory
 from annexd.rpc import protocol
 from annexd.rpc.service import AnnexService, Peer
+from annexd.process import privileges
 
 log = logging.getLogger("annexd.rpc.server")
 
@@ -60,7 +61,7 @@ def _make_directory(directory: str) -> None:
 def _check_directory(directory: str) -> None:
     _make_directory(os.path.abspath(directory))
     info = os.stat(directory)
-    if info.st_uid not in (0, os.geteuid()):
+    if info.st_uid not in privileges.own_uids():  # root, us, or the condor user we become
         raise SocketSetupError(f"socket directory {directory} is owned by uid {info.st_uid}")
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise SocketSetupError(f"socket directory {directory} is writable by others "

@@ -26,6 +26,10 @@ class Option:
     #: The original condor_annex's names for this option, accepted as they are (exact or by
     #: unique prefix, like every name) so its users' commands and scripts keep working.
     aliases: tuple[str, ...] = ()
+    #: Set for a flag of the original condor_annex that has no counterpart here: giving it is
+    #: refused with this message, which names what to use instead.  Such an option is matched
+    #: (so no prefix of it is taken for another flag) but never shown in help.
+    refused: str = ""
 
     @property
     def flag(self) -> str:
@@ -60,6 +64,9 @@ def parse(argv: Sequence[str], options: Sequence[Option]) -> tuple[dict[str, Any
             positionals.append(arg)
             continue
         option = _match(arg, options)
+        if option.refused:
+            raise UsageError(f"{option.flag} (the original condor_annex's) is not supported: "
+                             f"{option.refused}")
         if option.metavar is None:
             values[option.dest] = True
             continue
@@ -75,9 +82,9 @@ def parse(argv: Sequence[str], options: Sequence[Option]) -> tuple[dict[str, Any
 
 
 def help_text(usage: str, options: Sequence[Option]) -> str:
-    width = max(len(f"{o.flag} {o.metavar or ''}") for o in options) + 2
+    width = max(len(f"{o.flag} {o.metavar or ''}") for o in options if not o.refused) + 2
     lines = [f"usage: {usage}", "", "options:"]
-    for option in options:
+    for option in (o for o in options if not o.refused):
         left = f"{option.flag} {option.metavar or ''}".rstrip()
         others = option.names[1:] + option.aliases
         aliases = f" (also {', '.join(others)})" if others else ""
