@@ -17,12 +17,12 @@ a targeted job's Requirements and does that itself.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import classad2
 import htcondor2
 import pytest
 
-from annexd.config import knobs
 from annexd.instance_config import routing, tarball
 from annexd.launch.plan import AnnexPlan
 
@@ -72,7 +72,7 @@ Requirements = START && (WithinResourceLimits)
 @pytest.fixture
 def config(condor_config):
     """Read HTCondor configuration text with the real parser; returns param()'s view."""
-    def read(text: str) -> htcondor2._param._Param:
+    def read(text: str) -> Any:
         condor_config(f"TRUST_DOMAIN = {TRUST_DOMAIN}\n{text}")
         return htcondor2.param
     return read
@@ -202,4 +202,3 @@ def test_the_identity_check_can_be_turned_off_for_annexes_without_their_own_iden
     shared = annex_slot(config, "x", ("alice",), identity=f"condor_pool@{TRUST_DOMAIN}")
     assert job.symmetricMatch(shared)
     assert not job.symmetricMatch(annex_slot(config, "y", ("alice",)))
-    knobs.reload()
