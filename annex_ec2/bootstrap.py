@@ -130,7 +130,7 @@ def bootstrap(config_dir: str, retry: Retrier) -> str:
     payload, metadata = retry(f"downloading s3://{bucket}/{key}", download)
     installed = extract.install(payload, config_dir, f"50annex-{annex}.config")
     condor.write(config_dir, INSTANCE_FILE, instance_facts(instance_id, interruptible))
-    lease.record_object(config_dir, bucket, key, annex)
+    lease.record_object(config_dir, bucket, key, annex, lease.token_stamp(metadata))
     lease_end = lease.from_metadata(metadata)
     if lease_end is None:
         log.warning("s3://%s/%s carries no lease end; the lease function alone ends this "
@@ -143,18 +143,24 @@ def bootstrap(config_dir: str, retry: Retrier) -> str:
 
 
 def renew_token(s3: Any, recorded: dict[str, str], config_dir: str,
-                lease_end: int | None) -> None:
-    """When the lease end moved, install the config object again before acting on it: a lease
-    change renews the token the daemon minted for the annex (which expires shortly after the
-    lease it was made for) in the same write as the new lease end."""
-    if lease_end is None or lease.current(config_dir) == lease_end:
-        return
+                lease_end: int | None, stamp: str = "") -> bool:
+    """Install the config object again when it holds a newer token: the lease end moved (a
+    lease change renews the token in the same write), or the daemon renewed the token
+    (``stamp``, the object's token metadata, differs from the one installed).  True if it
+    was installed again."""
+    moved = lease_end is not None and lease.current(config_dir) != lease_end
+    if not moved and stamp == recorded.get("token", ""):
+        return False
     payload = s3.get_object(Bucket=recorded["bucket"], Key=recorded["key"])["Body"].read()
     extract.install(payload, config_dir, f"50annex-{recorded['annex']}.config")
+    lease.record_object(config_dir, recorded["bucket"], recorded["key"], recorded["annex"],
+                        stamp)
+    return True
 
 
 def refresh_lease(config_dir: str, reconfig_command: str) -> bool:
-    """Bring the lease file in step with the config object; True if it changed.
+    """Bring the lease file and the token in step with the config object; True if either
+    changed.
 
     A config object that is gone means the lease has ended: the startd is told to leave.
     A denial is not "gone" (see :mod:`annex_ec2.gone`): it is raised, and the next run of the
@@ -165,20 +171,26 @@ def refresh_lease(config_dir: str, reconfig_command: str) -> bool:
     s3 = boto3.session.Session(region_name=region).client(
         "s3", config=Config(retries={"mode": "standard", "total_max_attempts": 3}))
     bucket, key = recorded["bucket"], recorded["key"]
+    renewed = False
     try:
         metadata = gone.read(s3, bucket, key,
                              lambda: s3.head_object(Bucket=bucket, Key=key))["Metadata"]
         lease_end = lease.from_metadata(metadata)
-        renew_token(s3, recorded, config_dir, lease_end)
+        renewed = renew_token(s3, recorded, config_dir, lease_end, lease.token_stamp(metadata))
     except gone.Gone:
         log.warning("annex %s: its config object is gone: the lease has ended",
                     recorded["annex"])
         lease_end = lease.ended_now()
-    if lease_end is None or not lease.write(config_dir, lease_end):
+    moved = lease_end is not None and lease.write(config_dir, lease_end)
+    if not (moved or renewed):
         return False
-    log.info("annex %s: the lease now ends at %d; reconfiguring HTCondor", recorded["annex"],
-             lease_end)
-    condor.run(reconfig_command, "make HTCondor read the new lease end")
+    if moved:
+        log.info("annex %s: the lease now ends at %d; reconfiguring HTCondor",
+                 recorded["annex"], lease_end)
+    else:
+        log.info("annex %s: installed its renewed token; reconfiguring HTCondor",
+                 recorded["annex"])
+    condor.run(reconfig_command, "make HTCondor read the new lease end and token")
     return True
 
 

@@ -5,8 +5,9 @@ The lease end is not in the annex's tarball: it is the config object's metadata
 changes.  At boot ``condor_annex_ec2`` writes it into :data:`LEASE_FILE`; every minute
 ``condor_annex_ec2 -refresh-lease`` (a systemd timer on the image) reads it again with one
 HeadObject and, if it moved, installs the object again (a lease change renews the annex's
-token in it, which expires shortly after the lease it was made for), rewrites the file and
-runs ``condor_reconfig``.
+token in it), rewrites the file and runs ``condor_reconfig``.  The daemon also renews the
+token on its own, every half ``ANNEX_TOKEN_LIFETIME``, without moving the lease end: the
+object's ``x-amz-meta-annex-token-minted`` changes, and the instance installs it again.
 
 The startd leaves at the lease end plus :data:`SHUTDOWN_MARGIN_SECONDS`: the lease function
 normally ends the instance first (within a minute of the end); this is the instance's own
@@ -26,6 +27,9 @@ LEASE_FILE = "51annex-lease.config"
 #: Where the bootstrap records which object to re-read (hidden: HTCondor skips dot files).
 OBJECT_FILE = ".annex-object.json"
 METADATA_KEY = "annex-lease-expiration"
+#: When the token in the object was minted, set by the daemon's token renewal: a change
+#: means a renewed token, to be installed though the lease end did not move.
+TOKEN_KEY = "annex-token-minted"
 SHUTDOWN_MARGIN_SECONDS = 120
 
 
@@ -62,9 +66,15 @@ def write(config_dir: str, lease_end: int) -> bool:
     return True
 
 
-def record_object(config_dir: str, bucket: str, key: str, annex: str) -> None:
+def token_stamp(metadata: dict[str, str] | None) -> str:
+    """Which renewal of the token the object holds ("" before the first)."""
+    return (metadata or {}).get(TOKEN_KEY, "")
+
+
+def record_object(config_dir: str, bucket: str, key: str, annex: str,
+                  token: str = "") -> None:
     condor.write(config_dir, OBJECT_FILE,
-                 json.dumps({"bucket": bucket, "key": key, "annex": annex}))
+                 json.dumps({"bucket": bucket, "key": key, "annex": annex, "token": token}))
 
 
 def recorded_object(config_dir: str) -> dict[str, Any]:

@@ -63,6 +63,8 @@ def _instances(counts: dict[str, int] | None) -> str:
 def _lease(annex: dict[str, Any], now: float) -> str:
     """Time left only where a lease is in force; history shows what became of the annex."""
     lease = annex.get("lease", "enforced")
+    if annex.get("unknown_to_this_release"):  # a newer release's row: its state, as written
+        return f"({annex['state']}: not known to this release)"
     if lease == "ended":
         return f"({annex['state']})"
     if lease == "missing":

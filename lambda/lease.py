@@ -383,6 +383,11 @@ def rule_description(annex_id: str, client_token: str) -> str:
     return f"HTCondor annex {annex_id}: enforce the lease (request {client_token})"
 
 
+def old_rule_description(annex_id: str) -> str:
+    """The description releases before request tokens gave the lease rule: no request named."""
+    return f"HTCondor annex {annex_id}: enforce the lease"
+
+
 def _describes_lease(description: str, annex_id: str, client_token: str | None) -> bool:
     """Whether a rule's description is the one condor_annexd gives this lease's rule.
 
@@ -394,8 +399,9 @@ def _describes_lease(description: str, annex_id: str, client_token: str | None) 
     if client_token is not None:
         return description == rule_description(annex_id, client_token)
     name = re.escape(annex_id)
-    return re.fullmatch(rf"HTCondor annex {name}: enforce the lease"
-                        rf"( \(request {name}_[A-Za-z0-9_-]+\))?", description) is not None
+    return description == old_rule_description(annex_id) or re.fullmatch(
+        rf"HTCondor annex {name}: enforce the lease \(request {name}_[A-Za-z0-9_-]+\)",
+        description) is not None
 
 
 def function_of(arn: str) -> str:

@@ -160,31 +160,48 @@ case "$command" in
                 ! /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
             install_venv_module
         fi
-        # The instance-side virtualenv (Python 3.9, boto3 alone: tests/instance_side.py) is
-        # made meanwhile, while the main session starts its workers and emulators.
+        # The whole suite also runs the instance-side tests with condor_annex_ec2 as an image
+        # runs it -- the single-file bundle on the oldest Python 3.9+ here, in a virtualenv
+        # holding boto3 alone (.venv-instance-<version>, made once; tests/instance_side.py).
+        # That rerun goes in the background, beside the main session (one process, -n 0, its
+        # own emulator and temporary directory): it fills the cores the main session leaves
+        # idle while its tests wait on processes, instead of adding its time after it
+        # (docs/testing.md, "The suite's time").  Its output follows the main session's.
         full_suite=
         if [ $# -eq 0 ] && [ -z "$EXPLICIT_PYTHON" ]; then
             full_suite=1
-            instance_out=$(mktemp)
-            "$VENV/bin/python" tests/instance_side.py > "$instance_out" &
+            instance_dir=$(mktemp -d)
+            (
+                instance_command=$("$VENV/bin/python" tests/instance_side.py) || exit 1
+                echo "scripts/dev.sh: instance-side tests again with condor_annex_ec2 =" \
+                     "$instance_command"
+                ANNEX_EC2_COMMAND=$instance_command exec "$VENV/bin/python" -m pytest -n 0 \
+                    -p no:cacheprovider --basetemp "$instance_dir/tmp" \
+                    tests/test_bootstrap.py tests/test_interruption.py
+            ) > "$instance_dir/output" 2>&1 &
             instance_pid=$!
+            # Interrupted (^C reaches the main session only: a background job ignores SIGINT):
+            # stop the rerun too, instead of waiting for it.
+            trap 'kill "$instance_pid" 2>/dev/null || true; rm -rf "$instance_dir"; exit 130' \
+                INT TERM
         fi
-        "$VENV/bin/python" -m pytest "$@"
         # Debian's own Python (3.11.2) and pip (23.0.1) are covered inside the suite: the wheel
         # on /usr/bin/python3 runs the daemon under a stand-in master and makes an annex, and
         # Debian pip's editable install is checked (tests/test_packaging.py).
-        # The whole suite: also run the instance-side tests with condor_annex_ec2 as an image
-        # runs it -- the single-file bundle on the oldest Python 3.9+ here, in a virtualenv
-        # holding boto3 alone (.venv-instance-<version>, made once; tests/instance_side.py).
+        status=0
+        "$VENV/bin/python" -m pytest "$@" || status=$?
         if [ -n "$full_suite" ]; then
-            wait "$instance_pid"
-            instance_command=$(cat "$instance_out")
-            rm -f "$instance_out"
-            echo "scripts/dev.sh: instance-side tests again with condor_annex_ec2 =" \
-                 "$instance_command" >&2
-            ANNEX_EC2_COMMAND=$instance_command "$VENV/bin/python" -m pytest \
-                tests/test_bootstrap.py tests/test_interruption.py
+            instance_status=0
+            wait "$instance_pid" || instance_status=$?
+            cat "$instance_dir/output"
+            rm -rf "$instance_dir"
+            if [ "$instance_status" != 0 ]; then
+                echo "scripts/dev.sh: the instance-side rerun failed (status" \
+                     "$instance_status)" >&2
+                [ "$status" != 0 ] || status=$instance_status
+            fi
         fi
+        exit "$status"
         ;;
     bench) exec "$VENV/bin/python" bench/run.py "$@" ;;
     *) echo "usage: scripts/dev.sh demo|test|bench [args...] | lock [--keep | uv options]" >&2

@@ -148,6 +148,9 @@ class Scenarios:
             f"ANNEX_SETUP_SERVICE_ROLE_ARN = {SETUP_ROLE_ARN}",
             f"ANNEX_DEFAULT_LEASE_FUNCTION_ARN = {self.facts.lease_arn}",
             f"ANNEX_DEFAULT_ODI_INSTANCE_PROFILE_ARN = {profile}",
+            # The example fleet config's role: what the daemon's identity may finish (d-rec)
+            "ANNEX_DEFAULT_FLEET_ROLE_ARN = "
+            "arn:aws:iam::123456789012:role/aws-ec2-spot-fleet-tagging-role",
             "ANNEXD_RETRY_BASE_SECONDS = 0.05"]))
         with_identity_files(self.pool)
 

@@ -6,7 +6,7 @@ only boto3 -- from the single-file bundle (``python -m annex_ec2.bundle``).  The
 
 * by default, the console script of the suite's own virtualenv;
 * with ``ANNEX_EC2_COMMAND`` set to a JSON list (``["/.../python", "/.../condor_annex_ec2.pyz"]``),
-  that command.  ``scripts/dev.sh test`` sets it, after the whole suite, to the bundle on the
+  that command.  ``scripts/dev.sh test`` sets it, beside the main session, to the bundle on the
   oldest Python 3.9+ this machine has, in a virtualenv holding boto3 alone
   (``.venv-instance-<version>``, made once and kept), and reruns the instance-side tests.
 

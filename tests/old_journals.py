@@ -2,7 +2,7 @@
 
 Each format's DDL is copied verbatim from ``annexd/state/journal.py`` of the release that wrote it
 (``git log -- annexd/state/journal.py``), and each plan has the fields that release's
-``annexd/launch/plan.py`` had.  Format 4's live index is the current one: its live states are this
+``annexd/launch/plan.py`` had.  Format 5's live index is the current one: its live states are this
 release's.  They are frozen copies, never derived from ``annexd.state.journal``: that one changes.
 """
 from __future__ import annotations
@@ -79,10 +79,24 @@ CREATE UNIQUE INDEX IF NOT EXISTS one_live_row_per_annex_v2 ON requests(region, 
                     'rollback-interrupted', 'rolling-back');
 """
 
-FORMATS = {1: FORMAT_1, 2: FORMAT_2, 3: FORMAT_3, 4: FORMAT_4}
+#: 9b59a6c, ce49210: every write moves ``version``; a lease change cut short is
+#: ``lease_unsettled``; lease changes and teardowns are live states.
+FORMAT_5 = FORMAT_4.replace(
+    "    region TEXT NOT NULL DEFAULT ''\n",
+    "    region TEXT NOT NULL DEFAULT '',\n    version INTEGER NOT NULL DEFAULT 0,\n"
+    "    lease_unsettled INTEGER NOT NULL DEFAULT 0\n").replace(
+    """CREATE UNIQUE INDEX IF NOT EXISTS one_live_row_per_annex_v2 ON requests(region, annex_id)
+    WHERE state IN ('active', 'creating', 'interrupted', 'rollback-incomplete',
+                    'rollback-interrupted', 'rolling-back');""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS one_live_row_per_annex_v3 ON requests(region, annex_id)"
+    " WHERE state IN ('active', 'creating', 'ending', 'ending-interrupted', 'extending',"
+    " 'interrupted', 'rollback-incomplete', 'rollback-interrupted', 'rolling-back');")
+
+FORMATS = {1: FORMAT_1, 2: FORMAT_2, 3: FORMAT_3, 4: FORMAT_4, 5: FORMAT_5}
 #: The columns each format's requests table has beyond the first one's.
 EXTRA_COLUMNS = {1: (), 2: ("daemon_credentials",), 3: ("daemon_credentials", "lease_end"),
-                 4: ("daemon_credentials", "lease_end", "region")}
+                 4: ("daemon_credentials", "lease_end", "region"),
+                 5: ("daemon_credentials", "lease_end", "region", "lease_unsettled")}
 
 
 def plan(fmt: int, name: str, *, uid: int, lease_end: int, region: str = "us-east-1",
@@ -104,6 +118,11 @@ def plan(fmt: int, name: str, *, uid: int, lease_end: int, region: str = "us-eas
                       created_at=lease_end - 3600)
     if fmt >= 4:
         record["on_demand_request"] = {}
+    if fmt >= 5:  # the launch kinds and request tokens
+        record["launch_request"] = record.pop("spot_fleet_config")
+        del record["on_demand_request"]
+        record.update(pool_auth="minted", token_id="00" * 16, token_identity="x@y",
+                      keyed_by_request=True)
     return record
 
 
@@ -119,7 +138,8 @@ def write(path: str, fmt: int, rows: list[dict[str, Any]]) -> None:
                   "outputs": json.dumps(row.get("outputs", {})), "created": now,
                   "updated": now}
         extra = {"daemon_credentials": 0, "lease_end": row["plan"]["lease_end"],
-                 "region": row["plan"]["region"]}
+                 "region": row["plan"]["region"],
+                 "lease_unsettled": int(row.get("lease_unsettled", False))}
         values.update({column: extra[column] for column in EXTRA_COLUMNS[fmt]})
         cursor = db.execute(f"INSERT INTO requests ({', '.join(values)}) VALUES "
                             f"({', '.join('?' for _ in values)})", tuple(values.values()))

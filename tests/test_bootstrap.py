@@ -1,7 +1,7 @@
 """condor_annex_ec2: an instance of a real annex finds, fetches and installs its configuration.
 
 condor_annex_ec2 runs as tests/instance_side.py says: the suite's console script, or (with
-ANNEX_EC2_COMMAND, as scripts/dev.sh does after the suite) the single-file bundle on the
+ANNEX_EC2_COMMAND, as scripts/dev.sh does beside the suite) the single-file bundle on the
 oldest Python 3.9+ here with boto3 alone.
 """
 from __future__ import annotations
@@ -282,6 +282,20 @@ def instance_lease(config_dir) -> dict[str, str]:
     return condor_params(config_dir, ["AnnexLeaseExpiration", "STARTD.DAEMON_SHUTDOWN"])
 
 
+def with_member(payload: bytes, name: str, content: bytes) -> bytes:
+    """A gzipped tarball with one file's content replaced, as a renewal replaces the token."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(payload), mode="r:gz") as old, \
+            tarfile.open(fileobj=out, mode="w:gz") as new:
+        for member in old.getmembers():
+            if member.name == name:
+                member.size = len(content)
+                new.addfile(member, io.BytesIO(content))
+            else:
+                new.addfile(member, old.extractfile(member) if member.isfile() else None)
+    return out.getvalue()
+
+
 def test_a_lease_change_reaches_running_instances(aws, annex_instance, run_annex, with_keys,
                                                   tmp_path):
     name, config_dir = annex_instance.annex, tmp_path / "config.d"
@@ -298,7 +312,7 @@ def test_a_lease_change_reaches_running_instances(aws, annex_instance, run_annex
     # Nothing the instances read still carries the old end: not the object, its metadata
     # or body, nor the instances' tags.
     stored = aws.s3.get_object(Bucket="htcondor-annex-config", Key=aws.config_key(name))
-    assert stored["Metadata"] == {"annex-lease-expiration": str(new_end)}
+    assert stored["Metadata"]["annex-lease-expiration"] == str(new_end)
     with tarfile.open(fileobj=io.BytesIO(stored["Body"].read()), mode="r:gz") as archive:
         for member in archive.getmembers():
             if member.isfile():
@@ -322,6 +336,26 @@ def test_a_lease_change_reaches_running_instances(aws, annex_instance, run_annex
     assert (config_dir / f".annex-{name}" / "tokens.d" / "annex").read_bytes() == renewed
 
     marker.unlink()  # unchanged: no reconfig
+    again = run_bootstrap(aws.url, annex_instance, config_dir, "-refresh-lease",
+                          "-reconfig-command", f"touch {marker}")
+    assert again.returncode == 0 and not marker.exists(), again.stderr
+
+    # The daemon's token renewal (issue 23): the same lease end, a new token and a new
+    # x-amz-meta-annex-token-minted, in one PutObject -- installed, then HTCondor reconfigured.
+    key = aws.config_key(name)
+    body = aws.s3.get_object(Bucket="htcondor-annex-config", Key=key)["Body"].read()
+    aws.s3.put_object(Bucket="htcondor-annex-config", Key=key,
+                      Body=with_member(body, f".annex-{name}/tokens.d/annex", b"renewed-token"),
+                      Metadata={"annex-lease-expiration": str(new_end),
+                                "annex-token-minted": "1234567890"})
+    renewal = run_bootstrap(aws.url, annex_instance, config_dir, "-refresh-lease",
+                            "-reconfig-command", f"touch {marker}")
+    assert renewal.returncode == 0 and marker.exists(), renewal.stderr
+    assert "installed its renewed token" in renewal.stderr
+    assert (config_dir / f".annex-{name}" / "tokens.d" / "annex").read_bytes() == \
+        b"renewed-token"
+    assert instance_lease(config_dir)["AnnexLeaseExpiration"] == str(new_end)
+    marker.unlink()
     again = run_bootstrap(aws.url, annex_instance, config_dir, "-refresh-lease",
                           "-reconfig-command", f"touch {marker}")
     assert again.returncode == 0 and not marker.exists(), again.stderr

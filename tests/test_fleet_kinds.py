@@ -120,9 +120,13 @@ def test_killed_after_the_launch_call_the_restarted_daemon_finds_the_fleet(
     example, changes, annex_type, prefix, _ = KINDS[kind]
     fixtures.create_worker_template(aws.ec2)
     config = config_file(tmp_path, example, **changes)
-    crash(crash_pool, f"{call}:after", "-lease-duration", "3600", config=config)
-    with AnnexDaemon(crash_pool, DAEMON_CREDENTIALS):  # recovery runs before it answers
-        pass
+    # With the user's keys: a launch template chooses its own instance profile, key pair and
+    # user data, so neither a daemon-paid create nor the daemon's recovery may launch one
+    # (annexd.money.daemonpaid); its owner's repeat resumes it.
+    crash(crash_pool, f"{call}:after", "-lease-duration", "3600", config=config, keys=True)
+    with AnnexDaemon(crash_pool, DAEMON_CREDENTIALS):
+        resumed = annex(crash_pool, "-lease-duration", "3600", config=config, keys=True)
+        assert resumed.returncode == 0, resumed.stderr
     with sqlite3.connect(crash_pool.journal_file) as db:
         state, outputs = db.execute("SELECT state, outputs FROM requests WHERE annex_id = "
                                     "'phoenix'").fetchone()

@@ -11,7 +11,7 @@ from localaws.pool import AnnexDaemon, LocalPool, script
 from localaws.wait import wait_for
 
 from conftest import SECRET, SPOT_CONFIG
-from test_recovery import assert_all_or_nothing, crash, unfinished
+from test_recovery import FLEET_ROLE, assert_all_or_nothing, crash, unfinished
 
 DAEMON_SECRET = f"daemon-{SECRET}"
 
@@ -38,7 +38,7 @@ def daemon_log(pool: LocalPool) -> str:
 def identity_pool(aws, moto_server, tmp_path) -> LocalPool:
     return LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET, extra="\n".join([
         f"ANNEX_DEFAULT_LEASE_FUNCTION_ARN = {aws.lease_arn}",
-        "ANNEXD_RETRY_BASE_SECONDS = 0.05"]))
+        "ANNEXD_RETRY_BASE_SECONDS = 0.05", FLEET_ROLE]))
 
 
 @pytest.mark.parametrize("mode", [0o640, 0o604, 0o644])

@@ -60,6 +60,11 @@ def test_a_journal_of_every_earlier_format_opens(tmp_path, fmt, caplog):
             journal.begin(plan, daemon_credentials=False)
         assert journal.last_final(1000, "gone")["state"] == "rolled-back"
         assert quarantined(path) == []
+        # Issue 23: the payer of an earlier release's annex is its lease function's account
+        # (what that release's recovery and backstop took it to be); its token's minting
+        # time is unknown, so the first renewal pass renews it.
+        assert {(r["payer_account"], r["payer_principal"], r["token_minted"])
+                for r in live.values()} == {("123456789012", "", 0)}
     finally:
         journal.close()
     if fmt < 4:
@@ -68,6 +73,26 @@ def test_a_journal_of_every_earlier_format_opens(tmp_path, fmt, caplog):
     with caplog.at_level(logging.WARNING, "annexd.state.journal"):
         Journal(path).close()  # the second start finds nothing to do
     assert "journal upgrade" not in caplog.text
+
+
+def test_a_lease_change_the_previous_release_left_unsettled_keeps_its_intent(tmp_path,
+                                                                              caplog):
+    """Format 5's ``lease_unsettled`` flag becomes an intent on record (its end unknown):
+    the backstop (Journal.expired) and -status read the rule's Input for it."""
+    path = str(tmp_path / "journal.sqlite")
+    old_journals.write(path, 5, [{**row(5, "cut", "active"), "lease_unsettled": True},
+                                 row(5, "calm", "active")])
+    with caplog.at_level(logging.WARNING, "annexd.state.journal"):
+        journal = Journal(path)
+    try:
+        intents = {r["annex_id"]: r["lease_intent"] for r in journal.live_rows()}
+        assert intents == {"cut": 0, "calm": None}
+        assert [r["annex_id"] for r in journal.expired(time.time())] == ["cut"]
+        assert "lease_unsettled" not in journal.request(1)
+    finally:
+        journal.close()
+    assert "column requests.lease_unsettled became lease_intent (1 lease change(s)" \
+        in caplog.text
 
 
 def two_live_rows_of_one_name(path: str) -> None:

@@ -10,9 +10,17 @@ After every step the invariants the daemon promises are checked against AWS and 
   name the ClientToken the fleet, instance and object carry;
 * at most one live fleet per annex;
 * everything in AWS belongs to a live journal row (no orphan the daemon forgot);
-* no user sees, changes or ends another user's annex; a live annex is never hidden from root.
+* no user sees, changes or ends another user's annex; a live annex is never hidden from root;
+* no annex, and no user, runs more instances than ANNEX_MAX_INSTANCES, and none may cost more
+  (its worst case, as -status -json shows it) than ANNEX_MAX_COST and, together,
+  ANNEX_MAX_COST_PER_USER -- with Spot Fleets weighted below 1 (a capacity unit is four
+  instances) and above 1 (one instance holds four units) next to unweighted ones;
+* -status agrees with AWS: each lease it shows in force, expired or missing is what the rule's
+  target holds (its LeaseExpiration), after any step -- kill -9 inside a lease change
+  included -- on its first call.
 
-Operations also run at once, as users and the daemon's own threads make them: -off with the
+Every operation runs with the owner's -status at once (a read must never end, claim or
+mislead).  Operations also run at once, as users and the daemon's own threads make them: -off with the
 owner's repeat of the create (a resume), -off with a lease change, -off with the daemon's
 lease backstop, and a lease change with the lease function's tick at expiry.  The two regions
 share one configuration bucket.
@@ -38,7 +46,8 @@ from typing import Any
 
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, settings
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, rule,
+                                 run_state_machine_as_test)
 
 from annexd_lambda import lease
 from condor_annex import client
@@ -58,6 +67,15 @@ NAMES = ("m-a", "m-b")
 EC2_FLEET_CALLS = ["EC2 CreateFleet", "EC2 DescribeFleets", "EC2 DeleteFleets"]
 CRASH_POINTS = [f"{call}:{when}" for call in FORWARD_CALLS + UNDO_CALLS + EC2_FLEET_CALLS
                 for when in ("before", "after")]
+#: A lease change's calls: its reads, the target's Input, the object.
+LEASE_CHANGE_POINTS = [f"{call}:{when}" for call in (
+    "EventBridge DescribeRule", "EventBridge ListTargetsByRule", "EventBridge PutTargets",
+    "S3 GetObject", "S3 PutObject", "S3 CopyObject")
+    for when in ("before", "after")]
+#: The states whose lease -status must show as AWS holds it, on its first call.
+SHOWN_AS_HELD = ("active", "rollback-incomplete", "interrupted")
+#: The caps the daemon runs with: a quarter-weighted annex of one unit is four instances.
+MAX_INSTANCES, MAX_COST, MAX_COST_PER_USER = 5, 1.0, 1.5
 IDENTITY = {"AWS_ACCESS_KEY_ID": "daemon", "AWS_SECRET_ACCESS_KEY": "daemon-secret"}
 USER_KEYS = {"access_key_id": "AKIAUSER", "secret_access_key": "user-secret"}
 LIVE_FLEET = ("submitted", "active", "modifying")
@@ -70,9 +88,20 @@ with open(EC2_FLEET_CONFIG, encoding="utf-8") as _handle:
     EC2_CONFIG = json.load(_handle)
 EC2_BAD = {**EC2_CONFIG, "LaunchTemplateConfigs": [{"LaunchTemplateSpecification": {
     "LaunchTemplateName": "no-such-template", "Version": "$Default"}}]}  # CreateFleet fails
+
+
+def _weighted(config: dict[str, Any], weight: float) -> dict[str, Any]:
+    copied = json.loads(json.dumps(config))
+    for spec in copied["LaunchSpecifications"]:
+        spec["WeightedCapacity"] = weight
+    return copied
+
+
 #: kind -> (good config, config its launch call refuses)
 CONFIGS = {
     "spot-fleet": (GOOD_CONFIG, BAD_CONFIG),
+    "spot-fleet-weight-0.25": (_weighted(GOOD_CONFIG, 0.25), _weighted(BAD_CONFIG, 0.25)),
+    "spot-fleet-weight-4": (_weighted(GOOD_CONFIG, 4), _weighted(BAD_CONFIG, 4)),
     "ec2-fleet-maintain": (EC2_CONFIG, EC2_BAD),
     "ec2-fleet-instant": ({**EC2_CONFIG, "Type": "instant"}, {**EC2_BAD, "Type": "instant"}),
 }
@@ -80,6 +109,7 @@ LIVE_EC2_FLEET = ("submitted", "active", "modifying")
 
 WORLD: dict[str, Any] = {}  # the moto server, set by the test before the machine runs
 TALLY: collections.Counter[str] = collections.Counter()  # steps run, by operation
+CREATED: collections.Counter[str] = collections.Counter()  # creates answered, by kind and outcome
 
 
 class AnnexModel(RuleBasedStateMachine):
@@ -107,6 +137,8 @@ class AnnexModel(RuleBasedStateMachine):
         self.pool = LocalPool(self.root).write(self.url, secret=SECRET, bucket=BUCKET,
                                                extra="\n".join([
             "ANNEXD_RETRY_BASE_SECONDS = 0.05",
+            f"ANNEX_MAX_INSTANCES = {MAX_INSTANCES}", f"ANNEX_MAX_COST = {MAX_COST}",
+            f"ANNEX_MAX_COST_PER_USER = {MAX_COST_PER_USER}",
             "ANNEXD_LEASE_CHECK_INTERVAL = 0.2"]))  # the backstop: only expired leases
         self.daemon = AnnexDaemon(self.pool, self._env(identity=True)).start()
 
@@ -129,6 +161,18 @@ class AnnexModel(RuleBasedStateMachine):
         starting.start()
 
     def _send(self, uid: int, message: dict[str, Any]) -> dict[str, Any]:
+        """Send one command; every command but -status goes with the caller's -status at
+        once, which must answer, and never with an internal error."""
+        if message["command"] == "status":
+            return self._send_one(uid, message)
+        with concurrent.futures.ThreadPoolExecutor(1) as reading:
+            looking = reading.submit(self._send_one, uid, {"command": "status",
+                                                           "credentials": USER_KEYS})
+            reply = self._send_one(uid, message)
+            assert looking.result()["ok"], looking.result()
+        return reply
+
+    def _send_one(self, uid: int, message: dict[str, Any]) -> dict[str, Any]:
         reply = as_other_user(self.pool.socket_path, {"version": 1, **message}, uid=uid)
         assert "connect_error" not in reply, reply
         assert reply.get("ok") or reply["error"]["kind"] != "internal", reply
@@ -213,26 +257,38 @@ class AnnexModel(RuleBasedStateMachine):
             events.put_targets(Rule=name, Targets=[{**target, "Input": json.dumps(moved)}])
         with sqlite3.connect(self.pool.journal_file, timeout=30) as db:
             db.execute("UPDATE requests SET lease_end = ? WHERE region = ? AND annex_id = ?"
-                       " AND state IN ('active', 'rollback-incomplete')",
+                       " AND state IN ('active', 'rollback-incomplete', 'interrupted',"
+                       " 'rollback-interrupted', 'ending-interrupted')",
                        (lease_end, region, name))
 
     def _message(self, region: str, name: str, bad: bool, uid: int,
-                 kind: str) -> dict[str, Any]:
+                 kind: str, count: int = 1) -> dict[str, Any]:
         return {"command": "create", "credentials": USER_KEYS, "annex": {
-            "name": name, "region": region, "lease_duration": 3600, "count": 1,
+            "name": name, "region": region, "lease_duration": 3600, "count": count,
             "lease_function_arn": self.arns[region], "owners": [USERS[uid]],
             "fleet_config": CONFIGS[kind][bad]}}
 
     # -- operations ----------------------------------------------------------------------
 
+    @initialize(uid=st.sampled_from(sorted(USERS)), region=st.sampled_from(REGIONS),
+                kind=st.sampled_from(["spot-fleet-weight-0.25", "spot-fleet-weight-4"]),
+                count=st.sampled_from([1, 2]))
+    def weighted(self, uid: int, region: str, kind: str, count: int) -> None:
+        """Every run starts with a weighted fleet against the caps: a quarter-weighted one
+        of one unit runs four instances (two units: eight, refused), one weighted 4 runs one."""
+        self.create(uid, region, NAMES[0], False, kind, count)
+
     @rule(uid=st.sampled_from(sorted(USERS)), region=st.sampled_from(REGIONS),
           name=st.sampled_from(NAMES), bad=st.sampled_from([False, False, True]),
-          kind=st.sampled_from(sorted(CONFIGS)))
-    def create(self, uid: int, region: str, name: str, bad: bool, kind: str) -> None:
-        """Create, or repeat a create of, an annex."""
+          kind=st.sampled_from(sorted(CONFIGS)), count=st.sampled_from([1, 1, 2]))
+    def create(self, uid: int, region: str, name: str, bad: bool, kind: str,
+               count: int) -> None:
+        """Create, or repeat a create of, an annex (of one or two capacity units)."""
         TALLY["create"] += 1
         owner = self._owner(region, name)
-        reply = self._send(uid, self._message(region, name, bad, uid, kind))
+        reply = self._send(uid, self._message(region, name, bad, uid, kind, count))
+        CREATED[f"{kind} x{count}: " + ("ok" if reply["ok"] else reply["error"]["message"][:90])
+                ] += 1
         if owner is not None and owner != uid:
             assert reply["ok"] is False and "belongs to another user" in \
                 reply["error"]["message"], reply
@@ -270,6 +326,27 @@ class AnnexModel(RuleBasedStateMachine):
         if owner != uid:
             assert reply["ok"] is False, reply
             assert self._held(region).get(name) == before
+
+    @rule(uid=st.sampled_from(sorted(USERS)), region=st.sampled_from(REGIONS),
+          name=st.sampled_from(NAMES), point=st.sampled_from(LEASE_CHANGE_POINTS),
+          identity=st.booleans())
+    def extend_then_kill(self, uid: int, region: str, name: str, point: str,
+                         identity: bool) -> None:
+        """kill -9 at an AWS call of a lease change; restart with or without the daemon's
+        identity.  (A restore's calls are in tests/test_lease_change_intent.py: its lease
+        removed by hand first would itself break nothing_escapes_its_lease.)"""
+        TALLY["extend_then_kill"] += 1
+        try:
+            self._restart(identity=True, crash_at=point)
+        except RuntimeError:  # it died recovering: kill -9 during recovery
+            self._restart(identity=identity)
+            return
+        reply = as_other_user(self.pool.socket_path, {
+            "version": 1, "command": "extend", "name": name, "region": region,
+            "lease_duration": 5400, "credentials": USER_KEYS}, uid=uid, allow_no_reply=True)
+        if reply:  # an answer: the crash point was never reached
+            assert reply.get("ok") or reply["error"]["kind"] != "internal", reply
+        self._restart(identity=identity, sig=signal.SIGKILL)
 
     @rule(uid=st.sampled_from(sorted(USERS)), region=st.sampled_from(REGIONS),
           name=st.sampled_from(NAMES))
@@ -398,7 +475,56 @@ class AnnexModel(RuleBasedStateMachine):
                     assert (region, name) in live, (region, name, held, live)
                 assert len(held["fleets"]) <= 1, (region, name, held)
 
+    def _leases(self, region: str) -> dict[str, int | None]:
+        """Per rule name in ``region``: the LeaseExpiration its target holds (None: none)."""
+        events, found = self.clients[region]["events"], {}
+        for rule_found in events.list_rules()["Rules"]:
+            name = rule_found["Name"]
+            try:
+                targets = events.list_targets_by_rule(Rule=name)["Targets"]
+            except events.exceptions.ResourceNotFoundException:
+                continue
+            found[name] = json.loads(targets[0]["Input"])["LeaseExpiration"] if targets \
+                else None
+        return found
+
+    @invariant()
+    def status_agrees_with_aws_and_the_caps_hold(self) -> None:
+        """Root's -status, on its first call, against AWS read just before and just after
+        it (an annex the backstop changed in between is not compared); and the caps.  The
+        leases compared are those of annexes that run or wait to be resumed under them
+        (SHOWN_AS_HELD); a parked rollback or teardown is removing its lease."""
+        before = {region: self._leases(region) for region in REGIONS}
+        reply = client.call(self.pool.socket_path, {"version": 1, "command": "status",
+                                                    "credentials": USER_KEYS})
+        after = {region: self._leases(region) for region in REGIONS}
+        assert reply["ok"], reply
+        costs: collections.Counter[int] = collections.Counter()
+        for annex in reply["result"]["annexes"]:
+            region, name = annex["region"], annex["name"]
+            held = before[region].get(name)
+            if annex["state"] in SHOWN_AS_HELD and annex["lease"] != "pending" and \
+                    held == after[region].get(name):
+                assert annex["lease"] in ("enforced", "expired", "missing"), annex
+                assert (annex["lease"] == "missing") == (held is None), (annex, held)
+                if held is not None:
+                    assert annex["lease_end"] == held, (annex, held)
+            assert annex["max_instances"] <= MAX_INSTANCES, annex
+            if annex["worst_case_cost"] is not None:
+                assert annex["worst_case_cost"] <= MAX_COST + 0.01, annex
+                costs[annex["owner_uid"]] += annex["worst_case_cost"]
+        assert all(total <= MAX_COST_PER_USER + 0.01 for total in costs.values()), costs
+        owners = {(row["region"], row["name"]): row["owner"] for row in self._live_rows()}
+        running: collections.Counter[int | None] = collections.Counter()
+        for region in REGIONS:
+            for name, held in self._held(region).items():
+                count = len(set(held["instances"]))
+                assert count <= MAX_INSTANCES, (region, name, held)
+                running[owners.get((region, name))] += count
+        assert all(count <= MAX_INSTANCES for count in running.values()), running
+
     def teardown(self) -> None:
+        print(f"creates so far: {dict(CREATED)}")  # with -s: which kinds ran, and how they ended
         try:
             if getattr(self, "daemon", None) is None:
                 return
@@ -429,7 +555,8 @@ def test_the_daemon_keeps_its_promises_in_any_order(moto_server):
         derandomize=not explore, deadline=None, database=None,
         suppress_health_check=list(HealthCheck)))
     print(f"model steps run: {dict(TALLY)}")
-    assert set(TALLY) == {"create", "create_then_kill", "extend", "off", "status", "restart",
+    assert set(TALLY) == {"create", "create_then_kill", "extend", "extend_then_kill", "off",
+                          "status", "restart",
                           "lease_expires_and_ticks", "off_while_resuming",
                           "off_while_extending", "off_while_the_backstop_ends_it",
                           "extend_as_the_lease_expires"}, TALLY

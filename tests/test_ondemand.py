@@ -69,6 +69,8 @@ def test_a_bad_image_rolls_the_lease_back(aws, run_annex, with_keys, profile_arn
 
 
 def test_run_instances_is_exactly_once_across_a_crash(aws, crash_pool, profile_arn):
+    # Paid by the daemon: the instance profile is the admin's (annexd.money.daemonpaid).
+    crash_pool.add_knobs(f"ANNEX_DEFAULT_ODI_INSTANCE_PROFILE_ARN = {profile_arn}\n")
     crashing = AnnexDaemon(crash_pool, {**DAEMON_CREDENTIALS,
                                         "ANNEXD_TEST_CRASH_AT": "EC2 RunInstances:after"}).start()
     first = run_in(crash_pool, "-lease-duration", "3600", *odi_flags(profile_arn),

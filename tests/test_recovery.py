@@ -18,7 +18,12 @@ from localaws.wait import wait_for
 from conftest import SECRET, SPOT_CONFIG
 
 DAEMON_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-KNOBS = "\n".join(["ANNEXD_ALLOW_DAEMON_CREDENTIALS = true", "ANNEXD_RETRY_BASE_SECONDS = 0.05"])
+#: The admin's Spot Fleet role, the example fleet config's: an annex the daemon pays for (or
+#: resumes with its own identity) may use only the admin's (annexd.money.daemonpaid).
+FLEET_ROLE = "ANNEX_DEFAULT_FLEET_ROLE_ARN = " \
+    "arn:aws:iam::123456789012:role/aws-ec2-spot-fleet-tagging-role"
+KNOBS = "\n".join(["ANNEXD_ALLOW_DAEMON_CREDENTIALS = true", "ANNEXD_RETRY_BASE_SECONDS = 0.05",
+                   FLEET_ROLE])
 
 #: The create's calls, in order: the checks, the lease (rule, target), config, fleet.
 FORWARD_CALLS = ["Lambda GetFunction", "EventBridge DescribeRule", "EventBridge PutRule",

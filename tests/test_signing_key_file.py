@@ -118,7 +118,7 @@ def test_a_token_minted_from_a_padded_legacy_file_verifies_with_htcondors_key(tm
     settings = idtoken.TokenSettings("POOL", str(path), "SEC_PASSWORD_FILE", TRUST_DOMAIN,
                                      "x@y", legacy_password_key=True)
     token = idtoken.for_annex(settings, "a.alice@annex", "00" * 16, int(time.time()) + 60,
-                              time.time())
+                              time.time(), 7200)
     claims = jwt.decode(token, jwt_key(htcondor_signing_key(data, "POOL", True)),
                         algorithms=["HS256"], issuer=TRUST_DOMAIN)
     assert claims["sub"] == "a.alice@annex"

@@ -13,6 +13,8 @@ from annexd.aws.session import AwsSession
 
 #: S3 object metadata (x-amz-meta-...) of the config object: the lease end in force.
 LEASE_METADATA = "annex-lease-expiration"
+#: ... and when the token in it was minted, if it was renewed (annexd.commands.renew).
+TOKEN_METADATA = "annex-token-minted"
 
 
 rule_description = lease.rule_description
@@ -79,13 +81,18 @@ class CreateCalls(AwsSession):
             return None
 
     def put_config(self, bucket: str, key: str, body: bytes, annex_id: str,
-                   lease_end: int) -> None:
+                   lease_end: int, token_minted: float | None = None) -> None:
         """Upload the annex's config; its lease end travels as object metadata, which the
-        instances re-read (so a lease change reaches them without rewriting the secrets)."""
+        instances re-read (so a lease change reaches them without rewriting the secrets).
+        ``token_minted``: a renewed token's minting time, also in the metadata, by which the
+        instances see that the object changed though the lease end did not."""
+        metadata = {LEASE_METADATA: str(lease_end)}
+        if token_minted is not None:
+            metadata[TOKEN_METADATA] = str(int(token_minted))
         with self._call("S3 PutObject"):
             self.s3.put_object(Bucket=bucket, Key=key, Body=body, ServerSideEncryption="AES256",
                                ContentType="application/gzip", Tagging=f"{ANNEX_TAG}={annex_id}",
-                               Metadata={LEASE_METADATA: str(lease_end)})
+                               Metadata=metadata)
 
     def delete_config(self, bucket: str, key: str) -> None:
         with self._call("S3 DeleteObject"):

@@ -15,9 +15,11 @@ whose lease function lives in the same account.  Only the account is ever logged
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import stat
+import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -60,6 +62,53 @@ class DaemonIdentity:
 
 
 NONE = DaemonIdentity("")
+
+
+@dataclass(frozen=True)
+class Payer:
+    """Whose AWS account pays for an annex: fixed in its journal row at create, before the
+    first call that makes anything, and the only account any later operation may act in."""
+
+    account: str
+    #: The ARN of the user's keys (STS's ``Arn``); "" when the daemon's identity pays.
+    principal: str = ""
+    #: STS's ``UserId`` (``aws:userid``): the owner the annex's resources are tagged with.
+    owner: str = ""
+
+
+def short(account: str) -> str:
+    """An account as messages show it: its first four digits, enough to tell two apart."""
+    return f"{account[:4]}…" if account else "an unknown account"
+
+
+def key_of(credentials: dict[str, str]) -> str:
+    """What the account cache is keyed by: a digest of the key pair, never the keys."""
+    return hashlib.sha256(f"{credentials['access_key_id']}\0"
+                          f"{credentials['secret_access_key']}".encode()).hexdigest()
+
+
+class KnownAccounts:
+    """The (account, principal ARN, user ID) of each key pair seen, asked of STS once per key
+    pair for the daemon's life: an access key belongs to one principal of one account for
+    good, so a later create, -status or -off of the same keys costs no extra call."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[str, str, str]] = {}
+        self._lock = threading.Lock()
+
+    def of(self, credentials: dict[str, str],
+           ask: Callable[[], tuple[str, str, str]]) -> tuple[str, str, str]:
+        key = key_of(credentials)
+        with self._lock:
+            if key in self._known:
+                return self._known[key]
+        found = ask()
+        with self._lock:
+            self._known[key] = found
+        return found
+
+
+ACCOUNTS = KnownAccounts()
 
 
 def _private_file(knob: str, path: str) -> str:

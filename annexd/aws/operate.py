@@ -71,13 +71,11 @@ class OperateCalls(AwsSession):
                 for reservation in page.get("Reservations", []):
                     yield from reservation.get("Instances", [])
 
-    def lease_target(self, annex_id: str,
-                     client_token: str | None = None) -> dict[str, Any] | None:
+    def lease_target(self, annex_id: str, owns: Callable[[str | None], bool] | None = None
+                     ) -> dict[str, Any] | None:
         """The annex's lease target (Arn and parsed Input), or None if its rule is gone
-        (or, with ``client_token``, is not that request's rule)."""
-        if client_token is not None and \
-                self.rule_description(annex_id) != lease.rule_description(annex_id,
-                                                                          client_token):
+        (or, with ``owns``, judging the rule's description, is not that request's rule)."""
+        if owns is not None and not owns(self.rule_description(annex_id)):
             return None
         try:
             with self._call("EventBridge ListTargetsByRule"):

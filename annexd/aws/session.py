@@ -205,16 +205,24 @@ class AwsSession:
 
     def account(self) -> str:
         """The AWS account of these credentials (STS GetCallerIdentity)."""
+        return self.caller()[0]
+
+    def caller(self) -> tuple[str, str, str]:
+        """(account, principal ARN, user ID) of these credentials (STS GetCallerIdentity)."""
         with self._call("STS GetCallerIdentity"):
-            return self.sts.get_caller_identity()["Account"]
+            reply = self.sts.get_caller_identity()
+        return reply["Account"], reply["Arn"], reply["UserId"]
 
     def principal_id(self) -> str:
         """The ``aws:userid`` of these credentials (STS GetCallerIdentity's UserId): the
         owner an annex's resources are tagged with, which the user policy matches."""
-        with self._call("STS GetCallerIdentity"):
-            user_id = self.sts.get_caller_identity()["UserId"]
-        if not lease.OWNER.fullmatch(user_id):
-            raise AwsError("STS GetCallerIdentity", "Unsuccessful",
-                           f"the caller's user ID {protocol.shown(user_id)!r} cannot name an "
-                           "annex owner")
-        return user_id
+        return owner_id(self.caller()[2])
+
+
+def owner_id(user_id: str) -> str:
+    """``user_id`` if it can name an annex owner (a tag value, a key part); AwsError if not."""
+    if not lease.OWNER.fullmatch(user_id):
+        raise AwsError("STS GetCallerIdentity", "Unsuccessful",
+                       f"the caller's user ID {protocol.shown(user_id)!r} cannot name an "
+                       "annex owner")
+    return user_id

@@ -39,7 +39,7 @@ def _end(ctx: Context, row: dict[str, Any]) -> bool:
     if row["state"] == RequestState.ACTIVE and not _still_over(ctx, row, plan):
         return False
     try:
-        claim(ctx.journal, row, RequestState.ENDING)
+        claim(ctx.journal, row, RequestState.ENDING, lease_intent=None)
     except OperationError as lost:  # an owner's command got there first: it decides
         log.info("LEASE BACKSTOP: %s; leaving it", lost)
         return False

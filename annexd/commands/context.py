@@ -11,7 +11,6 @@ import base64
 import binascii
 import pwd
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -20,7 +19,7 @@ from annexd.process import privileges
 from annexd.instance_config import idtoken
 from annexd.launch import steps
 from annexd.instance_config import tarball
-from annexd.aws import AnnexAws
+from annexd.aws import AnnexAws, AwsError
 from annexd.state.journal import Journal, StateChanged
 from annexd.config.knobs import DaemonSettings
 from annexd.state.lifecycle import RequestState
@@ -84,20 +83,59 @@ class Context:
                         function_check_seconds=settings.function_check_seconds)
 
     def may_recover(self, row: dict[str, Any], plan: AnnexPlan | None = None) -> bool:
-        """Whether the daemon can drive this request with its own identity: made with it, or
-        with a user's keys of the same AWS account (the lease function's).  ``plan``: the
-        row's, if the caller has it already."""
-        if not self.identity.available:
-            return False
-        plan = plan or AnnexPlan.from_record(row["plan"])
-        return bool(row["daemon_credentials"]) or \
-            self.identity.same_account(plan.lease_function_arn)
+        """Whether the daemon can drive this request with its own identity: only in the
+        account that pays for it (fixed in its row at create).  ``plan``: unused, kept for
+        callers that have it."""
+        return self.identity.available and self.identity.account is not None and \
+            payer_account(row) == self.identity.account
 
-    def payload(self, plan: AnnexPlan, annex: dict[str, Any] | None) -> bytes | None:
-        """The annex's config tarball; None when only the (gone) request could supply it.
+    def payer_of(self, region: str, credentials: dict[str, str] | None) -> identity.Payer:
+        """Whose account ``credentials`` (None: the daemon's identity) act in: STS, asked
+        once per key pair for the daemon's life (identity.ACCOUNTS).  Raises AwsError when
+        STS cannot say."""
+        if credentials is None:  # the daemon's: its source may change on reconfiguration
+            account, _, user_id = self.aws(region, None).caller()
+            return identity.Payer(account, "", user_id)
+        account, principal, user_id = identity.ACCOUNTS.of(
+            credentials, lambda: self.aws(region, credentials).caller())
+        return identity.Payer(account, principal, user_id)
+
+    def check_payer(self, row: dict[str, Any], credentials: dict[str, str] | None) -> None:
+        """Refuse, changing nothing, to act on the row's annex with keys of another account
+        than the one that pays for it (see :func:`payer_mismatch`)."""
+        wrong = self.payer_mismatch(row, credentials)
+        if wrong:
+            raise OperationError("invalid-request", f"{wrong}: use keys of that account; "
+                                 "nothing was changed")
+
+    def payer_mismatch(self, row: dict[str, Any],
+                       credentials: dict[str, str] | None) -> str:
+        """Why ``credentials`` (None: the daemon's identity) may not act on the row's annex,
+        or "": an annex lives in the account that paid for it at create, and any call made
+        with another account's keys would see nothing of it, end nothing, or make things
+        there."""
+        wanted = payer_account(row)
+        try:
+            have = self.identity.account if credentials is None and self.identity.account \
+                else self.payer_of(row["region"], credentials).account
+        except AwsError as error:
+            return (f"cannot tell which AWS account these keys are for ({error}); annex "
+                    f"{row['annex_id']!r} lives in account {identity.short(wanted)}")
+        if not wanted or have == wanted:
+            return ""
+        whose = "condor_annexd's own AWS identity is" if credentials is None else \
+            "these keys are"
+        return (f"annex {row['annex_id']!r} lives in account {identity.short(wanted)}; "
+                f"{whose} for {identity.short(have)}")
+
+    def payload(self, plan: AnnexPlan, annex: dict[str, Any] | None,
+                now: float | None = None) -> bytes | None:
+        """The annex's config tarball, a minted token made at ``now`` (default: the clock);
+        None when only the (gone) request could supply it.
 
         Raises InvalidRequest if the daemon's own pool secret cannot be read.
         """
+        now = self.clock() if now is None else now
         if annex is None and plan.needs_request_material:
             return None
         annex = annex or {}
@@ -106,7 +144,7 @@ class Context:
             token = annex.get("idtoken") or (_read(pool.idtoken_file).decode().strip()
                                              if plan.pool_auth == "idtoken" else None)
             if plan.pool_auth == "minted":
-                token = self.mint(plan, plan.lease_end)
+                token = self.mint(plan, plan.lease_end, now)
             password = _read(pool.password_file) if plan.pool_auth == "password" else None
         except OSError as error:
             raise InvalidRequest(f"condor_annexd cannot read the pool's secret "
@@ -118,15 +156,17 @@ class Context:
             raise InvalidRequest("config_files: not base64") from None
         return tarball.build(plan, tarball.PoolMaterial(token, password, files))
 
-    def mint(self, plan: AnnexPlan, lease_end: int) -> str:
-        """The annex's own IDTOKEN, valid to ``lease_end`` (plus a grace); InvalidRequest,
+    def mint(self, plan: AnnexPlan, lease_end: int, now: float | None = None) -> str:
+        """The annex's own IDTOKEN, made at ``now`` (default: the clock), valid for
+        ANNEX_TOKEN_LIFETIME and never past ``lease_end`` plus a grace; InvalidRequest,
         saying what to configure, when the signing key cannot be used."""
         token_settings = self.settings.pool.token
         try:
             if token_settings is None:
                 raise idtoken.TokenKeyError("no token signing key is configured")
             return idtoken.for_annex(token_settings, plan.token_identity, plan.token_id,
-                                     lease_end, time.time())
+                                     lease_end, self.clock() if now is None else now,
+                                     self.settings.pool.token_lifetime)
         except idtoken.TokenKeyError as error:
             raise InvalidRequest(
                 f"annex instances could not authenticate to the pool: {error}. "
@@ -156,6 +196,15 @@ class Context:
             raise OperationError("invalid-request", f"you have annexes named {name!r} in "
                                  f"{regions}; say which with -aws-region")
         return rows[0] if rows else None
+
+
+def payer_account(row: dict[str, Any]) -> str:
+    """The account that pays for the row's annex: fixed at create; for a row of an earlier
+    release (the upgrade fills it), its lease function's account."""
+    if row.get("payer_account"):
+        return str(row["payer_account"])
+    parts = AnnexPlan.from_record(row["plan"]).lease_function_arn.split(":")
+    return parts[4] if len(parts) > 4 else ""
 
 
 def unknown(name: str) -> OperationError:

@@ -9,13 +9,14 @@ import pwd
 from typing import Any, Callable
 
 from annexd.aws import AwsError
+from annexd.aws.session import owner_id
 from annexd.money import costs
 from annexd.money import daemonpaid
 from annexd.rpc import protocol
 from annexd.state.journal import NameTaken
 from annexd.config.knobs import KnobError
 from annexd.launch.plan import AnnexPlan, InvalidRequest, build_plan
-from annexd.commands import resume
+from annexd.commands import renew, resume
 from annexd.commands.context import Caller, Context
 from annexd.commands.replies import outcome_reply, resumable, taken_reply
 
@@ -42,9 +43,11 @@ def holding(ctx: Context, uid: int, *, besides: int | None = None) -> costs.Hold
 
 def as_journaled(row: dict[str, Any], plan: AnnexPlan | None = None) -> AnnexPlan:
     """A row's plan with the lease as the journal holds it now (a lease change moves the end;
-    plans of releases before ``created_at`` start when the row was made)."""
+    plans of releases before ``created_at`` start when the row was made).  A lease change
+    under way or cut short counts at the later of its two ends: AWS may hold either."""
     plan = plan or AnnexPlan.from_record(row["plan"])
-    return dataclasses.replace(plan, lease_end=row["lease_end"] or plan.lease_end,
+    lease_end = max(row["lease_end"], row.get("lease_intent") or 0)
+    return dataclasses.replace(plan, lease_end=lease_end or plan.lease_end,
                                created_at=plan.created_at or int(row["created"]))
 
 
@@ -57,10 +60,11 @@ def create(ctx: Context, request: dict[str, Any], who: Caller,
     notices: list[str] = []
     try:
         region = settings.for_region(annex.get("region"))
-        if credentials is None:  # paid by the daemon's identity: the admin's choices only
-            daemonpaid.check(annex, region)
-        owner = "" if request.get("dry_run") else \
-            ctx.aws(region.region, credentials).principal_id()
+        # Who pays -- the account, the principal and the owner its resources are tagged
+        # with -- is fixed now, before anything is made: every later operation acts only
+        # with keys of this account (Context.check_payer).  STS is asked once per key pair.
+        payer = None if request.get("dry_run") else ctx.payer_of(region.region, credentials)
+        owner = owner_id(payer.owner) if payer is not None else ""
         plan = build_plan(annex, owner_uid=who.uid, settings=region, owner=owner,
                           lease_rate_minutes=settings.lease_rate_minutes, now=ctx.clock(),
                           pool=settings.pool, user_name=_user_name(who.uid, annex))
@@ -69,15 +73,21 @@ def create(ctx: Context, request: dict[str, Any], who: Caller,
         if request.get("dry_run"):  # the confirmation prompt: look, never act
             if held is not None and not resumable(held, who):
                 return taken_reply(held, who)
+            if held is None and credentials is None:
+                daemonpaid.check(plan, region)
             estimate = costs.check(plan, settings.caps, lambda: holding(ctx, who.uid))
             return protocol.ok_reply({"annex_id": plan.annex_id, "estimate": estimate},
                                      list(plan.notices))
-        if held is not None:
+        if held is not None:  # a resume: the row's plan, payer and choices apply
             answer = resume.name_held(ctx, held, who, credentials, annex, notices)
             if answer is not None:
                 return answer
+        if credentials is None:  # paid by the daemon's identity: the admin's choices only
+            daemonpaid.check(plan, region)
         costs.check(plan, settings.caps, lambda: holding(ctx, who.uid))
-        payload = ctx.payload(plan, annex)
+        assert payer is not None  # only a dry run has none, and it has returned
+        minted_at = ctx.clock()
+        payload = ctx.payload(plan, annex, minted_at)
     except (InvalidRequest, KnobError) as error:
         return protocol.error_reply("invalid-request", str(error))
     except AwsError as error:
@@ -86,10 +96,14 @@ def create(ctx: Context, request: dict[str, Any], who: Caller,
     try:
         # Committed now, forced to disk while the check step looks: before any call that
         # changes AWS (annexd.launch.steps).
-        request_id = ctx.journal.begin(plan, daemon_credentials=credentials is None,
-                                       durable=False)
+        request_id = ctx.journal.begin(
+            plan, daemon_credentials=credentials is None, durable=False,
+            payer=(payer.account, payer.principal),
+            token_minted=minted_at)
     except NameTaken as taken:
         return taken_reply(taken.row, who)
+    notices += renew.cannot_renew(ctx, plan, payer.account, minted_at,
+                                  daemon_paid=credentials is None)
     log.info("request %d: uid %d creates annex %s in %s (lease ends %d)",
              request_id, who.uid, plan.annex_id, plan.region, plan.lease_end)
     driver = ctx.driver(plan, request_id, credentials, payload, report, on_disk=False)

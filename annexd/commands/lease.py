@@ -23,7 +23,7 @@ from typing import Any
 
 from annexd.money import costs
 from annexd.aws import AnnexAws, AwsError
-from annexd.aws.create import rule_description
+from annexd.state.journal import StateChanged
 from annexd.state.lifecycle import RequestState
 from annexd.launch.plan import AnnexPlan, InvalidRequest
 from annexd.commands import renew
@@ -35,7 +35,11 @@ log = logging.getLogger("annexd.operate")
 
 def extend(ctx: Context, who: Caller, name: str, region: str | None, lease_duration: int,
            credentials: dict[str, str] | None) -> dict[str, Any]:
-    """Move the lease end to now + ``lease_duration``, keeping the rest of the Input."""
+    """Move the lease end to now + ``lease_duration``, keeping the rest of the Input.
+
+    The claim records the change's intent (the new end) on disk before the change's first
+    AWS call, so that after a crash whoever acts next knows a change was under way and
+    reads the rule's Input for what AWS holds (:func:`settle`)."""
     row = ctx.live(who, name, region)
     if row is None:
         raise unknown(name)
@@ -45,50 +49,86 @@ def extend(ctx: Context, who: Caller, name: str, region: str | None, lease_durat
         raise OperationError("conflict", f"annex {name!r} is {row['state']}, not active; "
                              "only an active annex's lease can change")
     plan = AnnexPlan.from_record(row["plan"])
-    _check_caps(ctx, row, plan, int(ctx.clock()) + lease_duration)
-    claim(ctx.journal, row, RequestState.EXTENDING)
+    ctx.check_payer(row, credentials)
+    now = ctx.clock()
+    wanted = int(now) + lease_duration
+    _check_caps(ctx, row, plan, wanted)
+    claim(ctx.journal, row, RequestState.EXTENDING, lease_intent=wanted, durable=True)
     try:
-        lease_end, restored = _move(ctx, plan, credentials, int(ctx.clock()) + lease_duration)
+        lease_end, restored = _move(ctx, plan, credentials, wanted, now)
     except BaseException:
-        _release_unsettled(ctx, row, plan, credentials)
+        _release_after_failure(ctx, row, plan, credentials)
         raise
     ctx.journal.transition(row["id"], RequestState.ACTIVE, lease_end=lease_end,
-                           lease_unsettled=False, expect={RequestState.EXTENDING})
+                           lease_intent=None, token_minted=now,
+                           expect={RequestState.EXTENDING}, durable=True)
     log.info("annex %s: uid %d %s its lease, which now ends at %d", name, who.uid,
              "restored" if restored else "moved", lease_end)
     return {"annex_id": name, "lease_end": lease_end, "lease_restored": restored}
 
 
-def _release_unsettled(ctx: Context, row: dict[str, Any], plan: AnnexPlan,
-                       credentials: dict[str, str] | None) -> None:
+def _release_after_failure(ctx: Context, row: dict[str, Any], plan: AnnexPlan,
+                           credentials: dict[str, str] | None) -> None:
     """A change that failed half-way may have moved the lease in AWS or not: take what the
-    rule's Input says, or, if AWS cannot say, mark the row's lease end unsettled for whoever
-    acts next (-status, the backstop) to read it there -- never guess from the old end."""
+    rule's Input says (none: the lease is missing, and the row keeps its end); if AWS cannot
+    say, keep the intent for whoever acts next to settle -- never guess from either end."""
     try:
         held = lease_in_aws(ctx, plan, credentials)
     except AwsError:
-        held = None
-    ctx.journal.transition(row["id"], RequestState.ACTIVE, lease_end=held,
-                           lease_unsettled=held is None, expect={RequestState.EXTENDING})
+        ctx.journal.transition(row["id"], RequestState.ACTIVE, expect={RequestState.EXTENDING})
+        return
+    ctx.journal.transition(row["id"], RequestState.ACTIVE, lease_end=held, lease_intent=None,
+                           expect={RequestState.EXTENDING}, durable=True)
+
+
+def settle(ctx: Context, row: dict[str, Any], credentials: dict[str, str] | None
+           ) -> dict[str, Any]:
+    """Settle a lease change cut short (an active row with a ``lease_intent``) from AWS:
+    the lease end the rule's Input holds becomes the row's; no lease in AWS (rule or target
+    gone) leaves the row's end as it was, shown ``missing``.  Journal-only, guarded by the
+    version read, so an operation that wrote the row meanwhile wins.  Returns the row as it
+    is now.  AwsError when AWS cannot be asked: the row stays unsettled."""
+    plan = AnnexPlan.from_record(row["plan"])
+    held = lease_in_aws(ctx, plan, credentials)
+    try:
+        ctx.journal.settle_lease(row["id"], row["version"],
+                                 row["lease_end"] if held is None else held)
+        log.info("annex %s: a lease change to %s was cut short; AWS's rule holds %s, "
+                 "recorded", row["annex_id"], row["lease_intent"] or "an unrecorded end",
+                 held if held is not None else "no lease")
+    except StateChanged:
+        pass  # written meanwhile: whoever wrote it decides
+    return ctx.journal.request(row["id"])
+
+
+def finish_config(ctx: Context, row: dict[str, Any]) -> None:
+    """The last write of a change whose new end the rule holds already: the end the
+    instances read, with their token renewed (idempotent: a crash after it changes nothing).
+    With the daemon's identity; OperationError when the token cannot be minted."""
+    plan = AnnexPlan.from_record(row["plan"])
+    renew.config_writer(ctx.aws(plan.region, None), plan, row["lease_end"], ctx.mint,
+                        ctx.clock())()
+    log.info("annex %s: its instances read the lease end %d again", row["annex_id"],
+             row["lease_end"])
 
 
 def lease_in_aws(ctx: Context, plan: AnnexPlan,
                  credentials: dict[str, str] | None) -> int | None:
     """The lease end in force for the annex's request (its rule target's Input: AWS is the
     truth), or None when AWS holds no lease for it; AwsError when AWS cannot be asked."""
-    target = ctx.aws(plan.region, credentials).lease_target(plan.annex_id, plan.request_token)
+    target = ctx.aws(plan.region, credentials).lease_target(plan.annex_id, plan.owns_rule)
     end = target["Input"].get("LeaseExpiration") if target else None
     return end if isinstance(end, int) and not isinstance(end, bool) else None
 
 
 def _move(ctx: Context, plan: AnnexPlan, credentials: dict[str, str] | None,
-          lease_end: int) -> tuple[int, bool]:
+          lease_end: int, now: float) -> tuple[int, bool]:
     """Set the lease end in AWS; (the new end, whether the lease had to be put back)."""
     aws = ctx.aws(plan.region, credentials)
-    target = aws.lease_target(plan.annex_id, plan.request_token)
+    target = aws.lease_target(plan.annex_id, plan.owns_rule)
     if target is None:
         _refuse_a_rule_of_another_request(aws, plan)  # before anything changes
-    write_config = renew.config_writer(aws, plan, lease_end, ctx.mint)  # changes nothing
+    write_config = renew.config_writer(aws, plan, lease_end, ctx.mint, now)  # changes nothing
     if target is None:
         _restore(aws, plan, lease_end)
     else:
@@ -102,8 +142,7 @@ def _move(ctx: Context, plan: AnnexPlan, credentials: dict[str, str] | None,
 def _refuse_a_rule_of_another_request(aws: AnnexAws, plan: AnnexPlan) -> None:
     """A lost lease is put back only under a rule name that no other request holds."""
     description = aws.rule_description(plan.rule_name)
-    if description is not None and \
-            description != rule_description(plan.annex_id, plan.client_token):
+    if description is not None and not plan.owns_rule(description):
         raise OperationError("conflict", f"annex {plan.annex_id!r} lost its lease, and its "
                              f"rule name is used by another request ({description!r}); end "
                              "the annex with -off")

@@ -35,8 +35,9 @@ def off(ctx: Context, who: Caller, name: str, region: str | None,
             return _history(ctx, who, name, region)
         if row["state"] not in lifecycle.ENDABLE:
             raise busy(name, row["state"])
+        ctx.check_payer(row, credentials)  # another account's keys would end nothing
         try:
-            claim(ctx.journal, row, RequestState.ENDING)
+            claim(ctx.journal, row, RequestState.ENDING, lease_intent=None)  # ends it all
             break
         except Moved:  # a lease change came and went: read it again, decide again
             if attempt == CLAIM_ATTEMPTS - 1:

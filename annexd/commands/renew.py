@@ -1,31 +1,62 @@
-"""A lease change gives the annex's running instances a token valid to the new lease end.
+"""Annex tokens: short-lived, renewed by the daemon while the annex lives, and moved with its
+lease.
 
-A minted token expires with the lease it was made for (plus a grace, see annexd.instance_config.idtoken), so
-moving the lease end must move the token's too, before the old one expires.  The instances
-already re-read their config object every minute (``condor_annex_ec2 -refresh-lease``) for the
-lease end its metadata carries; when it moved, they re-install the object.  So a lease change
-rewrites the object once, token and metadata together in one PutObject: an instance never
-sees the new lease end without the new token.  The jti stays the annex's, so a revocation by
-jti on the central manager covers every token the annex ever gets.
+A minted token lives at most ``ANNEX_TOKEN_LIFETIME`` past its minting, and never past the
+lease end plus a grace (:func:`annexd.instance_config.idtoken.expiry`): HTCondor cannot be told
+to forget a token, so a short life is what ends one after ``-off`` (finding 9 of issue 23).
+So the daemon renews each live annex's token when half its life is left
+(:func:`renew_due`, every renewal pass): one PutObject of the config object per annex, with
+a new token (same ``jti``, same ``sub``) and the lease end the journal holds.  The instances
+re-read the object's metadata every minute (``condor_annex_ec2 -refresh-lease``) and install
+it again when its token stamp changed.  ``-off`` ends the row, and only live rows are
+renewed: renewal ends at once.  If the daemon is down for longer than a token's life, the
+annex's startds can no longer authenticate and leave the pool; its lease still ends it.
 
-Annexes with the user's own token or the pool password have nothing to renew: only the
-metadata moves (a CopyObject in place), as before.
+Renewal rewrites the object, so the bucket's lifecycle rule (``ConfigExpirationDays``, by
+object age) never sees a live annex's object older than a token's life: no lease is cut
+short by it (finding 10).  Annexes with the user's own token or the pool password have no
+token to renew; their object is rewritten in place (CopyObject of its metadata) every
+:data:`TOUCH_SECONDS` for the same reason, as is a minted one whose token lives longer.
+
+A renewal claims the row (``active -> extending -> active``, as a lease change does) before
+it writes, so it never races a lease change, an ``-off`` or the backstop: whichever claims
+first acts, and the other is told, or tries at the next pass.  Only annexes the daemon's own
+identity may write are renewed (:func:`renewable`): those it paid for.  The daemon never
+holds a user's keys after their request, and the user policy lets each principal write only
+its own annexes' objects: an annex made with a user's keys gets a new token only with a
+lease change made with those keys, and its create says so (:func:`cannot_renew`).
+
+A lease change rewrites the object once, token and metadata together in one PutObject
+(:func:`config_writer`): an instance never sees the new lease end without the new token.
 """
 from __future__ import annotations
 
-from typing import Callable
+import logging
+from typing import Any, Callable
 
-from annexd.instance_config import tarball
-from annexd.aws import AnnexAws
+from annexd.aws import AnnexAws, AwsError
+from annexd.config.knobs import DaemonSettings
+from annexd.instance_config import idtoken, tarball
 from annexd.launch.plan import AnnexPlan, InvalidRequest
-from annexd.commands.context import OperationError
+from annexd.state.journal import StateChanged
+from annexd.state.lifecycle import RequestState
+from annexd.commands.context import Context, OperationError, claim
 
-#: Mints the annex's token for a lease end (the daemon's signing key, read at call time).
-Minter = Callable[[AnnexPlan, int], str]
+log = logging.getLogger("annexd.operate")
+
+#: Mints the annex's token for a lease end, at a time (the daemon's signing key, read then).
+Minter = Callable[[AnnexPlan, int, float], str]
+
+#: Every live annex's object is rewritten at least this often (in place, without a minted
+#: token to renew), so that the bucket's lifecycle -- which deletes ``config-*`` objects
+#: ConfigExpirationDays (at least 1) after their last write -- never takes a live one.
+TOUCH_SECONDS = 6 * 3600
+#: The shortest lifecycle cfn/bucket.yaml allows (ConfigExpirationDays: at least 1).
+LIFECYCLE_MIN_SECONDS = 86400
 
 
-def config_writer(aws: AnnexAws, plan: AnnexPlan, lease_end: int,
-                  mint: Minter) -> Callable[[], None]:
+def config_writer(aws: AnnexAws, plan: AnnexPlan, lease_end: int, mint: Minter,
+                  now: float) -> Callable[[], None]:
     """Everything that can fail before anything changes -- reading the object, minting the
     token -- done now; returns the one write that moves the lease end the instances read
     (with a minted token, renewed in the same write).  A lease change calls it only once the
@@ -34,9 +65,120 @@ def config_writer(aws: AnnexAws, plan: AnnexPlan, lease_end: int,
     if plan.pool_auth != "minted":
         return lambda: aws.set_config_lease_end(plan.bucket, plan.config_key, lease_end)
     try:
-        token = mint(plan, lease_end)
+        token = mint(plan, lease_end, now)
     except InvalidRequest as error:
         raise OperationError("invalid-request", f"{error}; nothing was changed") from None
     payload = tarball.with_token(aws.get_config(plan.bucket, plan.config_key), plan, token)
     return lambda: aws.put_config(plan.bucket, plan.config_key, payload, plan.annex_id,
-                                  lease_end)
+                                  lease_end, now)
+
+
+def pass_interval(settings: DaemonSettings) -> float:
+    """Seconds between two renewal passes: an eighth of a token's life, at most the lease
+    backstop's interval."""
+    return max(1.0, min(settings.lease_check_interval, settings.pool.token_lifetime / 8))
+
+
+def renewable(ctx: Context, row: dict[str, Any], plan: AnnexPlan) -> bool:
+    """Whether the daemon's own identity may rewrite the annex's config object: in the
+    account that pays, and -- the user policy lets a principal write only its own annexes'
+    objects (``config-<aws:userid>/``) -- an annex it created itself (daemon-paid), or one of
+    an earlier release, whose object has no owner prefix."""
+    return ctx.may_recover(row, plan) and (bool(row["daemon_credentials"]) or not plan.owner)
+
+
+def cannot_renew(ctx: Context, plan: AnnexPlan, payer: str, now: float,
+                 daemon_paid: bool) -> list[str]:
+    """The notice of a create whose object the daemon will not be able to rewrite: made with
+    a user's keys (only they may write its object), or in an account the daemon's identity
+    is not in (or it has none)."""
+    if daemon_paid and ctx.identity.available and ctx.identity.account == payer:
+        return []
+    lifetime = ctx.settings.pool.token_lifetime
+    if plan.pool_auth == "minted" and plan.lease_end - now > lifetime:
+        return [f"condor_annexd cannot renew this annex's token (only the keys that made it "
+                f"may write its config object): its instances leave the pool {lifetime} s "
+                "after the create (ANNEX_TOKEN_LIFETIME) unless -lease-duration, with those "
+                "keys, gives them a new one"]
+    if plan.lease_end - now > LIFECYCLE_MIN_SECONDS:
+        return ["condor_annexd cannot rewrite this annex's config object (only the keys that "
+                "made it may): the bucket's lifecycle (ConfigExpirationDays) deletes it, and "
+                "so ends the annex, that many days after its last write unless -lease-duration "
+                "rewrites it first"]
+    return []
+
+
+def due(ctx: Context, row: dict[str, Any], plan: AnnexPlan, now: float) -> bool:
+    """Whether the row's annex needs its object rewritten now."""
+    if row["state"] != RequestState.ACTIVE or row["lease_intent"] is not None or \
+            row["lease_end"] <= now:
+        return False  # busy, its lease end not known, or its lease over: not ours now
+    written = row["token_minted"]
+    if plan.pool_auth == "minted" and now >= idtoken.renewal_due(
+            written, row["lease_end"], ctx.settings.pool.token_lifetime):
+        return True
+    return now >= written + TOUCH_SECONDS  # whatever the token's life: the lifecycle
+
+
+def renew_due(ctx: Context) -> list[str]:
+    """One renewal pass: rewrite the config object of every live annex the daemon may act
+    on whose token has half its life left (or, without a minted token, whose object is
+    :data:`TOUCH_SECONDS` old); the names of those renewed."""
+    now = ctx.clock()
+    renewed = []
+    for row in ctx.journal.live_rows():
+        plan = AnnexPlan.from_record(row["plan"])
+        if due(ctx, row, plan, now) and renewable(ctx, row, plan) and \
+                _renew(ctx, row, plan, now):
+            renewed.append(row["annex_id"])
+    return renewed
+
+
+def _renew(ctx: Context, row: dict[str, Any], plan: AnnexPlan, now: float) -> bool:
+    try:
+        claim(ctx.journal, row, RequestState.EXTENDING)
+    except OperationError as lost:  # an owner's command got there first: next pass
+        log.info("token renewal: %s; leaving it", lost)
+        return False
+    try:
+        _write(ctx, row, plan, now)
+    except (AwsError, InvalidRequest, ValueError) as error:
+        log.error("token renewal: annex %s: %s; it is tried again at the next pass",
+                  plan.annex_id, error)
+        _release(ctx, row)
+        return False
+    except BaseException:
+        _release(ctx, row)
+        raise
+    try:
+        ctx.journal.transition(row["id"], RequestState.ACTIVE, token_minted=now,
+                               expect={RequestState.EXTENDING})
+    except StateChanged:
+        return False
+    log.info("annex %s: token renewed (valid to %d)", plan.annex_id,
+             idtoken.expiry(row["lease_end"], now, ctx.settings.pool.token_lifetime))
+    return True
+
+
+def _write(ctx: Context, row: dict[str, Any], plan: AnnexPlan, now: float) -> None:
+    """The one write of a renewal, with the lease end the journal holds."""
+    aws = ctx.aws(plan.region, None)
+    lease_end = int(row["lease_end"])
+    if plan.pool_auth != "minted":
+        aws.set_config_lease_end(plan.bucket, plan.config_key, lease_end)
+        return
+    token = ctx.mint(plan, lease_end, now)
+    if plan.needs_request_material:  # the user's -config-dir files are only in the object
+        payload = tarball.with_token(aws.get_config(plan.bucket, plan.config_key), plan, token)
+    else:
+        payload = tarball.build(plan, tarball.PoolMaterial(token, None, {}))
+    aws.put_config(plan.bucket, plan.config_key, payload, plan.annex_id, lease_end, now)
+
+
+def _release(ctx: Context, row: dict[str, Any]) -> None:
+    """A renewal that failed changed no lease: the row goes back as it was."""
+    try:
+        ctx.journal.transition(row["id"], RequestState.ACTIVE,
+                               expect={RequestState.EXTENDING})
+    except StateChanged:
+        pass

@@ -8,14 +8,17 @@ import logging
 import time
 from typing import Any
 
+from annexd.config.knobs import KnobError
+from annexd.money import daemonpaid
+from annexd.rpc import protocol
 from annexd.state import lifecycle
 from annexd.launch import steps
-from annexd.aws.create import rule_description
 from annexd.state.journal import Progress, StateChanged
 from annexd.state.lifecycle import RequestState
 from annexd.launch.plan import AnnexPlan, InvalidRequest
-from annexd.commands import off
-from annexd.commands.context import Caller, Context, claim
+from annexd.aws import AwsError
+from annexd.commands import lease, off
+from annexd.commands.context import Caller, Context, OperationError, claim
 from annexd.commands.replies import failure_reply, outcome_reply, resumable, taken_reply
 
 log = logging.getLogger("annexd.rpc.service")
@@ -71,9 +74,7 @@ def _lease_lost(driver: steps.Driver, progress: Progress) -> bool:
     AWS: its rule, once made, no longer this request's; its target, once put, missing.  (A
     lease step that was started but not journaled done is simply done again.)"""
     aws, plan = driver.aws, driver.plan
-    if "rule" in progress.done and \
-            aws.rule_description(plan.rule_name) != rule_description(plan.annex_id,
-                                                                     plan.client_token):
+    if "rule" in progress.done and not plan.owns_rule(aws.rule_description(plan.rule_name)):
         return True
     return "target" in progress.done and aws.lease_target(plan.annex_id) is None
 
@@ -87,6 +88,12 @@ def name_held(ctx: Context, row: dict[str, Any], who: Caller,
     if not resumable(row, who):
         return taken_reply(row, who)
     plan = AnnexPlan.from_record(row["plan"])
+    wrong = ctx.payer_mismatch(row, credentials)
+    if wrong:  # finding 5 of issue 23: a resume never moves an annex to another account
+        return protocol.error_reply("invalid-request", f"{wrong}: use keys of that account; "
+                                    "nothing was changed")
+    if credentials is None:  # paid by the daemon's identity: the admin's choices only
+        daemonpaid.check(plan, ctx.settings.for_region(plan.region))
     # Only a create still to finish needs the config tarball; a rollback does not.
     payload = ctx.payload(plan, annex) if state is RequestState.INTERRUPTED else None
     log.info("request %d: uid %d resumes %s annex %s", row["id"], who.uid, state,
@@ -123,15 +130,13 @@ def recover(ctx: Context, workers: int = 8) -> None:
     for row in rows:
         state = RequestState(row["state"])
         if state is RequestState.EXTENDING:  # cut short: AWS holds the old end or the new
-            ctx.journal.transition(row["id"], RequestState.ACTIVE, lease_unsettled=True)
-            log.warning("request %d: annex %s: a lease change was cut short; its lease end is "
-                        "read from AWS by the backstop or the owner's next -status",
-                        row["id"], row["annex_id"])
+            ctx.journal.transition(row["id"], RequestState.ACTIVE)  # its intent kept
+            _settle_cut_short(ctx, ctx.journal.request(row["id"]))
         elif state in lifecycle.DRIVEN:
             ctx.journal.transition(row["id"], lifecycle.AFTER_CRASH[state])
     rows = [ctx.journal.request(row["id"]) for row in rows]
     rows = [row for row in rows if row["state"] in lifecycle.PARKED]
-    mine = [row for row in rows if ctx.may_recover(row)]
+    mine = [row for row in rows if ctx.may_recover(row) and _admins_choices(ctx, row)]
     for row in rows:
         if row not in mine:
             log.warning("request %d: annex %s in %s (uid %d) is parked; it resumes when "
@@ -141,6 +146,45 @@ def recover(ctx: Context, workers: int = 8) -> None:
         with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
             list(pool.map(lambda request_id: _recover_one(ctx, request_id),
                           [row["id"] for row in mine]))
+
+
+def _admins_choices(ctx: Context, row: dict[str, Any]) -> bool:
+    """Whether the daemon's identity may drive this parked request on: a rollback or an
+    unfinished -off only remove; a create goes on only with the admin's choices
+    (annexd.money.daemonpaid), as if it had been paid by the daemon from the start."""
+    if row["state"] != RequestState.INTERRUPTED:
+        return True
+    try:
+        daemonpaid.check(AnnexPlan.from_record(row["plan"]),
+                         ctx.settings.for_region(row["region"]))
+    except (InvalidRequest, KnobError) as error:
+        log.warning("request %d: annex %s: not resumed with condor_annexd's identity: %s",
+                    row["id"], row["annex_id"], error)
+        return False
+    return True
+
+
+def _settle_cut_short(ctx: Context, row: dict[str, Any]) -> None:
+    """A lease change a crash cut short: its intent is on record; what AWS holds is read
+    from the rule's Input, with the daemon's identity where it may, and when the rule holds
+    the new end the change is finished: the end the instances read (and their token) is
+    written again (the crash may have come before that write).  Elsewhere (or when AWS
+    cannot be asked) the row keeps its intent, and the owner's next -status, -off or
+    -lease-duration, or the backstop, reads it."""
+    if ctx.may_recover(row):
+        try:
+            settled = lease.settle(ctx, row, None)
+            if row["lease_intent"] and settled["lease_end"] == row["lease_intent"]:
+                lease.finish_config(ctx, settled)
+            return
+        except (AwsError, OperationError) as error:
+            log.warning("request %d: annex %s: cannot settle its cut-short lease change: %s",
+                        row["id"], row["annex_id"], error)
+            if ctx.journal.request(row["id"])["lease_intent"] is None:
+                return
+    log.warning("request %d: annex %s: a lease change to %s was cut short; its lease end is "
+                "read from AWS's rule by the owner's next command or the backstop",
+                row["id"], row["annex_id"], row["lease_intent"])
 
 
 def _recover_one(ctx: Context, request_id: int) -> None:

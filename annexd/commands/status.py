@@ -13,7 +13,7 @@ import json
 import logging
 from typing import Any
 
-from annexd.state import lifecycle
+from annexd.state import lifecycle, upgrade
 from annexd.aws import AwsError
 from annexd.state.journal import StateChanged
 from annexd.state.lifecycle import RequestState
@@ -21,7 +21,7 @@ from annexd_lambda.lease import LIVE_INSTANCE_STATES
 from annexd.launch.plan import AnnexPlan
 from annexd.money import costs
 from annexd.commands.create import as_journaled
-from annexd.commands.lease import lease_in_aws
+from annexd.commands import lease as lease_change
 from annexd.commands.context import Caller, Context, unknown, user_name
 
 log = logging.getLogger("annexd.operate")
@@ -102,23 +102,29 @@ def _reports(ctx: Context, rows: list[dict[str, Any]], credentials: dict[str, st
 
 def _with_leases_settled(ctx: Context, rows: list[dict[str, Any]],
                          credentials: dict[str, str] | None) -> list[dict[str, Any]]:
-    """Rows whose lease end a cut-short lease change left unsettled take the end AWS holds
-    (the rule's Input), guarded by the version read; the journal is never trusted for them.
-    One call per such row, once."""
+    """Rows with a lease change's intent on record show the end AWS holds (the rule's
+    Input), never either end guessed: one cut short (the row is ``active``) is settled in
+    the journal, guarded by the version read (:func:`annexd.commands.lease.settle`); one
+    under way (``extending``: a thread drives it) is shown as AWS holds it now, and left to
+    that thread.  One call per such row; where AWS cannot be asked the lease shows
+    ``unknown``."""
     settled = []
     for row in rows:
-        if not (row["lease_unsettled"] and row["state"] == RequestState.ACTIVE):
+        if row["lease_intent"] is None or row["state"] not in (RequestState.ACTIVE,
+                                                                 RequestState.EXTENDING):
             settled.append(row)
             continue
         plan = AnnexPlan.from_record(row["plan"])
         if _countable(ctx, row, plan, credentials):
             try:
-                held = lease_in_aws(ctx, plan, credentials)
-                if held is not None:
-                    ctx.journal.settle_lease(row["id"], row["version"], held)
-            except (AwsError, StateChanged) as error:
+                if row["state"] == RequestState.ACTIVE:
+                    row = lease_change.settle(ctx, row, credentials)
+                else:
+                    held = lease_change.lease_in_aws(ctx, plan, credentials)
+                    row = dict(row, lease_intent=None,
+                               lease_end=row["lease_end"] if held is None else held)
+            except AwsError as error:
                 log.info("annex %s: its lease end is unsettled: %s", row["annex_id"], error)
-            row = ctx.journal.request(row["id"])
         settled.append(row)
     return settled
 
@@ -132,20 +138,38 @@ def _worst_case(plan: AnnexPlan, row: dict[str, Any]) -> dict[str, Any]:
 
 def _countable(ctx: Context, row: dict[str, Any], plan: AnnexPlan,
                credentials: dict[str, str] | None) -> bool:
-    """Whether AWS can be asked about this annex: with the caller's keys, or -- root and the
-    daemon's own user list every annex without keys -- with the daemon's identity where it
-    may act on the annex.  Elsewhere an answer would be a false zero."""
-    return credentials is not None or ctx.may_recover(row, plan)
+    """Whether AWS can be asked about this annex: with the caller's keys of the account that
+    pays for it, or -- root and the daemon's own user list every annex without keys -- with
+    the daemon's identity where it may act on the annex.  Elsewhere an answer would be a
+    false zero, or a false "missing" (finding 6 of issue 23: another account's keys see
+    nothing of it)."""
+    if credentials is None:
+        return ctx.may_recover(row, plan)
+    return not ctx.payer_mismatch(row, credentials)
 
 
-def unknown_counts(annexes: list[dict[str, Any]]) -> list[str]:
-    """A notice when some annexes' instance counts are unknown, saying why."""
-    unknown = [annex["name"] for annex in annexes if annex["instances"] is None]
+def unknown_counts(ctx: Context, annexes: list[dict[str, Any]],
+                   credentials: dict[str, str] | None) -> list[str]:
+    """A notice when some annexes' instance counts are unknown, saying why; and one per row
+    shown as written (a newer release's), saying why it is not acted on."""
+    notices = [f"annex {annex['name']!r} in {annex['region'] or 'an unknown region'} "
+               f"({annex['state']}) is shown as the journal holds it and is not acted on: "
+               f"{annex['unknown_to_this_release']}" for annex in annexes
+               if annex.get("unknown_to_this_release")]
+    unknown = [annex for annex in annexes
+               if annex["instances"] is None and not annex.get("unknown_to_this_release")]
     if not unknown:
-        return []
-    return [f"instance counts and leases are unknown for {', '.join(unknown)}: you gave no "
-            "AWS keys (-public-key-file, -secret-key-file), and condor_annexd's own AWS "
-            "identity (ANNEXD_ACCESS_KEY_FILE, ANNEXD_SECRET_KEY_FILE) cannot see them"]
+        return notices
+    if credentials is not None:  # keys of another account than the annex's
+        rows = [ctx.journal.live_row(annex["region"], annex["name"]) for annex in unknown]
+        return notices + [
+            f"instance counts and leases are unknown: {ctx.payer_mismatch(row, credentials)}"
+            for row in rows if row is not None and ctx.payer_mismatch(row, credentials)]
+    return notices + [
+        f"instance counts and leases are unknown for "
+        f"{', '.join(annex['name'] for annex in unknown)}: you gave no "
+        "AWS keys (-public-key-file, -secret-key-file), and condor_annexd's own AWS "
+        "identity (ANNEXD_ACCESS_KEY_FILE, ANNEXD_SECRET_KEY_FILE) cannot see them"]
 
 
 def _lease(plan: AnnexPlan, row: dict[str, Any], in_force: set[str] | None,
@@ -154,7 +178,7 @@ def _lease(plan: AnnexPlan, row: dict[str, Any], in_force: set[str] | None,
     gone: restore it with -lease-duration, or end the annex with -off); ``expired`` (its end
     passed: the lease function ends it); ``pending`` (a create not yet that far); ``ended``
     (history: the row is final); ``unknown`` (AWS was not asked, or a cut-short lease
-    change left the end unsettled and AWS could not be asked for it).
+    change left its intent on record and AWS could not be asked what it holds).
 
     ``in_force``: the names of the region's rules that target the lease function.  That a
     rule of the annex's name there is *this request's* is the journal's word: its live row
@@ -175,7 +199,7 @@ def _lease(plan: AnnexPlan, row: dict[str, Any], in_force: set[str] | None,
         return "pending"
     if plan.rule_name not in in_force:
         return "missing"
-    if row["lease_unsettled"]:  # AWS holds the old end or the new: never guess which
+    if row["lease_intent"] is not None:  # AWS holds the old end or the new: never guess
         return "unknown"
     return "enforced" if row["lease_end"] > now else "expired"
 
@@ -186,23 +210,74 @@ def status(ctx: Context, who: Caller, name: str | None, region: str | None,
     """One entry per live annex the caller may see, with what AWS holds for it now.
 
     Asked by name, a caller with no live annex of that name sees their own last finished
-    one, from the journal only (history: no time left, no instances).
+    one, from the journal only (history: no time left, no instances).  Rows this release
+    cannot read (a newer release's state or plan; set aside by the upgrade) are shown as
+    they were written, saying why, never as an error: see :func:`_as_written`.
     """
     if name is None:
         rows = _with_leases_settled(ctx, ctx.journal.live_rows(
             owner_uid=None if who.is_admin else who.uid, region=region), credentials)
         return [report for report in _settled(
             ctx, _reports(ctx, rows, credentials, instance_ids=instance_ids), rows, credentials)
-            if report["lease"] != "ended"]
+            if report["lease"] != "ended"] + _set_aside(ctx, who, None, region)
     row = ctx.live(who, name, region)
     if row is not None:
         [row] = _with_leases_settled(ctx, [row], credentials)
         return _settled(ctx, _reports(ctx, [row], credentials, instance_ids=instance_ids),
                         [row], credentials)
+    set_aside = _set_aside(ctx, who, name, region)
+    if set_aside:
+        return set_aside
     history = ctx.journal.last_final(who.uid, name, region)
     if history is None:
         raise unknown(name)
+    problem = upgrade.plan_problem(history)
+    if problem:
+        return [_as_written(history, f"written by another release: {problem}")]
     return _reports(ctx, [history], credentials, ask_aws=False)
+
+
+def _set_aside(ctx: Context, who: Caller, name: str | None,
+               region: str | None) -> list[dict[str, Any]]:
+    """The caller's rows the upgrade quarantined because this release cannot read them (a
+    newer release's state or plan), of which AWS may still hold something (any state but
+    this release's final ones), as written.  (A second live row of one annex, also set
+    aside, is an earlier release's, and named in the log.)"""
+    return [_as_written(row, row["quarantine_reason"]) for row in ctx.journal.quarantined(
+        owner_uid=None if who.is_admin else who.uid, annex_id=name)
+        if (region is None or row.get("region") == region) and
+        row.get("state") not in {state.value for state in lifecycle.FINAL} and
+        (row.get("state") not in {state.value for state in RequestState} or
+         upgrade.plan_problem(row))]
+
+
+def _as_written(row: dict[str, Any], why: str) -> dict[str, Any]:
+    """A row this release cannot act on, shown as it was written: its own state (named,
+    whatever it is), its lease end; what only its plan or AWS could say is unknown (None),
+    never guessed.  ``unknown_to_this_release`` says why."""
+    try:
+        plan = json.loads(row.get("plan") or "{}")
+    except ValueError:
+        plan = {}
+    plan = plan if isinstance(plan, dict) else {}
+    known = row.get("state") in {state.value for state in RequestState}
+    return {
+        "name": str(row.get("annex_id")),
+        "owner": user_name(row.get("owner_uid", -1)),
+        "owner_uid": row.get("owner_uid"),
+        "type": str(plan.get("annex_type") or "unknown"),
+        "region": str(row.get("region") or plan.get("region") or ""),
+        "state": str(row.get("state")),
+        "lease_end": int(row.get("lease_end") or plan.get("lease_end") or 0),
+        "lease": "ended" if known and RequestState(row["state"]) in lifecycle.FINAL
+        else "unknown",
+        "lease_enforced": False,
+        "instances": None,
+        "max_instances": None,
+        "worst_case_cost": None,
+        "prices_date": costs.price_table()["date"],
+        "unknown_to_this_release": why,
+    }
 
 
 def _settled(ctx: Context, reports: list[dict[str, Any]], rows: list[dict[str, Any]],

@@ -103,6 +103,9 @@ KNOBS: tuple[Knob, ...] = (
          "file in `SEC_PASSWORD_DIRECTORY` (a dedicated key is recommended)"),
     Knob("ANNEX_TOKEN_IDENTITY", "daemon", "the identity (`sub`) of each annex's token; "
          "`{annex}` and `{user}` are replaced by the annex's name and owner"),
+    Knob("ANNEX_TOKEN_LIFETIME", "daemon", "seconds a minted token is valid after its minting "
+         "(at least 60; never past the lease end + 15 minutes); the daemon renews the tokens of "
+         "annexes it paid for at half their life"),
     Knob("ANNEX_SEND_POOL_PASSWORD", "daemon", "ship the pool password to annex instances "
          "instead of a minted token (with a notice on every create)"),
     Knob("SEC_PASSWORD_FILE", "daemon", "the pool password, if the pool uses one (HTCondor's "
@@ -136,8 +139,14 @@ KNOBS: tuple[Knob, ...] = (
          "(`-secret-key-file` overrides)", unset="— (`-setup` writes it)", regional=True),
     Knob("ANNEX_DEFAULT_ODI_INSTANCE_PROFILE_ARN", "client, then daemon", "the instance "
          "profile of instances whose launch names none (on-demand, Spot Fleet launch "
-         "specifications); without one such a create is refused",
-         unset="— (`-setup` writes it)", regional=True),
+         "specifications); without one such a create is refused; the daemon's value is the "
+         "only one an annex it pays for may use", unset="— (`-setup` writes it)",
+         regional=True),
+    Knob("ANNEX_DEFAULT_FLEET_ROLE_ARN", "daemon", "the Spot Fleet role (`IamFleetRole`) an "
+         "annex paid by the daemon may use", unset="— (such annexes are on-demand only)",
+         regional=True),
+    Knob("ANNEX_DEFAULT_USER_DATA_FILE", "daemon", "the user data an annex paid by the daemon "
+         "may use", unset="— (none)", regional=True),
     Knob("ANNEX_DEFAULT_ODI_SECURITY_GROUP_IDS", "client, then daemon", "the security groups "
          "of instances whose launch names none, likewise", unset="— (`-setup` writes it)",
          regional=True),
@@ -151,7 +160,8 @@ KNOBS: tuple[Knob, ...] = (
          "`condor_annex_ec2` installed", unset="HTCondor's param table", regional=True),
     Knob("ANNEX_DEFAULT_ODI_INSTANCE_TYPE", "client", "on-demand annexes' instance type",
          unset="HTCondor's param table", regional=True),
-    Knob("ANNEX_DEFAULT_ODI_KEY_NAME", "client", "on-demand annexes' SSH key pair",
+    Knob("ANNEX_DEFAULT_ODI_KEY_NAME", "client, then daemon", "on-demand annexes' SSH key "
+         "pair; the daemon's value is the only one an annex it pays for may use",
          unset="HTCondor's param table", regional=True),
     Knob("USER_CONFIG_FILE", "client", "the user's HTCondor configuration, where `-setup` "
          "writes (HTCondor's own knob; relative: inside `~/.condor/`)",

@@ -10,6 +10,7 @@ Shared by daemon and CLI: no boto3 here.
 """
 from __future__ import annotations
 
+import base64
 import os
 import pwd
 import re
@@ -66,6 +67,7 @@ DEFAULTS: dict[str, str | int | float | bool] = {
     # can admit with one ALLOW entry (*@annex.<trust domain>).
     "ANNEX_TOKEN_IDENTITY": "{annex}.{user}@annex.$(TRUST_DOMAIN)",
     "ANNEX_SEND_POOL_PASSWORD": False,
+    "ANNEX_TOKEN_LIFETIME": 7200,
     "ANNEX_DEFAULT_LEASE_DURATION": 3000,
 }
 
@@ -140,6 +142,18 @@ def _positive_float(text: str) -> float:
         raise ValueError("expected a number") from None
     if not number > 0:
         raise ValueError("must be greater than zero")
+    return number
+
+
+#: The shortest ANNEX_TOKEN_LIFETIME: renewed at half its life, a token must outlast a few
+#: renewal passes and the instances' once-a-minute refresh.
+MIN_TOKEN_LIFETIME = 60
+
+
+def _token_lifetime(text: str) -> int:
+    number = _positive_int(text)
+    if number < MIN_TOKEN_LIFETIME:
+        raise ValueError(f"must be at least {MIN_TOKEN_LIFETIME} seconds")
     return number
 
 
@@ -283,10 +297,15 @@ class RegionSettings:
     endpoints: dict[str, str | None]
     bucket: str | None
     lease_function_arn: str | None
-    #: What -setup made for instances to join with: every annex whose config names none
-    #: gets these (annexd.launch.adjust.with_join_defaults).
+    #: What an annex paid by the daemon's identity launches with (annexd.money.daemonpaid):
+    #: the admin's instance profile, key pair, Spot Fleet role and user data (base64).  The
+    #: profile and security groups are also what every annex whose launch names none gets
+    #: (annexd.launch.adjust.with_join_defaults).
     instance_profile_arn: str | None = None
     security_group_ids: tuple[str, ...] = ()
+    key_name: str | None = None
+    fleet_role_arn: str | None = None
+    user_data: str | None = None
 
     @classmethod
     def load(cls, region: str) -> "RegionSettings":
@@ -297,7 +316,21 @@ class RegionSettings:
             lease_function_arn=string("ANNEX_DEFAULT_LEASE_FUNCTION_ARN", region=region),
             instance_profile_arn=string("ANNEX_DEFAULT_ODI_INSTANCE_PROFILE_ARN", region=region),
             security_group_ids=id_list(raw("ANNEX_DEFAULT_ODI_SECURITY_GROUP_IDS", region)),
+            key_name=string("ANNEX_DEFAULT_ODI_KEY_NAME", region=region),
+            fleet_role_arn=string("ANNEX_DEFAULT_FLEET_ROLE_ARN", region=region),
+            user_data=_user_data(string("ANNEX_DEFAULT_USER_DATA_FILE", region=region)),
         )
+
+
+def _user_data(file: str | None) -> str | None:
+    """The admin's user data file, base64 as the launch calls take it; None when unset."""
+    if file is None:
+        return None
+    try:
+        with open(file, "rb") as handle:
+            return base64.b64encode(handle.read()).decode("ascii")
+    except OSError as error:
+        raise KnobError(f"ANNEX_DEFAULT_USER_DATA_FILE = {file}: {error.strerror}") from None
 
 
 def id_list(text: str | None) -> tuple[str, ...]:
@@ -354,6 +387,9 @@ class PoolSettings:
     token: idtoken.TokenSettings | None = None
     #: ANNEX_SEND_POOL_PASSWORD: the admin's opt-in to ship the pool password instead.
     send_password: bool = False
+    #: ANNEX_TOKEN_LIFETIME: a minted token expires this long after its minting (or at the
+    #: lease end plus the grace, if sooner); the daemon renews it at half its life.
+    token_lifetime: int = 7200
 
     @classmethod
     def load(cls) -> "PoolSettings":
@@ -365,6 +401,8 @@ class PoolSettings:
             token=token_settings(),
             send_password=_typed("ANNEX_SEND_POOL_PASSWORD",
                                  bool(DEFAULTS["ANNEX_SEND_POOL_PASSWORD"]), _bool, None),
+            token_lifetime=_typed("ANNEX_TOKEN_LIFETIME", int(DEFAULTS["ANNEX_TOKEN_LIFETIME"]),
+                                  _token_lifetime, None),
         )
 
 

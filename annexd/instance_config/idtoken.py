@@ -147,8 +147,26 @@ def mint(key: bytes, key_id: str, *, issuer: str, subject: str, token_id: str,
     return f"{signing_input}.{_b64(signature)}"
 
 
+def expiry(lease_end: int, now: float, lifetime: int) -> int:
+    """When a token minted ``now`` expires: ``lifetime`` after its minting
+    (ANNEX_TOKEN_LIFETIME), and never past the lease end plus the grace.  A short life is
+    what ends a token after ``-off`` (HTCondor cannot be told to forget one): the daemon
+    renews the tokens of live annexes only."""
+    return min(int(now) + lifetime, lease_end + GRACE_SECONDS)
+
+
+def renewal_due(minted: float, lease_end: int, lifetime: int) -> float:
+    """When the token minted at ``minted`` is renewed: when half of its life is left.  A
+    token that already reaches the lease end plus the grace is never renewed (infinity)."""
+    expires = expiry(lease_end, minted, lifetime)
+    if expires >= lease_end + GRACE_SECONDS:
+        return float("inf")
+    return minted + (expires - int(minted)) / 2
+
+
 def for_annex(settings: TokenSettings, subject: str, token_id: str, lease_end: int,
-              now: float) -> str:
-    """The token an annex's instances get: valid until its lease end plus the grace."""
+              now: float, lifetime: int) -> str:
+    """The token an annex's instances get: valid for ``lifetime`` seconds, never past its
+    lease end plus the grace (:func:`expiry`)."""
     return mint(read_key(settings), settings.key_id, issuer=settings.issuer, subject=subject,
-                token_id=token_id, issued_at=int(now), expires=lease_end + GRACE_SECONDS)
+                token_id=token_id, issued_at=int(now), expires=expiry(lease_end, now, lifetime))

@@ -97,6 +97,18 @@ class AnnexPlan:
     def target_id(self) -> str:
         return self.annex_id
 
+    def owns_rule(self, description: str | None) -> bool:
+        """Whether a lease rule of the annex's name (its ``description``; None: no rule) is
+        this request's, judged by what its release wrote: this release names the request
+        (its ClientToken); an earlier release named none (``HTCondor annex <name>: enforce
+        the lease``), and a lease this release put back for such an annex names the plan's
+        ClientToken."""
+        if description is None:
+            return False
+        return description == lease.rule_description(self.annex_id, self.client_token) or \
+            (not self.keyed_by_request and
+             description == lease.old_rule_description(self.annex_id))
+
     def target_input(self, lease_end: int | None = None) -> str:
         """The constant Input EventBridge hands the lease function on every tick."""
         body = {

@@ -41,7 +41,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from annexd.aws import AnnexAws, Transient
-from annexd.aws.create import rule_description
 from annex_ec2.backoff import Backoff
 from annexd.state.journal import Journal, Progress, StepEvent
 from annexd.state.lifecycle import RequestState
@@ -95,8 +94,7 @@ def check(aws: AnnexAws, plan: AnnexPlan, _: Outputs) -> Outputs:
         if missing:
             raise CannotJoin(adjust.template_refusal(spec, missing))
     description = aws.rule_description(plan.rule_name)
-    if description is not None and \
-            description != rule_description(plan.annex_id, plan.client_token):
+    if description is not None and not plan.owns_rule(description):
         raise AnnexExists(
             f"annex {plan.annex_id!r} already exists (its lease rule is in place); "
             "choose another -annex-name")

@@ -40,6 +40,7 @@ import htcondor2
 from annexd.usage.manpage import help_text
 from annexd.usage.options import UsageError, parse
 
+from annexd.commands import renew
 from annexd.process import about
 from annexd.aws import identity as daemon_identity
 from annexd.config import knobs
@@ -259,6 +260,15 @@ def _start_lease_backstop(service: AnnexService, stop: threading.Event) -> None:
     threading.Thread(target=loop, name="lease-backstop", daemon=True).start()
 
 
+def _start_token_renewal(service: AnnexService, stop: threading.Event) -> None:
+    """Renew live annexes' tokens at half their life (annexd.commands.renew), looking at least
+    eight times per token life so that a renewal is never late by more than an eighth."""
+    def loop() -> None:
+        while not stop.wait(renew.pass_interval(service.settings)):
+            service.renew_tokens()
+    threading.Thread(target=loop, name="token-renewal", daemon=True).start()
+
+
 def _open(settings: knobs.DaemonSettings) -> tuple[Journal, AnnexService, AnnexServer]:
     """The journal (brought up to date: see annexd.state.upgrade), the service and the socket."""
     try:
@@ -331,6 +341,7 @@ def _serve(lifecycle: Lifecycle) -> int:
         master.ready()
         master.keep_alive(lifecycle.stop)
         _start_lease_backstop(service, lifecycle.stop)
+        _start_token_renewal(service, lifecycle.stop)
         log.info("condor_annexd ready")
         lifecycle.report.ready()
         lifecycle.serving = True

@@ -25,7 +25,7 @@ from annexd.config import hints
 from annexd.aws import identity
 from annexd.rpc import protocol
 from annexd.aws import AnnexAws, AwsError
-from annexd.commands import backstop, create, lease, off, resume, setup, status
+from annexd.commands import backstop, create, lease, off, renew, resume, setup, status
 from annexd.commands.context import Caller, Context, OperationError
 from annexd.state.journal import Journal
 from annexd.config.knobs import DaemonSettings
@@ -157,7 +157,8 @@ class AnnexService:
             if command == "status":
                 annexes = status.status(ctx, who, name, region, creds,
                                         bool(request.get("instance_ids")))
-                return protocol.ok_reply({"annexes": annexes}, status.unknown_counts(annexes))
+                return protocol.ok_reply({"annexes": annexes},
+                                        status.unknown_counts(ctx, annexes, creds))
             if command == "off":
                 return protocol.ok_reply(off.off(ctx, who, name, region, creds, report))
             return protocol.ok_reply(lease.extend(ctx, who, name, region,
@@ -178,6 +179,15 @@ class AnnexService:
             backstop.enforce_expired(self.context())
         except Exception:  # the backstop must keep running
             log.exception("lease backstop failed")
+
+    def renew_tokens(self) -> None:
+        """Renew live annexes' tokens at half their life (annexd.commands.renew)."""
+        if not self.identity.available:
+            return
+        try:
+            renew.renew_due(self.context())
+        except Exception:  # renewal must keep running
+            log.exception("token renewal failed")
 
     def recover(self, workers: int = 8) -> None:
         """At start-up: drive every request a crash or shutdown left unfinished (see

@@ -62,7 +62,10 @@ CREATE TABLE IF NOT EXISTS requests (
     updated REAL NOT NULL,
     region TEXT NOT NULL DEFAULT '',
     version INTEGER NOT NULL DEFAULT 0,
-    lease_unsettled INTEGER NOT NULL DEFAULT 0
+    payer_account TEXT NOT NULL DEFAULT '',
+    payer_principal TEXT NOT NULL DEFAULT '',
+    token_minted REAL NOT NULL DEFAULT 0,
+    lease_intent INTEGER
 );
 CREATE TABLE IF NOT EXISTS step_events (
     request_id INTEGER NOT NULL REFERENCES requests(id),
@@ -120,6 +123,13 @@ class StateChanged(Exception):
     def __init__(self, state: str):
         super().__init__(state)
         self.state = state
+
+
+#: ``lease_intent`` as it was (transition's default): not written.
+KEEP: Any = object()
+#: ``lease_intent`` of a change cut short whose end an earlier release did not record
+#: (its ``lease_unsettled`` flag): AWS's rule says what is in force all the same.
+INTENT_UNRECORDED = upgrade.INTENT_UNRECORDED
 
 
 class Journal:
@@ -189,58 +199,71 @@ class Journal:
 
     # -- writes ----------------------------------------------------------------------------
 
-    def begin(self, plan: AnnexPlan, *, daemon_credentials: bool, durable: bool = True) -> int:
+    def begin(self, plan: AnnexPlan, *, daemon_credentials: bool, durable: bool = True,
+              payer: tuple[str, str] = ("", ""), token_minted: float = 0) -> int:
         """Record an accepted request as *creating*; raises NameTaken if a live row holds
         its (region, name).  ``durable=False``: committed, not yet forced to disk -- the
-        caller forces it (:meth:`record_steps_soon`) before any call that changes AWS."""
+        caller forces it (:meth:`record_steps_soon`) before any call that changes AWS.
+        ``payer``: (account, principal ARN) of the keys that pay, fixed for the annex's life;
+        ``token_minted``: when the token in its config object was minted (without a minted
+        token: when the object was written), for its renewal (annexd.commands.renew)."""
         now = time.time()
         with self._lock, self._durability(durable):
             try:
                 return self._db.execute(
                     "INSERT INTO requests (annex_id, region, owner_uid, state,"
-                    " daemon_credentials, lease_end, plan, created, updated)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " daemon_credentials, lease_end, plan, created, updated, payer_account,"
+                    " payer_principal, token_minted)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (plan.annex_id, plan.region, plan.owner_uid, RequestState.CREATING.value,
                      int(daemon_credentials), plan.lease_end, plan.to_record(), now,
-                     now)).lastrowid
+                     now, payer[0], payer[1], token_minted)).lastrowid
             except sqlite3.IntegrityError:
                 pass
         row = self.live_row(plan.region, plan.annex_id)
         if row is None:  # ended between the insert and the look-up: try once more
-            return self.begin(plan, daemon_credentials=daemon_credentials, durable=durable)
+            return self.begin(plan, daemon_credentials=daemon_credentials, durable=durable,
+                              payer=payer, token_minted=token_minted)
         raise NameTaken(row)
 
     def transition(self, request_id: int, new: RequestState, *,
                    outputs: dict[str, Any] | None = None, error: str | None = None,
                    lease_end: int | None = None,
-                   lease_unsettled: bool | None = None,
+                   lease_intent: int | None = KEEP,
                    expect: Iterable[RequestState] | None = None,
                    expect_version: int | None = None,
-                   events: Sequence[StepEvent] = ()) -> None:
+                   token_minted: float | None = None,
+                   events: Sequence[StepEvent] = (), durable: bool = False) -> None:
         """Change the request's state, if the lifecycle allows it (else IllegalTransition).
 
         ``expect``: change it only from one of these states, atomically; else StateChanged.
         ``expect_version``: only if the row was not written since it was read at that
         version (every write moves it, so ``active -> extending -> active`` is a change too,
         which comparing states alone would miss); else StateChanged.
-        ``lease_unsettled``: whether ``lease_end`` may differ from the lease in AWS (a lease
-        change cut short): AWS's rule is then the truth, read by whoever acts next.
+        ``lease_intent``: the lease end a lease change sets out to put in force, recorded
+        before its first AWS call; None once the row's ``lease_end`` is what AWS holds.
+        While it is set, ``lease_end`` may differ from AWS's (a change cut short): the rule's
+        Input is the truth, read by whoever acts next -- never a guess from either end.
         ``events``: step events recorded first, in the same commit -- and recorded all the
         same if the change is refused: what happened in AWS is never lost with it.
+        ``token_minted``: when the token now in the annex's config object was minted.
+        ``durable``: on disk when this returns (see the module).
         """
-        with self._lock:
+        with self._lock, self._durability(durable):
             if not events:
                 self._transition(request_id, new, outputs=outputs, error=error,
-                                 lease_end=lease_end, lease_unsettled=lease_unsettled,
-                                 expect=expect, expect_version=expect_version)
+                                 lease_end=lease_end, lease_intent=lease_intent,
+                                 expect=expect, expect_version=expect_version,
+                                 token_minted=token_minted)
                 return
             refused: Exception | None = None
             with self._transaction():
                 self._insert_events(request_id, events)
                 try:
                     self._transition(request_id, new, outputs=outputs, error=error,
-                                     lease_end=lease_end, lease_unsettled=lease_unsettled,
-                                     expect=expect, expect_version=expect_version)
+                                     lease_end=lease_end, lease_intent=lease_intent,
+                                     expect=expect, expect_version=expect_version,
+                                     token_minted=token_minted)
                 except (StateChanged, lifecycle.IllegalTransition) as refusal:
                     refused = refusal  # the events are committed all the same
             if refused is not None:
@@ -249,7 +272,8 @@ class Journal:
     def _transition(self, request_id: int, new: RequestState, *,
                     outputs: dict[str, Any] | None, error: str | None, lease_end: int | None,
                     expect: Iterable[RequestState] | None, expect_version: int | None,
-                    lease_unsettled: bool | None = None) -> None:
+                    lease_intent: int | None = KEEP,
+                    token_minted: float | None = None) -> None:
         """:meth:`transition`, the lock held."""
         (current, version) = self._db.execute(
             "SELECT state, version FROM requests WHERE id = ?", (request_id,)).fetchone()
@@ -265,11 +289,12 @@ class Journal:
         self._db.execute(
             "UPDATE requests SET state = ?, outputs = COALESCE(?, outputs),"
             " error = COALESCE(?, error), lease_end = COALESCE(?, lease_end), updated = ?,"
-            " lease_unsettled = COALESCE(?, lease_unsettled), version = version + 1"
+            " lease_intent = CASE WHEN ? THEN lease_intent ELSE ? END,"
+            " token_minted = COALESCE(?, token_minted), version = version + 1"
             " WHERE id = ?",
             (RequestState(new).value, None if outputs is None else json.dumps(outputs),
-             error, lease_end, time.time(),
-             None if lease_unsettled is None else int(lease_unsettled), request_id))
+             error, lease_end, time.time(), lease_intent is KEEP,
+             None if lease_intent is KEEP else lease_intent, token_minted, request_id))
 
     def settle_ended(self, request_id: int, version: int) -> None:
         """Record that the annex ended without us (its lease function ended it): the row goes
@@ -321,14 +346,15 @@ class Journal:
             return self._sync.submit(self.record_steps, request_id, events, durable=True)
 
     def settle_lease(self, request_id: int, version: int, lease_end: int) -> None:
-        """Take the lease end AWS holds (the rule's Input) as the row's, if the row was not
-        written since it was read at ``version`` (else StateChanged)."""
-        with self._lock:
+        """Take the lease end AWS holds (the rule's Input) as the row's, and forget the
+        intent of a change cut short, if the row was not written since it was read at
+        ``version`` (else StateChanged).  Forced to disk, as every lease-end change."""
+        with self._lock, self._durability(True):
             (state, now_version) = self._db.execute(
                 "SELECT state, version FROM requests WHERE id = ?", (request_id,)).fetchone()
             if now_version != version:
                 raise StateChanged(state)
-            self._db.execute("UPDATE requests SET lease_end = ?, lease_unsettled = 0,"
+            self._db.execute("UPDATE requests SET lease_end = ?, lease_intent = NULL,"
                              " updated = ?, version = version + 1 WHERE id = ?",
                              (lease_end, time.time(), request_id))
 
@@ -375,12 +401,24 @@ class Journal:
             (owner_uid, annex_id, *([region] if region else [])))
         return rows[0] if rows else None
 
+    def quarantined(self, *, owner_uid: int | None = None,
+                    annex_id: str | None = None) -> list[dict[str, Any]]:
+        """Rows the upgrade set aside (see :mod:`annexd.state.upgrade`), as they were written,
+        each with its ``quarantine_reason``, oldest first."""
+        found = []
+        for held in self._rows("SELECT reason, request FROM quarantine ORDER BY rowid"):
+            row = json.loads(held["request"])
+            if (owner_uid is None or row.get("owner_uid") == owner_uid) and \
+                    (annex_id is None or row.get("annex_id") == annex_id):
+                found.append({**row, "quarantine_reason": held["reason"]})
+        return found
+
     def expired(self, now: float) -> list[dict[str, Any]]:
         """Live rows nobody is driving whose recorded lease has ended, and teardowns left
         half-way: the backstop's work."""
         return [row for row in self.live_rows() if row["state"] in lifecycle.ENDABLE and (
             row["lease_end"] < now or row["state"] == RequestState.ENDING_INTERRUPTED
-            or row["lease_unsettled"])]
+            or row["lease_intent"] is not None)]
 
     def progress(self, request_id: int) -> Progress:
         """Which steps of the request were started, finished and undone, with outputs."""

@@ -14,10 +14,25 @@ The formats of earlier releases (``tests/old_journals.py`` builds each one):
 3. ``lease_end`` added; ``active``, ``interrupted`` and ``rollback-incomplete`` were live, but
    only in-flight rows were unique per name, so a name could have two live rows (a
    ``rollback-incomplete`` one beside the ``active`` one made after it);
-4. ``region`` added; one live row per (region, name), enforced by a unique index.
+4. ``region`` added; one live row per (region, name), enforced by a unique index;
+5. ``version`` (moved by every write) and ``lease_unsettled`` (a lease change cut short: its
+   end unknown) added; ``extending``, ``ending`` and ``ending-interrupted`` live.
+
+This release adds:
+
+- ``payer_account``, ``payer_principal`` and ``token_minted`` (issue 23): the account that pays
+  is fixed at create.  An earlier row's payer is taken to be its lease function's account --
+  the account earlier releases' recovery and backstop took it to be -- and its principal is
+  unknown; its token's minting time is unknown (0), so it is renewed at the daemon's first
+  renewal pass.
+- ``lease_intent`` (issue 24): a lease change's intent, the end it sets out to put in force,
+  recorded before the change's first AWS call.  A row an earlier release marked
+  ``lease_unsettled`` gets the intent :data:`annexd.state.journal.INTENT_UNRECORDED` (the end
+  it was after is not known; the rule's Input in AWS says what is in force all the same), and
+  the flag's column is dropped.
 
 What is done, in order: missing columns are added (with their defaults) and ``region`` and
-``lease_end`` are filled from each row's plan; a row whose state this release does not know,
+``lease_end`` are filled from each row's plan; ``lease_unsettled`` becomes ``lease_intent``; a row whose state this release does not know,
 or whose plan cannot be read, is quarantined; of several live rows of one (region, name) the
 one holding the annex (an active one, else one still being created, else the newest) keeps it
 and the others are quarantined; then the index of live rows is (re)built.
@@ -59,6 +74,7 @@ def upgrade(db: sqlite3.Connection, schema: str, live_index: str) -> list[str]:
     try:
         db.execute(QUARANTINE_SCHEMA)
         done += _add_columns(db, schema)
+        done += _unsettled_to_intent(db)
         done += _quarantine(db, _unreadable(db))
         _fill_from_plans(db)
         done += _quarantine(db, _unknown_states(db))
@@ -96,6 +112,22 @@ def _add_columns(db: sqlite3.Connection, schema: str) -> list[str]:
     return done
 
 
+#: The intent of a change cut short that an earlier release left unsettled without recording
+#: the end it was after (annexd.state.journal.INTENT_UNRECORDED; a copy: journal imports this).
+INTENT_UNRECORDED = 0
+
+
+def _unsettled_to_intent(db: sqlite3.Connection) -> list[str]:
+    """The previous release's ``lease_unsettled`` flag, as this release's ``lease_intent``."""
+    if "lease_unsettled" not in _columns(db, "requests"):
+        return []
+    count = db.execute("UPDATE requests SET lease_intent = ? WHERE lease_unsettled != 0"
+                       " AND lease_intent IS NULL", (INTENT_UNRECORDED,)).rowcount
+    db.execute("ALTER TABLE requests DROP COLUMN lease_unsettled")
+    return [f"column requests.lease_unsettled became lease_intent ({count} lease change(s) "
+            "cut short, their lease end read from AWS's rule when next acted on)"]
+
+
 def _fill_from_plans(db: sqlite3.Connection) -> None:
     """Region and lease end of rows written before those columns, from their plans."""
     db.execute("UPDATE requests SET region = COALESCE(json_extract(plan, '$.region'), '')"
@@ -103,6 +135,13 @@ def _fill_from_plans(db: sqlite3.Connection) -> None:
     db.execute("UPDATE requests SET lease_end ="
                " COALESCE(CAST(json_extract(plan, '$.lease_end') AS INTEGER), 0)"
                " WHERE lease_end = 0")
+    # arn:aws:lambda:REGION:ACCOUNT:function:NAME -> ACCOUNT (an earlier release's payer)
+    for row_id, arn in db.execute("SELECT id, json_extract(plan, '$.lease_function_arn')"
+                                  " FROM requests WHERE payer_account = ''").fetchall():
+        parts = str(arn or "").split(":")
+        if len(parts) > 4 and parts[4].isdigit():
+            db.execute("UPDATE requests SET payer_account = ? WHERE id = ?",
+                       (parts[4], row_id))
 
 
 def _rows(db: sqlite3.Connection, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:
@@ -130,17 +169,17 @@ def _live(db: sqlite3.Connection) -> list[dict[str, Any]]:
 
 def _bad_live_plans(db: sqlite3.Connection) -> list[tuple[dict[str, Any], str]]:
     """Live rows the daemon would act on but cannot: a plan of unknown shape, or no region."""
-    found = []
-    for row in _live(db):
-        try:
-            plan = AnnexPlan.from_record(row["plan"])
-        except (TypeError, ValueError, KeyError, AttributeError) as error:
-            found.append((row, f"its plan cannot be read ({error})"))
-            continue
-        problem = _shape_problem(plan) or ("" if plan.region else "its plan names no region")
-        if problem:
-            found.append((row, problem))
-    return found
+    return [(row, problem) for row in _live(db) if (problem := plan_problem(row))]
+
+
+def plan_problem(row: dict[str, Any]) -> str:
+    """Why this release cannot read the row's plan (a newer release's fields, a field of
+    the wrong kind, no region); "" if it can."""
+    try:
+        plan = AnnexPlan.from_record(row["plan"])
+    except (TypeError, ValueError, KeyError, AttributeError) as error:
+        return f"its plan cannot be read ({error})"
+    return _shape_problem(plan) or ("" if plan.region else "its plan names no region")
 
 
 #: What each kind of plan field must hold (by its annotation's start), so that no code acting

@@ -1,0 +1,200 @@
+"""Short tokens, renewed (issue 23, requirement 6; findings 9 and 10).
+
+A token lives at most ANNEX_TOKEN_LIFETIME past its minting and never past the lease end plus
+the grace; the daemon renews each live annex's token when half its life is left, with one
+PutObject; -off ends renewal at once; and no live annex's config object gets old enough for
+the bucket's lifecycle to delete it.  The daemon's service runs in this process against the
+emulator, on a clock the test moves: no test sleeps.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import tarfile
+import time
+
+import jwt
+import pytest
+import yaml
+
+from annexd.aws.identity import DaemonIdentity
+from annexd.commands import renew
+from annexd.config import knobs
+from annexd.config.knobs import DaemonSettings, KnobError
+from annexd.instance_config import idtoken
+from annexd.rpc.service import AnnexService, Peer
+from annexd.state.journal import Journal
+from localaws.pool import BUCKET, LocalPool
+
+from conftest import SECRET, SPOT_CONFIG
+from test_annex_tokens import TRUST_DOMAIN, htcondor_jwt_key
+from test_recovery import FLEET_ROLE
+
+LIFETIME = 600
+KEYS = {"access_key_id": "testing", "secret_access_key": "testing"}
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Clock:
+    """The daemon's clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = float(int(time.time()))
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def daemon(aws, moto_server, tmp_path, monkeypatch):
+    """The daemon's service on a test clock, with an identity of the emulator's account."""
+    pool = LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET, extra="\n".join([
+        f"TRUST_DOMAIN = {TRUST_DOMAIN}", f"ANNEX_TOKEN_LIFETIME = {LIFETIME}",
+        "ANNEXD_ALLOW_DAEMON_CREDENTIALS = true", FLEET_ROLE,
+        f"ANNEX_DEFAULT_LEASE_FUNCTION_ARN = {aws.lease_arn}"]))
+    monkeypatch.setenv("CONDOR_CONFIG", pool.config_file)
+    knobs.reload()
+    clock = Clock()
+    journal = Journal(str(tmp_path / "journal.sqlite"))
+    service = AnnexService(DaemonSettings.load(), journal, clock=clock,
+                           daemon_identity=DaemonIdentity("test", "123456789012", KEYS))
+    service.pool, service.test_clock = pool, clock
+    yield service
+    journal.close()
+    monkeypatch.undo()
+    knobs.reload()
+
+
+def create(service: AnnexService, name: str, lease: int, **keys: dict) -> dict:
+    """A create paid by the daemon (``credentials=KEYS``: with a user's keys)."""
+    with open(SPOT_CONFIG, encoding="utf-8") as handle:
+        config = json.load(handle)
+    reply = service.handle({"version": 1, "command": "create", **keys, "annex": {
+        "name": name, "lease_duration": lease, "count": 1, "fleet_config": config}},
+        Peer(pid=1, uid=os.getuid(), gid=os.getgid()))
+    assert reply["ok"], reply
+    return reply
+
+
+def stored(aws, name: str) -> tuple[dict, dict]:
+    """(the token's claims, the object's metadata) of the annex's config object now."""
+    key = aws.config_key(name)
+    reply = aws.s3.get_object(Bucket=BUCKET, Key=key)
+    with tarfile.open(fileobj=io.BytesIO(reply["Body"].read()), mode="r:gz") as archive:
+        token = archive.extractfile(f".annex-{name}/tokens.d/annex").read().decode()
+    return token, reply["Metadata"]
+
+
+def claims(service: AnnexService, token: str) -> dict:
+    return jwt.decode(token, htcondor_jwt_key(service.pool.password_file, "POOL"),
+                      algorithms=["HS256"], issuer=TRUST_DOMAIN,
+                      options={"verify_exp": False, "verify_iat": False})
+
+
+def test_a_token_lives_at_most_its_lifetime(aws, daemon):
+    """Finding 9: a token's exp was the lease end + 900 s; a 30-day annex's token verified
+    30 days after -off."""
+    create(daemon, "month", 30 * 86400)
+    token, _ = stored(aws, "month")
+    minted = claims(daemon, token)
+    assert minted["iat"] == int(daemon.test_clock.now)
+    assert minted["exp"] <= minted["iat"] + LIFETIME
+    # Never past the lease end plus the grace, either.
+    assert idtoken.expiry(lease_end=1000, now=0, lifetime=7200) == 1000 + idtoken.GRACE_SECONDS
+    assert idtoken.expiry(lease_end=10**6, now=0, lifetime=7200) == 7200
+
+
+def test_the_token_is_renewed_at_half_its_life_with_one_write(aws, daemon):
+    create(daemon, "renewing", 4 * 3600)
+    start = daemon.test_clock.now
+    first, metadata = stored(aws, "renewing")
+    assert "annex-token-minted" not in metadata
+    daemon.test_clock.now = start + LIFETIME / 2 - 1
+    assert renew.renew_due(daemon.context()) == []
+    assert stored(aws, "renewing")[0] == first  # not yet: nothing written
+    daemon.test_clock.now = start + LIFETIME / 2
+    assert renew.renew_due(daemon.context()) == ["renewing"]
+    second, metadata = stored(aws, "renewing")
+    renewed = claims(daemon, second)
+    old = claims(daemon, first)
+    assert renewed["iat"] == int(start + LIFETIME / 2) and \
+        renewed["exp"] == renewed["iat"] + LIFETIME > old["exp"]
+    assert (renewed["jti"], renewed["sub"], renewed["scope"]) == \
+        (old["jti"], old["sub"], old["scope"])
+    assert metadata == {"annex-lease-expiration": str(int(start) + 4 * 3600),
+                        "annex-token-minted": str(renewed["iat"])}
+    assert renew.renew_due(daemon.context()) == []  # one write per renewal
+    [row] = daemon.journal.live_rows()
+    assert row["state"] == "active" and row["token_minted"] == start + LIFETIME / 2
+
+
+def test_off_ends_renewal_at_once(aws, daemon):
+    create(daemon, "ending", 4 * 3600)
+    reply = daemon.handle({"version": 1, "command": "off", "name": "ending"}, Peer(pid=1, uid=os.getuid(), gid=os.getgid()))
+    assert reply["ok"], reply
+    daemon.test_clock.now += LIFETIME
+    assert renew.renew_due(daemon.context()) == []
+    assert aws.annex_resources("ending")["objects"] == []
+
+
+def test_a_token_that_reaches_the_lease_end_is_not_renewed():
+    grace = idtoken.GRACE_SECONDS
+    assert idtoken.renewal_due(minted=0, lease_end=10**6, lifetime=600) == 300
+    assert idtoken.renewal_due(minted=0, lease_end=600 - grace, lifetime=600) == float("inf")
+
+
+def test_no_lease_is_cut_short_by_the_buckets_lifecycle(aws, daemon):
+    """Finding 10: leases longer than 7 days ended on day 7, when the bucket's lifecycle
+    deleted config-* objects older than ConfigExpirationDays.  Renewal rewrites each live
+    annex's object: over an 8-day lease, passes as the daemon makes them, the object is never
+    older (in the daemon's clock) than the shortest lifecycle the bucket template allows."""
+    with open(os.path.join(ROOT, "cfn", "bucket.yaml"), encoding="utf-8") as handle:
+        days = yaml.load(handle, Loader=yaml.BaseLoader)["Parameters"]["ConfigExpirationDays"]
+    shortest = int(days["MinValue"]) * 86400
+    lifetime = 7200  # the default: a renewal an hour
+    daemon.reconfigure(dataclasses.replace(daemon.settings, pool=dataclasses.replace(
+        daemon.settings.pool, token_lifetime=lifetime), lease_check_interval=900))
+    create(daemon, "long", 8 * 86400)
+    start = written = daemon.test_clock.now
+    step = renew.pass_interval(daemon.settings)
+    assert step == 900
+    oldest = 0.0
+    while daemon.test_clock.now < start + 8 * 86400 - step:
+        daemon.test_clock.now += step
+        if renew.renew_due(daemon.context()):
+            written = float(stored(aws, "long")[1]["annex-token-minted"])
+        oldest = max(oldest, daemon.test_clock.now - written)
+    assert oldest <= lifetime / 2 + step < shortest
+
+
+def test_without_a_minted_token_the_object_is_still_rewritten(aws, daemon):
+    with open(SPOT_CONFIG, encoding="utf-8") as handle:
+        config = json.load(handle)
+    reply = daemon.handle({"version": 1, "command": "create", "annex": {
+        "name": "own", "lease_duration": 3 * 86400, "count": 1, "fleet_config": config,
+        "idtoken": "users-own-token"}}, Peer(pid=1, uid=os.getuid(), gid=os.getgid()))
+    assert reply["ok"], reply
+    daemon.test_clock.now += renew.TOUCH_SECONDS - 1
+    assert renew.renew_due(daemon.context()) == []
+    daemon.test_clock.now += 1
+    assert renew.renew_due(daemon.context()) == ["own"]
+    assert stored(aws, "own")[0] == "users-own-token"  # the user's token, untouched
+
+
+def test_an_annex_made_with_a_users_keys_is_not_renewed_and_its_create_says_so(aws, daemon):
+    """The user policy lets a principal write only its own annexes' objects: the daemon's
+    identity cannot renew the token of an annex made with a user's keys."""
+    reply = create(daemon, "users", 4 * 3600, credentials=KEYS)
+    assert any("condor_annexd cannot renew this annex's token" in notice
+               for notice in reply["notices"]), reply
+    daemon.test_clock.now += LIFETIME
+    assert renew.renew_due(daemon.context()) == []
+
+
+@pytest.mark.parametrize("value", ["59", "0", "-5", "two hours"])
+def test_a_token_lifetime_under_a_minute_is_refused(condor_config, value):
+    condor_config(f"ANNEX_TOKEN_LIFETIME = {value}")
+    with pytest.raises(KnobError, match="ANNEX_TOKEN_LIFETIME"):
+        knobs.PoolSettings.load()
