@@ -80,12 +80,6 @@ class SetupCalls(AwsSession):
 
 
     # -- what -check-setup reads of the resources a create will use ------------------------
-    def caller(self) -> dict[str, str]:
-        """Whose these credentials are (STS GetCallerIdentity: no permission needed)."""
-        with self._call("STS GetCallerIdentity"):
-            found = self.sts.get_caller_identity()
-        return {"account": found["Account"], "arn": found["Arn"]}
-
     def bucket_region(self, bucket: str) -> str:
         """The region the bucket is in (S3 GetBucketLocation: us-east-1 answers none)."""
         with self._call("S3 GetBucketLocation"):

@@ -55,8 +55,8 @@ def _unset(knob: str, region: str) -> Problem:
 
 
 def credentials(aws: AnnexAws, use: Uses) -> str:
-    found = aws.caller()
-    return f"AWS account {found['account']} ({found['arn']})"
+    account, principal, _ = aws.caller()  # STS GetCallerIdentity: no permission needed
+    return f"AWS account {account} ({principal})"
 
 
 def bucket(aws: AnnexAws, use: Uses) -> str:
