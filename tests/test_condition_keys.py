@@ -23,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GLOBAL_KEYS = {"aws:userid", "aws:username", "aws:principaltag/${tagkey}", "aws:calledvia",
                "aws:sourcearn", "aws:sourceaccount", "aws:principalarn",
                "aws:securetransport"}
-DOCUMENTS = ("user-policy.json", "setup-policy.json")
+DOCUMENTS = ("user-policy.json", "daemon-policy.json", "setup-policy.json")
 
 
 def _listed(value: Any) -> list[Any]:

@@ -19,7 +19,7 @@ from cfnlint.decode import decode_str
 from condor_annex import roletemplate
 from iam_scenarios import (ACCOUNT, DAEMON_KEY, INSTANCE_KEY, LEASE_KEY, SETUP_KEY, USER_KEY,
                            Facts, Recording, record_everything)
-from localaws import setuppolicy
+from localaws import daemonpolicy, setuppolicy
 from localaws.iamactions import Resources, requests_of
 from localaws.iampolicy import (Policy, Request, as_principal, document_statements,
                                 role_statements)
@@ -53,6 +53,11 @@ def template(name: str) -> dict:
 def user_policy(facts: Facts) -> Policy:
     with open(os.path.join(CFN, "user-policy.json"), encoding="utf-8") as handle:
         return Policy(document_statements(handle.read(), base_context(facts)), "user policy")
+
+
+def daemon_policy(facts: Facts) -> Policy:
+    with open(daemonpolicy.TARGET, encoding="utf-8") as handle:
+        return Policy(document_statements(handle.read(), base_context(facts)), "daemon policy")
 
 
 def setup_policy(facts: Facts) -> Policy:
@@ -90,7 +95,7 @@ def role_template_policy(facts: Facts, annexes: list[str]) -> Policy:
 #: principal -> (its access key in the recording, its policy)
 PRINCIPALS: dict[str, tuple[str, Callable[[Facts], Policy]]] = {
     "user": (USER_KEY, user_policy),
-    "daemon": (DAEMON_KEY, user_policy),  # the daemon's own identity: the same policy
+    "daemon": (DAEMON_KEY, daemon_policy),
     "lease function": (LEASE_KEY, lease_policy),
     "instance": (INSTANCE_KEY, instance_policy),
     "setup": (SETUP_KEY, setup_policy),
@@ -98,6 +103,8 @@ PRINCIPALS: dict[str, tuple[str, Callable[[Facts], Policy]]] = {
 #: each shipped policy -> the principals that act under it
 POLICIES: dict[str, tuple[Callable[[Facts], Policy], tuple[str, ...]]] = {
     "cfn/user-policy.json": (user_policy, ("user", "daemon")),
+    # The daemon's identity makes the annexes it pays for with the calls a user's keys make.
+    "cfn/daemon-policy.json": (daemon_policy, ("user", "daemon")),
     "lease-function.yaml LeaseFunctionRole": (lease_policy, ("lease function",)),
     "instance-profile.yaml InstanceConfigurationRole": (instance_policy, ("instance",)),
     "cfn/setup-policy.json": (setup_policy, ("setup",)),
@@ -270,3 +277,39 @@ def test_the_setup_policy_and_role_are_generated_from_the_templates():
         "iam:PassedToService": "cloudformation.amazonaws.com"}))
     assert not policy.allows(Request("iam:PassRole", setup_role, {
         "iam:PassedToService": "lambda.amazonaws.com"}))
+
+
+def test_the_daemon_policy_is_generated_from_the_user_policy():
+    """``python -m localaws.daemonpolicy`` writes it: the user policy, and renewal of every
+    annex's config object (issue 23 requirement 6)."""
+    with open(daemonpolicy.TARGET, encoding="utf-8") as handle:
+        assert handle.read() == daemonpolicy.text(), "run python -m localaws.daemonpolicy"
+
+
+def test_the_daemon_may_renew_any_annexs_object_and_end_only_its_own_annexes():
+    """The daemon's identity reads and rewrites another principal's config object (what a
+    renewal calls), and nothing more of it or of that principal's annexes: no delete, no
+    object outside ``config-*/``, no instance, fleet or rule it did not create."""
+    policy = daemon_policy(Facts(bucket="b"))
+    me = {"aws:userid": "AIDADAEMON"}
+    theirs = "arn:aws:s3:::b/config-AIDAALICE/us-east-1-x.tar.gz"
+    for action in daemonpolicy.RENEWAL_ACTIONS:
+        assert policy.allows(Request(action, theirs, me)), action
+        assert not user_policy(Facts(bucket="b")).allows(Request(action, theirs, me)), action
+    assert not policy.allows(Request("s3:DeleteObject", theirs, me))
+    assert policy.allows(Request("s3:DeleteObject", theirs.replace("AIDAALICE", "AIDADAEMON"),
+                                 me))
+    for elsewhere in ("arn:aws:s3:::b/lambda/lease-1.zip", "arn:aws:s3:::other/config-x/y",
+                      "arn:aws:s3:::b/config-x.tar.gz"):
+        assert not policy.allows(Request("s3:PutObject", elsewhere, me)), elsewhere
+    alices = {"aws:ResourceTag/htcondor:AnnexOwner": "AIDAALICE", **me}
+    for action, resource in (
+            ("ec2:TerminateInstances", f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/i-1"),
+            ("ec2:CancelSpotFleetRequests",
+             f"arn:aws:ec2:{REGION}:{ACCOUNT}:spot-fleet-request/sfr-1"),
+            ("ec2:DeleteFleets", f"arn:aws:ec2:{REGION}:{ACCOUNT}:fleet/fleet-1"),
+            ("events:DeleteRule", f"arn:aws:events:{REGION}:{ACCOUNT}:rule/alpha"),
+            ("events:RemoveTargets", f"arn:aws:events:{REGION}:{ACCOUNT}:rule/alpha")):
+        assert not policy.allows(Request(action, resource, alices)), action
+        assert policy.allows(Request(action, resource, {
+            **alices, "aws:ResourceTag/htcondor:AnnexOwner": "AIDADAEMON"})), action

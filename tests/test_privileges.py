@@ -81,8 +81,7 @@ def readable_python(tmp_path_factory):
     target = tempfile.mkdtemp(prefix="annex-python-")
     os.chmod(target, 0o755)
     subprocess.run([system, "-m", "venv", "--without-pip", target], check=True, timeout=120)
-    import site as ours
-    [packages] = [p for p in ours.getsitepackages() if p.endswith("site-packages")]
+    packages = _readable_packages(os.path.join(target, "packages"))
     [theirs] = subprocess.run([os.path.join(target, "bin", "python"), "-c",
                                "import site; print(site.getsitepackages()[0])"],
                               capture_output=True, text=True, check=True).stdout.split()
@@ -90,6 +89,45 @@ def readable_python(tmp_path_factory):
         handle.write(f"import site; site.addsitedir({packages!r})\n")
     yield os.path.join(target, "bin", "python")
     shutil.rmtree(target, ignore_errors=True)
+
+
+#: The project's own packages (an editable install finds them in the checkout).
+PROJECT_PACKAGES = ("annexd", "annexd_lambda", "annexd_cfn", "condor_annex", "annex_ec2",
+                    "localaws")
+
+
+def _readable_packages(destination: str) -> str:
+    """This suite's packages and the project's own, where the condor user can read them: the
+    checkout (and its .venv) may sit in a directory only root may enter (a fresh clone made
+    in ``mktemp -d``, mode 0700), where the daemon, once it is the condor user, could not
+    import them.  Files are hard-linked where they may be (else copied), so this costs about
+    a second, not a copy of the whole virtualenv."""
+    import importlib.util
+    import site as ours
+    [packages] = [p for p in ours.getsitepackages() if p.endswith("site-packages")]
+    shutil.copytree(packages, destination, copy_function=_link_readable,
+                    ignore=shutil.ignore_patterns("__editable__*"))
+    for name in PROJECT_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        assert spec is not None and spec.origin, name
+        shutil.copytree(os.path.dirname(spec.origin), os.path.join(destination, name),
+                        copy_function=_link_readable, dirs_exist_ok=True)
+    for directory, _, _ in os.walk(destination):
+        os.chmod(directory, 0o755)
+    return destination
+
+
+def _link_readable(source: str, destination: str) -> None:
+    """A hard link of a file anyone may read; a copy made readable when it is not (or when
+    the two directories are on different file systems)."""
+    if os.stat(source).st_mode & stat.S_IROTH:
+        try:
+            os.link(source, destination)
+            return
+        except OSError:
+            pass
+    shutil.copy2(source, destination)
+    os.chmod(destination, 0o644)
 
 
 class RootStartedDaemon(AnnexDaemon):

@@ -26,10 +26,16 @@ from annexd.config.knobs import DaemonSettings, KnobError
 from annexd.instance_config import idtoken
 from annexd.rpc.service import AnnexService, Peer
 from annexd.state.journal import Journal
-from localaws.pool import BUCKET, LocalPool
+from localaws import fixtures
+from localaws.iamactions import Resources, requests_of
+from localaws.iampolicy import as_principal
+from localaws.pool import BUCKET, REGION, LocalPool
+from localaws.recorder import Recorder
 
 from conftest import SECRET, SPOT_CONFIG
 from test_annex_tokens import TRUST_DOMAIN, htcondor_jwt_key
+from iam_scenarios import ACCOUNT, Facts
+from test_iam_calls import daemon_policy, principal_keys, refused, user_policy
 from test_recovery import FLEET_ROLE
 
 LIFETIME = 600
@@ -183,14 +189,55 @@ def test_without_a_minted_token_the_object_is_still_rewritten(aws, daemon):
     assert stored(aws, "own")[0] == "users-own-token"  # the user's token, untouched
 
 
-def test_an_annex_made_with_a_users_keys_is_not_renewed_and_its_create_says_so(aws, daemon):
-    """The user policy lets a principal write only its own annexes' objects: the daemon's
-    identity cannot renew the token of an annex made with a user's keys."""
-    reply = create(daemon, "users", 4 * 3600, credentials=KEYS)
+def user_keys(moto_server, name: str) -> dict[str, str]:
+    """Keys of an IAM user of the emulator's account: another principal than the daemon's
+    identity (STS names it with its own aws:userid, its objects' prefix)."""
+    iam = fixtures.client("iam", moto_server.url, REGION)
+    iam.create_user(UserName=name)
+    made = iam.create_access_key(UserName=name)["AccessKey"]
+    return {"access_key_id": made["AccessKeyId"], "secret_access_key": made["SecretAccessKey"]}
+
+
+def test_an_annex_made_with_a_users_keys_is_renewed_by_the_daemon(aws, daemon, moto_server):
+    """Requirement 6: the common case.  The daemon's identity, holding cfn/daemon-policy.json,
+    renews the token of an annex made with a user's own keys -- an object under that user's
+    prefix, which the user policy would refuse it -- and its create has no notice about it.
+    The renewal's calls, as recorded by the emulator, are judged against the daemon policy
+    with the daemon identity's own aws:userid (the emulator enforces no IAM)."""
+    keys = user_keys(moto_server, "alice-renew")
+    reply = create(daemon, "alices", 4 * 3600, credentials=keys)
+    assert not any("cannot renew" in n or "cannot rewrite" in n for n in reply["notices"])
+    key = aws.config_key("alices")
+    mine = principal_keys(moto_server.url, KEYS["access_key_id"])
+    assert key.startswith("config-") and f"config-{mine['aws:userid']}/" not in key
+    first, _ = stored(aws, "alices")
+    daemon.test_clock.now += LIFETIME / 2
+    with Recorder(moto_server.url) as recorder:
+        assert renew.renew_due(daemon.context()) == ["alices"]
+    renewed = claims(daemon, stored(aws, "alices")[0])
+    assert renewed["iat"] == int(daemon.test_clock.now) and \
+        renewed["exp"] > claims(daemon, first)["exp"]
+    calls = [call for call in recorder.calls() if call.key_id == KEYS["access_key_id"]]
+    requests = as_principal([r for _, r in requests_of(calls, Resources(ACCOUNT, {}, {}))],
+                            mine)
+    assert {r.action for r in requests} >= {"s3:PutObject"}
+    assert refused(daemon_policy(Facts()), requests) == []
+    assert refused(user_policy(Facts()), requests)  # what it was: never renewed
+
+
+def test_an_annex_of_another_account_is_not_renewed_and_its_create_says_so(aws, daemon):
+    """Only an annex whose payer account is the daemon identity's is renewable: the daemon's
+    identity cannot write in another account.  (The emulator has one account: here the
+    daemon's identity says it is in another.)"""
+    daemon.reconfigure(daemon.settings, daemon_identity=DaemonIdentity(
+        "test", "210987654321", KEYS))
+    reply = create(daemon, "foreign", 4 * 3600, credentials=KEYS)
     assert any("condor_annexd cannot renew this annex's token" in notice
                for notice in reply["notices"]), reply
+    first = stored(aws, "foreign")[0]
     daemon.test_clock.now += LIFETIME
     assert renew.renew_due(daemon.context()) == []
+    assert stored(aws, "foreign")[0] == first
 
 
 @pytest.mark.parametrize("value", ["59", "0", "-5", "two hours"])

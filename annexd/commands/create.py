@@ -102,8 +102,7 @@ def create(ctx: Context, request: dict[str, Any], who: Caller,
             token_minted=minted_at)
     except NameTaken as taken:
         return taken_reply(taken.row, who)
-    notices += renew.cannot_renew(ctx, plan, payer.account, minted_at,
-                                  daemon_paid=credentials is None)
+    notices += renew.cannot_renew(ctx, plan, payer.account, minted_at)
     log.info("request %d: uid %d creates annex %s in %s (lease ends %d)",
              request_id, who.uid, plan.annex_id, plan.region, plan.lease_end)
     driver = ctx.driver(plan, request_id, credentials, payload, report, on_disk=False)

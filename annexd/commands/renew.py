@@ -20,11 +20,12 @@ token to renew; their object is rewritten in place (CopyObject of its metadata) 
 
 A renewal claims the row (``active -> extending -> active``, as a lease change does) before
 it writes, so it never races a lease change, an ``-off`` or the backstop: whichever claims
-first acts, and the other is told, or tries at the next pass.  Only annexes the daemon's own
-identity may write are renewed (:func:`renewable`): those it paid for.  The daemon never
-holds a user's keys after their request, and the user policy lets each principal write only
-its own annexes' objects: an annex made with a user's keys gets a new token only with a
-lease change made with those keys, and its create says so (:func:`cannot_renew`).
+first acts, and the other is told, or tries at the next pass.  Every live annex whose payer
+account is the daemon identity's is renewed (:func:`renewable`), whoever made it: the
+daemon's identity holds ``cfn/daemon-policy.json``, which lets it read and rewrite (never
+delete) every principal's ``config-*/`` object -- no new power, since it holds the signing
+key and could mint any annex's token anyway.  An annex of another account is not renewable
+(the daemon's identity cannot write there) and its create says so (:func:`cannot_renew`).
 
 A lease change rewrites the object once, token and metadata together in one PutObject
 (:func:`config_writer`): an instance never sees the new lease end without the new token.
@@ -81,30 +82,27 @@ def pass_interval(settings: DaemonSettings) -> float:
 
 def renewable(ctx: Context, row: dict[str, Any], plan: AnnexPlan) -> bool:
     """Whether the daemon's own identity may rewrite the annex's config object: in the
-    account that pays, and -- the user policy lets a principal write only its own annexes'
-    objects (``config-<aws:userid>/``) -- an annex it created itself (daemon-paid), or one of
-    an earlier release, whose object has no owner prefix."""
-    return ctx.may_recover(row, plan) and (bool(row["daemon_credentials"]) or not plan.owner)
+    account that pays for it (journal ``payer_account``), whoever made it -- the daemon
+    policy lets it write every ``config-*/`` object of its bucket."""
+    return ctx.may_recover(row, plan)
 
 
-def cannot_renew(ctx: Context, plan: AnnexPlan, payer: str, now: float,
-                 daemon_paid: bool) -> list[str]:
-    """The notice of a create whose object the daemon will not be able to rewrite: made with
-    a user's keys (only they may write its object), or in an account the daemon's identity
-    is not in (or it has none)."""
-    if daemon_paid and ctx.identity.available and ctx.identity.account == payer:
+def cannot_renew(ctx: Context, plan: AnnexPlan, payer: str, now: float) -> list[str]:
+    """The notice of a create whose object the daemon will not be able to rewrite: one in
+    an account the daemon's identity is not in (or when it has none)."""
+    if ctx.identity.available and ctx.identity.account == payer:
         return []
     lifetime = ctx.settings.pool.token_lifetime
     if plan.pool_auth == "minted" and plan.lease_end - now > lifetime:
-        return [f"condor_annexd cannot renew this annex's token (only the keys that made it "
-                f"may write its config object): its instances leave the pool {lifetime} s "
-                "after the create (ANNEX_TOKEN_LIFETIME) unless -lease-duration, with those "
-                "keys, gives them a new one"]
+        return [f"condor_annexd cannot renew this annex's token (its identity cannot write "
+                f"in the account that pays for it): its instances leave the pool {lifetime} s "
+                "after the create (ANNEX_TOKEN_LIFETIME) unless -lease-duration, with keys of "
+                "that account, gives them a new one"]
     if plan.lease_end - now > LIFECYCLE_MIN_SECONDS:
-        return ["condor_annexd cannot rewrite this annex's config object (only the keys that "
-                "made it may): the bucket's lifecycle (ConfigExpirationDays) deletes it, and "
-                "so ends the annex, that many days after its last write unless -lease-duration "
-                "rewrites it first"]
+        return ["condor_annexd cannot rewrite this annex's config object (its identity cannot "
+                "write in the account that pays for it): the bucket's lifecycle "
+                "(ConfigExpirationDays) deletes it, and so ends the annex, that many days after "
+                "its last write unless -lease-duration rewrites it first"]
     return []
 
 

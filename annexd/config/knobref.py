@@ -105,7 +105,7 @@ KNOBS: tuple[Knob, ...] = (
          "`{annex}` and `{user}` are replaced by the annex's name and owner"),
     Knob("ANNEX_TOKEN_LIFETIME", "daemon", "seconds a minted token is valid after its minting "
          "(at least 60; never past the lease end + 15 minutes); the daemon renews the tokens of "
-         "annexes it paid for at half their life"),
+         "every annex of its identity's account at half their life"),
     Knob("ANNEX_SEND_POOL_PASSWORD", "daemon", "ship the pool password to annex instances "
          "instead of a minted token (with a notice on every create)"),
     Knob("SEC_PASSWORD_FILE", "daemon", "the pool password, if the pool uses one (HTCondor's "
