@@ -73,6 +73,7 @@ class Bench:
         fixtures.create_bucket(self.clients["s3"], BUCKET, REGION)
         self.lease_arn = fixtures.deploy_lease_function(self.clients["iam"],
                                                         self.clients["lambda"])
+        fixtures.create_join_resources(self.clients["ec2"], self.clients["iam"], self.moto.seed)
         self.pool = LocalPool(os.path.join(workdir, "pool")).write(
             self.proxy.url, secret="bench-secret",
             extra=f"ANNEX_DEFAULT_LEASE_FUNCTION_ARN = {self.lease_arn}\n"
@@ -93,11 +94,13 @@ class Bench:
 
     def reset(self) -> None:
         """Forget everything in moto (its calls slow down with every instance it keeps, even
-        terminated ones), then recreate the bucket and the lease function."""
+        terminated ones), then recreate the bucket, the lease function and the instances'
+        profile and security group."""
         self.moto.reset()
         fixtures.create_bucket(self.clients["s3"], BUCKET, REGION)
         self.lease_arn = fixtures.deploy_lease_function(self.clients["iam"],
                                                         self.clients["lambda"])
+        fixtures.create_join_resources(self.clients["ec2"], self.clients["iam"], self.moto.seed)
 
     def close(self) -> None:
         self.proxy.stop()

@@ -70,9 +70,12 @@ OPTIONS = {option.dest: option for option in (
     Option(("-lease-duration",), "lease_duration", "SECONDS",
            "the annex is torn down this many seconds from now "
            "(default ANNEX_DEFAULT_LEASE_DURATION)"),
-    Option(("-count", "-slots"), "count", "N",
+    Option(("-count",), "count", "N",
            "override the config's TargetCapacity; with no config file: start N on-demand "
            "instances"),
+    Option(("-slots",), "slots", "N",
+           "a Spot Fleet's TargetCapacity; with no config file: the fleet config "
+           "ANNEX_DEFAULT_SFR_CONFIG_FILE names (never on-demand instances)"),
     Option(("-aws-on-demand-instance-type",), "odi_instance_type", "TYPE",
            "on-demand instance type (default ANNEX_DEFAULT_ODI_INSTANCE_TYPE)"),
     Option(("-aws-on-demand-ami-id",), "odi_image_id", "AMI",
@@ -158,6 +161,7 @@ def select(values: dict[str, Any], positionals: list[str]) -> Command:
     changing_lease = (not positionals and values.get("annex_name")
                       and lease_seconds(values) is not None and values.get("count") is None
                       and not values.get("auto")
+                      and values.get("slots") is None
                       and not any(values.get(dest) for dest in ODI_KNOBS))
     command = {"setup": Setup, "check_setup": CheckSetup, "status": Status, "off": Off,
                "plan": Plan}.get(

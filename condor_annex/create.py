@@ -54,6 +54,58 @@ def on_demand_settings(values: dict[str, Any], region: str) -> dict[str, Any]:
     return found
 
 
+def join_defaults(settings: knobs.ClientSettings) -> dict[str, Any]:
+    """-setup's instance profile and security groups from the user's configuration, for the
+    daemon to give instances whose launch names none (it falls back to its own knobs); a
+    profile the original condor_annex's -setup wrote is not sent (this release's instances
+    cannot use it)."""
+    found: dict[str, Any] = {}
+    knob = "ANNEX_DEFAULT_ODI_INSTANCE_PROFILE_ARN"
+    profile = knobs.raw(knob, settings.region)
+    groups = knobs.id_list(knobs.raw("ANNEX_DEFAULT_ODI_SECURITY_GROUP_IDS", settings.region))
+    if profile and not from_originals_setup(knob, profile, settings):
+        found["instance_profile_arn"] = profile
+    if groups:
+        found["security_group_ids"] = list(groups)
+    return found
+
+
+def bucket(settings: knobs.ClientSettings) -> dict[str, str]:
+    """The user's bucket for the request, unless it is the original condor_annex's."""
+    if settings.bucket and not from_originals_setup("ANNEX_DEFAULT_S3_BUCKET",
+                                                    settings.bucket, settings):
+        return {"bucket": settings.bucket}
+    return {}
+
+
+def config_file(values: dict[str, Any], positionals: list[str],
+                settings: knobs.ClientSettings) -> str | None:
+    """The fleet config to read: the one given, else -- for -slots, a Spot Fleet's capacity
+    in the original -- ANNEX_DEFAULT_SFR_CONFIG_FILE's; None: on-demand (-count N, or -auto
+    without a config)."""
+    if len(positionals) > 1:
+        raise UsageError("give one fleet JSON config file (Spot Fleet or EC2 Fleet; - for "
+                         "stdin), or -count N for on-demand instances")
+    if values.get("slots") is not None and values.get("count") is not None:
+        raise UsageError("give -count or -slots, not both (-slots is a Spot Fleet's capacity, "
+                         "-count on-demand instances or a config's capacity)")
+    if positionals:
+        return positionals[0]
+    if values.get("slots") is not None:
+        if settings.sfr_config_file:
+            return os.path.expanduser(settings.sfr_config_file)
+        raise UsageError(
+            "-slots N starts a Spot Fleet, which needs its config: give the config file, or "
+            f"set ANNEX_DEFAULT_SFR_CONFIG_FILE (for {settings.region}: "
+            f"{knobs.region_local_name(settings.region)}.ANNEX_DEFAULT_SFR_CONFIG_FILE); "
+            "for on-demand instances use -count N")
+    if values.get("count") is None and not values.get("auto"):
+        raise UsageError("give one fleet JSON config file (Spot Fleet or EC2 Fleet; - for "
+                         "stdin), -slots N with ANNEX_DEFAULT_SFR_CONFIG_FILE set, -count N "
+                         "for on-demand instances, or -auto")
+    return None
+
+
 def owners(values: dict[str, Any]) -> list[str] | None:
     """-owner "a, b" -> ["a", "b"]; -no-owner -> []; neither -> None (the daemon uses you)."""
     if values.get("owner") is not None and values.get("no_owner"):
@@ -155,6 +207,9 @@ def annex_kind(values: dict[str, Any], positionals: list[str]) -> None:
     on_demand, spot_fleet = values.pop("on_demand", False), values.pop("spot_fleet", False)
     if on_demand and spot_fleet:
         raise UsageError("give -aws-on-demand or -aws-spot-fleet, not both")
+    if on_demand and values.get("slots") is not None:
+        raise UsageError("-aws-on-demand starts on-demand instances: give -count N (-slots N "
+                         "is a Spot Fleet's capacity)")
     if on_demand and positionals:
         raise UsageError("-aws-on-demand starts on-demand instances (-count N and the "
                          "-aws-on-demand-* settings); a fleet config starts a fleet: drop one")
@@ -222,8 +277,8 @@ def auto_settings(values: dict[str, Any]) -> dict[str, Any] | None:
             if values.get(dest):
                 raise UsageError(f"{flag} goes with -auto (or -plan)")
         return None
-    if values.get("count") is not None:
-        raise UsageError("give -auto or -count, not both: an auto annex sizes itself")
+    if values.get("count") is not None or values.get("slots") is not None:
+        raise UsageError("give -auto or -count/-slots, not both: an auto annex sizes itself")
     if not values.get("max_instances"):
         raise UsageError("-auto needs -max-instances N: the most instances the daemon may run")
     auto: dict[str, Any] = {"max_instances": inputs.whole_number(
@@ -237,12 +292,12 @@ class CreateAnnex(Command):
     """Start a leased annex from a Spot Fleet "JSON config" (as the EC2 console exports it)
     or an EC2 Fleet config (CreateFleet's input), or on-demand instances."""
 
-    usage = "condor_annex [-annex-name NAME] [-lease-duration SECONDS] [-count N | -auto " \
-            "-max-instances N [-max-cost DOLLARS]] " \
+    usage = "condor_annex [-annex-name NAME] [-lease-duration SECONDS] [-count N | -slots N | " \
+            "-auto -max-instances N [-max-cost DOLLARS]] " \
             "[-lease-function-arn ARN] [-aws-region R] [-public-key-file F -secret-key-file F] " \
             "[-owner USERS | -no-owner] [-idle HOURS] [-config-dir DIR] [-tag NAME VALUE]... " \
             "[-idtoken-file F] CONFIG.json"
-    flags = ("annex_name", "lease_duration", "duration", "count", "lease_function_arn",
+    flags = ("annex_name", "lease_duration", "duration", "count", "slots", "lease_function_arn",
              "auto", "max_instances", "max_cost",
              "region", "access_key_file", "secret_key_file", "owner", "no_owner", "idle",
              "config_dir", "tags", "idtoken_file", "yes", "user_data", "user_data_file") + \
@@ -286,11 +341,8 @@ class CreateAnnex(Command):
                 settings: knobs.ClientSettings) -> dict[str, Any]:
         """Build the create request; raises UsageError or InputError."""
         auto = auto_settings(values)
-        if len(positionals) > 1 or (not positionals and values.get("count") is None
-                                    and auto is None):
-            raise UsageError("give one fleet JSON config file (Spot Fleet or EC2 Fleet; - for "
-                             "stdin), or -count N for on-demand instances")
-        source = positionals[0] if positionals else "on-demand"
+        path = config_file(values, positionals, settings)
+        source = path or "on-demand"
         annex: dict[str, Any] = {"config_source": source, "region": settings.region}
         name = values.get("annex_name")
         if name is not None:
@@ -299,32 +351,30 @@ class CreateAnnex(Command):
                                  f"{protocol.ANNEX_NAME_RULE}")
             annex["name"] = name
         annex["lease_duration"] = lease_seconds(values) or settings.lease_duration
-        if values.get("count") is not None:
-            annex["count"] = inputs.whole_number("-count", values["count"], "instances",
-                                                 inputs.MAX_CAPACITY)
+        for dest, flag in (("count", "-count"), ("slots", "-slots")):
+            if values.get(dest) is not None:
+                annex["count"] = inputs.whole_number(flag, values[dest], "instances",
+                                                     inputs.MAX_CAPACITY)
         # The daemon does not read the user's config file: send what -setup wrote there.
         arn = values.get("lease_function_arn") or settings.lease_function_arn
         if arn:
             annex["lease_function_arn"] = arn
         else:
             say_originals_only(settings)
-        if settings.bucket and not from_originals_setup("ANNEX_DEFAULT_S3_BUCKET",
-                                                        settings.bucket, settings):
-            annex["bucket"] = settings.bucket
+        annex.update(bucket(settings))
+        annex.update(join_defaults(settings))
         annex.update(instance_options(values))
         creds = credentials(key_files(values, settings))
         if auto is not None:
             if isinstance(creds, dict):  # keys (FROM INSTANCE names the daemon's own)
                 raise UsageError(AUTO_WITH_KEYS)
             annex["auto"] = auto
-        if positionals:
-            annex["fleet_config"] = fleet_config(positionals[0])
+        if path:
+            annex["fleet_config"] = fleet_config(path)
         else:
             annex["on_demand"] = on_demand_settings(values, settings.region)
-            profile = "ANNEX_DEFAULT_ODI_INSTANCE_PROFILE_ARN"
-            if not values.get("odi_instance_profile_arn") and from_originals_setup(
-                    profile, annex["on_demand"].get("instance_profile_arn"), settings):
-                del annex["on_demand"]["instance_profile_arn"]
+            if not values.get("odi_instance_profile_arn"):  # the knob's, as join_defaults
+                annex["on_demand"].pop("instance_profile_arn", None)  # judged it
         return wants_progress(with_credentials({"version": protocol.VERSION,
                                                  "command": "create", "annex": annex}, creds))
 

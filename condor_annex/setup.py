@@ -6,9 +6,9 @@ import sys
 from typing import Any
 
 from annexd.config import knobs
-from annexd.config.hints import setup_command
 
 from . import userconfig
+from .create import bucket, join_defaults
 from .command import (DEFAULT_KEY_FILES, EXIT_INPUT, EXIT_OK, EXIT_SETUP_PROBLEMS, FROM_INSTANCE,
                       Command, credentials, key_files, region_request)
 from .inputs import InputError
@@ -64,38 +64,50 @@ class Setup(Command):
 
 
 class CheckSetup(Command):
-    """Check the region's stacks, the lease function's code, the knobs and the key files."""
+    """Check, one line each, what a create in the region would use: the credentials, the
+    bucket, the lease function, the instance profile, the security groups, the signing key
+    and the setup's stacks (annexd.commands.checksetup)."""
 
     usage = "condor_annex [-aws-region R] -check-setup"
     flags = ("check_setup", "region", "access_key_file", "secret_key_file")
-    REQUIRED = ("ANNEX_DEFAULT_S3_BUCKET", "ANNEX_DEFAULT_LEASE_FUNCTION_ARN",
-                "ANNEX_DEFAULT_ODI_INSTANCE_PROFILE_ARN", "ANNEX_DEFAULT_ODI_SECURITY_GROUP_IDS",
-                "ANNEX_DEFAULT_ACCESS_KEY_FILE", "ANNEX_DEFAULT_SECRET_KEY_FILE")
 
     def request(self, values: dict[str, Any], positionals: list[str],
                 settings: knobs.ClientSettings) -> dict[str, Any]:
         if positionals:
             raise UsageError("-check-setup takes no arguments")
         self.region = settings.region
-        self.problems = [f"{knob} is not set for {settings.region}: run "
-                         f"{setup_command(settings.region)}"
-                         for knob in self.REQUIRED if not knobs.raw(knob, settings.region)]
+        self.problems: list[str] = []
         creds = None
-        try:
-            creds = credentials(key_files(values, settings))
+        try:  # the keys a create would use: flags, knobs, else ~/.condor/{public,private}KeyFile
+            files = key_files(values, settings)
+            creds = credentials(files)
+            self.keys = "no key files (condor_annexd's own identity)" if files is None else \
+                "condor_annexd's own identity (FROM INSTANCE)" if files[0] == FROM_INSTANCE \
+                else f"{files[0]}, {files[1]}"
         except (InputError, UsageError) as error:
-            self.problems.append(f"{error}")
-        return region_request("check-setup", creds, settings)
+            self.problems.append(f"credentials: {error}")
+        request = region_request("check-setup", creds, settings)
+        uses = {**join_defaults(settings), **bucket(settings)}  # as a create would send them
+        if settings.lease_function_arn:
+            uses["lease_function_arn"] = settings.lease_function_arn
+        request["uses"] = uses
+        return request
 
     def failed(self, reply: dict[str, Any]) -> int:
         """The daemon could not check AWS (no keys, say): still report what we found here."""
-        return self.show({"problems": [reply["error"]["message"]]}, None)
+        return self.show({"checks": [{"what": "credentials", "ok": False,
+                                      "text": reply["error"]["message"]}]}, None)
 
     def show(self, result: dict[str, Any], settings: knobs.ClientSettings | None) -> int:
-        problems = self.problems + result["problems"]
-        for problem in problems:
-            print(f"condor_annex: problem: {problem}")
-        if problems:
+        lines = [(False, problem) for problem in self.problems]
+        for line in result["checks"]:
+            text = line["text"]
+            if line["what"] == "credentials" and line["ok"]:
+                text = f"{self.keys}: {text}"
+            lines.append((line["ok"], f"{line['what']}: {text}"))
+        for ok, text in lines:
+            print(f"condor_annex: {'ok' if ok else 'problem'}: {text}")
+        if not all(ok for ok, _ in lines):
             return EXIT_SETUP_PROBLEMS
         print(f"Your setup of {self.region} looks OK.")
         return EXIT_OK

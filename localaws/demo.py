@@ -135,12 +135,15 @@ def run(lease_seconds: int, tick_seconds: float) -> int:
             setup = condor_annex(pool, "-setup", pool.access_key_file, pool.secret_key_file)
             if setup.returncode:
                 return setup.returncode
-            bucket = fixtures.client("cloudformation", aws.url, REGION).describe_stacks(
-                StackName="HTCondorAnnex-ConfigurationBucket")["Stacks"][0]["Outputs"][0][
-                "OutputValue"]
-            say("The site's launch template (an image with HTCondor and condor_annex_ec2)")
+            made = {name: fixtures.client("cloudformation", aws.url, REGION).describe_stacks(
+                StackName=f"HTCondorAnnex-{name}")["Stacks"][0]["Outputs"][0]["OutputValue"]
+                for name in ("ConfigurationBucket", "InstanceProfile", "SecurityGroup")}
+            bucket = made["ConfigurationBucket"]
+            say("The site's launch template (an image with HTCondor and condor_annex_ec2, "
+                "-setup's instance profile and security group)")
             print("   " + fixtures.create_worker_template(
-                fixtures.client("ec2", aws.url, REGION)) + f" ({fixtures.WORKER_TEMPLATE})")
+                fixtures.client("ec2", aws.url, REGION), made["InstanceProfile"],
+                made["SecurityGroup"]) + f" ({fixtures.WORKER_TEMPLATE})")
             for name, example in ANNEXES.items():
                 created = condor_annex(pool, "-annex-name", name, "-lease-duration",
                                        str(lease_seconds), "-count", "3", example)

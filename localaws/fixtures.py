@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Any, Callable
 
 import boto3
 
@@ -21,6 +21,44 @@ _LAMBDA_TRUST = {
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
                    "Action": "sts:AssumeRole"}],
 }
+
+
+#: What -setup's instance-profile and security-group stacks give instances to join with, as
+#: every test pool's site configuration names them (localaws.pool): made by
+#: :func:`create_join_resources` in each emulator the tests use.  IAM ARNs follow from the
+#: name; the group's ID from moto's seeded ID generator (JOIN_SEED).
+JOIN_PROFILE_NAME = "HTCondorAnnex-InstanceProfile-JoinProfile"
+JOIN_PROFILE_ARN = f"arn:aws:iam::123456789012:instance-profile/{JOIN_PROFILE_NAME}"
+JOIN_ROLE_NAME = "HTCondorAnnex-InstanceProfile-JoinRole"
+JOIN_GROUP_NAME = "HTCondorAnnex-SecurityGroup"
+JOIN_SEED = 9618
+JOIN_GROUP_ID = "sg-9772fa54389dc5665"
+
+
+def create_join_resources(ec2: Any, iam: Any, seed: Callable[[int], None]) -> tuple[str, str]:
+    """The instance profile and security group every test pool's configuration names;
+    returns (profile ARN, group ID).  ``seed`` seeds the emulator's IDs (MotoServer.seed)."""
+    iam.create_role(RoleName=JOIN_ROLE_NAME, AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
+            "Action": "sts:AssumeRole"}]}))
+    profile = iam.create_instance_profile(InstanceProfileName=JOIN_PROFILE_NAME)
+    iam.add_role_to_instance_profile(InstanceProfileName=JOIN_PROFILE_NAME,
+                                     RoleName=JOIN_ROLE_NAME)
+    arn = profile["InstanceProfile"]["Arn"]
+    assert arn == JOIN_PROFILE_ARN, f"the emulator's ARNs changed: set JOIN_PROFILE_ARN = {arn}"
+    return arn, create_join_group(ec2, seed)
+
+
+def create_join_group(ec2: Any, seed: Callable[[int], None]) -> str:
+    """The security group of create_join_resources, in ``ec2``'s region (the same ID in
+    every region: IDs come from the seeded generator)."""
+    ec2.describe_vpcs()  # moto makes the default VPC (and its IDs) on the first EC2 call
+    seed(JOIN_SEED)
+    group = ec2.create_security_group(GroupName=JOIN_GROUP_NAME,
+                                      Description="HTCondor annex instances")["GroupId"]
+    assert group == JOIN_GROUP_ID, f"the emulator's IDs changed: set JOIN_GROUP_ID = {group}"
+    return group
 
 
 def client(service: str, endpoint_url: str, region: str) -> Any:
@@ -50,14 +88,23 @@ WORKER_TEMPLATE = "htcondor-annex-worker"
 WORKER_IMAGE = "ami-1e749f67"  # one of moto's built-in images (validation is on)
 
 
-def create_worker_template(ec2: Any) -> str:
-    """Create the examples' launch template (if missing); returns its ID."""
+def create_worker_template(ec2: Any, profile_arn: str = JOIN_PROFILE_ARN,
+                           group_id: str | None = None) -> str:
+    """Create the examples' launch template (if missing), naming -setup's instance profile
+    and security group as a site's must (by default the group of create_join_resources in
+    ``ec2``'s region, made if missing); returns its ID."""
     found = ec2.describe_launch_templates(Filters=[
         {"Name": "launch-template-name", "Values": [WORKER_TEMPLATE]}])["LaunchTemplates"]
     if found:
         return found[0]["LaunchTemplateId"]
+    if group_id is None:
+        named = ec2.describe_security_groups(Filters=[
+            {"Name": "group-name", "Values": [JOIN_GROUP_NAME]}])["SecurityGroups"]
+        group_id = named[0]["GroupId"] if named else ec2.create_security_group(
+            GroupName=JOIN_GROUP_NAME, Description="HTCondor annex instances")["GroupId"]
     return ec2.create_launch_template(LaunchTemplateName=WORKER_TEMPLATE, LaunchTemplateData={
         "ImageId": WORKER_IMAGE, "InstanceType": "m5.large",
+        "IamInstanceProfile": {"Arn": profile_arn}, "SecurityGroupIds": [group_id],
         "TagSpecifications": [{"ResourceType": "instance", "Tags": [
             {"Key": "project", "Value": "nightly-builds"}]}]})["LaunchTemplate"][
         "LaunchTemplateId"]

@@ -28,7 +28,7 @@ from .recorder import Call
 UNSCOPED = frozenset({
     "ec2:DescribeInstances", "ec2:DescribeSpotFleetRequests", "ec2:DescribeSpotFleetInstances",
     "ec2:DescribeFleets", "ec2:DescribeFleetInstances", "ec2:DescribeLaunchTemplates",
-    "ec2:DescribeLaunchTemplateVersions", "ec2:DescribeTags",
+    "ec2:DescribeLaunchTemplateVersions", "ec2:DescribeTags", "ec2:DescribeSecurityGroups",
 })
 #: Calls that need no permission at all.
 FREE = frozenset({"sts:GetCallerIdentity"})
@@ -278,6 +278,9 @@ class Mapper:
             yield Request("s3:GetObjectTagging", self._object(source_bucket, source_key))
             yield self._s3_object(call, "s3:PutObjectTagging")
 
+    def _s3_GetBucketLocation(self, call: Call) -> Iterator[Request]:
+        yield Request("s3:GetBucketLocation", f"arn:aws:s3:::{call.params['Bucket']}")
+
     def _s3_ListObjectsV2(self, call: Call) -> Iterator[Request]:
         prefix = call.params["query"].get("prefix")
         yield Request("s3:ListBucket", f"arn:aws:s3:::{call.params['Bucket']}",
@@ -292,6 +295,9 @@ class Mapper:
 
     def _lambda_GetFunction(self, call: Call) -> Iterator[Request]:
         yield Request("lambda:GetFunction", self.function_arn(call))
+
+    def _lambda_GetPolicy(self, call: Call) -> Iterator[Request]:
+        yield Request("lambda:GetPolicy", self.function_arn(call))
 
     def _lambda_UpdateFunctionCode(self, call: Call) -> Iterator[Request]:
         """Code from S3 is read with the caller's permissions."""

@@ -96,6 +96,11 @@ class MotoServer:
         request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
         urllib.request.urlopen(request, timeout=10).close()
 
+    def seed(self, value: int) -> None:
+        """Seed moto's random IDs: the resources made next get the same IDs every time."""
+        request = urllib.request.Request(f"{self.url}/moto-api/seed?a={value}", method="POST")
+        urllib.request.urlopen(request, timeout=10).close()
+
     def stop(self) -> None:
         if self._process and self._process.poll() is None:
             self._process.terminate()

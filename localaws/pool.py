@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from annexd.config.knobs import ENDPOINT_KNOBS
 from condor_annex import client
 
+from . import fixtures
 from .children import spawn, wait_until_ready
 
 BUCKET = "htcondor-annex-config"
@@ -96,7 +97,7 @@ class LocalPool:
 
     def write(self, endpoint_url: str, *, secret: str, extra: str = "",
               bucket: str | None = BUCKET, pool_password: bool = True,
-              own_user_config: bool = True) -> "LocalPool":
+              own_user_config: bool = True, join: bool = True) -> "LocalPool":
         """Install like a site: a packaged-style ``condor_config`` (where things live, and
         the config directory), ``config.d/80annexd`` copied in unchanged, the pool's own
         settings, the emulator's endpoints, and what the tests need on top.
@@ -104,6 +105,8 @@ class LocalPool:
         ``bucket=None`` leaves ANNEX_DEFAULT_S3_BUCKET to -setup, and ``pool_password=False``
         gives the daemon no way for instances to authenticate.  ``own_user_config=False``
         leaves USER_CONFIG_FILE at HTCondor's default (the user's ``~/.condor/user_config``).
+        ``join=False`` leaves out the instance profile and security group of -setup
+        (:func:`localaws.fixtures.create_join_resources` makes them in the emulator).
         """
         for sub in ("log", "spool", "lock", "keys", "config.d", "passwords.d"):
             os.makedirs(os.path.join(self.root, sub), mode=0o755, exist_ok=True)
@@ -120,7 +123,10 @@ class LocalPool:
         _write(os.path.join(self.config_dir, "90pool"), [
             "## This pool's own settings, as any pool has them.",
             "COLLECTOR_HOST = cm.pool.example.org:9618",
-            f"ANNEX_DEFAULT_S3_BUCKET = {bucket}" if bucket else ""])
+            f"ANNEX_DEFAULT_S3_BUCKET = {bucket}" if bucket else "",
+            "## What -setup made for instances to join with (README, install step 9).",
+            f"ANNEX_DEFAULT_ODI_INSTANCE_PROFILE_ARN = {fixtures.JOIN_PROFILE_ARN}" if join else "",
+            f"ANNEX_DEFAULT_ODI_SECURITY_GROUP_IDS = {fixtures.JOIN_GROUP_ID}" if join else ""])
         _write(os.path.join(self.config_dir, "95emulator"), [
             "## The embedded AWS emulator instead of AWS's endpoints."] + [
             f"{knob} = {endpoint_url}" for knob in ENDPOINT_KNOBS.values()])

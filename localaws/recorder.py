@@ -129,7 +129,8 @@ def _rest(key: str, service: str, region: str, method: str, url: str,
         name, rest = (match.group("name"), match.group("rest") or "") if match else ("", path)
         params["FunctionName"] = name
         operation = {("GET", ""): "GetFunction", ("PUT", "/code"): "UpdateFunctionCode",
-                     ("POST", "/invocations"): "Invoke"}.get((method, rest), f"{method} {rest}")
+                     ("POST", "/invocations"): "Invoke", ("GET", "/policy"): "GetPolicy",
+                     }.get((method, rest), f"{method} {rest}")
         return Call(key, service, region, operation, params)
     if service != "s3":
         return Call(key, service, region, f"{method} {path}", params)
@@ -150,6 +151,8 @@ def _s3_operation(method: str, key: str, query: dict[str, str], headers: dict[st
             return "ListObjects"
         if method == "PUT" and not query:
             return "CreateBucket"
+        if method == "GET" and set(query) == {"location"}:
+            return "GetBucketLocation"
         return f"{method} bucket?{'&'.join(sorted(query))}"
     if method == "PUT" and "x-amz-copy-source" in headers:
         return "CopyObject"

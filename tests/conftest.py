@@ -110,11 +110,13 @@ def empty_aws(moto_server: MotoServer) -> Aws:
 
 
 @pytest.fixture
-def aws(empty_aws: Aws) -> Aws:
-    """A clean emulator holding the configuration bucket and the lease function."""
+def aws(empty_aws: Aws, moto_server: MotoServer) -> Aws:
+    """A clean emulator holding what -setup makes: the configuration bucket, the lease
+    function, and the instance profile and security group the pools' knobs name."""
     state = empty_aws
     fixtures.create_bucket(state.s3, BUCKET, REGION)
     state.lease_arn = fixtures.deploy_lease_function(state.iam, state.lambda_)
+    fixtures.create_join_resources(state.ec2, state.iam, moto_server.seed)
     return state
 
 

@@ -114,7 +114,7 @@ class Scenarios:
     """The scenarios, in an order where each finds what it needs."""
 
     def __init__(self, server: MotoServer, root: str):
-        self.url, self.root = server.url, root
+        self.url, self.root, self.server = server.url, root, server
         self.aws = _clients(self.url)
         self.facts = Facts()
         self.outcomes: dict[str, Any] = {}
@@ -127,8 +127,13 @@ class Scenarios:
                                                               self.aws["lambda"])
         self.facts.lease_role_arn = self.aws["lambda"].get_function(
             FunctionName=self.facts.lease_arn)["Configuration"]["Role"]
+        # What the pool's knobs name for instances to join with (the profile: overridden below).
+        join_profile, _ = fixtures.create_join_resources(self.aws["ec2"], self.aws["iam"],
+                                                         self.server.seed)
         fixtures.create_worker_template(self.aws["ec2"])
-        self.facts.template_profiles[fixtures.WORKER_TEMPLATE] = ""
+        self.facts.profile_roles[join_profile] = self.aws["iam"].get_instance_profile(
+            InstanceProfileName=fixtures.JOIN_PROFILE_NAME)["InstanceProfile"]["Roles"][0]["Arn"]
+        self.facts.template_profiles[fixtures.WORKER_TEMPLATE] = fixtures.JOIN_PROFILE_ARN
         profile, role = fixtures.create_instance_profile_stack(
             self.aws["cloudformation"], self.aws["iam"], BUCKET)
         self.facts.profile_arn, self.facts.instance_role_arn = profile, role
@@ -161,6 +166,8 @@ class Scenarios:
     # -- the daemon with a user's keys --------------------------------------------------
     def user(self) -> None:
         tmp = self.root
+        # What a user set up as README says checks first: everything a create will use.
+        self.outcomes["check-setup"] = self.annex("-check-setup")
         self.create("u-sf", "-count", "1", SPOT_CONFIG)
         self.create("u-old", "-count", "1", SPOT_CONFIG)
         self.create("u-lt", "-count", "2", _config(tmp, LAUNCH_TEMPLATE_CONFIG, "lt"))

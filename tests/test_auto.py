@@ -235,7 +235,7 @@ def test_an_auto_annex_with_the_users_own_keys_is_refused(aws, auto_pool, profil
 
 
 @pytest.mark.parametrize("args, message", [
-    (["-max-instances", "2", "-count", "2"], "give -auto or -count, not both"),
+    (["-max-instances", "2", "-count", "2"], "give -auto or -count/-slots, not both"),
     ([], "-auto needs -max-instances N"),
     (["-max-instances", "0"], "-max-instances: expected a positive whole number"),
     (["-max-instances", "2", "-max-cost", "-1"], "-max-cost: expected an amount"),

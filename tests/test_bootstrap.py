@@ -21,6 +21,7 @@ import zipfile
 import pytest
 
 from annex_ec2 import extract, install
+from annexd.instance_config import routing
 from localaws.faultproxy import FaultProxy
 from localaws.fakeimds import FakeImds
 
@@ -50,7 +51,7 @@ def test_instance_joins_with_the_annexs_configuration(aws, annex_instance, tmp_p
     me = pwd.getpwuid(os.getuid()).pw_name
     assert knobs["COLLECTOR_HOST"] == "cm.pool.example.org:9618"
     assert knobs["AnnexName"] == f'"{annex_instance.annex}"' and knobs["IsAnnex"] == "True"
-    assert knobs["START"] == f'(True) && stringListMember(Owner, "{me}")'
+    assert knobs["START"] == f"(True) && {routing.start_expression([me])}"
     assert knobs["STARTD_NOCLAIM_SHUTDOWN"] == "900"
     assert knobs["MASTER.DAEMON_SHUTDOWN"] == "STARTD_StartTime =?= 0"
     assert knobs["SEC_DEFAULT_AUTHENTICATION"] == "REQUIRED"

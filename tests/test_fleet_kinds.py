@@ -148,7 +148,9 @@ def test_a_fleet_whose_launch_template_is_missing_is_refused_and_leaves_nothing(
     created = run_annex("-annex-name", name, "-count", "1", "-lease-duration", "3600",
                         "-lease-function-arn", aws.lease_arn, *with_keys, config)
     assert created.returncode != 0
-    assert "EC2 CreateFleet failed: InvalidLaunchTemplateName" in created.stderr
+    # Found in the create's first step, which reads each template before anything is made.
+    assert "EC2 DescribeLaunchTemplateVersions failed: InvalidLaunchTemplateName" in \
+        created.stderr
     assert "nothing was left behind" in created.stderr
     assert not any(aws.annex_resources(name).values())
 

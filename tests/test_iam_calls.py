@@ -154,6 +154,10 @@ def test_the_scenarios_did_their_work(recording, judged):
     assert lease_results["u-odi2"]["terminated_instances"]
     booted = recording.outcomes["instance"]
     assert "Setup successful" in recording.outcomes["setup"].stdout
+    checked = recording.outcomes["check-setup"].stdout
+    for what in ("credentials", "bucket", "lease function", "instance profile",
+                 "security group", "signing key", "setup stacks"):
+        assert f": {what}: " in checked, (what, checked)
     for name in ("boot", "refresh", "watch", "boot u-lt", "boot u-ec2m", "refresh gone"):
         assert booted[name].returncode == 0, (name, booted[name].stderr)
     assert "config object is gone" in booted["refresh gone"].stderr

@@ -9,6 +9,7 @@ import tarfile
 import pytest
 
 from annexd_lambda.lease import ANNEX_TAG
+from annexd.instance_config import routing
 
 from conftest import SPOT_CONFIG
 
@@ -44,7 +45,8 @@ def test_defaults_restrict_start_to_the_caller_and_give_the_annex_its_own_token(
     me = pwd.getpwuid(os.getuid()).pw_name
     assert "COLLECTOR_HOST = cm.pool.example.org:9618" in text
     assert 'AnnexName = "defaults"' in text and "IsAnnex = True" in text
-    assert f'START = ($(START)) && stringListMember(Owner, "{me}")' in text
+    assert (f'START = ($(START)) && {routing.GATE} && member(TARGET.Owner, {{"{me}"}})'
+            in text.splitlines())
     assert "STARTD_NOCLAIM_SHUTDOWN = 900" in text
     assert "MASTER.DAEMON_SHUTDOWN = STARTD_StartTime =?= 0" in text
     assert "SEC_DEFAULT_AUTHENTICATION = REQUIRED" in text
@@ -63,7 +65,7 @@ def test_owner_idle_tag_and_idtoken(aws, run_annex, with_keys, tmp_path):
                      "-idle", "0.5", "-tag", "project", "physics", "-tag", "cost-center", "42",
                      "-idtoken-file", str(token))
     text = config_text(members)
-    assert 'stringListMember(Owner, "alice, bob")' in text
+    assert 'member(TARGET.Owner, {"alice", "bob"})' in text
     assert "STARTD_NOCLAIM_SHUTDOWN = 1800" in text
     assert "SEC_DEFAULT_AUTHENTICATION_METHODS = FS, IDTOKENS" in text
     assert "SEC_TOKEN_DIRECTORY = $(LOCAL_CONFIG_DIR)/.annex-flags/tokens.d" in text
@@ -82,7 +84,8 @@ def test_no_owner_and_config_dir(aws, run_annex, with_keys, tmp_path):
     (extra / "50site.config").write_text("NUM_CPUS = 4\n")
     (extra / ".hidden").write_text("ignored\n")
     members = create(aws, run_annex, with_keys, "open", "-no-owner", "-config-dir", str(extra))
-    assert "START =" not in config_text(members)
+    # -no-owner widens who, never which jobs: the gate stays (test_routing judges it).
+    assert f"START = ($(START)) && {routing.GATE}" in config_text(members).splitlines()
     assert members["90user-50site.config"] == (0o640, b"NUM_CPUS = 4\n")
     assert not any("hidden" in name for name in members)
 

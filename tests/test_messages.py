@@ -92,14 +92,17 @@ def test_swapped_key_files_are_named_in_one_line(aws, pool, daemon, tmp_path):
 
 def test_an_answer_botocore_cannot_read_is_an_aws_error_not_an_internal_one(aws, pool, daemon):
     """Swapped keys sent anyway (an old client, a script): the emulator answers as another
-    service and botocore's parser fails with a KeyError.  That is one line naming the call,
-    kind "aws" (exit 5), never "internal error" (exit 7) with a traceback in the log."""
+    service and botocore's parser fails with a KeyError.  That is one line naming the call
+    (-check-setup's credentials line: a problem, and nothing else is asked with such keys),
+    never "internal error" (exit 7) with a traceback in the log."""
     reply = client.call(pool.socket_path, {
         "version": 1, "command": "check-setup", "region": "us-east-1",
         "credentials": {"access_key_id": SECRET_SHAPED, "secret_access_key": "AKIAEXAMPLELOCAL"}})
-    assert reply["ok"] is False and reply["error"]["kind"] == "aws", reply
-    message = reply["error"]["message"]
-    assert "CloudFormation DescribeStacks failed" in message and "\n" not in message
+    assert reply["ok"] is True, reply
+    [line] = reply["result"]["checks"]
+    assert line["what"] == "credentials" and line["ok"] is False
+    assert "STS GetCallerIdentity failed" in line["text"] and "\n" not in line["text"]
+    assert "check the endpoint and the key files" in line["text"]
     with open(pool.log_file, encoding="utf-8") as handle:
         assert "Traceback" not in handle.read()
 

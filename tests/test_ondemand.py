@@ -38,7 +38,7 @@ def instances_of(aws, name: str) -> list[dict]:
 
 
 def test_on_demand_annex_lifecycle(aws, run_annex, with_keys, profile_arn):
-    created = run_annex("-annex-name", "odi", "-slots", "3", "-lease-duration", "3600",
+    created = run_annex("-annex-name", "odi", "-count", "3", "-lease-duration", "3600",
                         "-lease-function-arn", aws.lease_arn, *with_keys, *odi_flags(profile_arn))
     assert created.returncode == 0, created.stderr
     started = created.stdout.split()

@@ -17,7 +17,7 @@ from conftest import BUCKET, SPOT_CONFIG
 ORIGINAL_MANUAL = {
     "-help": "help", "-setup": "setup", "-check-setup": "check_setup", "-status": "status",
     "-classad": "classad", "-classads": "classad", "-annex-name": "annex_name",
-    "-count": "count", "-slots": "count", "-duration": "duration", "-idle": "idle",
+    "-count": "count", "-slots": "slots", "-duration": "duration", "-idle": "idle",
     "-yes": "yes", "-tag": "tags", "-config-dir": "config_dir", "-owner": "owner",
     "-no-owner": "no_owner", "-aws-region": "region",
     "-aws-on-demand": "on_demand", "-aws-spot-fleet": "spot_fleet",
@@ -62,7 +62,7 @@ def test_the_synopsis_switches_are_no_longer_taken_for_longer_flags():
     """-aws-on-demand was "ambiguous"; -aws-spot-fleet ate the next word as a config file."""
     values, positionals = parse(["-aws-spot-fleet", "-annex-name", "x", "-slots", "2"],
                                 tuple(OPTIONS.values()))
-    assert values == {"spot_fleet": True, "annex_name": "x", "count": "2"} and not positionals
+    assert values == {"spot_fleet": True, "annex_name": "x", "slots": "2"} and not positionals
     values, _ = parse(["-aws-on-demand", "-count", "1"], tuple(OPTIONS.values()))
     assert values == {"on_demand": True, "count": "1"}
 
@@ -89,8 +89,10 @@ def test_both_synopsis_forms_and_the_subcommands_end_to_end(aws, run_annex, with
     mixed = run_annex("-aws-on-demand", "-annex-name", "mixed", SPOT_CONFIG, *with_keys)
     assert mixed.returncode == 1 and "-aws-on-demand starts on-demand instances" in mixed.stderr
     no_config = run_annex("-aws-spot-fleet", "-annex-name", "nc", "-slots", "1", *with_keys)
-    assert no_config.returncode == 1 and "-aws-spot-fleet needs the fleet config" \
-        in no_config.stderr
+    # Without a config file, -slots takes the one ANNEX_DEFAULT_SFR_CONFIG_FILE names (none
+    # here), never on-demand instances (issue 25 finding 3: test_join_defaults).
+    assert no_config.returncode == 1 and "-slots N starts a Spot Fleet, which needs its " \
+        "config" in no_config.stderr and "ANNEX_DEFAULT_SFR_CONFIG_FILE" in no_config.stderr
 
     shown = run_annex("status", *with_keys)
     assert shown.returncode == 0, shown.stderr

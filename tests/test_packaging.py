@@ -95,8 +95,8 @@ def test_every_package_of_the_tree_is_listed_in_pyproject():
 
 
 def shared_files() -> set[str]:
-    """What a site takes from the package: the config fragment and the fleet examples."""
-    return {f"{SHARE}/config.d/80annexd"} | {
+    """What a site takes from the package: the config fragments and the fleet examples."""
+    return {f"{SHARE}/config.d/80annexd", f"{SHARE}/config.d/85annex-jobs"} | {
         f"{SHARE}/examples/{os.path.basename(p)}"
         for p in glob.glob(os.path.join(ROOT, "examples", "*.json"))}
 

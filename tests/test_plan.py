@@ -15,10 +15,14 @@ from conftest import SPOT_CONFIG
 
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:HTCondorAnnex-LeaseFunction"
 NOW = 1_800_000_000.7
+#: What -setup made for instances to join with (the region's knobs).
+PROFILE = "arn:aws:iam::123456789012:instance-profile/HTCondorAnnex-InstanceProfile-x"
+GROUP = "sg-0123456789abcdef0"
 
 
 def settings(**overrides) -> RegionSettings:
-    values = dict(region="us-east-1", endpoints={}, bucket="bucket", lease_function_arn=None)
+    values = dict(region="us-east-1", endpoints={}, bucket="bucket", lease_function_arn=None,
+                  instance_profile_arn=PROFILE, security_group_ids=(GROUP,))
     values.update(overrides)
     return RegionSettings(**values)
 
@@ -106,7 +110,52 @@ def test_notices_say_what_was_changed():
     assert plan.notices == (
         "c.json: dropped ValidFrom (the annex lease decides when the fleet ends)",
         "c.json: dropped ValidUntil (the annex lease decides when the fleet ends)",
-        "c.json: replaced ClientToken with the annex's own")
+        "c.json: replaced ClientToken with the annex's own",
+        f"c.json: LaunchSpecifications[0]: added -setup's IamInstanceProfile {PROFILE} and "
+        f"SecurityGroups {GROUP}")
+
+
+def test_launch_specifications_get_setups_profile_and_groups_where_they_name_none():
+    config = console_config()
+    config["LaunchSpecifications"].append(dict(
+        config["LaunchSpecifications"][0], IamInstanceProfile={"Name": "own"},
+        NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": "subnet-1"}]))
+    config["LaunchSpecifications"].append(dict(
+        config["LaunchSpecifications"][0], IamInstanceProfile={"Arn": "arn:own"},
+        SecurityGroups=[{"GroupId": "sg-own"}]))
+    first, second, third = plan_for(config).launch_request["LaunchSpecifications"]
+    assert first["IamInstanceProfile"] == {"Arn": PROFILE}
+    assert first["SecurityGroups"] == [{"GroupId": GROUP}]
+    assert second["IamInstanceProfile"] == {"Name": "own"} and "SecurityGroups" not in second
+    assert second["NetworkInterfaces"] == [{"DeviceIndex": 0, "SubnetId": "subnet-1",
+                                            "Groups": [GROUP]}]
+    assert third["IamInstanceProfile"] == {"Arn": "arn:own"}
+    assert third["SecurityGroups"] == [{"GroupId": "sg-own"}]
+
+
+def test_the_requests_profile_and_groups_win_over_the_daemons():
+    plan = plan_for(instance_profile_arn="arn:users", security_group_ids=["sg-a", "sg-b"])
+    [spec] = plan.launch_request["LaunchSpecifications"]
+    assert spec["IamInstanceProfile"] == {"Arn": "arn:users"}
+    assert spec["SecurityGroups"] == [{"GroupId": "sg-a"}, {"GroupId": "sg-b"}]
+
+
+@pytest.mark.parametrize("unset, knob", [
+    ({"instance_profile_arn": None}, "us_east_1.ANNEX_DEFAULT_ODI_INSTANCE_PROFILE_ARN"),
+    ({"security_group_ids": ()}, "us_east_1.ANNEX_DEFAULT_ODI_SECURITY_GROUP_IDS"),
+])
+def test_without_setups_profile_or_groups_a_launch_that_names_none_is_refused(unset, knob):
+    request = {"name": "nightly", "lease_duration": 3600, "lease_function_arn": ARN,
+               "config_source": "c.json"}
+    with pytest.raises(InvalidRequest) as refused:
+        build({**request, "fleet_config": console_config()}, **unset)
+    assert str(refused.value).startswith("c.json: LaunchSpecifications[0]: no ")
+    assert f"{knob} is not set" in str(refused.value)
+    assert "would never join the pool" in str(refused.value)
+    # An invalid config is named for what is wrong with it first.
+    broken = dict(console_config(), TargetCapacity="two")
+    with pytest.raises(InvalidRequest, match="Invalid type for parameter"):
+        build({**request, "fleet_config": broken}, **unset)
 
 
 def test_wrapped_and_bare_configs_give_the_same_request():

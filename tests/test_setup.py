@@ -1,6 +1,7 @@
 """End to end: condor_annex -setup / -check-setup against moto's CloudFormation over HTTP."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 
@@ -92,8 +93,9 @@ def test_setup_then_create_without_a_lease_arn(empty_aws, setup_pool):
     broken = annex(setup_pool, "-check-setup")
     assert broken.returncode == 9
     problems = [line for line in broken.stdout.splitlines() if "problem:" in line]
-    assert len(problems) == 1
-    assert "HTCondorAnnex-SecurityGroup is missing: run condor_annex -aws-region us-east-1 -setup" in problems[0]
+    assert len(problems) == 2, broken.stdout  # the group instances would get, and its stack
+    assert problems[0].startswith("condor_annex: problem: security group: sg-")
+    assert "HTCondorAnnex-SecurityGroup is missing: run condor_annex -aws-region us-east-1 -setup" in problems[1]
 
 
 def test_setup_keeps_the_users_own_settings(empty_aws, setup_pool):
@@ -142,6 +144,65 @@ def test_an_unwritable_user_config_gets_the_lines_printed(empty_aws, setup_pool,
     assert "setup succeeded but" in result.stderr and "cannot be written" in result.stderr
     assert "us_east_1.ANNEX_DEFAULT_LEASE_FUNCTION_ARN = arn:aws:lambda:" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_check_setup_is_right_for_a_user_set_up_as_readme_says(empty_aws, moto_server,
+                                                                tmp_path):
+    """Finding 7: the admin runs -setup and copies the region's block, without the two
+    key-file knobs, into 81annexd-site (README, install step 9); the user's keys are in
+    ~/.condor/publicKeyFile and privateKeyFile.  -check-setup then exited 9 ("…KEY_FILE is
+    not set … run -setup", which the user's policy cannot run) and looked at none of what a
+    create uses.  Now it checks each thing, one line each, and says OK; and the create
+    works."""
+    pool = LocalPool(str(tmp_path / "site")).write(moto_server.url, secret=SECRET,
+                                                   bucket=None, join=False)
+    with AnnexDaemon(pool):
+        assert setup(pool).returncode == 0
+        block = [line for line in read(pool.user_config_file).splitlines()
+                 if "KEY_FILE" not in line]
+        with open(os.path.join(pool.config_dir, "81annexd-site"), "w",
+                  encoding="utf-8") as site:
+            site.write("\n".join(block) + "\n")
+        os.remove(pool.user_config_file)  # that was the admin's; the user has none
+        home = tmp_path / "alice"
+        (home / ".condor").mkdir(parents=True)
+        for name, source in (("publicKeyFile", pool.access_key_file),
+                             ("privateKeyFile", pool.secret_key_file)):
+            (home / ".condor" / name).write_text(read(source))
+            os.chmod(home / ".condor" / name, 0o600)
+
+        def as_user(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run([script("condor_annex"), *args],
+                                  env={**pool.env(), "HOME": str(home)},
+                                  capture_output=True, text=True, timeout=300)
+
+        checked = as_user("-check-setup")
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        lines = checked.stdout.splitlines()
+        assert [line.split(":")[2].strip() for line in lines[:-1]] == [
+            "credentials", "bucket", "lease function", "instance profile", "security group",
+            "signing key", "setup stacks"]
+        assert all(line.startswith("condor_annex: ok: ") for line in lines[:-1])
+        assert f"{home}/.condor/publicKeyFile" in lines[0] and "123456789012" in lines[0]
+        assert "EventBridge rules may invoke it" in lines[2]
+        assert lines[-1] == "Your setup of us-east-1 looks OK."
+
+        created = as_user("-annex-name", "checked", "-lease-duration", "600", "-count", "1",
+                          SPOT_CONFIG)
+        assert created.returncode == 0, created.stderr
+
+        # What it finds when the lease function could not be called by its rules.
+        [function] = empty_aws.lambda_.list_functions()["Functions"]
+        policy = json.loads(empty_aws.lambda_.get_policy(
+            FunctionName=function["FunctionArn"])["Policy"])
+        for statement in policy["Statement"]:
+            empty_aws.lambda_.remove_permission(FunctionName=function["FunctionArn"],
+                                                StatementId=statement["Sid"])
+        broken = as_user("-check-setup")
+        assert broken.returncode == 9
+        [problem] = [line for line in broken.stdout.splitlines() if "problem:" in line]
+        assert problem.startswith("condor_annex: problem: lease function: arn:aws:lambda:")
+        assert "does not let EventBridge rules invoke it" in problem
 
 
 def test_setup_runs_its_stacks_as_the_service_role_and_bounds_their_roles(

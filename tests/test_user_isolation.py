@@ -80,6 +80,7 @@ def world(moto_server, pool, daemon, tmp_path_factory):
                                  ("ec2", "events", "s3", "lambda", "iam", "cloudformation")))
     fixtures.create_bucket(aws.s3, BUCKET, REGION)
     aws.lease_arn = fixtures.deploy_lease_function(aws.iam, aws.lambda_)
+    profile, _ = fixtures.create_join_resources(aws.ec2, aws.iam, moto_server.seed)
     fixtures.create_worker_template(aws.ec2)
 
     def run_annex(*args: str) -> subprocess.CompletedProcess:
@@ -88,7 +89,10 @@ def world(moto_server, pool, daemon, tmp_path_factory):
 
     alice, mallory = iam_user(aws, "alice"), iam_user(aws, "mallory")
     alices_keys = key_files(tmp_path, "alice", alice)
-    facts = Facts(template_profiles={fixtures.WORKER_TEMPLATE: ""})
+    role = aws.iam.get_instance_profile(InstanceProfileName=fixtures.JOIN_PROFILE_NAME)[
+        "InstanceProfile"]["Roles"][0]["Arn"]
+    facts = Facts(template_profiles={fixtures.WORKER_TEMPLATE: profile},
+                  profile_roles={profile: role})
     kinds = {
         "alpha": [as_given(LAUNCH_TEMPLATE_CONFIG, tmp_path, "lt")],
         "beta": ["-aws-on-demand-ami-id", fixtures.WORKER_IMAGE,

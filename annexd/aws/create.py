@@ -61,6 +61,17 @@ class CreateCalls(AwsSession):
             self.lambda_.get_function(FunctionName=arn)
         FUNCTIONS_SEEN.saw(key)
 
+    def launch_template_data(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """What the launch template version ``spec`` (a LaunchTemplateSpecification) says
+        its instances get (DescribeLaunchTemplateVersions)."""
+        which = {key: spec[key] for key in ("LaunchTemplateId", "LaunchTemplateName")
+                 if spec.get(key)}
+        with self._call("EC2 DescribeLaunchTemplateVersions"):
+            versions = self.ec2.describe_launch_template_versions(
+                **which, Versions=[str(spec.get("Version") or "$Default")])
+        found = versions.get("LaunchTemplateVersions") or [{}]
+        return found[0].get("LaunchTemplateData", {})
+
     def rule_description(self, name: str) -> str | None:
         """The rule's description; None if there is no such rule."""
         try:

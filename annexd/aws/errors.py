@@ -16,7 +16,7 @@ from botocore.parsers import ResponseParserError
 
 NOT_FOUND_CODES = frozenset({
     "ResourceNotFoundException", "NoSuchBucket", "NoSuchKey", "NotFound",
-    "InvalidSpotFleetRequestId.NotFound", "InvalidInstanceID.NotFound",
+    "InvalidSpotFleetRequestId.NotFound", "InvalidInstanceID.NotFound", "NoSuchEntity",
 })
 DENIED_CODES = frozenset({
     "AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthFailure",

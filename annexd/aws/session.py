@@ -155,6 +155,7 @@ class AwsSession:
     s3 = property(lambda self: self._client("s3"))
     cloudformation = property(lambda self: self._client("cloudformation"))
     sts = property(lambda self: self._client("sts"))
+    iam = property(lambda self: self._client("iam"))
 
     @property
     def _listing_ec2(self) -> Any:

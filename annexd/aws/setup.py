@@ -79,6 +79,33 @@ class SetupCalls(AwsSession):
             return self.lambda_.get_function(FunctionName=arn)["Configuration"]["CodeSha256"]
 
 
+    # -- what -check-setup reads of the resources a create will use ------------------------
+    def bucket_region(self, bucket: str) -> str:
+        """The region the bucket is in (S3 GetBucketLocation: us-east-1 answers none)."""
+        with self._call("S3 GetBucketLocation"):
+            found = self.s3.get_bucket_location(Bucket=bucket).get("LocationConstraint")
+        return found or "us-east-1"
+
+    def function_policy(self, arn: str) -> dict[str, Any] | None:
+        """The lease function's resource policy, or None when it has none."""
+        try:
+            with self._call("Lambda GetPolicy"):
+                return json.loads(self.lambda_.get_policy(FunctionName=arn)["Policy"])
+        except NotFound:
+            return None
+
+    def instance_profile_roles(self, arn: str) -> list[str]:
+        """The role names of the instance profile ``arn`` (IAM GetInstanceProfile)."""
+        name = arn.rsplit("/", 1)[-1]
+        with self._call("IAM GetInstanceProfile"):
+            found = self.iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+        return [role["RoleName"] for role in found.get("Roles", [])]
+
+    def security_groups(self, group_ids: list[str]) -> list[dict[str, Any]]:
+        with self._call("EC2 DescribeSecurityGroups"):
+            return self.ec2.describe_security_groups(GroupIds=group_ids)["SecurityGroups"]
+
+
 def _stack_parameters(parameters: dict[str, str]) -> list[dict[str, str]]:
     return [{"ParameterKey": key, "ParameterValue": value}
             for key, value in sorted(parameters.items())]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from annexd.aws import leasecode
-from annexd.aws import AnnexAws, AwsError
+from annexd.aws import AnnexAws
 
 DONE = ("CREATE_COMPLETE", "UPDATE_COMPLETE")
 FAILED_FOR_GOOD = ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "CREATE_FAILED", "DELETE_FAILED")
@@ -235,8 +235,9 @@ class Setup:
             self.progress(f"lease function ({arn}): code restored to this release's")
 
     def check(self) -> list[str]:
-        """One line per problem, each saying how to fix it; empty when all is well."""
-        problems, outputs = [], {}
+        """One line per stack that is not complete, each saying how to fix it; empty when
+        all are (what they made is checked as a create uses it: annexd.commands.checksetup)."""
+        problems = []
         setup = f"condor_annex -aws-region {self.aws.region} -setup"
         for spec in STACKS:
             name = self.name(spec)
@@ -246,17 +247,4 @@ class Setup:
             elif stack["StackStatus"] not in DONE:
                 problems.append(f"the {spec.what} stack {name} is {stack['StackStatus']}:"
                                 f" wait for it, or delete it and run {setup}")
-            else:
-                outputs.update(_outputs(stack))
-        arn = outputs.get("LeaseFunctionARN")
-        if arn:
-            try:
-                deployed = self.aws.function_code_sha256(arn)
-            except AwsError as error:
-                problems.append(f"the lease function {arn} cannot be read ({error}): run "
-                                f"{setup}")
-            else:
-                if deployed != leasecode.code_sha256():
-                    problems.append(f"the lease function {arn} runs other code than this "
-                                    f"release ships: run {setup} to update it")
         return problems

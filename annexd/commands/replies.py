@@ -26,6 +26,9 @@ def failure_reply(error: steps.CreateFailed, notices: list[str],
     request_id = getattr(cause, "request_id", None)
     if isinstance(cause, steps.AnnexExists):
         return protocol.error_reply("conflict", str(cause), notices=notices)
+    if isinstance(cause, steps.CannotJoin):
+        return protocol.error_reply("invalid-request", f"{cause}; nothing was created",
+                                    notices=notices)
     if error.undo_errors:
         leftovers = "; ".join(f"{name}: {err}" for name, err in error.undo_errors)
         kept = " Its lease is kept and now ends at once: the lease function removes what " \

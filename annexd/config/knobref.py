@@ -138,6 +138,8 @@ KNOBS: tuple[Knob, ...] = (
          unset="— (AWS's regional endpoint)", regional=True),
     Knob("ANNEX_DEFAULT_STS_URL", "daemon", "STS endpoint",
          unset="— (AWS's regional endpoint)", regional=True),
+    Knob("ANNEX_DEFAULT_IAM_URL", "daemon", "IAM endpoint, used by `-check-setup` only",
+         unset="— (AWS's global endpoint)", regional=True),
     # --- what -setup writes into each user's configuration
     Knob("ANNEX_DEFAULT_LEASE_FUNCTION_ARN", "client, then daemon", "the lease function "
          "(`-lease-function-arn` overrides)", unset="— (`-setup` writes it)", regional=True),
@@ -147,17 +149,23 @@ KNOBS: tuple[Knob, ...] = (
          "(`-public-key-file` overrides)", unset="— (`-setup` writes it)", regional=True),
     Knob("ANNEX_DEFAULT_SECRET_KEY_FILE", "client", "the user's AWS secret key file, mode 600 "
          "(`-secret-key-file` overrides)", unset="— (`-setup` writes it)", regional=True),
-    Knob("ANNEX_DEFAULT_ODI_INSTANCE_PROFILE_ARN", "client, then daemon", "on-demand annexes' "
-         "instance profile; the daemon's value is the only one an annex it pays for may use",
-         unset="— (`-setup` writes it)", regional=True),
+    Knob("ANNEX_DEFAULT_ODI_INSTANCE_PROFILE_ARN", "client, then daemon", "the instance "
+         "profile of instances whose launch names none (on-demand, Spot Fleet launch "
+         "specifications); without one such a create is refused; the daemon's value is the "
+         "only one an annex it pays for may use", unset="— (`-setup` writes it)",
+         regional=True),
     Knob("ANNEX_DEFAULT_FLEET_ROLE_ARN", "daemon", "the Spot Fleet role (`IamFleetRole`) an "
          "annex paid by the daemon may use", unset="— (such annexes are on-demand only)",
          regional=True),
     Knob("ANNEX_DEFAULT_USER_DATA_FILE", "daemon", "the user data an annex paid by the daemon "
          "may use", unset="— (none)", regional=True),
-    Knob("ANNEX_DEFAULT_ODI_SECURITY_GROUP_IDS", "client", "on-demand annexes' security "
-         "groups", unset="— (`-setup` writes it)", regional=True),
+    Knob("ANNEX_DEFAULT_ODI_SECURITY_GROUP_IDS", "client, then daemon", "the security groups "
+         "of instances whose launch names none, likewise", unset="— (`-setup` writes it)",
+         regional=True),
     # --- the users' defaults
+    Knob("ANNEX_DEFAULT_SFR_CONFIG_FILE", "client", "the Spot Fleet config `-slots N` uses "
+         "when no config file is given (the original's knob)",
+         unset="— (`-slots N` alone is refused)", regional=True),
     Knob("ANNEX_DEFAULT_LEASE_DURATION", "client", "lease in seconds without "
          "`-lease-duration`", regional=True),
     Knob("ANNEX_DEFAULT_ODI_IMAGE_ID", "client", "on-demand annexes' AMI; it must have "

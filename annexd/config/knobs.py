@@ -33,6 +33,7 @@ ENDPOINT_KNOBS = {
     "s3": "ANNEX_DEFAULT_S3_URL",
     "cloudformation": "ANNEX_DEFAULT_CF_URL",
     "sts": "ANNEX_DEFAULT_STS_URL",
+    "iam": "ANNEX_DEFAULT_IAM_URL",
 }
 
 REGION_PATTERN = re.compile(protocol.REGION_PATTERN)
@@ -273,6 +274,8 @@ class ClientSettings:
     secret_key_file: str | None
     lease_duration: int
     user_config_file: str
+    #: The fleet config -slots N uses when none is given (the original's knob).
+    sfr_config_file: str | None = None
 
     @classmethod
     def load(cls, region: str | None = None) -> "ClientSettings":
@@ -286,6 +289,7 @@ class ClientSettings:
             secret_key_file=string("ANNEX_DEFAULT_SECRET_KEY_FILE", region=region),
             lease_duration=positive_int("ANNEX_DEFAULT_LEASE_DURATION", region=region),
             user_config_file=user_config_file(),
+            sfr_config_file=string("ANNEX_DEFAULT_SFR_CONFIG_FILE", region=region),
         )
 
 
@@ -298,8 +302,11 @@ class RegionSettings:
     bucket: str | None
     lease_function_arn: str | None
     #: What an annex paid by the daemon's identity launches with (annexd.money.daemonpaid):
-    #: the admin's instance profile, key pair, Spot Fleet role and user data (base64).
+    #: the admin's instance profile, key pair, Spot Fleet role and user data (base64).  The
+    #: profile and security groups are also what every annex whose launch names none gets
+    #: (annexd.launch.adjust.with_join_defaults).
     instance_profile_arn: str | None = None
+    security_group_ids: tuple[str, ...] = ()
     key_name: str | None = None
     fleet_role_arn: str | None = None
     user_data: str | None = None
@@ -312,6 +319,7 @@ class RegionSettings:
             bucket=string("ANNEX_DEFAULT_S3_BUCKET", region=region),
             lease_function_arn=string("ANNEX_DEFAULT_LEASE_FUNCTION_ARN", region=region),
             instance_profile_arn=string("ANNEX_DEFAULT_ODI_INSTANCE_PROFILE_ARN", region=region),
+            security_group_ids=id_list(raw("ANNEX_DEFAULT_ODI_SECURITY_GROUP_IDS", region)),
             key_name=string("ANNEX_DEFAULT_ODI_KEY_NAME", region=region),
             fleet_role_arn=string("ANNEX_DEFAULT_FLEET_ROLE_ARN", region=region),
             user_data=_user_data(string("ANNEX_DEFAULT_USER_DATA_FILE", region=region)),
@@ -327,6 +335,11 @@ def _user_data(file: str | None) -> str | None:
             return base64.b64encode(handle.read()).decode("ascii")
     except OSError as error:
         raise KnobError(f"ANNEX_DEFAULT_USER_DATA_FILE = {file}: {error.strerror}") from None
+
+
+def id_list(text: str | None) -> tuple[str, ...]:
+    """``sg-1, sg-2`` (commas or spaces, as -setup writes and the original took) as IDs."""
+    return tuple(word for word in re.split(r"[\s,]+", text or "") if word)
 
 
 def _existing(file: str | None) -> str | None:

@@ -20,7 +20,7 @@ import tarfile
 import time
 from dataclasses import dataclass, field
 
-from annexd.instance_config import idtoken
+from annexd.instance_config import idtoken, routing
 from annexd.launch.plan import AnnexPlan
 
 CONFIG_FILE = "00annex.config"
@@ -63,11 +63,12 @@ def _security(plan: AnnexPlan) -> list[str]:
     return lines
 
 
-def start_expression(plan: AnnexPlan) -> str | None:
-    """The annex's slots' START, as its config file says it (None: the image's own).  The
-    demand planner (annexd.demand.slots) matches jobs against this very expression."""
-    owners = ", ".join(plan.owners)
-    return f'($(START)) && stringListMember(Owner, "{owners}")' if owners else None
+def start_expression(plan: AnnexPlan) -> str:
+    """The annex's slots' START, as its config file says it: the image's own, and only jobs
+    that ask for this annex (or any annex) and belong to its owners
+    (:func:`annexd.instance_config.routing.start_expression`).  The demand planner
+    (annexd.demand.slots) matches jobs against this very expression."""
+    return f"($(START)) && {routing.start_expression(plan.owners)}"
 
 
 def annex_config(plan: AnnexPlan) -> str:
@@ -85,10 +86,8 @@ def annex_config(plan: AnnexPlan) -> str:
         # Go away when idle; the master follows its startd.
         f"STARTD_NOCLAIM_SHUTDOWN = {plan.idle_seconds}",
         "MASTER.DAEMON_SHUTDOWN = STARTD_StartTime =?= 0",
+        f"START = {start_expression(plan)}",
     ]
-    start = start_expression(plan)
-    if start is not None:
-        lines.append(f"START = {start}")
     return "\n".join(lines + _security(plan) + [""])
 
 

@@ -216,6 +216,16 @@ def _token_identity(pool: PoolSettings, annex_id: str, user_name: str) -> str:
     return subject
 
 
+def join_defaults(annex: dict[str, Any], settings: RegionSettings) -> adjust.JoinDefaults:
+    """-setup's instance profile and security groups: the user's (condor_annex sends what
+    their configuration says), else the admin's in the daemon's configuration."""
+    return adjust.JoinDefaults(
+        region=settings.region,
+        instance_profile_arn=annex.get("instance_profile_arn") or settings.instance_profile_arn,
+        security_group_ids=tuple(annex.get("security_group_ids") or ())
+        or settings.security_group_ids)
+
+
 def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: RegionSettings,
                owner: str = "",
                lease_rate_minutes: int, now: float, pool: PoolSettings,
@@ -259,8 +269,12 @@ def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: RegionSetting
                            instance_tags=tags, owner=owner)
     except launch.LaunchConfigError as exc:
         raise InvalidRequest(f"{where}: {exc}") from None
+    try:  # after the config is known good: its own mistakes are named first
+        joined = adjust.with_join_defaults(kind, built.request, join_defaults(annex, settings))
+    except launch.LaunchConfigError as exc:
+        raise InvalidRequest(f"{source_name}: {exc}") from None
     minted = pool_auth == "minted"
-    notices = tuple(f"{source_name}: {notice}" for notice in adjusted + built.notices)
+    notices = tuple(f"{source_name}: {notice}" for notice in adjusted + built.notices + joined)
     if bucket != settings.bucket and settings.bucket:
         notices += (f"the configuration bucket is yours, {bucket} (your "
                     f"ANNEX_DEFAULT_S3_BUCKET), not the admin's {settings.bucket}: your "

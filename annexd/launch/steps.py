@@ -44,6 +44,7 @@ from annexd.aws import AnnexAws, Transient
 from annex_ec2.backoff import Backoff
 from annexd.state.journal import Journal, Progress, StepEvent
 from annexd.state.lifecycle import RequestState
+from annexd.launch import adjust
 from annexd.launch.plan import AnnexPlan
 
 log = logging.getLogger("annexd.launch.steps")
@@ -78,10 +79,20 @@ class Step:
     looks_only: bool = False
 
 
+class CannotJoin(Exception):
+    """The launch templates would start instances that can never join the pool."""
+
+
 def check(aws: AnnexAws, plan: AnnexPlan, _: Outputs) -> Outputs:
-    """The lease function exists, and no other request holds the annex's rule (its
-    description names the request that made it: a resumed create may meet its own)."""
+    """The lease function exists, every launch template names an instance profile and a
+    security group (-setup's cannot be filled in there: see annexd.launch.adjust), and no
+    other request holds the annex's rule (its description names the request that made it: a
+    resumed create may meet its own)."""
     aws.check_function(plan.lease_function_arn)
+    for spec in adjust.launch_templates(plan.launch_request):
+        missing = adjust.template_gaps(aws.launch_template_data(spec))
+        if missing:
+            raise CannotJoin(adjust.template_refusal(spec, missing))
     description = aws.rule_description(plan.rule_name)
     if description is not None and not plan.owns_rule(description):
         raise AnnexExists(

@@ -81,6 +81,11 @@ _CREATE_ANNEX = {
         "config_source": {"type": "string", "maxLength": 4096},
         "region": {"type": "string", "pattern": REGION_PATTERN},
         "bucket": {"type": "string", "minLength": 3, "maxLength": 63},
+        # -setup's instance profile and security groups, from the user's configuration: for
+        # instances whose config names none.
+        "instance_profile_arn": {"type": "string", "minLength": 1, "maxLength": 2048},
+        "security_group_ids": {"type": "array", "maxItems": 16,
+                               "items": {"type": "string", "minLength": 1, "maxLength": 64}},
         # Who may run jobs on the annex (START); absent: the requesting user; empty: anyone.
         "owners": {"type": "array", "maxItems": 64,
                    "items": {"type": "string", "pattern": USER_NAME_PATTERN}},
@@ -120,6 +125,14 @@ REQUEST_SCHEMA: dict[str, Any] = {
         "progress": {"const": True},
         # status: list each annex's instance IDs by state (-long, -classad).
         "instance_ids": {"const": True},
+        # check-setup: what a create would use, from the user's configuration.
+        "uses": {"type": "object", "additionalProperties": False, "properties": {
+            "lease_function_arn": {"type": "string", "minLength": 1, "maxLength": 256},
+            "bucket": {"type": "string", "minLength": 3, "maxLength": 63},
+            "instance_profile_arn": {"type": "string", "minLength": 1, "maxLength": 2048},
+            "security_group_ids": {"type": "array", "maxItems": 16,
+                                   "items": {"type": "string", "minLength": 1,
+                                             "maxLength": 64}}}},
     },
     "allOf": [
         {
