@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 
 from annexd.config.knobs import ENDPOINT_KNOBS
 from condor_annex import client
@@ -151,6 +152,9 @@ class LocalPool:
         return self
 
 
+T = TypeVar("T")
+
+
 class AnnexDaemon:
     """``condor_annexd`` as a child process; ``stop()`` returns its exit status."""
 
@@ -178,6 +182,22 @@ class AnnexDaemon:
         if self.process.poll() is None:
             self.process.send_signal(sig)
         return self.process.wait(timeout=timeout)
+
+    def crash_during(self, act: Callable[[], T] = lambda: None, timeout: float = 60.0) -> T:
+        """Start this daemon -- its environment names a crash point (ANNEXD_TEST_CRASH_AT,
+        annexd.aws.faults) --, do ``act`` against it, and wait until it dies at that point as
+        by kill -9; AssertionError when it ended otherwise.  Never left running, whatever
+        happened.  Returns what ``act`` returned."""
+        self.start()
+        assert self.process is not None
+        try:
+            result = act()
+            assert self.process.wait(timeout=timeout) == -signal.SIGKILL, \
+                "the crash point never fired"
+        finally:
+            if self.process.poll() is None:
+                self.stop(signal.SIGKILL)
+        return result
 
     def __enter__(self) -> "AnnexDaemon":
         return self.start()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import time
 from typing import Any, Callable
@@ -191,12 +190,7 @@ def test_a_crash_at_an_order_leaves_one_order_under_the_lease(aws, auto_pool, pr
     with AnnexDaemon(pool, DAEMON_CREDENTIALS):
         assert create_auto(pool, profile_arn, "phoenix", "-max-instances", "2").returncode == 0
     demand.set([job("phoenix", n) for n in range(3)])
-    crashing = AnnexDaemon(pool, {**DAEMON_CREDENTIALS, "ANNEXD_TEST_CRASH_AT": point}).start()
-    try:
-        assert crashing.process.wait(timeout=60) == -signal.SIGKILL, "no crash"
-    finally:
-        if crashing.process.poll() is None:
-            crashing.stop(signal.SIGKILL)
+    AnnexDaemon(pool, {**DAEMON_CREDENTIALS, "ANNEXD_TEST_CRASH_AT": point}).crash_during()
     assert orders(pool) == [("phoenix", "m5.large", 2, "sent")]   # journaled before the call
     running = len(instances_of(aws, "phoenix"))
     assert running == (2 if point.endswith("after") else 0)
@@ -292,12 +286,7 @@ def test_a_crash_while_the_lease_is_extended_leaves_the_lease_aws_holds(aws, aut
         assert made.returncode == 0, made.stderr
     first = aws.target_input("phoenix")["LeaseExpiration"]
     demand.set(slots=[claimed_slot("phoenix")])
-    crashing = AnnexDaemon(pool, {**DAEMON_CREDENTIALS, "ANNEXD_TEST_CRASH_AT": point}).start()
-    try:
-        assert crashing.process.wait(timeout=60) == -signal.SIGKILL, "no crash"
-    finally:
-        if crashing.process.poll() is None:
-            crashing.stop(signal.SIGKILL)
+    AnnexDaemon(pool, {**DAEMON_CREDENTIALS, "ANNEXD_TEST_CRASH_AT": point}).crash_during()
     held = aws.target_input("phoenix")["LeaseExpiration"]
     assert held > first  # the rule moved before the crash
     with AnnexDaemon(pool, DAEMON_CREDENTIALS):

@@ -9,7 +9,6 @@ before anything else; the backstop claims nothing it has not read.
 """
 from __future__ import annotations
 
-import signal
 import sqlite3
 import time
 
@@ -45,13 +44,8 @@ def change_and_crash(pool: LocalPool, identity: bool) -> int:
     with AnnexDaemon(pool, env):
         made = annex(pool, "-lease-duration", "3600", keys=True)
         assert made.returncode == 0, made.stderr
-    crashing = AnnexDaemon(pool, {**env, "ANNEXD_TEST_CRASH_AT": POINT}).start()
-    try:
-        changed = pool.condor_annex("-annex-name", "phoenix", "-lease-duration", "7200")
-        assert crashing.process.wait(timeout=60) == -signal.SIGKILL, "no crash"
-    finally:
-        if crashing.process.poll() is None:
-            crashing.stop(signal.SIGKILL)
+    changed = AnnexDaemon(pool, {**env, "ANNEXD_TEST_CRASH_AT": POINT}).crash_during(
+        lambda: pool.condor_annex("-annex-name", "phoenix", "-lease-duration", "7200"))
     assert changed.returncode == 3, changed.stderr
     with sqlite3.connect(pool.journal_file) as db:
         [(old_end,)] = db.execute("SELECT lease_end FROM requests").fetchall()

@@ -9,7 +9,6 @@ and after a call that only looks leave AWS alike: one point each stands for both
 """
 from __future__ import annotations
 
-import signal
 import sqlite3
 import time
 
@@ -61,14 +60,9 @@ def change_cut_short(aws, pool: LocalPool, point: str, *, restore: bool,
     if restore:
         aws.events.remove_targets(Rule="phoenix", Ids=["phoenix"])
         aws.events.delete_rule(Name="phoenix")
-    crashing = AnnexDaemon(pool, {**env, "ANNEXD_TEST_CRASH_AT": point}).start()
-    try:
-        wanted = int(time.time()) + 3600
-        changed = pool.condor_annex("-annex-name", "phoenix", "-lease-duration", "3600")
-        assert crashing.process.wait(timeout=60) == -signal.SIGKILL, "no crash"
-    finally:
-        if crashing.process.poll() is None:
-            crashing.stop(signal.SIGKILL)
+    wanted = int(time.time()) + 3600
+    changed = AnnexDaemon(pool, {**env, "ANNEXD_TEST_CRASH_AT": point}).crash_during(
+        lambda: pool.condor_annex("-annex-name", "phoenix", "-lease-duration", "3600"))
     assert changed.returncode == 3, changed.stderr
     state, lease_end, intent = row(pool)
     assert (state, lease_end) == ("extending", old_end)

@@ -88,14 +88,7 @@ def crash(pool: LocalPool, point: str, *args: str, identity: bool = True,
           **kwargs) -> None:
     """Run condor_annex against a daemon that dies like kill -9 at ``point``."""
     env = {**(DAEMON_CREDENTIALS if identity else {}), "ANNEXD_TEST_CRASH_AT": point}
-    crashing = AnnexDaemon(pool, env).start()
-    try:
-        result = annex(pool, *args, **kwargs)
-        assert crashing.process.wait(timeout=60) == -signal.SIGKILL, \
-            "the crash point never fired"
-    finally:  # never leave a daemon behind, whatever happened
-        if crashing.process.poll() is None:
-            crashing.stop(signal.SIGKILL)
+    result = AnnexDaemon(pool, env).crash_during(lambda: annex(pool, *args, **kwargs))
     assert result.returncode == 3 and "condor_annexd" in result.stderr
 
 
