@@ -79,31 +79,26 @@ def test_changing_the_lease_of_an_unknown_annex_creates_nothing(aws, run_annex, 
     assert aws.events.list_rules()["Rules"] == []
 
 
-def test_other_users_can_neither_see_nor_steer(aws, run_annex, with_keys, pool):
-    # The module's socket lives under pytest's 0700 tmp dir: give the other uid a way in.
-    create(aws, run_annex, with_keys, "private", "-count", "1", "-lease-duration", "600")
+def test_other_users_can_neither_see_nor_steer(aws, shared_pool):
+    """Another uid reaches the socket of a pool under /tmp (mode 0755: conftest.shared_pool).
+    Was: the module's pool, whose socket sits under pytest's 0700 tmp root, with the search
+    bit added to every parent for the test -- which a second pytest session of the same user
+    takes away again at its start (it makes pytest-of-<user> 0700), failing this test."""
     creds = {"access_key_id": "AKIAOTHER", "secret_access_key": "other"}
-    reachable = pool.socket_path
-    for directory in (os.path.dirname(os.path.dirname(reachable)), os.path.dirname(reachable)):
-        os.chmod(directory, 0o755)
-    parents = []
-    path = os.path.dirname(os.path.dirname(os.path.dirname(reachable)))
-    while path != "/":
-        parents.append((path, os.stat(path).st_mode))
-        os.chmod(path, os.stat(path).st_mode | 0o111)
-        path = os.path.dirname(path)
-    try:
-        seen = as_other_user(reachable, {"version": 1, "command": "status",
-                                         "credentials": creds})
+    with AnnexDaemon(shared_pool):
+        made = shared_pool.condor_annex("-annex-name", "private", "-lease-function-arn",
+                                        aws.lease_arn, "-count", "1", "-lease-duration", "600",
+                                        SPOT_CONFIG)
+        assert made.returncode == 0, made.stderr
+        seen = as_other_user(shared_pool.socket_path, {"version": 1, "command": "status",
+                                                       "credentials": creds})
         assert seen["ok"] and seen["result"]["annexes"] == []
         for message in ({"command": "off", "name": "private"},
                         {"command": "extend", "name": "private", "lease_duration": 99999},
                         {"command": "status", "name": "private"}):
-            reply = as_other_user(reachable, {"version": 1, "credentials": creds, **message})
+            reply = as_other_user(shared_pool.socket_path,
+                                  {"version": 1, "credentials": creds, **message})
             assert reply["ok"] is False and "no annex named 'private'" in reply["error"]["message"]
-    finally:
-        for path, mode in parents:
-            os.chmod(path, mode)
     assert len(aws.annex_resources("private")["instances"]) == 1
     assert aws.target_input("private")["LeaseExpiration"] < time.time() + 700
 
