@@ -4,8 +4,13 @@
 2. read the instance ID, region and instance profile from the metadata service (IMDSv2);
 3. find the annex from the instance's ``htcondor:AnnexName`` tag (or its fleet's, see
    :mod:`annex_ec2.discover`), and its config object from what the instance's own role may
-   read;
-4. download it and install it into the config directory (a tarball is extracted safely);
+   read: with the setup's role, this instance's own copy of it, named after its
+   ``aws:userid`` (STS GetCallerIdentity);
+4. download it and install it into the config directory (a tarball is extracted safely).
+   A copy that is not there yet is waited for (condor_annexd writes it once it sees the
+   instance, within a pass of its token renewal, ``ANNEXD_LEASE_CHECK_INTERVAL`` at most):
+   at boot a missing copy cannot tell "not yet" from "the lease has ended", and an instance
+   whose lease has ended is terminated by the lease function meanwhile;
 5. record the instance ID and whether it is a Spot instance (``CloudInterruptible``) for the
    startd's ad, and the lease end the object's metadata carries (see :mod:`annex_ec2.lease`).
 
@@ -113,17 +118,24 @@ def bootstrap(config_dir: str, retry: Retrier) -> str:
     region = retry("reading the region", metadata.region)
     session = boto3.session.Session(region_name=region)
     config = Config(retries={"mode": "standard", "total_max_attempts": 3})
-    ec2, iam, s3 = (session.client(name, config=config) for name in ("ec2", "iam", "s3"))
+    ec2, iam, s3, sts = (session.client(name, config=config)
+                         for name in ("ec2", "iam", "s3", "sts"))
     annex, token, owner = retry("finding this instance's annex",
                          lambda: discover.annex_identity(ec2, instance_id))
     profile = retry("reading the instance profile", metadata.instance_profile_arn)
-    bucket, key = retry("finding the annex's config object",
-                        lambda: discover.config_object(iam, profile, annex, region, token,
-                                                                owner))
+    bucket, key, copy = retry("finding the annex's config object",
+                              lambda: discover.config_object(
+                                  iam, profile, annex, region, token, owner,
+                                  lambda: sts.get_caller_identity()["UserId"]))
+
     def download() -> tuple[bytes, dict[str, str]]:
         try:
             reply = gone.read(s3, bucket, key, lambda: s3.get_object(Bucket=bucket, Key=key))
-        except gone.Gone as missing:  # waiting cannot bring it back: the lease has ended
+        except gone.Gone as missing:
+            if copy:  # condor_annexd writes it once it sees this instance: wait
+                raise discover.NotYet(f"{missing} (yet): condor_annexd has not copied the "
+                                      "annex's configuration for this instance") from None
+            # waiting cannot bring it back: the lease has ended
             raise discover.Permanent(f"{missing}: the annex's lease has ended") from None
         return reply["Body"].read(), reply.get("Metadata") or {}
 

@@ -13,6 +13,15 @@ the same place as the annex (its ``htcondor:AnnexClientToken`` tag), or
 ``config-<annex>.tar.gz`` for an annex of an earlier release.  So the instance needs no
 configuration of its own beyond its role.
 
+The setup's role (issue 23 requirement 5) grants no annex's object: only this instance's own
+copy of it, ``arn:aws:s3:::<bucket>/config-*/i/${aws:userid}.tar.gz``, which condor_annexd
+writes for each instance it sees in the annex (:func:`instance_config_key`).  IAM fills in
+``${aws:userid}`` from the caller's credentials -- for an instance role,
+``<role-id>:<instance-id>``, set by AWS -- so the instance asks STS who it is
+(GetCallerIdentity, which needs no permission) and reads the copy under that name.  A role
+that grants the object itself (an earlier setup's, ``condor_annex_role_template``'s) is read
+as before.
+
 Only the role's inline policies are read (ListRolePolicies, GetRolePolicy): the setup's
 profile and the role template grant the object there.  Managed policies a site attaches to
 the role (SSM, CloudWatch agent, ...) are never read -- reading them takes ``iam:GetPolicy``
@@ -35,6 +44,8 @@ OWNER_TAG = "htcondor:AnnexOwner"
 #: (CreateFleet) launches, naming the fleet.
 SPOT_FLEET_TAG = "aws:ec2spot:fleet-request-id"
 EC2_FLEET_TAG = "aws:ec2:fleet-id"
+#: The policy variable of the instance role's grant of its own copy (IAM fills it in).
+USER_ID = "${aws:userid}"
 S3_OBJECT_ARN = re.compile(r"^arn:aws[a-z-]*:s3:::(?P<bucket>[^/]+)/(?P<key>.+)$")
 
 
@@ -163,14 +174,36 @@ def config_key(annex: str, region: str | None = None, client_token: str | None =
     return f"config-{owner}/{region}-{client_token}.tar.gz"
 
 
+def copies_prefix(key: str) -> str:
+    """A copy of lambda/lease.py's ``copies_prefix`` (a test holds them equal)."""
+    return f"{key[:-len('.tar.gz')] if key.endswith('.tar.gz') else key}/i/"
+
+
+def instance_config_key(key: str, user_id: str) -> str:
+    """A copy of lambda/lease.py's ``instance_config_key``: this instance's copy of the
+    config object ``key``, named after its credentials' ``aws:userid``."""
+    return f"{copies_prefix(key)}{user_id}.tar.gz"
+
+
 def config_object(iam: Any, profile_arn: str, annex: str, region: str | None = None,
-                  client_token: str | None = None, owner: str | None = None) -> tuple[str, str]:
-    """The (bucket, key) of this annex's configuration."""
+                  client_token: str | None = None, owner: str | None = None,
+                  user_id: Callable[[], str] | None = None) -> tuple[str, str, bool]:
+    """The (bucket, key) of this annex's configuration, and whether it is this instance's
+    own copy (which condor_annexd may not have written yet: worth waiting for).
+    ``user_id``: asks STS for this instance's ``aws:userid``, only when the role grants
+    per-instance copies (a pattern with ``${aws:userid}``), which are preferred."""
     wanted = config_key(annex, region, client_token, owner)
     candidates = readable_objects(iam, profile_arn)
+    copies = [(bucket, pattern) for bucket, pattern in candidates if USER_ID in pattern]
+    if copies and user_id is not None and client_token is not None and owner is not None:
+        me = user_id()
+        mine = instance_config_key(wanted, me)
+        for bucket, pattern in copies:
+            if fnmatch.fnmatchcase(mine, pattern.replace(USER_ID, me)):
+                return bucket, mine, True
     for bucket, pattern in candidates:
-        if fnmatch.fnmatchcase(wanted, pattern):
-            return bucket, wanted
+        if USER_ID not in pattern and fnmatch.fnmatchcase(wanted, pattern):
+            return bucket, wanted, False
     # No guessing: a role granting some other key (an earlier role template's one object)
     # would have this instance read an object that is not its annex's, and take the 404 for
     # "the lease has ended".

@@ -38,7 +38,8 @@ tick is simply retried by the next one (the rule, and so the confirmation, goes 
    instances (only the kinds the Input's ``AnnexType`` says the annex may have; both when it
    does not say);
 2. terminate any instance still carrying the tags (on-demand instances, stragglers);
-3. delete its config object (:func:`config_key`);
+3. delete its instances' copies of the config object (:func:`instance_config_key`, every key
+   under the annex's :func:`copies_prefix`), then the config object itself (:func:`config_key`);
 4. remove the rule's target, then delete the rule (when its description names the request):
    the lease itself goes last, so that a tick that fails half-way leaves the lease in place and
    the next tick finishes the job.
@@ -359,6 +360,41 @@ def delete_config(s3: Any, bucket: str | None, key: str) -> bool:
     return True
 
 
+def delete_copies(s3: Any, bucket: str | None, key: str) -> list[str]:
+    """Delete every instance's copy of the config object ``key`` (the keys under
+    :func:`copies_prefix`, listed: instances replaced during the annex's life left theirs);
+    the keys deleted.  A missing bucket is not an error."""
+    if bucket is None:
+        return []
+    deleted = []
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket,
+                                                                  Prefix=copies_prefix(key)):
+            for item in page.get("Contents", []):
+                s3.delete_object(Bucket=bucket, Key=item["Key"])
+                deleted.append(item["Key"])
+    except ClientError as error:
+        if _code(error) != "NoSuchBucket":
+            raise
+    return deleted
+
+
+def copies_prefix(key: str) -> str:
+    """Where the instances' copies of the config object ``key`` live: the key without its
+    ``.tar.gz``, then ``/i/`` (annex_ec2.discover keeps a copy; a test holds them equal)."""
+    return f"{key[:-len('.tar.gz')] if key.endswith('.tar.gz') else key}/i/"
+
+
+def instance_config_key(key: str, user_id: str) -> str:
+    """The key of one instance's copy of the config object ``key`` (issue 23 requirement 5):
+    ``<copies_prefix>/<aws:userid>.tar.gz``, the instance role's credentials' ``aws:userid``
+    (``<role-id>:<instance-id>``, which AWS sets and the instance cannot change).  The
+    instance role may read only ``config-*/i/${aws:userid}.tar.gz``: its own copy, never
+    the annex's object nor another instance's copy.  Under the owner's prefix, like the
+    object: the user policy's ``config-${aws:userid}/*`` covers it."""
+    return f"{copies_prefix(key)}{user_id}.tar.gz"
+
+
 def config_key(annex_id: str, region: str | None = None, client_token: str | None = None,
                owner: str | None = None) -> str:
     """The key of an annex's config object: the one definition (annex_ec2.discover keeps a
@@ -502,8 +538,9 @@ def teardown(annex_id: str, bucket: str | None, clients: Clients,
     instances = find_instances(clients.ec2, annex_id, client_token)
     terminate_instances(clients.ec2, instances)
     report("deleting its configuration object")
-    deleted_config = delete_config(clients.s3, bucket,
-                                   config_key(annex_id, clients.region, client_token, owner))
+    key = config_key(annex_id, clients.region, client_token, owner)
+    deleted_copies = delete_copies(clients.s3, bucket, key)
+    deleted_config = delete_config(clients.s3, bucket, key)
     report("removing its lease (EventBridge target, then rule)")
     removed_target, deleted_rule = _end_lease(clients.events, annex_id, client_token)
     summary = {
@@ -512,6 +549,7 @@ def teardown(annex_id: str, bucket: str | None, clients: Clients,
         "cancelled_fleets": fleets + ec2_fleets,
         "terminated_instances": instances,
         "deleted_config": deleted_config,
+        "deleted_copies": len(deleted_copies),
         "removed_target": removed_target,
         "deleted_rule": deleted_rule,
     }

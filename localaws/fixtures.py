@@ -110,6 +110,22 @@ def create_worker_template(ec2: Any, profile_arn: str = JOIN_PROFILE_ARN,
         "LaunchTemplateId"]
 
 
+def instance_role_credentials(url: str, region: str, instance_id: str) -> dict[str, str]:
+    """The credentials EC2 hands an instance through its metadata service, as environment
+    variables: its instance profile's role (from DescribeInstances), in a session named
+    after the instance, so that its ``aws:userid`` is ``<role-id>:<instance-id>`` as on
+    EC2 (moto's STS makes the ID the same way)."""
+    ec2, iam, sts = (client(name, url, region) for name in ("ec2", "iam", "sts"))
+    [instance] = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0][
+        "Instances"]
+    profile = instance["IamInstanceProfile"]["Arn"].rsplit("/", 1)[1]
+    role = iam.get_instance_profile(InstanceProfileName=profile)["InstanceProfile"]["Roles"][0]
+    made = sts.assume_role(RoleArn=role["Arn"], RoleSessionName=instance_id)["Credentials"]
+    return {"AWS_ACCESS_KEY_ID": made["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": made["SecretAccessKey"],
+            "AWS_SESSION_TOKEN": made["SessionToken"]}
+
+
 def tag_fleet_instances_as_aws_does(ec2: Any, fleet_id: str) -> list[str]:
     """Put on a fleet's instances the tag AWS puts on every fleet instance, which moto does
     not: ``aws:ec2spot:fleet-request-id`` (Spot Fleet) or ``aws:ec2:fleet-id`` (EC2 Fleet).

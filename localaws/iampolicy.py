@@ -306,9 +306,12 @@ def _lookup(context: Mapping[str, str], name: str) -> str:
 
 
 def role_statements(template: Mapping[str, Any], role: str,
-                    context: Mapping[str, str]) -> list[dict[str, Any]]:
+                    context: Mapping[str, str],
+                    conditions: Mapping[str, bool] | None = None) -> list[dict[str, Any]]:
     """Every statement of the template's role ``role``: its inline ``Policies`` and every
-    ``AWS::IAM::Policy``/``ManagedPolicy`` resource of the template attached to it."""
+    ``AWS::IAM::Policy``/``ManagedPolicy`` resource of the template attached to it.  A
+    resource made only under a template ``Condition`` counts when ``conditions`` says that
+    condition holds; one it does not name is :class:`Unsupported` (never guessed)."""
     resources = template["Resources"]
     found: list[dict[str, Any]] = []
     for policy in resources[role]["Properties"].get("Policies", []):
@@ -316,8 +319,20 @@ def role_statements(template: Mapping[str, Any], role: str,
     for resource in resources.values():
         if resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy") and \
                 {"Ref": role} in resource["Properties"].get("Roles", []):
-            found += _listed(resource["Properties"]["PolicyDocument"]["Statement"])
+            condition = resource.get("Condition")
+            if condition is not None and condition not in (conditions or {}):
+                raise Unsupported(f"whether the template's condition {condition} holds")
+            if condition is None or (conditions or {})[condition]:
+                found += _listed(resource["Properties"]["PolicyDocument"]["Statement"])
     return resolve(found, context)
+
+
+def assumed_role_keys(role_id: str, session_name: str) -> dict[str, str]:
+    """The principal keys of a role session: ``aws:userid`` is ``<role-id>:<session-name>``
+    (IAM User Guide, "AWS global condition context keys", and "IAM policy elements:
+    Variables").  For an instance role's credentials EC2 names the session after the
+    instance: ``<role-id>:<instance-id>``, which nothing on the instance can change."""
+    return {"aws:userid": f"{role_id}:{session_name}"}
 
 
 def document_statements(text: str, context: Mapping[str, str]) -> list[dict[str, Any]]:

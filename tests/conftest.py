@@ -56,17 +56,42 @@ class Aws:
                 if rules else []
         except self.events.exceptions.ResourceNotFoundException:
             rules, targets = [], []
-        objects = [o["Key"] for o in self.s3.list_objects_v2(Bucket=bucket).get("Contents", [])
-                   if config_of(o["Key"]) == annex_id]
+        keys = [o["Key"] for o in self.s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+        objects = [key for key in keys if config_of(key) == annex_id]
         return {"fleets": lease.find_fleets(self.ec2, annex_id) +
                 lease.find_ec2_fleets(self.ec2, annex_id),
                 "instances": lease.find_instances(self.ec2, annex_id),
-                "rules": rules, "targets": targets, "objects": objects}
+                "rules": rules, "targets": targets, "objects": objects,
+                "copies": [key for key in keys if copy_of(key) == annex_id]}
 
     def config_key(self, annex_id: str, bucket: str = BUCKET) -> str:
         """The key of the annex's one config object."""
         [key] = self.annex_resources(annex_id, bucket)["objects"]
         return key
+
+    def copy_key(self, annex_id: str, instance_id: str, bucket: str = BUCKET) -> str:
+        """The key of the daemon's copy of the annex's config object for one instance."""
+        [key] = [key for key in self.annex_resources(annex_id, bucket)["copies"]
+                 if key.endswith(f":{instance_id}.tar.gz")]
+        return key
+
+    def copy_for(self, annex_id: str, instance_id: str, bucket: str = BUCKET) -> str:
+        """Stand in for the daemon's copy for an instance it cannot know (one of a fleet a
+        test made by hand): the annex's object copied to the instance's key; that key."""
+        [reservation] = self.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+        profile = reservation["Instances"][0]["IamInstanceProfile"]["Arn"].rsplit("/", 1)[1]
+        role = self.iam.get_instance_profile(InstanceProfileName=profile)["InstanceProfile"][
+            "Roles"][0]["RoleId"]
+        source = self.config_key(annex_id, bucket)
+        key = lease.instance_config_key(source, f"{role}:{instance_id}")
+        self.s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": source})
+        return key
+
+    def end_config(self, annex_id: str, bucket: str = BUCKET) -> None:
+        """Delete the annex's config object and its instances' copies, as its lease does."""
+        held = self.annex_resources(annex_id, bucket)
+        for key in held["objects"] + held["copies"]:
+            self.s3.delete_object(Bucket=bucket, Key=key)
 
     def all_fleets(self) -> list[dict[str, Any]]:
         return self.ec2.describe_spot_fleet_requests()["SpotFleetRequestConfigs"]
@@ -89,6 +114,15 @@ def config_of(key: str) -> str | None:
     """The annex name a config object's key names, if it is one."""
     match = CONFIG_KEY.fullmatch(key)
     return None if match is None else match.group("name") or match.group("old")
+
+
+def copy_of(key: str) -> str | None:
+    """The annex name an instance's copy of a config object names, if it is one
+    (``<config key without .tar.gz>/i/<aws:userid>.tar.gz``)."""
+    head, found, user_id = key.rpartition("/i/")
+    if not found or "/" in user_id or not user_id.endswith(".tar.gz"):
+        return None
+    return config_of(f"{head}.tar.gz")
 
 
 @pytest.fixture(scope="session")

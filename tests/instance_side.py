@@ -61,8 +61,8 @@ def instance_env(imds_url: str, **extra: str) -> dict[str, str]:
     """The environment of an instance-side run: no AWS settings of the machine running the
     tests, the fake metadata service, and the emulator's fake credentials."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(AWS_EC2_METADATA_SERVICE_ENDPOINT=imds_url, AWS_ACCESS_KEY_ID="testing",
-               AWS_SECRET_ACCESS_KEY="testing", **extra)
+    env.update({"AWS_EC2_METADATA_SERVICE_ENDPOINT": imds_url, "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing", **extra})
     return env
 
 
@@ -74,8 +74,10 @@ def run_annex_ec2(*args: str, env: dict[str, str],
 
 def run_bootstrap(aws_url: str, imds, config_dir, *extra: str,
                   s3_url: str | None = None) -> subprocess.CompletedProcess:
-    """Boot: ``condor_annex_ec2`` against the emulator and ``imds`` (a FakeImds)."""
-    env = instance_env(imds.url, AWS_ENDPOINT_URL=aws_url)
+    """Boot: ``condor_annex_ec2`` against the emulator and ``imds`` (a FakeImds), with the
+    instance role's credentials when ``imds`` knows them (``.credentials``), as on EC2."""
+    env = instance_env(imds.url, AWS_ENDPOINT_URL=aws_url,
+                       **getattr(imds, "credentials", {}))
     if s3_url:
         env["AWS_ENDPOINT_URL_S3"] = s3_url
     if "-poweroff-command" not in extra:  # never the real one: this is somebody's machine
@@ -114,26 +116,34 @@ _BOOTS = itertools.count()
 
 @pytest.fixture
 def annex_instance(aws, run_annex, with_keys):
-    """An annex made by the real daemon, the setup's instance profile, one of its instances.
+    """An annex made by the real daemon with the setup's instance profile, one of its
+    instances, holding that role's credentials as EC2 hands them out (``.credentials``).
 
     Each test gets an annex name of its own (``.annex``): the module's daemon remembers them.
     The instance's fake metadata service also knows ``.profile`` (its instance profile ARN).
+    The daemon copied the annex's config object for the instance as it launched it.
     """
     from annexd_lambda.lease import ANNEX_TAG
-    from conftest import SPOT_CONFIG
     from localaws import fixtures
     from localaws.fakeimds import FakeImds
 
     name = f"booting-{next(_BOOTS)}"
-    created = run_annex("-annex-name", name, "-lease-duration", "3600", "-count", "2",
-                        "-lease-function-arn", aws.lease_arn, *with_keys, SPOT_CONFIG)
-    assert created.returncode == 0, created.stderr
     profile, _ = fixtures.create_instance_profile_stack(aws.cloudformation, aws.iam,
                                                         "htcondor-annex-config")
+    # On-demand: moto shows the instance profile of RunInstances' instances only (AWS shows
+    # every instance's), and the daemon copies the object for the instance's profile's role.
+    created = run_annex("-annex-name", name, "-lease-duration", "3600", "-count", "2",
+                        "-lease-function-arn", aws.lease_arn,
+                        "-aws-on-demand-ami-id", fixtures.WORKER_IMAGE,
+                        "-aws-on-demand-instance-type", "m5.large",
+                        "-aws-on-demand-instance-profile-arn", profile, *with_keys)
+    assert created.returncode == 0, created.stderr
     instance = aws.ec2.describe_instances(Filters=[
         {"Name": f"tag:{ANNEX_TAG}", "Values": [name]}])["Reservations"][0]["Instances"][0]
     imds = FakeImds(instance["InstanceId"], "us-east-1", profile)
     imds.annex, imds.instance_id, imds.profile = name, instance["InstanceId"], profile
+    imds.credentials = fixtures.instance_role_credentials(aws.url, "us-east-1",
+                                                          instance["InstanceId"])
     tags = {tag["Key"]: tag["Value"] for tag in instance["Tags"]}
     imds.client_token, imds.owner = tags["htcondor:AnnexClientToken"], tags["htcondor:AnnexOwner"]
     yield imds

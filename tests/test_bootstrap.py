@@ -23,11 +23,14 @@ import pytest
 from annex_ec2 import extract, install
 from annexd.instance_config import routing
 from localaws.faultproxy import FaultProxy
+from localaws import fixtures
 from localaws.fakeimds import FakeImds
+from localaws.wait import wait_for
 
 import instance_side
 from conftest import SPOT_CONFIG
-from instance_side import (annex_instance, condor_params, run_annex_ec2,  # noqa: F401 (a fixture)
+from instance_side import (annex_ec2_command, annex_instance, condor_params, instance_env,
+                           run_annex_ec2,  # noqa: F401 (a fixture)
                            run_bootstrap, stub_command)
 
 ROOT = instance_side.ROOT
@@ -75,14 +78,47 @@ def test_transient_metadata_iam_and_s3_failures_are_retried(aws, annex_instance,
     assert (tmp_path / "config.d" / "00annex.config").exists()
 
 
-def test_a_gone_config_object_powers_the_instance_off(aws, annex_instance, tmp_path):
-    aws.s3.delete_object(Bucket="htcondor-annex-config", Key=aws.config_key(annex_instance.annex))
+def test_a_missing_copy_is_waited_for_then_the_instance_powers_off(aws, annex_instance,
+                                                                    tmp_path):
+    """Issue 23 requirement 5: at boot the instance's own copy may not be there yet (the
+    daemon writes it once it sees the instance), or never again (the lease ended): it is
+    waited for within the boot's budget, then the instance powers off."""
+    aws.end_config(annex_instance.annex)
     marker = tmp_path / "powered-off"
-    result = run_bootstrap(aws.url, annex_instance, tmp_path / "config.d",
+    result = run_bootstrap(aws.url, annex_instance, tmp_path / "config.d", "-max-wait", "2",
                            "-poweroff-command", f"touch {marker}")
     assert result.returncode == 1
     assert "cannot install this annex's configuration" in result.stderr
-    assert "does not exist: the annex's lease has ended" in result.stderr and marker.exists()
+    assert "condor_annexd has not copied the annex's configuration for this instance" in \
+        result.stderr
+    assert "retrying" in result.stderr and "still failing after" in result.stderr
+    assert marker.exists()
+
+
+def test_the_copy_written_while_the_instance_waits_lets_it_boot(aws, annex_instance, tmp_path,
+                                                                run_annex, with_keys):
+    """The copy comes while the boot waits (here: a lease change rewrites the copies)."""
+    key = aws.copy_key(annex_instance.annex, annex_instance.instance_id)
+    aws.s3.delete_object(Bucket="htcondor-annex-config", Key=key)
+    env = instance_env(annex_instance.url, AWS_ENDPOINT_URL=aws.url,
+                       **annex_instance.credentials)
+    config_dir, log = tmp_path / "config.d", tmp_path / "boot.log"
+    with open(log, "w", encoding="utf-8") as output:
+        booting = subprocess.Popen(
+            [*annex_ec2_command(), "-config-dir", str(config_dir), "-retry-base", "0.2",
+             "-max-wait", "120", "-poweroff-command", f"touch {tmp_path}/off"],
+            env=env, stdout=output, stderr=output, text=True)
+    try:
+        wait_for(lambda: "has not copied" in log.read_text(), "the boot to wait for its copy")
+        extended = run_annex("-annex-name", annex_instance.annex, "-lease-duration", "7200",
+                             *with_keys)
+        assert extended.returncode == 0, extended.stderr
+        booting.wait(timeout=120)
+    finally:
+        if booting.poll() is None:
+            booting.kill()
+    assert booting.returncode == 0, log.read_text()
+    assert (config_dir / "00annex.config").exists()
 
 
 def test_no_shutdown_only_logs(aws, annex_instance, tmp_path):
@@ -112,7 +148,7 @@ def test_a_config_deleted_on_aws_makes_refresh_tell_the_startd_to_leave(aws, ann
     shows it is gone, and the startd is told to leave."""
     config_dir = tmp_path / "config.d"
     assert run_bootstrap(aws.url, annex_instance, config_dir).returncode == 0
-    aws.s3.delete_object(Bucket="htcondor-annex-config", Key=aws.config_key(annex_instance.annex))
+    aws.end_config(annex_instance.annex)
     proxy = as_on_aws(aws, "hide-missing", "s3:HEAD")
     marker = tmp_path / "reconfigured"
     try:
@@ -128,19 +164,19 @@ def test_a_config_deleted_on_aws_makes_refresh_tell_the_startd_to_leave(aws, ann
     assert ended <= time.time()
 
 
-def test_a_config_deleted_on_aws_stops_the_boot_at_once(aws, annex_instance, tmp_path):
-    """Finding 3: the boot does not retry a 403 for a deleted config until its deadline."""
-    aws.s3.delete_object(Bucket="htcondor-annex-config", Key=aws.config_key(annex_instance.annex))
+def test_a_copy_missing_on_aws_is_waited_for_not_denied(aws, annex_instance, tmp_path):
+    """Finding 3: on AWS the missing copy answers 403; the role's narrow s3:ListBucket (its
+    own copy's key) shows it missing -- not yet written, to wait for -- rather than denied."""
+    aws.end_config(annex_instance.annex)
     proxy = as_on_aws(aws, "hide-missing", "s3:GET")
-    started = time.monotonic()
     try:
         result = run_bootstrap(proxy.url, annex_instance, tmp_path / "config.d",
-                               "-max-wait", "60")
+                               "-max-wait", "2")
     finally:
         proxy.stop()
     assert result.returncode == 1
-    assert "does not exist: the annex's lease has ended" in result.stderr
-    assert "retrying" not in result.stderr and time.monotonic() - started < 30
+    assert "does not exist (yet): condor_annexd has not copied" in result.stderr
+    assert "AccessDenied" not in result.stderr and "Forbidden" not in result.stderr
     assert (tmp_path / "config.d.powered-off").exists()
 
 
@@ -226,9 +262,18 @@ FLEETS = {"spot-fleet": spot_fleet_instance, "ec2-fleet": ec2_fleet_instance}
 
 
 def boot_instance(aws, annex_instance, instance_id: str, config_dir,
-                  *extra: str) -> subprocess.CompletedProcess:
-    """Boot ``instance_id`` (with the annex instance profile) against the emulator."""
+                  *extra: str, copy: bool = False) -> subprocess.CompletedProcess:
+    """Boot ``instance_id`` (with the annex instance profile, and its role's credentials)
+    against the emulator; ``copy``: after the annex's object is copied for it, standing in
+    for the daemon, which copies only for its annexes' own fleets (these are a test's)."""
+    if not aws.ec2.describe_iam_instance_profile_associations(Filters=[
+            {"Name": "instance-id", "Values": [instance_id]}])["IamInstanceProfileAssociations"]:
+        aws.ec2.associate_iam_instance_profile(  # AWS: the fleet's; moto leaves it out
+            IamInstanceProfile={"Arn": annex_instance.profile}, InstanceId=instance_id)
+    if copy:
+        aws.copy_for(annex_instance.annex, instance_id)
     imds = FakeImds(instance_id, "us-east-1", annex_instance.profile)
+    imds.credentials = fixtures.instance_role_credentials(aws.url, "us-east-1", instance_id)
     try:
         return run_bootstrap(aws.url, imds, config_dir, *extra)
     finally:
@@ -248,7 +293,7 @@ def test_an_instance_launched_from_a_launch_template_finds_its_annex_through_its
     assert ANNEX_TAG not in {tag["Key"] for tag in tags}  # as on AWS: not on the instance
 
     config_dir = tmp_path / "config.d"
-    result = boot_instance(aws, annex_instance, instance_id, config_dir)
+    result = boot_instance(aws, annex_instance, instance_id, config_dir, copy=True)
     assert result.returncode == 0, result.stderr
     assert condor_params(config_dir, ["AnnexName", "EC2InstanceID"]) == {
         "AnnexName": f'"{annex}"', "EC2InstanceID": f'"{instance_id}"'}
@@ -313,6 +358,9 @@ def test_a_lease_change_reaches_running_instances(aws, annex_instance, run_annex
     # or body, nor the instances' tags.
     stored = aws.s3.get_object(Bucket="htcondor-annex-config", Key=aws.config_key(name))
     assert stored["Metadata"]["annex-lease-expiration"] == str(new_end)
+    copied = aws.s3.head_object(Bucket="htcondor-annex-config",
+                                Key=aws.copy_key(name, annex_instance.instance_id))
+    assert copied["Metadata"] == stored["Metadata"]  # the daemon rewrote the copy
     with tarfile.open(fileobj=io.BytesIO(stored["Body"].read()), mode="r:gz") as archive:
         for member in archive.getmembers():
             if member.isfile():
@@ -348,6 +396,9 @@ def test_a_lease_change_reaches_running_instances(aws, annex_instance, run_annex
                       Body=with_member(body, f".annex-{name}/tokens.d/annex", b"renewed-token"),
                       Metadata={"annex-lease-expiration": str(new_end),
                                 "annex-token-minted": "1234567890"})
+    copy = aws.copy_key(name, annex_instance.instance_id)  # and its copy, as the daemon does
+    aws.s3.copy_object(Bucket="htcondor-annex-config", Key=copy,
+                       CopySource={"Bucket": "htcondor-annex-config", "Key": key})
     renewal = run_bootstrap(aws.url, annex_instance, config_dir, "-refresh-lease",
                             "-reconfig-command", f"touch {marker}")
     assert renewal.returncode == 0 and marker.exists(), renewal.stderr

@@ -261,3 +261,38 @@ def test_an_owners_key_stays_under_the_prefix_the_user_policy_grants():
     arn = f"arn:aws:s3:::{BUCKET}/{key}"
     assert policy.allows(Request("s3:GetObject", arn, {"aws:userid": "AIDAEXAMPLE"}))
     assert not policy.allows(Request("s3:GetObject", arn, {"aws:userid": "AIDAEXAMPL"}))
+
+
+@pytest.mark.parametrize("args", [("a", None, None, None), ("a", "us-east-1", "a_1", None),
+                                  ("a", "us-east-1", "a_1", "AIDAEXAMPLE"),
+                                  ("a", "eu-west-1", "a_2", "AROAEXAMPLE:i-0abc")])
+def test_the_instance_names_its_own_copy_as_the_daemon_does(args):
+    """Issue 23 requirement 5: the instance's copy of the object, named after its
+    aws:userid, as annexd (lambda/lease.py) names it, and under the annex's copies prefix."""
+    from annex_ec2 import discover
+    key = lease.config_key(*args)
+    assert discover.copies_prefix(key) == lease.copies_prefix(key)
+    mine = lease.instance_config_key(key, "AROAROLE:i-0123")
+    assert discover.instance_config_key(key, "AROAROLE:i-0123") == mine
+    assert mine.startswith(lease.copies_prefix(key)) and mine.endswith("/i/AROAROLE:i-0123.tar.gz")
+
+
+def test_an_owners_instance_copies_stay_under_the_prefix_the_user_policy_grants():
+    """The owner's keys (and so -off, and a lease change made with them) may write, list and
+    delete the copies of the owner's annexes; another principal's keys may not."""
+    key = lease.instance_config_key(lease.config_key("a", "us-east-1", "a_1", "AIDAEXAMPLE"),
+                                    "AROAROLE:i-0123")
+    policy = user_policy(Facts())
+    arn = f"arn:aws:s3:::{BUCKET}/{key}"
+    for action in ("s3:PutObject", "s3:GetObject", "s3:DeleteObject"):
+        assert policy.allows(Request(action, arn, {"aws:userid": "AIDAEXAMPLE"})), action
+        assert not policy.allows(Request(action, arn, {"aws:userid": "AIDAOTHER"})), action
+    listing = {"s3:prefix": lease.copies_prefix(lease.config_key("a", "us-east-1", "a_1",
+                                                                  "AIDAEXAMPLE"))}
+    bucket = f"arn:aws:s3:::{BUCKET}"
+    assert policy.allows(Request("s3:ListBucket", bucket, {"aws:userid": "AIDAEXAMPLE",
+                                                           **listing}))
+    assert not policy.allows(Request("s3:ListBucket", bucket, {"aws:userid": "AIDAOTHER",
+                                                               **listing}))
+    assert not policy.allows(Request("s3:ListBucket", bucket, {"aws:userid": "AIDAEXAMPLE",
+                                                               "s3:prefix": "config-"}))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, Callable, Iterator
 
 from annexd_lambda import lease
@@ -15,6 +16,9 @@ from annexd.aws.session import AwsSession
 FILTER_VALUES = 200
 #: The most rule names one ListRuleNamesByTarget page holds.
 RULE_NAMES_PAGE = 100
+#: (credentials, instance profile ARN) -> (its role's unique ID, "" for none; when asked).
+ROLE_IDS: dict[tuple[Any, str], tuple[str, float]] = {}
+ROLE_ID_SECONDS = 600.0
 
 
 class OperateCalls(AwsSession):
@@ -27,6 +31,42 @@ class OperateCalls(AwsSession):
                                 MetadataDirective="REPLACE", TaggingDirective="COPY",
                                 Metadata={LEASE_METADATA: str(lease_end)},
                                 ContentType="application/gzip", ServerSideEncryption="AES256")
+
+    def copy_config(self, bucket: str, key: str, target: str) -> None:
+        """Copy the config object ``key`` to ``target`` (an instance's copy): body, metadata
+        (the lease end and token stamp the instance reads) and tags, server-side."""
+        with self._call("S3 CopyObject"):
+            self.s3.copy_object(Bucket=bucket, Key=target,
+                                CopySource={"Bucket": bucket, "Key": key},
+                                MetadataDirective="COPY", TaggingDirective="COPY",
+                                ServerSideEncryption="AES256")
+
+    def instances_tagged(self, wanted: dict[str, list[str]]) -> list[dict[str, Any]]:
+        """Pending and running instances carrying tag ``key`` with one of ``wanted[key]``'s
+        values, as DescribeInstances gives them (their tags, their instance profile): one
+        paginated call per tag key and per 200 values, whatever the number of annexes."""
+        found: dict[str, dict[str, Any]] = {}
+        for key, values in wanted.items():
+            values = sorted(set(values))
+            for start in range(0, len(values), FILTER_VALUES):
+                filters = [{"Name": f"tag:{key}", "Values": values[start:start + FILTER_VALUES]},
+                           {"Name": "instance-state-name", "Values": ["pending", "running"]}]
+                for instance in self._instances(filters):
+                    found[instance["InstanceId"]] = instance
+        return list(found.values())
+
+    def role_id(self, profile_arn: str) -> str:
+        """The unique ID of the instance profile's role (IAM GetInstanceProfile, asked once
+        per profile and credentials every ROLE_ID_SECONDS: a stack update may give the
+        profile a new role, with a new ID)."""
+        key = (self._identity, profile_arn)
+        known = ROLE_IDS.get(key)
+        if known is None or time.monotonic() - known[1] > ROLE_ID_SECONDS:
+            with self._call("IAM GetInstanceProfile"):
+                roles = self.iam.get_instance_profile(
+                    InstanceProfileName=profile_arn.rsplit("/", 1)[-1])["InstanceProfile"]["Roles"]
+            known = ROLE_IDS[key] = (roles[0]["RoleId"] if roles else "", time.monotonic())
+        return known[0]
 
     def get_config(self, bucket: str, key: str) -> bytes:
         """The config object's body (a lease change rewrites the token in it)."""

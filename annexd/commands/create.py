@@ -16,7 +16,7 @@ from annexd.rpc import protocol
 from annexd.state.journal import NameTaken
 from annexd.config.knobs import KnobError
 from annexd.launch.plan import AnnexPlan, InvalidRequest, build_plan
-from annexd.commands import renew, resume
+from annexd.commands import copies, renew, resume
 from annexd.commands.context import Caller, Context
 from annexd.commands.replies import outcome_reply, resumable, taken_reply
 
@@ -116,5 +116,6 @@ def create(ctx: Context, request: dict[str, Any], who: Caller,
     log.info("request %d: uid %d creates annex %s in %s (lease ends %d)",
              request_id, who.uid, plan.annex_id, plan.region, plan.lease_end)
     driver = ctx.driver(plan, request_id, credentials, payload, report, on_disk=False)
-    return outcome_reply(ctx.journal, driver, lambda: driver.forward(),
+    return outcome_reply(ctx.journal, driver,
+                         lambda: copies.launched(ctx, request_id, credentials, driver.forward()),
                          notices + list(plan.notices))

@@ -27,7 +27,7 @@ from annexd.aws import AnnexAws, AwsError
 from annexd.state.journal import StateChanged
 from annexd.state.lifecycle import RequestState
 from annexd.launch.plan import AnnexPlan, InvalidRequest
-from annexd.commands import renew
+from annexd.commands import copies, renew
 from annexd.commands.context import DOING, Caller, Context, OperationError, busy, claim, unknown
 from annexd.commands.create import holding
 
@@ -73,6 +73,7 @@ def change(ctx: Context, row: dict[str, Any], lease_end: int,
     ctx.journal.transition(row["id"], RequestState.ACTIVE, lease_end=lease_end,
                            lease_intent=None, token_minted=now,
                            expect={RequestState.EXTENDING}, durable=True)
+    copies.after_write(ctx, row["id"], credentials)  # the instances read their own copies
     return lease_end, restored
 
 

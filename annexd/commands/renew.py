@@ -6,9 +6,11 @@ lease end plus a grace (:func:`annexd.instance_config.idtoken.expiry`): HTCondor
 to forget a token, so a short life is what ends one after ``-off`` (finding 9 of issue 23).
 So the daemon renews each live annex's token when half its life is left
 (:func:`renew_due`, every renewal pass): one PutObject of the config object per annex, with
-a new token (same ``jti``, same ``sub``) and the lease end the journal holds.  The instances
-re-read the object's metadata every minute (``condor_annex_ec2 -refresh-lease``) and install
-it again when its token stamp changed.  ``-off`` ends the row, and only live rows are
+a new token (same ``jti``, same ``sub``) and the lease end the journal holds, then one
+CopyObject per instance: each instance reads only its own copy of the object
+(:mod:`.copies`, issue 23 requirement 5), so the renewal costs a write per instance, not per
+annex.  The instances re-read their copy's metadata every minute (``condor_annex_ec2
+-refresh-lease``) and install it again when its token stamp changed.  ``-off`` ends the row, and only live rows are
 renewed: renewal ends at once.  If the daemon is down for longer than a token's life, the
 annex's startds can no longer authenticate and leave the pool; its lease still ends it.
 
@@ -41,6 +43,7 @@ from annexd.instance_config import idtoken, tarball
 from annexd.launch.plan import AnnexPlan, InvalidRequest
 from annexd.state.journal import StateChanged
 from annexd.state.lifecycle import RequestState
+from annexd.commands import copies
 from annexd.commands.context import Context, OperationError, claim
 
 log = logging.getLogger("annexd.operate")
@@ -155,6 +158,7 @@ def _renew(ctx: Context, row: dict[str, Any], plan: AnnexPlan, now: float) -> bo
         return False
     log.info("annex %s: token renewed (valid to %d)", plan.annex_id,
              idtoken.expiry(row["lease_end"], now, ctx.settings.pool.token_lifetime))
+    copies.after_write(ctx, row["id"], None)  # each instance reads its own copy
     return True
 
 

@@ -25,7 +25,8 @@ from annexd.config import hints
 from annexd.aws import identity
 from annexd.rpc import protocol
 from annexd.aws import AnnexAws, AwsError
-from annexd.commands import auto, backstop, create, lease, off, renew, resume, setup, status
+from annexd.commands import (auto, backstop, copies, create, lease, off, renew, resume, setup,
+                             status)
 from annexd.commands.context import Caller, Context, OperationError
 from annexd.state.journal import Journal
 from annexd.config.knobs import DaemonSettings
@@ -197,6 +198,10 @@ class AnnexService:
             renew.renew_due(self.context())
         except Exception:  # renewal must keep running
             log.exception("token renewal failed")
+        try:  # the new instances' copies of their annex's config (annexd.commands.copies)
+            copies.copy_due(self.context())
+        except Exception:
+            log.exception("copying the annexes' config for their instances failed")
 
     def recover(self, workers: int = 8) -> None:
         """At start-up: drive every request a crash or shutdown left unfinished (see

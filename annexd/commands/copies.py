@@ -1,0 +1,189 @@
+"""Each annex instance's own copy of its annex's config object (issue 23 requirement 5).
+
+The setup's instance role may read no annex's config object, only
+``config-*/i/${aws:userid}.tar.gz``: AWS sets an instance role's ``aws:userid`` to
+``<role-id>:<instance-id>``, so each instance reads the copy made for it and nothing else,
+whatever it learns from ``Describe*`` (see docs/instance-isolation.md).  The daemon makes the
+copies: it lists the annex's instances the way the instance side finds its annex (its own
+tags, or for instances a fleet launched from a launch template, the fleet tag AWS puts on
+them, the fleet being the one the journal recorded), and copies the object server-side
+(CopyObject: body, lease end and token stamp) to
+``<config key without .tar.gz>/i/<role-id>:<instance-id>.tar.gz``, the role ID read once
+from the instance's profile (:meth:`annexd.aws.AnnexAws.role_id`).
+
+When: right after a create launched (on-demand instances exist then), whenever the object is
+rewritten (a lease change, a token renewal), and in every pass of the renewal thread for the
+instances that appeared since (a fleet's, a Spot replacement, an auto annex's orders).  A
+copy is made again only when the object changed since (:func:`stamp`), so a pass with no new
+instance costs one DescribeInstances per region and tag key, and a renewal one CopyObject
+per instance.  What was copied is remembered in memory only: after a restart the first pass
+copies each live instance's once more.
+
+Only annexes whose resources carry their owner (this release's) get copies: an instance
+claims an annex by its tags, and the owner tag -- which only the owner's keys can set, and
+only at launch -- is what keeps another principal's instance, tagged with this annex's name
+and ClientToken, from being handed its object.  A copy is never deleted here (the daemon's
+policy deletes nothing of other principals'); the lease function deletes the annex's copies
+with its object, and a copy that stops being rewritten (its instance gone) expires with the
+bucket's lifecycle.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any, Iterable, NamedTuple
+
+from annexd_lambda import lease
+from annexd_lambda.lease import ANNEX_TAG, CLIENT_TOKEN_TAG, OWNER_TAG
+
+from annexd.aws import AnnexAws, AwsError, Denied
+from annexd.launch.plan import AnnexPlan
+from annexd.state.lifecycle import RequestState
+
+log = logging.getLogger("annexd.operate")
+
+
+class Annex(NamedTuple):
+    """What a copy needs of a journal row."""
+
+    row_id: int
+    plan: AnnexPlan
+    outputs: dict[str, Any]
+    stamp: str
+
+
+#: row ID -> instance ID -> the stamp of the object its copy was made from.
+_COPIED: dict[int, dict[str, str]] = {}
+_LOCK = threading.Lock()
+
+
+def stamp(row: dict[str, Any]) -> str:
+    """Which write of the config object the row describes: every write moves the lease end
+    or the token's minting time (a renewal, a lease change, a touch)."""
+    return f"{row['lease_end']}:{row.get('token_minted') or ''}"
+
+
+def annex_of(row: dict[str, Any]) -> Annex:
+    return Annex(row["id"], AnnexPlan.from_record(row["plan"]),
+                 json.loads(row.get("outputs") or "{}"), stamp(row))
+
+
+def isolable(plan: AnnexPlan) -> bool:
+    """Whether the annex's instances can be told apart from another principal's: its
+    resources carry its request's token and its owner (plans of earlier releases: not)."""
+    return bool(plan.owner) and plan.request_token is not None
+
+
+def members(annex: Annex, instances: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(instance ID, instance profile ARN) of the annex's instances among ``instances``."""
+    plan = annex.plan
+    tag = plan.kind.instance_tag(plan, annex.outputs)
+    if tag is None or not isolable(plan):
+        return []
+    key, value = tag
+    found = []
+    for instance in instances:
+        tags = {t.get("Key"): t.get("Value") for t in instance.get("Tags") or ()}
+        if tags.get(key) != value:
+            continue
+        if key == ANNEX_TAG and (tags.get(CLIENT_TOKEN_TAG) != plan.request_token or
+                                 tags.get(OWNER_TAG) != plan.owner):
+            continue  # another request's instance, or someone else's tagged like this one
+        profile = (instance.get("IamInstanceProfile") or {}).get("Arn")
+        if profile:
+            found.append((instance["InstanceId"], profile))
+    return found
+
+
+def sync(aws: AnnexAws, annexes: list[Annex], *, rewrite: bool = False) -> int:
+    """Copy each annex's object to its instances (in ``aws``'s region) whose copy is older
+    than the object (``rewrite``: to every one); the number of copies made.  A failure of
+    one copy is logged and left for the next pass; AwsError only when the instances cannot
+    be listed."""
+    wanted: dict[str, list[str]] = {}
+    for annex in annexes:
+        tag = annex.plan.kind.instance_tag(annex.plan, annex.outputs)
+        if tag is not None and isolable(annex.plan):
+            wanted.setdefault(tag[0], []).append(tag[1])
+    if not wanted:
+        return 0
+    instances = aws.instances_tagged(wanted)
+    made = 0
+    for annex in annexes:
+        with _LOCK:
+            copied = dict(_COPIED.get(annex.row_id, {}))
+        for instance_id, profile in members(annex, instances):
+            if not rewrite and copied.get(instance_id) == annex.stamp:
+                continue
+            if _copy(aws, annex, instance_id, profile):
+                made += 1
+            copied[instance_id] = annex.stamp  # denied or copied: again when it changes
+        with _LOCK:
+            _COPIED[annex.row_id] = copied
+    return made
+
+
+def _copy(aws: AnnexAws, annex: Annex, instance_id: str, profile: str) -> bool:
+    plan = annex.plan
+    try:
+        role = aws.role_id(profile)
+        if not role:
+            return False
+        aws.copy_config(plan.bucket, plan.config_key, lease.instance_config_key(
+            plan.config_key, f"{role}:{instance_id}"))
+    except Denied as error:  # a profile outside the policy (a site's own role): its role
+        log.warning("annex %s: no copy of its configuration for instance %s: %s",
+                    plan.annex_id, instance_id, error)
+        return False
+    return True
+
+
+def after_write(ctx: Any, row_id: int, credentials: dict[str, str] | None) -> None:
+    """Bring every copy of the row's annex in step with its object, just rewritten (a lease
+    change, a renewal) or made (a create), with the keys that wrote it.  Never fails: what
+    is left undone, the next pass does (with the daemon's identity)."""
+    row = ctx.journal.request(row_id)
+    if row is None or row["state"] != RequestState.ACTIVE:
+        return
+    annex = annex_of(row)
+    try:
+        sync(ctx.aws(annex.plan.region, credentials), [annex], rewrite=True)
+    except AwsError as error:
+        log.warning("annex %s: its instances' copies of its configuration were not "
+                    "rewritten now (%s); the next pass does it", annex.plan.annex_id, error)
+
+
+def copy_due(ctx: Any) -> int:
+    """One pass: the copies every live annex the daemon's identity may act on is missing
+    (new instances, or an object written since); the number made."""
+    now = ctx.clock()
+    by_region: dict[str, list[Annex]] = {}
+    rows = ctx.journal.live_rows()
+    for row in rows:
+        if row["state"] != RequestState.ACTIVE or row["lease_end"] <= now or \
+                not ctx.may_recover(row):
+            continue
+        annex = annex_of(row)
+        if isolable(annex.plan):
+            by_region.setdefault(annex.plan.region, []).append(annex)
+    with _LOCK:  # forget the annexes that ended
+        live = {row["id"] for row in rows}
+        for row_id in set(_COPIED) - live:
+            del _COPIED[row_id]
+    made = 0
+    for region, annexes in sorted(by_region.items()):
+        try:
+            made += sync(ctx.aws(region, None), annexes)
+        except AwsError as error:
+            log.warning("instance copies in %s: %s; tried again at the next pass", region,
+                        error)
+    return made
+
+
+def launched(ctx: Any, row_id: int, credentials: dict[str, str] | None,
+             outputs: dict[str, Any]) -> dict[str, Any]:
+    """Right after a create launched: copies for the instances already there (on-demand
+    ones; a fleet's come later, and the next pass copies theirs); ``outputs`` unchanged."""
+    after_write(ctx, row_id, credentials)
+    return outputs
