@@ -7,7 +7,9 @@ Each principal signs with an access key of its own, so one recording serves them
   rollback);
 * the daemon's own identity (recovery of a crashed create, the lease backstop);
 * the lease function (each annex kind, before and after its lease, an old Input);
-* an annex instance (boot, lease refresh, interruption watch, discovery through a fleet).
+* an annex instance (boot, lease refresh, interruption watch, discovery through a fleet),
+  with its role's credentials as EC2 hands them out (each instance a key of its own:
+  ``Facts.instance_keys``).
 
 Resource tags are what IAM's ``aws:ResourceTag`` conditions see; the emulator forgets a Spot
 Fleet once it is cancelled, so the tags of every resource are noted while it exists.
@@ -64,6 +66,9 @@ class Facts:
     profile_roles: dict[str, str] = field(default_factory=dict)
     #: launch template ID or name -> the instance profile it names ("" for none)
     template_profiles: dict[str, str] = field(default_factory=dict)
+    #: the access key of each instance's role credentials -> that session's aws:userid
+    #: (``<role-id>:<instance-id>``, as EC2 names an instance role's sessions)
+    instance_keys: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -118,6 +123,7 @@ class Scenarios:
         self.aws = _clients(self.url)
         self.facts = Facts()
         self.outcomes: dict[str, Any] = {}
+        self.credentials: dict[str, dict[str, str]] = {}  # instance ID -> its role's
         self.pool = LocalPool(os.path.join(root, "pool"))
 
     # -- the world -setup leaves behind -------------------------------------------------
@@ -312,17 +318,35 @@ class Scenarios:
         self.outcomes["lease"] = results
 
     # -- an annex instance --------------------------------------------------------------
-    def instance_env(self, imds: FakeImds) -> dict[str, str]:
-        env = instance_env(imds.url, AWS_ENDPOINT_URL=self.url)
-        env.update(AWS_ACCESS_KEY_ID=INSTANCE_KEY, AWS_SECRET_ACCESS_KEY="instance-secret")
-        return env
+    def instance_env(self, imds: FakeImds, instance_id: str) -> dict[str, str]:
+        """The instance's environment, with its role's credentials as EC2 hands them out (a
+        session named after the instance); its key is noted as the instance principal's."""
+        if instance_id not in self.credentials:  # once: a terminated instance has none
+            self.credentials[instance_id] = fixtures.instance_role_credentials(
+                self.url, REGION, instance_id)
+        credentials = self.credentials[instance_id]
+        role_id = self.aws["iam"].get_role(RoleName=self.facts.instance_role_arn.rsplit(
+            "/", 1)[1])["Role"]["RoleId"]
+        self.facts.instance_keys[credentials["AWS_ACCESS_KEY_ID"]] = f"{role_id}:{instance_id}"
+        return instance_env(imds.url, AWS_ENDPOINT_URL=self.url, **credentials)
+
+    def as_aws_launches(self, instance_ids: list[str]) -> None:
+        """The setup's instance profile on fleet instances, as AWS shows it (moto shows the
+        profile of RunInstances' instances only)."""
+        ec2 = self.aws["ec2"]
+        for instance_id in instance_ids:
+            if not ec2.describe_iam_instance_profile_associations(Filters=[
+                    {"Name": "instance-id", "Values": [instance_id]}])[
+                        "IamInstanceProfileAssociations"]:
+                ec2.associate_iam_instance_profile(
+                    IamInstanceProfile={"Arn": self.facts.profile_arn}, InstanceId=instance_id)
 
     def boot(self, instance_id: str, config_dir: str, *extra: str) -> subprocess.CompletedProcess:
         imds = FakeImds(instance_id, REGION, self.facts.profile_arn)
         try:
             return run_annex_ec2("-config-dir", config_dir, "-retry-base", "0.05",
                                  "-poweroff-command", f"touch {config_dir}.powered-off",
-                                 *extra, env=self.instance_env(imds))
+                                 *extra, env=self.instance_env(imds, instance_id))
         finally:
             imds.close()
 
@@ -334,15 +358,25 @@ class Scenarios:
         ec2 = self.aws["ec2"]
         results: dict[str, Any] = {}
         tagged = lease.find_instances(ec2, "u-sf")[0]
+        booted = {"u-sf": tagged}
+        for name, fleet in (("u-lt", lease.find_fleets(ec2, "u-lt")),
+                            ("u-ec2m", lease.find_ec2_fleets(ec2, "u-ec2m"))):
+            booted[name] = fixtures.tag_fleet_instances_as_aws_does(ec2, fleet[0])[0]
+        self.as_aws_launches(list(booted.values()))
+        note_tags(ec2, self.facts)
+        # The daemon copies each annex's object for its instances (with the owner's keys,
+        # on a lease change; its renewal pass does it with its own identity).
+        with AnnexDaemon(self.pool):
+            for name in booted:
+                moved = self.annex("-annex-name", name, "-lease-duration", "7200")
+                assert moved.returncode == 0, moved.stderr
         results["boot"] = self.boot(tagged, os.path.join(self.root, "i-sf"))
         results["refresh"] = self.refresh(tagged, os.path.join(self.root, "i-sf"))
         results["watch"] = self.boot(tagged, os.path.join(self.root, "i-sf"),
                                      "-watch-interruptions", "-once", "-vacate-command", "true")
-        for name, fleet in (("u-lt", lease.find_fleets(ec2, "u-lt")),
-                            ("u-ec2m", lease.find_ec2_fleets(ec2, "u-ec2m"))):
-            instance = fixtures.tag_fleet_instances_as_aws_does(ec2, fleet[0])[0]
-            results[f"boot {name}"] = self.boot(instance, os.path.join(self.root, f"i-{name}"))
-        note_tags(ec2, self.facts)
+        for name in ("u-lt", "u-ec2m"):
+            results[f"boot {name}"] = self.boot(booted[name],
+                                                os.path.join(self.root, f"i-{name}"))
         self.outcomes["instance"] = results
 
     def instances_after_the_lease(self) -> None:
@@ -350,7 +384,7 @@ class Scenarios:
         self.outcomes["instance"]["refresh gone"] = self.refresh(
             tagged, os.path.join(self.root, "i-sf"))
         self.outcomes["instance"]["boot gone"] = self.boot(
-            tagged, os.path.join(self.root, "i-gone"))
+            tagged, os.path.join(self.root, "i-gone"), "-max-wait", "1")
 
     def facts_instance(self, annex: str) -> str:
         return next(i for i, tags in sorted(self.facts.tags.items())

@@ -21,11 +21,11 @@ from iam_scenarios import (ACCOUNT, DAEMON_KEY, INSTANCE_KEY, LEASE_KEY, SETUP_K
                            Facts, Recording, record_everything)
 from localaws import daemonpolicy, setuppolicy
 from localaws.iamactions import Resources, requests_of
-from localaws.iampolicy import (Policy, Request, as_principal, document_statements,
-                                role_statements)
+from localaws.iampolicy import (Policy, Request, as_principal, assumed_role_keys,
+                                document_statements, role_statements)
 from localaws.pool import REGION
 
-from conftest import config_of
+from conftest import copy_of
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CFN = os.path.join(ROOT, "cfn")
@@ -73,11 +73,14 @@ def lease_policy(facts: Facts) -> Policy:
                                   context), "lease function role")
 
 
-def instance_policy(facts: Facts) -> Policy:
+def instance_policy(facts: Facts, shared: bool = False) -> Policy:
+    """The setup's instance role; ``shared``: with the transition's grant of every annex's
+    object (the stack parameter ShareEveryAnnexsConfig)."""
     context = {**base_context(facts), "InstanceConfigurationProfile.Arn": facts.profile_arn,
                "InstanceConfigurationRole.Arn": facts.instance_role_arn}
     return Policy(role_statements(template("instance-profile.yaml"),
-                                  "InstanceConfigurationRole", context), "instance role")
+                                  "InstanceConfigurationRole", context, {"Shared": shared}),
+                  "instance role" + (" (shared)" if shared else ""))
 
 
 def role_template_policy(facts: Facts, annexes: list[str]) -> Policy:
@@ -128,16 +131,21 @@ def principal_keys(url: str, key: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def judged(recording, moto_server) -> dict[str, list[Request]]:
     """principal -> the authorisations its calls needed, in order, each with the
-    principal's own keys in its context."""
-    resources = Resources(ACCOUNT, recording.facts.tags, recording.facts.profile_roles,
-                          recording.facts.template_profiles)
+    principal's own keys in its context (an instance's: its role session's, as IAM sees an
+    instance role's credentials: aws:userid = <role-id>:<instance-id>)."""
+    facts = recording.facts
+    resources = Resources(ACCOUNT, facts.tags, facts.profile_roles, facts.template_profiles)
     keys = {key: name for name, (key, _) in PRINCIPALS.items()}
+    keys.update({key: "instance" for key in facts.instance_keys})
+    context = {key: principal_keys(moto_server.url, key)
+               for name, (key, _) in PRINCIPALS.items() if name != "instance"}
+    context.update({key: assumed_role_keys(*user_id.split(":", 1))
+                    for key, user_id in facts.instance_keys.items()})
     found: dict[str, list[Request]] = {name: [] for name in PRINCIPALS}
     mine = [call for call in recording.calls if call.key_id in keys]
     for call, request in requests_of(mine, resources):
-        found[keys[call.key_id]].append(request)
-    return {name: as_principal(requests, principal_keys(moto_server.url, PRINCIPALS[name][0]))
-            for name, requests in found.items()}
+        found[keys[call.key_id]] += as_principal([request], context[call.key_id])
+    return found
 
 
 def refused(policy: Policy, requests: list[Request]) -> list[str]:
@@ -161,7 +169,7 @@ def test_the_scenarios_did_their_work(recording, judged):
     for name in ("boot", "refresh", "watch", "boot u-lt", "boot u-ec2m", "refresh gone"):
         assert booted[name].returncode == 0, (name, booted[name].stderr)
     assert "config object is gone" in booted["refresh gone"].stderr
-    assert booted["boot gone"].returncode == 1 and "retrying" not in booted["boot gone"].stderr
+    assert booted["boot gone"].returncode == 1 and "has not copied" in booted["boot gone"].stderr
     for name in PRINCIPALS:
         assert judged[name], f"no calls recorded for {name}"
 
@@ -198,9 +206,10 @@ def test_taking_any_needed_action_out_of_a_policy_fails_the_check(name, recordin
 
 
 def instance_config_keys(recording) -> list[str]:
-    """The config objects the instances read: one per annex whose instance booted."""
-    return sorted({call.params["Key"]
-                   for call in recording.of(INSTANCE_KEY) if call.operation == "GetObject"})
+    """The copies of config objects the instances read: one per instance that booted."""
+    return sorted({call.params["Key"] for call in recording.calls
+                   if call.key_id in recording.facts.instance_keys
+                   and call.operation == "GetObject"})
 
 
 def test_the_role_template_lets_an_instance_of_each_kind_find_and_read_its_config(
@@ -209,7 +218,7 @@ def test_the_role_template_lets_an_instance_of_each_kind_find_and_read_its_confi
     instance launched from a launch template finds its annex there).  Issue 23: the role is
     made from the annex's name and region, before the annex (and its object's key) exists."""
     keys = instance_config_keys(recording)
-    annexes = sorted({config_of(key) for key in keys})
+    annexes = sorted({copy_of(key) for key in keys})
     assert {"u-sf", "u-lt", "u-ec2m"} <= set(annexes)
     policy = role_template_policy(recording.facts, annexes)
     assert refused(policy, judged["instance"]) == []
@@ -313,3 +322,9 @@ def test_the_daemon_may_renew_any_annexs_object_and_end_only_its_own_annexes():
         assert not policy.allows(Request(action, resource, alices)), action
         assert policy.allows(Request(action, resource, {
             **alices, "aws:ResourceTag/htcondor:AnnexOwner": "AIDADAEMON"})), action
+
+
+def test_the_transition_grant_keeps_every_instance_call_allowed(recording, judged):
+    """ShareEveryAnnexsConfig=true (for images that predate the per-instance copies) adds
+    the earlier grant to the instance role; this release's instances work under it too."""
+    assert refused(instance_policy(recording.facts, shared=True), judged["instance"]) == []

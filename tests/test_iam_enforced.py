@@ -137,19 +137,46 @@ def test_lease_function_ends_every_kind_under_moto_enforcement(aws, make_annex):
         assert not any(aws.annex_resources(name).values()), name
 
 
+def enforced_instance(aws, run_annex, with_keys, name: str,
+                      statements: list[dict[str, Any]]) -> tuple[str, dict[str, str]]:
+    """An on-demand annex ``name`` whose instance's profile holds a role moto can judge
+    (made with IAM's API: moto cannot judge roles its CloudFormation made) with
+    ``statements``, ``${aws:userid}`` filled in as IAM fills it in for that instance's
+    credentials (moto does not substitute policy variables): (the instance, its role's
+    credentials, as EC2 hands them out: aws:userid = <role-id>:<instance-id>)."""
+    role = aws.iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                "Principal": {"Service": "ec2.amazonaws.com"}}]
+    }))["Role"]
+    profile = aws.iam.create_instance_profile(InstanceProfileName=name)["InstanceProfile"]["Arn"]
+    aws.iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
+    made = run_annex("-annex-name", name, "-count", "1", "-lease-duration", "3600",
+                     "-lease-function-arn", aws.lease_arn,
+                     "-aws-on-demand-ami-id", fixtures.WORKER_IMAGE,
+                     "-aws-on-demand-instance-type", "m5.large",
+                     "-aws-on-demand-instance-profile-arn", profile, *with_keys)
+    assert made.returncode == 0, made.stderr
+    [instance] = lease.find_instances(aws.ec2, name)
+    document = json.dumps({"Version": "2012-10-17", "Statement": as_moto_judges(statements)})
+    aws.iam.put_role_policy(RoleName=name, PolicyName="role", PolicyDocument=document.replace(
+        "${aws:userid}", f"{role['RoleId']}:{instance}"))
+    return instance, fixtures.instance_role_credentials(aws.url, REGION, instance)
+
+
 def test_instance_boots_refreshes_and_sees_its_config_gone_under_moto_enforcement(
-        aws, make_annex, tmp_path):
-    name = make_annex("sf")
+        aws, run_annex, with_keys, tmp_path):
     profile, role = fixtures.create_instance_profile_stack(aws.cloudformation, aws.iam, BUCKET)
     context = {**CONTEXT, "S3BucketName": BUCKET, "InstanceConfigurationProfile.Arn": profile,
                "InstanceConfigurationRole.Arn": role}
-    keys = iam_user(aws.iam, "instance", role_statements(
-        template("instance-profile.yaml"), "InstanceConfigurationRole", context))
-    instance = lease.find_instances(aws.ec2, name)[0]
-    imds = FakeImds(instance, REGION, profile)
-    env = {**instance_env(imds.url, AWS_ENDPOINT_URL=aws.url),
-           "AWS_ACCESS_KEY_ID": keys["aws_access_key_id"],
-           "AWS_SECRET_ACCESS_KEY": keys["aws_secret_access_key"]}
+    name = "enf-instance"
+    instance, credentials = enforced_instance(aws, run_annex, with_keys, name, role_statements(
+        template("instance-profile.yaml"), "InstanceConfigurationRole", context,
+        {"Shared": False}))
+    imds = FakeImds(instance, REGION, profile)  # discovery reads the setup role's policy
+    env = instance_env(imds.url, AWS_ENDPOINT_URL=aws.url, **credentials)
+    keys = {"aws_access_key_id": credentials["AWS_ACCESS_KEY_ID"],
+            "aws_secret_access_key": credentials["AWS_SECRET_ACCESS_KEY"],
+            "aws_session_token": credentials["AWS_SESSION_TOKEN"]}
     config_dir = str(tmp_path / "config.d")
     common = ["-config-dir", config_dir, "-retry-base", "0.05", "-max-wait", "5",
               "-no-shutdown"]
@@ -158,7 +185,11 @@ def test_instance_boots_refreshes_and_sees_its_config_gone_under_moto_enforcemen
             booted = run_annex_ec2(*common, env=env)
             refreshed = run_annex_ec2(*common, "-refresh-lease", "-reconfig-command", "true",
                                       env=env)
-        aws.s3.delete_object(Bucket=BUCKET, Key=aws.config_key(name))
+            import boto3
+            s3 = boto3.client("s3", endpoint_url=aws.url, region_name=REGION, **keys)
+            with pytest.raises(s3.exceptions.ClientError, match="AccessDenied"):
+                s3.get_object(Bucket=BUCKET, Key=aws.config_key(name))  # only its copy
+        aws.end_config(name)
         with enforced(aws.url):
             gone = run_annex_ec2(*common, "-refresh-lease", "-reconfig-command", "true",
                                  env=env)

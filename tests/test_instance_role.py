@@ -27,7 +27,7 @@ from conftest import SPOT_CONFIG
 from instance_side import instance_env, run_annex_ec2
 from test_cfn import CONTEXT
 from test_iam_calls import template
-from test_iam_enforced import enforced, iam_user
+from test_iam_enforced import enforced, enforced_instance, iam_user
 
 #: A policy a site attaches to its instance role for something else (here: an agent's).
 AGENT_POLICY = {"Version": "2012-10-17", "Statement": [
@@ -43,13 +43,14 @@ def create(aws, run_annex, with_keys, name: str) -> str:
 
 
 def instance_runs(aws, instance: str, profile: str, keys: dict[str, str], tmp_path,
-                  gone_key: str) -> dict[str, subprocess.CompletedProcess]:
-    """Boot, refresh, and refresh once ``gone_key`` (its config object) is deleted: each with
-    moto judging every call against ``keys``' policy."""
+                  gone: str) -> dict[str, subprocess.CompletedProcess]:
+    """Boot, refresh, and refresh once annex ``gone``'s config object (and its copies) is
+    deleted: each with moto judging every call against ``keys``' policy (environment
+    variables: an IAM user's, or an instance role session's)."""
     imds = FakeImds(instance, REGION, profile)
-    env = {**instance_env(imds.url, AWS_ENDPOINT_URL=aws.url),
-           "AWS_ACCESS_KEY_ID": keys["aws_access_key_id"],
-           "AWS_SECRET_ACCESS_KEY": keys["aws_secret_access_key"]}
+    env = instance_env(imds.url, AWS_ENDPOINT_URL=aws.url, **(keys if "AWS_ACCESS_KEY_ID" in keys
+        else {"AWS_ACCESS_KEY_ID": keys["aws_access_key_id"],
+              "AWS_SECRET_ACCESS_KEY": keys["aws_secret_access_key"]}))
     common = ["-config-dir", str(tmp_path / "config.d"), "-retry-base", "0.05", "-max-wait",
               "5", "-no-shutdown"]
     refresh = ["-refresh-lease", "-reconfig-command", "true"]
@@ -57,7 +58,7 @@ def instance_runs(aws, instance: str, profile: str, keys: dict[str, str], tmp_pa
         with enforced(aws.url):
             runs = {"boot": run_annex_ec2(*common, env=env),
                     "refresh": run_annex_ec2(*common, *refresh, env=env)}
-        aws.s3.delete_object(Bucket=BUCKET, Key=gone_key)
+        aws.end_config(gone)
         with enforced(aws.url):
             runs["gone"] = run_annex_ec2(*common, *refresh, env=env)
     finally:
@@ -75,18 +76,16 @@ def assert_runs_well(runs: dict[str, subprocess.CompletedProcess]) -> None:
 
 def test_a_managed_policy_on_the_instance_role_does_not_break_the_boot(aws, run_annex,
                                                                        with_keys, tmp_path):
-    instance = create(aws, run_annex, with_keys, "managed")
     profile, role = fixtures.create_instance_profile_stack(aws.cloudformation, aws.iam, BUCKET)
     agent = aws.iam.create_policy(PolicyName="SiteAgent", PolicyDocument=json.dumps(
         AGENT_POLICY))["Policy"]["Arn"]
     aws.iam.attach_role_policy(RoleName=role.rsplit("/", 1)[1], PolicyArn=agent)
     context = {**CONTEXT, "S3BucketName": BUCKET, "InstanceConfigurationProfile.Arn": profile,
                "InstanceConfigurationRole.Arn": role}
-    keys = iam_user(aws.iam, "instance", role_statements(
-        template("instance-profile.yaml"), "InstanceConfigurationRole", context) +
-        AGENT_POLICY["Statement"])
-    assert_runs_well(instance_runs(aws, instance, profile, keys, tmp_path,
-                                   aws.config_key("managed")))
+    instance, credentials = enforced_instance(aws, run_annex, with_keys, "managed", role_statements(
+        template("instance-profile.yaml"), "InstanceConfigurationRole", context,
+        {"Shared": False}) + AGENT_POLICY["Statement"])
+    assert_runs_well(instance_runs(aws, instance, profile, credentials, tmp_path, "managed"))
 
 
 def role_template_stack(aws, annex: str) -> tuple[dict, str, str]:
@@ -122,4 +121,4 @@ def test_a_role_template_made_before_its_annex_lets_only_that_annex_in(aws, run_
         with pytest.raises(s3.exceptions.ClientError, match="AccessDenied"):
             s3.get_object(Bucket=BUCKET, Key=theirs)
         assert s3.get_object(Bucket=BUCKET, Key=mine)["ContentLength"] > 0
-    assert_runs_well(instance_runs(aws, instance, profile, keys, tmp_path, mine))
+    assert_runs_well(instance_runs(aws, instance, profile, keys, tmp_path, "templated"))

@@ -126,7 +126,7 @@ def test_second_expired_tick_changes_nothing(aws):
     again = lease.teardown("twice", "htcondor-annex-config", clients(aws), "spot-fleet")
     assert again == {"AnnexID": "twice", "expired": True, "cancelled_fleets": [],
                      "terminated_instances": [], "removed_target": False,
-                     "deleted_rule": False, "deleted_config": True}
+                     "deleted_rule": False, "deleted_config": True, "deleted_copies": 0}
 
 
 @pytest.mark.parametrize("bucket", [None, "no-such-bucket"])

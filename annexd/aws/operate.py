@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any, Callable, Iterator
 
 from annexd_lambda import lease
@@ -16,9 +15,6 @@ from annexd.aws.session import AwsSession
 FILTER_VALUES = 200
 #: The most rule names one ListRuleNamesByTarget page holds.
 RULE_NAMES_PAGE = 100
-#: (credentials, instance profile ARN) -> (its role's unique ID, "" for none; when asked).
-ROLE_IDS: dict[tuple[Any, str], tuple[str, float]] = {}
-ROLE_ID_SECONDS = 600.0
 
 
 class OperateCalls(AwsSession):
@@ -56,17 +52,12 @@ class OperateCalls(AwsSession):
         return list(found.values())
 
     def role_id(self, profile_arn: str) -> str:
-        """The unique ID of the instance profile's role (IAM GetInstanceProfile, asked once
-        per profile and credentials every ROLE_ID_SECONDS: a stack update may give the
-        profile a new role, with a new ID)."""
-        key = (self._identity, profile_arn)
-        known = ROLE_IDS.get(key)
-        if known is None or time.monotonic() - known[1] > ROLE_ID_SECONDS:
-            with self._call("IAM GetInstanceProfile"):
-                roles = self.iam.get_instance_profile(
-                    InstanceProfileName=profile_arn.rsplit("/", 1)[-1])["InstanceProfile"]["Roles"]
-            known = ROLE_IDS[key] = (roles[0]["RoleId"] if roles else "", time.monotonic())
-        return known[0]
+        """The unique ID of the instance profile's role ("" for a profile without one):
+        IAM GetInstanceProfile."""
+        with self._call("IAM GetInstanceProfile"):
+            roles = self.iam.get_instance_profile(
+                InstanceProfileName=profile_arn.rsplit("/", 1)[-1])["InstanceProfile"]["Roles"]
+        return roles[0]["RoleId"] if roles else ""
 
     def get_config(self, bucket: str, key: str) -> bytes:
         """The config object's body (a lease change rewrites the token in it)."""

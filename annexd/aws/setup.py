@@ -41,9 +41,12 @@ class SetupCalls(AwsSession):
                 Tags=[{"Key": "htcondor:AnnexSetup", "Value": name}], **self._as_role())
 
     def update_stack(self, name: str, body: str, parameters: dict[str, str],
-                     keep: list[str]) -> bool:
-        """Update the stack, keeping the ``keep`` parameters' values; False if no change."""
-        previous = [{"ParameterKey": key, "UsePreviousValue": True} for key in keep]
+                     keep: dict[str, str]) -> bool:
+        """Update the stack, keeping the ``keep`` parameters' values (as deployed, sent as
+        they are: no template of ours has a NoEcho parameter; UsePreviousValue is refused
+        by moto for a parameter the stack holds at its default); False if no change."""
+        previous = [{"ParameterKey": key, "ParameterValue": value}
+                    for key, value in sorted(keep.items())]
         try:
             with self._call("CloudFormation UpdateStack"):
                 self.cloudformation.update_stack(

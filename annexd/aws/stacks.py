@@ -207,7 +207,7 @@ class Setup:
                 and _same_template(self.aws.stack_template(name), body)):
             self.progress(f"{spec.what} ({name}): up to date")
             return _outputs(stack)
-        keep = sorted(set(deployed) - set(parameters))
+        keep = {key: value for key, value in deployed.items() if key not in parameters}
         if not self.aws.update_stack(name, body, parameters, keep):
             self.progress(f"{spec.what} ({name}): up to date")
             return _outputs(stack)

@@ -8,8 +8,9 @@ copies: it lists the annex's instances the way the instance side finds its annex
 tags, or for instances a fleet launched from a launch template, the fleet tag AWS puts on
 them, the fleet being the one the journal recorded), and copies the object server-side
 (CopyObject: body, lease end and token stamp) to
-``<config key without .tar.gz>/i/<role-id>:<instance-id>.tar.gz``, the role ID read once
-from the instance's profile (:meth:`annexd.aws.AnnexAws.role_id`).
+``<config key without .tar.gz>/i/<role-id>:<instance-id>.tar.gz``, the role ID read from the
+instance's profile (:meth:`annexd.aws.AnnexAws.role_id`, once per profile and pass that
+copies anything).
 
 When: right after a create launched (on-demand instances exist then), whenever the object is
 rewritten (a lease change, a token renewal), and in every pass of the renewal thread for the
@@ -109,14 +110,15 @@ def sync(aws: AnnexAws, annexes: list[Annex], *, rewrite: bool = False) -> int:
     if not wanted:
         return 0
     instances = aws.instances_tagged(wanted)
-    made = 0
+    roles: dict[str, str] = {}  # profile -> its role's ID, asked once a pass (a stack
+    made = 0                    # update may give a profile a new role)
     for annex in annexes:
         with _LOCK:
             copied = dict(_COPIED.get(annex.row_id, {}))
         for instance_id, profile in members(annex, instances):
             if not rewrite and copied.get(instance_id) == annex.stamp:
                 continue
-            if _copy(aws, annex, instance_id, profile):
+            if _copy(aws, annex, instance_id, profile, roles):
                 made += 1
             copied[instance_id] = annex.stamp  # denied or copied: again when it changes
         with _LOCK:
@@ -124,10 +126,13 @@ def sync(aws: AnnexAws, annexes: list[Annex], *, rewrite: bool = False) -> int:
     return made
 
 
-def _copy(aws: AnnexAws, annex: Annex, instance_id: str, profile: str) -> bool:
+def _copy(aws: AnnexAws, annex: Annex, instance_id: str, profile: str,
+          roles: dict[str, str]) -> bool:
     plan = annex.plan
     try:
-        role = aws.role_id(profile)
+        if profile not in roles:
+            roles[profile] = aws.role_id(profile)
+        role = roles[profile]
         if not role:
             return False
         aws.copy_config(plan.bucket, plan.config_key, lease.instance_config_key(
