@@ -180,6 +180,7 @@ def test_instance_boots_refreshes_and_sees_its_config_gone_under_moto_enforcemen
     config_dir = str(tmp_path / "config.d")
     common = ["-config-dir", config_dir, "-retry-base", "0.05", "-max-wait", "5",
               "-no-shutdown"]
+    annexs = aws.config_key(name)
     try:
         with enforced(aws.url):
             booted = run_annex_ec2(*common, env=env)
@@ -188,7 +189,7 @@ def test_instance_boots_refreshes_and_sees_its_config_gone_under_moto_enforcemen
             import boto3
             s3 = boto3.client("s3", endpoint_url=aws.url, region_name=REGION, **keys)
             with pytest.raises(s3.exceptions.ClientError, match="AccessDenied"):
-                s3.get_object(Bucket=BUCKET, Key=aws.config_key(name))  # only its copy
+                s3.get_object(Bucket=BUCKET, Key=annexs)  # its own copy only, not the object
         aws.end_config(name)
         with enforced(aws.url):
             gone = run_annex_ec2(*common, "-refresh-lease", "-reconfig-command", "true",
