@@ -84,7 +84,8 @@ def role_policy(template_name: str, role: str) -> Judged:
     with open(os.path.join(ROOT, "cfn", template_name), encoding="utf-8") as handle:
         template, errors = decode_str(handle.read())
     assert not errors
-    return Judged(Policy(role_statements(template, role, CONTEXT)))
+    # instance-profile.yaml: as -setup makes it (ShareEveryAnnexsConfig "false")
+    return Judged(Policy(role_statements(template, role, CONTEXT, {"Shared": False})))
 
 
 ACCOUNT = "arn:aws:ec2:us-east-1:123456789012"
@@ -151,22 +152,39 @@ def test_lease_role_cannot_do_anything_else(lease_role, action, resource):
     assert not lease_role.allows(action, resource, TAGGED)
 
 
-def test_instance_role_may_ask_only_whether_one_config_key_exists():
-    """Finding 3: s3:ListBucket lets S3 answer 404 for a deleted config, limited to prefixes
-    that are whole config keys (no listing of the bucket, nor of every annex)."""
+#: An instance role session's aws:userid (<role-id>:<instance-id>), and its own copy's key.
+ME = {"aws:userid": "AROAROLE:i-0aaa"}
+MINE = "config-AIDAOWNER/us-east-1-a_1/i/AROAROLE:i-0aaa.tar.gz"
+
+
+def test_instance_role_may_ask_only_whether_its_own_copy_exists():
+    """Finding 3: s3:ListBucket lets S3 answer 404 for a deleted config, limited to the one
+    prefix that is the instance's own copy's key (issue 23 requirement 5): no listing of the
+    bucket, of an annex's objects, or of another instance's copy."""
     policy = role_policy("instance-profile.yaml", "InstanceConfigurationRole")
     bucket = "arn:aws:s3:::annex-bucket"
-    assert policy.allows("s3:ListBucket", bucket, **{"s3:prefix": "config-a.tar.gz"})
-    for prefix in ("", "config-", "lambda/", "config-a"):
-        assert not policy.allows("s3:ListBucket", bucket, **{"s3:prefix": prefix}), prefix
-    assert not policy.allows("s3:ListBucket", bucket)
+    assert policy.allows("s3:ListBucket", bucket, **{"s3:prefix": MINE}, **ME)
+    for prefix in ("", "config-", "lambda/", "config-a", "config-a.tar.gz",
+                   "config-AIDAOWNER/us-east-1-a_1.tar.gz", "config-AIDAOWNER/",
+                   "config-AIDAOWNER/us-east-1-a_1/i/",
+                   "config-AIDAOWNER/us-east-1-a_1/i/AROAROLE:i-0bbb.tar.gz"):
+        assert not policy.allows("s3:ListBucket", bucket, **{"s3:prefix": prefix}, **ME), \
+            prefix
+    assert not policy.allows("s3:ListBucket", bucket, **ME)
 
 
-def test_instance_role_reads_only_config_objects():
+def test_instance_role_reads_only_its_own_copy():
+    """Issue 23 requirement 5: no annex's object, only the instance's own copy of its
+    annex's, named after its aws:userid -- which AWS sets, and the instance cannot change."""
     policy = role_policy("instance-profile.yaml", "InstanceConfigurationRole")
-    assert policy.allows("s3:GetObject", "arn:aws:s3:::annex-bucket/config-a.tar.gz")
-    assert not policy.allows("s3:GetObject", "arn:aws:s3:::annex-bucket/lambda/lease.zip")
-    assert not policy.allows("s3:PutObject", "arn:aws:s3:::annex-bucket/config-a.tar.gz")
+    assert policy.allows("s3:GetObject", f"arn:aws:s3:::annex-bucket/{MINE}", **ME)
+    for key in ("config-a.tar.gz", "config-AIDAOWNER/us-east-1-a_1.tar.gz",
+                "config-AIDAOWNER/us-east-1-a_1/i/AROAROLE:i-0bbb.tar.gz",
+                "config-AIDAOTHER/us-east-1-b_1/i/AROAROLE:i-0bbb.tar.gz", "lambda/lease.zip"):
+        assert not policy.allows("s3:GetObject", f"arn:aws:s3:::annex-bucket/{key}", **ME), key
+    assert not policy.allows("s3:GetObject", f"arn:aws:s3:::annex-bucket/{MINE}",
+                             **{"aws:userid": "AROAROLE:i-0bbb"})
+    assert not policy.allows("s3:PutObject", f"arn:aws:s3:::annex-bucket/{MINE}", **ME)
     assert not policy.allows("ec2:TerminateInstances", f"{ACCOUNT}:instance/i-1", TAGGED)
 
 

@@ -245,3 +245,46 @@ def test_a_token_lifetime_under_a_minute_is_refused(condor_config, value):
     condor_config(f"ANNEX_TOKEN_LIFETIME = {value}")
     with pytest.raises(KnobError, match="ANNEX_TOKEN_LIFETIME"):
         knobs.PoolSettings.load()
+
+
+def test_each_instance_gets_its_own_copy_and_a_renewal_rewrites_it(aws, daemon, moto_server):
+    """Issue 23 requirement 5: each instance reads only its own copy of the object.  A pass
+    copies the object for the instance it sees (once: the next pass copies nothing), and a
+    renewal rewrites the object and then each instance's copy -- one write per instance,
+    not per annex.  Every call is the daemon policy's, as the daemon's own aws:userid."""
+    from annexd.commands import copies
+    create(daemon, "copied", 4 * 3600)
+    [instance] = aws.annex_resources("copied")["instances"]
+    assert aws.annex_resources("copied")["copies"] == []  # moto shows a fleet's profile late
+    aws.ec2.associate_iam_instance_profile(  # as AWS shows it: the launch's profile
+        IamInstanceProfile={"Arn": fixtures.JOIN_PROFILE_ARN}, InstanceId=instance)
+    mine = principal_keys(moto_server.url, KEYS["access_key_id"])
+    with Recorder(moto_server.url) as recorder:
+        assert copies.copy_due(daemon.context()) == 1
+        assert copies.copy_due(daemon.context()) == 0  # nothing new: no copy
+    key, copy = aws.config_key("copied"), aws.copy_key("copied", instance)
+    role = aws.iam.get_instance_profile(InstanceProfileName=fixtures.JOIN_PROFILE_NAME)[
+        "InstanceProfile"]["Roles"][0]["RoleId"]
+    assert copy == key[:-len(".tar.gz")] + f"/i/{role}:{instance}.tar.gz"
+    calls = [call for call in recorder.calls() if call.key_id == KEYS["access_key_id"]]
+    assert [call.operation for call in calls].count("CopyObject") == 1
+    requests = as_principal([r for _, r in requests_of(calls, Resources(ACCOUNT, {}, {}))], mine)
+    assert refused(daemon_policy(Facts()), requests) == []
+
+    daemon.test_clock.now += LIFETIME / 2
+    with Recorder(moto_server.url) as recorder:
+        assert renew.renew_due(daemon.context()) == ["copied"]
+        assert copies.copy_due(daemon.context()) == 0  # the renewal rewrote it already
+    operations = [call.operation for call in recorder.calls()
+                  if call.key_id == KEYS["access_key_id"]]
+    assert operations.count("PutObject") == 1 and operations.count("CopyObject") == 1
+    written = aws.s3.get_object(Bucket=BUCKET, Key=key)
+    copied = aws.s3.get_object(Bucket=BUCKET, Key=copy)
+    assert copied["Metadata"] == written["Metadata"] and \
+        "annex-token-minted" in copied["Metadata"]
+    assert copied["Body"].read() == written["Body"].read()
+
+    reply = daemon.handle({"version": 1, "command": "off", "name": "copied"},
+                          Peer(pid=1, uid=os.getuid(), gid=os.getgid()))
+    assert reply["ok"], reply
+    assert aws.annex_resources("copied")["copies"] == []  # -off deletes the copies too
