@@ -26,9 +26,10 @@ BUDGETS = {  # metric -> most allowed
     "lease_noop_calls": 0,
     # Cancel, DescribeInstances, DeleteObject, RemoveTargets, DeleteRule and the look-ups
     # (DescribeSpotFleetRequests, DescribeRule), + 2 since issue 23: an expired event is
-    # first confirmed on the annex's own rule (DescribeRule, ListTargetsByRule).
-    "lease_enforce_calls[1]": 9,
-    "lease_enforce_calls[100]": 9,
+    # first confirmed on the annex's own rule (DescribeRule, ListTargetsByRule); + 1 since
+    # issue 23 requirement 5: the listing of the annex's instances' copies (ListObjectsV2).
+    "lease_enforce_calls[1]": 10,
+    "lease_enforce_calls[100]": 10,
     "status_calls[200]": 2,            # one DescribeInstances page, and the rules that
     "status_calls[1 annexes]": 2,      # target the lease function (ListRuleNamesByTarget),
     "status_calls[20 annexes]": 2,     # per region; the lease end from the journal

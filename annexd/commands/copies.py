@@ -39,6 +39,7 @@ from annexd_lambda import lease
 from annexd_lambda.lease import ANNEX_TAG, CLIENT_TOKEN_TAG, OWNER_TAG
 
 from annexd.aws import AnnexAws, AwsError, Denied
+from annexd.commands.context import Context
 from annexd.launch.plan import AnnexPlan
 from annexd.state.lifecycle import RequestState
 
@@ -99,9 +100,9 @@ def members(annex: Annex, instances: Iterable[dict[str, Any]]) -> list[tuple[str
 
 def sync(aws: AnnexAws, annexes: list[Annex], *, rewrite: bool = False) -> int:
     """Copy each annex's object to its instances (in ``aws``'s region) whose copy is older
-    than the object (``rewrite``: to every one); the number of copies made.  A failure of
-    one copy is logged and left for the next pass; AwsError only when the instances cannot
-    be listed."""
+    than the object (``rewrite``: to every one); the number of copies made.  A failed copy
+    is logged and left for the next pass; AwsError only when the instances cannot be
+    listed."""
     wanted: dict[str, list[str]] = {}
     for annex in annexes:
         tag = annex.plan.kind.instance_tag(annex.plan, annex.outputs)
@@ -118,33 +119,39 @@ def sync(aws: AnnexAws, annexes: list[Annex], *, rewrite: bool = False) -> int:
         for instance_id, profile in members(annex, instances):
             if not rewrite and copied.get(instance_id) == annex.stamp:
                 continue
-            if _copy(aws, annex, instance_id, profile, roles):
-                made += 1
-            copied[instance_id] = annex.stamp  # denied or copied: again when it changes
+            try:
+                made += _copy(aws, annex, instance_id, profile, roles)
+            except AwsError as error:  # not remembered: the next pass tries again
+                log.warning("annex %s: no copy of its configuration for instance %s yet: "
+                            "%s", annex.plan.annex_id, instance_id, error)
+                continue
+            copied[instance_id] = annex.stamp  # copied, or denied: again when it changes
         with _LOCK:
             _COPIED[annex.row_id] = copied
     return made
 
 
 def _copy(aws: AnnexAws, annex: Annex, instance_id: str, profile: str,
-          roles: dict[str, str]) -> bool:
+          roles: dict[str, str]) -> int:
+    """Copy the annex's object for one instance: 1 if copied, 0 if the instance's profile
+    is one these keys may not look at (a site's own role: condor_annex_role_template's
+    reads the object itself) or has no role.  AwsError for anything else."""
     plan = annex.plan
     try:
         if profile not in roles:
             roles[profile] = aws.role_id(profile)
-        role = roles[profile]
-        if not role:
-            return False
-        aws.copy_config(plan.bucket, plan.config_key, lease.instance_config_key(
-            plan.config_key, f"{role}:{instance_id}"))
-    except Denied as error:  # a profile outside the policy (a site's own role): its role
+    except Denied as error:
         log.warning("annex %s: no copy of its configuration for instance %s: %s",
                     plan.annex_id, instance_id, error)
-        return False
-    return True
+        roles[profile] = ""
+    if not roles[profile]:
+        return 0
+    aws.copy_config(plan.bucket, plan.config_key, lease.instance_config_key(
+        plan.config_key, f"{roles[profile]}:{instance_id}"))
+    return 1
 
 
-def after_write(ctx: Any, row_id: int, credentials: dict[str, str] | None) -> None:
+def after_write(ctx: Context, row_id: int, credentials: dict[str, str] | None) -> None:
     """Bring every copy of the row's annex in step with its object, just rewritten (a lease
     change, a renewal) or made (a create), with the keys that wrote it.  Never fails: what
     is left undone, the next pass does (with the daemon's identity)."""
@@ -159,7 +166,7 @@ def after_write(ctx: Any, row_id: int, credentials: dict[str, str] | None) -> No
                     "rewritten now (%s); the next pass does it", annex.plan.annex_id, error)
 
 
-def copy_due(ctx: Any) -> int:
+def copy_due(ctx: Context) -> int:
     """One pass: the copies every live annex the daemon's identity may act on is missing
     (new instances, or an object written since); the number made."""
     now = ctx.clock()
@@ -186,9 +193,14 @@ def copy_due(ctx: Any) -> int:
     return made
 
 
-def launched(ctx: Any, row_id: int, credentials: dict[str, str] | None,
+def launched(ctx: Context, row_id: int, credentials: dict[str, str] | None,
              outputs: dict[str, Any]) -> dict[str, Any]:
-    """Right after a create launched: copies for the instances already there (on-demand
-    ones; a fleet's come later, and the next pass copies theirs); ``outputs`` unchanged."""
-    after_write(ctx, row_id, credentials)
+    """Right after a create launched on-demand instances: their copies, with the keys that
+    launched them (a fleet's instances come later, on AWS after the create has answered,
+    and an auto annex's with its orders: the next pass copies theirs, so a create of those
+    makes no more calls than before); ``outputs`` unchanged."""
+    row = ctx.journal.request(row_id)
+    plan = AnnexPlan.from_record(row["plan"])
+    if plan.annex_type == "on-demand" and not plan.auto:
+        after_write(ctx, row_id, credentials)
     return outputs
