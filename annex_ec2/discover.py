@@ -207,6 +207,11 @@ def config_object(iam: Any, profile_arn: str, annex: str, region: str | None = N
     # No guessing: a role granting some other key (an earlier role template's one object)
     # would have this instance read an object that is not its annex's, and take the 404 for
     # "the lease has ended".
+    if copies and (client_token is None or owner is None):
+        raise Permanent(f"annex {annex} was made by an earlier release (its resources carry "
+                        "no owner): condor_annexd makes it no per-instance copy, and the "
+                        f"instance profile {profile_arn} grants only those; set the instance "
+                        "profile stack's ShareEveryAnnexsConfig to true until it has ended")
     raise Permanent(f"the instance profile {profile_arn} grants no s3:GetObject on {wanted} "
                     f"in an inline policy of its role (it grants {candidates or 'nothing'}; "
                     "managed policies are not read)")

@@ -204,3 +204,21 @@ def test_variables_outside_string_and_arn_conditions_are_not_modelled(condition)
     with pytest.raises(Unsupported):
         Policy([allow("a:B", "arn:aws:sqs:${aws:username}:1:q")]).allows(
             Request("a:B", "arn:aws:sqs:David:1:q", DAVID))
+
+
+def test_an_assumed_role_sessions_userid_is_role_id_colon_session_name():
+    """IAM User Guide ("AWS global condition context keys", aws:userid): for a role session
+    it is ``<role-id>:<role-session-name>``; EC2 names an instance role's session after the
+    instance.  So ``${aws:userid}`` in a resource reaches one instance's key only."""
+    from localaws.iampolicy import assumed_role_keys
+    policy = Policy([{"Effect": "Allow", "Action": "s3:GetObject",
+                      "Resource": "arn:aws:s3:::b/config-*/i/${aws:userid}.tar.gz"}])
+    me = assumed_role_keys("AROAEXAMPLEROLE", "i-0abc")
+    assert me == {"aws:userid": "AROAEXAMPLEROLE:i-0abc"}
+    mine = "arn:aws:s3:::b/config-AIDAOWNER/us-east-1-a_1/i/AROAEXAMPLEROLE:i-0abc.tar.gz"
+    assert policy.allows(Request("s3:GetObject", mine, me))
+    for other in (mine.replace("i-0abc", "i-0def"), mine.replace("AROAEXAMPLEROLE", "AROAOTHER"),
+                  "arn:aws:s3:::b/config-AIDAOWNER/us-east-1-a_1.tar.gz"):
+        assert not policy.allows(Request("s3:GetObject", other, me)), other
+    assert not policy.allows(Request("s3:GetObject", mine, assumed_role_keys(
+        "AROAEXAMPLEROLE", "i-0def")))
