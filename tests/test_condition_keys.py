@@ -44,7 +44,8 @@ def shipped_statements() -> Iterator[tuple[str, dict[str, Any]]]:
                 context = {**CONTEXT, **{k: "x" for k in parsed.get("Parameters", {})},
                            **{f"{k}.Arn": "arn:aws:iam::123456789012:role/x"
                               for k in parsed["Resources"]}}
-                for statement in role_statements(parsed, logical, context):
+                every = {name: True for name in parsed.get("Conditions", {})}  # all made
+                for statement in role_statements(parsed, logical, context, every):
                     yield f"{os.path.basename(path)} {logical}", statement
             if resource["Type"] == "AWS::IAM::ManagedPolicy":
                 document = resource["Properties"]["PolicyDocument"]
