@@ -19,13 +19,14 @@ from annexd_lambda.lease import ANNEX_TAG, CLIENT_TOKEN_TAG
 from condor_annex import client
 from localaws.pool import AnnexDaemon, LocalPool
 
-from conftest import SECRET
+from conftest import EC2_FLEET_CONFIG, LAUNCH_TEMPLATE_CONFIG, SECRET, SPOT_CONFIG
 from test_ondemand import AMI, instances_of, profile_arn  # noqa: F401
 from test_recovery import DAEMON_CREDENTIALS, KNOBS
 
 from annexd.commands.auto import order_token
 from annexd.demand import budget
-from annexd.launch import ondemand
+from annexd.launch import ondemand, spotfleet
+from annexd.launch.base import ORDER_TAG
 from annexd.rpc import protocol
 
 
@@ -251,14 +252,69 @@ def test_max_instances_without_auto_is_an_error():
         auto_settings({"max_instances": "3"})
 
 
-def test_a_fleet_config_with_auto_is_refused_by_name():
-    from annexd.launch.plan import InvalidRequest, build_plan
-    with pytest.raises(InvalidRequest, match="-auto is built for on-demand annexes"):
-        build_plan({"auto": {"max_instances": 2}, "fleet_config": {}, "lease_duration": 60},
-                   owner_uid=0, settings=None, lease_rate_minutes=1, now=0,
-                   pool=type("P", (), {"collector_host": "cm", "idtoken_file": "t",
-                                       "send_password": False, "token": None})(),
-                   user_name="alice")
+def _auto_plan(fleet_config: dict[str, Any]) -> Any:
+    from annexd.config.knobs import RegionSettings
+    from annexd.launch.plan import build_plan
+    settings = RegionSettings(region="us-east-1", endpoints={}, bucket="b", lease_function_arn=(
+        "arn:aws:lambda:us-east-1:123456789012:function:lease"),
+        instance_profile_arn="arn:aws:iam::123456789012:instance-profile/annex",
+        security_group_ids=("sg-12345678",))
+    return build_plan({"auto": {"max_instances": 2}, "fleet_config": fleet_config,
+                       "lease_duration": 3600, "owners": []},
+                      owner_uid=0, settings=settings, lease_rate_minutes=1, now=0,
+                      pool=type("P", (), {"collector_host": "cm", "idtoken_file": "t",
+                                          "send_password": False, "token": None,
+                                          "unclaimed_timeout": 300})(),
+                      user_name="alice")
+
+
+def _spot_config(**changes: Any) -> dict[str, Any]:
+    with open(SPOT_CONFIG, encoding="utf-8") as handle:
+        config = json.load(handle)
+    config.update(changes)
+    return config
+
+
+@pytest.mark.parametrize("config, message", [
+    (json.load(open(EC2_FLEET_CONFIG)), "-auto with an EC2 Fleet config: an EC2 Fleet "
+     "launches only from launch templates"),
+    (json.load(open(LAUNCH_TEMPLATE_CONFIG)), "LaunchTemplateConfigs: a launch template "
+     "chooses its own instance profile, key pair and user data, which the site did not"),
+    (_spot_config(OnDemandTargetCapacity=1), "OnDemandTargetCapacity: an -auto annex orders "
+     "Spot capacity"),
+    (_spot_config(InstanceInterruptionBehavior="stop"), "interrupted instances must end"),
+    (_spot_config(LaunchSpecifications=[{"ImageId": AMI, "InstanceType": "m5.large",
+                                         "WeightedCapacity": 1.5}]),
+     r"LaunchSpecifications\[0\].WeightedCapacity: an -auto annex orders whole instances"),
+])
+def test_what_an_auto_fleet_config_cannot_be_is_refused_by_name(config, message):
+    """EC2 Fleet (launch templates only) and Spot Fleet launch templates: the site did not
+    choose what a template holds (issue 23, requirement 4); the rest: an order is exactly
+    N instances of one type, Spot, ending when interrupted."""
+    from annexd.launch.plan import InvalidRequest
+    with pytest.raises(InvalidRequest, match=message):
+        _auto_plan(config)
+
+
+def test_a_spot_fleet_order_is_a_one_time_fleet_of_whole_instances_of_one_type():
+    config = _spot_config(LaunchSpecifications=[
+        {"ImageId": AMI, "InstanceType": "m5.large", "WeightedCapacity": 2},
+        {"ImageId": AMI, "InstanceType": "m5.xlarge", "WeightedCapacity": 4,
+         "SpotPrice": "0.05"}], Type="maintain")
+    plan = _auto_plan(config)
+    assert plan.max_instances == 2 and plan.most_instances == 2
+    from annexd.money import costs
+    assert costs.worst_instances(plan) == 2     # instances, not units / the smallest weight
+    order = spotfleet.order_config(plan.launch_request, "m5.xlarge", 4.0, 3, "tok", 1e9)
+    assert order["Type"] == "request" and order["ClientToken"] == "tok"
+    assert order["TargetCapacity"] == 12       # exactly 3 instances of weight 4
+    assert [s["InstanceType"] for s in order["LaunchSpecifications"]] == ["m5.xlarge"]
+    assert order["ValidUntil"] == "2001-09-09T01:46:40Z"
+    assert order["TerminateInstancesWithExpiration"] is False
+    for tags in [order["TagSpecifications"], order["LaunchSpecifications"][0][
+            "TagSpecifications"]]:
+        assert {"Key": ORDER_TAG, "Value": "tok"} in tags[0]["Tags"]
+        assert {"Key": ANNEX_TAG, "Value": plan.annex_id} in tags[0]["Tags"]
 
 
 def test_order_tokens_are_stable_distinct_and_fit_ec2():
