@@ -364,3 +364,135 @@ def test_an_auto_annex_is_held_to_the_admins_choices_and_told_so(aws, auto_pool)
     assert made.returncode != 0 and "is not the admin's" in made.stderr, made.stderr
     assert "always paid by it" in made.stderr and "-public-key-file" not in made.stderr
     assert not any(aws.annex_resources("mine").values())
+
+
+def fleet_file(tmp_path, name: str = "fleet.json") -> str:
+    """A Spot Fleet config the admin's choices fill in: m5.large weighs 2 units, m5.xlarge 4
+    (WeightedCapacity: what the caps must not count)."""
+    config = _spot_config(LaunchSpecifications=[
+        {"ImageId": AMI, "InstanceType": "m5.large", "WeightedCapacity": 2},
+        {"ImageId": AMI, "InstanceType": "m5.xlarge", "WeightedCapacity": 4}])
+    path = tmp_path / name
+    path.write_text(json.dumps(config), encoding="utf-8")
+    return str(path)
+
+
+def create_fleet_auto(pool: LocalPool, config: str, name: str, *more: str) -> Any:
+    return pool.condor_annex("-annex-name", name, "-auto", "-no-owner",
+                             "-lease-duration", "3600", *more, config, keys=False)
+
+
+def fleets_of(aws, name: str) -> list[dict]:
+    return [f for f in aws.all_fleets() if {"Key": ANNEX_TAG, "Value": name} in f.get("Tags", [])
+            and f["SpotFleetRequestState"] in ("submitted", "active", "modifying")]
+
+
+def test_a_spot_fleet_auto_annex_grows_on_demand_and_shrinks_without_replacement(
+        aws, auto_pool, tmp_path, fire_lease):
+    """Each order is a one-time Spot Fleet of one type, in whole instances whatever the
+    weights; booting instances are supply (no second order); an instance that leaves is
+    not replaced (nothing to lower: a one-time fleet never replaces) and the annex's size
+    drops; the lease function ends every order's fleet."""
+    pool, demand = auto_pool
+    config = fleet_file(tmp_path)
+    with AnnexDaemon(pool, DAEMON_CREDENTIALS):
+        made = create_fleet_auto(pool, config, "sfa", "-max-instances", "3")
+        assert made.returncode == 0, made.stderr
+        assert aws.target_input("sfa")["AnnexType"] == "spot-fleet" and fleets_of(aws, "sfa") == []
+        # The caps count it at 3 instances (not 3 units / weight 2): 3 + 5 > 7.
+        more = create_fleet_auto(pool, config, "more", "-max-instances", "5")
+        assert more.returncode != 0 and "ANNEX_MAX_INSTANCES" in more.stderr, more.stderr
+
+        # 5 one-CPU jobs: three m5.large (two jobs each) are the cheapest per job.
+        demand.set([job("sfa", n) for n in range(5)])
+        wait_for(lambda: len(instances_of(aws, "sfa")) == 3)
+        time.sleep(1)  # later cycles count the booting instances as supply
+        assert orders(pool) == [("sfa", "m5.large", 3, "done")]
+        fleets = fleets_of(aws, "sfa")
+        assert len(fleets) == 1 and fleets[0]["SpotFleetRequestConfig"]["TargetCapacity"] == 6
+        request_token = aws.target_input("sfa")["ClientToken"]
+        token = order_token(request_token, 1)
+        assert {"Key": ORDER_TAG, "Value": token} in fleets[0]["Tags"]
+        for instance in instances_of(aws, "sfa"):
+            tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
+            assert instance["InstanceType"] == "m5.large" and tags[ORDER_TAG] == token
+            assert tags[CLIENT_TOKEN_TAG] == request_token
+        shown = status(pool, "sfa")["auto"]
+        assert shown["max_instances"] == 3 and shown["instances"] == 3 and shown["jobs"] == 5
+        assert "order: 3 x m5.large (6 capacity units)" in shown["last_order"]["why"]
+
+        # The jobs ran and left; one instance idled out and shut itself down.
+        demand.set()
+        gone = instances_of(aws, "sfa")[0]["InstanceId"]
+        aws.ec2.terminate_instances(InstanceIds=[gone])
+        wait_for(lambda: status(pool, "sfa")["auto"]["instances"] == 2)
+        time.sleep(0.6)
+        assert len(instances_of(aws, "sfa")) == 2 and len(orders(pool)) == 1
+        assert len(fleets_of(aws, "sfa")) == 1
+        table = pool.condor_annex("-status", keys=False).stdout
+        assert "sfa sizes itself: 2 instance(s) now, up to 3" in table, table
+    lease = aws.target_input("sfa")
+    fire_lease(lease, now=lease["LeaseExpiration"] + 1)
+    assert instances_of(aws, "sfa") == [] and fleets_of(aws, "sfa") == []
+    assert not any(aws.annex_resources("sfa").values())
+
+
+@pytest.mark.parametrize("point", ["EC2 RequestSpotFleet:before", "EC2 RequestSpotFleet:after"])
+def test_a_crash_at_a_fleet_order_keeps_one_order_within_the_budget(aws, auto_pool, tmp_path,
+                                                                     point):
+    """kill -9 just before and just after an order's RequestSpotFleet: the order was on disk
+    first; after the restart it is finished once (its fleet found by its order tag, or sent
+    again with its ClientToken), and spent plus committed stays within -max-cost."""
+    pool, demand = auto_pool
+    config = fleet_file(tmp_path)
+    with AnnexDaemon(pool, DAEMON_CREDENTIALS):
+        # $0.20 buys two m5.large for the hour and the grace minute ($0.0976 each), not three.
+        made = create_fleet_auto(pool, config, "phoenix", "-max-instances", "3",
+                                 "-max-cost", "0.2")
+        assert made.returncode == 0, made.stderr
+    demand.set([job("phoenix", n) for n in range(5)])
+    AnnexDaemon(pool, {**DAEMON_CREDENTIALS, "ANNEXD_TEST_CRASH_AT": point}).crash_during()
+    assert orders(pool) == [("phoenix", "m5.large", 2, "sent")]
+    assert len(fleets_of(aws, "phoenix")) == (1 if point.endswith("after") else 0)
+    with AnnexDaemon(pool, DAEMON_CREDENTIALS):
+        wait_for(lambda: orders(pool)[0][3] == "done")
+        time.sleep(1)
+        assert orders(pool) == [("phoenix", "m5.large", 2, "done")]
+        assert len(fleets_of(aws, "phoenix")) == 1 and len(instances_of(aws, "phoenix")) == 2
+        why = " ".join(status(pool, "phoenix")["auto"]["why"])
+        committed = float(why.split("committed at worst: $")[1].split()[0])
+        assert committed <= 0.2 and "-max-cost ($0.20)" in why, why
+        assert pool.condor_annex("-annex-name", "phoenix", "-off", keys=False).returncode == 0
+    assert instances_of(aws, "phoenix") == [] and fleets_of(aws, "phoenix") == []
+
+
+def test_an_open_fleet_order_counts_as_coming_until_filled_or_closed(tmp_path):
+    """Real AWS fills a one-time fleet asynchronously (moto at once): until every instance
+    it ordered is seen, or its ValidUntil has passed, what it may still launch is booting
+    supply (no second order) and counts for the money rule."""
+    from types import SimpleNamespace
+    from annexd.commands.auto import _coming
+    from annexd.state.journal import Journal
+    journal = Journal(str(tmp_path / "journal.sqlite"))
+    try:
+        request_id = journal.begin(_auto_plan(_spot_config()), daemon_credentials=True)
+        token, at = "auto1-x", 1000.0
+        journal.order_sent(request_id, {"number": 1, "client_token": token,
+                                        "instance_type": "m5.large", "count": 3,
+                                        "hourly": 0.1, "why": "demand", "at": at})
+        journal.order_settled(request_id, 1, "open", [], 0.1, at)
+        ctx, row = SimpleNamespace(journal=journal), {"id": request_id}
+        assert journal.running_hourly(request_id) == [0.1] * 3
+        assert [i.instance_type for i in _coming(ctx, row, [], at + 10)] == ["m5.large"] * 3
+        listed = [{"id": "i-1", "type": "m5.large", "tags": {ORDER_TAG: token}},
+                  {"id": "i-9", "type": "m5.large", "tags": {ORDER_TAG: "another"}}]
+        assert len(_coming(ctx, row, listed, at + 20)) == 2
+        assert json.loads(journal.orders(request_id)[0]["instance_ids"]) == ["i-1"]
+        assert journal.running_hourly(request_id) == [0.1] * 3   # i-1 and the two coming
+        # Its ValidUntil (plus the grace minute) passed: AWS launches nothing more for it.
+        closed = at + spotfleet.ORDER_WINDOW_SECONDS + budget.GRACE_SECONDS
+        assert _coming(ctx, row, listed, closed) == []
+        assert journal.orders(request_id)[0]["state"] == "done"
+        assert journal.running_hourly(request_id) == [0.1]
+    finally:
+        journal.close()
