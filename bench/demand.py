@@ -68,13 +68,17 @@ import classad2  # noqa: E402
 from annexd.demand import budget as money  # noqa: E402
 from annexd.demand import cycle, jobs, planner, slots, supply  # noqa: E402
 from annexd.demand.jobs import Requests  # noqa: E402
+from annexd.launch.plan import AUTO_IDLE_SECONDS  # noqa: E402
 from annexd_lambda.lease import ANNEX_TAG  # noqa: E402
 from annex_ec2.closedpipe import quiet_when_output_closes  # noqa: E402
 
 ANNEX, OWNER = "burst", "alice"
 TICK = 5                    # the simulation's step, and the negotiator's cycle (s)
 BOOT_DELAY = 90             # launch to advertised slot (s)
-IDLE_TIMEOUT = 120          # STARTD_NOCLAIM_SHUTDOWN (s): -idle of the auto annex
+#: STARTD_NOCLAIM_SHUTDOWN (s): an auto annex's default idle time, about one boot delay (the
+#: ski-rental rule, annexd.launch.plan.AUTO_IDLE_SECONDS); 120 s left each instance idle 6% of
+#: a half-hour job's life after its last job.
+IDLE_TIMEOUT = AUTO_IDLE_SECONDS
 LEASE = 3600                # an auto annex's lease, extended while demand lasts (s)
 MAX_INSTANCES = 50          # -max-instances
 MAX_COST = 50.0             # -max-cost (US dollars), per trace

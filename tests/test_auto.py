@@ -27,6 +27,7 @@ from annexd.commands.auto import order_token
 from annexd.demand import budget
 from annexd.launch import ondemand, spotfleet
 from annexd.launch.base import ORDER_TAG
+from annexd.launch.plan import AUTO_IDLE_SECONDS, auto_idle_seconds
 from annexd.rpc import protocol
 
 
@@ -264,7 +265,8 @@ def _auto_plan(fleet_config: dict[str, Any]) -> Any:
                       owner_uid=0, settings=settings, lease_rate_minutes=1, now=0,
                       pool=type("P", (), {"collector_host": "cm", "idtoken_file": "t",
                                           "send_password": False, "token": None,
-                                          "unclaimed_timeout": 300})(),
+                                          "unclaimed_timeout": 300,
+                                          "negotiator_interval": 60})(),
                       user_name="alice")
 
 
@@ -303,6 +305,7 @@ def test_a_spot_fleet_order_is_a_one_time_fleet_of_whole_instances_of_one_type()
          "SpotPrice": "0.05"}], Type="maintain")
     plan = _auto_plan(config)
     assert plan.max_instances == 2 and plan.most_instances == 2
+    assert plan.idle_seconds == AUTO_IDLE_SECONDS      # not the site's default of 300
     from annexd.money import costs
     assert costs.worst_instances(plan) == 2     # instances, not units / the smallest weight
     order = spotfleet.order_config(plan.launch_request, "m5.xlarge", 4.0, 3, "tok", 1e9)
@@ -496,3 +499,11 @@ def test_an_open_fleet_order_counts_as_coming_until_filled_or_closed(tmp_path):
         assert journal.running_hourly(request_id) == [0.1]
     finally:
         journal.close()
+
+
+def test_an_auto_annexs_idle_time_outlasts_a_negotiation_cycle():
+    """About one boot delay (ski rental), but never so short that a booted instance leaves
+    before the negotiator's next cycle could match it (then it would be ordered again and
+    again)."""
+    assert auto_idle_seconds(60) == AUTO_IDLE_SECONDS == 90
+    assert auto_idle_seconds(300) == 330

@@ -30,6 +30,22 @@ LAMBDA_ARN = re.compile(
     r"(:(\$LATEST|[A-Za-z0-9_-]+))?\Z")
 
 
+#: How long an auto annex's instance stays unclaimed before it shuts itself down, unless
+#: -idle says otherwise (STARTD_NOCLAIM_SHUTDOWN): about what a new instance takes from the
+#: order to its slot in the pool.  The daemon orders again within one demand cycle when
+#: demand comes back, so an instance kept idle longer than a replacement takes to arrive costs
+#: more than it saves (the ski-rental rule: at most twice the best one could do knowing the
+#: future); bench/demand.py measured the unclaimed time of a 120-s timeout over the issue's
+#: goal, all of it the timeout after each instance's last job (docs/benchmarks.md).
+AUTO_IDLE_SECONDS = 90
+
+
+def auto_idle_seconds(negotiator_interval: int) -> int:
+    """An auto annex's default idle time: AUTO_IDLE_SECONDS, but always half a minute more
+    than a negotiation cycle, so that a booted instance is matched before it leaves (else
+    the daemon would order it again and again, each leaving unmatched)."""
+    return max(AUTO_IDLE_SECONDS, negotiator_interval + 30)
+
 #: Why -auto takes no EC2 Fleet config (yet).
 AUTO_EC2_FLEET = (
     "-auto with an EC2 Fleet config: an EC2 Fleet launches only from launch templates, and a "
@@ -310,7 +326,9 @@ def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: RegionSetting
         rule_schedule=rate_expression(lease_rate_minutes),
         collector_host=pool.collector_host,
         owners=tuple(annex["owners"]) if "owners" in annex else (user_name,),
-        idle_seconds=annex.get("idle_seconds", pool.unclaimed_timeout),
+        idle_seconds=annex.get("idle_seconds",
+                               auto_idle_seconds(pool.negotiator_interval)
+                               if auto is not None else pool.unclaimed_timeout),
         pool_auth=pool_auth,
         token_id=idtoken.new_token_id() if minted else "",
         token_identity=_token_identity(pool, annex_id, user_name) if minted else "",
