@@ -8,17 +8,17 @@ A fake clock and a simulated execute side: an instance advertises one partitiona
 advertised slots that match them -- ``classad2`` matching of the job ad against the slot ad,
 with the annex's real START (annexd.demand.slots) -- and have the CPUs, memory and GPUs free;
 a job runs for its runtime; an instance whose slot stays unclaimed for the idle timeout shuts
-itself down (``STARTD_NOCLAIM_SHUTDOWN``), and an auto annex's fleet target is lowered with it,
-so it is not replaced.
+itself down (``STARTD_NOCLAIM_SHUTDOWN``) and is not replaced (an auto annex's orders are
+RunInstances or one-time Spot Fleets, which replace nothing).
 
 The planner (annexd.demand.planner) decides.  By default its orders go straight to the
 simulated execute side; with ``--emulator`` they go to the AWS emulator (moto's server, as the
 test suite runs it): each order is one RunInstances per type, tagged with the annex as the
 daemon tags instances, every cycle's supply is what DescribeInstances lists for that tag
 (pending or running), and an instance that leaves is terminated there -- so the decision time
-includes listing the annex in AWS.  (The daemon's ``-auto`` loop, which would order through
-the annex's own fleet, is not built yet; moto launches at once, and the boot delay is
-simulated either way.)
+includes listing the annex in AWS.  (The daemon's ``-auto`` loop, annexd.commands.auto,
+sends the same decisions as RunInstances or one one-time Spot Fleet per order; moto launches
+at once, and the boot delay is simulated either way.)
 
 Policies:
 

@@ -28,6 +28,51 @@ Shrinking is the instances' own: one left unclaimed past its idle time shuts dow
 ``InstanceInitiatedShutdownBehavior=terminate``, is gone); the daemon never terminates an
 instance, so never one with a claimed slot.  A kill -9 anywhere leaves instances tagged for
 the lease, a lease within the caps, and at most one order to finish.
+
+**Orders by kind.**  An on-demand annex's order is one RunInstances.  A Spot Fleet annex's
+order is one *one-time* Spot Fleet of its own (``Type=request``,
+:func:`annexd.launch.spotfleet.order_config`): the config's launch specifications of the one
+instance type the planner chose, for exactly ``count x WeightedCapacity`` units (whole-number
+weights only, so AWS launches exactly ``count`` instances), its ClientToken the order's, the
+order tag on the fleet and on every instance, and a ``ValidUntil`` a few minutes on
+(``ORDER_WINDOW_SECONDS``, ``TerminateInstancesWithExpiration=false``).  The other design, one
+``maintain`` fleet whose TargetCapacity the daemon raises (ModifySpotFleetRequest) and lowers
+as instances leave, was not taken, because for money and crash recovery it is worse:
+
+- a maintain fleet *replaces* every instance that leaves -- one shut down idle, one
+  interrupted -- unless the daemon lowered the target first; between the instance's own
+  shutdown and the daemon's next look (or for as long as the daemon is down) AWS launches
+  idle instances that shut down and are replaced again, until the lease ends.  A one-time
+  fleet never replaces anything: an instance that leaves is gone whether or not the daemon is
+  alive, and there is no target to lower (``ExcessCapacityTerminationPolicy`` never comes
+  into it, so no call of ours can terminate an instance with a claimed slot);
+- with several types and weights, a maintain fleet's target is in units and AWS picks the
+  types: the instance count and the price per hour follow from AWS's choice, not the
+  planner's.  An order of one type and weight is exactly the instances the caps and the
+  money rule counted (``-max-instances``, ``ANNEX_MAX_INSTANCES`` count instances, dollars
+  are per instance: the Spot maximum times the weight);
+- RequestSpotFleet takes a ClientToken, so a journaled order sent again after a crash is
+  one fleet in AWS; ModifySpotFleetRequest takes none, and a target computed from what was
+  listed before the crash may be stale after it.  (moto honours neither the token nor
+  ``Type``, and its ModifySpotFleetRequest lowers a target only with the termination policy
+  left out and tracks capacity by type and subnet: the order tag is how a crash's order is
+  found here, and nothing relies on Modify.)
+
+A one-time fleet AWS cannot fill at once (no capacity in its pools) stays open until its
+``ValidUntil``: such an order is settled ``open``, and until every instance it ordered has
+been seen or the window is over, what it may still launch counts as booting supply (so it is
+not ordered again) and as instances for the caps and the money rule
+(:meth:`annexd.state.journal.Journal.running_hourly`).  A crash between the journal and the
+call is finished with the same config (its ``ValidUntil`` is the journaled order's), or, too
+close to the window's end to be worth it, settled failed for the next cycle to decide again.
+Every order's fleet carries the annex and request tags, so the lease function and ``-off``
+end them all (cancel, terminating their instances), and their instances carry them too.
+
+EC2 Fleet configs are refused for ``-auto``: an EC2 Fleet launches only from launch
+templates, and a template chooses its own instance profile, key pair and user data, which an
+annex the daemon pays for must take from the site (issue 23, requirement 4).  Supporting them
+needs a launch template the site names (a knob) and a daemon policy that lets CreateFleet use
+that template only.
 """
 from __future__ import annotations
 
