@@ -320,6 +320,24 @@ def test_a_spot_fleet_order_is_a_one_time_fleet_of_whole_instances_of_one_type()
         assert {"Key": ANNEX_TAG, "Value": plan.annex_id} in tags[0]["Tags"]
 
 
+def test_a_fleet_order_launches_nothing_dearer_than_it_was_budgeted_at():
+    """Two specs of one type and weight at different Spot maxima (two subnets, say): the
+    planner prices the type at the cheaper, so the order's fleet may not use the dearer."""
+    from annexd.commands.auto import _fleet_order
+    from annexd.demand.planner import choices
+    plan = _auto_plan(_spot_config(LaunchSpecifications=[
+        {"ImageId": AMI, "InstanceType": "m5.large", "WeightedCapacity": 2,
+         "SpotPrice": "0.05", "SubnetId": "subnet-dear"},
+        {"ImageId": AMI, "InstanceType": "m5.large", "WeightedCapacity": 2,
+         "SpotPrice": "0.02", "SubnetId": "subnet-cheap"}]))
+    (choice,), _ = choices(plan)
+    assert choice.hourly == pytest.approx(0.04)          # 0.02 a unit-hour x 2 units
+    order = _fleet_order(plan, {"number": 1, "instance_type": "m5.large", "count": 2,
+                                "client_token": "tok", "at": 0.0, "hourly": choice.hourly})
+    assert [s["SubnetId"] for s in order["LaunchSpecifications"]] == ["subnet-cheap"]
+    assert order["TargetCapacity"] == 4
+
+
 def test_order_tokens_are_stable_distinct_and_fit_ec2():
     token = "burst_" + "0" * 36
     assert order_token(token, 1) == order_token(token, 1) != order_token(token, 2)
@@ -507,3 +525,28 @@ def test_an_auto_annexs_idle_time_outlasts_a_negotiation_cycle():
     again)."""
     assert auto_idle_seconds(60) == AUTO_IDLE_SECONDS == 90
     assert auto_idle_seconds(300) == 330
+
+
+def test_a_fleet_order_left_sent_past_its_window_is_given_up_not_sent_late(aws, auto_pool,
+                                                                          tmp_path):
+    """A daemon down longer than an order's window (kill -9 before its RequestSpotFleet):
+    the order, whose fleet would open for less than a minute, is settled failed rather than
+    sent, and the next cycle orders afresh from what it sees: one fleet, never two."""
+    pool, demand = auto_pool
+    config = fleet_file(tmp_path)
+    with AnnexDaemon(pool, DAEMON_CREDENTIALS):
+        made = create_fleet_auto(pool, config, "late", "-max-instances", "2")
+        assert made.returncode == 0, made.stderr
+    demand.set([job("late", n) for n in range(3)])
+    AnnexDaemon(pool, {**DAEMON_CREDENTIALS,
+                       "ANNEXD_TEST_CRASH_AT": "EC2 RequestSpotFleet:before"}).crash_during()
+    with sqlite3.connect(pool.journal_file) as db:  # the outage: the order is that much older
+        db.execute("UPDATE auto_orders SET at = at - ?", (spotfleet.ORDER_WINDOW_SECONDS,))
+    with AnnexDaemon(pool, DAEMON_CREDENTIALS):
+        wait_for(lambda: len(orders(pool)) == 2 and orders(pool)[1][3] == "done")
+        time.sleep(0.6)
+        assert orders(pool) == [("late", "m5.large", 2, "failed"),
+                                ("late", "m5.large", 2, "done")]
+        assert len(fleets_of(aws, "late")) == 1 and len(instances_of(aws, "late")) == 2
+        assert pool.condor_annex("-annex-name", "late", "-off", keys=False).returncode == 0
+    assert instances_of(aws, "late") == [] and fleets_of(aws, "late") == []

@@ -299,11 +299,16 @@ def _fleet_order(plan: AnnexPlan, order: dict[str, Any]) -> dict[str, Any]:
     """A journaled order's RequestSpotFleet config: the same on every attempt (made from the
     plan and the journaled order only), as one ClientToken requires."""
     weights = {choice.instance_type: choice.weight for choice in choices(plan)[0]}
+    budgeted = order["hourly"]
+
+    def affordable(option: Option) -> bool:  # no spec dearer than the order's budgeted price
+        price = instance_price(option, False)
+        return budgeted is None or (price is not None and price <= budgeted + 1e-9)
     try:
         return spotfleet.order_config(
             plan.launch_request, order["instance_type"],
             weights.get(order["instance_type"], 1.0), order["count"], order["client_token"],
-            order["at"] + spotfleet.ORDER_WINDOW_SECONDS)
+            order["at"] + spotfleet.ORDER_WINDOW_SECONDS, affordable)
     except LaunchConfigError as error:  # cannot happen: the planner chose from the plan
         raise OperationError("invalid-request", f"order {order['number']}: {error}") from None
 

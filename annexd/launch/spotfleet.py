@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from annexd_lambda.lease import ANNEX_TAG
 
@@ -96,6 +96,14 @@ def _check_values(config: dict[str, Any]) -> None:
         check_weight(f"{where}.WeightedCapacity", spec.get("WeightedCapacity"))
 
 
+def spec_option(request: dict[str, Any], spec: dict[str, Any]) -> Option:
+    """What one launch specification (or override) may launch: its type, its Spot maximum
+    per unit-hour (its own, else the fleet's; None: the on-demand price) and its weight."""
+    price = spec.get("SpotPrice") or request.get("SpotPrice")
+    return Option(spec.get("InstanceType"), float(price) if price else None,
+                  float(spec.get("WeightedCapacity") or 1))
+
+
 class SpotFleet(Kind):
     annex_type = "spot-fleet"
     label = "Spot Fleet config"
@@ -162,12 +170,7 @@ class SpotFleet(Kind):
         return self.capacity(request) - int(request.get("OnDemandTargetCapacity", 0))
 
     def options(self, request: dict[str, Any]) -> list[Option]:
-        fleet_price = request.get("SpotPrice")
-        return [Option(spec.get("InstanceType"),
-                       float(spec.get("SpotPrice") or fleet_price)
-                       if (spec.get("SpotPrice") or fleet_price) else None,
-                       float(spec.get("WeightedCapacity") or 1))
-                for _, spec in _specs(request)]
+        return [spec_option(request, spec) for _, spec in _specs(request)]
 
     def hourly_cap(self, request: dict[str, Any]) -> float | None:
         spot = self.spot_capacity(request)
@@ -215,20 +218,24 @@ def check_auto(request: dict[str, Any]) -> None:
 
 
 def order_config(template: dict[str, Any], instance_type: str, weight: float, count: int,
-                 order_token: str, valid_until: float) -> dict[str, Any]:
+                 order_token: str, valid_until: float,
+                 affordable: Callable[[Option], bool] = lambda option: True) -> dict[str, Any]:
     """The RequestSpotFleet config of one order of an auto annex: a one-time (``request``)
     fleet of ``count`` instances of ``instance_type`` -- the template's (the plan's launch
     request: image, the admin's profile and groups, tags) launch specifications of that type
-    and weight only, for exactly ``count`` x ``weight`` units -- idempotent by
-    ``order_token``, tagged with it (fleet and instances), and open until ``valid_until``
-    (after which AWS launches nothing more for it; what runs stays, for the lease to end)."""
+    and weight only, and of those only the ones ``affordable`` takes (none dearer per hour
+    than the price the order was budgeted at), for exactly ``count`` x ``weight`` units --
+    idempotent by ``order_token``, tagged with it (fleet and instances), and open until
+    ``valid_until`` (after which AWS launches nothing more for it; what runs stays, for the
+    lease to end)."""
     config = copy.deepcopy(template)
     specs = [spec for spec in config.get("LaunchSpecifications", [])
              if spec.get("InstanceType") == instance_type
-             and float(spec.get("WeightedCapacity") or 1) == weight]
+             and float(spec.get("WeightedCapacity") or 1) == weight
+             and affordable(spec_option(template, spec))]
     if not specs:
         raise LaunchConfigError(f"no launch specification of {instance_type} with weight "
-                                f"{weight:g}")
+                                f"{weight:g} at the price planned")
     order = {ORDER_TAG: order_token}
     for spec in specs:
         spec["TagSpecifications"] = tag_resource(spec.get("TagSpecifications", []), "instance",
