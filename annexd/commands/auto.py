@@ -270,16 +270,15 @@ def _order(ctx: Context, aws: AnnexAws, row: dict[str, Any], plan: AnnexPlan,
 def _send(ctx: Context, aws: AnnexAws, row: dict[str, Any], plan: AnnexPlan,
           order: dict[str, Any]) -> list[str]:
     """The launch call of a journaled order, settled in the journal: RunInstances, or, for a
-    Spot Fleet annex, RequestSpotFleet of a one-time fleet (settled ``open`` until all it
-    ordered is seen).  A refusal settles it as failed (EC2 started nothing); a call that may
-    have taken effect (a timeout, a throttle) leaves it sent, for the next cycle to look for
-    and finish."""
-    state = "done"
+    Spot Fleet annex, RequestSpotFleet of a one-time fleet (settled ``open``: AWS fills it
+    later, and the next cycles see its instances, :func:`_coming`).  A refusal settles it as
+    failed (EC2 started nothing); a call that may have taken effect (a timeout, a throttle)
+    leaves it sent, for the next cycle to look for and finish."""
+    state, ids = "done", []
     try:
         if plan.annex_type == launch.SPOT_FLEET.annex_type:
             aws.request_spot_fleet(_fleet_order(plan, order))
-            ids = _order_instances(aws, plan, order)
-            state = "done" if len(ids) >= order["count"] else "open"
+            state = "open"
         else:
             params = ondemand.order_request(plan.launch_request, order["instance_type"],
                                             order["count"], order["client_token"])
