@@ -550,3 +550,15 @@ def test_a_fleet_order_left_sent_past_its_window_is_given_up_not_sent_late(aws, 
         assert len(fleets_of(aws, "late")) == 1 and len(instances_of(aws, "late")) == 2
         assert pool.condor_annex("-annex-name", "late", "-off", keys=False).returncode == 0
     assert instances_of(aws, "late") == [] and fleets_of(aws, "late") == []
+
+
+def test_status_says_what_an_open_fleet_order_has_not_launched_yet():
+    from condor_annex.status import auto_lines
+    lines = auto_lines([{"name": "sfa", "auto": {
+        "instances": 1, "coming": 2, "max_instances": 3, "max_cost": None, "jobs": 5,
+        "claimed_slots": 0, "why": ["order: nothing"], "lease": "demand now",
+        "last_order": {"at": 0, "state": "open", "count": 3, "instance_type": "m5.large",
+                       "why": "demand"}}}])
+    assert "sfa sizes itself: 1 instance(s) now (2 more ordered, not yet launched), up to 3" \
+        in lines
+    assert "  last order (" in lines[-1] and "open): 3 x m5.large, because demand" in lines[-1]
