@@ -302,7 +302,8 @@ def test_a_spot_fleet_order_is_a_one_time_fleet_of_whole_instances_of_one_type()
     config = _spot_config(LaunchSpecifications=[
         {"ImageId": AMI, "InstanceType": "m5.large", "WeightedCapacity": 2},
         {"ImageId": AMI, "InstanceType": "m5.xlarge", "WeightedCapacity": 4,
-         "SpotPrice": "0.05"}], Type="maintain")
+         "SpotPrice": "0.05"}], Type="maintain", ReplaceUnhealthyInstances=True,
+        SpotMaintenanceStrategies={"CapacityRebalance": {"ReplacementStrategy": "launch"}})
     plan = _auto_plan(config)
     assert plan.max_instances == 2 and plan.most_instances == 2
     assert plan.idle_seconds == AUTO_IDLE_SECONDS      # not the site's default of 300
@@ -310,6 +311,8 @@ def test_a_spot_fleet_order_is_a_one_time_fleet_of_whole_instances_of_one_type()
     assert costs.worst_instances(plan) == 2     # instances, not units / the smallest weight
     order = spotfleet.order_config(plan.launch_request, "m5.xlarge", 4.0, 3, "tok", 1e9)
     assert order["Type"] == "request" and order["ClientToken"] == "tok"
+    # A maintain fleet's settings, which AWS refuses on a one-time fleet, are left out.
+    assert not {"ReplaceUnhealthyInstances", "SpotMaintenanceStrategies"} & set(order)
     assert order["TargetCapacity"] == 12       # exactly 3 instances of weight 4
     assert [s["InstanceType"] for s in order["LaunchSpecifications"]] == ["m5.xlarge"]
     assert order["ValidUntil"] == "2001-09-09T01:46:40Z"

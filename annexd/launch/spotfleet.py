@@ -243,8 +243,10 @@ def order_config(template: dict[str, Any], instance_type: str, weight: float, co
     config["LaunchSpecifications"] = specs
     config["TagSpecifications"] = tag_resource(config.get("TagSpecifications", []),
                                                "spot-fleet-request", order, "TagSpecifications")
+    # What only a maintain fleet takes (AWS refuses it on a one-time fleet), or no order uses.
     for name in ("OnDemandTargetCapacity", "OnDemandMaxTotalPrice", "ValidFrom",
-                 "LaunchTemplateConfigs"):
+                 "LaunchTemplateConfigs", "ReplaceUnhealthyInstances",
+                 "SpotMaintenanceStrategies", "ExcessCapacityTerminationPolicy"):
         config.pop(name, None)
     config.update(
         TargetCapacity=int(count * weight), Type="request", ClientToken=order_token,
