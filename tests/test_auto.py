@@ -430,6 +430,8 @@ def test_a_spot_fleet_auto_annex_grows_on_demand_and_shrinks_without_replacement
         # 5 one-CPU jobs: three m5.large (two jobs each) are the cheapest per job.
         demand.set([job("sfa", n) for n in range(5)])
         wait_for(lambda: len(instances_of(aws, "sfa")) == 3)
+        # Settled open at the call, done once a cycle has seen all three.
+        wait_for(lambda: orders(pool) == [("sfa", "m5.large", 3, "done")])
         time.sleep(1)  # later cycles count the booting instances as supply
         assert orders(pool) == [("sfa", "m5.large", 3, "done")]
         fleets = fleets_of(aws, "sfa")
