@@ -46,6 +46,7 @@ def auto_idle_seconds(negotiator_interval: int) -> int:
     the daemon would order it again and again, each leaving unmatched)."""
     return max(AUTO_IDLE_SECONDS, negotiator_interval + 30)
 
+
 #: Why -auto takes no EC2 Fleet config (yet).
 AUTO_EC2_FLEET = (
     "-auto with an EC2 Fleet config: an EC2 Fleet launches only from launch templates, and a "
