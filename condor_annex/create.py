@@ -383,7 +383,11 @@ class CreateAnnex(Command):
 
     def show(self, result: dict[str, Any], settings: knobs.ClientSettings) -> int:
         end = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(result["lease_end"]))
-        if result.get("added_launch"):  # the same name again: added under the annex's lease
+        if result.get("recovered_launch"):  # finished by the daemon; nothing was added
+            print(f"condor_annex: annex {result['annex_id']} is up (launch "
+                  f"{result['recovered_launch']}, finished by condor_annexd); its lease ends "
+                  f"{end}.", file=sys.stderr)
+        elif result.get("added_launch"):  # the same name again: added under the annex's lease
             print(f"condor_annex: added launch {result['added_launch']} to annex "
                   f"{result['annex_id']}; its lease ends {end}.", file=sys.stderr)
         else:

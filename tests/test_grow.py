@@ -170,6 +170,12 @@ def test_kill_between_journaling_an_added_launch_and_its_call_then_finish_once(
         assert unfinished(crash_pool) == []
         report = status_of(crash_pool, "phoenix")
         assert report["state"] == "active" and len(report["launches"]) == 2
+        # The owner's repeat (what the interrupted command said to do) is told, once, that
+        # the daemon finished it: nothing is added.
+        again = annex(crash_pool, "-lease-duration", "3600")
+        assert again.returncode == 0 and "finished annex 'phoenix' (launch 2) itself" in \
+            again.stderr and "nothing more was added" in again.stderr, again.stderr
+        assert len(live_fleets(aws, "phoenix")) == 2
         # Paid by the daemon's identity: the owner's keys add nothing to it.
         keys = annex(crash_pool, "-lease-duration", "3600", keys=True)
         assert keys.returncode == 4, keys.stderr

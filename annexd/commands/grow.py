@@ -255,6 +255,10 @@ def add(ctx: Context, row: dict[str, Any], who: Caller, plan: AnnexPlan,
         request: dict[str, Any], payer: Payer, credentials: dict[str, str] | None,
         report: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
     """A create of a live annex's name: finish a launch a crash left sent, or add one."""
+    if row["owner_uid"] == who.uid and row["state"] == RequestState.ACTIVE:
+        told = _recovered(ctx, row)
+        if told is not None:
+            return told
     try:
         pending = _pending(ctx, row)
         if pending is not None:
@@ -433,6 +437,45 @@ def recover(ctx: Context) -> None:
             continue
         log.info("annex %s: interrupted launch %d: %s", row["annex_id"], launch["number"],
                  "finished" if reply["ok"] else reply["error"]["message"])
+        if reply["ok"]:
+            finished_by_recovery(ctx, row["id"], launch["number"])
+
+
+#: The step events that say the daemon's recovery finished a launch (its create's: 1) whose
+#: owner was told "run the same command again", and that the owner's next repeat heard so.
+RECOVERED, TOLD = ("recovered", "done"), ("recovered", "told")
+
+
+def finished_by_recovery(ctx: Context, request_id: int, number: int) -> None:
+    """Record that the restarted daemon finished launch ``number`` of the annex: its owner,
+    told by the interrupted command to run it again, gets that said once instead of a
+    second launch (:func:`_recovered`)."""
+    ctx.journal.step_event(request_id, *RECOVERED, {"launch": number})
+
+
+def _recovered(ctx: Context, row: dict[str, Any]) -> dict[str, Any] | None:
+    """The owner's first repeat after the daemon finished a launch of theirs on its own:
+    say so, add nothing (the repeat was what the interrupted command asked for).  None when
+    there is nothing untold."""
+    events = ctx.journal.step_events(row["id"])
+    if RECOVERED not in events or events[::-1].index(RECOVERED) > \
+            (events[::-1].index(TOLD) if TOLD in events else len(events)):
+        return None
+    ctx.journal.step_event(row["id"], *TOLD)
+    annex = launches.as_journaled(row)
+    done = [launch for launch in ctx.journal.added_launches(row["id"])
+            if launch["state"] == "done"]
+    number = done[-1]["number"] if done else 1
+    if done:
+        part = dataclasses.replace(annex, launch_request=done[-1]["launch_request"])
+        launched, _ = annex.kind.reply(part, done[-1]["outputs"])
+    else:
+        launched, _ = annex.kind.reply(annex, launches.loads(row["outputs"]))
+    return protocol.ok_reply(
+        {"annex_id": annex.annex_id, "type": annex.annex_type, "region": annex.region,
+         "lease_end": annex.lease_end, "recovered_launch": number, **launched},
+        [f"condor_annexd finished annex {annex.annex_id!r} (launch {number}) itself after it "
+         "restarted, so nothing more was added; run the command again to add instances to it"])
 
 
 def _admins(ctx: Context, part: AnnexPlan) -> bool:

@@ -206,7 +206,8 @@ def _recover_one(ctx: Context, request_id: int) -> None:
             log.error("request %d: %s", row["id"], error)
             payload = None
         driver = ctx.driver(plan, row["id"], None, payload)
-        drive_on(ctx, driver, RequestState(row["state"]))
+        if drive_on(ctx, driver, RequestState(row["state"])) is not None:
+            grow.finished_by_recovery(ctx, row["id"], 1)  # its owner's repeat adds nothing
     except steps.CreateFailed as error:
         log.error("request %d: recovery of annex %s failed at %s: %s",
                   row["id"], plan.annex_id, error.step, error.cause)
