@@ -6,7 +6,8 @@ two.  Only what exactly-once needs is forced to disk (``synchronous=FULL``, one 
 accepted request with its plan, which holds the ClientToken, before any AWS call that changes
 anything (a new create's is forced with its check step's *started*, on the journal's own
 thread while the check's look-ups run: :meth:`Journal.record_steps_soon`); the launch step's
-*started*, before the launch call; and lease-end changes.  Every other event is
+*started*, before the launch call; a launch added to a live annex (``added_launches``: the
+same name again), before its call; and lease-end changes.  Every other event is
 committed with ``synchronous=NORMAL``: in WAL mode a power loss may forget the last of them,
 never reorder them, and the next forced commit makes all earlier ones durable too.  What such
 a loss can forget is recovered from AWS: the lease and config steps are idempotent puts; a
