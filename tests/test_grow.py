@@ -309,3 +309,30 @@ def test_each_launch_has_its_own_token_and_the_annexs_tags():
     [spec] = request["LaunchSpecifications"]
     [instance_tags] = [s["Tags"] for s in spec["TagSpecifications"]]
     assert {"Key": CLIENT_TOKEN_TAG, "Value": "x_annex"} in instance_tags
+
+
+def test_a_fleet_added_under_the_cost_cap_carries_what_is_left_of_it():
+    """ANNEX_MAX_COST = 1 and $0.40 spent at worst: the added fleet may cost AWS at most
+    $0.60 over the hour left of the lease (its hourly maxima, which AWS enforces)."""
+    later = part(spot_config(2), START + 3600)
+    capped = costs.with_price_cap(later, Caps(max_cost=1.0), budget=0.6)
+    assert float(capped.launch_request["SpotMaxTotalPrice"]) <= 0.6
+    assert float(capped.launch_request["SpotMaxTotalPrice"]) > 0.59
+
+
+def test_status_counts_the_instances_of_every_launch_template_fleet():
+    """Instances of a launch-template fleet carry only the fleet's ID: -status asks for each
+    launch's fleet, the added ones too."""
+    config = spot_config(1)
+    config["LaunchTemplateConfigs"] = [{"LaunchTemplateSpecification": {
+        "LaunchTemplateName": "annex", "Version": "1"}}]
+    del config["LaunchSpecifications"]
+    plan = plan_of(config)
+    row = {**row_of(plan), "outputs": json.dumps({"spot_fleet_request_id": "sfr-1"})}
+    added_launches = [{"launch_request": plan.launch_request, "state": "done", "number": 2,
+                       "at": START, "outputs": {"spot_fleet_request_id": "sfr-2"}}]
+    assert grow.instance_tags(plan, row, added_launches) == [
+        ("aws:ec2spot:fleet-request-id", "sfr-1"), ("aws:ec2spot:fleet-request-id", "sfr-2")]
+    assert [(l["number"], l["spot_fleet_request_id"])
+            for l in grow.launch_reports(row, plan, added_launches)] == [(1, "sfr-1"),
+                                                                        (2, "sfr-2")]

@@ -58,8 +58,10 @@ def holding(ctx: Context, uid: int, *, besides: int | None = None) -> costs.Hold
     """What the user's live annexes may run and cost (for the per-user caps), each to its
     journaled lease end, every launch of each counted; ``besides`` leaves out one request
     (the one being changed)."""
-    return costs.Holding.of(part for row in ctx.journal.live_rows(owner_uid=uid)
-                            if row["id"] != besides for part in parts(ctx.journal, row))
+    rows = [row for row in ctx.journal.live_rows(owner_uid=uid) if row["id"] != besides]
+    added = ctx.journal.added_launches_of(row["id"] for row in rows)  # one query for all
+    return costs.Holding.of(part for row in rows
+                            for part in parts_of(row, None, added.get(row["id"], [])))
 
 
 def loads(text: str | None) -> dict[str, Any]:
