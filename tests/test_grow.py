@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import dataclasses
 import sqlite3
+import subprocess
 
 import pytest
 
@@ -28,8 +29,7 @@ from localaws.pool import AnnexDaemon, LocalPool
 from conftest import SECRET, SPOT_CONFIG, serving_pool
 from test_caps_units import M5_LARGE, START, plan_of, spot_config
 from test_payer import other_account
-from test_recovery import (DAEMON_CREDENTIALS, KNOBS, annex, crash, live_fleets,
-                           unfinished)
+from test_recovery import DAEMON_CREDENTIALS, KNOBS, annex, live_fleets, unfinished
 
 ODI = ("-aws-on-demand-ami-id", "ami-12c6146b", "-aws-on-demand-instance-type", "m5.large")
 
@@ -155,14 +155,26 @@ def crash_pool(aws, moto_server, tmp_path) -> LocalPool:
                                                 f"{aws.lease_arn}")
 
 
+def grown_in_a_crash(pool: LocalPool, point: str, *, keys: bool = False) -> None:
+    """Create annex phoenix, then add to it, with a daemon that dies like kill -9 at the
+    second ``point`` (the added launch's call: the create's was the first)."""
+    env = {**({} if keys else DAEMON_CREDENTIALS), "ANNEXD_TEST_CRASH_AT": f"{point}:2"}
+
+    def create_then_add() -> subprocess.CompletedProcess:
+        made = annex(pool, "-lease-duration", "3600", keys=keys)
+        assert made.returncode == 0, made.stderr
+        return annex(pool, "-lease-duration", "3600", keys=keys)
+
+    result = AnnexDaemon(pool, env).crash_during(create_then_add)
+    assert result.returncode == 3 and "condor_annexd" in result.stderr
+
+
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_kill_between_journaling_an_added_launch_and_its_call_then_finish_once(
         when, aws, crash_pool):
-    with AnnexDaemon(crash_pool, DAEMON_CREDENTIALS):
-        made = annex(crash_pool, "-lease-duration", "3600")
-        assert made.returncode == 0, made.stderr
-    crash(crash_pool, f"EC2 RequestSpotFleet:{when}", "-lease-duration", "3600")
+    grown_in_a_crash(crash_pool, f"EC2 RequestSpotFleet:{when}")
     assert added(crash_pool, "phoenix") == [(2, "sent")]  # on disk before the call
+    assert len(live_fleets(aws, "phoenix")) == (1 if when == "before" else 2)
     with AnnexDaemon(crash_pool, DAEMON_CREDENTIALS):  # recovery finishes it, once
         assert added(crash_pool, "phoenix") == [(2, "done")]
         assert len(live_fleets(aws, "phoenix")) == 2
@@ -183,12 +195,9 @@ def test_kill_between_journaling_an_added_launch_and_its_call_then_finish_once(
         assert added(crash_pool, "phoenix") == [(2, "done")]
 
 
-def test_user_keys_kill_before_the_added_launch_then_the_owners_repeat_finishes_it(
+def test_user_keys_kill_after_the_added_launchs_call_then_the_owners_repeat_finds_it(
         aws, crash_pool):
-    with AnnexDaemon(crash_pool):
-        assert annex(crash_pool, "-lease-duration", "3600", keys=True).returncode == 0
-    crash(crash_pool, "EC2 RequestSpotFleet:after", "-lease-duration", "3600", keys=True,
-          identity=False)
+    grown_in_a_crash(crash_pool, "EC2 RequestSpotFleet:after", keys=True)
     with AnnexDaemon(crash_pool):  # no identity of its own: the launch waits, sent
         assert added(crash_pool, "phoenix") == [(2, "sent")]
         assert len(live_fleets(aws, "phoenix")) == 2  # the call was made
