@@ -24,6 +24,7 @@ from annexd.launch.plan import AnnexPlan, InvalidRequest
 from annexd.money import costs
 from annexd.rpc import protocol
 from annexd_lambda.lease import ANNEX_TAG, CLIENT_TOKEN_TAG, OWNER_TAG, find_instances
+from localaws import fixtures
 from localaws.pool import AnnexDaemon, LocalPool
 
 from conftest import SECRET, SPOT_CONFIG, serving_pool
@@ -345,3 +346,33 @@ def test_status_counts_the_instances_of_every_launch_template_fleet():
     assert [(l["number"], l["spot_fleet_request_id"])
             for l in grow.launch_reports(row, plan, added_launches)] == [(1, "sfr-1"),
                                                                         (2, "sfr-2")]
+
+
+@pytest.mark.parametrize("kind", ["spot-fleet-launch-template", "ec2-fleet-maintain",
+                                  "ec2-fleet-instant"])
+def test_each_fleet_kind_grows_is_counted_whole_and_ended_by_its_lease(
+        kind, aws, pool, daemon, fire_lease, tmp_path):
+    """Launch-template fleets' instances carry only their fleet's ID (AWS's tag): -status
+    counts each launch's; the lease ends every launch's fleet and instances."""
+    from test_fleet_kinds import KINDS, config_file, fleet_instances, instances
+    example, changes, annex_type, _, _ = KINDS[kind]
+    name = f"kinds-{len(kind)}"
+    fixtures.create_worker_template(aws.ec2)
+    config = config_file(tmp_path, example, **changes)
+    args = ("-annex-name", name, "-lease-duration", "3600", "-lease-function-arn",
+            aws.lease_arn, config)
+    first = pool.condor_annex("-count", "2", *args)
+    assert first.returncode == 0, first.stderr
+    second = pool.condor_annex("-count", "1", *args)
+    assert second.returncode == 0, second.stderr
+    fleet_ids = [first.stdout.strip(), second.stdout.strip()]
+    for fleet_id in fleet_ids:
+        fixtures.tag_fleet_instances_as_aws_does(aws.ec2, fleet_id)
+    report = status_of(pool, name)
+    assert report["type"] == annex_type and report["instances"] == {"running": 3}
+    launched = [i for fleet_id in fleet_ids for i in fleet_instances(aws, fleet_id)]
+    event = aws.target_input(name)
+    summary = fire_lease(event, now=event["LeaseExpiration"] + 1)
+    assert sorted(summary["cancelled_fleets"]) == sorted(fleet_ids)
+    assert {i["State"]["Name"] for i in instances(aws, launched)} == {"terminated"}
+    assert not any(aws.annex_resources(name).values())
