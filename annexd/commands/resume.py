@@ -133,7 +133,8 @@ def recover(ctx: Context, workers: int = 8) -> None:
         state = RequestState(row["state"])
         if state is RequestState.EXTENDING:  # cut short: AWS holds the old end or the new
             ctx.journal.transition(row["id"], RequestState.ACTIVE)  # its intent kept
-            _settle_cut_short(ctx, ctx.journal.request(row["id"]))
+            if row["lease_intent"] is not None:  # else an added launch, an order, a renewal
+                _settle_cut_short(ctx, ctx.journal.request(row["id"]))
         elif state in lifecycle.DRIVEN:
             ctx.journal.transition(row["id"], lifecycle.AFTER_CRASH[state])
     rows = [ctx.journal.request(row["id"]) for row in rows]
