@@ -411,10 +411,11 @@ def recover(ctx: Context) -> None:
     """Finish every added launch a crash left sent, where the daemon may act with its own
     identity (the annex's account, the admin's choices); the others wait for their owners'
     repeat of the command.  Nothing is sent under a lease that is over or about to be."""
-    for row in ctx.journal.live_rows():
-        if row["state"] != RequestState.ACTIVE:
-            continue
-        launch = _pending(ctx, row)
+    rows = [row for row in ctx.journal.live_rows() if row["state"] == RequestState.ACTIVE]
+    added = ctx.journal.added_launches_of(row["id"] for row in rows)  # one query for all
+    for row in rows:
+        launch = next((launch for launch in added.get(row["id"], [])
+                       if launch["state"] == "sent"), None)
         if launch is None:
             continue
         part = dataclasses.replace(launches.as_journaled(row),
