@@ -8,17 +8,18 @@ A fake clock and a simulated execute side: an instance advertises one partitiona
 advertised slots that match them -- ``classad2`` matching of the job ad against the slot ad,
 with the annex's real START (annexd.demand.slots) -- and have the CPUs, memory and GPUs free;
 a job runs for its runtime; an instance whose slot stays unclaimed for the idle timeout shuts
-itself down (``STARTD_NOCLAIM_SHUTDOWN``), and an auto annex's fleet target is lowered with it,
-so it is not replaced.
+itself down (``STARTD_NOCLAIM_SHUTDOWN``) and is not replaced (an auto annex's orders are
+RunInstances or one-time Spot Fleets, which replace nothing).
 
 The planner (annexd.demand.planner) decides.  By default its orders go straight to the
 simulated execute side; with ``--emulator`` they go to the AWS emulator (moto's server, as the
-test suite runs it): each order is one RunInstances per type, tagged with the annex as the
-daemon tags instances, every cycle's supply is what DescribeInstances lists for that tag
-(pending or running), and an instance that leaves is terminated there -- so the decision time
-includes listing the annex in AWS.  (The daemon's ``-auto`` loop, which would order through
-the annex's own fleet, is not built yet; moto launches at once, and the boot delay is
-simulated either way.)
+test suite runs it): each order is what the daemon's ``-auto`` loop (annexd.commands.auto)
+sends for this Spot Fleet config, one one-time Spot Fleet per type
+(annexd.launch.spotfleet.order_config: the annex's and the order's tags on its instances),
+every cycle's supply is what DescribeInstances lists for the annex's tag (pending or
+running), and an instance that leaves is terminated there -- so the decision time includes
+listing the annex in AWS.  (moto fills a fleet at once; the boot delay is simulated either
+way.)
 
 Policies:
 
@@ -68,13 +69,19 @@ import classad2  # noqa: E402
 from annexd.demand import budget as money  # noqa: E402
 from annexd.demand import cycle, jobs, planner, slots, supply  # noqa: E402
 from annexd.demand.jobs import Requests  # noqa: E402
+from annexd.launch import spotfleet  # noqa: E402
+from annexd.launch.base import ORDER_TAG  # noqa: E402
+from annexd.launch.plan import AUTO_IDLE_SECONDS  # noqa: E402
 from annexd_lambda.lease import ANNEX_TAG  # noqa: E402
 from annex_ec2.closedpipe import quiet_when_output_closes  # noqa: E402
 
 ANNEX, OWNER = "burst", "alice"
 TICK = 5                    # the simulation's step, and the negotiator's cycle (s)
 BOOT_DELAY = 90             # launch to advertised slot (s)
-IDLE_TIMEOUT = 120          # STARTD_NOCLAIM_SHUTDOWN (s): -idle of the auto annex
+#: STARTD_NOCLAIM_SHUTDOWN (s): an auto annex's default idle time, about one boot delay (the
+#: ski-rental rule, annexd.launch.plan.AUTO_IDLE_SECONDS); 120 s left each instance idle 6% of
+#: a half-hour job's life after its last job.
+IDLE_TIMEOUT = AUTO_IDLE_SECONDS
 LEASE = 3600                # an auto annex's lease, extended while demand lasts (s)
 MAX_INSTANCES = 50          # -max-instances
 MAX_COST = 50.0             # -max-cost (US dollars), per trace
@@ -192,18 +199,28 @@ class Emulated:
         self.image = fixtures.WORKER_IMAGE
         self.server = MotoServer().start()
         self.ec2 = fixtures.client("ec2", self.server.url, self.REGION)
-        self.calls = 0
+        self.calls = self.orders = 0
+        self.plan = setup()[0]     # the auto annex's Spot Fleet config: every order's template
 
     def reset(self) -> None:
         self.server.reset()
 
-    def launch(self, instance_type: str, count: int) -> list[str]:
-        self.calls += 1
-        reply = self.ec2.run_instances(
-            ImageId=self.image, InstanceType=instance_type, MinCount=count, MaxCount=count,
-            TagSpecifications=[{"ResourceType": "instance",
-                                "Tags": [{"Key": ANNEX_TAG, "Value": ANNEX}]}])
-        return [instance["InstanceId"] for instance in reply["Instances"]]
+    def launch(self, choice: planner.Choice, count: int) -> list[str]:
+        """One order as the daemon sends it for a Spot Fleet annex: a one-time fleet of
+        ``count`` instances of one type (annexd.launch.spotfleet.order_config), then the
+        instances it launched, by its order tag (moto fills a fleet at once)."""
+        self.orders += 1
+        token = f"bench{self.orders}"
+        config = spotfleet.order_config(self.plan.launch_request, choice.instance_type,
+                                        choice.weight, count, token,
+                                        time.time() + spotfleet.ORDER_WINDOW_SECONDS)
+        for spec in config["LaunchSpecifications"]:
+            spec["ImageId"] = self.image
+        self.calls += 2
+        self.ec2.request_spot_fleet(SpotFleetRequestConfig=config)
+        found = self.ec2.describe_instances(Filters=[
+            {"Name": f"tag:{ORDER_TAG}", "Values": [token]}])
+        return sorted(i["InstanceId"] for r in found["Reservations"] for i in r["Instances"])
 
     def listed(self) -> list[supply.Instance]:
         found = []
@@ -244,7 +261,7 @@ class Pool:
 
     def launch(self, name: str, now: float, count: int = 1) -> None:
         choice = self.options[name]
-        ids = (self.aws.launch(name, count) if self.aws else
+        ids = (self.aws.launch(choice, count) if self.aws else
                [f"i-{len(self.nodes) + n:05d}" for n in range(count)])
         self.nodes += [Node(i, choice, now, slots.resources(choice.slot)) for i in ids]
 

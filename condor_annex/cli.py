@@ -133,7 +133,8 @@ OPTIONS = {option.dest: option for option in (
            "(condor_q -long output), and why; calls no AWS API"),
     Option(("-auto",), "auto", None,
            "let the daemon size the annex from its demand (idle jobs routed to it), from "
-           "none up to -max-instances; on-demand settings, paid by the daemon's identity"),
+           "none up to -max-instances; on-demand settings or a Spot Fleet config, paid by "
+           "the daemon's identity"),
     Option(("-max-instances",), "max_instances", "N",
            "with -plan or -auto: order at most N instances"),
     Option(("-max-cost",), "max_cost", "DOLLARS",

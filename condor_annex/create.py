@@ -321,8 +321,8 @@ class CreateAnnex(Command):
                 }.get(found["type"], "Spot Fleet capacity unit(s)")
         most = found.get("instances", found["capacity"])
         instances = "" if most == found["capacity"] else f" (up to {most} instances)"
-        if "auto" in request["annex"]:
-            print(f"Will let condor_annexd start up to {found['capacity']} {what} as your "
+        if "auto" in request["annex"]:  # it orders whole instances, whatever the weights
+            print(f"Will let condor_annexd start up to {most} instance(s) as your "
                   f"jobs need them, for {found['hours']:.2f} hours or longer while they do, "
                   f"costing {cost} over those hours.")
         else:

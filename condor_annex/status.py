@@ -116,6 +116,8 @@ def auto_lines(annexes: list[dict[str, Any]]) -> list[str]:
         cost = "" if auto.get("max_cost") is None else f", at most ${auto['max_cost']:.2f}"
         size = "not looked at yet" if auto.get("instances") is None else \
             f"{auto['instances']} instance(s) now"
+        if auto.get("coming"):  # a fleet order AWS is still filling
+            size += f" ({auto['coming']} more ordered, not yet launched)"
         lines += ["", f"{annex['name']} sizes itself: {size}, up to "
                       f"{auto['max_instances']}{cost}"]
         if auto.get("jobs") is not None:

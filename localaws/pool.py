@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 from annexd.config.knobs import ENDPOINT_KNOBS
 from condor_annex import client
@@ -154,6 +154,17 @@ class LocalPool:
 
 T = TypeVar("T")
 
+#: How :class:`AnnexDaemon` starts ``condor_annexd``: a new interpreter by default; the
+#: tests' fork server (:mod:`localaws.forkserver`) through :func:`launch_daemons_with`.
+_launch: Callable[..., Any] = spawn
+
+
+def launch_daemons_with(launcher: Callable[..., Any] | None) -> None:
+    """Start every later :class:`AnnexDaemon` with ``launcher`` (the signature of
+    :func:`localaws.children.spawn`); ``None`` goes back to a new interpreter each."""
+    global _launch  # pylint: disable=global-statement
+    _launch = launcher or spawn
+
 
 class AnnexDaemon:
     """``condor_annexd`` as a child process; ``stop()`` returns its exit status."""
@@ -161,12 +172,12 @@ class AnnexDaemon:
     def __init__(self, pool: LocalPool, extra_env: dict[str, str] | None = None):
         self.pool = pool
         self.extra_env = extra_env or {}
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: Any = None  # subprocess.Popen, or a forkserver.ForkedProcess
 
     def start(self, timeout: float = 30.0) -> "AnnexDaemon":
-        self.process = spawn([script("condor_annexd"), "-f"],
-                             {**self.pool.env(), **self.extra_env},
-                             os.path.join(self.pool.root, "log", "annexd.stderr"))
+        self.process = _launch([script("condor_annexd"), "-f"],
+                               {**self.pool.env(), **self.extra_env},
+                               os.path.join(self.pool.root, "log", "annexd.stderr"))
         wait_until_ready(self.process, self._answers, "condor_annexd", timeout)
         return self
 

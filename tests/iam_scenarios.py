@@ -272,12 +272,15 @@ class Scenarios:
                      "the backstop to end d-back", until=lambda found: not found, timeout=30)
 
     def auto(self) -> None:
-        """An auto annex, paid by the daemon's identity: its create, one order, -off."""
+        """Auto annexes, paid by the daemon's identity, on-demand and from a Spot Fleet
+        config: each one's create, one order, -off."""
         jobs = os.path.join(self.root, "auto-jobs.ads")
         with open(jobs, "w") as f:
-            f.write('ClusterId = 1\nProcId = 0\nJobStatus = 1\nOwner = "alice"\n'
-                    'RequestCpus = 1\nRequestMemory = 1024\nTargetAnnexName = "d-auto"\n'
-                    'Requirements = TARGET.OpSys == "LINUX"\n')
+            f.write("\n".join(
+                f'ClusterId = 1\nProcId = {number}\nJobStatus = 1\nOwner = "alice"\n'
+                f'RequestCpus = 1\nRequestMemory = 1024\nTargetAnnexName = "{name}"\n'
+                'Requirements = TARGET.OpSys == "LINUX"\n'
+                for number, name in enumerate(("d-auto", "d-autosf"))))
         slots = os.path.join(self.root, "auto-slots.ads")
         open(slots, "w").close()
         self.pool.add_knobs("\n".join([
@@ -289,11 +292,16 @@ class Scenarios:
                               "-aws-on-demand-ami-id", AMI,
                               "-aws-on-demand-instance-type", "m5.large", keys=False)
             assert made.returncode == 0, made.stderr
-            wait_for(lambda: lease.find_instances(self.aws["ec2"], "d-auto"),
-                     "the auto annex's order", timeout=30)
+            made = self.annex("-annex-name", "d-autosf", "-auto", "-max-instances", "1",
+                              "-no-owner", "-lease-duration", "3600", SPOT_CONFIG, keys=False)
+            assert made.returncode == 0, made.stderr
+            for name in ("d-auto", "d-autosf"):
+                wait_for(lambda: lease.find_instances(self.aws["ec2"], name),
+                         f"the auto annex {name}'s order", timeout=30)
             note_tags(self.aws["ec2"], self.facts)
-            off = self.annex("-annex-name", "d-auto", "-off", keys=False)
-            assert off.returncode == 0, off.stderr
+            for name in ("d-auto", "d-autosf"):
+                off = self.annex("-annex-name", name, "-off", keys=False)
+                assert off.returncode == 0, off.stderr
 
     # -- the lease function -------------------------------------------------------------
     def lease_function(self) -> None:

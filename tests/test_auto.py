@@ -19,13 +19,15 @@ from annexd_lambda.lease import ANNEX_TAG, CLIENT_TOKEN_TAG
 from condor_annex import client
 from localaws.pool import AnnexDaemon, LocalPool
 
-from conftest import SECRET
+from conftest import EC2_FLEET_CONFIG, LAUNCH_TEMPLATE_CONFIG, SECRET, SPOT_CONFIG
 from test_ondemand import AMI, instances_of, profile_arn  # noqa: F401
 from test_recovery import DAEMON_CREDENTIALS, KNOBS
 
 from annexd.commands.auto import order_token
 from annexd.demand import budget
-from annexd.launch import ondemand
+from annexd.launch import ondemand, spotfleet
+from annexd.launch.base import ORDER_TAG
+from annexd.launch.plan import AUTO_IDLE_SECONDS, auto_idle_seconds
 from annexd.rpc import protocol
 
 
@@ -251,14 +253,92 @@ def test_max_instances_without_auto_is_an_error():
         auto_settings({"max_instances": "3"})
 
 
-def test_a_fleet_config_with_auto_is_refused_by_name():
-    from annexd.launch.plan import InvalidRequest, build_plan
-    with pytest.raises(InvalidRequest, match="-auto is built for on-demand annexes"):
-        build_plan({"auto": {"max_instances": 2}, "fleet_config": {}, "lease_duration": 60},
-                   owner_uid=0, settings=None, lease_rate_minutes=1, now=0,
-                   pool=type("P", (), {"collector_host": "cm", "idtoken_file": "t",
-                                       "send_password": False, "token": None})(),
-                   user_name="alice")
+def _auto_plan(fleet_config: dict[str, Any]) -> Any:
+    from annexd.config.knobs import RegionSettings
+    from annexd.launch.plan import build_plan
+    settings = RegionSettings(region="us-east-1", endpoints={}, bucket="b", lease_function_arn=(
+        "arn:aws:lambda:us-east-1:123456789012:function:lease"),
+        instance_profile_arn="arn:aws:iam::123456789012:instance-profile/annex",
+        security_group_ids=("sg-12345678",))
+    return build_plan({"auto": {"max_instances": 2}, "fleet_config": fleet_config,
+                       "lease_duration": 3600, "owners": []},
+                      owner_uid=0, settings=settings, lease_rate_minutes=1, now=0,
+                      pool=type("P", (), {"collector_host": "cm", "idtoken_file": "t",
+                                          "send_password": False, "token": None,
+                                          "unclaimed_timeout": 300,
+                                          "negotiator_interval": 60})(),
+                      user_name="alice")
+
+
+def _spot_config(**changes: Any) -> dict[str, Any]:
+    with open(SPOT_CONFIG, encoding="utf-8") as handle:
+        config = json.load(handle)
+    config.update(changes)
+    return config
+
+
+@pytest.mark.parametrize("config, message", [
+    (json.load(open(EC2_FLEET_CONFIG)), "-auto with an EC2 Fleet config: an EC2 Fleet "
+     "launches only from launch templates"),
+    (json.load(open(LAUNCH_TEMPLATE_CONFIG)), "LaunchTemplateConfigs: a launch template "
+     "chooses its own instance profile, key pair and user data, which the site did not"),
+    (_spot_config(OnDemandTargetCapacity=1), "OnDemandTargetCapacity: an -auto annex orders "
+     "Spot capacity"),
+    (_spot_config(InstanceInterruptionBehavior="stop"), "interrupted instances must end"),
+    (_spot_config(LaunchSpecifications=[{"ImageId": AMI, "InstanceType": "m5.large",
+                                         "WeightedCapacity": 1.5}]),
+     r"LaunchSpecifications\[0\].WeightedCapacity: an -auto annex orders whole instances"),
+])
+def test_what_an_auto_fleet_config_cannot_be_is_refused_by_name(config, message):
+    """EC2 Fleet (launch templates only) and Spot Fleet launch templates: the site did not
+    choose what a template holds (issue 23, requirement 4); the rest: an order is exactly
+    N instances of one type, Spot, ending when interrupted."""
+    from annexd.launch.plan import InvalidRequest
+    with pytest.raises(InvalidRequest, match=message):
+        _auto_plan(config)
+
+
+def test_a_spot_fleet_order_is_a_one_time_fleet_of_whole_instances_of_one_type():
+    config = _spot_config(LaunchSpecifications=[
+        {"ImageId": AMI, "InstanceType": "m5.large", "WeightedCapacity": 2},
+        {"ImageId": AMI, "InstanceType": "m5.xlarge", "WeightedCapacity": 4,
+         "SpotPrice": "0.05"}], Type="maintain", ReplaceUnhealthyInstances=True,
+        SpotMaintenanceStrategies={"CapacityRebalance": {"ReplacementStrategy": "launch"}})
+    plan = _auto_plan(config)
+    assert plan.max_instances == 2 and plan.most_instances == 2
+    assert plan.idle_seconds == AUTO_IDLE_SECONDS      # not the site's default of 300
+    from annexd.money import costs
+    assert costs.worst_instances(plan) == 2     # instances, not units / the smallest weight
+    order = spotfleet.order_config(plan.launch_request, "m5.xlarge", 4.0, 3, "tok", 1e9)
+    assert order["Type"] == "request" and order["ClientToken"] == "tok"
+    # A maintain fleet's settings, which AWS refuses on a one-time fleet, are left out.
+    assert not {"ReplaceUnhealthyInstances", "SpotMaintenanceStrategies"} & set(order)
+    assert order["TargetCapacity"] == 12       # exactly 3 instances of weight 4
+    assert [s["InstanceType"] for s in order["LaunchSpecifications"]] == ["m5.xlarge"]
+    assert order["ValidUntil"] == "2001-09-09T01:46:40Z"
+    assert order["TerminateInstancesWithExpiration"] is False
+    for tags in [order["TagSpecifications"], order["LaunchSpecifications"][0][
+            "TagSpecifications"]]:
+        assert {"Key": ORDER_TAG, "Value": "tok"} in tags[0]["Tags"]
+        assert {"Key": ANNEX_TAG, "Value": plan.annex_id} in tags[0]["Tags"]
+
+
+def test_a_fleet_order_launches_nothing_dearer_than_it_was_budgeted_at():
+    """Two specs of one type and weight at different Spot maxima (two subnets, say): the
+    planner prices the type at the cheaper, so the order's fleet may not use the dearer."""
+    from annexd.commands.auto import _fleet_order
+    from annexd.demand.planner import choices
+    plan = _auto_plan(_spot_config(LaunchSpecifications=[
+        {"ImageId": AMI, "InstanceType": "m5.large", "WeightedCapacity": 2,
+         "SpotPrice": "0.05", "SubnetId": "subnet-dear"},
+        {"ImageId": AMI, "InstanceType": "m5.large", "WeightedCapacity": 2,
+         "SpotPrice": "0.02", "SubnetId": "subnet-cheap"}]))
+    (choice,), _ = choices(plan)
+    assert choice.hourly == pytest.approx(0.04)          # 0.02 a unit-hour x 2 units
+    order = _fleet_order(plan, {"number": 1, "instance_type": "m5.large", "count": 2,
+                                "client_token": "tok", "at": 0.0, "hourly": choice.hourly})
+    assert [s["SubnetId"] for s in order["LaunchSpecifications"]] == ["subnet-cheap"]
+    assert order["TargetCapacity"] == 4
 
 
 def test_order_tokens_are_stable_distinct_and_fit_ec2():
@@ -308,3 +388,182 @@ def test_an_auto_annex_is_held_to_the_admins_choices_and_told_so(aws, auto_pool)
     assert made.returncode != 0 and "is not the admin's" in made.stderr, made.stderr
     assert "always paid by it" in made.stderr and "-public-key-file" not in made.stderr
     assert not any(aws.annex_resources("mine").values())
+
+
+def fleet_file(tmp_path, name: str = "fleet.json") -> str:
+    """A Spot Fleet config the admin's choices fill in: m5.large weighs 2 units, m5.xlarge 4
+    (WeightedCapacity: what the caps must not count)."""
+    config = _spot_config(LaunchSpecifications=[
+        {"ImageId": AMI, "InstanceType": "m5.large", "WeightedCapacity": 2},
+        {"ImageId": AMI, "InstanceType": "m5.xlarge", "WeightedCapacity": 4}])
+    path = tmp_path / name
+    path.write_text(json.dumps(config), encoding="utf-8")
+    return str(path)
+
+
+def create_fleet_auto(pool: LocalPool, config: str, name: str, *more: str) -> Any:
+    return pool.condor_annex("-annex-name", name, "-auto", "-no-owner",
+                             "-lease-duration", "3600", *more, config, keys=False)
+
+
+def fleets_of(aws, name: str) -> list[dict]:
+    return [f for f in aws.all_fleets() if {"Key": ANNEX_TAG, "Value": name} in f.get("Tags", [])
+            and f["SpotFleetRequestState"] in ("submitted", "active", "modifying")]
+
+
+def test_a_spot_fleet_auto_annex_grows_on_demand_and_shrinks_without_replacement(
+        aws, auto_pool, tmp_path, fire_lease):
+    """Each order is a one-time Spot Fleet of one type, in whole instances whatever the
+    weights; booting instances are supply (no second order); an instance that leaves is
+    not replaced (nothing to lower: a one-time fleet never replaces) and the annex's size
+    drops; the lease function ends every order's fleet."""
+    pool, demand = auto_pool
+    config = fleet_file(tmp_path)
+    with AnnexDaemon(pool, DAEMON_CREDENTIALS):
+        made = create_fleet_auto(pool, config, "sfa", "-max-instances", "3")
+        assert made.returncode == 0, made.stderr
+        assert aws.target_input("sfa")["AnnexType"] == "spot-fleet" and fleets_of(aws, "sfa") == []
+        # The caps count it at 3 instances (not 3 units / weight 2): 3 + 5 > 7.
+        more = create_fleet_auto(pool, config, "more", "-max-instances", "5")
+        assert more.returncode != 0 and "ANNEX_MAX_INSTANCES" in more.stderr, more.stderr
+
+        # 5 one-CPU jobs: three m5.large (two jobs each) are the cheapest per job.
+        demand.set([job("sfa", n) for n in range(5)])
+        wait_for(lambda: len(instances_of(aws, "sfa")) == 3)
+        # Settled open at the call, done once a cycle has seen all three.
+        wait_for(lambda: orders(pool) == [("sfa", "m5.large", 3, "done")])
+        time.sleep(1)  # later cycles count the booting instances as supply
+        assert orders(pool) == [("sfa", "m5.large", 3, "done")]
+        fleets = fleets_of(aws, "sfa")
+        assert len(fleets) == 1 and fleets[0]["SpotFleetRequestConfig"]["TargetCapacity"] == 6
+        request_token = aws.target_input("sfa")["ClientToken"]
+        token = order_token(request_token, 1)
+        assert {"Key": ORDER_TAG, "Value": token} in fleets[0]["Tags"]
+        for instance in instances_of(aws, "sfa"):
+            tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
+            assert instance["InstanceType"] == "m5.large" and tags[ORDER_TAG] == token
+            assert tags[CLIENT_TOKEN_TAG] == request_token
+        shown = status(pool, "sfa")["auto"]
+        assert shown["max_instances"] == 3 and shown["instances"] == 3 and shown["jobs"] == 5
+        assert "order: 3 x m5.large (6 capacity units)" in shown["last_order"]["why"]
+
+        # The jobs ran and left; one instance idled out and shut itself down.
+        demand.set()
+        gone = instances_of(aws, "sfa")[0]["InstanceId"]
+        aws.ec2.terminate_instances(InstanceIds=[gone])
+        wait_for(lambda: status(pool, "sfa")["auto"]["instances"] == 2)
+        time.sleep(0.6)
+        assert len(instances_of(aws, "sfa")) == 2 and len(orders(pool)) == 1
+        assert len(fleets_of(aws, "sfa")) == 1
+        table = pool.condor_annex("-status", keys=False).stdout
+        assert "sfa sizes itself: 2 instance(s) now, up to 3" in table, table
+    lease = aws.target_input("sfa")
+    fire_lease(lease, now=lease["LeaseExpiration"] + 1)
+    assert instances_of(aws, "sfa") == [] and fleets_of(aws, "sfa") == []
+    assert not any(aws.annex_resources("sfa").values())
+
+
+@pytest.mark.parametrize("point", ["EC2 RequestSpotFleet:before", "EC2 RequestSpotFleet:after"])
+def test_a_crash_at_a_fleet_order_keeps_one_order_within_the_budget(aws, auto_pool, tmp_path,
+                                                                     point):
+    """kill -9 just before and just after an order's RequestSpotFleet: the order was on disk
+    first; after the restart it is finished once (its fleet found by its order tag, or sent
+    again with its ClientToken), and spent plus committed stays within -max-cost."""
+    pool, demand = auto_pool
+    config = fleet_file(tmp_path)
+    with AnnexDaemon(pool, DAEMON_CREDENTIALS):
+        # $0.20 buys two m5.large for the hour and the grace minute ($0.0976 each), not three.
+        made = create_fleet_auto(pool, config, "phoenix", "-max-instances", "3",
+                                 "-max-cost", "0.2")
+        assert made.returncode == 0, made.stderr
+    demand.set([job("phoenix", n) for n in range(5)])
+    AnnexDaemon(pool, {**DAEMON_CREDENTIALS, "ANNEXD_TEST_CRASH_AT": point}).crash_during()
+    assert orders(pool) == [("phoenix", "m5.large", 2, "sent")]
+    assert len(fleets_of(aws, "phoenix")) == (1 if point.endswith("after") else 0)
+    with AnnexDaemon(pool, DAEMON_CREDENTIALS):
+        wait_for(lambda: orders(pool)[0][3] == "done")
+        time.sleep(1)
+        assert orders(pool) == [("phoenix", "m5.large", 2, "done")]
+        assert len(fleets_of(aws, "phoenix")) == 1 and len(instances_of(aws, "phoenix")) == 2
+        why = " ".join(status(pool, "phoenix")["auto"]["why"])
+        committed = float(why.split("committed at worst: $")[1].split()[0])
+        assert committed <= 0.2 and "-max-cost ($0.20)" in why, why
+        assert pool.condor_annex("-annex-name", "phoenix", "-off", keys=False).returncode == 0
+    assert instances_of(aws, "phoenix") == [] and fleets_of(aws, "phoenix") == []
+
+
+def test_an_open_fleet_order_counts_as_coming_until_filled_or_closed(tmp_path):
+    """Real AWS fills a one-time fleet asynchronously (moto at once): until every instance
+    it ordered is seen, or its ValidUntil has passed, what it may still launch is booting
+    supply (no second order) and counts for the money rule."""
+    from types import SimpleNamespace
+    from annexd.commands.auto import _coming
+    from annexd.state.journal import Journal
+    journal = Journal(str(tmp_path / "journal.sqlite"))
+    try:
+        request_id = journal.begin(_auto_plan(_spot_config()), daemon_credentials=True)
+        token, at = "auto1-x", 1000.0
+        journal.order_sent(request_id, {"number": 1, "client_token": token,
+                                        "instance_type": "m5.large", "count": 3,
+                                        "hourly": 0.1, "why": "demand", "at": at})
+        journal.order_settled(request_id, 1, "open", [], 0.1, at)
+        ctx, row = SimpleNamespace(journal=journal), {"id": request_id}
+        assert journal.running_hourly(request_id) == [0.1] * 3
+        assert [i.instance_type for i in _coming(ctx, row, [], at + 10)] == ["m5.large"] * 3
+        listed = [{"id": "i-1", "type": "m5.large", "tags": {ORDER_TAG: token}},
+                  {"id": "i-9", "type": "m5.large", "tags": {ORDER_TAG: "another"}}]
+        assert len(_coming(ctx, row, listed, at + 20)) == 2
+        assert json.loads(journal.orders(request_id)[0]["instance_ids"]) == ["i-1"]
+        assert journal.running_hourly(request_id) == [0.1] * 3   # i-1 and the two coming
+        # Its ValidUntil (plus the grace minute) passed: AWS launches nothing more for it.
+        closed = at + spotfleet.ORDER_WINDOW_SECONDS + budget.GRACE_SECONDS
+        assert _coming(ctx, row, listed, closed) == []
+        assert journal.orders(request_id)[0]["state"] == "done"
+        assert journal.running_hourly(request_id) == [0.1]
+    finally:
+        journal.close()
+
+
+def test_an_auto_annexs_idle_time_outlasts_a_negotiation_cycle():
+    """About one boot delay (ski rental), but never so short that a booted instance leaves
+    before the negotiator's next cycle could match it (then it would be ordered again and
+    again)."""
+    assert auto_idle_seconds(60) == AUTO_IDLE_SECONDS == 90
+    assert auto_idle_seconds(300) == 330
+
+
+def test_a_fleet_order_left_sent_past_its_window_is_given_up_not_sent_late(aws, auto_pool,
+                                                                          tmp_path):
+    """A daemon down longer than an order's window (kill -9 before its RequestSpotFleet):
+    the order, whose fleet would open for less than a minute, is settled failed rather than
+    sent, and the next cycle orders afresh from what it sees: one fleet, never two."""
+    pool, demand = auto_pool
+    config = fleet_file(tmp_path)
+    with AnnexDaemon(pool, DAEMON_CREDENTIALS):
+        made = create_fleet_auto(pool, config, "late", "-max-instances", "2")
+        assert made.returncode == 0, made.stderr
+    demand.set([job("late", n) for n in range(3)])
+    AnnexDaemon(pool, {**DAEMON_CREDENTIALS,
+                       "ANNEXD_TEST_CRASH_AT": "EC2 RequestSpotFleet:before"}).crash_during()
+    with sqlite3.connect(pool.journal_file) as db:  # the outage: the order is that much older
+        db.execute("UPDATE auto_orders SET at = at - ?", (spotfleet.ORDER_WINDOW_SECONDS,))
+    with AnnexDaemon(pool, DAEMON_CREDENTIALS):
+        wait_for(lambda: len(orders(pool)) == 2 and orders(pool)[1][3] == "done")
+        time.sleep(0.6)
+        assert orders(pool) == [("late", "m5.large", 2, "failed"),
+                                ("late", "m5.large", 2, "done")]
+        assert len(fleets_of(aws, "late")) == 1 and len(instances_of(aws, "late")) == 2
+        assert pool.condor_annex("-annex-name", "late", "-off", keys=False).returncode == 0
+    assert instances_of(aws, "late") == [] and fleets_of(aws, "late") == []
+
+
+def test_status_says_what_an_open_fleet_order_has_not_launched_yet():
+    from condor_annex.status import auto_lines
+    lines = auto_lines([{"name": "sfa", "auto": {
+        "instances": 1, "coming": 2, "max_instances": 3, "max_cost": None, "jobs": 5,
+        "claimed_slots": 0, "why": ["order: nothing"], "lease": "demand now",
+        "last_order": {"at": 0, "state": "open", "count": 3, "instance_type": "m5.large",
+                       "why": "demand"}}}])
+    assert "sfa sizes itself: 1 instance(s) now (2 more ordered, not yet launched), up to 3" \
+        in lines
+    assert "  last order (" in lines[-1] and "open): 3 x m5.large, because demand" in lines[-1]

@@ -151,6 +151,23 @@ class CreateCalls(AwsSession):
         with self._call("EC2 DescribeSpotFleetRequests"):
             return lease.find_fleets(self.ec2, annex_id, client_token)
 
+    def tagged_fleets(self, annex_id: str, tags: dict[str, str],
+                      client_token: str | None = None) -> list[str]:
+        """The Spot Fleet requests of the annex carrying every tag of ``tags`` (or, as AWS
+        reports it, ``client_token``), in any state: one auto order's fleet, by its order
+        tag, whether or not it still runs anything."""
+        found = []
+        with self._call("EC2 DescribeSpotFleetRequests"):
+            for page in self.ec2.get_paginator("describe_spot_fleet_requests").paginate():
+                for fleet in page.get("SpotFleetRequestConfigs", []):
+                    have = {t.get("Key"): t.get("Value") for t in fleet.get("Tags") or ()}
+                    token = fleet.get("SpotFleetRequestConfig", {}).get("ClientToken")
+                    if have.get(lease.ANNEX_TAG) == annex_id and (
+                            all(have.get(k) == v for k, v in tags.items()) or
+                            (client_token is not None and token == client_token)):
+                        found.append(fleet["SpotFleetRequestId"])
+        return found
+
     def cancel_fleets(self, fleet_ids: list[str]) -> None:
         with self._call("EC2 CancelSpotFleetRequests"):
             lease.cancel_fleets(self.ec2, fleet_ids)

@@ -67,8 +67,8 @@ class OperateCalls(AwsSession):
     def annex_instances(self, annex_id: str, client_token: str,
                         tags: dict[str, str] | None = None) -> list[dict[str, str]]:
         """One request's pending and running instances (an auto annex's supply), each as
-        {"id", "type", and the value of every tag key in ``tags``' keys}; ``tags``: only
-        those with these tag values too (one order's, by its order tag)."""
+        {"id", "type", "tags" (key -> value)}; ``tags``: only those with these tag values too
+        (one order's, by its order tag)."""
         wanted = {ANNEX_TAG: annex_id, CLIENT_TOKEN_TAG: client_token, **(tags or {})}
         filters = [{"Name": f"tag:{key}", "Values": [value]} for key, value in wanted.items()]
         filters.append({"Name": "instance-state-name", "Values": ["pending", "running"]})
@@ -76,7 +76,8 @@ class OperateCalls(AwsSession):
         for instance in self._instances(filters):
             have = {t.get("Key"): t.get("Value") for t in instance.get("Tags") or ()}
             if all(have.get(key) == value for key, value in wanted.items()):
-                found.append({"id": instance["InstanceId"], "type": instance["InstanceType"]})
+                found.append({"id": instance["InstanceId"], "type": instance["InstanceType"],
+                              "tags": have})
         return found
 
     def _instances(self, filters: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:

@@ -28,17 +28,65 @@ Shrinking is the instances' own: one left unclaimed past its idle time shuts dow
 ``InstanceInitiatedShutdownBehavior=terminate``, is gone); the daemon never terminates an
 instance, so never one with a claimed slot.  A kill -9 anywhere leaves instances tagged for
 the lease, a lease within the caps, and at most one order to finish.
+
+**Orders by kind.**  An on-demand annex's order is one RunInstances.  A Spot Fleet annex's
+order is one *one-time* Spot Fleet of its own (``Type=request``,
+:func:`annexd.launch.spotfleet.order_config`): the config's launch specifications of the one
+instance type the planner chose, for exactly ``count x WeightedCapacity`` units (whole-number
+weights only, so AWS launches exactly ``count`` instances), its ClientToken the order's, the
+order tag on the fleet and on every instance, and a ``ValidUntil`` a few minutes on
+(``ORDER_WINDOW_SECONDS``, ``TerminateInstancesWithExpiration=false``).  The other design, one
+``maintain`` fleet whose TargetCapacity the daemon raises (ModifySpotFleetRequest) and lowers
+as instances leave, was not taken, because for money and crash recovery it is worse:
+
+- a maintain fleet *replaces* every instance that leaves -- one shut down idle, one
+  interrupted -- unless the daemon lowered the target first; between the instance's own
+  shutdown and the daemon's next look (or for as long as the daemon is down) AWS launches
+  idle instances that shut down and are replaced again, until the lease ends.  A one-time
+  fleet never replaces anything: an instance that leaves is gone whether or not the daemon is
+  alive, and there is no target to lower (``ExcessCapacityTerminationPolicy`` never comes
+  into it, so no call of ours can terminate an instance with a claimed slot);
+- with several types and weights, a maintain fleet's target is in units and AWS picks the
+  types: the instance count and the price per hour follow from AWS's choice, not the
+  planner's.  An order of one type and weight is exactly the instances the caps and the
+  money rule counted (``-max-instances``, ``ANNEX_MAX_INSTANCES`` count instances, dollars
+  are per instance: the Spot maximum times the weight);
+- RequestSpotFleet takes a ClientToken, so a journaled order sent again after a crash is
+  one fleet in AWS; ModifySpotFleetRequest takes none, and a target computed from what was
+  listed before the crash may be stale after it.  (moto honours neither the token nor
+  ``Type``, and its ModifySpotFleetRequest lowers a target only with the termination policy
+  left out and tracks capacity by type and subnet: the order tag is how a crash's order is
+  found here, and nothing relies on Modify.)
+
+A one-time fleet AWS cannot fill at once (no capacity in its pools) stays open until its
+``ValidUntil``: such an order is settled ``open``, and until every instance it ordered has
+been seen or the window is over, what it may still launch counts as booting supply (so it is
+not ordered again) and as instances for the caps and the money rule
+(:meth:`annexd.state.journal.Journal.running_hourly`).  A crash between the journal and the
+call is finished with the same config (its ``ValidUntil`` is the journaled order's), or, too
+close to the window's end to be worth it, settled failed for the next cycle to decide again.
+Every order's fleet carries the annex and request tags, so the lease function and ``-off``
+end them all (cancel, terminating their instances), and their instances carry them too.
+
+EC2 Fleet configs are refused for ``-auto``: an EC2 Fleet launches only from launch
+templates, and a template chooses its own instance profile, key pair and user data, which an
+annex the daemon pays for must take from the site (issue 23, requirement 4).  Supporting them
+needs a launch template the site names (a knob) and a daemon policy that lets CreateFleet use
+that template only.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import classad2
+from annexd_lambda.lease import CLIENT_TOKEN_TAG
 
+from annexd import launch
 from annexd.aws import AnnexAws, AwsError, Transient
 from annexd.commands import lease
 from annexd.commands.context import Context, OperationError, claim
@@ -47,8 +95,8 @@ from annexd.demand import ads, condor, cycle, supply
 from annexd.demand.ads import DemandError, Source
 from annexd.demand.budget import GRACE_SECONDS, Budget
 from annexd.demand.planner import Limits, choices, decide
-from annexd.launch import ondemand
-from annexd.launch.base import Option
+from annexd.launch import ondemand, spotfleet
+from annexd.launch.base import ORDER_TAG, LaunchConfigError, Option
 from annexd.launch.plan import AnnexPlan
 from annexd.money.costs import instance_price
 from annexd.state.lifecycle import RequestState
@@ -119,6 +167,7 @@ def steer(ctx: Context, row: dict[str, Any], plan: AnnexPlan, found: Sources) ->
     now = ctx.clock()
     options, skipped = choices(plan)
     listed = aws.annex_instances(plan.annex_id, plan.client_token)
+    coming = _coming(ctx, row, listed, now)
     ctx.journal.instances_seen(row["id"], {i["id"]: _price(options, i["type"]) for i in listed},
                                now, since=plan.created_at)
     groups = cycle.demand(found.jobs, plan)
@@ -129,7 +178,8 @@ def steer(ctx: Context, row: dict[str, Any], plan: AnnexPlan, found: Sources) ->
     last_demand = now if jobs or claimed else (known or {}).get("last_demand")
     lease_said, row = _keep_lease(ctx, row, plan, last_demand, now)
     spent = ctx.journal.spent(row["id"], now)
-    decision = decide(groups, options, [supply.Instance(i["id"], i["type"]) for i in listed],
+    decision = decide(groups, options,
+                      [supply.Instance(i["id"], i["type"]) for i in listed] + coming,
                       slot_ads, _limits(ctx, row, plan, now, spent))
     decision.notes += [f"skipped {what}" for what in skipped]
     why = "; ".join(decision.lines())
@@ -144,7 +194,8 @@ def steer(ctx: Context, row: dict[str, Any], plan: AnnexPlan, found: Sources) ->
                 order_error = str(error)
                 break
             row = ctx.journal.request(row["id"])
-    report = {"instances": len(listed), "jobs": jobs, "claimed_slots": claimed,
+    report = {"instances": len(listed), "coming": len(coming), "jobs": jobs,
+              "claimed_slots": claimed,
               "why": decision.lines(), "lease": lease_said, "spent": spent,
               "ordered": [{k: o[k] for k in ("instance_type", "count", "instance_ids")}
                           for o in ordered]}
@@ -167,7 +218,7 @@ def _limits(ctx: Context, row: dict[str, Any], plan: AnnexPlan, now: float,
     others = holding(ctx, row["owner_uid"], besides=row["id"])
     return Limits(
         now=now, lease_end=row["lease_end"],
-        max_instances=plan.kind.capacity(plan.launch_request),
+        max_instances=plan.most_instances,
         site_max_instances=caps.max_instances, others_instances=others.instances,
         budget=Budget(annex_cap=plan.max_cost, site_cap=caps.max_cost,
                       user_cap=caps.max_cost_per_user,
@@ -218,22 +269,79 @@ def _order(ctx: Context, aws: AnnexAws, row: dict[str, Any], plan: AnnexPlan,
 
 def _send(ctx: Context, aws: AnnexAws, row: dict[str, Any], plan: AnnexPlan,
           order: dict[str, Any]) -> list[str]:
-    """RunInstances for a journaled order, settled in the journal.  A refusal settles it as
+    """The launch call of a journaled order, settled in the journal: RunInstances, or, for a
+    Spot Fleet annex, RequestSpotFleet of a one-time fleet (settled ``open``: AWS fills it
+    later, and the next cycles see its instances, :func:`_coming`).  A refusal settles it as
     failed (EC2 started nothing); a call that may have taken effect (a timeout, a throttle)
     leaves it sent, for the next cycle to look for and finish."""
-    params = ondemand.order_request(plan.launch_request, order["instance_type"],
-                                    order["count"], order["client_token"])
+    state, ids = "done", []
     try:
-        ids = aws.run_instances(ondemand.as_sent(params))
+        if plan.annex_type == launch.SPOT_FLEET.annex_type:
+            aws.request_spot_fleet(_fleet_order(plan, order))
+            state = "open"
+        else:
+            params = ondemand.order_request(plan.launch_request, order["instance_type"],
+                                            order["count"], order["client_token"])
+            ids = aws.run_instances(ondemand.as_sent(params))
     except Transient:
         raise
     except AwsError:
         ctx.journal.order_settled(row["id"], order["number"], "failed", [], order["hourly"],
                                   order["at"])
         raise
-    ctx.journal.order_settled(row["id"], order["number"], "done", ids, order["hourly"],
+    ctx.journal.order_settled(row["id"], order["number"], state, ids, order["hourly"],
                               order["at"])
     return ids
+
+
+def _fleet_order(plan: AnnexPlan, order: dict[str, Any]) -> dict[str, Any]:
+    """A journaled order's RequestSpotFleet config: the same on every attempt (made from the
+    plan and the journaled order only), as one ClientToken requires."""
+    weights = {choice.instance_type: choice.weight for choice in choices(plan)[0]}
+    budgeted = order["hourly"]
+
+    def affordable(option: Option) -> bool:  # no spec dearer than the order's budgeted price
+        price = instance_price(option, False)
+        return budgeted is None or (price is not None and price <= budgeted + 1e-9)
+    try:
+        return spotfleet.order_config(
+            plan.launch_request, order["instance_type"],
+            weights.get(order["instance_type"], 1.0), order["count"], order["client_token"],
+            order["at"] + spotfleet.ORDER_WINDOW_SECONDS, affordable)
+    except LaunchConfigError as error:  # cannot happen: the planner chose from the plan
+        raise OperationError("invalid-request", f"order {order['number']}: {error}") from None
+
+
+def _order_instances(aws: AnnexAws, plan: AnnexPlan, order: dict[str, Any]) -> list[str]:
+    return [i["id"] for i in aws.annex_instances(plan.annex_id, plan.client_token,
+                                                 {ORDER_TAG: order["client_token"]})]
+
+
+def _coming(ctx: Context, row: dict[str, Any], listed: list[dict[str, Any]],
+            now: float) -> list[supply.Instance]:
+    """What open fleet orders may still launch: their instances not seen yet, as booting
+    supply (so no cycle orders them again) and as instances the caps and the money rule
+    count.  An order is open until every instance it ordered has been seen, or until its
+    fleet's ValidUntil (plus the grace minute, for clocks) has passed: AWS launches nothing
+    more for it then."""
+    by_order: dict[str, set[str]] = {}
+    for instance in listed:
+        by_order.setdefault(instance["tags"].get(ORDER_TAG, ""), set()).add(instance["id"])
+    coming: list[supply.Instance] = []
+    for order in ctx.journal.orders(row["id"]):
+        if order["state"] != "open":
+            continue
+        known = set(json.loads(order["instance_ids"] or "[]"))
+        seen = known | by_order.get(order["client_token"], set())
+        over = now >= order["at"] + spotfleet.ORDER_WINDOW_SECONDS + GRACE_SECONDS
+        state = "done" if len(seen) >= order["count"] or over else "open"
+        if seen != known or state != "open":
+            ctx.journal.order_settled(row["id"], order["number"], state, sorted(seen),
+                                      order["hourly"], order["at"])
+        if state == "open":
+            coming += [supply.Instance(f"{order['client_token']}#{n}", order["instance_type"])
+                       for n in range(order["count"] - len(seen))]
+    return coming
 
 
 def _finish_sent(ctx: Context, aws: AnnexAws, row: dict[str, Any],
@@ -244,13 +352,18 @@ def _finish_sent(ctx: Context, aws: AnnexAws, row: dict[str, Any],
             continue
         claim(ctx.journal, row, RequestState.EXTENDING)
         try:
-            found = aws.annex_instances(plan.annex_id, plan.client_token,
-                                        {ondemand.ORDER_TAG: order["client_token"]})
-            if found or row["lease_end"] <= ctx.clock():  # found; or too late to send
-                ctx.journal.order_settled(row["id"], order["number"],
-                                          "done" if found else "failed",
-                                          [i["id"] for i in found], order["hourly"],
-                                          order["at"])
+            made, found = _look_for(aws, plan, order)
+            fleet = plan.annex_type == launch.SPOT_FLEET.annex_type
+            now = ctx.clock()
+            # Too late to send: the lease is over, or the order's fleet would be open for
+            # less than a minute (its ValidUntil is the journaled order's, as its token is).
+            late = row["lease_end"] <= now or (
+                fleet and now >= order["at"] + spotfleet.ORDER_WINDOW_SECONDS - GRACE_SECONDS)
+            if made or late:
+                state = "failed" if not made else \
+                    "open" if fleet and len(found) < order["count"] else "done"
+                ctx.journal.order_settled(row["id"], order["number"], state, found,
+                                          order["hourly"], order["at"])
             else:
                 _send(ctx, aws, row, plan, order)
         finally:
@@ -260,6 +373,18 @@ def _finish_sent(ctx: Context, aws: AnnexAws, row: dict[str, Any],
         log.info("auto annex %s: order %d, left sent by a crash, is settled", plan.annex_id,
                  order["number"])
     return row
+
+
+def _look_for(aws: AnnexAws, plan: AnnexPlan, order: dict[str, Any]) -> tuple[bool, list[str]]:
+    """Whether a sent order reached AWS, and the instances it launched, by its order tag: on
+    its instances, and for a Spot Fleet annex on its fleet (which may not have launched
+    anything yet)."""
+    found = _order_instances(aws, plan, order)
+    if found or plan.annex_type != launch.SPOT_FLEET.annex_type:
+        return bool(found), found
+    return bool(aws.tagged_fleets(plan.annex_id, {ORDER_TAG: order["client_token"],
+                                                  CLIENT_TOKEN_TAG: plan.client_token},
+                                  order["client_token"])), []
 
 
 def is_claimed_slot(ad: classad2.ClassAd) -> bool:

@@ -90,7 +90,7 @@ def outcome_reply(journal: Journal, driver: steps.Driver,
     }
     if plan.auto:  # nothing launched yet: the daemon sizes it from demand
         launched, more = {"instance_ids": [], "auto": True,
-                          "max_instances": plan.kind.capacity(plan.launch_request)}, []
+                          "max_instances": plan.most_instances}, []
     else:
         launched, more = plan.kind.reply(plan, outputs)
     result.update(launched)

@@ -139,7 +139,7 @@ def auto_report(ctx: Context, row: dict[str, Any], plan: AnnexPlan) -> dict[str,
     orders = ctx.journal.orders(row["id"])
     last = orders[-1] if orders else None
     return {
-        "max_instances": plan.kind.capacity(plan.launch_request),
+        "max_instances": plan.most_instances,
         "max_cost": plan.max_cost,
         "checked_at": found["at"] if found else None,
         "last_demand": found["last_demand"] if found else None,

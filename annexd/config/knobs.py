@@ -394,6 +394,9 @@ class PoolSettings:
     #: ANNEX_TOKEN_LIFETIME: a minted token expires this long after its minting (or at the
     #: lease end plus the grace, if sooner); the daemon renews it at half its life.
     token_lifetime: int = 7200
+    #: HTCondor's NEGOTIATOR_INTERVAL as this host's configuration has it: an auto annex's
+    #: instances wait at least that long for their first match (annexd.launch.plan).
+    negotiator_interval: int = 60
 
     @classmethod
     def load(cls) -> "PoolSettings":
@@ -407,6 +410,7 @@ class PoolSettings:
                                  bool(DEFAULTS["ANNEX_SEND_POOL_PASSWORD"]), _bool, None),
             token_lifetime=_typed("ANNEX_TOKEN_LIFETIME", int(DEFAULTS["ANNEX_TOKEN_LIFETIME"]),
                                   _token_lifetime, None),
+            negotiator_interval=positive_int("NEGOTIATOR_INTERVAL", default=60),
         )
 
 

@@ -36,6 +36,10 @@ log = logging.getLogger("annexd.launch")
 #: a stale console date would otherwise fail the request).
 DROPPED_FIELDS = ("ValidFrom", "ValidUntil")
 PRICE = re.compile(r"[0-9]{1,6}(\.[0-9]{1,8})?")
+#: An auto annex's instances (and fleets) also carry the order that started them (its
+#: ClientToken), so a daemon that crashed after the call finds what the order launched before
+#: sending it again.
+ORDER_TAG = "htcondor:AnnexOrder"
 
 
 def identity_tags(annex_id: str, client_token: str, owner: str = "") -> dict[str, str]:

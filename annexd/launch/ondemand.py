@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 from annexd_lambda.lease import CLIENT_TOKEN_TAG
 
 from annexd.launch.base import (
-    Built, Kind, LaunchConfigError, Option, Outputs, identity_tags, validate)
+    ORDER_TAG, Built, Kind, LaunchConfigError, Option, Outputs, identity_tags, validate)
+
+__all__ = ["ORDER_TAG", "OnDemand", "order_request", "as_sent"]
 
 if TYPE_CHECKING:
     from annexd.aws import AnnexAws
@@ -30,9 +32,6 @@ def _as_sent(request: dict[str, Any]) -> dict[str, Any]:
     return {**request, "UserData": base64.b64decode(request["UserData"])}
 
 
-#: An auto annex's instances also carry the order that started them (its ClientToken), so a
-#: daemon that crashed after the call finds what the order launched before sending it again.
-ORDER_TAG = "htcondor:AnnexOrder"
 
 
 def order_request(template: dict[str, Any], instance_type: str, count: int,

@@ -15,7 +15,7 @@ from annexd_lambda import lease
 
 from annexd.instance_config import idtoken
 from annexd import launch
-from annexd.launch import adjust
+from annexd.launch import adjust, spotfleet
 from annexd.config.knobs import PoolSettings, RegionSettings
 from annexd.rpc.protocol import shown
 
@@ -28,6 +28,32 @@ ORIGINALS_LEASE_FUNCTION = re.compile(r":function:[^:]*-(sfr|odi)LeaseFunction-"
 LAMBDA_ARN = re.compile(
     r"^arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):\d{12}:function:[A-Za-z0-9_-]{1,64}"
     r"(:(\$LATEST|[A-Za-z0-9_-]+))?\Z")
+
+
+#: How long an auto annex's instance stays unclaimed before it shuts itself down, unless
+#: -idle says otherwise (STARTD_NOCLAIM_SHUTDOWN): about what a new instance takes from the
+#: order to its slot in the pool.  The daemon orders again within one demand cycle when
+#: demand comes back, so an instance kept idle longer than a replacement takes to arrive costs
+#: more than it saves (the ski-rental rule: at most twice the best one could do knowing the
+#: future); bench/demand.py measured the unclaimed time of a 120-s timeout over the issue's
+#: goal, all of it the timeout after each instance's last job (docs/benchmarks.md).
+AUTO_IDLE_SECONDS = 90
+
+
+def auto_idle_seconds(negotiator_interval: int) -> int:
+    """An auto annex's default idle time: AUTO_IDLE_SECONDS, but always half a minute more
+    than a negotiation cycle, so that a booted instance is matched before it leaves (else
+    the daemon would order it again and again, each leaving unmatched)."""
+    return max(AUTO_IDLE_SECONDS, negotiator_interval + 30)
+
+
+#: Why -auto takes no EC2 Fleet config (yet).
+AUTO_EC2_FLEET = (
+    "-auto with an EC2 Fleet config: an EC2 Fleet launches only from launch templates, and a "
+    "template chooses its own instance profile, key pair and user data, which an annex paid by "
+    "condor_annexd's AWS identity may not (only the site's choices); no knob names a launch "
+    "template of the site's yet. Give a Spot Fleet config with LaunchSpecifications (the same "
+    "instance types, as a RequestSpotFleet config), or on-demand settings, with -auto")
 
 
 class InvalidRequest(ValueError):
@@ -70,6 +96,9 @@ class AnnexPlan:
     auto: bool = False
     #: ``-max-cost`` of an auto annex, in US dollars (spent plus committed, at worst).
     max_cost: float | None = None
+    #: ``-max-instances`` of an auto annex: instances, whatever the weights (what the site's
+    #: caps count it at).  None in earlier plans, whose launch request's count was it.
+    max_instances: int | None = None
     #: The AWS principal whose keys create it (its aws:userid, from STS at create): its
     #: resources carry it as the owner tag, its config object lives under its key prefix, and
     #: the user policy lets only that principal touch them.  "" in earlier releases' plans.
@@ -78,6 +107,12 @@ class AnnexPlan:
     @property
     def kind(self) -> launch.Kind:
         return launch.kind_of(self.annex_type)
+
+    @property
+    def most_instances(self) -> int:
+        """An auto annex's ``-max-instances`` (an earlier plan's: its launch request's count)."""
+        return self.max_instances if self.max_instances is not None else \
+            self.kind.capacity(self.launch_request)
 
     @property
     def request_token(self) -> str | None:
@@ -235,10 +270,6 @@ def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: RegionSetting
     ``annex["bucket"]`` (the user's own, from their configuration) wins over the region's.
     """
     auto = annex.get("auto")
-    if auto is not None and "on_demand" not in annex:
-        raise InvalidRequest("-auto is built for on-demand annexes (the -aws-on-demand-* "
-                             "settings, no config file) so far; a Spot Fleet or EC2 Fleet "
-                             "config cannot be sized by demand yet")
     if not pool.collector_host:
         raise InvalidRequest("COLLECTOR_HOST is not set for condor_annexd: annex instances "
                              "would not know which pool to join")
@@ -260,6 +291,8 @@ def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: RegionSetting
         source, dropped = adjust.drop_nulls(annex["fleet_config"])
         kind, adjusted = launch.recognise(source), adjust.null_notice(dropped)
         where = f"{source_name}: invalid {kind.label}"
+        if auto is not None and kind is launch.EC2_FLEET:
+            raise InvalidRequest(AUTO_EC2_FLEET)
     try:
         if annex.get("user_data"):
             source, more = adjust.with_user_data(kind, source, annex["user_data"])
@@ -267,6 +300,8 @@ def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: RegionSetting
         built = kind.build(source, annex_id=annex_id, client_token=client_token,
                            count=auto["max_instances"] if auto else annex.get("count"),
                            instance_tags=tags, owner=owner)
+        if auto is not None and kind is launch.SPOT_FLEET:
+            spotfleet.check_auto(built.request)
     except launch.LaunchConfigError as exc:
         raise InvalidRequest(f"{where}: {exc}") from None
     try:  # after the config is known good: its own mistakes are named first
@@ -292,7 +327,9 @@ def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: RegionSetting
         rule_schedule=rate_expression(lease_rate_minutes),
         collector_host=pool.collector_host,
         owners=tuple(annex["owners"]) if "owners" in annex else (user_name,),
-        idle_seconds=annex.get("idle_seconds", pool.unclaimed_timeout),
+        idle_seconds=annex.get("idle_seconds",
+                               auto_idle_seconds(pool.negotiator_interval)
+                               if auto is not None else pool.unclaimed_timeout),
         pool_auth=pool_auth,
         token_id=idtoken.new_token_id() if minted else "",
         token_identity=_token_identity(pool, annex_id, user_name) if minted else "",
@@ -301,6 +338,7 @@ def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: RegionSetting
         keyed_by_request=True,
         auto=auto is not None,
         max_cost=auto.get("max_cost") if auto else None,
+        max_instances=auto["max_instances"] if auto else None,
         owner=owner,
         notices=notices + ((POOL_PASSWORD_NOTICE,) if pool_auth == "password" else ()),
     )

@@ -15,12 +15,14 @@ fleet instead: DescribeSpotFleetInstances here, and on the instance the
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any
+import datetime
+from typing import TYPE_CHECKING, Any, Callable
 
 from annexd_lambda.lease import ANNEX_TAG
 
 from annexd.rpc.protocol import shown
 from annexd.launch.base import (
+    ORDER_TAG,
     identity_tags,
     Built,
     Kind,
@@ -48,6 +50,18 @@ if TYPE_CHECKING:
 
 #: The tag AWS puts on every instance a Spot Fleet launches.
 SPOT_FLEET_INSTANCE_TAG = "aws:ec2spot:fleet-request-id"
+
+#: How long one order of an auto annex may still launch (its fleet's ValidUntil): a one-time
+#: request AWS could not fill at once (no capacity in its pools) stays open that long, and
+#: the daemon counts what it may still launch as coming until then (annexd.commands.auto).
+ORDER_WINDOW_SECONDS = 300
+#: Why an auto annex takes no launch template (issue 23, requirement 4).
+AUTO_NO_TEMPLATE = (
+    "a launch template chooses its own instance profile, key pair and user data, which the "
+    "site did not choose: an -auto annex is paid by condor_annexd's AWS identity, so its "
+    "Spot Fleet config gives LaunchSpecifications (the daemon adds the admin's instance "
+    "profile, security groups and user data: ANNEX_DEFAULT_ODI_INSTANCE_PROFILE_ARN, "
+    "ANNEX_DEFAULT_ODI_SECURITY_GROUP_IDS, ANNEX_DEFAULT_USER_DATA_FILE)")
 
 
 def unwrap(config: Any) -> dict[str, Any]:
@@ -80,6 +94,14 @@ def _check_values(config: dict[str, Any]) -> None:
     for where, spec in _specs(config):
         check_price(f"{where}.SpotPrice", spec.get("SpotPrice"))
         check_weight(f"{where}.WeightedCapacity", spec.get("WeightedCapacity"))
+
+
+def spec_option(request: dict[str, Any], spec: dict[str, Any]) -> Option:
+    """What one launch specification (or override) may launch: its type, its Spot maximum
+    per unit-hour (its own, else the fleet's; None: the on-demand price) and its weight."""
+    price = spec.get("SpotPrice") or request.get("SpotPrice")
+    return Option(spec.get("InstanceType"), float(price) if price else None,
+                  float(spec.get("WeightedCapacity") or 1))
 
 
 class SpotFleet(Kind):
@@ -148,12 +170,7 @@ class SpotFleet(Kind):
         return self.capacity(request) - int(request.get("OnDemandTargetCapacity", 0))
 
     def options(self, request: dict[str, Any]) -> list[Option]:
-        fleet_price = request.get("SpotPrice")
-        return [Option(spec.get("InstanceType"),
-                       float(spec.get("SpotPrice") or fleet_price)
-                       if (spec.get("SpotPrice") or fleet_price) else None,
-                       float(spec.get("WeightedCapacity") or 1))
-                for _, spec in _specs(request)]
+        return [spec_option(request, spec) for _, spec in _specs(request)]
 
     def hourly_cap(self, request: dict[str, Any]) -> float | None:
         spot = self.spot_capacity(request)
@@ -171,3 +188,70 @@ class SpotFleet(Kind):
         caps = ", ".join(f"{name} ${capped[name]}/h" for name in
                          ("SpotMaxTotalPrice", "OnDemandMaxTotalPrice") if name in capped)
         return capped, f"AWS enforces ANNEX_MAX_COST on the fleet itself: {caps}"
+
+
+# -- auto annexes: one order, one one-time fleet (annexd.commands.auto) ---------------------
+
+def check_auto(request: dict[str, Any]) -> None:
+    """What a Spot Fleet config must be for an auto annex, whose every order is a one-time
+    fleet of one instance type: LaunchSpecifications (no launch template: see
+    AUTO_NO_TEMPLATE), Spot only, whole-number weights (an order of N instances is then
+    exactly N x weight units, so AWS launches exactly N), instances that end when
+    interrupted."""
+    if request.get("LaunchTemplateConfigs"):
+        raise LaunchConfigError(f"LaunchTemplateConfigs: {AUTO_NO_TEMPLATE}")
+    if request.get("OnDemandTargetCapacity"):
+        raise LaunchConfigError("OnDemandTargetCapacity: an -auto annex orders Spot capacity "
+                                "from a Spot Fleet config; leave it out (for on-demand "
+                                "instances, give -auto without a config file)")
+    behaviour = request.get("InstanceInterruptionBehavior", "terminate")
+    if behaviour != "terminate":
+        raise LaunchConfigError(f"InstanceInterruptionBehavior {shown(behaviour)!r}: an -auto "
+                                "annex's interrupted instances must end (the daemon orders "
+                                "again); leave it out")
+    for where, spec in _specs(request):
+        weight = spec.get("WeightedCapacity")
+        if weight is not None and float(weight) != int(weight):
+            raise LaunchConfigError(f"{where}.WeightedCapacity: an -auto annex orders whole "
+                                    "instances, so a weight must be a whole number, got "
+                                    f"{shown(weight)}")
+
+
+def order_config(template: dict[str, Any], instance_type: str, weight: float, count: int,
+                 order_token: str, valid_until: float,
+                 affordable: Callable[[Option], bool] = lambda option: True) -> dict[str, Any]:
+    """The RequestSpotFleet config of one order of an auto annex: a one-time (``request``)
+    fleet of ``count`` instances of ``instance_type`` -- the template's (the plan's launch
+    request: image, the admin's profile and groups, tags) launch specifications of that type
+    and weight only, and of those only the ones ``affordable`` takes (none dearer per hour
+    than the price the order was budgeted at), for exactly ``count`` x ``weight`` units --
+    idempotent by ``order_token``, tagged with it (fleet and instances), and open until
+    ``valid_until`` (after which AWS launches nothing more for it; what runs stays, for the
+    lease to end)."""
+    config = copy.deepcopy(template)
+    specs = [spec for spec in config.get("LaunchSpecifications", [])
+             if spec.get("InstanceType") == instance_type
+             and float(spec.get("WeightedCapacity") or 1) == weight
+             and affordable(spec_option(template, spec))]
+    if not specs:
+        raise LaunchConfigError(f"no launch specification of {instance_type} with weight "
+                                f"{weight:g} at the price planned")
+    order = {ORDER_TAG: order_token}
+    for spec in specs:
+        spec["TagSpecifications"] = tag_resource(spec.get("TagSpecifications", []), "instance",
+                                                 order, "LaunchSpecifications")
+    config["LaunchSpecifications"] = specs
+    config["TagSpecifications"] = tag_resource(config.get("TagSpecifications", []),
+                                               "spot-fleet-request", order, "TagSpecifications")
+    # What only a maintain fleet takes (AWS refuses it on a one-time fleet), or no order uses.
+    for name in ("OnDemandTargetCapacity", "OnDemandMaxTotalPrice", "ValidFrom",
+                 "LaunchTemplateConfigs", "ReplaceUnhealthyInstances",
+                 "SpotMaintenanceStrategies", "ExcessCapacityTerminationPolicy"):
+        config.pop(name, None)
+    config.update(
+        TargetCapacity=int(count * weight), Type="request", ClientToken=order_token,
+        ValidUntil=datetime.datetime.fromtimestamp(valid_until, datetime.timezone.utc
+                                                   ).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        TerminateInstancesWithExpiration=False)
+    validate("RequestSpotFleet", {"SpotFleetRequestConfig": config})
+    return config

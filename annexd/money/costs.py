@@ -46,7 +46,11 @@ def _instances_for(units: int, smallest_weight: float) -> int:
 
 
 def worst_instances(plan: AnnexPlan) -> int:
-    """The most instances ``plan`` can have running at once (what ANNEX_MAX_INSTANCES counts)."""
+    """The most instances ``plan`` can have running at once (what ANNEX_MAX_INSTANCES counts):
+    an auto annex's ``-max-instances`` (its daemon orders whole instances, one type per order,
+    and counts instances, whatever the weights)."""
+    if plan.auto and plan.max_instances is not None:
+        return plan.max_instances
     kind, request = plan.kind, plan.launch_request
     weights = [option.weight for option in kind.options(request)] or [1.0]
     smallest = min(weights)
@@ -104,7 +108,9 @@ def life_cost(plan: AnnexPlan) -> tuple[float | None, str]:
     cost = found["worst_case_cost"]
     how = "" if cost is None else (f"{_instances(found['instances'])} x "
                                    f"${found['instance_price']:.4f}/h x {hours:.2f} h")
-    hourly = plan.kind.hourly_cap(plan.launch_request)
+    # An auto annex's orders are fleets of their own, each held to the cap: it bounds none
+    # of them together, so only the price table prices an auto annex.
+    hourly = None if plan.auto else plan.kind.hourly_cap(plan.launch_request)
     if hourly is not None and (cost is None or hourly * hours < cost):
         cost, how = round(hourly * hours, 2), f"its fleet's cap of ${hourly:.4f}/h x {hours:.2f} h"
     return cost, how
@@ -215,7 +221,7 @@ def check(plan: AnnexPlan, caps: Caps, others: Callable[[], Holding]) -> dict[st
         raise InvalidRequest(f"a lease of {lease} s exceeds the limit of "
                              f"{caps.max_lease_duration} s (ANNEX_MAX_LEASE_DURATION)")
     if caps.max_cost is not None:
-        if found["worst_case_cost"] is None and not plan.kind.can_cap_price:
+        if found["worst_case_cost"] is None and (plan.auto or not plan.kind.can_cap_price):
             raise InvalidRequest("the cost of this annex cannot be estimated (an instance type "
                                  "without a known price: give SpotPrice), and ANNEX_MAX_COST "
                                  "is set")

@@ -590,14 +590,16 @@ class Journal:
 
     def running_hourly(self, request_id: int) -> list[float | None]:
         """The hourly price of each instance the annex may be running: those not seen gone,
-        and those of orders sent but not yet settled (a crash between)."""
+        those of orders sent but not yet settled (a crash between), and those an open order
+        (a one-time fleet still filling) may still launch."""
         prices = [hourly for (hourly,) in self._db_rows(
             "SELECT hourly FROM auto_instances WHERE request_id = ? AND until IS NULL",
             (request_id,))]
-        for hourly, count in self._db_rows("SELECT hourly, count FROM auto_orders"
-                                           " WHERE request_id = ? AND state = 'sent'",
-                                           (request_id,)):
-            prices += [hourly] * count
+        for hourly, count, state, ids in self._db_rows(
+                "SELECT hourly, count, state, instance_ids FROM auto_orders"
+                " WHERE request_id = ? AND state IN ('sent', 'open')", (request_id,)):
+            seen = len(json.loads(ids or "[]")) if state == "open" else 0
+            prices += [hourly] * max(0, count - seen)
         return prices
 
     def _db_rows(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:

@@ -1,0 +1,237 @@
+"""Start the tests' ``condor_annexd`` processes by forking a Python that has already imported
+boto3, instead of starting a new interpreter for each.
+
+Why: the suite starts a few hundred daemons, and each spent about 0.2 s of CPU importing
+boto3, botocore, urllib3 and s3transfer -- a third of what a daemon costs in a test, and the
+largest share of the suite's CPU after the tests' own waiting (docs/testing.md, "The suite's
+time").  Importing them once, in this server, and forking it gives every daemon those modules
+for nothing.
+
+What the daemon runs is unchanged: the child becomes a new process with its own pid, its own
+environment (set before any of our code is imported), stdin from ``/dev/null``, stdout and
+stderr appended to the given file, and it runs the installed console script itself
+(``runpy``), which imports ``annexd`` and ``htcondor2`` afresh, so they read the child's own
+``CONDOR_CONFIG`` and ``ANNEXD_*`` variables.  Only third-party modules that read nothing
+from the environment at import are preloaded (:data:`PRELOAD`).  Whatever must start like a
+site starts it -- the packaging tests, a master's children, ``-daemonize``, the benchmark's
+start-up figure, the demo -- still execs the script (:func:`localaws.children.spawn`).
+
+The server is this file run as a program, a child of the test process; it answers requests,
+one JSON object per line on its stdin and stdout.  ``spawn`` forks; ``poll`` reaps.  The
+test process holds a :class:`ForkedProcess` for each daemon, which answers like the
+``subprocess.Popen`` it replaces (``pid``, ``poll``, ``wait``, ``send_signal``, ``returncode``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+#: Imported once by the server, before it forks: libraries only, none of which reads the
+#: environment when imported (botocore reads credentials and settings when a session or
+#: client asks, which happens in the child).
+PRELOAD = ("boto3", "boto3.session", "botocore.session", "botocore.client",
+           "botocore.config", "botocore.exceptions", "botocore.parsers", "botocore.utils",
+           "urllib3", "s3transfer.manager", "dateutil.parser", "jmespath", "sqlite3",
+           "logging.handlers", "socketserver", "concurrent.futures", "tarfile", "gzip",
+           "hmac", "uuid", "email.utils")
+
+#: The service models the daemon loads, parsed once by the server (:func:`_keep_models`).
+SERVICES = ("ec2", "events", "s3", "lambda", "sts", "iam", "cloudformation")
+
+
+class ForkServer:
+    """The server process, seen from the tests: ``spawn`` a console script in a fork."""
+
+    def __init__(self) -> None:
+        self._process = subprocess.Popen([sys.executable, os.path.abspath(__file__)],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self._lock = threading.Lock()
+        self.ask("ping")  # ready: everything in PRELOAD is imported
+
+    def ask(self, op: str, **request: Any) -> Any:
+        """One request and its answer; RuntimeError if the server is gone or refused."""
+        assert self._process.stdin is not None and self._process.stdout is not None
+        with self._lock:
+            try:
+                self._process.stdin.write(json.dumps({"op": op, **request}).encode() + b"\n")
+                self._process.stdin.flush()
+                line = self._process.stdout.readline()
+            except (BrokenPipeError, ValueError) as error:
+                raise RuntimeError(f"the fork server is gone: {error}") from error
+        if not line:
+            raise RuntimeError(f"the fork server is gone (status {self._process.poll()})")
+        answer = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(f"the fork server refused {op}: {answer['error']}")
+        return answer["result"]
+
+    def spawn(self, argv: list[str], env: dict[str, str], output_path: str | None,
+              cwd: str | None = None) -> "ForkedProcess":
+        """Run the Python script ``argv[0]`` with ``argv`` in a fork, as
+        :func:`localaws.children.spawn` would run it in a new interpreter."""
+        pid = self.ask("spawn", argv=argv, env=env, output=output_path or os.devnull, cwd=cwd)
+        return ForkedProcess(self, pid, argv)
+
+    def close(self) -> None:
+        if self._process.stdin is not None:
+            self._process.stdin.close()
+        self._process.wait(timeout=30)
+
+
+class ForkedProcess:
+    """A forked child, answering like :class:`subprocess.Popen` for what the tests use."""
+
+    def __init__(self, server: ForkServer, pid: int, argv: list[str]):
+        self._server = server
+        self.pid = pid
+        self.args = argv
+        self.returncode: int | None = None
+        self._reaping = threading.Lock()  # one poll at a time: the server reaps only once
+
+    def poll(self) -> int | None:
+        with self._reaping:
+            if self.returncode is None:
+                self.returncode = self._server.ask("poll", pid=self.pid)
+            return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.002
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+        assert self.returncode is not None
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:  # never signal a pid that was reaped (and may be reused)
+            os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+# ---- the server ------------------------------------------------------------------------------
+
+def _returncode(status: int) -> int:
+    """As ``subprocess.Popen.returncode``: the exit status, or minus the signal's number."""
+    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+
+def _become(request: dict[str, Any]) -> None:
+    """In the fork: become ``argv`` with its own environment and files, run it, exit."""
+    import io
+    import runpy
+    import traceback
+    code: Any = 1
+    try:
+        stdin = os.open(os.devnull, os.O_RDONLY)
+        output = os.open(request["output"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.dup2(stdin, 0)
+        os.dup2(output, 1)
+        os.dup2(output, 2)
+        os.closerange(3, 1024)
+        # Fresh stream objects: the server's stdin buffer may hold requests read ahead.
+        sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))
+        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), write_through=True)
+        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), write_through=True,
+                                      errors="backslashreplace")
+        if request.get("cwd"):
+            os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        argv = request["argv"]
+        sys.argv = list(argv)
+        sys.path[0] = os.path.dirname(os.path.abspath(argv[0]))  # as for a script run
+        runpy.run_path(argv[0], run_name="__main__")
+        code = 0
+    except SystemExit as done:
+        code = done.code
+    except BaseException:  # pylint: disable=broad-exception-caught
+        traceback.print_exc()
+        code = 1
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)  # pylint: disable=protected-access
+
+
+def _keep_models() -> None:
+    """Parse botocore's data files once, here, and give every fork the parsed copy.
+
+    Each daemon parsed EC2's model and the endpoint rules again (``json.loads`` into
+    OrderedDicts: about a tenth of a daemon's CPU in a test).  botocore's own loader already
+    hands one parsed copy to every client of a process (its ``instance_cache``) and never
+    changes it; this extends the same sharing to the forks, each of which gets the pages as
+    they were (copy-on-write).
+    """
+    import botocore.loaders
+    import botocore.session
+    parsed: dict[str, Any] = {}
+    load_file = botocore.loaders.JSONFileLoader.load_file
+
+    def load_file_once(loader: Any, file_path: str) -> Any:
+        if file_path not in parsed:
+            parsed[file_path] = load_file(loader, file_path)
+        return parsed[file_path]
+
+    botocore.loaders.JSONFileLoader.load_file = load_file_once  # type: ignore[method-assign]
+    data = botocore.session.Session().get_component("data_loader")
+    for name in ("endpoints", "partitions", "sdk-default-configuration", "_retry"):
+        data.load_data(name)
+    for service in SERVICES:
+        for kind in ("service-2", "endpoint-rule-set-1", "paginators-1"):
+            data.load_service_model(service, kind)
+
+
+def _serve() -> None:
+    import importlib
+    for name in PRELOAD:
+        importlib.import_module(name)
+    _keep_models()
+    requests, replies = sys.stdin.buffer, sys.stdout.buffer
+    for line in requests:
+        request = json.loads(line)
+        try:
+            if request["op"] == "ping":
+                result: Any = "pong"
+            elif request["op"] == "spawn":
+                replies.flush()
+                pid = os.fork()
+                if pid == 0:
+                    _become(request)
+                result = pid
+            elif request["op"] == "poll":
+                # Reaped once, and answered once (the client keeps the answer): the kernel
+                # may give a reaped pid to the next fork, so nothing is kept here by pid.
+                done, status = os.waitpid(request["pid"], os.WNOHANG)
+                result = _returncode(status) if done else None
+            else:
+                raise ValueError(f"unknown request {request['op']!r}")
+            answer = {"result": result}
+        except Exception as error:  # pylint: disable=broad-exception-caught
+            answer = {"error": f"{type(error).__name__}: {error}"}
+        replies.write(json.dumps(answer).encode() + b"\n")
+        replies.flush()
+
+
+if __name__ == "__main__":
+    _serve()
