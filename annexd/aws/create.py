@@ -188,20 +188,17 @@ class CreateCalls(AwsSession):
         with self._call("EC2 DeleteFleets"):
             lease.delete_ec2_fleets(self.ec2, fleet_ids)
 
-    def find_tagged_fleets(self, kind: str, annex_id: str, tags: dict[str, str]) -> list[str]:
-        """The live fleets (``kind``: "spot-fleet" or "ec2-fleet") tagged with the annex
-        and with every one of ``tags``: one launch added to the annex, by its launch tag
-        (a fleet's own ClientToken is not reported everywhere -- moto -- so the tag decides)."""
-        spot = kind == "spot-fleet"
-        operation = "describe_spot_fleet_requests" if spot else "describe_fleets"
+    def tagged_ec2_fleets(self, annex_id: str, tags: dict[str, str]) -> list[str]:
+        """The EC2 Fleets of the annex carrying every tag of ``tags``, in any state: one
+        launch added to the annex, by its launch tag (:meth:`tagged_fleets` for Spot Fleet;
+        CreateFleet's own ClientToken is not reported everywhere -- moto -- so the tag
+        decides)."""
         found = []
-        with self._call("EC2 DescribeSpotFleetRequests" if spot else "EC2 DescribeFleets"):
-            for page in self.ec2.get_paginator(operation).paginate():
-                for fleet in page.get("SpotFleetRequestConfigs" if spot else "Fleets", []):
+        with self._call("EC2 DescribeFleets"):
+            for page in self.ec2.get_paginator("describe_fleets").paginate():
+                for fleet in page.get("Fleets", []):
                     have = {t.get("Key"): t.get("Value") for t in fleet.get("Tags") or ()}
-                    state = fleet.get("SpotFleetRequestState" if spot else "FleetState")
-                    live = lease.LIVE_FLEET_STATES if spot else lease.LIVE_EC2_FLEET_STATES
-                    if have.get(ANNEX_TAG) == annex_id and state in live and \
+                    if have.get(ANNEX_TAG) == annex_id and \
                             all(have.get(key) == value for key, value in tags.items()):
-                        found.append(fleet["SpotFleetRequestId" if spot else "FleetId"])
+                        found.append(fleet["FleetId"])
         return found

@@ -46,7 +46,7 @@ from annexd.aws.identity import Payer, short
 from annexd.commands import launches
 from annexd.commands.context import Caller, Context, OperationError, busy, claim
 from annexd.config.knobs import KnobError
-from annexd.launch import base, ondemand
+from annexd.launch import base
 from annexd.launch.plan import AnnexPlan, InvalidRequest
 from annexd.launch.steps import LAUNCH_CALLS, RetryPolicy
 from annexd.money import costs, daemonpaid
@@ -56,7 +56,7 @@ from annexd.state.lifecycle import RequestState
 log = logging.getLogger("annexd.grow")
 
 #: What each added launch's resources carry besides the annex's tags: its own token.
-LAUNCH_TAG = ondemand.ORDER_TAG
+LAUNCH_TAG = base.ORDER_TAG
 #: The resources of a launch that carry the launch tag (its fleet; on-demand: instances).
 LAUNCH_TAGGED = frozenset({"instance", "spot-fleet-request", "fleet"})
 #: Each kind's launch call and how its request is handed to botocore's model check.
@@ -372,17 +372,18 @@ def send(ctx: Context, aws: AnnexAws, request_id: int, part: AnnexPlan,
 
 
 def find(aws: AnnexAws, part: AnnexPlan, token: str) -> dict[str, Any] | None:
-    """What the launch of ``token`` made, by its launch tag (and the annex's tags)."""
+    """What the launch of ``token`` made, by its launch tag (and the annex's tags), in any
+    state: a fleet its lease or -off already ended was made all the same."""
     tags = {CLIENT_TOKEN_TAG: part.client_token, LAUNCH_TAG: token}
     if part.annex_type == "on-demand":
         ids = [i["id"] for i in aws.annex_instances(part.annex_id, part.client_token,
                                                     {LAUNCH_TAG: token})]
         return {"instance_ids": ids} if ids else None
     if part.annex_type == "spot-fleet":
-        found = base.keep_one(part, aws.find_tagged_fleets("spot-fleet", part.annex_id, tags),
+        found = base.keep_one(part, aws.tagged_fleets(part.annex_id, tags, token),
                               aws.cancel_fleets)
         return {"spot_fleet_request_id": found} if found else None
-    found = base.keep_one(part, aws.find_tagged_fleets("ec2-fleet", part.annex_id, tags),
+    found = base.keep_one(part, aws.tagged_ec2_fleets(part.annex_id, tags),
                           aws.delete_ec2_fleets)
     return {"fleet_id": found} if found else None
 
