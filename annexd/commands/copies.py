@@ -6,7 +6,8 @@ The setup's instance role may read no annex's config object, only
 whatever it learns from ``Describe*`` (see docs/instance-isolation.md).  The daemon makes the
 copies: it lists the annex's instances the way the instance side finds its annex (its own
 tags, or for instances a fleet launched from a launch template, the fleet tag AWS puts on
-them, the fleet being the one the journal recorded), and copies the object server-side
+them, the fleet being one the journal recorded: the create's, or a launch the same name
+again added, :func:`annexd.commands.grow.instance_tags`), and copies the object server-side
 (CopyObject: body, lease end and token stamp) to
 ``<config key without .tar.gz>/i/<role-id>:<instance-id>.tar.gz``, the role ID read from the
 instance's profile (:meth:`annexd.aws.AnnexAws.role_id`, once per profile and pass that
@@ -30,7 +31,6 @@ bucket's lifecycle.
 """
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from typing import Any, Iterable, NamedTuple
@@ -39,6 +39,7 @@ from annexd_lambda import lease
 from annexd_lambda.lease import ANNEX_TAG, CLIENT_TOKEN_TAG, OWNER_TAG
 
 from annexd.aws import AnnexAws, AwsError, Denied
+from annexd.commands import grow
 from annexd.commands.context import Context
 from annexd.launch.plan import AnnexPlan
 from annexd.state.lifecycle import RequestState
@@ -51,7 +52,9 @@ class Annex(NamedTuple):
 
     row_id: int
     plan: AnnexPlan
-    outputs: dict[str, Any]
+    #: The tags (key, value) its instances carry, one per launch where they differ (a
+    #: launch template's fleet: the fleet's ID), the same name again's launches too.
+    tags: list[tuple[str, str]]
     stamp: str
 
 
@@ -66,9 +69,10 @@ def stamp(row: dict[str, Any]) -> str:
     return f"{row['lease_end']}:{row.get('token_minted') or ''}"
 
 
-def annex_of(row: dict[str, Any]) -> Annex:
-    return Annex(row["id"], AnnexPlan.from_record(row["plan"]),
-                 json.loads(row.get("outputs") or "{}"), stamp(row))
+def annex_of(row: dict[str, Any], added: list[dict[str, Any]]) -> Annex:
+    """The row's annex, with ``added``: the launches the same name again added to it."""
+    plan = AnnexPlan.from_record(row["plan"])
+    return Annex(row["id"], plan, grow.instance_tags(plan, row, added), stamp(row))
 
 
 def isolable(plan: AnnexPlan) -> bool:
@@ -80,17 +84,16 @@ def isolable(plan: AnnexPlan) -> bool:
 def members(annex: Annex, instances: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
     """(instance ID, instance profile ARN) of the annex's instances among ``instances``."""
     plan = annex.plan
-    tag = plan.kind.instance_tag(plan, annex.outputs)
-    if tag is None or not isolable(plan):
+    if not isolable(plan):
         return []
-    key, value = tag
     found = []
     for instance in instances:
         tags = {t.get("Key"): t.get("Value") for t in instance.get("Tags") or ()}
-        if tags.get(key) != value:
+        hit = [key for key, value in annex.tags if tags.get(key) == value]
+        if not hit:
             continue
-        if key == ANNEX_TAG and (tags.get(CLIENT_TOKEN_TAG) != plan.request_token or
-                                 tags.get(OWNER_TAG) != plan.owner):
+        if hit == [ANNEX_TAG] and (tags.get(CLIENT_TOKEN_TAG) != plan.request_token or
+                                   tags.get(OWNER_TAG) != plan.owner):
             continue  # another request's instance, or someone else's tagged like this one
         profile = (instance.get("IamInstanceProfile") or {}).get("Arn")
         if profile:
@@ -105,9 +108,8 @@ def sync(aws: AnnexAws, annexes: list[Annex], *, rewrite: bool = False) -> int:
     listed."""
     wanted: dict[str, list[str]] = {}
     for annex in annexes:
-        tag = annex.plan.kind.instance_tag(annex.plan, annex.outputs)
-        if tag is not None and isolable(annex.plan):
-            wanted.setdefault(tag[0], []).append(tag[1])
+        for key, value in (annex.tags if isolable(annex.plan) else ()):
+            wanted.setdefault(key, []).append(value)
     if not wanted:
         return 0
     instances = aws.instances_tagged(wanted)
@@ -158,7 +160,7 @@ def after_write(ctx: Context, row_id: int, credentials: dict[str, str] | None) -
     row = ctx.journal.request(row_id)
     if row is None or row["state"] != RequestState.ACTIVE:
         return
-    annex = annex_of(row)
+    annex = annex_of(row, ctx.journal.added_launches(row_id))
     try:
         sync(ctx.aws(annex.plan.region, credentials), [annex], rewrite=True)
     except AwsError as error:
@@ -172,11 +174,11 @@ def copy_due(ctx: Context) -> int:
     now = ctx.clock()
     by_region: dict[str, list[Annex]] = {}
     rows = ctx.journal.live_rows()
-    for row in rows:
-        if row["state"] != RequestState.ACTIVE or row["lease_end"] <= now or \
-                not ctx.may_recover(row):
-            continue
-        annex = annex_of(row)
+    mine = [row for row in rows if row["state"] == RequestState.ACTIVE and
+            row["lease_end"] > now and ctx.may_recover(row)]
+    added = ctx.journal.added_launches_of(row["id"] for row in mine)  # one query for all
+    for row in mine:
+        annex = annex_of(row, added.get(row["id"], []))
         if isolable(annex.plan):
             by_region.setdefault(annex.plan.region, []).append(annex)
     with _LOCK:  # forget the annexes that ended
