@@ -370,7 +370,7 @@ class Scenarios:
     def instances(self) -> None:
         ec2 = self.aws["ec2"]
         results: dict[str, Any] = {}
-        tagged = lease.find_instances(ec2, "u-sf")[0]
+        tagged = self.booted_sf = lease.find_instances(ec2, "u-sf")[0]
         booted = {"u-sf": tagged}
         for name, fleet in (("u-lt", lease.find_fleets(ec2, "u-lt")),
                             ("u-ec2m", lease.find_ec2_fleets(ec2, "u-ec2m"))):
@@ -393,15 +393,11 @@ class Scenarios:
         self.outcomes["instance"] = results
 
     def instances_after_the_lease(self) -> None:
-        tagged = self.facts_instance("u-sf")
+        tagged = self.booted_sf  # the instance that booted (u-sf has two launches)
         self.outcomes["instance"]["refresh gone"] = self.refresh(
             tagged, os.path.join(self.root, "i-sf"))
         self.outcomes["instance"]["boot gone"] = self.boot(
             tagged, os.path.join(self.root, "i-gone"), "-max-wait", "1")
-
-    def facts_instance(self, annex: str) -> str:
-        return next(i for i, tags in sorted(self.facts.tags.items())
-                    if i.startswith("i-") and tags.get(lease.ANNEX_TAG) == annex)
 
     def run(self) -> Recording:
         self.prepare()

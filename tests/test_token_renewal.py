@@ -288,3 +288,23 @@ def test_each_instance_gets_its_own_copy_and_a_renewal_rewrites_it(aws, daemon, 
                           Peer(pid=1, uid=os.getuid(), gid=os.getgid()))
     assert reply["ok"], reply
     assert aws.annex_resources("copied")["copies"] == []  # -off deletes the copies too
+
+
+def test_the_instances_the_same_name_again_added_get_their_copies_too(aws, daemon):
+    """A launch added to a live annex (the same name again, issue 25) carries the annex's
+    tags: its instances get their copies in the next pass, and -off deletes them all."""
+    from annexd.commands import copies
+    create(daemon, "grown", 4 * 3600)
+    create(daemon, "grown", 4 * 3600)  # the same name again: a second launch
+    instances = aws.annex_resources("grown")["instances"]
+    assert len(instances) == 2
+    for instance in instances:  # as AWS shows them: the launch's profile
+        aws.ec2.associate_iam_instance_profile(
+            IamInstanceProfile={"Arn": fixtures.JOIN_PROFILE_ARN}, InstanceId=instance)
+    assert copies.copy_due(daemon.context()) == 2
+    assert sorted(key.rsplit(":", 1)[1] for key in aws.annex_resources("grown")["copies"]) == \
+        sorted(f"{instance}.tar.gz" for instance in instances)
+    reply = daemon.handle({"version": 1, "command": "off", "name": "grown"},
+                          Peer(pid=1, uid=os.getuid(), gid=os.getgid()))
+    assert reply["ok"], reply
+    assert aws.annex_resources("grown")["copies"] == []
