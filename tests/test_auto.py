@@ -729,9 +729,38 @@ def test_a_crash_at_an_ec2_fleet_order_keeps_one_order_within_the_budget(
         time.sleep(1)
         assert orders(pool) == [("phoenix", "m5.large", 2, "done")]
         assert len(ec2_fleets_of(aws, "phoenix")) == 1
+        request_token = aws.target_input("phoenix")["ClientToken"]
+        assert [i for i in instances_of(aws, "phoenix")  # what the lease function ends
+                if {"Key": CLIENT_TOKEN_TAG, "Value": request_token} in i["Tags"]] == \
+            instances_of(aws, "phoenix")
         assert len(instances_of(aws, "phoenix")) == 2
         why = " ".join(status(pool, "phoenix")["auto"]["why"])
         committed = float(why.split("committed at worst: $")[1].split()[0])
         assert committed <= 0.2 and "-max-cost ($0.20)" in why, why
         assert pool.condor_annex("-annex-name", "phoenix", "-off", keys=False).returncode == 0
     assert instances_of(aws, "phoenix") == [] and ec2_fleets_of(aws, "phoenix") == []
+
+
+def test_a_daemon_paid_ec2_fleet_is_held_to_the_sites_template_when_checked_again():
+    """The daemon-paid check reads the plan (a parked create resumed, a knob changed since):
+    a plan of the site's template passes; the same plan against another site template is
+    refused naming the knob, as is a plan whose template is not the site's at all."""
+    import dataclasses
+    from annexd.config.knobs import RegionSettings
+    from annexd.launch.plan import InvalidRequest
+    from annexd.money import daemonpaid
+    plan = _auto_plan(_ec2_config(), SITE_TEMPLATE)
+    settings = RegionSettings(region="us-east-1", endpoints={}, bucket="b", lease_function_arn=(
+        "arn:aws:lambda:us-east-1:123456789012:function:lease"),
+        instance_profile_arn="arn:aws:iam::123456789012:instance-profile/annex",
+        launch_template=SITE_TEMPLATE)
+    daemonpaid.check(plan, settings)
+    for other in (dataclasses.replace(settings, launch_template="lt-0ther0000000000000"),
+                  dataclasses.replace(settings, launch_template=None)):
+        with pytest.raises(InvalidRequest, match="ANNEX_DEFAULT_LAUNCH_TEMPLATE"):
+            daemonpaid.check(plan, other)
+    users = json.loads(json.dumps(plan.launch_request))
+    users["LaunchTemplateConfigs"][0]["LaunchTemplateSpecification"] = {
+        "LaunchTemplateName": "alices-own", "Version": "$Default"}
+    with pytest.raises(InvalidRequest, match="only the site's launch template"):
+        daemonpaid.check(dataclasses.replace(plan, launch_request=users, auto=False), settings)
