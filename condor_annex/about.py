@@ -48,7 +48,9 @@ COMMANDS = Section("Commands", (
      "--cli-input-json takes). With no file and -count N: N on-demand instances. Prints the "
      "fleet or instance IDs on standard output; notices and the lease end go to standard "
      "error. At a terminal it first shows the worst-case cost and asks for confirmation "
-     "(-yes skips that)."),
+     "(-yes skips that). With the -annex-name of a live annex of yours, paid the same way and "
+     "of the same kind: adds the instances to it, under its lease (which is not moved: "
+     "-lease-duration is not used; move it as below)."),
     ("-annex-name NAME -lease-duration SECONDS (or -duration HOURS)",
      "With no config file and no -count: move the lease end of a running annex."),
     ("-status", "List your live annexes in every region (root: everyone's), as a table, "

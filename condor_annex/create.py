@@ -383,8 +383,16 @@ class CreateAnnex(Command):
 
     def show(self, result: dict[str, Any], settings: knobs.ClientSettings) -> int:
         end = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(result["lease_end"]))
-        print(f"condor_annex: annex {result['annex_id']} started; its lease ends {end}.",
-              file=sys.stderr)
+        if result.get("recovered_launch"):  # finished by the daemon; nothing was added
+            print(f"condor_annex: annex {result['annex_id']} is up (launch "
+                  f"{result['recovered_launch']}, finished by condor_annexd); its lease ends "
+                  f"{end}.", file=sys.stderr)
+        elif result.get("added_launch"):  # the same name again: added under the annex's lease
+            print(f"condor_annex: added launch {result['added_launch']} to annex "
+                  f"{result['annex_id']}; its lease ends {end}.", file=sys.stderr)
+        else:
+            print(f"condor_annex: annex {result['annex_id']} started; its lease ends {end}.",
+                  file=sys.stderr)
         if result.get("auto"):  # nothing started yet: the daemon sizes it from demand
             print(f"condor_annex: the daemon starts up to {result['max_instances']} "
                   "instance(s) as your jobs need them; see condor_annex -status.",

@@ -84,7 +84,25 @@ def table(annexes: list[dict[str, Any]], now: float) -> str:
                      "unknown" if annex.get("in_pool") is None else str(annex["in_pool"])))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
-                      for row in rows] + auto_lines(annexes))
+                      for row in rows] + launch_lines(annexes) + auto_lines(annexes))
+
+
+def launch_lines(annexes: list[dict[str, Any]]) -> list[str]:
+    """Under the table, for each annex the same name again grew: its launches, all under
+    its one lease (the INSTANCES column counts them together)."""
+    lines = []
+    for annex in annexes:
+        launches = annex.get("launches") or []
+        if len(launches) < 2:
+            continue
+        lines += ["", f"{annex['name']}: {len(launches)} launches under its lease"]
+        for launch in launches:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(launch["at"]))
+            made = launch.get("spot_fleet_request_id") or launch.get("fleet_id") or \
+                " ".join(launch.get("instance_ids") or ())
+            lines.append(f"  {launch['number']}: capacity {launch['capacity']}, "
+                         f"{launch['state']} {when}" + (f", {made}" if made else ""))
+    return lines
 
 
 def auto_lines(annexes: list[dict[str, Any]]) -> list[str]:
@@ -155,6 +173,8 @@ def classads(annexes: list[dict[str, Any]], digest: str | None = None) -> str:
         ad["AnnexType"] = annex["type"]
         ad["Region"] = annex["region"]
         ad["LeaseExpiration"] = annex["lease_end"]
+        if annex.get("launches"):  # the same name again adds launches under one lease
+            ad["NumLaunches"] = len(annex["launches"])
         if annex["instances"] is not None:  # unknown: no counts, rather than false zeros
             ad["TotalInstances"] = sum(annex["instances"].values())
         if annex.get("in_pool") is not None:

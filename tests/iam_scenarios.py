@@ -193,6 +193,11 @@ class Scenarios:
         odi = ["-aws-on-demand-ami-id", AMI, "-aws-on-demand-instance-type", "m5.large"]
         self.create("u-odi", "-count", "1", *odi)
         self.create("u-odi2", "-count", "1", *odi)
+        # The same name again (issue 25): a launch added under the annex's lease, for each
+        # kind; -off (below) and the lease function end them with the rest.
+        self.create("u-odi", "-count", "1", *odi)
+        self.create("u-ec2", "-count", "1", _config(tmp, EC2_FLEET_CONFIG, "ec2"))
+        self.create("u-sf", "-count", "1", SPOT_CONFIG)
         # Rollbacks: the launch fails (an image AWS does not have) after the lease is in force.
         self.create("u-bad", "-count", "1", "-aws-on-demand-ami-id", "ami-00000000",
                     "-aws-on-demand-instance-type", "m5.large", expect=5)

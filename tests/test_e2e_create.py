@@ -97,17 +97,20 @@ def test_eight_concurrent_creates_give_eight_annexes(aws, run_annex, with_keys):
         assert len(held["objects"]) == 1
 
 
-def test_same_name_twice_is_refused_and_leaves_the_first_alone(aws, run_annex, with_keys):
+def test_same_name_twice_adds_to_the_first_under_its_lease(aws, run_annex, with_keys):
+    """The original's behaviour (issue 25): tests/test_grow.py has the rest."""
     args = ("-annex-name", "twice", "-lease-duration", "600", "-count", "1",
             "-lease-function-arn", aws.lease_arn, *with_keys, SPOT_CONFIG)
     first = run_annex(*args)
     assert first.returncode == 0, first.stderr
+    lease = aws.target_input("twice")
     second = run_annex(*args)
-    assert second.returncode == 4
-    assert "annex 'twice' already exists" in second.stderr
+    assert second.returncode == 0, second.stderr
+    assert "added launch 2 to annex twice" in second.stderr
     held = aws.annex_resources("twice")
-    assert held["fleets"] == [first.stdout.strip()]
-    assert len(held["instances"]) == 1 and held["rules"] == ["twice"]
+    assert set(held["fleets"]) == {first.stdout.strip(), second.stdout.strip()}
+    assert len(held["instances"]) == 2 and held["rules"] == ["twice"]
+    assert aws.target_input("twice") == lease
 
 
 def test_lease_expiry_tears_down_only_its_own_annex(aws, run_annex, with_keys, fire_lease):

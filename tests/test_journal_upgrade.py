@@ -65,6 +65,8 @@ def test_a_journal_of_every_earlier_format_opens(tmp_path, fmt, caplog):
         # time is unknown, so the first renewal pass renews it.
         assert {(r["payer_account"], r["payer_principal"], r["token_minted"])
                 for r in live.values()} == {("123456789012", "", 0)}
+        # Issue 25: an earlier annex has no added launch (the same name again).
+        assert journal.added_launches_of(r["id"] for r in live.values()) == {}
     finally:
         journal.close()
     if fmt < 4:
@@ -73,6 +75,37 @@ def test_a_journal_of_every_earlier_format_opens(tmp_path, fmt, caplog):
     with caplog.at_level(logging.WARNING, "annexd.state.journal"):
         Journal(path).close()  # the second start finds nothing to do
     assert "journal upgrade" not in caplog.text
+
+
+def test_the_previous_releases_journal_gains_the_added_launches_table(tmp_path, caplog):
+    """Issue 25: the previous release's journal (this schema without ``added_launches``)
+    opens with the table made, its annexes' rows untouched, and a launch added to one of them
+    is journaled, on disk, and read back as written."""
+    path = str(tmp_path / "journal.sqlite")
+    journal = Journal(path)
+    plan = AnnexPlan.from_record(json.dumps(old_journals.plan(5, "running", uid=1000,
+                                                              lease_end=LATER)))
+    request_id = journal.begin(plan, daemon_credentials=False)
+    journal.close()
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE added_launches")
+    db.commit()
+    db.close()
+    with caplog.at_level(logging.WARNING, "annexd.state.journal"):
+        journal = Journal(path)
+    try:
+        assert journal.added_launches(request_id) == []
+        assert journal.live_row("us-east-1", "running")["id"] == request_id
+        launch = {"number": 2, "client_token": "launch2-x", "at": 5.0,
+                  "launch_request": {"ClientToken": "launch2-x", "TargetCapacity": 1}}
+        journal.launch_added(request_id, launch)
+        journal.launch_settled(request_id, 2, "done", {"spot_fleet_request_id": "sfr-2"})
+        [read] = journal.added_launches(request_id)
+        assert (read["number"], read["state"], read["launch_request"], read["outputs"]) == \
+            (2, "done", launch["launch_request"], {"spot_fleet_request_id": "sfr-2"})
+    finally:
+        journal.close()
+    assert "journal upgrade" not in caplog.text  # nothing to repair: a table added
 
 
 def test_a_lease_change_the_previous_release_left_unsettled_keeps_its_intent(tmp_path,

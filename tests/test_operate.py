@@ -17,7 +17,7 @@ from localaws.pool import AnnexDaemon, LocalPool, script
 from localaws.wait import wait_for
 
 from conftest import SECRET, SPOT_CONFIG, serving_pool
-from test_daemon_boundary import as_other_user
+from test_daemon_boundary import as_other_user, create_message
 
 
 def create(aws, run_annex, with_keys, name, *flags):
@@ -99,6 +99,10 @@ def test_other_users_can_neither_see_nor_steer(aws, shared_pool):
             reply = as_other_user(shared_pool.socket_path,
                                   {"version": 1, "credentials": creds, **message})
             assert reply["ok"] is False and "no annex named 'private'" in reply["error"]["message"]
+        # The same name again (issue 25) adds instances for the annex's owner only.
+        grown = as_other_user(shared_pool.socket_path, create_message("private"))
+        assert grown["ok"] is False and "belongs to another user; only its owner may add " \
+            "instances to it" in grown["error"]["message"], grown
     assert len(aws.annex_resources("private")["instances"]) == 1
     assert aws.target_input("private")["LeaseExpiration"] < time.time() + 700
 

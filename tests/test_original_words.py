@@ -115,15 +115,19 @@ def test_the_originals_lease_function_is_refused_by_the_daemon(aws, run_annex, w
     assert aws.all_fleets() == [] and aws.events.list_rules()["Rules"] == []
 
 
-def test_the_same_name_again_is_refused_saying_the_original_added(aws, run_annex, with_keys):
+def test_the_same_name_again_adds_instances_as_the_original_did(aws, run_annex, with_keys):
+    """As the original's -slots on a live annex: another fleet, under the annex's lease
+    (which, unlike there, is not moved: tests/test_grow.py)."""
     first = run_annex("-annex-name", "again", "-lease-duration", "600", "-lease-function-arn",
                       aws.lease_arn, *with_keys, SPOT_CONFIG)
     assert first.returncode == 0, first.stderr
-    second = run_annex("-annex-name", "again", "-lease-duration", "600", "-lease-function-arn",
-                       aws.lease_arn, *with_keys, SPOT_CONFIG)
-    assert second.returncode == 4
-    assert "the same name again does not add instances" in second.stderr
-    assert len(aws.annex_resources("again")["fleets"]) == 1
+    lease = aws.target_input("again")
+    second = run_annex("-annex-name", "again", "-slots", "1", "-aws-spot-fleet-config-file",
+                       SPOT_CONFIG, "-yes", "-lease-function-arn", aws.lease_arn, *with_keys)
+    assert second.returncode == 0, second.stderr
+    assert "added launch 2 to annex again" in second.stderr
+    assert len(aws.annex_resources("again")["fleets"]) == 2
+    assert aws.target_input("again") == lease
 
 
 def test_an_old_user_config_is_named_not_silently_half_read(aws, pool, run_annex, with_keys):

@@ -203,3 +203,18 @@ class CreateCalls(AwsSession):
     def delete_ec2_fleets(self, fleet_ids: list[str]) -> None:
         with self._call("EC2 DeleteFleets"):
             lease.delete_ec2_fleets(self.ec2, fleet_ids)
+
+    def tagged_ec2_fleets(self, annex_id: str, tags: dict[str, str]) -> list[str]:
+        """The EC2 Fleets of the annex carrying every tag of ``tags``, in any state: one
+        launch added to the annex, by its launch tag (:meth:`tagged_fleets` for Spot Fleet;
+        CreateFleet's own ClientToken is not reported everywhere -- moto -- so the tag
+        decides)."""
+        found = []
+        with self._call("EC2 DescribeFleets"):
+            for page in self.ec2.get_paginator("describe_fleets").paginate():
+                for fleet in page.get("Fleets", []):
+                    have = {t.get("Key"): t.get("Value") for t in fleet.get("Tags") or ()}
+                    if have.get(ANNEX_TAG) == annex_id and \
+                            all(have.get(key) == value for key, value in tags.items()):
+                        found.append(fleet["FleetId"])
+        return found

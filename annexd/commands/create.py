@@ -3,7 +3,6 @@ create sequence (lease first).  A repeat of a parked request's command resumes i
 (:mod:`.resume`)."""
 from __future__ import annotations
 
-import dataclasses
 import logging
 import pwd
 from typing import Any, Callable
@@ -16,7 +15,8 @@ from annexd.rpc import protocol
 from annexd.state.journal import NameTaken
 from annexd.config.knobs import KnobError
 from annexd.launch.plan import AnnexPlan, InvalidRequest, build_plan
-from annexd.commands import renew, resume
+from annexd.commands import grow, renew, resume
+from annexd.commands.launches import as_journaled, holding  # noqa: F401 (their old home)
 from annexd.commands.context import Caller, Context
 from annexd.commands.replies import outcome_reply, resumable, taken_reply
 
@@ -42,23 +42,6 @@ def _user_name(uid: int, annex: dict[str, Any]) -> str:
                              "-owner NAMES or -no-owner") from None
 
 
-def holding(ctx: Context, uid: int, *, besides: int | None = None) -> costs.Holding:
-    """What the user's live annexes may run and cost (for the per-user caps), each to its
-    journaled lease end; ``besides`` leaves out one request (the one being changed)."""
-    return costs.Holding.of(as_journaled(row) for row in ctx.journal.live_rows(owner_uid=uid)
-                            if row["id"] != besides)
-
-
-def as_journaled(row: dict[str, Any], plan: AnnexPlan | None = None) -> AnnexPlan:
-    """A row's plan with the lease as the journal holds it now (a lease change moves the end;
-    plans of releases before ``created_at`` start when the row was made).  A lease change
-    under way or cut short counts at the later of its two ends: AWS may hold either."""
-    plan = plan or AnnexPlan.from_record(row["plan"])
-    lease_end = max(row["lease_end"], row.get("lease_intent") or 0)
-    return dataclasses.replace(plan, lease_end=lease_end or plan.lease_end,
-                               created_at=plan.created_at or int(row["created"]))
-
-
 def create(ctx: Context, request: dict[str, Any], who: Caller,
            report: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
     """``report`` hears each step of the create sequence as it starts."""
@@ -82,12 +65,15 @@ def create(ctx: Context, request: dict[str, Any], who: Caller,
         held = ctx.journal.live_row(plan.region, plan.annex_id)
         if request.get("dry_run"):  # the confirmation prompt: look, never act
             if held is not None and not resumable(held, who):
-                return taken_reply(held, who)
+                return _grow_estimate(ctx, held, who, plan, annex, credentials)
             if held is None and credentials is None:
                 daemonpaid.check(plan, region)
             estimate = costs.check(plan, settings.caps, lambda: holding(ctx, who.uid))
             return protocol.ok_reply({"annex_id": plan.annex_id, "estimate": estimate},
                                      list(plan.notices))
+        if held is not None and not resumable(held, who):  # the same name again
+            assert payer is not None  # only a dry run has none, and it has returned
+            return grow.add(ctx, held, who, plan, annex, payer, credentials, report)
         if held is not None:  # a resume: the row's plan, payer and choices apply
             answer = resume.name_held(ctx, held, who, credentials, annex, notices)
             if answer is not None:
@@ -118,3 +104,15 @@ def create(ctx: Context, request: dict[str, Any], who: Caller,
     driver = ctx.driver(plan, request_id, credentials, payload, report, on_disk=False)
     return outcome_reply(ctx.journal, driver, lambda: driver.forward(),
                          notices + list(plan.notices))
+
+
+def _grow_estimate(ctx: Context, held: dict[str, Any], who: Caller, plan: AnnexPlan,
+                   annex: dict[str, Any], credentials: dict[str, str] | None) -> dict[str, Any]:
+    """The confirmation prompt of the same name again: what would be added to the live
+    annex (to its lease end), or why nothing can be (:mod:`.grow`)."""
+    try:
+        _, estimate, notices = grow.prepare(ctx, held, who, plan, annex, None, credentials)
+    except grow.Refused as refused:
+        return refused.reply
+    estimate.pop("client_token", None)
+    return protocol.ok_reply({"annex_id": plan.annex_id, "estimate": estimate}, notices)

@@ -29,7 +29,7 @@ from annexd.state.lifecycle import RequestState
 from annexd.launch.plan import AnnexPlan, InvalidRequest
 from annexd.commands import renew
 from annexd.commands.context import DOING, Caller, Context, OperationError, busy, claim, unknown
-from annexd.commands.create import holding
+from annexd.commands.launches import added_parts, holding
 
 log = logging.getLogger("annexd.operate")
 
@@ -171,7 +171,8 @@ def _check_caps(ctx: Context, row: dict[str, Any], plan: AnnexPlan, lease_end: i
     try:
         costs.check_lease_change(plan, lease_end, ctx.clock(), ctx.settings.caps,
                                  row["lease_end"],
-                                 lambda: holding(ctx, row["owner_uid"], besides=row["id"]))
+                                 lambda: holding(ctx, row["owner_uid"], besides=row["id"]),
+                                 added=added_parts(ctx.journal, row, plan))
     except InvalidRequest as error:
         raise OperationError("invalid-request", str(error)) from None
     if plan.auto and plan.max_cost is not None:

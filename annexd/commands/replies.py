@@ -116,7 +116,6 @@ def taken_reply(row: dict[str, Any], who: Caller) -> dict[str, Any]:
         message = str(busy(name, state))
     else:
         message = (f"annex {name!r} already exists in {region} ({state}); choose another "
-                   "-annex-name, or end it first with -off (an annex is one request here: "
-                   "unlike the original condor_annex, the same name again does not add "
-                   "instances to it)")
+                   "-annex-name, or end it first with -off (the same name again adds "
+                   "instances only to an active annex of yours)")
     return protocol.error_reply("conflict", message)

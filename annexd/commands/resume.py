@@ -17,7 +17,7 @@ from annexd.state.journal import Progress, StateChanged
 from annexd.state.lifecycle import RequestState
 from annexd.launch.plan import AnnexPlan, InvalidRequest
 from annexd.aws import AwsError
-from annexd.commands import lease, off
+from annexd.commands import grow, lease, off
 from annexd.commands.context import Caller, Context, OperationError, claim
 from annexd.commands.replies import failure_reply, outcome_reply, resumable, taken_reply
 
@@ -124,14 +124,17 @@ def recover(ctx: Context, workers: int = 8) -> None:
     No thread of this process drives any of them, so each is first parked in its
     direction (a rollback stays a rollback).  Those the daemon may act on with its own
     identity are then resumed, a few at a time: they belong to different annexes and do
-    not interfere.  The others wait, parked, for their owners.
+    not interfere.  The others wait, parked, for their owners.  Then the launches added to
+    live annexes (the same name again) that the crash left sent are finished the same way
+    (:func:`annexd.commands.grow.recover`).
     """
     rows = ctx.journal.unfinished()
     for row in rows:
         state = RequestState(row["state"])
         if state is RequestState.EXTENDING:  # cut short: AWS holds the old end or the new
             ctx.journal.transition(row["id"], RequestState.ACTIVE)  # its intent kept
-            _settle_cut_short(ctx, ctx.journal.request(row["id"]))
+            if row["lease_intent"] is not None:  # else an added launch, an order, a renewal
+                _settle_cut_short(ctx, ctx.journal.request(row["id"]))
         elif state in lifecycle.DRIVEN:
             ctx.journal.transition(row["id"], lifecycle.AFTER_CRASH[state])
     rows = [ctx.journal.request(row["id"]) for row in rows]
@@ -146,6 +149,7 @@ def recover(ctx: Context, workers: int = 8) -> None:
         with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
             list(pool.map(lambda request_id: _recover_one(ctx, request_id),
                           [row["id"] for row in mine]))
+    grow.recover(ctx)  # launches added to live annexes, left sent by the crash
 
 
 def _admins_choices(ctx: Context, row: dict[str, Any]) -> bool:
@@ -203,7 +207,8 @@ def _recover_one(ctx: Context, request_id: int) -> None:
             log.error("request %d: %s", row["id"], error)
             payload = None
         driver = ctx.driver(plan, row["id"], None, payload)
-        drive_on(ctx, driver, RequestState(row["state"]))
+        if drive_on(ctx, driver, RequestState(row["state"])) is not None:
+            grow.finished_by_recovery(ctx, row["id"], 1)  # its owner's repeat adds nothing
     except steps.CreateFailed as error:
         log.error("request %d: recovery of annex %s failed at %s: %s",
                   row["id"], plan.annex_id, error.step, error.cause)

@@ -20,7 +20,7 @@ from annexd.state.lifecycle import RequestState
 from annexd_lambda.lease import LIVE_INSTANCE_STATES
 from annexd.launch.plan import AnnexPlan
 from annexd.money import costs
-from annexd.commands.create import as_journaled
+from annexd.commands import grow, launches
 from annexd.commands import lease as lease_change
 from annexd.commands.context import Caller, Context, unknown, user_name
 
@@ -49,6 +49,7 @@ def _reports(ctx: Context, rows: list[dict[str, Any]], credentials: dict[str, st
     AWS is asked only where it can be (see _countable); elsewhere the instances are None and
     the lease "unknown", never a false zero or "missing"."""
     plans = [AnnexPlan.from_record(row["plan"]) for row in rows]
+    added = ctx.journal.added_launches_of(row["id"] for row in rows)
     listed: dict[tuple[str, str], dict[str, list[str]]] = {}
     leases: dict[str, set[str]] = {}
     known = [not ask_aws or _countable(ctx, row, plan, credentials)
@@ -59,10 +60,9 @@ def _reports(ctx: Context, rows: list[dict[str, Any]], credentials: dict[str, st
             here = [(plan, row) for plan, row, may in zip(plans, rows, known)
                     if may and plan.region == region]
             wanted: dict[str, dict[str, str]] = {}
-            for plan, row in here:
-                tag = plan.kind.instance_tag(plan, json.loads(row.get("outputs") or "{}"))
-                if tag is not None:
-                    wanted.setdefault(tag[0], {})[tag[1]] = plan.annex_id
+            for plan, row in here:  # every launch's, the same name again's too
+                for key, value in grow.instance_tags(plan, row, added.get(row["id"], [])):
+                    wanted.setdefault(key, {})[value] = plan.annex_id
             if wanted:
                 found = aws.list_instances(wanted)
                 listed.update(((region, annex), states) for annex, states in found.items())
@@ -89,7 +89,9 @@ def _reports(ctx: Context, rows: list[dict[str, Any]], credentials: dict[str, st
                        listed.get((plan.region, plan.annex_id), {}).items()} if may else None),
         # What the caps count: the most instances it can run, and its worst-case cost from
         # its start to its lease end (None: it cannot be priced), with the price table's date.
-        **_worst_case(plan, row),
+        **_worst_case(plan, row, added.get(row["id"], [])),
+        # Each launch: its create's, and those the same name again added, under one lease.
+        "launches": grow.launch_reports(row, plan, added.get(row["id"], [])),
         # An auto annex: how the daemon sizes it, and its last look at demand.
         **({"auto": auto_report(ctx, row, plan)} if plan.auto else {}),
         # The jti of the annex's own token: SEC_TOKEN_REVOCATION_EXPR revokes it by this.
@@ -149,10 +151,11 @@ def auto_report(ctx: Context, row: dict[str, Any], plan: AnnexPlan) -> dict[str,
     }
 
 
-def _worst_case(plan: AnnexPlan, row: dict[str, Any]) -> dict[str, Any]:
-    journaled = as_journaled(row, plan)
-    cost, _ = costs.life_cost(journaled)
-    return {"max_instances": costs.worst_instances(journaled), "worst_case_cost": cost,
+def _worst_case(plan: AnnexPlan, row: dict[str, Any],
+                added: list[dict[str, Any]]) -> dict[str, Any]:
+    parts = launches.parts_of(row, plan, added)
+    cost, _ = costs.annex_life_cost(parts)
+    return {"max_instances": costs.annex_instances(parts), "worst_case_cost": cost,
             "prices_date": costs.price_table()["date"]}
 
 

@@ -116,6 +116,25 @@ def life_cost(plan: AnnexPlan) -> tuple[float | None, str]:
     return cost, how
 
 
+def annex_instances(parts: Iterable[AnnexPlan]) -> int:
+    """The most instances an annex of several launches (``parts``: one plan per launch,
+    its create's first: see annexd.commands.launches) can have running at once."""
+    return sum(worst_instances(part) for part in parts)
+
+
+def annex_life_cost(parts: Iterable[AnnexPlan]) -> tuple[float | None, str]:
+    """:func:`life_cost` of an annex of several launches: each from its own start to the
+    annex's lease end, added up; (None, "") when one cannot be priced."""
+    total, hows = 0.0, []
+    for part in parts:
+        cost, how = life_cost(part)
+        if cost is None:
+            return None, ""
+        total += cost
+        hows.append(how)
+    return round(total, 2), " + ".join(hows)
+
+
 @dataclass(frozen=True)
 class Holding:
     """What a user's live annexes hold together: instances at most, and their worst-case cost
@@ -174,13 +193,16 @@ def _check_user_cost(caps: Caps, plan: AnnexPlan, cost: float | None,
             f"${caps.max_cost_per_user:.2f} (ANNEX_MAX_COST_PER_USER)")
 
 
-def with_price_cap(plan: AnnexPlan, caps: Caps) -> AnnexPlan:
+def with_price_cap(plan: AnnexPlan, caps: Caps, budget: float | None = None) -> AnnexPlan:
     """With ANNEX_MAX_COST set, a fleet also carries the cap as hourly maxima that AWS
-    enforces itself (our estimate uses a price table, and can not price every option)."""
+    enforces itself (our estimate uses a price table, and can not price every option).
+    ``budget``: what is left of the cap for this launch (a launch added to an annex: the cap
+    less what its other launches may cost); default the whole cap."""
     hours = _hours(plan)
     if caps.max_cost is None or not plan.kind.can_cap_price or not hours:
         return plan
-    request, notice = plan.kind.cap_price(plan.launch_request, caps.max_cost / hours)
+    budget = caps.max_cost if budget is None else budget
+    request, notice = plan.kind.cap_price(plan.launch_request, budget / hours)
     return dataclasses.replace(plan, launch_request=request, notices=plan.notices + (notice,))
 
 
@@ -213,8 +235,63 @@ def check(plan: AnnexPlan, caps: Caps, others: Callable[[], Holding]) -> dict[st
     return found
 
 
+def check_added(parts: list[AnnexPlan], added: AnnexPlan, caps: Caps,
+                others: Callable[[], Holding]) -> dict[str, Any]:
+    """Hold a launch ``added`` to a live annex (the same name again) to the caps, counting
+    the whole annex: ``parts``, its launches so far (annexd.commands.launches), plus this
+    one, which runs from now to the annex's lease end.  The estimate of the added launch,
+    or InvalidRequest naming the cap and the numbers.  ``others``: what the owner's other
+    live annexes hold (this one left out), asked only when a per-user cap is set.
+
+    ANNEX_MAX_INSTANCES bounds the annex's instances and, with the owner's other annexes,
+    the owner's; ANNEX_MAX_COST what the whole annex may cost over its lease (its launches
+    so far from their starts, this one from now; a fleet added also carries what is left of
+    the cap as AWS-enforced hourly maxima: :func:`with_price_cap`); ANNEX_MAX_COST_PER_USER
+    that plus the owner's other annexes.  The lease is the annex's: not moved, so
+    ANNEX_MAX_LEASE_DURATION has nothing new to bound.
+    """
+    found = estimate(added)
+    name = added.annex_id
+    held = others() if (caps.max_instances is not None or
+                        caps.max_cost_per_user is not None) else Holding()
+    before, more = annex_instances(parts), found["instances"]
+    if caps.max_instances is not None:
+        if before + more > caps.max_instances:
+            raise InvalidRequest(
+                f"annex {name!r} may run up to {before} instances; {more} more would make "
+                f"{before + more}, over the limit of {caps.max_instances} (ANNEX_MAX_INSTANCES)")
+        if held.instances + before + more > caps.max_instances:
+            raise InvalidRequest(
+                f"annex {name!r} with {more} more instances may run up to {before + more}, "
+                f"which with your other live annexes ({held.instances}) makes "
+                f"{held.instances + before + more}, over the limit of {caps.max_instances} "
+                "(ANNEX_MAX_INSTANCES)")
+    so_far, _ = annex_life_cost(parts)
+    if caps.max_cost is not None:
+        if so_far is None:
+            raise InvalidRequest(f"the cost of annex {name!r} so far cannot be estimated, and "
+                                 "ANNEX_MAX_COST is set: no launch can be added to it")
+        if found["worst_case_cost"] is None and not added.kind.can_cap_price:
+            raise InvalidRequest("the cost of the added instances cannot be estimated (an "
+                                 "instance type without a known price), and ANNEX_MAX_COST "
+                                 "is set")
+        if found["worst_case_cost"] is not None and \
+                round(so_far + found["worst_case_cost"], 2) > caps.max_cost:
+            raise InvalidRequest(
+                f"annex {name!r} may cost up to ${so_far:.2f} so far; the added instances "
+                f"up to ${found['worst_case_cost']:.2f} more ("
+                f"{_instances(found['instances'])} x ${found['instance_price']:.4f}/h x "
+                f"{found['hours']:.2f} h left of its lease, prices of {found['prices_date']}),"
+                f" making ${so_far + found['worst_case_cost']:.2f}, over the limit of "
+                f"${caps.max_cost:.2f} (ANNEX_MAX_COST)")
+    whole, _ = annex_life_cost([*parts, added])
+    _check_user_cost(caps, added, whole, held)
+    return {**found, "annex_instances": before + more, "annex_cost": whole}
+
+
 def check_lease_change(plan: AnnexPlan, lease_end: int, now: float, caps: Caps,
-                       current_end: int, others: Callable[[], Holding]) -> None:
+                       current_end: int, others: Callable[[], Holding],
+                       added: Iterable[AnnexPlan] = ()) -> None:
     """Hold a lease change to the caps a create is held to; InvalidRequest names the cap and
     the numbers.  Call it before anything changes: a refused change changes nothing.
 
@@ -224,7 +301,8 @@ def check_lease_change(plan: AnnexPlan, lease_end: int, now: float, caps: Caps,
     owner's other live annexes; the admin may have lowered the cap since); ANNEX_MAX_COST
     what the annex may cost over its whole life, from its start to the new end -- else a
     one-hour annex extended for a year would escape it -- and ANNEX_MAX_COST_PER_USER that
-    plus what the owner's other live annexes may cost.
+    plus what the owner's other live annexes may cost.  ``added``: the launches added to the
+    annex after its create (the same name again), each counted from its own start.
     """
     if lease_end <= current_end:
         return
@@ -233,17 +311,19 @@ def check_lease_change(plan: AnnexPlan, lease_end: int, now: float, caps: Caps,
         raise InvalidRequest(f"a lease of {duration} s exceeds the limit of "
                              f"{caps.max_lease_duration} s (ANNEX_MAX_LEASE_DURATION)")
     start = plan.created_at or int(now)  # journals before created_at: from now on
-    longer = dataclasses.replace(plan, lease_end=lease_end, created_at=start)
+    longer = [dataclasses.replace(part, lease_end=lease_end,
+                                  created_at=part.created_at or start)
+              for part in (plan, *added)]
     per_user = caps.max_instances is not None or caps.max_cost_per_user is not None
     held = others() if per_user else Holding()
     if caps.max_instances is not None:
-        mine = worst_instances(plan)
+        mine = annex_instances(longer)
         if held.instances + mine > caps.max_instances:
             raise InvalidRequest(
                 f"your live annexes may run {held.instances + mine} instances, over the limit "
                 f"of {caps.max_instances} (ANNEX_MAX_INSTANCES); end some before making a "
                 "lease longer")
-    cost, how = life_cost(longer)
+    cost, how = annex_life_cost(longer)
     if caps.max_cost is not None:
         if cost is None:
             raise InvalidRequest(f"the cost of annex {plan.annex_id!r} over a longer lease "

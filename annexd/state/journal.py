@@ -6,7 +6,8 @@ two.  Only what exactly-once needs is forced to disk (``synchronous=FULL``, one 
 accepted request with its plan, which holds the ClientToken, before any AWS call that changes
 anything (a new create's is forced with its check step's *started*, on the journal's own
 thread while the check's look-ups run: :meth:`Journal.record_steps_soon`); the launch step's
-*started*, before the launch call; and lease-end changes.  Every other event is
+*started*, before the launch call; a launch added to a live annex (``added_launches``: the
+same name again), before its call; and lease-end changes.  Every other event is
 committed with ``synchronous=NORMAL``: in WAL mode a power loss may forget the last of them,
 never reorder them, and the next forced commit makes all earlier ones durable too.  What such
 a loss can forget is recovered from AWS: the lease and config steps are idempotent puts; a
@@ -97,6 +98,17 @@ CREATE TABLE IF NOT EXISTS auto_instances (
     since REAL NOT NULL,
     until REAL,
     PRIMARY KEY (request_id, instance_id)
+);
+CREATE TABLE IF NOT EXISTS added_launches (
+    request_id INTEGER NOT NULL REFERENCES requests(id),
+    number INTEGER NOT NULL,
+    client_token TEXT NOT NULL,
+    launch_request TEXT NOT NULL,
+    state TEXT NOT NULL,
+    outputs TEXT NOT NULL DEFAULT '{}',
+    error TEXT,
+    at REAL NOT NULL,
+    PRIMARY KEY (request_id, number)
 );
 CREATE TABLE IF NOT EXISTS auto_status (
     request_id INTEGER PRIMARY KEY REFERENCES requests(id),
@@ -477,6 +489,43 @@ class Journal:
         return [(row["step"], row["event"]) for row in self._rows(
             "SELECT step, event FROM step_events WHERE request_id = ? ORDER BY rowid",
             (request_id,))]
+
+    # -- the same name again (annexd.commands.grow) ----------------------------------------
+
+    def launch_added(self, request_id: int, launch: dict[str, Any]) -> None:
+        """A launch added to a live annex, on disk before its call (``state`` 'sent'), with
+        its own ClientToken: a crash after the call is followed by a look for what it
+        launched, then the same token again -- never a second launch."""
+        self._write("INSERT INTO added_launches (request_id, number, client_token,"
+                    " launch_request, state, at) VALUES (?, ?, ?, ?, 'sent', ?)",
+                    (request_id, launch["number"], launch["client_token"],
+                     json.dumps(launch["launch_request"], sort_keys=True), launch["at"]),
+                    durable=True)
+
+    def launch_settled(self, request_id: int, number: int, state: str,
+                       outputs: dict[str, Any], error: str | None = None) -> None:
+        """An added launch's outcome: 'done' (with what it made) or 'failed'."""
+        self._write("UPDATE added_launches SET state = ?, outputs = ?, error = ?"
+                    " WHERE request_id = ? AND number = ?",
+                    (state, json.dumps(outputs), error, request_id, number))
+
+    def added_launches(self, request_id: int) -> list[dict[str, Any]]:
+        """The launches added to the annex after its create, in order, each with its
+        ``launch_request`` and ``outputs`` parsed."""
+        return self.added_launches_of([request_id]).get(request_id, [])
+
+    def added_launches_of(self, request_ids: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
+        """:meth:`added_launches` of many requests (-status): one query per 500 requests."""
+        ids, found = sorted(set(request_ids)), {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            for row in self._rows(
+                    "SELECT * FROM added_launches WHERE request_id IN"
+                    f" ({', '.join('?' * len(chunk))}) ORDER BY request_id, number", chunk):
+                found.setdefault(row["request_id"], []).append(
+                    {**row, "launch_request": json.loads(row["launch_request"]),
+                     "outputs": json.loads(row["outputs"])})
+        return found
 
     # -- auto annexes (annexd.commands.auto) -------------------------------------------------
 

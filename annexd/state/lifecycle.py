@@ -2,7 +2,7 @@
 
 ::
 
-    creating ---------------------> active <--> extending           (a lease change)
+    creating ---------------------> active <--> extending   (a lease change, an added launch)
     creating ---------------------> refused
     creating <-- park/resume --> interrupted
     creating, interrupted ---------> rolling-back       (a step failed; lease over or gone)

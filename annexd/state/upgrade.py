@@ -30,6 +30,9 @@ This release adds:
   ``lease_unsettled`` gets the intent :data:`annexd.state.journal.INTENT_UNRECORDED` (the end
   it was after is not known; the rule's Input in AWS says what is in force all the same), and
   the flag's column is dropped.
+- the ``added_launches`` table (issue 25: the launches the same name again adds to a live
+  annex, :mod:`annexd.commands.grow`), made empty by the schema itself (``CREATE TABLE IF NOT
+  EXISTS``) for a journal of any earlier release: their annexes have none.
 
 What is done, in order: missing columns are added (with their defaults) and ``region`` and
 ``lease_end`` are filled from each row's plan; ``lease_unsettled`` becomes ``lease_intent``; a row whose state this release does not know,
