@@ -184,22 +184,6 @@ class CreateCalls(AwsSession):
         with self._call("EC2 DescribeFleets"):
             return lease.find_ec2_fleets(self.ec2, annex_id, client_token)
 
-    def tagged_ec2_fleets(self, annex_id: str, tags: dict[str, str],
-                          client_token: str | None = None) -> list[str]:
-        """The EC2 Fleets of the annex carrying every tag of ``tags`` (or ``client_token``),
-        in any state: one auto order's instant fleet, by its order tag."""
-        found = []
-        with self._call("EC2 DescribeFleets"):
-            for page in self.ec2.get_paginator("describe_fleets").paginate():
-                for fleet in page.get("Fleets", []):
-                    have = {t.get("Key"): t.get("Value") for t in fleet.get("Tags") or ()}
-                    if have.get(lease.ANNEX_TAG) == annex_id and (
-                            all(have.get(k) == v for k, v in tags.items()) or
-                            (client_token is not None
-                             and fleet.get("ClientToken") == client_token)):
-                        found.append(fleet["FleetId"])
-        return found
-
     def delete_ec2_fleets(self, fleet_ids: list[str]) -> None:
         with self._call("EC2 DeleteFleets"):
             lease.delete_ec2_fleets(self.ec2, fleet_ids)

@@ -422,9 +422,8 @@ def _look_for(aws: AnnexAws, plan: AnnexPlan, order: dict[str, Any]) -> tuple[bo
     if found or plan.annex_type == launch.ON_DEMAND.annex_type:
         return bool(found), found
     if plan.annex_type == launch.EC2_FLEET.annex_type:  # an instant fleet that launched none
-        return bool(aws.tagged_ec2_fleets(plan.annex_id, {ORDER_TAG: order["client_token"],
-                                                          CLIENT_TOKEN_TAG: plan.client_token},
-                                          order["client_token"])), []
+        return bool(aws.tagged_ec2_fleets(plan.annex_id, {
+            ORDER_TAG: order["client_token"], CLIENT_TOKEN_TAG: plan.client_token})), []
     return bool(aws.tagged_fleets(plan.annex_id, {ORDER_TAG: order["client_token"],
                                                   CLIENT_TOKEN_TAG: plan.client_token},
                                   order["client_token"])), []
