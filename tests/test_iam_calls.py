@@ -130,7 +130,8 @@ def judged(recording, moto_server) -> dict[str, list[Request]]:
     """principal -> the authorisations its calls needed, in order, each with the
     principal's own keys in its context."""
     resources = Resources(ACCOUNT, recording.facts.tags, recording.facts.profile_roles,
-                          recording.facts.template_profiles)
+                          recording.facts.template_profiles,
+                          template_ids=recording.facts.template_ids)
     keys = {key: name for name, (key, _) in PRINCIPALS.items()}
     found: dict[str, list[Request]] = {name: [] for name in PRINCIPALS}
     mine = [call for call in recording.calls if call.key_id in keys]
