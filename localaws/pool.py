@@ -14,6 +14,7 @@ from condor_annex import client
 
 from . import fixtures
 from .children import spawn, wait_until_ready
+from .forkserver import ForkServer
 
 BUCKET = "htcondor-annex-config"
 REGION = "us-east-1"
@@ -68,8 +69,8 @@ class LocalPool:
         """Run the real condor_annex against this pool, with its key files unless told not."""
         key_args = ["-public", self.access_key_file, "-secret", self.secret_key_file] \
             if keys else []
-        return subprocess.run([script("condor_annex"), *args, *key_args], env=self.env(),
-                              capture_output=True, text=True, timeout=timeout)
+        return run_program([script("condor_annex"), *args, *key_args], self.env(),
+                           timeout=timeout)
 
     def env(self) -> dict[str, str]:
         """Environment for our processes: this config, and no ambient AWS settings."""
@@ -154,16 +155,29 @@ class LocalPool:
 
 T = TypeVar("T")
 
-#: How :class:`AnnexDaemon` starts ``condor_annexd``: a new interpreter by default; the
-#: tests' fork server (:mod:`localaws.forkserver`) through :func:`launch_daemons_with`.
-_launch: Callable[..., Any] = spawn
+#: Where our programs start: a new interpreter each (None), or forks of the tests' server
+#: (:mod:`localaws.forkserver`), set by :func:`use_fork_server`.
+_FORKS: list[ForkServer | None] = [None]
 
 
-def launch_daemons_with(launcher: Callable[..., Any] | None) -> None:
-    """Start every later :class:`AnnexDaemon` with ``launcher`` (the signature of
-    :func:`localaws.children.spawn`); ``None`` goes back to a new interpreter each."""
-    global _launch  # pylint: disable=global-statement
-    _launch = launcher or spawn
+def use_fork_server(server: ForkServer | None) -> None:
+    """Start every later :class:`AnnexDaemon` and :func:`run_program` in a fork of
+    ``server``; ``None`` goes back to a new interpreter each."""
+    _FORKS[0] = server
+
+
+def run_program(argv: list[str], env: dict[str, str], *, input: str | None = None,
+                timeout: float | None = 120, cwd: str | None = None
+                ) -> subprocess.CompletedProcess:
+    """One of our console scripts (``script(...)``), run to its end as
+    ``subprocess.run(..., capture_output=True, text=True)`` runs it: forked from the fork
+    server when the tests use one."""
+    # pylint: disable=redefined-builtin
+    server = _FORKS[0]
+    if server is None:
+        return subprocess.run(argv, env=env, input=input, capture_output=True, text=True,
+                              timeout=timeout, cwd=cwd, check=False)
+    return server.run(argv, env, input=input, timeout=timeout, cwd=cwd)
 
 
 class AnnexDaemon:
@@ -175,9 +189,10 @@ class AnnexDaemon:
         self.process: Any = None  # subprocess.Popen, or a forkserver.ForkedProcess
 
     def start(self, timeout: float = 30.0) -> "AnnexDaemon":
-        self.process = _launch([script("condor_annexd"), "-f"],
-                               {**self.pool.env(), **self.extra_env},
-                               os.path.join(self.pool.root, "log", "annexd.stderr"))
+        launch = spawn if _FORKS[0] is None else _FORKS[0].spawn
+        self.process = launch([script("condor_annexd"), "-f"],
+                              {**self.pool.env(), **self.extra_env},
+                              os.path.join(self.pool.root, "log", "annexd.stderr"))
         wait_until_ready(self.process, self._answers, "condor_annexd", timeout)
         return self
 

@@ -69,6 +69,8 @@ class Facts:
     #: the access key of each instance's role credentials -> that session's aws:userid
     #: (``<role-id>:<instance-id>``, as EC2 names an instance role's sessions)
     instance_keys: dict[str, str] = field(default_factory=dict)
+    #: launch template name -> its ID
+    template_ids: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -99,6 +101,13 @@ def note_tags(ec2: Any, facts: Facts) -> None:
         facts.tags[fleet["SpotFleetRequestId"]] = _tags(fleet)
     for fleet in ec2.describe_fleets()["Fleets"]:
         facts.tags[fleet["FleetId"]] = _tags(fleet)
+    for template in ec2.describe_launch_templates()["LaunchTemplates"]:
+        facts.tags[template["LaunchTemplateId"]] = _tags(template)
+        facts.template_ids[template["LaunchTemplateName"]] = template["LaunchTemplateId"]
+    # moto's DescribeLaunchTemplates leaves out tags added later; DescribeTags has them.
+    for tag in ec2.describe_tags(Filters=[{"Name": "resource-type",
+                                           "Values": ["launch-template"]}])["Tags"]:
+        facts.tags.setdefault(tag["ResourceId"], {})[tag["Key"]] = tag["Value"]
 
 
 def _tags(resource: dict[str, Any]) -> dict[str, str]:
@@ -136,7 +145,12 @@ class Scenarios:
         # What the pool's knobs name for instances to join with (the profile: overridden below).
         join_profile, _ = fixtures.create_join_resources(self.aws["ec2"], self.aws["iam"],
                                                          self.server.seed)
-        fixtures.create_worker_template(self.aws["ec2"])
+        # The site's template of daemon-paid EC2 Fleets too (ANNEX_DEFAULT_LAUNCH_TEMPLATE),
+        # tagged as the administrator tags it: the daemon policy's condition.
+        template = fixtures.create_worker_template(self.aws["ec2"])
+        self.aws["ec2"].create_tags(Resources=[template], Tags=[
+            {"Key": "htcondor:AnnexSiteTemplate", "Value": "true"}])
+        note_tags(self.aws["ec2"], self.facts)
         self.facts.profile_roles[join_profile] = self.aws["iam"].get_instance_profile(
             InstanceProfileName=fixtures.JOIN_PROFILE_NAME)["InstanceProfile"]["Roles"][0]["Arn"]
         self.facts.template_profiles[fixtures.WORKER_TEMPLATE] = fixtures.JOIN_PROFILE_ARN
@@ -157,6 +171,7 @@ class Scenarios:
             # The example fleet config's role: what the daemon's identity may finish (d-rec)
             "ANNEX_DEFAULT_FLEET_ROLE_ARN = "
             "arn:aws:iam::123456789012:role/aws-ec2-spot-fleet-tagging-role",
+            f"ANNEX_DEFAULT_LAUNCH_TEMPLATE = {fixtures.WORKER_TEMPLATE}",
             "ANNEXD_RETRY_BASE_SECONDS = 0.05"]))
         with_identity_files(self.pool)
 
@@ -278,15 +293,16 @@ class Scenarios:
                      "the backstop to end d-back", until=lambda found: not found, timeout=30)
 
     def auto(self) -> None:
-        """Auto annexes, paid by the daemon's identity, on-demand and from a Spot Fleet
-        config: each one's create, one order, -off."""
+        """Auto annexes, paid by the daemon's identity, on-demand, from a Spot Fleet config
+        and from an EC2 Fleet config (the site's launch template): each one's create, one
+        order, -off."""
         jobs = os.path.join(self.root, "auto-jobs.ads")
         with open(jobs, "w") as f:
             f.write("\n".join(
                 f'ClusterId = 1\nProcId = {number}\nJobStatus = 1\nOwner = "alice"\n'
                 f'RequestCpus = 1\nRequestMemory = 1024\nTargetAnnexName = "{name}"\n'
                 'Requirements = TARGET.OpSys == "LINUX"\n'
-                for number, name in enumerate(("d-auto", "d-autosf"))))
+                for number, name in enumerate(("d-auto", "d-autosf", "d-autoec2"))))
         slots = os.path.join(self.root, "auto-slots.ads")
         open(slots, "w").close()
         self.pool.add_knobs("\n".join([
@@ -301,11 +317,15 @@ class Scenarios:
             made = self.annex("-annex-name", "d-autosf", "-auto", "-max-instances", "1",
                               "-no-owner", "-lease-duration", "3600", SPOT_CONFIG, keys=False)
             assert made.returncode == 0, made.stderr
-            for name in ("d-auto", "d-autosf"):
+            made = self.annex("-annex-name", "d-autoec2", "-auto", "-max-instances", "1",
+                              "-no-owner", "-lease-duration", "3600", EC2_FLEET_CONFIG,
+                              keys=False)
+            assert made.returncode == 0, made.stderr
+            for name in ("d-auto", "d-autosf", "d-autoec2"):
                 wait_for(lambda: lease.find_instances(self.aws["ec2"], name),
                          f"the auto annex {name}'s order", timeout=30)
             note_tags(self.aws["ec2"], self.facts)
-            for name in ("d-auto", "d-autosf"):
+            for name in ("d-auto", "d-autosf", "d-autoec2"):
                 off = self.annex("-annex-name", name, "-off", keys=False)
                 assert off.returncode == 0, off.stderr
 

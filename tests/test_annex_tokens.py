@@ -25,7 +25,7 @@ from annexd.instance_config import idtoken
 from annexd.config import knobs
 from annexd.config.knobs import KnobError
 from conftest import SECRET, SPOT_CONFIG
-from localaws.pool import BUCKET, AnnexDaemon, LocalPool, script
+from localaws.pool import BUCKET, AnnexDaemon, LocalPool, run_program, script
 
 TRUST_DOMAIN = "pool.example.org"
 SCOPE = "condor:/READ condor:/ADVERTISE_STARTD condor:/ADVERTISE_MASTER"
@@ -151,10 +151,8 @@ def test_a_lease_change_renews_the_token_with_the_same_jti(aws, pool, run_annex,
 
 def run_own(pool: LocalPool, aws, name: str) -> subprocess.CompletedProcess:
     with AnnexDaemon(pool):
-        return create(aws, lambda *args: subprocess.run(
-            [script("condor_annex"), *args, "-public", pool.access_key_file, "-secret",
-             pool.secret_key_file], env=pool.env(), capture_output=True, text=True,
-            timeout=60), name)
+        return create(aws, lambda *args: run_program([script("condor_annex"), *args, "-public", pool.access_key_file, "-secret",
+             pool.secret_key_file], pool.env(), timeout=60), name)
 
 
 def test_with_no_signing_key_and_no_token_the_create_is_refused(aws, moto_server, tmp_path):

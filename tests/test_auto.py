@@ -253,13 +253,13 @@ def test_max_instances_without_auto_is_an_error():
         auto_settings({"max_instances": "3"})
 
 
-def _auto_plan(fleet_config: dict[str, Any]) -> Any:
+def _auto_plan(fleet_config: dict[str, Any], launch_template: str | None = None) -> Any:
     from annexd.config.knobs import RegionSettings
     from annexd.launch.plan import build_plan
     settings = RegionSettings(region="us-east-1", endpoints={}, bucket="b", lease_function_arn=(
         "arn:aws:lambda:us-east-1:123456789012:function:lease"),
         instance_profile_arn="arn:aws:iam::123456789012:instance-profile/annex",
-        security_group_ids=("sg-12345678",))
+        security_group_ids=("sg-12345678",), launch_template=launch_template)
     return build_plan({"auto": {"max_instances": 2}, "fleet_config": fleet_config,
                        "lease_duration": 3600, "owners": []},
                       owner_uid=0, settings=settings, lease_rate_minutes=1, now=0,
@@ -278,8 +278,8 @@ def _spot_config(**changes: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("config, message", [
-    (json.load(open(EC2_FLEET_CONFIG)), "-auto with an EC2 Fleet config: an EC2 Fleet "
-     "launches only from launch templates"),
+    (json.load(open(EC2_FLEET_CONFIG)), "an -auto annex launches an EC2 Fleet from the "
+     "site's launch template only, and ANNEX_DEFAULT_LAUNCH_TEMPLATE is not set"),
     (json.load(open(LAUNCH_TEMPLATE_CONFIG)), "LaunchTemplateConfigs: a launch template "
      "chooses its own instance profile, key pair and user data, which the site did not"),
     (_spot_config(OnDemandTargetCapacity=1), "OnDemandTargetCapacity: an -auto annex orders "
@@ -290,9 +290,10 @@ def _spot_config(**changes: Any) -> dict[str, Any]:
      r"LaunchSpecifications\[0\].WeightedCapacity: an -auto annex orders whole instances"),
 ])
 def test_what_an_auto_fleet_config_cannot_be_is_refused_by_name(config, message):
-    """EC2 Fleet (launch templates only) and Spot Fleet launch templates: the site did not
-    choose what a template holds (issue 23, requirement 4); the rest: an order is exactly
-    N instances of one type, Spot, ending when interrupted."""
+    """EC2 Fleet without the site's template (ANNEX_DEFAULT_LAUNCH_TEMPLATE unset) and Spot
+    Fleet launch templates: the site did not choose what a template holds (issue 23,
+    requirement 4); the rest: an order is exactly N instances of one type, Spot, ending
+    when interrupted."""
     from annexd.launch.plan import InvalidRequest
     with pytest.raises(InvalidRequest, match=message):
         _auto_plan(config)
@@ -567,3 +568,199 @@ def test_status_says_what_an_open_fleet_order_has_not_launched_yet():
     assert "sfa sizes itself: 1 instance(s) now (2 more ordered, not yet launched), up to 3" \
         in lines
     assert "  last order (" in lines[-1] and "open): 3 x m5.large, because demand" in lines[-1]
+
+
+# -- EC2 Fleet auto annexes: the site's launch template, one instant fleet per order ----------
+
+SITE_TEMPLATE = "lt-0511e0000000000a1"
+
+
+def _ec2_config(*overrides: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """An EC2 Fleet config naming no template (the site's is filled in): m5.large weighs 2
+    units, m5.xlarge 4 (what the caps must not count)."""
+    overrides = overrides or ({"InstanceType": "m5.large", "WeightedCapacity": 2},
+                              {"InstanceType": "m5.xlarge", "WeightedCapacity": 4})
+    return {"TargetCapacitySpecification": {"TotalTargetCapacity": 1,
+                                            "DefaultTargetCapacityType": "spot"},
+            "LaunchTemplateConfigs": [{"Overrides": list(overrides)}], **changes}
+
+
+@pytest.mark.parametrize("config, message", [
+    (_ec2_config(LaunchTemplateConfigs=[{"LaunchTemplateSpecification": {
+        "LaunchTemplateName": "my-own", "Version": "$Default"},
+        "Overrides": [{"InstanceType": "m5.large"}]}]),
+     r"LaunchTemplateConfigs\[0\].LaunchTemplateSpecification: .*only the site's "
+     rf"\(ANNEX_DEFAULT_LAUNCH_TEMPLATE = {SITE_TEMPLATE}, version \$Default\)"),
+    (_ec2_config(LaunchTemplateConfigs=[{"LaunchTemplateSpecification": {
+        "LaunchTemplateId": SITE_TEMPLATE, "Version": "1"},
+        "Overrides": [{"InstanceType": "m5.large"}]}]),
+     r"only the site's \(ANNEX_DEFAULT_LAUNCH_TEMPLATE"),
+    (_ec2_config({"InstanceType": "m5.large", "ImageId": AMI}),
+     r"Overrides\[0\]: ImageId: an -auto annex's override may give only"),
+    (_ec2_config({"InstanceType": "m5.large", "KeyName": "mine",
+                  "IamInstanceProfile": {"Name": "mine"}}),
+     r"Overrides\[0\]: IamInstanceProfile, KeyName: .*ANNEX_DEFAULT_LAUNCH_TEMPLATE"),
+    (_ec2_config({"WeightedCapacity": 1}), r"Overrides\[0\]: .* give InstanceType"),
+    (_ec2_config({"InstanceType": "m5.large", "WeightedCapacity": 1.5}),
+     r"WeightedCapacity: an -auto annex orders whole instances"),
+    (_ec2_config(SpotOptions={"InstanceInterruptionBehavior": "stop"}),
+     "interrupted instances must end"),
+])
+def test_what_an_auto_ec2_fleet_config_cannot_be_is_refused_by_name(config, message):
+    """A user's template (or another version of the site's) is refused naming the knob; an
+    override may say only where, which type and how much, never what the instance is."""
+    from annexd.launch.plan import InvalidRequest
+    with pytest.raises(InvalidRequest, match=message):
+        _auto_plan(config, SITE_TEMPLATE)
+
+
+def test_an_ec2_fleet_order_is_an_instant_fleet_of_whole_instances_of_one_type():
+    from annexd.launch import ec2fleet
+    plan = _auto_plan(_ec2_config(), SITE_TEMPLATE)
+    assert plan.launch_request["LaunchTemplateConfigs"][0]["LaunchTemplateSpecification"] == \
+        {"LaunchTemplateId": SITE_TEMPLATE, "Version": "$Default"}
+    order = ec2fleet.order_request(plan.launch_request, "m5.xlarge", 4.0, 3, "auto7-x")
+    assert order["Type"] == "instant" and order["ClientToken"] == "auto7-x"
+    assert order["TargetCapacitySpecification"]["TotalTargetCapacity"] == 12
+    assert order["LaunchTemplateConfigs"] == [{
+        "LaunchTemplateSpecification": {"LaunchTemplateId": SITE_TEMPLATE, "Version": "$Default"},
+        "Overrides": [{"InstanceType": "m5.xlarge", "WeightedCapacity": 4}]}]
+    for resource in ("fleet", "instance"):
+        [spec] = [t for t in order["TagSpecifications"] if t["ResourceType"] == resource]
+        tags = {t["Key"]: t["Value"] for t in spec["Tags"]}
+        assert tags[ORDER_TAG] == "auto7-x" and tags[ANNEX_TAG] == plan.annex_id
+        assert tags[CLIENT_TOKEN_TAG] == plan.client_token
+
+
+@pytest.fixture
+def ec2_auto_pool(aws, auto_pool) -> tuple[LocalPool, Demand, str]:
+    """The auto pool, with the site's launch template (ANNEX_DEFAULT_LAUNCH_TEMPLATE)."""
+    from localaws import fixtures
+    pool, demand = auto_pool
+    template = fixtures.create_worker_template(aws.ec2)
+    pool.add_knobs(f"ANNEX_DEFAULT_LAUNCH_TEMPLATE = {template}")
+    return pool, demand, template
+
+
+def ec2_fleet_file(tmp_path, **changes: Any) -> str:
+    path = tmp_path / "ec2-fleet.json"
+    path.write_text(json.dumps(_ec2_config(**changes)), encoding="utf-8")
+    return str(path)
+
+
+def ec2_fleets_of(aws, name: str) -> list[dict]:
+    return [f for f in aws.ec2.describe_fleets()["Fleets"]
+            if {"Key": ANNEX_TAG, "Value": name} in f.get("Tags", [])
+            and f["FleetState"] not in ("deleted", "deleted_terminating", "deleted_running")]
+
+
+def test_an_ec2_fleet_auto_annex_grows_on_demand_from_the_sites_template(
+        aws, ec2_auto_pool, tmp_path, fire_lease):
+    """Each order is one instant EC2 Fleet of one type from the site's template, in whole
+    instances whatever the weights; booting instances are supply (no second order); the
+    caps count instances; the lease function ends every order's fleet and instances."""
+    pool, demand, template = ec2_auto_pool
+    config = ec2_fleet_file(tmp_path)
+    with AnnexDaemon(pool, DAEMON_CREDENTIALS):
+        made = create_fleet_auto(pool, config, "e2a", "-max-instances", "3")
+        assert made.returncode == 0, made.stderr
+        assert aws.target_input("e2a")["AnnexType"] == "ec2-fleet" and \
+            ec2_fleets_of(aws, "e2a") == []
+        # The caps count it at 3 instances (not 3 units / weight 2): 3 + 5 > 7.
+        more = create_fleet_auto(pool, config, "more", "-max-instances", "5")
+        assert more.returncode != 0 and "ANNEX_MAX_INSTANCES" in more.stderr, more.stderr
+
+        demand.set([job("e2a", n) for n in range(5)])
+        wait_for(lambda: len(instances_of(aws, "e2a")) == 3)
+        wait_for(lambda: orders(pool) == [("e2a", "m5.large", 3, "done")])
+        time.sleep(1)  # later cycles count the booting instances as supply
+        assert orders(pool) == [("e2a", "m5.large", 3, "done")]
+        [fleet] = ec2_fleets_of(aws, "e2a")
+        assert fleet["Type"] == "instant"
+        assert fleet["TargetCapacitySpecification"]["TotalTargetCapacity"] == 6
+        [used] = fleet["LaunchTemplateConfigs"]
+        assert used["LaunchTemplateSpecification"]["LaunchTemplateId"] == template
+        token = order_token(aws.target_input("e2a")["ClientToken"], 1)
+        assert {"Key": ORDER_TAG, "Value": token} in fleet["Tags"]
+        for instance in instances_of(aws, "e2a"):
+            tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
+            assert instance["InstanceType"] == "m5.large" and tags[ORDER_TAG] == token
+        shown = status(pool, "e2a")["auto"]
+        assert shown["instances"] == 3 and shown["jobs"] == 5
+        assert "order: 3 x m5.large (6 capacity units)" in shown["last_order"]["why"]
+    lease = aws.target_input("e2a")
+    fire_lease(lease, now=lease["LeaseExpiration"] + 1)
+    assert instances_of(aws, "e2a") == [] and ec2_fleets_of(aws, "e2a") == []
+    assert not any(aws.annex_resources("e2a").values())
+
+
+def test_a_users_launch_template_is_refused_naming_the_knob(aws, ec2_auto_pool, tmp_path):
+    pool, _, template = ec2_auto_pool
+    config = ec2_fleet_file(tmp_path, LaunchTemplateConfigs=[{
+        "LaunchTemplateSpecification": {"LaunchTemplateName": "alices-own"},
+        "Overrides": [{"InstanceType": "m5.large"}]}])
+    with AnnexDaemon(pool, DAEMON_CREDENTIALS):
+        made = create_fleet_auto(pool, config, "theirs", "-max-instances", "2")
+    assert made.returncode != 0, made.stdout
+    assert f"ANNEX_DEFAULT_LAUNCH_TEMPLATE = {template}" in made.stderr, made.stderr
+    assert not any(aws.annex_resources("theirs").values())
+
+
+@pytest.mark.parametrize("point", ["EC2 CreateFleet:before", "EC2 CreateFleet:after"])
+def test_a_crash_at_an_ec2_fleet_order_keeps_one_order_within_the_budget(
+        aws, ec2_auto_pool, tmp_path, point):
+    """kill -9 just before and just after an order's CreateFleet: the order was on disk
+    first; after the restart it is finished once (its instances found by their order tag,
+    or sent again with its ClientToken), within -max-instances and -max-cost; -off ends
+    the fleet and its instances."""
+    pool, demand, _ = ec2_auto_pool
+    config = ec2_fleet_file(tmp_path)
+    with AnnexDaemon(pool, DAEMON_CREDENTIALS):
+        # $0.20 buys two m5.large for the hour and the grace minute ($0.0976 each), not three.
+        made = create_fleet_auto(pool, config, "phoenix", "-max-instances", "3",
+                                 "-max-cost", "0.2")
+        assert made.returncode == 0, made.stderr
+    demand.set([job("phoenix", n) for n in range(5)])
+    AnnexDaemon(pool, {**DAEMON_CREDENTIALS, "ANNEXD_TEST_CRASH_AT": point}).crash_during()
+    assert orders(pool) == [("phoenix", "m5.large", 2, "sent")]
+    assert len(ec2_fleets_of(aws, "phoenix")) == (1 if point.endswith("after") else 0)
+    with AnnexDaemon(pool, DAEMON_CREDENTIALS):
+        wait_for(lambda: orders(pool)[0][3] == "done")
+        time.sleep(1)
+        assert orders(pool) == [("phoenix", "m5.large", 2, "done")]
+        assert len(ec2_fleets_of(aws, "phoenix")) == 1
+        request_token = aws.target_input("phoenix")["ClientToken"]
+        assert [i for i in instances_of(aws, "phoenix")  # what the lease function ends
+                if {"Key": CLIENT_TOKEN_TAG, "Value": request_token} in i["Tags"]] == \
+            instances_of(aws, "phoenix")
+        assert len(instances_of(aws, "phoenix")) == 2
+        why = " ".join(status(pool, "phoenix")["auto"]["why"])
+        committed = float(why.split("committed at worst: $")[1].split()[0])
+        assert committed <= 0.2 and "-max-cost ($0.20)" in why, why
+        assert pool.condor_annex("-annex-name", "phoenix", "-off", keys=False).returncode == 0
+    assert instances_of(aws, "phoenix") == [] and ec2_fleets_of(aws, "phoenix") == []
+
+
+def test_a_daemon_paid_ec2_fleet_is_held_to_the_sites_template_when_checked_again():
+    """The daemon-paid check reads the plan (a parked create resumed, a knob changed since):
+    a plan of the site's template passes; the same plan against another site template is
+    refused naming the knob, as is a plan whose template is not the site's at all."""
+    import dataclasses
+    from annexd.config.knobs import RegionSettings
+    from annexd.launch.plan import InvalidRequest
+    from annexd.money import daemonpaid
+    plan = _auto_plan(_ec2_config(), SITE_TEMPLATE)
+    settings = RegionSettings(region="us-east-1", endpoints={}, bucket="b", lease_function_arn=(
+        "arn:aws:lambda:us-east-1:123456789012:function:lease"),
+        instance_profile_arn="arn:aws:iam::123456789012:instance-profile/annex",
+        launch_template=SITE_TEMPLATE)
+    daemonpaid.check(plan, settings)
+    for other in (dataclasses.replace(settings, launch_template="lt-0ther0000000000000"),
+                  dataclasses.replace(settings, launch_template=None)):
+        with pytest.raises(InvalidRequest, match="ANNEX_DEFAULT_LAUNCH_TEMPLATE"):
+            daemonpaid.check(plan, other)
+    users = json.loads(json.dumps(plan.launch_request))
+    users["LaunchTemplateConfigs"][0]["LaunchTemplateSpecification"] = {
+        "LaunchTemplateName": "alices-own", "Version": "$Default"}
+    with pytest.raises(InvalidRequest, match="only the site's launch template"):
+        daemonpaid.check(dataclasses.replace(plan, launch_request=users, auto=False), settings)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
 
 import pytest
 
@@ -20,7 +19,7 @@ from annexd import launch
 from annexd.config.knobs import Caps
 from annexd.launch.plan import AnnexPlan, InvalidRequest
 from annexd.money import costs
-from localaws.pool import LocalPool, script
+from localaws.pool import LocalPool, run_program, script
 
 from conftest import EC2_FLEET_CONFIG, SPOT_CONFIG, serving_pool
 
@@ -184,7 +183,7 @@ def run(pool: LocalPool, tmp_path, name: str, config: dict | None, *flags: str):
         path = tmp_path / f"{name}.json"
         path.write_text(json.dumps(config))
         args.append(str(path))
-    return subprocess.run(args, env=pool.env(), capture_output=True, text=True, timeout=60)
+    return run_program(args, pool.env(), timeout=60)
 
 
 def test_end_to_end_weights_cannot_get_past_the_caps(aws, capped, tmp_path):
@@ -207,9 +206,8 @@ def test_end_to_end_weights_cannot_get_past_the_caps(aws, capped, tmp_path):
 def test_status_json_shows_what_the_caps_count(aws, capped, tmp_path):
     made = run(capped, tmp_path, "half", spot_config(1, 0.5), "-lease-duration", "7200")
     assert made.returncode == 0, made.stderr
-    shown = subprocess.run([script("condor_annex"), "-status", "-json", "-public",
-                            capped.access_key_file, "-secret", capped.secret_key_file],
-                           env=capped.env(), capture_output=True, text=True, timeout=60)
+    shown = run_program([script("condor_annex"), "-status", "-json", "-public",
+                            capped.access_key_file, "-secret", capped.secret_key_file], capped.env(), timeout=60)
     assert shown.returncode == 0, shown.stderr
     [annex] = [a for a in json.loads(shown.stdout) if a["name"] == "half"]
     assert annex["max_instances"] == 2

@@ -2,10 +2,11 @@
 out "busy" with jittered backoff instead of failing."""
 from __future__ import annotations
 
+import concurrent.futures
 import subprocess
 import time
 
-from localaws.pool import AnnexDaemon, LocalPool, script
+from localaws.pool import AnnexDaemon, LocalPool, run_program, script
 
 from conftest import SECRET, SPOT_CONFIG
 
@@ -51,16 +52,15 @@ def test_a_hundred_simultaneous_creates_of_one_user_all_succeed(aws, moto_server
     pool = LocalPool(str(tmp_path)).write(
         moto_server.url, secret=SECRET, extra=f"ANNEX_DEFAULT_LEASE_FUNCTION_ARN = {aws.lease_arn}")
     names = [f"crowd-{n}" for n in range(100)]
+    def create(name: str) -> subprocess.CompletedProcess:
+        return run_program([script("condor_annex"), "-annex-name", name, "-count", "1",
+                            "-lease-duration", "600", "-public", pool.access_key_file,
+                            "-secret", pool.secret_key_file, SPOT_CONFIG], pool.env(),
+                           timeout=300)
+
     with AnnexDaemon(pool):
-        clients = [subprocess.Popen(
-            [script("condor_annex"), "-annex-name", name, "-count", "1", "-lease-duration",
-             "600", "-public", pool.access_key_file, "-secret", pool.secret_key_file,
-             SPOT_CONFIG], env=pool.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True) for name in names]
-        outcomes = [(client.wait(timeout=300), client.stderr.read()) for client in clients]
-        for client in clients:
-            client.stdout.close()
-            client.stderr.close()
+        with concurrent.futures.ThreadPoolExecutor(len(names)) as clients:  # all at once
+            outcomes = [(done.returncode, done.stderr) for done in clients.map(create, names)]
     failed = [(name, status, err) for name, (status, err) in zip(names, outcomes) if status]
     assert failed == []
     with open(pool.log_file, encoding="utf-8") as log:

@@ -7,12 +7,11 @@ effect before the connection died.
 from __future__ import annotations
 
 import itertools
-import subprocess
 
 import pytest
 
 from localaws.faultproxy import FaultProxy
-from localaws.pool import AnnexDaemon, LocalPool, script
+from localaws.pool import AnnexDaemon, LocalPool, run_program, script
 
 from conftest import SECRET, SPOT_CONFIG
 from test_recovery import assert_all_or_nothing, unfinished
@@ -68,11 +67,9 @@ def test_fault_at_every_call(call, kind, aws, proxy, fault_pool, fault_daemon):
     proxy.clear()
     times, expected = FAULTS[kind]
     proxy.arm(call, kind, times)
-    result = subprocess.run(
-        [script("condor_annex"), "-annex-name", name, "-count", "2", "-lease-duration",
+    result = run_program([script("condor_annex"), "-annex-name", name, "-count", "2", "-lease-duration",
          "3600", "-lease-function-arn", aws.lease_arn, "-public", fault_pool.access_key_file,
-         "-secret", fault_pool.secret_key_file, SPOT_CONFIG],
-        env=fault_pool.env(), capture_output=True, text=True, timeout=120)
+         "-secret", fault_pool.secret_key_file, SPOT_CONFIG], fault_pool.env(), timeout=120)
     assert proxy.seen[call] >= 1, f"{call} was never made"
     outcome = assert_all_or_nothing(aws, name)
     assert outcome == expected, result.stderr

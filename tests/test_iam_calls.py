@@ -134,7 +134,8 @@ def judged(recording, moto_server) -> dict[str, list[Request]]:
     principal's own keys in its context (an instance's: its role session's, as IAM sees an
     instance role's credentials: aws:userid = <role-id>:<instance-id>)."""
     facts = recording.facts
-    resources = Resources(ACCOUNT, facts.tags, facts.profile_roles, facts.template_profiles)
+    resources = Resources(ACCOUNT, facts.tags, facts.profile_roles, facts.template_profiles,
+                          template_ids=facts.template_ids)
     keys = {key: name for name, (key, _) in PRINCIPALS.items()}
     keys.update({key: "instance" for key in facts.instance_keys})
     context = {key: principal_keys(moto_server.url, key)

@@ -14,7 +14,7 @@ from botocore.parsers import ResponseParserError, create_parser
 from annexd.aws import translate
 from condor_annex import client
 from localaws import fixtures
-from localaws.pool import script
+from localaws.pool import run_program, script
 
 from conftest import SECRET, SPOT_CONFIG
 
@@ -25,8 +25,7 @@ SECRET_SHAPED = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 
 def annex(pool, home, *args: str) -> subprocess.CompletedProcess:
     """condor_annex with its own HOME (no keys in ~/.condor unless a test puts them there)."""
-    return subprocess.run([script("condor_annex"), *args], env={**pool.env(), "HOME": str(home)},
-                          capture_output=True, text=True, timeout=120)
+    return run_program([script("condor_annex"), *args], {**pool.env(), "HOME": str(home)}, timeout=120)
 
 
 def error_line(result: subprocess.CompletedProcess) -> str:

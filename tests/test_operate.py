@@ -13,7 +13,7 @@ from annexd.money import costs
 
 from annexd_lambda.lease import ANNEX_TAG
 from localaws import fixtures
-from localaws.pool import AnnexDaemon, LocalPool, script
+from localaws.pool import AnnexDaemon, LocalPool, run_program, script
 from localaws.wait import wait_for
 
 from conftest import SECRET, SPOT_CONFIG, serving_pool
@@ -157,10 +157,8 @@ def capped_pool(aws, moto_server, tmp_path):
      f"{costs.price_table()['date']}), over the limit of $0.50 (ANNEX_MAX_COST)"),
 ])
 def test_caps_refuse_with_the_numbers(aws, capped_pool, flags, words):
-    result = subprocess.run(
-        [script("condor_annex"), "-annex-name", "big", "-public", capped_pool.access_key_file,
-         "-secret", capped_pool.secret_key_file, *flags, SPOT_CONFIG],
-        env=capped_pool.env(), capture_output=True, text=True, timeout=60)
+    result = run_program([script("condor_annex"), "-annex-name", "big", "-public", capped_pool.access_key_file,
+         "-secret", capped_pool.secret_key_file, *flags, SPOT_CONFIG], capped_pool.env(), timeout=60)
     assert result.returncode == 4 and words in result.stderr
     assert aws.all_fleets() == []
 
@@ -168,16 +166,13 @@ def test_caps_refuse_with_the_numbers(aws, capped_pool, flags, words):
 def test_caps_count_what_the_user_already_runs(aws, capped_pool):
     command = [script("condor_annex"), "-public", capped_pool.access_key_file, "-secret",
                capped_pool.secret_key_file]
-    result = subprocess.run([*command, "-annex-name", "first", "-count", "2",
-                             "-lease-duration", "7200", SPOT_CONFIG], env=capped_pool.env(),
-                            capture_output=True, text=True, timeout=60)
+    result = run_program([*command, "-annex-name", "first", "-count", "2",
+                             "-lease-duration", "7200", SPOT_CONFIG], capped_pool.env(), timeout=60)
     assert result.returncode == 0, result.stderr  # 2 x $0.096 x 2 h = $0.38
-    more = subprocess.run([*command, "-annex-name", "second", "-count", "3",
-                           "-lease-duration", "600", SPOT_CONFIG], env=capped_pool.env(),
-                          capture_output=True, text=True, timeout=60)
+    more = run_program([*command, "-annex-name", "second", "-count", "3",
+                           "-lease-duration", "600", SPOT_CONFIG], capped_pool.env(), timeout=60)
     assert more.returncode == 4 and "may run up to 3 more instances, which would make 5 for you" in more.stderr
-    longer = subprocess.run([*command, "-annex-name", "first", "-lease-duration", "9000"],
-                            env=capped_pool.env(), capture_output=True, text=True, timeout=60)
+    longer = run_program([*command, "-annex-name", "first", "-lease-duration", "9000"], capped_pool.env(), timeout=60)
     assert longer.returncode == 4 and "ANNEX_MAX_LEASE_DURATION" in longer.stderr
 
 
@@ -213,13 +208,11 @@ def test_annexes_in_two_regions_show_together(aws, moto_server, tmp_path):
     with AnnexDaemon(pool):
         for name, region, arn in (("east", "us-east-1", aws.lease_arn),
                                   ("west", "us-west-2", west_arn)):
-            made = subprocess.run([script("condor_annex"), "-annex-name", name, "-count", "1",
+            made = run_program([script("condor_annex"), "-annex-name", name, "-count", "1",
                                    "-aws-region", region, "-lease-function-arn", arn, *keys,
-                                   SPOT_CONFIG], env=pool.env(), capture_output=True, text=True,
-                                  timeout=60)
+                                   SPOT_CONFIG], pool.env(), timeout=60)
             assert made.returncode == 0, made.stderr
-        shown = subprocess.run([script("condor_annex"), "-status", "-json", *keys],
-                               env=pool.env(), capture_output=True, text=True, timeout=60)
+        shown = run_program([script("condor_annex"), "-status", "-json", *keys], pool.env(), timeout=60)
     annexes = {a["name"]: a for a in json.loads(shown.stdout)}
     assert annexes["east"]["region"] == "us-east-1" and annexes["west"]["region"] == "us-west-2"
     assert annexes["east"]["instances"] == {"running": 1} == annexes["west"]["instances"]

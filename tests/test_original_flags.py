@@ -14,7 +14,7 @@ import pytest
 from condor_annex.cli import OPTIONS
 from annexd.usage.options import parse
 from localaws import fixtures
-from localaws.pool import AnnexDaemon, LocalPool, script
+from localaws.pool import AnnexDaemon, LocalPool, run_program, script
 
 from conftest import LAUNCH_TEMPLATE_CONFIG, SECRET, SPOT_CONFIG
 from test_identity import with_identity_files
@@ -111,8 +111,7 @@ def instance_pool(empty_aws, moto_server, tmp_path):
 
 
 def annex(pool: LocalPool, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([script("condor_annex"), *args], env=pool.env(), capture_output=True,
-                          text=True, timeout=120)
+    return run_program([script("condor_annex"), *args], pool.env(), timeout=120)
 
 
 def test_setup_from_instance_is_refused_unless_the_admin_lends_the_identity(instance_pool):

@@ -12,7 +12,7 @@ import pytest
 from annexd_lambda.lease import ANNEX_TAG
 from condor_annex import client
 from localaws.faultproxy import FaultProxy
-from localaws.pool import AnnexDaemon, LocalPool, script
+from localaws.pool import AnnexDaemon, LocalPool, run_program, script
 from localaws.wait import wait_for
 
 from conftest import SECRET, SPOT_CONFIG
@@ -37,9 +37,8 @@ def annex(pool: LocalPool, *args: str, keys: bool = False, config: str | None = 
           name: str = "phoenix") -> subprocess.CompletedProcess:
     """condor_annex with -count 2; ``config=None``: an on-demand annex."""
     key_args = ["-public", pool.access_key_file, "-secret", pool.secret_key_file] if keys else []
-    return subprocess.run([script("condor_annex"), "-annex-name", name, "-count", "2", *args,
-                           *key_args, *([config] if config else [])], env=pool.env(),
-                          capture_output=True, text=True, timeout=120)
+    return run_program([script("condor_annex"), "-annex-name", name, "-count", "2", *args,
+                           *key_args, *([config] if config else [])], pool.env(), timeout=120)
 
 
 def live_fleets(aws, name: str) -> list[dict]:

@@ -9,7 +9,7 @@ import pytest
 
 from annexd.aws import leasecode
 from annexd.aws.stacks import STACKS
-from localaws.pool import AnnexDaemon, LocalPool, script
+from localaws.pool import AnnexDaemon, LocalPool, run_program, script
 
 from conftest import SECRET, SPOT_CONFIG
 
@@ -29,8 +29,7 @@ def setup_pool(empty_aws, moto_server, tmp_path):
 
 
 def annex(pool: LocalPool, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([script("condor_annex"), *args], env=pool.env(), capture_output=True,
-                          text=True, timeout=300)
+    return run_program([script("condor_annex"), *args], pool.env(), timeout=300)
 
 
 def setup(pool: LocalPool) -> subprocess.CompletedProcess:
@@ -172,9 +171,7 @@ def test_check_setup_is_right_for_a_user_set_up_as_readme_says(empty_aws, moto_s
             os.chmod(home / ".condor" / name, 0o600)
 
         def as_user(*args: str) -> subprocess.CompletedProcess:
-            return subprocess.run([script("condor_annex"), *args],
-                                  env={**pool.env(), "HOME": str(home)},
-                                  capture_output=True, text=True, timeout=300)
+            return run_program([script("condor_annex"), *args], {**pool.env(), "HOME": str(home)}, timeout=300)
 
         checked = as_user("-check-setup")
         assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -25,7 +25,7 @@ from annexd_lambda import lease
 from localaws import fixtures
 from localaws.iamactions import Resources, requests_of
 from localaws.iampolicy import Request, as_principal
-from localaws.pool import BUCKET, REGION, script
+from localaws.pool import BUCKET, REGION, run_program, script
 from localaws.recorder import Call, Recorder
 
 from conftest import EC2_FLEET_CONFIG, LAUNCH_TEMPLATE_CONFIG, Aws
@@ -84,8 +84,7 @@ def world(moto_server, pool, daemon, tmp_path_factory):
     fixtures.create_worker_template(aws.ec2)
 
     def run_annex(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([script("condor_annex"), *args], env=pool.env(),
-                              capture_output=True, text=True, timeout=120)
+        return run_program([script("condor_annex"), *args], pool.env(), timeout=120)
 
     alice, mallory = iam_user(aws, "alice"), iam_user(aws, "mallory")
     alices_keys = key_files(tmp_path, "alice", alice)

@@ -68,11 +68,25 @@ close to the window's end to be worth it, settled failed for the next cycle to d
 Every order's fleet carries the annex and request tags, so the lease function and ``-off``
 end them all (cancel, terminating their instances), and their instances carry them too.
 
-EC2 Fleet configs are refused for ``-auto``: an EC2 Fleet launches only from launch
-templates, and a template chooses its own instance profile, key pair and user data, which an
-annex the daemon pays for must take from the site (issue 23, requirement 4).  Supporting them
-needs a launch template the site names (a knob) and a daemon policy that lets CreateFleet use
-that template only.
+An EC2 Fleet annex's order is one ``instant`` EC2 Fleet of its own
+(:func:`annexd.launch.ec2fleet.order_request`): the config's overrides of the one type the
+planner chose, ``count x WeightedCapacity`` units, its ClientToken the order's, the order tag
+on the fleet and on every instance.  ``instant`` because it is the one-time fleet of
+CreateFleet: AWS launches what it can during the call and answers with the instance IDs (so
+the order is settled ``done`` at once, nothing stays open, nothing counts as coming), and an
+instant fleet never launches or replaces anything afterwards -- every reason above against a
+``maintain`` fleet holds for EC2 Fleet too, and a ``request`` fleet would stay open like a
+Spot Fleet without saying which instances it launched.  An instant fleet tags its instances
+itself, so the lease function and ``-off`` find them by the annex tag, and end the fleet too.
+
+An EC2 Fleet launches only from launch templates, and a template chooses its own instance
+profile, key pair and user data, which an annex the daemon pays for must take from the site
+(issue 23, requirement 4): every such fleet launches from the site's template
+(``ANNEX_DEFAULT_LAUNCH_TEMPLATE``, its ``$Default`` version; a config naming another is
+refused, naming the knob), and the config's overrides may say only where, which type and
+how much (:data:`annexd.launch.ec2fleet.AUTO_OVERRIDES`).  The daemon policy holds the
+daemon's identity to it too: it may launch from templates the administrator tagged
+``htcondor:AnnexSiteTemplate=true`` only (:mod:`localaws.daemonpolicy`).
 """
 from __future__ import annotations
 
@@ -95,7 +109,7 @@ from annexd.demand import ads, condor, cycle, supply
 from annexd.demand.ads import DemandError, Source
 from annexd.demand.budget import GRACE_SECONDS, Budget
 from annexd.demand.planner import Limits, choices, decide
-from annexd.launch import ondemand, spotfleet
+from annexd.launch import ec2fleet, ondemand, spotfleet
 from annexd.launch.base import ORDER_TAG, LaunchConfigError, Option
 from annexd.launch.plan import AnnexPlan
 from annexd.money.costs import instance_price
@@ -269,8 +283,9 @@ def _order(ctx: Context, aws: AnnexAws, row: dict[str, Any], plan: AnnexPlan,
 
 def _send(ctx: Context, aws: AnnexAws, row: dict[str, Any], plan: AnnexPlan,
           order: dict[str, Any]) -> list[str]:
-    """The launch call of a journaled order, settled in the journal: RunInstances, or, for a
-    Spot Fleet annex, RequestSpotFleet of a one-time fleet (settled ``open``: AWS fills it
+    """The launch call of a journaled order, settled in the journal: RunInstances, CreateFleet
+    of an instant fleet for an EC2 Fleet annex, or, for a Spot Fleet annex, RequestSpotFleet
+    of a one-time fleet (settled ``open``: AWS fills it
     later, and the next cycles see its instances, :func:`_coming`).  A refusal settles it as
     failed (EC2 started nothing); a call that may have taken effect (a timeout, a throttle)
     leaves it sent, for the next cycle to look for and finish."""
@@ -279,6 +294,8 @@ def _send(ctx: Context, aws: AnnexAws, row: dict[str, Any], plan: AnnexPlan,
         if plan.annex_type == launch.SPOT_FLEET.annex_type:
             aws.request_spot_fleet(_fleet_order(plan, order))
             state = "open"
+        elif plan.annex_type == launch.EC2_FLEET.annex_type:
+            ids = _instant_fleet(aws, plan, order)
         else:
             params = ondemand.order_request(plan.launch_request, order["instance_type"],
                                             order["count"], order["client_token"])
@@ -310,6 +327,28 @@ def _fleet_order(plan: AnnexPlan, order: dict[str, Any]) -> dict[str, Any]:
             order["at"] + spotfleet.ORDER_WINDOW_SECONDS, affordable)
     except LaunchConfigError as error:  # cannot happen: the planner chose from the plan
         raise OperationError("invalid-request", f"order {order['number']}: {error}") from None
+
+
+def _instant_fleet(aws: AnnexAws, plan: AnnexPlan, order: dict[str, Any]) -> list[str]:
+    """CreateFleet of a journaled order's instant fleet (the same request on every attempt,
+    as one ClientToken requires); the instances it launched.  What AWS could not launch is
+    not launched later (an instant fleet never is), so the order is done either way; the
+    next cycle decides again on what is then missing."""
+    weights = {choice.instance_type: choice.weight for choice in choices(plan)[0]}
+    try:
+        request = ec2fleet.order_request(plan.launch_request, order["instance_type"],
+                                         weights.get(order["instance_type"], 1.0),
+                                         order["count"], order["client_token"])
+    except LaunchConfigError as error:  # cannot happen: the planner chose from the plan
+        raise OperationError("invalid-request", f"order {order['number']}: {error}") from None
+    reply = aws.create_fleet(request)
+    ids = [i for group in reply.get("Instances", []) for i in group.get("InstanceIds", [])]
+    if len(ids) < order["count"]:
+        log.warning("auto annex %s: order %d launched %d of %d: %s", plan.annex_id,
+                    order["number"], len(ids), order["count"],
+                    "; ".join(f"{e.get('ErrorCode')}: {e.get('ErrorMessage')}"
+                              for e in reply.get("Errors", [])[:3]) or "no reason given")
+    return ids
 
 
 def _order_instances(aws: AnnexAws, plan: AnnexPlan, order: dict[str, Any]) -> list[str]:
@@ -377,11 +416,14 @@ def _finish_sent(ctx: Context, aws: AnnexAws, row: dict[str, Any],
 
 def _look_for(aws: AnnexAws, plan: AnnexPlan, order: dict[str, Any]) -> tuple[bool, list[str]]:
     """Whether a sent order reached AWS, and the instances it launched, by its order tag: on
-    its instances, and for a Spot Fleet annex on its fleet (which may not have launched
-    anything yet)."""
+    its instances, and for a fleet annex on its fleet (a Spot Fleet's may not have launched
+    anything yet; an instant EC2 Fleet's may have launched nothing)."""
     found = _order_instances(aws, plan, order)
-    if found or plan.annex_type != launch.SPOT_FLEET.annex_type:
+    if found or plan.annex_type == launch.ON_DEMAND.annex_type:
         return bool(found), found
+    if plan.annex_type == launch.EC2_FLEET.annex_type:  # an instant fleet that launched none
+        return bool(aws.tagged_ec2_fleets(plan.annex_id, {
+            ORDER_TAG: order["client_token"], CLIENT_TOKEN_TAG: plan.client_token})), []
     return bool(aws.tagged_fleets(plan.annex_id, {ORDER_TAG: order["client_token"],
                                                   CLIENT_TOKEN_TAG: plan.client_token},
                                   order["client_token"])), []

@@ -157,6 +157,11 @@ KNOBS: tuple[Knob, ...] = (
     Knob("ANNEX_DEFAULT_FLEET_ROLE_ARN", "daemon", "the Spot Fleet role (`IamFleetRole`) an "
          "annex paid by the daemon may use", unset="— (such annexes are on-demand only)",
          regional=True),
+    Knob("ANNEX_DEFAULT_LAUNCH_TEMPLATE", "daemon", "the launch template (ID or name; its "
+         "`$Default` version) an EC2 Fleet annex paid by the daemon launches from; the "
+         "administrator tags it `htcondor:AnnexSiteTemplate=true`, the only tag the daemon "
+         "policy lets its identity launch from",
+         unset="— (such annexes are Spot Fleet or on-demand only)", regional=True),
     Knob("ANNEX_DEFAULT_USER_DATA_FILE", "daemon", "the user data an annex paid by the daemon "
          "may use", unset="— (none)", regional=True),
     Knob("ANNEX_DEFAULT_ODI_SECURITY_GROUP_IDS", "client, then daemon", "the security groups "

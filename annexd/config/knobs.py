@@ -310,6 +310,8 @@ class RegionSettings:
     key_name: str | None = None
     fleet_role_arn: str | None = None
     user_data: str | None = None
+    #: The site's launch template (ID or name) an EC2 Fleet paid by the daemon launches from.
+    launch_template: str | None = None
 
     @classmethod
     def load(cls, region: str) -> "RegionSettings":
@@ -323,6 +325,7 @@ class RegionSettings:
             key_name=string("ANNEX_DEFAULT_ODI_KEY_NAME", region=region),
             fleet_role_arn=string("ANNEX_DEFAULT_FLEET_ROLE_ARN", region=region),
             user_data=_user_data(string("ANNEX_DEFAULT_USER_DATA_FILE", region=region)),
+            launch_template=string("ANNEX_DEFAULT_LAUNCH_TEMPLATE", region=region),
         )
 
 

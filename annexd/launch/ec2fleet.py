@@ -18,6 +18,7 @@ from annexd_lambda.lease import ANNEX_TAG
 from annexd.aws import InvalidInput
 from annexd.rpc.protocol import shown
 from annexd.launch.base import (
+    ORDER_TAG,
     identity_tags,
     Built,
     Kind,
@@ -198,3 +199,135 @@ class Ec2Fleet(Kind):
                 part["MaxTotalPrice"] = lower_cap(part.get("MaxTotalPrice"), share)
                 caps.append(f"{options}.MaxTotalPrice ${part['MaxTotalPrice']}/h")
         return capped, f"AWS enforces ANNEX_MAX_COST on the fleet itself: {', '.join(caps)}"
+
+
+# -- auto annexes: one order, one instant fleet (annexd.commands.auto) -----------------------
+
+#: What an override of an -auto annex's EC2 Fleet config may say: where and which instance
+#: type, how much it counts and costs, in what order AWS tries it.  None of it changes what
+#: the instance is (image, profile, key pair, user data: the site's template decides those);
+#: the rest (ImageId, IamInstanceProfile, KeyName, BlockDeviceMappings, MetadataOptions,
+#: Placement, InstanceRequirements) is refused by name.
+AUTO_OVERRIDES = frozenset({"InstanceType", "WeightedCapacity", "SubnetId", "AvailabilityZone",
+                            "AvailabilityZoneId", "Priority", "MaxPrice"})
+#: The knob naming the site's launch template (ID or name) of daemon-paid EC2 Fleets.
+TEMPLATE_KNOB = "ANNEX_DEFAULT_LAUNCH_TEMPLATE"
+#: The tag an account administrator puts on that template (value ``true``); the daemon policy
+#: lets the daemon's identity launch from tagged templates only (cfn/daemon-policy.json).
+SITE_TEMPLATE_TAG = "htcondor:AnnexSiteTemplate"
+
+
+def site_template_spec(template: str) -> dict[str, str]:
+    """The LaunchTemplateSpecification of the site's template: its ``$Default`` version, which
+    only whoever may change the template (the account's administrators) moves."""
+    key = "LaunchTemplateId" if template.startswith("lt-") else "LaunchTemplateName"
+    return {key: template, "Version": "$Default"}
+
+
+def _is_site_template(spec: dict[str, Any], template: str) -> bool:
+    named = spec.get("LaunchTemplateId") or spec.get("LaunchTemplateName")
+    return named == template and spec.get("Version", "$Default") == "$Default"
+
+
+def with_site_template(config: dict[str, Any], template: str | None) -> dict[str, Any]:
+    """An -auto annex's EC2 Fleet config (the user's) with every LaunchTemplateSpecification
+    the site's -- one left out is filled in, one naming the site's template (its ``$Default``
+    version) is kept, any other is refused naming the knob -- and of Type ``instant``, as
+    each order is (so the plan tags instances, not only the fleet).  Before the build: what
+    the config must be besides is :func:`check_auto`'s, after it."""
+    if not template:
+        raise LaunchConfigError(
+            f"LaunchTemplateConfigs: an -auto annex launches an EC2 Fleet from the site's launch "
+            f"template only, and {TEMPLATE_KNOB} is not set for condor_annexd; give a Spot Fleet "
+            "config with LaunchSpecifications, or on-demand settings, or ask the admin to set it")
+    config = copy.deepcopy(config)
+    entries = config.get("LaunchTemplateConfigs") if isinstance(config, dict) else None
+    for index, entry in enumerate(entries if isinstance(entries, list) else []):
+        if not isinstance(entry, dict):
+            continue  # the shape check names it
+        spec = entry.get("LaunchTemplateSpecification")
+        if spec and not _is_site_template(spec, template):
+            raise LaunchConfigError(
+                f"LaunchTemplateConfigs[{index}].LaunchTemplateSpecification: an -auto annex is "
+                "paid by condor_annexd's AWS identity, and a launch template chooses its own "
+                "instance profile, key pair and user data: only the site's "
+                f"({TEMPLATE_KNOB} = {template}, version $Default) may be used; leave "
+                "LaunchTemplateSpecification out to use it")
+        entry["LaunchTemplateSpecification"] = site_template_spec(template)
+    if isinstance(config, dict):
+        config["Type"] = "instant"  # what the plan's tags are for: see order_request
+    return config
+
+
+def check_auto(request: dict[str, Any], template: str | None) -> None:
+    """What an -auto annex's EC2 Fleet config must be: the site's template only, overrides
+    that change no identity and name an instance type, whole-number weights (an order of N
+    instances is N x weight units), one capacity type, instances that end when interrupted."""
+    if not request.get("LaunchTemplateConfigs"):
+        raise LaunchConfigError("LaunchTemplateConfigs: give at least one, with Overrides "
+                                "naming the instance types")
+    for index, entry in enumerate(request["LaunchTemplateConfigs"]):
+        if not template or not _is_site_template(entry.get("LaunchTemplateSpecification")
+                                                 or {}, template):
+            raise LaunchConfigError(f"LaunchTemplateConfigs[{index}]: only the site's launch "
+                                    f"template ({TEMPLATE_KNOB}) may be used")
+    for where, override in template_overrides(request):
+        refused = sorted(set(override) - AUTO_OVERRIDES)
+        if refused:
+            raise LaunchConfigError(
+                f"{where}: {', '.join(refused)}: an -auto annex's override may give only "
+                f"{', '.join(sorted(AUTO_OVERRIDES))}; what the instance is (image, profile, "
+                f"key pair, user data) is the site's launch template's ({TEMPLATE_KNOB})")
+        if not override.get("InstanceType"):
+            raise LaunchConfigError(f"{where}: an -auto annex orders instance types it knows: "
+                                    "give InstanceType")
+        weight = override.get("WeightedCapacity")
+        if weight is not None and float(weight) != int(weight):
+            raise LaunchConfigError(f"{where}.WeightedCapacity: an -auto annex orders whole "
+                                    "instances, so a weight must be a whole number, got "
+                                    f"{shown(weight)}")
+    spec = request["TargetCapacitySpecification"]
+    for name in ("OnDemandTargetCapacity", "SpotTargetCapacity"):
+        if spec.get(name):
+            raise LaunchConfigError(f"TargetCapacitySpecification.{name}: an -auto annex orders "
+                                    "one capacity type (DefaultTargetCapacityType); leave it out")
+    behaviour = request.get("SpotOptions", {}).get("InstanceInterruptionBehavior", "terminate")
+    if behaviour != "terminate":
+        raise LaunchConfigError(f"SpotOptions.InstanceInterruptionBehavior {shown(behaviour)!r}: "
+                                "an -auto annex's interrupted instances must end; leave it out")
+
+
+def order_request(template: dict[str, Any], instance_type: str, weight: float, count: int,
+                  order_token: str) -> dict[str, Any]:
+    """The CreateFleet request of one order of an auto annex: an ``instant`` fleet of
+    ``count`` instances of ``instance_type`` -- the template's (the plan's launch request:
+    the site's launch template, tags) overrides of that type and weight only, for exactly
+    ``count`` x ``weight`` units -- idempotent by ``order_token``, tagged with it (fleet and
+    instances).  An instant fleet launches what it can at once, answers with the instance
+    IDs, and never launches or replaces anything later (see annexd.commands.auto)."""
+    config = copy.deepcopy(template)
+    kept = []
+    for entry in config.get("LaunchTemplateConfigs", []):
+        overrides = [o for o in entry.get("Overrides", [])
+                     if o.get("InstanceType") == instance_type
+                     and float(o.get("WeightedCapacity") or 1) == weight]
+        if overrides:
+            kept.append({**entry, "Overrides": overrides})
+    if not kept:
+        raise LaunchConfigError(f"no override of {instance_type} with weight {weight:g}")
+    order = {ORDER_TAG: order_token}
+    config["LaunchTemplateConfigs"] = kept
+    for resource in ("instance", "fleet"):
+        config["TagSpecifications"] = tag_resource(config.get("TagSpecifications", []),
+                                                   resource, order, "TagSpecifications")
+    # What only a maintain or request fleet takes (AWS refuses it on an instant fleet).
+    for name in ("ExcessCapacityTerminationPolicy", "TerminateInstancesWithExpiration",
+                 "ReplaceUnhealthyInstances", "ValidFrom", "ValidUntil", "Context"):
+        config.pop(name, None)
+    spec = config["TargetCapacitySpecification"]
+    spec.pop("OnDemandTargetCapacity", None)
+    spec.pop("SpotTargetCapacity", None)
+    spec["TotalTargetCapacity"] = int(count * weight)
+    config.update(Type="instant", ClientToken=order_token)
+    validate("CreateFleet", config)
+    return config

@@ -15,7 +15,7 @@ from annexd_lambda import lease
 
 from annexd.instance_config import idtoken
 from annexd import launch
-from annexd.launch import adjust, spotfleet
+from annexd.launch import adjust, ec2fleet, spotfleet
 from annexd.config.knobs import PoolSettings, RegionSettings
 from annexd.rpc.protocol import shown
 
@@ -45,15 +45,6 @@ def auto_idle_seconds(negotiator_interval: int) -> int:
     than a negotiation cycle, so that a booted instance is matched before it leaves (else
     the daemon would order it again and again, each leaving unmatched)."""
     return max(AUTO_IDLE_SECONDS, negotiator_interval + 30)
-
-
-#: Why -auto takes no EC2 Fleet config (yet).
-AUTO_EC2_FLEET = (
-    "-auto with an EC2 Fleet config: an EC2 Fleet launches only from launch templates, and a "
-    "template chooses its own instance profile, key pair and user data, which an annex paid by "
-    "condor_annexd's AWS identity may not (only the site's choices); no knob names a launch "
-    "template of the site's yet. Give a Spot Fleet config with LaunchSpecifications (the same "
-    "instance types, as a RequestSpotFleet config), or on-demand settings, with -auto")
 
 
 class InvalidRequest(ValueError):
@@ -291,9 +282,9 @@ def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: RegionSetting
         source, dropped = adjust.drop_nulls(annex["fleet_config"])
         kind, adjusted = launch.recognise(source), adjust.null_notice(dropped)
         where = f"{source_name}: invalid {kind.label}"
-        if auto is not None and kind is launch.EC2_FLEET:
-            raise InvalidRequest(AUTO_EC2_FLEET)
     try:
+        if auto is not None and kind is launch.EC2_FLEET:
+            source = ec2fleet.with_site_template(source, settings.launch_template)
         if annex.get("user_data"):
             source, more = adjust.with_user_data(kind, source, annex["user_data"])
             adjusted += more
@@ -302,6 +293,8 @@ def build_plan(annex: dict[str, Any], *, owner_uid: int, settings: RegionSetting
                            instance_tags=tags, owner=owner)
         if auto is not None and kind is launch.SPOT_FLEET:
             spotfleet.check_auto(built.request)
+        if auto is not None and kind is launch.EC2_FLEET:
+            ec2fleet.check_auto(built.request, settings.launch_template)
     except launch.LaunchConfigError as exc:
         raise InvalidRequest(f"{where}: {exc}") from None
     try:  # after the config is known good: its own mistakes are named first

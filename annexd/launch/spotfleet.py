@@ -61,7 +61,8 @@ AUTO_NO_TEMPLATE = (
     "site did not choose: an -auto annex is paid by condor_annexd's AWS identity, so its "
     "Spot Fleet config gives LaunchSpecifications (the daemon adds the admin's instance "
     "profile, security groups and user data: ANNEX_DEFAULT_ODI_INSTANCE_PROFILE_ARN, "
-    "ANNEX_DEFAULT_ODI_SECURITY_GROUP_IDS, ANNEX_DEFAULT_USER_DATA_FILE)")
+    "ANNEX_DEFAULT_ODI_SECURITY_GROUP_IDS, ANNEX_DEFAULT_USER_DATA_FILE); an EC2 Fleet config "
+    "launches from the site's launch template (ANNEX_DEFAULT_LAUNCH_TEMPLATE)")
 
 
 def unwrap(config: Any) -> dict[str, Any]:

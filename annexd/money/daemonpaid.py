@@ -12,8 +12,11 @@ is then the admin's, from the daemon's configuration for the region:
   the user data (``ANNEX_DEFAULT_USER_DATA_FILE``): user data of the user's choosing runs as
   root on an instance holding whatever role the site passes, and a key pair of theirs logs
   them in as root there;
-* no launch template: a template carries its own profile, key pair and user data, which the
-  daemon cannot see in the request.
+* no launch template but the site's (``ANNEX_DEFAULT_LAUNCH_TEMPLATE``, which an EC2 Fleet
+  needs): a template carries its own profile, key pair and user data, which the daemon
+  cannot see in the request; an EC2 Fleet's overrides may then change only where, which type
+  and how much (:data:`annexd.launch.ec2fleet.AUTO_OVERRIDES`), and the daemon policy lets
+  the daemon's identity launch only from templates the administrator tagged as the site's.
 
 A different choice is refused, with the reason, rather than quietly replaced; ``condor_annex``
 sends the values its own configuration holds, which are the admin's unless the user set
@@ -26,6 +29,8 @@ import hashlib
 from typing import Any, Iterator
 
 from annexd.config.knobs import RegionSettings
+from annexd.launch import ec2fleet
+from annexd.launch.base import LaunchConfigError
 from annexd.launch.plan import AnnexPlan, InvalidRequest
 from annexd.rpc.protocol import shown
 
@@ -66,11 +71,16 @@ def _choices(plan: AnnexPlan,
         specs = request.get("LaunchSpecifications", [])
     elif plan.annex_type == "on-demand":
         specs = [request]
-    else:
-        raise InvalidRequest(f"an EC2 Fleet launches from launch templates, which choose their "
-                             "own instance profile, key pair and user data: an annex paid by "
-                             f"condor_annexd's AWS identity is a Spot Fleet or on-demand; "
-                             f"{OWN_KEYS}")
+    else:  # an EC2 Fleet: the site's template (ANNEX_DEFAULT_LAUNCH_TEMPLATE) only
+        try:
+            ec2fleet.check_auto(request, settings.launch_template)
+        except LaunchConfigError as error:
+            raise InvalidRequest(f"{error}: an EC2 Fleet launches from launch templates, "
+                                 "which choose their own instance profile, key pair and user "
+                                 "data, so an annex paid by condor_annexd's AWS identity uses "
+                                 f"the site's ({ec2fleet.TEMPLATE_KNOB}); "
+                                 f"{AUTO_KEYS if plan.auto else OWN_KEYS}") from None
+        specs = []
     for spec in specs:
         yield from _instance_choices(spec, settings)
 
