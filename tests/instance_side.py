@@ -68,8 +68,14 @@ def instance_env(imds_url: str, **extra: str) -> dict[str, str]:
 
 def run_annex_ec2(*args: str, env: dict[str, str],
                   timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([*annex_ec2_command(), *args], env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    """Run condor_annex_ec2 to its end: the suite's console script is forked from the tests'
+    fork server (it imports boto3, which the server has), the bundle on another Python
+    starts as an image starts it."""
+    if os.environ.get(COMMAND_VARIABLE):
+        return subprocess.run([*annex_ec2_command(), *args], env=env, capture_output=True,
+                              text=True, timeout=timeout)
+    from localaws.pool import run_program
+    return run_program([*annex_ec2_command(), *args], env, timeout=timeout)
 
 
 def run_bootstrap(aws_url: str, imds, config_dir, *extra: str,
