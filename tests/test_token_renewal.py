@@ -234,6 +234,9 @@ def test_an_annex_of_another_account_is_not_renewed_and_its_create_says_so(aws, 
     reply = create(daemon, "foreign", 4 * 3600, credentials=KEYS)
     assert any("condor_annexd cannot renew this annex's token" in notice
                for notice in reply["notices"]), reply
+    # Nor can it copy the object for the fleet's instances (issue 23 req 5), and it says so.
+    assert any("cannot give this annex's instances their own copies" in notice
+               for notice in reply["notices"]), reply
     first = stored(aws, "foreign")[0]
     daemon.test_clock.now += LIFETIME
     assert renew.renew_due(daemon.context()) == []
@@ -253,7 +256,8 @@ def test_each_instance_gets_its_own_copy_and_a_renewal_rewrites_it(aws, daemon, 
     renewal rewrites the object and then each instance's copy -- one write per instance,
     not per annex.  Every call is the daemon policy's, as the daemon's own aws:userid."""
     from annexd.commands import copies
-    create(daemon, "copied", 4 * 3600)
+    made = create(daemon, "copied", 4 * 3600)
+    assert not any("their own copies" in notice for notice in made.get("notices", [])), made
     [instance] = aws.annex_resources("copied")["instances"]
     assert aws.annex_resources("copied")["copies"] == []  # moto shows a fleet's profile late
     aws.ec2.associate_iam_instance_profile(  # as AWS shows it: the launch's profile

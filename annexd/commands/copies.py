@@ -195,6 +195,24 @@ def copy_due(ctx: Context) -> int:
     return made
 
 
+def cannot_copy(ctx: Context, plan: AnnexPlan, payer: str) -> list[str]:
+    """The notice of a create whose later instances the daemon cannot give their copies:
+    a fleet's or an auto annex's (they come after the create has answered), in an account
+    the daemon's identity is not in (or when it has none).  Under the setup's instance role
+    such instances wait for a copy that never comes, give up and power off, and a fleet
+    that maintains its capacity launches others, until the lease ends."""
+    if ctx.identity.available and ctx.identity.account == payer:
+        return []
+    if not isolable(plan) or (plan.annex_type == "on-demand" and not plan.auto):
+        return []
+    return ["condor_annexd cannot give this annex's instances their own copies of its "
+            "configuration (its identity cannot write in the account that pays for it), and "
+            "a fleet's instances start after this command: under the setup's instance role "
+            "they cannot join, and power off when they give up waiting. Give condor_annexd "
+            "an identity in that account, or see docs/instance-isolation.md "
+            "(ShareEveryAnnexsConfig)"]
+
+
 def launched(ctx: Context, row_id: int, credentials: dict[str, str] | None,
              outputs: dict[str, Any]) -> dict[str, Any]:
     """Right after a create launched on-demand instances: their copies, with the keys that

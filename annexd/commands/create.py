@@ -99,6 +99,7 @@ def create(ctx: Context, request: dict[str, Any], who: Caller,
     except NameTaken as taken:
         return taken_reply(taken.row, who)
     notices += renew.cannot_renew(ctx, plan, payer.account, minted_at)
+    notices += copies.cannot_copy(ctx, plan, payer.account)
     log.info("request %d: uid %d creates annex %s in %s (lease ends %d)",
              request_id, who.uid, plan.annex_id, plan.region, plan.lease_end)
     driver = ctx.driver(plan, request_id, credentials, payload, report, on_disk=False)
