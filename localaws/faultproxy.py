@@ -19,6 +19,11 @@ Fault kinds, each for the next ``times`` matching calls:
 =============== ===================================================================
 
 The ``-after`` kinds are the hard ones: the caller cannot tell that its call succeeded.
+
+A stall or delay lasts ``stall_seconds`` at most: :meth:`FaultProxy.release` ends every one
+under way (and the next ones, until :meth:`FaultProxy.clear`), so that a test whose race is
+over -- the competing commands have been answered -- does not wait out the rest of a stall
+made long enough for a slow machine.
 """
 from __future__ import annotations
 
@@ -79,6 +84,7 @@ class FaultProxy:
         self.busy_seconds = 0.0
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
+        self._released = threading.Event()
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -101,6 +107,14 @@ class FaultProxy:
             self._faults.clear()
             self.seen.clear()
             self.busy_seconds = 0.0
+            self._released.clear()
+
+    def release(self) -> None:
+        """End the stalls and delays under way now (and skip later ones until clear())."""
+        self._released.set()
+
+    def _stall(self) -> None:
+        self._released.wait(self.stall_seconds)
 
     def _take(self, operation: str) -> str | None:
         """Record the call; return the fault kind to inject into it, if any."""
@@ -162,14 +176,14 @@ class FaultProxy:
                     self.close_connection = True
                     return
                 if kind == "delay":
-                    time.sleep(proxy.stall_seconds)
+                    proxy._stall()
                 status, headers, payload = proxy._forward(self.command, self.path,
                                                           self.headers, body)
                 if kind == "delay-after":
-                    time.sleep(proxy.stall_seconds)
+                    proxy._stall()
                 if kind in ("reset-after", "stall-after"):
                     if kind == "stall-after":
-                        time.sleep(proxy.stall_seconds)
+                        proxy._stall()
                     self.close_connection = True
                     return
                 if kind == "hide-missing" and status == 404:

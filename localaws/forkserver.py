@@ -285,12 +285,24 @@ def _keep_models() -> None:
             data.load_service_model(service, kind)
 
 
+#: ANNEX_FORKSERVER_ACCOUNTING=PATH: each reaped child's program and CPU seconds (user,
+#: system) appended to PATH, a line each -- where the suite's CPU goes (docs/testing.md).
+ACCOUNTING = os.environ.get("ANNEX_FORKSERVER_ACCOUNTING")
+
+
+def _account(program: str, usage: Any) -> None:
+    assert ACCOUNTING
+    with open(ACCOUNTING, "a", encoding="utf-8") as log:
+        log.write(f"{program}\t{usage.ru_utime:.3f}\t{usage.ru_stime:.3f}\n")
+
+
 def _serve(files: socket.socket) -> None:
     import importlib
     for name in PRELOAD:
         importlib.import_module(name)
     _keep_models()
     requests, replies = sys.stdin.buffer, sys.stdout.buffer
+    names: dict[int, str] = {}  # pid -> program, for ACCOUNTING
     for line in requests:
         request = json.loads(line)
         if request.get("fds"):
@@ -304,12 +316,15 @@ def _serve(files: socket.socket) -> None:
                 if pid == 0:
                     files.close()
                     _become(request)
+                names[pid] = os.path.basename(request["argv"][0])
                 result = pid
             elif request["op"] == "poll":
                 # Reaped once, and answered once (the client keeps the answer): the kernel
                 # may give a reaped pid to the next fork, so nothing is kept here by pid.
-                done, status = os.waitpid(request["pid"], os.WNOHANG)
+                done, status, usage = os.wait4(request["pid"], os.WNOHANG)
                 result = _returncode(status) if done else None
+                if done and ACCOUNTING:
+                    _account(names.pop(done, "?"), usage)
             else:
                 raise ValueError(f"unknown request {request['op']!r}")
             answer = {"result": result}
