@@ -43,6 +43,10 @@ PRELOAD = ("boto3", "boto3.session", "botocore.session", "botocore.client",
            "logging.handlers", "socketserver", "concurrent.futures", "tarfile", "gzip",
            "hmac", "uuid", "email.utils", "classad2")
 
+#: Our packages: every module of them that does not import htcondor2 when imported is
+#: imported by the server too (:func:`_import_ours`).
+OURS = ("annexd", "annexd_lambda", "condor_annex", "annex_ec2")
+
 #: The service models the daemon loads, parsed once by the server (:func:`_keep_models`).
 SERVICES = ("ec2", "events", "s3", "lambda", "sts", "iam", "cloudformation")
 
@@ -296,11 +300,49 @@ def _account(program: str, usage: Any) -> None:
         log.write(f"{program}\t{usage.ru_utime:.3f}\t{usage.ru_stime:.3f}\n")
 
 
+class _NoHTCondor:
+    """A finder that refuses htcondor2 (and so every module importing it when imported)."""
+
+    @staticmethod
+    def find_spec(name: str, *_: Any) -> None:
+        if name.split(".")[0] == "htcondor2":
+            raise ImportError("htcondor2 is imported by each fork, not by the server")
+
+
+def _import_ours() -> None:
+    """Import our own modules, except those that import htcondor2 when imported.
+
+    Our modules read nothing from the environment when imported (the knobs, the crash
+    points and the master's variables are read when used), so a fork can start with them;
+    htcondor2 reads the HTCondor configuration when imported, so it, and every module that
+    imports it at the top (the daemon's main, the demand's schedd reader), is imported by
+    the fork, from the fork's own CONDOR_CONFIG.  A ``__main__`` module is never imported.
+    """
+    import importlib
+    import pkgutil
+    blocker = _NoHTCondor()
+    sys.meta_path.insert(0, blocker)  # type: ignore[arg-type]
+    try:
+        for package_name in OURS:
+            package = importlib.import_module(package_name)
+            for module in pkgutil.walk_packages(package.__path__, package_name + "."):
+                if module.name.rsplit(".", 1)[-1] == "__main__":
+                    continue
+                try:
+                    importlib.import_module(module.name)
+                except ImportError:
+                    pass  # it imports htcondor2: the fork imports it
+    finally:
+        sys.meta_path.remove(blocker)  # type: ignore[arg-type]
+    assert "htcondor2" not in sys.modules
+
+
 def _serve(files: socket.socket) -> None:
     import importlib
     for name in PRELOAD:
         importlib.import_module(name)
     _keep_models()
+    _import_ours()
     requests, replies = sys.stdin.buffer, sys.stdout.buffer
     names: dict[int, str] = {}  # pid -> program, for ACCOUNTING
     for line in requests:
