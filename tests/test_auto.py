@@ -464,6 +464,20 @@ def test_a_spot_fleet_auto_annex_grows_on_demand_and_shrinks_without_replacement
     assert not any(aws.annex_resources("sfa").values())
 
 
+def crash_at_the_first_order(pool, demand, config: str, point: str) -> None:
+    """An auto annex "phoenix" of ``config`` within -max-instances 3 and -max-cost $0.20 --
+    which buys two m5.large for the hour and the grace minute ($0.0976 each), not three --,
+    five jobs for it, and a daemon killed at ``point`` of its first order: the order is on
+    disk, sent, its outcome not."""
+    with AnnexDaemon(pool, DAEMON_CREDENTIALS):
+        made = create_fleet_auto(pool, config, "phoenix", "-max-instances", "3",
+                                 "-max-cost", "0.2")
+        assert made.returncode == 0, made.stderr
+    demand.set([job("phoenix", n) for n in range(5)])
+    AnnexDaemon(pool, {**DAEMON_CREDENTIALS, "ANNEXD_TEST_CRASH_AT": point}).crash_during()
+    assert orders(pool) == [("phoenix", "m5.large", 2, "sent")]
+
+
 @pytest.mark.parametrize("point", ["EC2 RequestSpotFleet:before", "EC2 RequestSpotFleet:after"])
 def test_a_crash_at_a_fleet_order_keeps_one_order_within_the_budget(aws, auto_pool, tmp_path,
                                                                      point):
@@ -471,15 +485,7 @@ def test_a_crash_at_a_fleet_order_keeps_one_order_within_the_budget(aws, auto_po
     first; after the restart it is finished once (its fleet found by its order tag, or sent
     again with its ClientToken), and spent plus committed stays within -max-cost."""
     pool, demand = auto_pool
-    config = fleet_file(tmp_path)
-    with AnnexDaemon(pool, DAEMON_CREDENTIALS):
-        # $0.20 buys two m5.large for the hour and the grace minute ($0.0976 each), not three.
-        made = create_fleet_auto(pool, config, "phoenix", "-max-instances", "3",
-                                 "-max-cost", "0.2")
-        assert made.returncode == 0, made.stderr
-    demand.set([job("phoenix", n) for n in range(5)])
-    AnnexDaemon(pool, {**DAEMON_CREDENTIALS, "ANNEXD_TEST_CRASH_AT": point}).crash_during()
-    assert orders(pool) == [("phoenix", "m5.large", 2, "sent")]
+    crash_at_the_first_order(pool, demand, fleet_file(tmp_path), point)
     assert len(fleets_of(aws, "phoenix")) == (1 if point.endswith("after") else 0)
     with AnnexDaemon(pool, DAEMON_CREDENTIALS):
         wait_for(lambda: orders(pool)[0][3] == "done")
@@ -714,15 +720,7 @@ def test_a_crash_at_an_ec2_fleet_order_keeps_one_order_within_the_budget(
     or sent again with its ClientToken), within -max-instances and -max-cost; -off ends
     the fleet and its instances."""
     pool, demand, _ = ec2_auto_pool
-    config = ec2_fleet_file(tmp_path)
-    with AnnexDaemon(pool, DAEMON_CREDENTIALS):
-        # $0.20 buys two m5.large for the hour and the grace minute ($0.0976 each), not three.
-        made = create_fleet_auto(pool, config, "phoenix", "-max-instances", "3",
-                                 "-max-cost", "0.2")
-        assert made.returncode == 0, made.stderr
-    demand.set([job("phoenix", n) for n in range(5)])
-    AnnexDaemon(pool, {**DAEMON_CREDENTIALS, "ANNEXD_TEST_CRASH_AT": point}).crash_during()
-    assert orders(pool) == [("phoenix", "m5.large", 2, "sent")]
+    crash_at_the_first_order(pool, demand, ec2_fleet_file(tmp_path), point)
     assert len(ec2_fleets_of(aws, "phoenix")) == (1 if point.endswith("after") else 0)
     with AnnexDaemon(pool, DAEMON_CREDENTIALS):
         wait_for(lambda: orders(pool)[0][3] == "done")
