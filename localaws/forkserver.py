@@ -23,6 +23,7 @@ test process holds a :class:`ForkedProcess` for each daemon, which answers like 
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 import selectors
@@ -41,7 +42,11 @@ PRELOAD = ("boto3", "boto3.session", "botocore.session", "botocore.client",
            "botocore.config", "botocore.exceptions", "botocore.parsers", "botocore.utils",
            "urllib3", "s3transfer.manager", "dateutil.parser", "jmespath", "sqlite3",
            "logging.handlers", "socketserver", "concurrent.futures", "tarfile", "gzip",
-           "hmac", "uuid", "email.utils", "classad2")
+           "hmac", "uuid", "email.utils", "classad2",
+           # The daemon checks each request with jsonschema, imported on its first request:
+           # with attrs and referencing, a quarter of a test daemon's CPU (py-spy).  The CLI
+           # checks replies with fastjsonschema.  urllib3 encodes host names with idna.
+           "jsonschema", "fastjsonschema", "encodings.idna")
 
 #: Our packages: every module of them that does not import htcondor2 when imported is
 #: imported by the server too (:func:`_import_ours`).
@@ -241,7 +246,10 @@ def _become(request: dict[str, Any]) -> None:
         argv = request["argv"]
         sys.argv = list(argv)
         sys.path[0] = os.path.dirname(os.path.abspath(argv[0]))  # as for a script run
-        runpy.run_path(argv[0], run_name="__main__")
+        if PROFILE:
+            _run_profiled(argv[0])
+        else:
+            runpy.run_path(argv[0], run_name="__main__")
         code = 0
     except SystemExit as done:
         code = done.code
@@ -261,6 +269,33 @@ def _become(request: dict[str, Any]) -> None:
     os._exit(code)  # pylint: disable=protected-access
 
 
+#: ANNEX_FORKSERVER_PROFILE=DIR: each child runs under cProfile and leaves its figures in
+#: DIR/<program>-<pid>.prof when it exits (not when killed) -- where a daemon's CPU goes.
+PROFILE = os.environ.get("ANNEX_FORKSERVER_PROFILE")
+
+
+def _run_profiled(script: str) -> None:
+    """Run ``script`` under cProfile; its figures are written when it returns or exits,
+    through ``os._exit`` after the exit handlers too, as the daemon does."""
+    import atexit
+    import cProfile
+    import runpy
+    profiler = cProfile.Profile()
+    path = os.path.join(str(PROFILE), f"{os.path.basename(script)}-{os.getpid()}.prof")
+
+    def dump() -> None:
+        profiler.disable()
+        profiler.dump_stats(path)
+
+    atexit.register(dump)
+    profiler.enable()
+    try:
+        runpy.run_path(script, run_name="__main__")
+    finally:
+        atexit.unregister(dump)
+        dump()
+
+
 def _keep_models() -> None:
     """Parse botocore's data files once, here, and give every fork the parsed copy.
 
@@ -270,8 +305,8 @@ def _keep_models() -> None:
     changes it; this extends the same sharing to the forks, each of which gets the pages as
     they were (copy-on-write).
     """
+    import boto3.session
     import botocore.loaders
-    import botocore.session
     parsed: dict[str, Any] = {}
     load_file = botocore.loaders.JSONFileLoader.load_file
 
@@ -281,12 +316,47 @@ def _keep_models() -> None:
         return parsed[file_path]
 
     botocore.loaders.JSONFileLoader.load_file = load_file_once  # type: ignore[method-assign]
-    data = botocore.session.Session().get_component("data_loader")
+    _keep_service_lists()
+    # A boto3 session's loader: boto3 adds its own data directory to the search paths.
+    data = boto3.session.Session()._session.get_component(  # pylint: disable=protected-access
+        "data_loader")
     for name in ("endpoints", "partitions", "sdk-default-configuration", "_retry"):
         data.load_data(name)
     for service in SERVICES:
         for kind in ("service-2", "endpoint-rule-set-1", "paginators-1"):
             data.load_service_model(service, kind)
+    # One client of each service, made and dropped: what botocore keeps for the process
+    # (the method names of every operation, xform_name's cache) is then the forks' too.  The
+    # first clients of a process cost about 60 ms, later ones 35 (measured in a fork).
+    session = boto3.session.Session(region_name="us-east-1", aws_access_key_id="warm",
+                                    aws_secret_access_key="warm")
+    for service in SERVICES:
+        session.client(service, endpoint_url="http://127.0.0.1:9").close()
+
+
+def _keep_service_lists() -> None:
+    """List botocore's services once, here, for every fork.
+
+    Before it loads a model, each botocore session's loader lists the services of its data
+    directories: a ``listdir`` of each of some 400 services and a look for the model file in
+    each version -- about 15% of a test daemon's CPU, once per model kind per session
+    (py-spy).  The answer depends only on the search paths (and which of them exist) and
+    on what is installed, which nothing changes during a run: it is kept by those.
+    """
+    import botocore.loaders
+    listed: dict[tuple[Any, ...], Any] = {}
+    list_services = botocore.loaders.Loader.list_available_services
+
+    def list_services_once(loader: Any, type_name: str) -> Any:
+        # Each path once: a loader shared by two boto3 sessions (as the daemon's listing
+        # session shares its models) holds boto3's own directory twice, and lists the same.
+        key = (type_name, *dict.fromkeys((path, os.path.isdir(path))
+                                         for path in loader.search_paths))
+        if key not in listed:
+            listed[key] = list_services(loader, type_name)
+        return list(listed[key])
+
+    botocore.loaders.Loader.list_available_services = list_services_once  # type: ignore
 
 
 #: ANNEX_FORKSERVER_ACCOUNTING=PATH: each reaped child's program and CPU seconds (user,
@@ -343,6 +413,11 @@ def _serve(files: socket.socket) -> None:
         importlib.import_module(name)
     _keep_models()
     _import_ours()
+    # Everything loaded so far is kept for good: a fork's garbage collections skip it.
+    # Without this, a child's first full collection walked every object inherited from here
+    # (and copied the pages it touched), and the more the server preloaded, the more a fork
+    # paid for it.
+    gc.freeze()
     requests, replies = sys.stdin.buffer, sys.stdout.buffer
     names: dict[int, str] = {}  # pid -> program, for ACCOUNTING
     for line in requests:

@@ -74,7 +74,8 @@ class MotoServer:
         images = {} if "MOTO_AMIS_PATH" in os.environ else {
             "MOTO_AMIS_PATH": base_images_file(workdir, self.port)}
         self._process = spawn(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, "-m", "localaws.moto_main", "-H", "127.0.0.1",
+             "-p", str(self.port)],
             {**os.environ, **VALIDATION_ENV, **FAKE_CREDENTIALS, **images,
              "MOTO_RECORDER_FILEPATH": recording}, self._log_path)
         try:
