@@ -36,7 +36,9 @@ class FakeImds:
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        # close() is noticed within 0.05 s (socketserver's default, 0.5 s, was paid by every
+        # instance a test boots).
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
 
     def _set(self, path: str, document: str | None) -> None:
         """Serve ``document`` at ``path``; None: answer 404 there."""

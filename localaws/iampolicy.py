@@ -20,6 +20,7 @@ The principal's keys travel in each :class:`Request`'s context like any other ke
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -102,13 +103,24 @@ def _literal(pieces: Pieces) -> str:
 
 def _glob(pattern: str | Pieces, text: str, ignore_case: bool = False) -> bool:
     """IAM's wildcards: ``*`` any run of characters, ``?`` one; nothing else is special."""
-    pieces = [(pattern, False)] if isinstance(pattern, str) else pattern
+    pieces = ((pattern, False),) if isinstance(pattern, str) else tuple(pattern)
+    return _glob_regex(pieces, ignore_case).fullmatch(text) is not None
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _glob_regex(pieces: tuple[tuple[str, bool], ...], ignore_case: bool) -> re.Pattern[str]:
+    """The compiled regular expression of a pattern: the suite's policy checks match a few
+    thousand patterns millions of times, more than the ``re`` module's own cache holds."""
     regex = "".join(re.escape(part) if literal else
                     "".join(".*" if c == "*" else "." if c == "?" else re.escape(c)
                             for c in part)
                     for part, literal in pieces)
-    return re.fullmatch(regex, text, re.DOTALL | (re.IGNORECASE if ignore_case else 0)) \
-        is not None
+    return re.compile(regex, re.DOTALL | (re.IGNORECASE if ignore_case else 0))
+
+
+def action_matches(pattern: str, action: str) -> bool:
+    """An Action pattern against an action, as IAM matches them: wildcards, any case."""
+    return _glob(pattern, action, ignore_case=True)
 
 
 def arn_matches(pattern: str, arn: str, request: "Request | None" = None) -> bool:
@@ -213,7 +225,7 @@ class Statement:
         return [str(a) for a in _listed(self.raw.get("Action", self.raw.get("NotAction")))]
 
     def _action_hit(self, action: str) -> bool:
-        hit = any(_glob(a, action, ignore_case=True) for a in self.actions)
+        hit = any(action_matches(a, action) for a in self.actions)
         return not hit if "NotAction" in self.raw else hit
 
     def _resource_hit(self, request: Request) -> bool:
