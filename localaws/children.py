@@ -23,4 +23,4 @@ def wait_until_ready(process: subprocess.Popen, probe: Callable[[], bool], name:
         if process.poll() is not None:
             raise RuntimeError(f"{name} exited with status {process.returncode}")
         return probe()
-    wait_for(answering, f"{name} to answer", timeout=timeout)
+    wait_for(answering, f"{name} to answer", timeout=timeout, interval=0.01)

@@ -55,15 +55,32 @@ def clients(aws) -> lease.Clients:
 
 
 class CallCounter:
-    """Counts AWS API calls made through the given clients (botocore event hooks)."""
+    """Counts AWS API calls made through the given clients (botocore event hooks), until the
+    test ends (:func:`counters_closed`: the clients are the worker's, shared by every test)."""
+
+    live: list["CallCounter"] = []
 
     def __init__(self, *service_clients):
         self.calls: list[str] = []
+        self._clients = service_clients
         for client in service_clients:
             client.meta.events.register("before-call.*.*", self._count)
+        CallCounter.live.append(self)
 
     def _count(self, model, **_):
         self.calls.append(model.name)
+
+    def close(self) -> None:
+        for client in self._clients:
+            client.meta.events.unregister("before-call.*.*", self._count)
+
+
+@pytest.fixture(autouse=True)
+def counters_closed():
+    """Every CallCounter a test made stops counting when it ends."""
+    yield
+    while CallCounter.live:
+        CallCounter.live.pop().close()
 
 
 def test_unexpired_lease_makes_no_aws_call(aws):

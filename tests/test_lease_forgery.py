@@ -20,7 +20,8 @@ from localaws.eventbridge import EventBridgePlayer, LambdaContext, lambda_enviro
 from localaws.pool import REGION
 
 from conftest import SPOT_CONFIG
-from test_lease import EXPIRY, CallCounter, clients, event, make_annex, make_request
+from test_lease import (EXPIRY, CallCounter, clients, counters_closed,  # noqa: F401
+                        event, make_annex, make_request)
 
 FORGED_RULE = "mallory-was-here"
 
