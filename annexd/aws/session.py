@@ -58,6 +58,16 @@ _LISTINGS = boto3.session.Session(botocore_session=_LISTINGS_CORE)
 MAX_CACHED_CLIENTS = 128
 
 
+def service_model(service: str) -> Any:
+    """botocore's model of ``service`` (a ``botocore.model.ServiceModel``), from the daemon's
+    one session, whose loader has parsed it once for every client.  A session of its own
+    (``botocore.session.get_session()``, as the launch configs' validation once made) registers
+    botocore's handlers again and parses EC2's model again: +40 MiB, and a tenth of a test
+    daemon's CPU."""
+    with _SHARED_LOCK:
+        return _CORE.get_service_model(service)
+
+
 def raised_by_aws_library(error: BaseException) -> bool:
     """Whether ``error`` was raised inside botocore (or the libraries under it)."""
     traceback, module = error.__traceback__, ""

@@ -19,10 +19,10 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-import botocore.session
 from annexd_lambda.lease import ANNEX_TAG, CLIENT_TOKEN_TAG, OWNER_TAG
 from botocore.validate import ParamValidator
 
+from annexd.aws.session import service_model
 from annexd.rpc.protocol import MAX_CAPACITY, shown
 
 if TYPE_CHECKING:
@@ -133,8 +133,7 @@ class Kind:
 
 @functools.lru_cache(maxsize=None)
 def _input_shape(operation: str) -> Any:
-    model = botocore.session.get_session().get_service_model("ec2")
-    return model.operation_model(operation).input_shape
+    return service_model("ec2").operation_model(operation).input_shape
 
 
 def validate(operation: str, params: dict[str, Any]) -> None:
