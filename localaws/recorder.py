@@ -115,9 +115,13 @@ def parse(entry: dict[str, Any]) -> Call | None:
     body = _body(entry)
     sent = int(headers.get("content-length") or 0)
     if sent and not body:  # seen once, on a loaded machine (docs/testing.md, "A flake")
+        shown_headers = sorted(name for name in headers if name != "authorization")
         raise BodyLost(f"moto's recording lost the {sent}-byte body of a request to {service} "
                        f"({headers.get('x-amz-target') or entry.get('method')} "
-                       f"{entry.get('url', '')[:80]}) by {key}: the recording cannot be judged")
+                       f"{entry.get('url', '')[:80]}) by {key}: the recording cannot be judged "
+                       f"(its headers: {shown_headers}"
+                       f"; body field: {entry.get('body')!r:.40}, encoded: "
+                       f"{entry.get('body_encoded')!r})")
     if service in QUERY_SERVICES:
         params = dict(urllib.parse.parse_qsl(body.decode(), keep_blank_values=True))
         return Call(key, service, region, params.pop("Action", "?"), params)

@@ -55,6 +55,29 @@ def status_of(pool: LocalPool, name: str, *flags: str) -> dict:
 
 # -- end to end, with the user's keys (the module's daemon) ------------------------------------
 
+def test_nothing_is_added_under_a_lease_aws_no_longer_holds(aws, pool, daemon):
+    """Found by the model test: the lease function's tick ended an annex (its rule, target,
+    fleet and object) while a lease change held it, and the row stayed active with a later
+    end; the owner's next create of the name then added a fleet that nothing would end.  A
+    launch is added only under a lease AWS holds: here the rule and target are removed as
+    the tick removes them, the journal still says active, and the create is refused."""
+    args = ("-annex-name", "gone", "-lease-function-arn", aws.lease_arn, "-lease-duration",
+            "3600", "-count", "1", SPOT_CONFIG)
+    first = pool.condor_annex(*args)
+    assert first.returncode == 0, first.stderr
+    targets = aws.events.list_targets_by_rule(Rule="gone")["Targets"]
+    aws.events.remove_targets(Rule="gone", Ids=[t["Id"] for t in targets])
+    aws.events.delete_rule(Name="gone")
+    fleets = set(aws.annex_resources("gone")["fleets"])
+    again = pool.condor_annex(*args)
+    assert again.returncode != 0
+    assert "has no lease in force in AWS" in again.stderr and "nothing was" not in \
+        again.stdout, again.stderr
+    assert set(aws.annex_resources("gone")["fleets"]) == fleets  # no second fleet
+    assert added(pool, "gone") == []  # nothing journaled: nothing to resume later
+    assert pool.condor_annex("-annex-name", "gone", "-off").returncode == 0
+
+
 def test_the_same_name_again_adds_a_fleet_that_the_annexs_lease_ends(aws, pool, daemon,
                                                                        fire_lease):
     args = ("-annex-name", "twice", "-lease-function-arn", aws.lease_arn)
