@@ -1,4 +1,4 @@
-"""localaws.moto_main: the emulator's one listing of moto's services answers as moto's own."""
+"""localaws.moto_main: what the emulator lists once answers as moto's own listings do."""
 from __future__ import annotations
 
 import json
@@ -15,16 +15,34 @@ before = list(backends.list_of_moto_modules())
 dispatch = DomainDispatcherApplication(create_backend_app)
 routed_before = [dispatch.get_backend_for_host(host) for host in hosts]
 moto_main.listed_once()
+from moto.core import responses
+from moto.ec2.responses import EC2Response
+from moto.events.responses import EventsHandler
 print(json.dumps([before, list(backends.list_of_moto_modules()),
                   list(backends.list_of_moto_modules()), routed_before,
-                  [dispatch.get_backend_for_host(host) for host in hosts]]))
+                  [dispatch.get_backend_for_host(host) for host in hosts],
+                  [sorted(responses.method_names_from_class(EC2Response)),
+                   sorted(responses.method_names_from_class(EventsHandler))]]))
+"""
+
+OWN_NAMES = """
+import json
+from moto.core.utils import method_names_from_class
+from moto.ec2.responses import EC2Response
+from moto.events.responses import EventsHandler
+print(json.dumps([sorted(method_names_from_class(EC2Response)),
+                  sorted(method_names_from_class(EventsHandler))]))
 """
 
 
 def test_the_listing_taken_once_is_motos_own_and_routes_the_same():
-    before, after, again, routed_before, routed_after = json.loads(subprocess.run(
+    before, after, again, routed_before, routed_after, names = json.loads(subprocess.run(
         [sys.executable, "-c", COMPARE], check=True, capture_output=True, text=True).stdout)
     assert before == after == again
     assert {"ec2", "events", "s3", "awslambda", "iam", "sts"} <= set(before)
     assert routed_before == routed_after
     assert routed_after[:4] == ["ec2", "s3", "events", "sts"] and routed_after[-1] is None
+    # Each response class's methods, listed once, are moto's own listing of them.
+    own = json.loads(subprocess.run([sys.executable, "-c", OWN_NAMES], check=True,
+                                    capture_output=True, text=True).stdout)
+    assert names == own and "describe_instances" in names[0] and "put_rule" in names[1]
