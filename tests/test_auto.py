@@ -762,3 +762,22 @@ def test_a_daemon_paid_ec2_fleet_is_held_to_the_sites_template_when_checked_agai
         "LaunchTemplateName": "alices-own", "Version": "$Default"}
     with pytest.raises(InvalidRequest, match="only the site's launch template"):
         daemonpaid.check(dataclasses.replace(plan, launch_request=users, auto=False), settings)
+
+
+def test_an_auto_annex_orders_nothing_under_a_lease_aws_no_longer_holds(aws, auto_pool,
+                                                                        profile_arn):
+    """As for an added launch (tests/test_grow.py): the lease function's tick may have ended
+    the annex while a lease change held its row, which stays active.  With demand, an order
+    is sent only under a lease AWS holds: here the rule and target are removed as the tick
+    removes them, and the cycles order nothing and say why."""
+    pool, demand = auto_pool
+    with AnnexDaemon(pool, DAEMON_CREDENTIALS):
+        made = create_auto(pool, profile_arn, "unleased", "-max-instances", "2")
+        assert made.returncode == 0, made.stderr
+        targets = aws.events.list_targets_by_rule(Rule="unleased")["Targets"]
+        aws.events.remove_targets(Rule="unleased", Ids=[t["Id"] for t in targets])
+        aws.events.delete_rule(Name="unleased")
+        demand.set([job("unleased", n) for n in range(3)])
+        report = wait_for(lambda: (status(pool, "unleased")["auto"] or {}).get("error"))
+        assert "has no lease in force in AWS" in report, report
+        assert instances_of(aws, "unleased") == [] and orders(pool) == []

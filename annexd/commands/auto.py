@@ -272,6 +272,8 @@ def _order(ctx: Context, aws: AnnexAws, row: dict[str, Any], plan: AnnexPlan,
              "at": now}
     claim(ctx.journal, row, RequestState.EXTENDING)
     try:
+        # Only under a lease AWS holds (its lease function ends what the order starts).
+        lease.require_in_force(ctx, row, plan, None, 0)
         ctx.journal.order_sent(row["id"], order)
         order["instance_ids"] = _send(ctx, aws, row, plan, order)
     finally:

@@ -45,7 +45,7 @@ from annexd.aws import AnnexAws, AwsError, Transient
 from annexd.aws.identity import Payer, short
 from annexd.commands import launches
 from annexd.commands.context import Caller, Context, OperationError, busy, claim
-from annexd.commands import lease as lease_change  # lease_in_aws: at call time (a cycle)
+from annexd.commands import lease as lease_change  # used at call time (an import cycle)
 from annexd.config.knobs import KnobError
 from annexd.launch import base
 from annexd.launch.plan import AnnexPlan, InvalidRequest
@@ -192,27 +192,17 @@ def _kind(row: dict[str, Any], annex: AnnexPlan, plan: AnnexPlan) -> None:
 
 def _lease_in_force(ctx: Context, row: dict[str, Any], annex: AnnexPlan,
                     credentials: dict[str, str] | None) -> None:
-    """AWS holds the annex's lease, of its own request, past the margin: nothing is started
-    under a lease that is not in force.  The journal is not enough: the lease function's
-    tick may have ended the annex (rule, target, fleets, object) while a lease change held
-    the row, which then stays active with a later end (the model test found a launch added
-    there, with nothing left to end it).  Raises Refused (the row is the caller's claim)."""
-    name, region = row["annex_id"], row["region"]
+    """AWS holds the annex's lease past the margin (annexd.commands.lease.require_in_force):
+    Refused otherwise, with the row still the caller's claim."""
     try:
-        held = lease_change.lease_in_aws(ctx, annex, credentials)
+        lease_change.require_in_force(ctx, row, annex, credentials, LEASE_MARGIN_SECONDS)
+    except OperationError as error:
+        raise _refused(error.kind, str(error)) from None
     except AwsError as error:
         raise Refused(protocol.error_reply(
-            "aws", f"{error}; cannot tell whether annex {name!r}'s lease is in force, so "
-            "nothing was added", aws_code=error.code, request_id=error.request_id)) from None
-    if held is None:
-        raise _refused("conflict", f"annex {name!r} in {region} has no lease in force in AWS "
-                       "(its lease rule or its target is gone): nothing may be started under "
-                       f"it; see condor_annex -annex-name {name} -status, and end it with -off")
-    if held <= ctx.clock() + LEASE_MARGIN_SECONDS:
-        raise _refused("conflict", f"annex {name!r}'s lease in AWS ends at {_when(held)}: its "
-                       "lease function is about to end it, so nothing more may be started "
-                       f"under it; make its lease longer first (condor_annex -annex-name {name}"
-                       " -lease-duration SECONDS)")
+            "aws", f"{error}; cannot tell whether annex {row['annex_id']!r}'s lease is in "
+            "force, so nothing was added", aws_code=error.code,
+            request_id=error.request_id)) from None
 
 
 def _when(epoch: float) -> str:

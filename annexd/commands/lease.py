@@ -131,6 +131,29 @@ def lease_in_aws(ctx: Context, plan: AnnexPlan,
     return end if isinstance(end, int) and not isinstance(end, bool) else None
 
 
+def require_in_force(ctx: Context, row: dict[str, Any], plan: AnnexPlan,
+                     credentials: dict[str, str] | None, margin: float) -> None:
+    """AWS holds the annex's lease, of its own request, ending more than ``margin`` seconds
+    from now: the check before anything more is started under it (an added launch, an auto
+    annex's order).  The journal is not enough: the lease function's tick may have ended
+    the annex (rule, target, fleets, object) while a lease change held the row, which then
+    stays active with a later end -- the model test found a launch added there, with
+    nothing left to end it.  OperationError (``conflict``) without it; AwsError when AWS
+    cannot be asked."""
+    name, region = row["annex_id"], row["region"]
+    held = lease_in_aws(ctx, plan, credentials)
+    if held is None:
+        raise OperationError("conflict", f"annex {name!r} in {region} has no lease in force "
+                             "in AWS (its lease rule or its target is gone): nothing may be "
+                             f"started under it; see condor_annex -annex-name {name} -status, "
+                             "and end it with -off")
+    if held <= ctx.clock() + margin:
+        raise OperationError("conflict", f"annex {name!r}'s lease in AWS ends at epoch {held}: "
+                             "its lease function is about to end it, so nothing more may be "
+                             f"started under it; make its lease longer first (condor_annex "
+                             f"-annex-name {name} -lease-duration SECONDS)")
+
+
 def _move(ctx: Context, plan: AnnexPlan, credentials: dict[str, str] | None,
           lease_end: int, now: float) -> tuple[int, bool]:
     """Set the lease end in AWS; (the new end, whether the lease had to be put back)."""
