@@ -120,6 +120,21 @@ def condor_params(config_dir, names: list[str], before: str = "") -> dict[str, s
 _BOOTS = itertools.count()
 
 
+def on_demand_annex(aws, run_annex, with_keys, name: str, profile: str,
+                    count: int = 1) -> list[str]:
+    """An on-demand annex of ``count`` worker-image instances with ``profile``, made by the
+    real daemon (``run_annex``, the keys ``with_keys``); its instances' IDs."""
+    from annexd_lambda import lease
+    from localaws import fixtures
+    made = run_annex("-annex-name", name, "-count", str(count), "-lease-duration", "3600",
+                     "-lease-function-arn", aws.lease_arn,
+                     "-aws-on-demand-ami-id", fixtures.WORKER_IMAGE,
+                     "-aws-on-demand-instance-type", "m5.large",
+                     "-aws-on-demand-instance-profile-arn", profile, *with_keys)
+    assert made.returncode == 0, made.stderr
+    return lease.find_instances(aws.ec2, name)
+
+
 @pytest.fixture
 def annex_instance(aws, run_annex, with_keys):
     """An annex made by the real daemon with the setup's instance profile, one of its
@@ -138,12 +153,7 @@ def annex_instance(aws, run_annex, with_keys):
                                                         "htcondor-annex-config")
     # On-demand: moto shows the instance profile of RunInstances' instances only (AWS shows
     # every instance's), and the daemon copies the object for the instance's profile's role.
-    created = run_annex("-annex-name", name, "-lease-duration", "3600", "-count", "2",
-                        "-lease-function-arn", aws.lease_arn,
-                        "-aws-on-demand-ami-id", fixtures.WORKER_IMAGE,
-                        "-aws-on-demand-instance-type", "m5.large",
-                        "-aws-on-demand-instance-profile-arn", profile, *with_keys)
-    assert created.returncode == 0, created.stderr
+    on_demand_annex(aws, run_annex, with_keys, name, profile, count=2)
     instance = aws.ec2.describe_instances(Filters=[
         {"Name": f"tag:{ANNEX_TAG}", "Values": [name]}])["Reservations"][0]["Instances"][0]
     imds = FakeImds(instance["InstanceId"], "us-east-1", profile)

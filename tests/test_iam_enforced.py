@@ -23,7 +23,7 @@ from localaws.fakeimds import FakeImds
 from localaws.pool import BUCKET, REGION
 
 from conftest import EC2_FLEET_CONFIG, SPOT_CONFIG
-from instance_side import instance_env, run_annex_ec2
+from instance_side import instance_env, on_demand_annex, run_annex_ec2
 from test_cfn import CONTEXT
 from test_iam_calls import template
 from localaws.iampolicy import role_statements
@@ -150,13 +150,7 @@ def enforced_instance(aws, run_annex, with_keys, name: str,
     }))["Role"]
     profile = aws.iam.create_instance_profile(InstanceProfileName=name)["InstanceProfile"]["Arn"]
     aws.iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
-    made = run_annex("-annex-name", name, "-count", "1", "-lease-duration", "3600",
-                     "-lease-function-arn", aws.lease_arn,
-                     "-aws-on-demand-ami-id", fixtures.WORKER_IMAGE,
-                     "-aws-on-demand-instance-type", "m5.large",
-                     "-aws-on-demand-instance-profile-arn", profile, *with_keys)
-    assert made.returncode == 0, made.stderr
-    [instance] = lease.find_instances(aws.ec2, name)
+    [instance] = on_demand_annex(aws, run_annex, with_keys, name, profile)
     document = json.dumps({"Version": "2012-10-17", "Statement": as_moto_judges(statements)})
     aws.iam.put_role_policy(RoleName=name, PolicyName="role", PolicyDocument=document.replace(
         "${aws:userid}", f"{role['RoleId']}:{instance}"))

@@ -33,7 +33,7 @@ from localaws.pool import BUCKET, REGION
 from localaws.recorder import Recorder
 
 from iam_scenarios import ACCOUNT
-from instance_side import instance_env, run_annex_ec2
+from instance_side import instance_env, on_demand_annex, run_annex_ec2
 from test_cfn import CONTEXT
 from test_iam_calls import template
 
@@ -41,13 +41,7 @@ Attempt = tuple[str, str, Callable[[], Any]]
 
 
 def create(aws, run_annex, with_keys, name: str, profile: str) -> str:
-    made = run_annex("-annex-name", name, "-count", "1", "-lease-duration", "3600",
-                     "-lease-function-arn", aws.lease_arn,
-                     "-aws-on-demand-ami-id", fixtures.WORKER_IMAGE,
-                     "-aws-on-demand-instance-type", "m5.large",
-                     "-aws-on-demand-instance-profile-arn", profile, *with_keys)
-    assert made.returncode == 0, made.stderr
-    return lease.find_instances(aws.ec2, name)[0]
+    return on_demand_annex(aws, run_annex, with_keys, name, profile)[0]
 
 
 def token_of(aws, annex: str) -> str:
