@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from annexd.demand import budget
@@ -148,7 +149,8 @@ def require_in_force(ctx: Context, row: dict[str, Any], plan: AnnexPlan,
                              f"started under it; see condor_annex -annex-name {name} -status, "
                              "and end it with -off")
     if held <= ctx.clock() + margin:
-        raise OperationError("conflict", f"annex {name!r}'s lease in AWS ends at epoch {held}: "
+        ends = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(held))
+        raise OperationError("conflict", f"annex {name!r}'s lease in AWS ends at {ends}: "
                              "its lease function is about to end it, so nothing more may be "
                              f"started under it; make its lease longer first (condor_annex "
                              f"-annex-name {name} -lease-duration SECONDS)")
