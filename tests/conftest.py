@@ -244,3 +244,27 @@ def condor_config(tmp_path, monkeypatch):
     yield write
     monkeypatch.undo()
     knobs.reload()
+
+
+@dataclass(frozen=True)
+class CfnLint:
+    """One run of cfn-lint over every template the tests lint (:func:`cfn_lint`)."""
+    findings: dict[str, list[str]]
+    generated: subprocess.CompletedProcess  # condor_annex_role_template's run
+    generated_path: str
+    broken: str                             # a template with one finding, linted alongside
+
+
+@pytest.fixture(scope="session")
+def cfn_lint(tmp_path_factory: pytest.TempPathFactory) -> CfnLint:
+    """cfn-lint's findings for cfn/'s four templates, -setup's role, a generated annex role
+    and a known-bad template, from one run per worker: each run of the command spends about
+    2 s loading its rules and schemas, whatever it lints (tests/test_cfn.py)."""
+    from test_cfn import BROKEN, SETUP_ROLE, TEMPLATES, generate_role, lint_all
+    directory = str(tmp_path_factory.mktemp("cfn-lint"))
+    generated, generated_path = generate_role(directory)
+    broken = os.path.join(directory, "broken.yaml")
+    with open(broken, "w", encoding="utf-8") as handle:
+        handle.write(BROKEN)
+    findings = lint_all([*TEMPLATES, SETUP_ROLE, generated_path, broken])
+    return CfnLint(findings, generated, generated_path, broken)

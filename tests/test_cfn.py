@@ -14,6 +14,7 @@ from localaws.pool import script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEMPLATES = sorted(glob.glob(os.path.join(ROOT, "cfn", "*.yaml")))
+SETUP_ROLE = os.path.join(ROOT, "cfn", "setup-role.json")
 CONTEXT = {"AWS::Partition": "aws", "AWS::Region": "us-east-1",
            "AWS::AccountId": "123456789012", "S3BucketName": "annex-bucket",
            "LeaseFunctionLogGroup.Arn": "arn:aws:logs:us-east-1:123456789012:log-group:"
@@ -27,20 +28,57 @@ def test_there_are_four_templates():
         "bucket.yaml", "instance-profile.yaml", "lease-function.yaml", "security-group.yaml"]
 
 
-@pytest.mark.parametrize("template", TEMPLATES, ids=os.path.basename)
-def test_cfn_lint_is_clean(template):
-    result = subprocess.run([script("cfn-lint"), template], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
+def lint_all(paths: list[str]) -> dict[str, list[str]]:
+    """cfn-lint, the command, over every template in one run (each run spends about 2 s
+    loading its rules and schemas, whatever it lints): each path's findings, as lines."""
+    result = subprocess.run([script("cfn-lint"), "--format", "json", *paths],
+                            capture_output=True, text=True)
+    try:
+        reported = json.loads(result.stdout)
+    except ValueError:
+        raise AssertionError(f"cfn-lint failed (status {result.returncode}): "
+                             f"{result.stdout[-2000:]}{result.stderr[-2000:]}") from None
+    findings: dict[str, list[str]] = {path: [] for path in paths}
+    for found in reported:
+        where = found["Location"]["Start"]
+        findings[found["Filename"]].append(
+            f"{os.path.basename(found['Filename'])}:{where['LineNumber']}: "
+            f"{found['Rule']['Id']} {found['Message']}")
+    # cfn-lint's status says whether it found anything (a bit per level) or failed.
+    assert (result.returncode == 0) == (not reported), (result.returncode, result.stderr)
+    return findings
 
 
-def test_generated_role_template_is_clean_and_reads_only_its_annexs_objects(tmp_path):
+#: A template with one finding, linted in the same run: shows that a finding is reported
+#: as its own template's, not lost among the others' (or given to them).
+BROKEN = ("Resources:\n  Queue:\n    Type: AWS::SQS::Queue\n"
+          "    Properties:\n      NoSuchProperty: 1\n")
+
+
+def generate_role(directory: str) -> tuple[subprocess.CompletedProcess, str]:
+    """``condor_annex_role_template``'s output for one annex, and where it was written."""
     generated = subprocess.run([script("condor_annex_role_template"), "annex-bucket",
                                 "us-east-1", "nightly"], capture_output=True, text=True)
+    path = os.path.join(directory, "role.json")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(generated.stdout)
+    return generated, path
+
+
+@pytest.mark.parametrize("template", TEMPLATES, ids=os.path.basename)
+def test_cfn_lint_is_clean(template, cfn_lint):
+    assert cfn_lint.findings[template] == []
+
+
+def test_one_lint_run_reports_each_templates_findings_as_its_own(cfn_lint):
+    assert len(cfn_lint.findings[cfn_lint.broken]) == 1, cfn_lint.findings
+    assert "NoSuchProperty" in cfn_lint.findings[cfn_lint.broken][0]
+
+
+def test_generated_role_template_is_clean_and_reads_only_its_annexs_objects(cfn_lint):
+    generated = cfn_lint.generated
     assert generated.returncode == 0, generated.stderr
-    path = tmp_path / "role.json"
-    path.write_text(generated.stdout)
-    lint = subprocess.run([script("cfn-lint"), str(path)], capture_output=True, text=True)
-    assert lint.returncode == 0, lint.stdout
+    assert cfn_lint.findings[cfn_lint.generated_path] == []
     statements = json.loads(generated.stdout)["Resources"]["Role"]["Properties"]["Policies"][0][
         "PolicyDocument"]["Statement"]
     policy = Judged(Policy(resolve(statements, CONTEXT)))

@@ -280,11 +280,11 @@ def test_ready_and_alive_are_delivered_as_daemoncore_reads_them(aws, moto_server
     report success, so the daemon logs no failure to send."""
     master = MasterStandIn()
     pool = LocalPool(str(tmp_path)).write(moto_server.url, secret=SECRET,
-                                          extra="ANNEXD_NOT_RESPONDING_TIMEOUT = 99")
+                                          extra="ANNEXD_NOT_RESPONDING_TIMEOUT = 93")
     try:
         with AnnexDaemon(pool, {"CONDOR_INHERIT": master.inherit}) as daemon:
             pid = daemon.process.pid
-            alive_period = 99 // 3 - 30  # 3 s, as DaemonCore's max(1, T/3 - 30)
+            alive_period = 93 // 3 - 30  # 1 s, as DaemonCore's max(1, T/3 - 30)
             wait_for(lambda: master.commands.count(DC_CHILDALIVE), "three keep-alives",
                      until=lambda count: count >= 3, timeout=10 * alive_period + 20)
             assert daemon.stop(signal.SIGTERM, timeout=30) == 0
@@ -294,7 +294,7 @@ def test_ready_and_alive_are_delivered_as_daemoncore_reads_them(aws, moto_server
     [ready] = [r for r in master.received if r.command == DC_SET_READY]
     assert ready.payload == {"DaemonPID": pid, "DaemonName": "ANNEXD", "DaemonState": "Ready"}
     alive = [r for r in master.received if r.command == DC_CHILDALIVE]
-    assert all(r.payload["pid"] == pid and r.payload["timeout"] == 99 for r in alive)
+    assert all(r.payload["pid"] == pid and r.payload["timeout"] == 93 for r in alive)
     # One negotiated session, then resumed, as a DaemonCore client caches it.
     assert {r.session for r in master.received} <= {"new", "resumed"}
     assert "resumed" in {r.session for r in master.received}

@@ -71,15 +71,22 @@ def test_recording_an_end_loses_to_any_write_in_between(journal):
     assert journal.request(fresh["id"])["state"] == "ended"
 
 
+def pass_the_lease_end(end: int) -> None:
+    """Wait until the lease end (epoch seconds) has passed on the daemon's clock, a real one:
+    the same machine's, so a fifth of a second past it is past it for the daemon too."""
+    time.sleep(max(0.0, end + 0.2 - time.time()))
+
+
 def test_status_never_ends_an_expired_annex_that_still_runs(aws, keys_pool):
     """Its rule deleted by hand and its lease over, with 2 instances running: -status shows
     it and ends nothing (the backstop or -off does that), and a restore then wins."""
     with AnnexDaemon(keys_pool):
         made = annex(keys_pool, "-lease-duration", "2", keys=True, name="late")
         assert made.returncode == 0, made.stderr
+        end = aws.target_input("late")["LeaseExpiration"]
         aws.events.remove_targets(Rule="late", Ids=["late"])
         aws.events.delete_rule(Name="late")
-        time.sleep(2.5)  # the lease end passes (a real clock: the daemon's own)
+        pass_the_lease_end(end)
         for _ in range(2):
             shown = status_of(keys_pool, "late")
             assert shown["state"] == "active" and shown["instances"] == {"running": 2}
@@ -99,7 +106,7 @@ def test_status_records_what_the_lease_function_did(aws, keys_pool, fire_lease):
         made = annex(keys_pool, "-lease-duration", "2", keys=True, name="done")
         assert made.returncode == 0, made.stderr
         lease_input = aws.target_input("done")
-        time.sleep(2.5)  # the lease end passes for the daemon too
+        pass_the_lease_end(lease_input["LeaseExpiration"])
         ended = fire_lease(lease_input, now=lease_input["LeaseExpiration"] + 1)
         assert ended["expired"] and ended["deleted_rule"]
         shown = keys_pool.condor_annex("-status", "-json")

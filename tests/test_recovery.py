@@ -227,7 +227,10 @@ def test_user_keys_request_waits_for_its_owner_then_resumes(aws, crash_pool):
 
 def test_sigterm_pauses_a_request_between_steps_and_the_owner_resumes_it(aws, moto_server,
                                                                           tmp_path):
-    proxy = FaultProxy(moto_server.url, latency=0.5).start()
+    # The config upload is held until the daemon has taken the SIGTERM, so the signal lands
+    # inside that step whatever the machine's speed; then the step finishes.
+    proxy = FaultProxy(moto_server.url, stall_seconds=60).start()
+    proxy.arm("s3:PutObject", "delay")
     try:
         pool = LocalPool(str(tmp_path)).write(
             proxy.url, secret=SECRET, extra=f"ANNEX_DEFAULT_LEASE_FUNCTION_ARN = {aws.lease_arn}")
@@ -238,7 +241,12 @@ def test_sigterm_pauses_a_request_between_steps_and_the_owner_resumes_it(aws, mo
              SPOT_CONFIG], env=pool.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True)
         wait_for(lambda: proxy.seen["s3:PutObject"], "the PutObject call", interval=0.02)
-        assert daemon.stop(signal.SIGTERM) == 0
+        assert daemon.process is not None
+        daemon.process.send_signal(signal.SIGTERM)
+        wait_for(lambda: "got SIGTERM" in open(pool.log_file, encoding="utf-8").read(),
+                 "the daemon to take the SIGTERM", interval=0.02)
+        proxy.release()
+        assert daemon.process.wait(timeout=60) == 0
         _, stderr = client.communicate(timeout=60)
         assert client.returncode == 8, stderr
         assert "stopped safely before its" in stderr and "run the same" in stderr.lower()

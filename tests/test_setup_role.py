@@ -4,16 +4,14 @@ judges a role with a permissions boundary: allowed only if both its policy and t
 allow, and neither denies."""
 from __future__ import annotations
 
-import os
-import subprocess
 
 import pytest
 
 from annexd.aws.stacks import boundary_of
 from localaws import setuppolicy
 from localaws.iampolicy import Policy, Request, resolve, role_statements
-from localaws.pool import script
 
+from test_cfn import SETUP_ROLE
 from test_iam_calls import template
 
 ACCOUNT = "123456789012"
@@ -42,11 +40,8 @@ def setup_role() -> Bounded:
     return Bounded()
 
 
-def test_the_role_template_is_cfn_lint_clean_and_names_the_boundary():
-    result = subprocess.run([script("cfn-lint"), os.path.join(setuppolicy.ROOT, "cfn",
-                                                               "setup-role.json")],
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[:2000]
+def test_the_role_template_is_cfn_lint_clean_and_names_the_boundary(cfn_lint):
+    assert cfn_lint.findings[SETUP_ROLE] == []
     parsed = template("setup-role.json")
     assert parsed["Resources"]["SetupRole"]["Properties"]["PermissionsBoundary"] == \
         {"Ref": "Boundary"}
