@@ -46,3 +46,30 @@ def test_the_listing_taken_once_is_motos_own_and_routes_the_same():
     own = json.loads(subprocess.run([sys.executable, "-c", OWN_NAMES], check=True,
                                     capture_output=True, text=True).stdout)
     assert names == own and "describe_instances" in names[0] and "put_rule" in names[1]
+
+
+QUIET = """
+import io, logging, sys
+from werkzeug import serving
+from localaws import moto_main
+stream = io.StringIO()
+logging.getLogger("werkzeug").addHandler(logging.StreamHandler(stream))
+logging.getLogger("werkzeug").setLevel(logging.INFO)
+class Handler(serving.WSGIRequestHandler):
+    def __init__(self):  # no socket: only what log_request and log_error read
+        self.path, self.command, self.request_version = "/", "POST", "HTTP/1.1"
+        self.requestline, self.client_address = "POST / HTTP/1.1", ("127.0.0.1", 1)
+Handler().log_request(200)
+before = stream.getvalue()
+moto_main.without_access_log()
+Handler().log_request(200)
+Handler().log_error("%s", "the error line")
+print(repr(before)); print(repr(stream.getvalue()[len(before):]))
+"""
+
+
+def test_requests_are_not_logged_but_errors_are():
+    before, after = subprocess.run([sys.executable, "-c", QUIET], check=True,
+                                   capture_output=True, text=True).stdout.splitlines()
+    assert "POST / HTTP/1.1" in before and '200' in before
+    assert "POST /" not in after and "the error line" in after
