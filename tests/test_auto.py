@@ -88,6 +88,26 @@ def wait_for(what: Callable[[], Any], timeout: float = 30.0) -> Any:
     raise AssertionError("timed out")
 
 
+def cycle_started(pool: LocalPool, name: str) -> float:
+    """When the last cycle that looked at auto annex ``name`` began (0: none yet); the
+    journal's record of a cycle is written when the cycle is done."""
+    with sqlite3.connect(pool.journal_file) as db:
+        found = db.execute("SELECT s.at FROM auto_status s JOIN requests r ON r.id = "
+                           "s.request_id WHERE r.annex_id = ?", (name,)).fetchall()
+    return max((at for (at,) in found), default=0.0)
+
+
+def later_cycles(pool: LocalPool, *names: str, count: int = 2) -> None:
+    """Wait until ``count`` whole cycles, each begun after the one before and the first after
+    this call, have looked at each of ``names``: what a check that "later cycles order
+    nothing" must wait for (a fixed sleep waited as long on every machine, or too little)."""
+    since = time.time()
+    for _ in range(count):
+        for name in names:
+            wait_for(lambda name=name: cycle_started(pool, name) > since)
+        since = max(cycle_started(pool, name) for name in names)
+
+
 def status(pool: LocalPool, name: str) -> dict[str, Any]:
     shown = pool.condor_annex("-status", "-json", "-annex-name", name, keys=False)
     assert shown.returncode == 0, shown.stderr
@@ -114,14 +134,14 @@ def test_auto_annexes_grow_with_demand_within_their_limits(aws, auto_pool, profi
         # The site's caps count an auto annex at -max-instances: 2 + 5 leave no room.
         third = create_auto(pool, profile_arn, "more", "-max-instances", "1")
         assert third.returncode != 0 and "ANNEX_MAX_INSTANCES" in third.stderr, third.stderr
-        time.sleep(1)  # cycles without demand order nothing
+        later_cycles(pool, "burst", "thrift")  # cycles without demand order nothing
         assert instances_of(aws, "burst") == [] and instances_of(aws, "thrift") == []
         assert status(pool, "burst")["auto"]["instances"] == 0
 
         # 5 jobs of 1 CPU each: 3 m5.large wanted; -max-instances 2 holds one back.
         demand.set([job("burst", n) for n in range(5)] + [job("thrift", n) for n in range(5)])
         wait_for(lambda: len(instances_of(aws, "burst")) == 2 and instances_of(aws, "thrift"))
-        time.sleep(1)  # later cycles count what booted as supply: no second order
+        later_cycles(pool, "burst", "thrift")  # they count what booted: no second order
         assert len(instances_of(aws, "burst")) == 2
         # 0.15 dollars buy one m5.large hour (0.096/h), not two.
         assert len(instances_of(aws, "thrift")) == 1
@@ -161,7 +181,7 @@ def test_the_lease_is_extended_while_demand_lasts_and_left_to_run_out(aws, auto_
                            "-lease-duration", "30")
         assert made.returncode == 0, made.stderr
         first = aws.target_input("linger")["LeaseExpiration"]
-        time.sleep(0.6)
+        later_cycles(pool, "linger")
         assert aws.target_input("linger")["LeaseExpiration"] == first  # no demand: untouched
         # A claimed slot of the annex is demand too (its job runs there): no idle jobs.
         demand.set(slots=[claimed_slot("linger")])
@@ -172,7 +192,7 @@ def test_the_lease_is_extended_while_demand_lasts_and_left_to_run_out(aws, auto_
         assert shown["lease_end"] == extended and str(extended) in shown["auto"]["lease"]
         assert instances_of(aws, "linger") == []  # a running job is not an idle one
         demand.set()
-        time.sleep(1)
+        later_cycles(pool, "linger")
         assert aws.target_input("linger")["LeaseExpiration"] == extended
         assert "no demand for" in status(pool, "linger")["auto"]["lease"]
         demand.set(["RequestMemory = 2 GiB"])  # unreadable demand: said, nothing done
@@ -198,13 +218,13 @@ def test_a_crash_at_an_order_leaves_one_order_under_the_lease(aws, auto_pool, pr
     assert running == (2 if point.endswith("after") else 0)
     with AnnexDaemon(pool, DAEMON_CREDENTIALS):
         wait_for(lambda: orders(pool)[0][3] == "done")
-        time.sleep(1)
+        later_cycles(pool, "phoenix")
         assert len(instances_of(aws, "phoenix")) == 2 and len(orders(pool)) == 1
         request_token = aws.target_input("phoenix")["ClientToken"]
         assert all({"Key": CLIENT_TOKEN_TAG, "Value": request_token} in i["Tags"]
                    for i in instances_of(aws, "phoenix"))
         demand.set()  # no more demand: nothing extends the lease, or orders again
-        time.sleep(0.5)
+        later_cycles(pool, "phoenix")
     # The lease function, once the lease is over, ends everything the orders started.
     lease = aws.target_input("phoenix")
     fire_lease(lease, now=lease["LeaseExpiration"] + 1)
@@ -433,7 +453,7 @@ def test_a_spot_fleet_auto_annex_grows_on_demand_and_shrinks_without_replacement
         wait_for(lambda: len(instances_of(aws, "sfa")) == 3)
         # Settled open at the call, done once a cycle has seen all three.
         wait_for(lambda: orders(pool) == [("sfa", "m5.large", 3, "done")])
-        time.sleep(1)  # later cycles count the booting instances as supply
+        later_cycles(pool, "sfa")  # later cycles count the booting instances as supply
         assert orders(pool) == [("sfa", "m5.large", 3, "done")]
         fleets = fleets_of(aws, "sfa")
         assert len(fleets) == 1 and fleets[0]["SpotFleetRequestConfig"]["TargetCapacity"] == 6
@@ -453,7 +473,7 @@ def test_a_spot_fleet_auto_annex_grows_on_demand_and_shrinks_without_replacement
         gone = instances_of(aws, "sfa")[0]["InstanceId"]
         aws.ec2.terminate_instances(InstanceIds=[gone])
         wait_for(lambda: status(pool, "sfa")["auto"]["instances"] == 2)
-        time.sleep(0.6)
+        later_cycles(pool, "sfa")
         assert len(instances_of(aws, "sfa")) == 2 and len(orders(pool)) == 1
         assert len(fleets_of(aws, "sfa")) == 1
         table = pool.condor_annex("-status", keys=False).stdout
@@ -489,7 +509,7 @@ def test_a_crash_at_a_fleet_order_keeps_one_order_within_the_budget(aws, auto_po
     assert len(fleets_of(aws, "phoenix")) == (1 if point.endswith("after") else 0)
     with AnnexDaemon(pool, DAEMON_CREDENTIALS):
         wait_for(lambda: orders(pool)[0][3] == "done")
-        time.sleep(1)
+        later_cycles(pool, "phoenix")
         assert orders(pool) == [("phoenix", "m5.large", 2, "done")]
         assert len(fleets_of(aws, "phoenix")) == 1 and len(instances_of(aws, "phoenix")) == 2
         why = " ".join(status(pool, "phoenix")["auto"]["why"])
@@ -556,7 +576,7 @@ def test_a_fleet_order_left_sent_past_its_window_is_given_up_not_sent_late(aws, 
         db.execute("UPDATE auto_orders SET at = at - ?", (spotfleet.ORDER_WINDOW_SECONDS,))
     with AnnexDaemon(pool, DAEMON_CREDENTIALS):
         wait_for(lambda: len(orders(pool)) == 2 and orders(pool)[1][3] == "done")
-        time.sleep(0.6)
+        later_cycles(pool, "late")
         assert orders(pool) == [("late", "m5.large", 2, "failed"),
                                 ("late", "m5.large", 2, "done")]
         assert len(fleets_of(aws, "late")) == 1 and len(instances_of(aws, "late")) == 2
@@ -679,7 +699,7 @@ def test_an_ec2_fleet_auto_annex_grows_on_demand_from_the_sites_template(
         demand.set([job("e2a", n) for n in range(5)])
         wait_for(lambda: len(instances_of(aws, "e2a")) == 3)
         wait_for(lambda: orders(pool) == [("e2a", "m5.large", 3, "done")])
-        time.sleep(1)  # later cycles count the booting instances as supply
+        later_cycles(pool, "e2a")  # later cycles count the booting instances as supply
         assert orders(pool) == [("e2a", "m5.large", 3, "done")]
         [fleet] = ec2_fleets_of(aws, "e2a")
         assert fleet["Type"] == "instant"
@@ -724,7 +744,7 @@ def test_a_crash_at_an_ec2_fleet_order_keeps_one_order_within_the_budget(
     assert len(ec2_fleets_of(aws, "phoenix")) == (1 if point.endswith("after") else 0)
     with AnnexDaemon(pool, DAEMON_CREDENTIALS):
         wait_for(lambda: orders(pool)[0][3] == "done")
-        time.sleep(1)
+        later_cycles(pool, "phoenix")
         assert orders(pool) == [("phoenix", "m5.large", 2, "done")]
         assert len(ec2_fleets_of(aws, "phoenix")) == 1
         request_token = aws.target_input("phoenix")["ClientToken"]
