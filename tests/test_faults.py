@@ -31,7 +31,7 @@ FAULTS = {
 
 @pytest.fixture(scope="module")
 def proxy(moto_server):
-    proxy = FaultProxy(moto_server.url, stall_seconds=2.5).start()
+    proxy = FaultProxy(moto_server.url, stall_seconds=1.5).start()
     yield proxy
     proxy.stop()
 
