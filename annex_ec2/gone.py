@@ -40,7 +40,11 @@ def exists(s3: Any, bucket: str, key: str) -> bool:
 def read(s3: Any, bucket: str, key: str, call: Callable[[], T]) -> T:
     """``call()`` (a read of the object); :class:`Gone` if it failed because the object does
     not exist.  Any other failure -- a real denial, or a listing that is denied too -- is
-    raised as it is."""
+    raised as it is.
+
+    An object the read missed and the listing shows was written in between (condor_annexd
+    copies the configuration for an instance while its boot waits for it): it is read once
+    more, and what that read raises is raised -- a real denial again, so never "gone"."""
     try:
         return call()
     except ClientError as error:
@@ -50,6 +54,6 @@ def read(s3: Any, bucket: str, key: str, call: Callable[[], T]) -> T:
             there = exists(s3, bucket, key)
         except ClientError:
             raise error from None
-        if there:
-            raise
-        raise Gone(f"s3://{bucket}/{key} does not exist") from None
+        if not there:
+            raise Gone(f"s3://{bucket}/{key} does not exist") from None
+    return call()

@@ -20,7 +20,7 @@ import zipfile
 
 import pytest
 
-from annex_ec2 import extract, install
+from annex_ec2 import extract, gone, install
 from annexd.instance_config import routing
 from localaws.faultproxy import FaultProxy
 from localaws import fixtures
@@ -178,6 +178,30 @@ def test_a_copy_missing_on_aws_is_waited_for_not_denied(aws, annex_instance, tmp
     assert "does not exist (yet): condor_annexd has not copied" in result.stderr
     assert "AccessDenied" not in result.stderr and "Forbidden" not in result.stderr
     assert (tmp_path / "config.d.powered-off").exists()
+
+
+def test_a_copy_written_between_the_read_and_the_listing_is_read_again(aws):
+    """The boot's read misses the copy, condor_annexd writes it, then the listing that tells
+    "gone" from "denied" shows it: the object is read again.  It was the read's NoSuchKey
+    that was raised -- a permanent error: the instance powered off (a fresh clone's
+    instance-side run, test_the_copy_written_while_the_instance_waits_lets_it_boot)."""
+    bucket, key, reads = "htcondor-annex-config", "config-us-east-1-race_1.tar.gz", []
+
+    def read_while_the_copy_is_written() -> bytes:
+        reads.append(key)
+        try:
+            return aws.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        finally:
+            if len(reads) == 1:  # condor_annexd's copy lands just after the first read
+                aws.s3.put_object(Bucket=bucket, Key=key, Body=b"the copy")
+
+    aws.s3.create_bucket(Bucket=bucket)
+    assert gone.read(aws.s3, bucket, key, read_while_the_copy_is_written) == b"the copy"
+    assert len(reads) == 2
+    # Still missing at the listing: gone, without a second read.
+    with pytest.raises(gone.Gone):
+        gone.read(aws.s3, bucket, "config-us-east-1-none_1.tar.gz",
+                  lambda: aws.s3.get_object(Bucket=bucket, Key="config-us-east-1-none_1.tar.gz"))
 
 
 def test_a_real_denial_is_not_taken_for_gone(aws, annex_instance, tmp_path):
