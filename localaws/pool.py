@@ -180,6 +180,15 @@ def run_program(argv: list[str], env: dict[str, str], *, input: str | None = Non
     return server.run(argv, env, input=input, timeout=timeout, cwd=cwd)
 
 
+def start_program(argv: list[str], env: dict[str, str], output_path: str | None = None) -> Any:
+    """One of our console scripts (``script(...)``) started in the background, its stdout
+    and stderr appended to ``output_path`` (or discarded), as
+    :func:`localaws.children.spawn` starts it: forked from the fork server when the tests
+    use one (a ``subprocess.Popen`` or a ``forkserver.ForkedProcess``, which answers alike)."""
+    launch = spawn if _FORKS[0] is None else _FORKS[0].spawn
+    return launch(argv, env, output_path)
+
+
 class AnnexDaemon:
     """``condor_annexd`` as a child process; ``stop()`` returns its exit status."""
 
@@ -189,10 +198,9 @@ class AnnexDaemon:
         self.process: Any = None  # subprocess.Popen, or a forkserver.ForkedProcess
 
     def start(self, timeout: float = 30.0) -> "AnnexDaemon":
-        launch = spawn if _FORKS[0] is None else _FORKS[0].spawn
-        self.process = launch([script("condor_annexd"), "-f"],
-                              {**self.pool.env(), **self.extra_env},
-                              os.path.join(self.pool.root, "log", "annexd.stderr"))
+        self.process = start_program([script("condor_annexd"), "-f"],
+                                     {**self.pool.env(), **self.extra_env},
+                                     os.path.join(self.pool.root, "log", "annexd.stderr"))
         wait_until_ready(self.process, self._answers, "condor_annexd", timeout)
         return self
 

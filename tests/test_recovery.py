@@ -12,7 +12,7 @@ import pytest
 from annexd_lambda.lease import ANNEX_TAG
 from condor_annex import client
 from localaws.faultproxy import FaultProxy
-from localaws.pool import AnnexDaemon, LocalPool, run_program, script
+from localaws.pool import AnnexDaemon, LocalPool, run_program, script, start_program
 from localaws.wait import wait_for
 
 from conftest import SECRET, SPOT_CONFIG
@@ -269,10 +269,9 @@ def test_twenty_requests_in_flight_when_killed(aws, moto_server, tmp_path):
             extra=f"{KNOBS}\nANNEX_DEFAULT_LEASE_FUNCTION_ARN = {aws.lease_arn}")
         names = [f"burst-{n}" for n in range(20)]
         daemon = AnnexDaemon(pool, DAEMON_CREDENTIALS).start()
-        clients = [subprocess.Popen(
+        clients = [start_program(
             [script("condor_annex"), "-annex-name", name, "-count", "1", "-lease-duration",
-             "3600", SPOT_CONFIG], env=pool.env(), stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE) for name in names]
+             "3600", SPOT_CONFIG], pool.env()) for name in names]
         wait_for(lambda: proxy.seen["events:PutRule"], "five PutRule calls",
                  until=lambda seen: seen >= 5)
         daemon.stop(signal.SIGKILL)

@@ -23,8 +23,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
-import boto3
-
+from annexd.aws import session
 from annexd.config import keytext
 from annexd.process import privileges
 from annexd.config.knobs import DaemonSettings, KnobError
@@ -154,7 +153,7 @@ def resolve(settings: DaemonSettings,
         credentials: dict[str, str] | None = from_key_files(settings.identity_files)
         source = "ANNEXD_ACCESS_KEY_FILE and ANNEXD_SECRET_KEY_FILE"
     else:
-        found = boto3.session.Session().get_credentials()
+        found = session.default_credentials()
         if found is None:
             return NONE
         credentials, source = None, SOURCES.get(found.method, found.method)

@@ -68,6 +68,16 @@ def service_model(service: str) -> Any:
         return _CORE.get_service_model(service)
 
 
+def default_credentials() -> Any:
+    """What botocore's default chain (the environment, ~/.aws, the instance role...) finds
+    now -- botocore ``Credentials`` with their ``method`` --, or None.  Resolved afresh on
+    each call, by the daemon's one session's resolver: a new session for it registered every
+    one of botocore's handlers again, a tenth of the daemon's start (docs/testing.md)."""
+    with _SHARED_LOCK:
+        resolver = _CORE.get_component("credential_provider")
+    return resolver.load_credentials()
+
+
 def raised_by_aws_library(error: BaseException) -> bool:
     """Whether ``error`` was raised inside botocore (or the libraries under it)."""
     traceback, module = error.__traceback__, ""
