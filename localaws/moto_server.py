@@ -25,15 +25,21 @@ VALIDATION_ENV = {
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
-def base_images_file(directory: str, port: int) -> str:
-    """moto's own list of base images (its ``amis.json``: the 44 images of every region,
-    ``ami-1e749f67`` among them), written to ``directory`` for ``MOTO_AMIS_PATH``.
+#: The images of moto's base list that the examples, the tests, the demo and the benchmark
+#: launch (tests/test_moto_main.py checks that every moto image they name is here).
+IMAGES = ("ami-1e749f67", "ami-12c6146b")
 
-    Without ``MOTO_AMIS_PATH``, moto also registers each region's "latest" and ECS images --
-    1,301 in us-east-1, each with a volume and a snapshot -- every time an EC2 backend is
-    made: on its first call after each reset, 0.3 s of the server's time, paid by nearly
-    every test (docs/testing.md, "The suite's time: where it went").  Nothing here uses
-    those images; the base images, which the examples and tests name, stay as they are.
+
+def base_images_file(directory: str, port: int) -> str:
+    """The images of moto's own base list (its ``amis.json``: 44 images) that this project
+    launches (:data:`IMAGES`), written to ``directory`` for ``MOTO_AMIS_PATH``.
+
+    moto registers every image of the file, each with a volume and a snapshot, every time an
+    EC2 backend is made: on its first call after each reset, that is, in nearly every test.
+    Without ``MOTO_AMIS_PATH`` that was also each region's "latest" and ECS images (1,301 in
+    us-east-1: 0.3 s of the server's time a test); with the whole base list, 44 images, still
+    3% of the emulator's CPU in the suite.  An image not listed is refused as on AWS
+    (validation is on), so a test naming another fails clearly.
     """
     spec = importlib.util.find_spec("moto")
     assert spec is not None and spec.submodule_search_locations, "moto is not installed"
@@ -45,6 +51,8 @@ def base_images_file(directory: str, port: int) -> str:
     else:
         with open(os.path.join(resources, "amis.json"), encoding="utf-8") as src:
             images = json.load(src)
+    images = [image for image in images if image["ami_id"] in IMAGES]
+    assert len(images) == len(IMAGES), f"moto's base images changed: {IMAGES}"
     path = os.path.join(directory, f"moto-base-images-{port}.json")
     with open(path, "w", encoding="utf-8") as out:
         json.dump(images, out)

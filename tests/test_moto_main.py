@@ -73,3 +73,29 @@ def test_requests_are_not_logged_but_errors_are():
                                    capture_output=True, text=True).stdout.splitlines()
     assert "POST / HTTP/1.1" in before and '200' in before
     assert "POST /" not in after and "the error line" in after
+
+
+def test_every_image_of_motos_that_the_project_names_is_kept():
+    """localaws.moto_server keeps only the base images the project launches: any image of
+    moto's list named in the examples, tests, docs or kit is one of them."""
+    import gzip
+    import importlib.util
+    import os
+    import re
+    from localaws.moto_server import IMAGES
+    resources = os.path.join(os.path.dirname(importlib.util.find_spec("moto").origin),
+                             "ec2", "resources")
+    with gzip.open(os.path.join(resources, "amis.json.gz"), "rt", encoding="utf-8") as src:
+        motos = {image["ami_id"] for image in json.load(src)}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    named = set()
+    for folder in ("examples", "tests", "localaws", "bench", "docs", "annexd", "condor_annex"):
+        for directory, _, files in os.walk(os.path.join(root, folder)):
+            for name in files:
+                if name.endswith((".py", ".json", ".md", ".txt", ".yaml")):
+                    with open(os.path.join(directory, name), encoding="utf-8") as handle:
+                        named |= set(re.findall(r"ami-[0-9a-f]{8,17}", handle.read()))
+    with open(os.path.join(root, "README.md"), encoding="utf-8") as handle:
+        named |= set(re.findall(r"ami-[0-9a-f]{8,17}", handle.read()))
+    assert "ami-1e749f67" in named
+    assert named & motos == set(IMAGES)
