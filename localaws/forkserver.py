@@ -413,6 +413,10 @@ def _serve(files: socket.socket) -> None:
         importlib.import_module(name)
     _keep_models()
     _import_ours()
+    # condor_annex compiles its reply checks (fastjsonschema) on its first reply: 5 ms of
+    # each run's 55.  They depend on our schemas alone.
+    from annexd.rpc import protocol
+    protocol.compile_reply_checks()
     # Everything loaded so far is kept for good: a fork's garbage collections skip it.
     # Without this, a child's first full collection walked every object inherited from here
     # (and copied the pages it touched), and the more the server preloaded, the more a fork

@@ -262,6 +262,13 @@ def _compiled(name: str) -> Any:
     return fastjsonschema.compile({"reply": REPLY_SCHEMA, "progress": PROGRESS_SCHEMA}[name])
 
 
+def compile_reply_checks() -> None:
+    """Compile the reply and progress checks now, instead of on the first reply: for a
+    process that forks clients (the tests' fork server), which then start with them."""
+    for name in ("reply", "progress"):
+        _compiled(name)
+
+
 def check_reply(message: Any, name: str = "reply") -> dict[str, Any]:
     """Check a message from the daemon against REPLY_SCHEMA (or PROGRESS_SCHEMA).
 
