@@ -244,7 +244,11 @@ class AnnexModel(RuleBasedStateMachine):
             name = found["Name"]
             add(name, "rules", name, found.get("Description", "").partition(
                 "(request ")[2].rstrip(")") or None)
-            for target in aws["events"].list_targets_by_rule(Rule=name)["Targets"]:
+            targets = aws["events"].list_targets_by_rule(Rule=name)["Targets"]
+            # The lease end its (first) target holds, None without one: as _leases reads it.
+            held[name]["lease_end"] = json.loads(targets[0]["Input"])["LeaseExpiration"] \
+                if targets else None
+            for target in targets:
                 add(name, "targets", target["Id"],
                     json.loads(target.get("Input", "{}")).get("ClientToken"))
         return held
@@ -519,7 +523,10 @@ class AnnexModel(RuleBasedStateMachine):
         what AWS held (``held_by_region``) and whose annexes those were (``rows``).  The
         leases compared are those of annexes that run or wait to be resumed under them
         (SHOWN_AS_HELD); a parked rollback or teardown is removing its lease."""
-        before = {region: self._leases(region) for region in REGIONS}
+        # Before: the leases of the reading just made (read again only after the call).
+        before = {region: {name: held["lease_end"] for name, held in
+                           held_by_region[region].items() if held["rules"]}
+                  for region in REGIONS}
         reply = client.call(self.pool.socket_path, {"version": 1, "command": "status",
                                                     "credentials": USER_KEYS})
         after = {region: self._leases(region) for region in REGIONS}
