@@ -30,6 +30,19 @@ FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "te
 IMAGES = ("ami-1e749f67", "ami-12c6146b")
 
 
+def motos_base_images() -> list[dict]:
+    """moto's own list of base images (its ``ec2/resources/amis.json``), as moto ships it."""
+    spec = importlib.util.find_spec("moto")
+    assert spec is not None and spec.submodule_search_locations, "moto is not installed"
+    resources = os.path.join(list(spec.submodule_search_locations)[0], "ec2", "resources")
+    packed = os.path.join(resources, "amis.json.gz")  # moto 5.1 shipped it uncompressed
+    if os.path.exists(packed):
+        with gzip.open(packed, "rt", encoding="utf-8") as src:
+            return json.load(src)
+    with open(os.path.join(resources, "amis.json"), encoding="utf-8") as src:
+        return json.load(src)
+
+
 def base_images_file(directory: str, port: int) -> str:
     """The images of moto's own base list (its ``amis.json``: 44 images) that this project
     launches (:data:`IMAGES`), written to ``directory`` for ``MOTO_AMIS_PATH``.
@@ -41,17 +54,7 @@ def base_images_file(directory: str, port: int) -> str:
     3% of the emulator's CPU in the suite.  An image not listed is refused as on AWS
     (validation is on), so a test naming another fails clearly.
     """
-    spec = importlib.util.find_spec("moto")
-    assert spec is not None and spec.submodule_search_locations, "moto is not installed"
-    resources = os.path.join(list(spec.submodule_search_locations)[0], "ec2", "resources")
-    packed = os.path.join(resources, "amis.json.gz")  # moto 5.1 shipped it uncompressed
-    if os.path.exists(packed):
-        with gzip.open(packed, "rt", encoding="utf-8") as src:
-            images = json.load(src)
-    else:
-        with open(os.path.join(resources, "amis.json"), encoding="utf-8") as src:
-            images = json.load(src)
-    images = [image for image in images if image["ami_id"] in IMAGES]
+    images = [image for image in motos_base_images() if image["ami_id"] in IMAGES]
     assert len(images) == len(IMAGES), f"moto's base images changed: {IMAGES}"
     path = os.path.join(directory, f"moto-base-images-{port}.json")
     with open(path, "w", encoding="utf-8") as out:

@@ -78,15 +78,10 @@ def test_requests_are_not_logged_but_errors_are():
 def test_every_image_of_motos_that_the_project_names_is_kept():
     """localaws.moto_server keeps only the base images the project launches: any image of
     moto's list named in the examples, tests, docs or kit is one of them."""
-    import gzip
-    import importlib.util
     import os
     import re
-    from localaws.moto_server import IMAGES
-    resources = os.path.join(os.path.dirname(importlib.util.find_spec("moto").origin),
-                             "ec2", "resources")
-    with gzip.open(os.path.join(resources, "amis.json.gz"), "rt", encoding="utf-8") as src:
-        motos = {image["ami_id"] for image in json.load(src)}
+    from localaws.moto_server import IMAGES, motos_base_images
+    motos = {image["ami_id"] for image in motos_base_images()}
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     named = set()
     for folder in ("examples", "tests", "localaws", "bench", "docs", "annexd", "condor_annex"):
