@@ -61,9 +61,18 @@ run_uv() {
     stamp="$TOOLS/.installed-$(sha1sum < "$TOOLS_LOCK" | cut -c1-12)"
     if [ ! -e "$stamp" ]; then
         echo "scripts/dev.sh: installing uv ($TOOLS_LOCK) into $TOOLS ..." >&2
-        make_venv "$TOOLS"
-        "$TOOLS/bin/python" -m pip install -q --disable-pip-version-check --require-hashes \
-            --no-deps -r "$TOOLS_LOCK"
+        # The interpreter's own pip installs into the new virtualenv from outside it (pip
+        # 22.3 and later: --python), which spares the virtualenv a pip of its own (ensurepip:
+        # 6 s of a fresh clone's set-up); where there is no such pip, ensurepip gives one.
+        if "$PYTHON" -m pip --python "$PYTHON" --version >/dev/null 2>&1; then
+            make_venv "$TOOLS" --without-pip
+            "$PYTHON" -m pip --python "$TOOLS/bin/python" install -q \
+                --disable-pip-version-check --require-hashes --no-deps -r "$TOOLS_LOCK"
+        else
+            make_venv "$TOOLS"
+            "$TOOLS/bin/python" -m pip install -q --disable-pip-version-check \
+                --require-hashes --no-deps -r "$TOOLS_LOCK"
+        fi
         touch "$stamp"
     fi
     "$TOOLS/bin/uv" "$@"
@@ -128,13 +137,10 @@ fi
 # anew, so it holds exactly the lock and the project; code changes inside a package need nothing.
 # So does a change of how it is installed (INSTALL_RECIPE).
 #
-# --compile-bytecode: the .pyc files are written at install time.  Under PYTHONDONTWRITEBYTECODE
-# (set on this project's machines) Python reads .pyc files but never writes them, so without
-# them every process -- each daemon, CLI and instance-side run of the suite -- compiled boto3
-# and botocore (the daemon: 0.39 s of each import of boto3 instead of 0.13) or htcondor2,
-# classad2 and fastjsonschema (the CLI: about 50 ms of CPU of its 140) from source again
-# (docs/testing.md, "The suite's time: where it went").
-INSTALL_RECIPE="uv pip install --require-hashes --no-deps --compile-bytecode"
+# Bytecode is written as each module is first imported, into $VENV/pycache (below), not at
+# install time: uv's --compile-bytecode compiled all 377 MB of the lock, sympy and networkx
+# (cfn-lint's) included, 15 s of a fresh clone's set-up, for a suite that imports a fraction.
+INSTALL_RECIPE="uv pip install --require-hashes --no-deps"
 stamp="$VENV/.installed-$( (cat "$LOCK" pyproject.toml; echo "$INSTALL_RECIPE"; ls -d -- */__init__.py) |
                            sha1sum | cut -c1-12)"
 if [ ! -e "$stamp" ]; then
@@ -142,21 +148,25 @@ if [ ! -e "$stamp" ]; then
     # No ensurepip: pip is in the lock, like everything else.
     make_venv "$VENV" --without-pip
     run_uv pip install --quiet --python "$VENV/bin/python" --require-hashes --no-deps \
-        --compile-bytecode -r "$LOCK"
+        -r "$LOCK"
     # The project itself, editable, built by the locked setuptools.
     run_uv pip install --quiet --python "$VENV/bin/python" --no-deps --no-build-isolation \
         -e .
     touch "$stamp"
 fi
 
-# Our own modules' bytecode too (0.4 s; unchanged files are skipped): every process that
-# execs one of our programs -- the master-started and benchmark daemons, condor_annex runs,
-# the demo, the pytest workers -- otherwise compiled them from source (0.13 s of each start
-# here: PYTHONDONTWRITEBYTECODE keeps Python from writing .pyc files; docs/testing.md).  A
-# stale .pyc is never used: Python compares it with its source.  A module that does not
-# compile is named here (compileall prints the error) and left to the command to report.
-"$VENV/bin/python" -m compileall -q -j 0 $(ls -d -- */__init__.py | xargs -n1 dirname) bench ||
-    echo "scripts/dev.sh: a module above does not compile; going on" >&2
+# Every process this script starts -- pytest's workers, the emulators, each daemon, condor_annex
+# and instance-side run of the suite, the benchmark's, the demo's -- caches the bytecode of what
+# it imports in $VENV/pycache, where the next one finds it.  Where the environment says
+# PYTHONDONTWRITEBYTECODE (this project's machines do) Python reads .pyc files but never writes
+# them, so every process compiled boto3, botocore, the HTCondor bindings and our own modules
+# from source again: 0.26 s of each daemon's start and a third of each condor_annex's CPU
+# (docs/testing.md, "The suite's time").  The cache lives in the virtualenv, so the tree and
+# the installed packages stay as they are, and it goes when the virtualenv is made anew.  A
+# stale .pyc is never used: Python compares it with its source.
+PYTHONPYCACHEPREFIX="$(cd "$VENV" && pwd)/pycache"
+export PYTHONPYCACHEPREFIX
+unset PYTHONDONTWRITEBYTECODE
 
 command=${1:-}
 shift || true
