@@ -102,7 +102,12 @@ def _body(entry: dict[str, Any]) -> bytes:
 
 class BodyLost(AssertionError):
     """The recording holds a request without the body its client sent: a call that cannot
-    be judged, named as such rather than judged as a call without parameters."""
+    be judged, named as such rather than judged as a call without parameters.
+
+    urllib3 sends a request's headers and its body in two writes; a client that exits
+    between them leaves moto the headers and then the end of the stream, which moto's
+    recorder keeps as a request with an empty body.  Seen twice, from a stopping daemon
+    whose lease backstop it abandoned mid-call (docs/testing.md, "A flake, explained")."""
 
 
 def parse(entry: dict[str, Any]) -> Call | None:
@@ -114,7 +119,7 @@ def parse(entry: dict[str, Any]) -> Call | None:
     key, region, service = match.group("key"), match.group("region"), match.group("service")
     body = _body(entry)
     sent = int(headers.get("content-length") or 0)
-    if sent and not body:  # seen once, on a loaded machine (docs/testing.md, "A flake")
+    if sent and not body:  # a client gone between headers and body (see BodyLost)
         shown_headers = sorted(name for name in headers if name != "authorization")
         raise BodyLost(f"moto's recording lost the {sent}-byte body of a request to {service} "
                        f"({headers.get('x-amz-target') or entry.get('method')} "

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import os
 import pty
+import signal
+import sqlite3
 import subprocess
 import time
 
@@ -13,6 +15,7 @@ from annexd.money import costs
 
 from annexd_lambda.lease import ANNEX_TAG
 from localaws import fixtures
+from localaws.faultproxy import FaultProxy
 from localaws.pool import AnnexDaemon, LocalPool, run_program, script
 from localaws.wait import wait_for
 
@@ -192,6 +195,52 @@ def test_backstop_ends_an_expired_annex_when_the_lease_function_does_not(aws, mo
     assert not any(aws.annex_resources("overdue").values())
     with open(pool.log_file, encoding="utf-8") as log:
         assert "LEASE BACKSTOP: annex overdue outlived its lease" in log.read()
+
+
+def test_a_stopping_daemon_finishes_the_backstops_annex_and_takes_no_other(aws, moto_server,
+                                                                          tmp_path):
+    """SIGTERM while the lease backstop ends one of two expired annexes: the daemon waits
+    for that teardown (the annex is ended, not left ``ending`` for the next start, its last
+    calls not cut off mid-request), takes no other annex, and exits 0; the next start's
+    backstop ends the other."""
+    proxy = FaultProxy(moto_server.url, stall_seconds=60).start()
+    proxy.arm("events:RemoveTargets", "delay")  # the first teardown's, held until released
+    try:
+        pool = LocalPool(str(tmp_path)).write(proxy.url, secret=SECRET,
+                                              extra="ANNEXD_LEASE_CHECK_INTERVAL = 0.5")
+        env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+        daemon = AnnexDaemon(pool, env).start()
+        for name in ("first", "second"):
+            created = pool.condor_annex("-annex-name", name, "-count", "1", "-lease-duration",
+                                        "2", "-lease-function-arn", aws.lease_arn, SPOT_CONFIG)
+            assert created.returncode == 0, created.stderr
+        wait_for(lambda: proxy.seen["events:RemoveTargets"], "the backstop's teardown",
+                 interval=0.02, timeout=30)
+        assert daemon.process is not None
+        daemon.process.send_signal(signal.SIGTERM)
+        wait_for(lambda: "waiting for the lease-backstop pass to finish the annex it is on"
+                 in open(pool.log_file, encoding="utf-8").read(),
+                 "the stopping daemon to wait for the backstop", interval=0.02, timeout=30)
+        assert daemon.process.poll() is None
+        proxy.release()
+        assert daemon.process.wait(timeout=60) == 0
+        states = dict(journal_states(pool))
+        assert sorted(states.values()) == ["active", "ended"], states
+        [ended] = [name for name, state in states.items() if state == "ended"]
+        [other] = [name for name, state in states.items() if state == "active"]
+        assert not any(aws.annex_resources(ended).values())
+        held = aws.annex_resources(other)
+        assert held["rules"] == [other] and held["targets"] == [other] and held["fleets"]
+        with AnnexDaemon(pool, env):
+            wait_for(lambda: aws.annex_resources(other), "the next start's backstop",
+                     until=lambda found: not any(found.values()), timeout=20)
+    finally:
+        proxy.stop()
+
+
+def journal_states(pool: LocalPool) -> list[tuple[str, str]]:
+    with sqlite3.connect(pool.journal_file) as db:
+        return db.execute("SELECT annex_id, state FROM requests ORDER BY id").fetchall()
 
 
 def test_annexes_in_two_regions_show_together(aws, moto_server, tmp_path):

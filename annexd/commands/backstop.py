@@ -29,6 +29,8 @@ def enforce_expired(ctx: Context) -> list[str]:
     """End what outlived its lease; the names of the annexes marked ended."""
     ended = []
     for row in ctx.journal.expired(ctx.clock()):
+        if ctx.stopping.is_set():  # the daemon stops: the next pass (after a start) goes on
+            break
         if ctx.may_recover(row) and _end(ctx, row):
             ended.append(row["annex_id"])
     return ended

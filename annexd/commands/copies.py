@@ -187,6 +187,8 @@ def copy_due(ctx: Context) -> int:
             del _COPIED[row_id]
     made = 0
     for region, annexes in sorted(by_region.items()):
+        if ctx.stopping.is_set():  # the daemon stops: the next pass (after a start) goes on
+            break
         try:
             made += sync(ctx.aws(region, None), annexes)
         except AwsError as error:

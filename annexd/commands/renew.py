@@ -128,6 +128,8 @@ def renew_due(ctx: Context) -> list[str]:
     now = ctx.clock()
     renewed = []
     for row in ctx.journal.live_rows():
+        if ctx.stopping.is_set():  # the daemon stops: the next pass (after a start) goes on
+            break
         plan = AnnexPlan.from_record(row["plan"])
         if due(ctx, row, plan, now) and renewable(ctx, row, plan) and \
                 _renew(ctx, row, plan, now):

@@ -33,7 +33,7 @@ import stat
 import sys
 import threading
 from types import SimpleNamespace
-from typing import Any, NoReturn
+from typing import Any, Callable, NoReturn
 
 import htcondor2
 
@@ -252,29 +252,54 @@ def _resolve_identity(service: AnnexService, settings: knobs.DaemonSettings) -> 
     log.info("condor_annexd's own AWS identity: %s", found.describe())
 
 
-def _start_lease_backstop(service: AnnexService, stop: threading.Event) -> None:
-    """Every ANNEXD_LEASE_CHECK_INTERVAL seconds, end annexes whose lease is over."""
-    def loop() -> None:
-        while not stop.wait(service.settings.lease_check_interval):
-            service.enforce_leases()
-    threading.Thread(target=loop, name="lease-backstop", daemon=True).start()
+class Passes:
+    """The daemon's periodic passes -- the lease backstop, the auto annexes, the token renewal
+    -- each on a thread of its own.
+
+    A stop is a stop between annexes, as it is between steps for a request: each pass looks
+    at ``service.stopping`` before it takes the next annex, and the daemon waits for the
+    annex each pass is on before it closes the journal and exits.  Abandoned, a pass was cut
+    off mid-call (moto saw a request's headers and then no body) and left its annex
+    ``ending`` for the next start.  The threads are still daemon threads, so that SIGQUIT
+    (``os._exit``) never waits for them.
+    """
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.threads: list[threading.Thread] = []
+
+    def every(self, name: str, interval: Callable[[], float], work: Callable[[], Any]) -> None:
+        """Run ``work`` every ``interval()`` seconds until the stop."""
+        def loop() -> None:
+            while not self.stop.wait(interval()):
+                work()
+        thread = threading.Thread(target=loop, name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def join(self) -> None:
+        """Wait for each pass to finish the annex it is on (call after the stop); a pass
+        still busy after a moment is named in the log, so a slow stop says why."""
+        for thread in self.threads:
+            thread.join(timeout=0.2)
+            if thread.is_alive():
+                log.info("stopping: waiting for the %s pass to finish the annex it is on",
+                         thread.name)
+                thread.join()
 
 
-def _start_auto_annexes(service: AnnexService, stop: threading.Event) -> None:
-    """Every ANNEX_DEMAND_INTERVAL seconds, size the auto annexes (annexd.commands.auto)."""
-    def loop() -> None:
-        while not stop.wait(service.settings.demand_interval):
-            service.steer_auto()
-    threading.Thread(target=loop, name="auto-annexes", daemon=True).start()
-
-
-def _start_token_renewal(service: AnnexService, stop: threading.Event) -> None:
-    """Renew live annexes' tokens at half their life (annexd.commands.renew), looking at least
-    eight times per token life so that a renewal is never late by more than an eighth."""
-    def loop() -> None:
-        while not stop.wait(renew.pass_interval(service.settings)):
-            service.renew_tokens()
-    threading.Thread(target=loop, name="token-renewal", daemon=True).start()
+def _start_passes(service: AnnexService, stop: threading.Event) -> Passes:
+    passes = Passes(stop)
+    # Every ANNEXD_LEASE_CHECK_INTERVAL seconds, end annexes whose lease is over.
+    passes.every("lease-backstop", lambda: service.settings.lease_check_interval,
+                 service.enforce_leases)
+    # Every ANNEX_DEMAND_INTERVAL seconds, size the auto annexes (annexd.commands.auto).
+    passes.every("auto-annexes", lambda: service.settings.demand_interval, service.steer_auto)
+    # Renew live annexes' tokens at half their life (annexd.commands.renew), looking at least
+    # eight times per token life so that a renewal is never late by more than an eighth.
+    passes.every("token-renewal", lambda: renew.pass_interval(service.settings),
+                 service.renew_tokens)
+    return passes
 
 
 def _open(settings: knobs.DaemonSettings) -> tuple[Journal, AnnexService, AnnexServer]:
@@ -340,6 +365,7 @@ def _serve(lifecycle: Lifecycle) -> int:
     if lifecycle.stop.is_set():
         service.stopping.set()
     master = MasterLink()
+    passes: Passes | None = None
     try:
         log.info("condor_annexd starting (region %s, journal %s)", settings.region,
                  settings.journal_path)
@@ -348,16 +374,17 @@ def _serve(lifecycle: Lifecycle) -> int:
         service.recover()
         master.ready()
         master.keep_alive(lifecycle.stop)
-        _start_lease_backstop(service, lifecycle.stop)
-        _start_auto_annexes(service, lifecycle.stop)
-        _start_token_renewal(service, lifecycle.stop)
+        passes = _start_passes(service, lifecycle.stop)
         log.info("condor_annexd ready")
         lifecycle.report.ready()
         lifecycle.serving = True
         server.serve_forever(poll_interval=0.1)  # a stop request is noticed within 0.1 s
     finally:
         lifecycle.stop.set()
-        server.server_close()
+        service.stopping.set()
+        server.server_close()  # waits for every request's thread
+        if passes is not None:
+            passes.join()
         journal.close()
     log.info("condor_annexd exiting with status 0")
     return EXIT_OK
@@ -405,12 +432,12 @@ def main(argv: list[str] | None = None) -> int:
 def _exit_now(status: int) -> NoReturn:
     """Exit once the daemon has stopped cleanly, without tearing the interpreter down.
 
-    By then every request's thread has finished (the server joins them on close) and the
-    journal is closed.  The exit handlers still run, as on a normal exit: logging's flush,
-    the executors' joins, and -daemonize's release of the pid file.  What is skipped is
+    By then every request's thread has finished (the server joins them on close), so has
+    the annex each periodic pass was on (:class:`Passes`), and the journal is closed.  The
+    exit handlers still run, as on a normal exit: logging's flush, the executors' joins, and
+    -daemonize's release of the pid file.  What is skipped is
     freeing the botocore service models and every other object one by one -- 0.3 to 0.4 s of
     CPU after a create, during which a master (or a restart) waits for the process to go.
-    The lease backstop is a daemon thread, which a normal exit abandons too.
     """
     atexit._run_exitfuncs()  # pylint: disable=protected-access
     for stream in (sys.stdout, sys.stderr):
