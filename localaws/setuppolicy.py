@@ -24,12 +24,14 @@ account administrator, whatever the stack's name):
 from __future__ import annotations
 
 import glob
+import importlib.util
 import json
 import os
 import sys
 from typing import Any
 
 from annexd.aws.stacks import SETUP_BOUNDARY_NAME, SETUP_ROLE_NAME
+from localaws import cfntemplate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.path.join(ROOT, "cfn", "setup-policy.json")
@@ -81,25 +83,24 @@ def templates() -> list[str]:
     return sorted(glob.glob(os.path.join(ROOT, "cfn", "*.yaml")))
 
 
-def _decode(path: str) -> dict[str, Any]:
-    from cfnlint.decode import decode_str
-    with open(path, encoding="utf-8") as handle:
-        template, errors = decode_str(handle.read())
-    if errors:
-        raise ValueError(f"{path}: {errors}")
-    return template
+def _cfnlint_dir() -> str:
+    """Where cfn-lint's data lies, found without importing it (its import is a second:
+    sympy, networkx)."""
+    spec = importlib.util.find_spec("cfnlint")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("cfn-lint is not installed (it is in the test environment)")
+    return spec.submodule_search_locations[0]
 
 
 def resource_types(paths: list[str]) -> set[str]:
     return {resource["Type"] for path in paths
-            for resource in _decode(path)["Resources"].values()}
+            for resource in cfntemplate.load(path)["Resources"].values()}
 
 
 def handler_permissions(types: set[str]) -> list[str]:
     """Every permission CloudFormation's handlers (create, read, update, delete, list) of
     ``types`` need, from the resource schemas cfn-lint ships."""
-    import cfnlint
-    schemas = os.path.join(os.path.dirname(cfnlint.__file__), "data", "schemas")
+    schemas = os.path.join(_cfnlint_dir(), "data", "schemas")
     with open(os.path.join(schemas, "providers", "us-east-1.json"), encoding="utf-8") as f:
         provider = json.load(f)
     actions: set[str] = set()
@@ -115,8 +116,7 @@ def handler_permissions(types: set[str]) -> list[str]:
 def iam_actions(actions: list[str]) -> list[str]:
     """Only what IAM knows (cfn-lint's copy of the service map, as its W3037 checks): some
     handler permissions name no IAM action (``s3:REST.PUT.OBJECT``), which a policy must not."""
-    import cfnlint
-    with open(os.path.join(os.path.dirname(cfnlint.__file__), "data", "AdditionalSpecs",
+    with open(os.path.join(_cfnlint_dir(), "data", "AdditionalSpecs",
                            "Policies.json"), encoding="utf-8") as handle:
         services = json.load(handle)
     known = {f"{service}:{action}".lower() for service, entry in services.items()
@@ -128,7 +128,7 @@ def role_actions(paths: list[str]) -> set[str]:
     """What the roles the setup stacks make may do (their inline policies' actions)."""
     found: set[str] = set()
     for path in paths:
-        for resource in _decode(path)["Resources"].values():
+        for resource in cfntemplate.load(path)["Resources"].values():
             for policy in resource.get("Properties", {}).get("Policies", []) \
                     if resource["Type"] == "AWS::IAM::Role" else []:
                 statements = policy["PolicyDocument"]["Statement"]

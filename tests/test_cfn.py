@@ -7,8 +7,8 @@ import os
 import subprocess
 
 import pytest
-from cfnlint.decode import decode_str
 
+from localaws import cfntemplate
 from localaws.iampolicy import Policy, Request, resolve, role_statements
 from localaws.pool import script
 
@@ -119,9 +119,7 @@ class Judged:
 
 
 def role_policy(template_name: str, role: str) -> Judged:
-    with open(os.path.join(ROOT, "cfn", template_name), encoding="utf-8") as handle:
-        template, errors = decode_str(handle.read())
-    assert not errors
+    template = cfntemplate.load(os.path.join(ROOT, "cfn", template_name))
     # instance-profile.yaml: as -setup makes it (ShareEveryAnnexsConfig "false")
     return Judged(Policy(role_statements(template, role, CONTEXT, {"Shared": False})))
 
@@ -237,9 +235,26 @@ def test_instance_role_may_find_its_annex_through_its_fleet():
     assert not policy.allows("ec2:DescribeTags", "*")  # finding 6: never used
 
 
+def test_the_template_reader_agrees_with_cfn_lints_decoder():
+    """localaws.cfntemplate (which the policy checks read the templates with) gives what
+    cfn-lint's own decoder gives, for every template: short forms as long forms,
+    ``!GetAtt A.B`` as a list, ``2010-09-09`` as text.  cfn-lint is imported here only."""
+    from cfnlint.decode import decode_str  # pylint: disable=import-outside-toplevel
+    paths = sorted(glob.glob(os.path.join(ROOT, "cfn", "*.yaml")))
+    assert len(paths) >= 4
+    for path in paths:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+        theirs, errors = decode_str(text)
+        assert errors == [], (path, errors)
+        assert cfntemplate.loads(text) == theirs, path
+    texts = [json.dumps(cfntemplate.load(path)) for path in paths]
+    for long_form in ('"Ref"', '"Fn::Sub"', '"Fn::GetAtt"', '"Fn::If"'):
+        assert any(long_form in text for text in texts), long_form
+
+
 def test_events_may_invoke_the_function_only_from_this_accounts_rules():
-    with open(os.path.join(ROOT, "cfn", "lease-function.yaml"), encoding="utf-8") as handle:
-        template, _ = decode_str(handle.read())
+    template = cfntemplate.load(os.path.join(ROOT, "cfn", "lease-function.yaml"))
     permission = template["Resources"]["LeaseFunctionPermission"]["Properties"]
     assert permission["Principal"] == "events.amazonaws.com"
     assert resolve(permission["SourceArn"], CONTEXT) == \
@@ -248,8 +263,7 @@ def test_events_may_invoke_the_function_only_from_this_accounts_rules():
 
 
 def test_bucket_is_private_encrypted_and_expires_stale_configs():
-    with open(os.path.join(ROOT, "cfn", "bucket.yaml"), encoding="utf-8") as handle:
-        template, _ = decode_str(handle.read())
+    template = cfntemplate.load(os.path.join(ROOT, "cfn", "bucket.yaml"))
     bucket = template["Resources"]["ConfigurationBucket"]["Properties"]
     assert all(bucket["PublicAccessBlockConfiguration"].values())
     assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
@@ -260,8 +274,7 @@ def test_bucket_is_private_encrypted_and_expires_stale_configs():
 
 def test_bucket_may_log_access_to_a_given_bucket():
     """Finding 8: reads of the secret-bearing objects can leave an audit trail."""
-    with open(os.path.join(ROOT, "cfn", "bucket.yaml"), encoding="utf-8") as handle:
-        template, _ = decode_str(handle.read())
+    template = cfntemplate.load(os.path.join(ROOT, "cfn", "bucket.yaml"))
     assert template["Parameters"]["AccessLogBucket"]["Default"] == ""
     logging = template["Resources"]["ConfigurationBucket"]["Properties"]["LoggingConfiguration"]
     condition, when_set, _ = logging["Fn::If"]
@@ -272,8 +285,7 @@ def test_bucket_may_log_access_to_a_given_bucket():
 def test_lease_function_logs_expire_and_its_concurrency_is_reserved():
     """Finding 8: a log group with a retention (default 30 days), and a small reserved
     concurrency, so that the account's other functions cannot starve it."""
-    with open(os.path.join(ROOT, "cfn", "lease-function.yaml"), encoding="utf-8") as handle:
-        template, _ = decode_str(handle.read())
+    template = cfntemplate.load(os.path.join(ROOT, "cfn", "lease-function.yaml"))
     assert template["Parameters"]["LogRetentionDays"]["Default"] == 30
     group = template["Resources"]["LeaseFunctionLogGroup"]["Properties"]
     assert group["LogGroupName"] == "/aws/lambda/HTCondorAnnex-LeaseFunction"
@@ -286,8 +298,7 @@ def test_lease_function_logs_expire_and_its_concurrency_is_reserved():
 
 
 def test_security_group_keeps_ssh_closed_by_default():
-    with open(os.path.join(ROOT, "cfn", "security-group.yaml"), encoding="utf-8") as handle:
-        template, _ = decode_str(handle.read())
+    template = cfntemplate.load(os.path.join(ROOT, "cfn", "security-group.yaml"))
     ingress = template["Resources"]["AnnexSecurityGroup"]["Properties"]["SecurityGroupIngress"]
     assert [(rule["FromPort"], rule["ToPort"]) for rule in ingress] == [(9618, 9618)]
     assert template["Resources"]["SSHIngress"]["Condition"] == "AllowSSH"

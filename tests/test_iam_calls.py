@@ -14,12 +14,11 @@ import os
 from typing import Callable
 
 import pytest
-from cfnlint.decode import decode_str
 
 from condor_annex import roletemplate
 from iam_scenarios import (ACCOUNT, DAEMON_KEY, INSTANCE_KEY, LEASE_KEY, SETUP_KEY, USER_KEY,
                            Facts, Recording, record_everything)
-from localaws import daemonpolicy, setuppolicy
+from localaws import cfntemplate, daemonpolicy, setuppolicy
 from localaws.iamactions import Resources, requests_of
 from localaws.iampolicy import (Policy, Request, action_matches, as_principal, assumed_role_keys,
                                 document_statements, role_statements)
@@ -44,10 +43,7 @@ def base_context(facts: Facts) -> dict[str, str]:
 
 
 def template(name: str) -> dict:
-    with open(os.path.join(CFN, name), encoding="utf-8") as handle:
-        parsed, errors = decode_str(handle.read())
-    assert not errors, errors
-    return parsed
+    return cfntemplate.load(os.path.join(CFN, name))
 
 
 def user_policy(facts: Facts) -> Policy:
