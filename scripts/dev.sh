@@ -156,16 +156,17 @@ if [ ! -e "$stamp" ]; then
 fi
 
 # Every process this script starts -- pytest's workers, the emulators, each daemon, condor_annex
-# and instance-side run of the suite, the benchmark's, the demo's -- caches the bytecode of what
-# it imports in $VENV/pycache, where the next one finds it.  Where the environment says
-# PYTHONDONTWRITEBYTECODE (this project's machines do) Python reads .pyc files but never writes
-# them, so every process compiled boto3, botocore, the HTCondor bindings and our own modules
-# from source again: 0.26 s of each daemon's start and a third of each condor_annex's CPU
-# (docs/testing.md, "The suite's time").  The cache lives in the virtualenv, so the tree and
-# the installed packages stay as they are, and it goes when the virtualenv is made anew.  A
-# stale .pyc is never used: Python compares it with its source.
-PYTHONPYCACHEPREFIX="$(cd "$VENV" && pwd)/pycache"
-export PYTHONPYCACHEPREFIX
+# and instance-side run of the suite, the benchmark's, the demo's -- writes the bytecode of
+# what it imports beside the source (the virtualenv's packages, the tree's __pycache__
+# directories, which git ignores), where the next one finds it.  Where the environment says
+# PYTHONDONTWRITEBYTECODE (this project's machines do) Python reads .pyc files but never
+# writes them, so every process compiled boto3, botocore, the HTCondor bindings and our own
+# modules from source again: 0.26 s of each daemon's start and a third of each condor_annex's
+# CPU (docs/testing.md, "The suite's time").  Not PYTHONPYCACHEPREFIX: under it every
+# interpreter ignores the .pyc files installed beside its sources and compiles its standard
+# library, and pip in each of the packaging tests' virtualenvs, again (tried: a fresh clone
+# wrote 144 MB of bytecode there, the pyenv and Debian standard libraries among it).
+# A stale .pyc is never used: Python compares it with its source.
 unset PYTHONDONTWRITEBYTECODE
 
 command=${1:-}
