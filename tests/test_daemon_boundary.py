@@ -12,6 +12,7 @@ import signal
 import socket
 import stat
 import subprocess
+import threading
 import time
 
 import pytest
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 from annexd.rpc import protocol
 from annexd.state.journal import Journal
 from annexd.config.knobs import Caps, DaemonSettings, PoolSettings, RegionSettings
+from annexd.rpc.server import AnnexServer
 from annexd.rpc.service import AnnexService, Peer
 from localaws.master import DC_CHILDALIVE, DC_SET_READY, MasterStandIn
 from localaws.pool import AnnexDaemon, LocalPool, script
@@ -325,3 +327,26 @@ def test_only_root_and_the_daemons_user_run_setup_with_the_daemons_identity(moto
         done = client.call(shared_pool.socket_path, setup)
         assert done["ok"], done
     assert len(stacks.describe_stacks()["Stacks"]) == 4
+
+
+def test_a_stop_ends_the_socket_loop_at_once_not_at_its_next_poll(fuzz_service, tmp_path):
+    """AnnexServer.stop_serving wakes socketserver's select(): with a 30 s poll interval the
+    loop still ends at once (it used to wait out the interval: 0.1 s of every daemon stop),
+    and the connection that woke it is never served as a request."""
+    path = str(tmp_path / "annexd.sock")
+    server = AnnexServer(path, fuzz_service)
+    served = []
+    server.process_request = lambda request, address: served.append(request)  # type: ignore
+    loop = threading.Thread(target=server.serve_forever, args=(30.0,))
+    loop.start()
+    try:
+        wait_for(lambda: os.path.exists(path), "the socket")
+        started = time.monotonic()
+        server.stop_serving()
+        loop.join(timeout=10)
+        assert not loop.is_alive() and time.monotonic() - started < 10
+        assert served == []
+    finally:
+        if loop.is_alive():
+            server.shutdown()
+        server.server_close()

@@ -194,7 +194,7 @@ class Lifecycle:
         if self.service is not None:
             self.service.stopping.set()
         if self.server is not None:
-            threading.Thread(target=self.server.shutdown, daemon=True).start()
+            threading.Thread(target=self.server.stop_serving, daemon=True).start()
 
     def quit_fast(self, _signum: int, _frame: Any = None) -> None:
         log.info("got SIGQUIT: exiting now; the journal lets the next start resume")
@@ -378,7 +378,7 @@ def _serve(lifecycle: Lifecycle) -> int:
         log.info("condor_annexd ready")
         lifecycle.report.ready()
         lifecycle.serving = True
-        server.serve_forever(poll_interval=0.1)  # a stop request is noticed within 0.1 s
+        server.serve_forever(poll_interval=0.1)  # a stop wakes it (AnnexServer.stop_serving)
     finally:
         lifecycle.stop.set()
         service.stopping.set()

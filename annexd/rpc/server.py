@@ -191,6 +191,24 @@ class AnnexServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             if not self._per_user[peer.uid]:
                 del self._per_user[peer.uid]
 
+    def stop_serving(self) -> None:
+        """End ``serve_forever`` now, from another thread; returns once it has ended.
+
+        socketserver's loop looks at its stop flag only when its ``select()`` returns, that
+        is every ``poll_interval``: every stop (``condor_off``, each of the test suite's few
+        hundred daemons) waited out the interval.  A connection to our own socket makes the
+        ``select()`` return at once.  The flag ``shutdown()`` sets is set first, so the loop
+        leaves without taking that connection (were it taken, it would get the "bad message"
+        reply of any empty connection); the listening socket's close drops it."""
+        self._BaseServer__shutdown_request = True  # what shutdown() sets before it waits
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as wake:
+                wake.settimeout(1.0)
+                wake.connect(self.path)
+        except OSError:  # not listening, or gone: the loop still notices at its next poll
+            pass
+        self.shutdown()
+
     def server_close(self) -> None:
         super().server_close()
         try:
