@@ -435,9 +435,9 @@ def _exit_now(status: int) -> NoReturn:
     By then every request's thread has finished (the server joins them on close), so has
     the annex each periodic pass was on (:class:`Passes`), and the journal is closed.  The
     exit handlers still run, as on a normal exit: logging's flush, the executors' joins, and
-    -daemonize's release of the pid file.  What is skipped is
-    freeing the botocore service models and every other object one by one -- 0.3 to 0.4 s of
-    CPU after a create, during which a master (or a restart) waits for the process to go.
+    -daemonize's release of the pid file.  What is skipped is freeing the botocore service
+    models and every other object one by one -- 0.3 to 0.4 s of CPU after a create, during
+    which a master (or a restart) waits for the process to go.
     """
     atexit._run_exitfuncs()  # pylint: disable=protected-access
     for stream in (sys.stdout, sys.stderr):
