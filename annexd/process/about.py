@@ -63,7 +63,8 @@ DESCRIPTION = (
 SIGNALS = Section("Signals", (
     ("SIGTERM, SIGINT", "stop accepting requests; each request in flight finishes the step it "
                         "is in, is journaled, and its client is told to run the command again; "
-                        "then exit 0"),
+                        "each periodic pass (lease backstop, auto annexes, token renewal) "
+                        "finishes the annex it is on and takes no other; then exit 0"),
     ("SIGQUIT", "exit 0 at once (the journal makes that safe)"),
     ("SIGHUP", "re-read the configuration (condor_reconfig sends it); requests in flight keep "
                "their settings"),
