@@ -1,6 +1,7 @@
 """Shared fixtures: a real moto server, a real HTCondor config, a real condor_annexd process."""
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -256,12 +257,37 @@ class CfnLint:
 
 
 @pytest.fixture(scope="session")
-def cfn_lint(tmp_path_factory: pytest.TempPathFactory) -> CfnLint:
+def cfn_lint(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> CfnLint:
     """cfn-lint's findings for cfn/'s four templates, -setup's role, a generated annex role
-    and a known-bad template, from one run per worker: each run of the command spends about
-    2 s loading its rules and schemas, whatever it lints (tests/test_cfn.py)."""
+    and a known-bad template, from one run per test session: each run of the command spends
+    about 2 s loading its rules and schemas whatever it lints (tests/test_cfn.py), more in a
+    fresh checkout (its first imports compile sympy).  pytest-xdist's workers share the run
+    through their session's directory: the first to ask runs it, under a lock, and the
+    others read its findings."""
+    if worker_id == "master":  # one process: nobody to share with
+        return _lint_everything(str(tmp_path_factory.mktemp("cfn-lint")))
+    shared = tmp_path_factory.getbasetemp().parent  # this session's, the workers' parent
+    with open(shared / "cfn-lint.lock", "a", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = shared / "cfn-lint.json"
+        if done.exists():
+            saved = json.loads(done.read_text(encoding="utf-8"))
+            return CfnLint(saved["findings"], subprocess.CompletedProcess(**saved["generated"]),
+                           saved["generated_path"], saved["broken"])
+        directory = shared / "cfn-lint"
+        directory.mkdir()
+        found = _lint_everything(str(directory))
+        generated = found.generated
+        done.write_text(json.dumps({
+            "findings": found.findings, "generated_path": found.generated_path,
+            "broken": found.broken, "generated": {
+                "args": generated.args, "returncode": generated.returncode,
+                "stdout": generated.stdout, "stderr": generated.stderr}}), encoding="utf-8")
+        return found
+
+
+def _lint_everything(directory: str) -> CfnLint:
     from test_cfn import BROKEN, SETUP_ROLE, TEMPLATES, generate_role, lint_all
-    directory = str(tmp_path_factory.mktemp("cfn-lint"))
     generated, generated_path = generate_role(directory)
     broken = os.path.join(directory, "broken.yaml")
     with open(broken, "w", encoding="utf-8") as handle:
