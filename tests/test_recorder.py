@@ -26,8 +26,9 @@ def test_a_recorded_call_has_the_parameters_its_client_sent():
 
 
 def test_a_body_the_recording_lost_is_named_not_judged_as_empty():
-    """Seen once on a loaded machine (docs/testing.md): a DescribeRule recorded with no body,
-    which the IAM mapping then met as a call without Name (KeyError)."""
+    """Seen twice (docs/testing.md, "A flake, explained"): a daemon that quit between a
+    request's headers and its body left moto a DescribeRule recorded with no body, which the
+    IAM mapping then met as a call without Name (KeyError)."""
     with pytest.raises(BodyLost, match=r"lost the 19-byte body of a request to events "
                                        r"\(AWSEvents.DescribeRule"):
         parse(entry(b"", 19))
