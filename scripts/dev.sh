@@ -64,15 +64,16 @@ run_uv() {
         # The interpreter's own pip installs into the new virtualenv from outside it (pip
         # 22.3 and later: --python), which spares the virtualenv a pip of its own (ensurepip:
         # 6 s of a fresh clone's set-up); where there is no such pip, ensurepip gives one.
+        local -a pip
         if "$PYTHON" -m pip --python "$PYTHON" --version >/dev/null 2>&1; then
             make_venv "$TOOLS" --without-pip
-            "$PYTHON" -m pip --python "$TOOLS/bin/python" install -q \
-                --disable-pip-version-check --require-hashes --no-deps -r "$TOOLS_LOCK"
+            pip=("$PYTHON" -m pip --python "$TOOLS/bin/python")
         else
             make_venv "$TOOLS"
-            "$TOOLS/bin/python" -m pip install -q --disable-pip-version-check \
-                --require-hashes --no-deps -r "$TOOLS_LOCK"
+            pip=("$TOOLS/bin/python" -m pip)
         fi
+        "${pip[@]}" install -q --disable-pip-version-check --require-hashes --no-deps \
+            -r "$TOOLS_LOCK"
         touch "$stamp"
     fi
     "$TOOLS/bin/uv" "$@"

@@ -149,9 +149,7 @@ def steer_all(ctx: Context) -> list[str]:
     except DemandError as error:
         found, unreadable = None, str(error)
     seen = []
-    for row in ctx.journal.live_rows():
-        if ctx.stopping.is_set():  # the daemon stops: the next cycle (after a start) goes on
-            break
+    for row in ctx.until_stopping(ctx.journal.live_rows()):
         plan = AnnexPlan.from_record(row["plan"])
         if not plan.auto or row["state"] != RequestState.ACTIVE:
             continue

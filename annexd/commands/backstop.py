@@ -28,9 +28,7 @@ log = logging.getLogger("annexd.operate")
 def enforce_expired(ctx: Context) -> list[str]:
     """End what outlived its lease; the names of the annexes marked ended."""
     ended = []
-    for row in ctx.journal.expired(ctx.clock()):
-        if ctx.stopping.is_set():  # the daemon stops: the next pass (after a start) goes on
-            break
+    for row in ctx.until_stopping(ctx.journal.expired(ctx.clock())):
         if ctx.may_recover(row) and _end(ctx, row):
             ended.append(row["annex_id"])
     return ended

@@ -12,7 +12,7 @@ import binascii
 import pwd
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from annexd.aws import identity
 from annexd.process import privileges
@@ -24,6 +24,8 @@ from annexd.state.journal import Journal, StateChanged
 from annexd.config.knobs import DaemonSettings
 from annexd.state.lifecycle import RequestState
 from annexd.launch.plan import AnnexPlan, InvalidRequest
+
+T = TypeVar("T")
 
 
 class OperationError(Exception):
@@ -81,6 +83,15 @@ class Context:
                         max_attempts=settings.aws_max_attempts,
                         timeout_seconds=settings.aws_timeout_seconds,
                         function_check_seconds=settings.function_check_seconds)
+
+    def until_stopping(self, items: Iterable[T]) -> Iterator[T]:
+        """``items`` one by one until the daemon is asked to stop: a periodic pass (backstop,
+        renewal, copies, auto annexes) finishes the annex it is on and takes no other; the
+        next start's pass goes on (annexd.process.main.Passes waits for it)."""
+        for item in items:
+            if self.stopping.is_set():
+                return
+            yield item
 
     def may_recover(self, row: dict[str, Any], plan: AnnexPlan | None = None) -> bool:
         """Whether the daemon can drive this request with its own identity: only in the

@@ -186,9 +186,7 @@ def copy_due(ctx: Context) -> int:
         for row_id in set(_COPIED) - live:
             del _COPIED[row_id]
     made = 0
-    for region, annexes in sorted(by_region.items()):
-        if ctx.stopping.is_set():  # the daemon stops: the next pass (after a start) goes on
-            break
+    for region, annexes in ctx.until_stopping(sorted(by_region.items())):
         try:
             made += sync(ctx.aws(region, None), annexes)
         except AwsError as error:

@@ -127,9 +127,7 @@ def renew_due(ctx: Context) -> list[str]:
     :data:`TOUCH_SECONDS` old); the names of those renewed."""
     now = ctx.clock()
     renewed = []
-    for row in ctx.journal.live_rows():
-        if ctx.stopping.is_set():  # the daemon stops: the next pass (after a start) goes on
-            break
+    for row in ctx.until_stopping(ctx.journal.live_rows()):
         plan = AnnexPlan.from_record(row["plan"])
         if due(ctx, row, plan, now) and renewable(ctx, row, plan) and \
                 _renew(ctx, row, plan, now):
