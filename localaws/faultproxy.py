@@ -72,6 +72,48 @@ def operation_of(method: str, path: str, headers: http.client.HTTPMessage, body:
     return f"s3:{ {'PUT': 'PutObject', 'DELETE': 'DeleteObject'}.get(method, method) }"
 
 
+class _Upstream:
+    """The connection to moto of one caller's connection, kept open between its calls (as
+    the emulator keeps them: localaws.moto_main), and opened again when moto has closed it."""
+
+    def __init__(self, address: tuple[str, int], timeout: float):
+        self._address, self._timeout = address, timeout
+        self._connection: http.client.HTTPConnection | None = None
+
+    def send(self, method: str, path: str, body: bytes,
+             headers: dict[str, str]) -> tuple[int, list[tuple[str, str]], bytes]:
+        reused = self._connection is not None
+        try:
+            return self._send(method, path, body, headers)
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            self.close()
+            if not reused:
+                raise
+            # An idle connection moto closed: the request never reached it; send it anew.
+            return self._send(method, path, body, headers)
+
+    def _send(self, method: str, path: str, body: bytes,
+              headers: dict[str, str]) -> tuple[int, list[tuple[str, str]], bytes]:
+        if self._connection is None:
+            self._connection = http.client.HTTPConnection(*self._address,
+                                                          timeout=self._timeout)
+        try:
+            self._connection.request(method, path, body=body or None, headers=headers)
+            response = self._connection.getresponse()
+            answer = response.status, response.getheaders(), response.read()
+        except BaseException:
+            self.close()
+            raise
+        if response.will_close:
+            self.close()
+        return answer
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
 class FaultProxy:
     def __init__(self, upstream_url: str, *, latency: float = 0.0, stall_seconds: float = 5.0,
                  upstream_timeout: float = 60.0):
@@ -129,17 +171,12 @@ class FaultProxy:
                     return fault.kind
         return None
 
-    def _forward(self, method: str, path: str, headers: http.client.HTTPMessage,
+    def _forward(self, upstream: "_Upstream", method: str, path: str,
+                 headers: http.client.HTTPMessage,
                  body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
-        connection = http.client.HTTPConnection(*self.upstream, timeout=self.upstream_timeout)
-        try:
-            forwarded = {k: v for k, v in headers.items()
-                         if k.lower() not in ("connection", "expect", "transfer-encoding")}
-            connection.request(method, path, body=body or None, headers=forwarded)
-            response = connection.getresponse()
-            return response.status, response.getheaders(), response.read()
-        finally:
-            connection.close()
+        forwarded = {k: v for k, v in headers.items()
+                     if k.lower() not in ("connection", "expect", "transfer-encoding")}
+        return upstream.send(method, path, body, forwarded)
 
     def _handler_class(self) -> type[http.server.BaseHTTPRequestHandler]:
         proxy = self
@@ -156,6 +193,13 @@ class FaultProxy:
 
             def log_message(self, *args: object) -> None:  # quiet
                 pass
+
+            def handle(self) -> None:
+                self.upstream = _Upstream(proxy.upstream, proxy.upstream_timeout)
+                try:
+                    super().handle()
+                finally:
+                    self.upstream.close()
 
             def _relay(self) -> None:
                 started = time.perf_counter()
@@ -180,8 +224,8 @@ class FaultProxy:
                     return
                 if kind == "delay":
                     proxy._stall()
-                status, headers, payload = proxy._forward(self.command, self.path,
-                                                          self.headers, body)
+                status, headers, payload = proxy._forward(self.upstream, self.command,
+                                                          self.path, self.headers, body)
                 if kind == "delay-after":
                     proxy._stall()
                 if kind in ("reset-after", "stall-after"):

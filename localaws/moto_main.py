@@ -15,13 +15,21 @@ It also leaves out werkzeug's access log, a line per request ("POST / 200": no a
 answer) formatted and written under a lock: 4% of the emulator's CPU in the suite.
 ``ANNEX_MOTO_ACCESS_LOG=1`` puts it back.  Errors are logged as before.
 
+And it keeps connections open between requests, as AWS's endpoints do (:func:`keep_alive`):
+werkzeug's development server ends every connection after one answer, so each call of every
+client (botocore's pool, in the tests, the daemons and the instance side) paid for a new
+connection, a new server thread and werkzeug's 10 ms wait for stray bytes after each answer:
+a quarter of the emulator's CPU per call, and a tenth of its callers'.
+
 Usage: ``python -m localaws.moto_main -H 127.0.0.1 -p PORT`` (moto.server's own options).
 """
 from __future__ import annotations
 
 import functools
 import os
-from typing import Iterable
+import selectors
+import threading
+from typing import Any, Iterable
 
 
 def listed_once() -> None:
@@ -56,10 +64,92 @@ def without_access_log() -> None:
     serving.WSGIRequestHandler.log_request = log_request  # type: ignore[method-assign]
 
 
+class _AnswerState(threading.local):
+    """Per server thread: whether the answer being written keeps its connection open."""
+    keeps_connection = False
+
+
+_ANSWER = _AnswerState()
+
+
+class _DiscardOnlyOnClose:
+    """werkzeug's discarding of stray bytes, only after an answer that closes its connection.
+
+    After each answer werkzeug reads whatever the client sends within 10 ms and throws it
+    away: safe only because it closes every connection.  On a connection kept open those
+    bytes are the client's next request, so there is nothing to discard (and nothing to wait
+    for); after an answer that closes it, werkzeug's reading is kept, for the reason it has
+    (the client sees the answer, not a reset).  It stands in for werkzeug's ``selectors``.
+    """
+
+    EVENT_READ = selectors.EVENT_READ
+
+    class DefaultSelector:
+        def __init__(self) -> None:
+            self._selector = None if _ANSWER.keeps_connection else selectors.DefaultSelector()
+
+        def register(self, fileobj: Any, events: int) -> None:
+            if self._selector is not None:
+                self._selector.register(fileobj, events)
+
+        def select(self, timeout: float | None = None) -> list:
+            return self._selector.select(timeout) if self._selector is not None else []
+
+        def close(self) -> None:
+            if self._selector is not None:
+                self._selector.close()
+
+
+def keep_alive() -> None:
+    """werkzeug's request handler keeps a connection open after an answer, as HTTP/1.1 and
+    AWS's endpoints do, whenever that is safe: the request's body was read to its end.
+
+    werkzeug writes ``Connection: close`` into every answer because Python's http.server
+    cannot tell where a request whose body was not read ends.  Here each body is read through
+    a stream bounded by its ``Content-Length``; when the answer starts and that stream is
+    at its end (or there was no body), the ``Connection: close`` is left out and the server
+    thread waits for the connection's next request.  A body left unread, a chunked one, or a
+    client asking to close gets werkzeug's answer unchanged.  Answers go out at once
+    (TCP_NODELAY): headers and body are two writes, and Nagle's algorithm would hold the
+    second back until the client acknowledges the first.
+    """
+    from werkzeug import serving
+    from werkzeug.wsgi import LimitedStream
+
+    handler = serving.WSGIRequestHandler
+    handler.disable_nagle_algorithm = True
+    make_environ, send_header = handler.make_environ, handler.send_header
+
+    def bounded_environ(self: serving.WSGIRequestHandler) -> dict[str, Any]:
+        environ = make_environ(self)
+        _ANSWER.keeps_connection = False
+        if not environ.get("wsgi.input_terminated"):  # chunked: left as werkzeug reads it
+            self.annex_body = LimitedStream(environ["wsgi.input"],
+                                            int(environ.get("CONTENT_LENGTH") or 0))
+            environ["wsgi.input"] = self.annex_body
+        else:
+            self.annex_body = None
+        return environ
+
+    def closing_only_when_needed(self: serving.WSGIRequestHandler, keyword: str,
+                                 value: str) -> None:
+        if keyword.lower() == "connection" and value.lower() == "close" and \
+                not self.close_connection and \
+                getattr(self, "annex_body", None) is not None and self.annex_body.is_exhausted:
+            _ANSWER.keeps_connection = True
+            return
+        send_header(self, keyword, value)
+
+    handler.make_environ = bounded_environ  # type: ignore[method-assign]
+    handler.send_header = closing_only_when_needed  # type: ignore[method-assign]
+    serving.selectors = _DiscardOnlyOnClose  # type: ignore[attr-defined]
+
+
 def main() -> None:
     listed_once()
     if os.environ.get("ANNEX_MOTO_ACCESS_LOG") != "1":
         without_access_log()
+    keep_alive()
     from moto import server
 
     server.main()

@@ -94,3 +94,63 @@ def test_every_image_of_motos_that_the_project_names_is_kept():
         named |= set(re.findall(r"ami-[0-9a-f]{8,17}", handle.read()))
     assert "ami-1e749f67" in named
     assert named & motos == set(IMAGES)
+
+
+def _answer(sock, head: bytes) -> tuple[bytes, bytes]:
+    """Read one HTTP answer from ``sock`` (its head and body, by Content-Length), after
+    ``head`` bytes already read; returns (this answer's head, what follows it)."""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(65536)
+        assert chunk, head
+        head += chunk
+    answer, _, rest = head.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":", 1)[1] for line in answer.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")))
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        assert chunk, answer
+        rest += chunk
+    return answer, rest[length:]
+
+
+LIST_RULES = (b"POST / HTTP/1.1\r\nHost: events.us-east-1.amazonaws.com\r\n"
+              b"X-Amz-Target: AWSEvents.ListRules\r\nContent-Type: application/x-amz-json-1.1\r\n"
+              b"Authorization: AWS4-HMAC-SHA256 Credential=testing/20261208/us-east-1/events/"
+              b"aws4_request, SignedHeaders=host, Signature=0\r\n"
+              b"Content-Length: 2\r\n\r\n{}")
+
+
+def test_a_connection_carries_the_next_request_even_one_sent_at_once(moto_server):
+    """The emulator keeps a connection open after an answer whose request it read to the
+    end, as AWS does; two requests sent together (the second within werkzeug's 10 ms of
+    discarding) are both answered, in order, on the one connection."""
+    import socket
+    with socket.create_connection(("127.0.0.1", moto_server.port), timeout=10) as sock:
+        sock.sendall(LIST_RULES + LIST_RULES)
+        first, rest = _answer(sock, b"")
+        second, rest = _answer(sock, rest)
+        sock.sendall(LIST_RULES)
+        third, _ = _answer(sock, rest)
+    for head in (first, second, third):
+        assert head.startswith(b"HTTP/1.1 200"), head
+        assert b"connection: close" not in head.lower(), head
+
+
+def test_a_request_whose_body_was_not_read_closes_its_connection(moto_server):
+    """Where the emulator left a body unread it cannot tell where the next request starts:
+    that answer says ``Connection: close``, as werkzeug's every answer did (a route moto
+    does not have: answered without reading the body), and the next request goes on a new
+    connection."""
+    import http.client
+    connection = http.client.HTTPConnection("127.0.0.1", moto_server.port, timeout=10)
+    try:
+        connection.request("GET", "/moto-api/no-such-route", body=b"x" * 1000)
+        response = connection.getresponse()
+        response.read()
+        assert (response.status, response.getheader("Connection")) == (404, "close")
+        connection.request("GET", "/moto-api/no-such-route")
+        again = connection.getresponse()
+        again.read()
+        assert (again.status, again.getheader("Connection")) == (404, None)
+    finally:
+        connection.close()
