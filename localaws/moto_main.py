@@ -118,28 +118,32 @@ def keep_alive() -> None:
 
     handler = serving.WSGIRequestHandler
     handler.disable_nagle_algorithm = True
+    handle_one_request = handler.handle_one_request
     make_environ, send_header = handler.make_environ, handler.send_header
+
+    def one_request(self: serving.WSGIRequestHandler) -> None:
+        # Only this request's body counts (an answer to a malformed request closes).
+        _ANSWER.keeps_connection, self.annex_body = False, None
+        handle_one_request(self)
 
     def bounded_environ(self: serving.WSGIRequestHandler) -> dict[str, Any]:
         environ = make_environ(self)
-        _ANSWER.keeps_connection = False
         if not environ.get("wsgi.input_terminated"):  # chunked: left as werkzeug reads it
             self.annex_body = LimitedStream(environ["wsgi.input"],
                                             int(environ.get("CONTENT_LENGTH") or 0))
             environ["wsgi.input"] = self.annex_body
-        else:
-            self.annex_body = None
         return environ
 
     def closing_only_when_needed(self: serving.WSGIRequestHandler, keyword: str,
                                  value: str) -> None:
         if keyword.lower() == "connection" and value.lower() == "close" and \
                 not self.close_connection and \
-                getattr(self, "annex_body", None) is not None and self.annex_body.is_exhausted:
+                self.annex_body is not None and self.annex_body.is_exhausted:
             _ANSWER.keeps_connection = True
             return
         send_header(self, keyword, value)
 
+    handler.handle_one_request = one_request  # type: ignore[method-assign]
     handler.make_environ = bounded_environ  # type: ignore[method-assign]
     handler.send_header = closing_only_when_needed  # type: ignore[method-assign]
     serving.selectors = _DiscardOnlyOnClose  # type: ignore[attr-defined]

@@ -75,10 +75,14 @@ def keys_of(action: str, resources: list[str]) -> set[str]:
     return found
 
 
+#: Every shipped statement, read once (each case below looks up its own statements).
+STATEMENTS = list(shipped_statements())
+
+
 def conditioned() -> list[tuple[str, str, str]]:
     """(where, action, condition key) of every condition of every shipped statement."""
     out = []
-    for where, statement in shipped_statements():
+    for where, statement in STATEMENTS:
         for _operator, checks in statement.get("Condition", {}).items():
             for key in checks:
                 for action in _listed(statement["Action"]):
@@ -100,7 +104,7 @@ def test_the_policies_use_owner_conditions():
 @pytest.mark.parametrize("where, action, key", CASES,
                          ids=[f"{w}:{a}:{k}" for w, a, k in CASES])
 def test_each_condition_key_applies_to_its_action(where, action, key):
-    statement_resources = [_listed(s.get("Resource", "*")) for w, s in shipped_statements()
+    statement_resources = [_listed(s.get("Resource", "*")) for w, s in STATEMENTS
                            if w == where and action in _listed(s["Action"])
                            and key in {k for c in s.get("Condition", {}).values() for k in c}]
     resources = [str(r) for group in statement_resources for r in group]

@@ -154,3 +154,17 @@ def test_a_request_whose_body_was_not_read_closes_its_connection(moto_server):
         assert (again.status, again.getheader("Connection")) == (404, None)
     finally:
         connection.close()
+
+
+def test_a_malformed_request_after_a_good_one_closes_the_connection(moto_server):
+    """An answer http.server gives itself (here 431: a header line too long) closes the
+    connection, whatever the request before it on that connection was."""
+    import socket
+    with socket.create_connection(("127.0.0.1", moto_server.port), timeout=10) as sock:
+        sock.sendall(LIST_RULES)
+        first, rest = _answer(sock, b"")
+        sock.sendall(b"GET / HTTP/1.1\r\nX-Long: " + b"a" * 70_000 + b"\r\n\r\n")
+        refused, _ = _answer(sock, rest)
+    assert b"connection: close" not in first.lower(), first
+    assert refused.startswith(b"HTTP/1.1 431") and b"connection: close" in refused.lower(), \
+        refused
