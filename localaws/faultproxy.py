@@ -73,32 +73,24 @@ def operation_of(method: str, path: str, headers: http.client.HTTPMessage, body:
 
 
 class _Upstream:
-    """The connection to moto of one caller's connection, kept open between its calls (as
-    the emulator keeps them: localaws.moto_main), and opened again when moto has closed it."""
+    """The connection to moto of one caller's connection, kept open between its calls as the
+    emulator keeps them (localaws.moto_main), and opened again after an answer that closed
+    it (or a failure)."""
 
     def __init__(self, address: tuple[str, int], timeout: float):
         self._address, self._timeout = address, timeout
         self._connection: http.client.HTTPConnection | None = None
 
-    def send(self, method: str, path: str, body: bytes,
-             headers: dict[str, str]) -> tuple[int, list[tuple[str, str]], bytes]:
-        reused = self._connection is not None
-        try:
-            return self._send(method, path, body, headers)
-        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-            self.close()
-            if not reused:
-                raise
-            # An idle connection moto closed: the request never reached it; send it anew.
-            return self._send(method, path, body, headers)
-
-    def _send(self, method: str, path: str, body: bytes,
-              headers: dict[str, str]) -> tuple[int, list[tuple[str, str]], bytes]:
+    def send(self, method: str, path: str, headers: http.client.HTTPMessage,
+             body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Forward one request (less its hop-by-hop headers); its status, headers, body."""
+        forwarded = {k: v for k, v in headers.items()
+                     if k.lower() not in ("connection", "expect", "transfer-encoding")}
         if self._connection is None:
             self._connection = http.client.HTTPConnection(*self._address,
                                                           timeout=self._timeout)
         try:
-            self._connection.request(method, path, body=body or None, headers=headers)
+            self._connection.request(method, path, body=body or None, headers=forwarded)
             response = self._connection.getresponse()
             answer = response.status, response.getheaders(), response.read()
         except BaseException:
@@ -171,13 +163,6 @@ class FaultProxy:
                     return fault.kind
         return None
 
-    def _forward(self, upstream: "_Upstream", method: str, path: str,
-                 headers: http.client.HTTPMessage,
-                 body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
-        forwarded = {k: v for k, v in headers.items()
-                     if k.lower() not in ("connection", "expect", "transfer-encoding")}
-        return upstream.send(method, path, body, forwarded)
-
     def _handler_class(self) -> type[http.server.BaseHTTPRequestHandler]:
         proxy = self
 
@@ -224,8 +209,8 @@ class FaultProxy:
                     return
                 if kind == "delay":
                     proxy._stall()
-                status, headers, payload = proxy._forward(self.upstream, self.command,
-                                                          self.path, self.headers, body)
+                status, headers, payload = self.upstream.send(self.command, self.path,
+                                                              self.headers, body)
                 if kind == "delay-after":
                     proxy._stall()
                 if kind in ("reset-after", "stall-after"):
